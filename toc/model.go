@@ -77,7 +77,8 @@ func (t EntryType) String() string {
 // cover [0, Size) in order without gaps.
 type Entry struct {
 	// Name is the cleaned, slash-separated path relative to the layer root:
-	// "usr/bin/sh", never "/usr/bin/sh", "./usr/bin/sh" or "".
+	// "usr/bin/sh", never "/usr/bin/sh", "./usr/bin/sh" or "". The layer
+	// root itself (a tar entry "./" or "/") is named ".", as in io/fs.
 	Name string
 	Type EntryType
 	// Size is the content size of a regular file; zero otherwise.
@@ -184,4 +185,12 @@ type TOC struct {
 	// explicit .no.prefetch.landmark.
 	PrefetchEnd int64
 	NoPrefetch  bool
+
+	// ChunkSize is the producer's maximum chunk size, when known. eStargz
+	// needs it to encode a TOC the way the reference writer does, which
+	// writes chunkSize on a file's last chunk only when that chunk is
+	// ChunkSize long. UnmarshalEStargz sets it to the largest explicit
+	// chunkSize in the TOC, so that a decoded TOC encodes back to the same
+	// bytes. Zero means unknown.
+	ChunkSize int64
 }

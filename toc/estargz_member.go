@@ -1,0 +1,86 @@
+package toc
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// WriteEStargzTOCMember writes the gzip member that ends an eStargz blob's
+// data: a tar stream holding the single entry TOCTarName with tocJSON as its
+// contents, then the tar end-of-archive blocks, compressed at the given
+// gzip level. The tar bytes are those the reference writer produces. The
+// footer (EStargzFooter) follows the member in the blob.
+func WriteEStargzTOCMember(w io.Writer, tocJSON []byte, level int) error {
+	zw, err := gzip.NewWriterLevel(w, level)
+	if err != nil {
+		return fmt.Errorf("toc: TOC member: %w", err)
+	}
+	tw := tar.NewWriter(zw)
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: int64(len(tocJSON))}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("toc: TOC member: %w", err)
+	}
+	if _, err := tw.Write(tocJSON); err != nil {
+		return fmt.Errorf("toc: TOC member: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("toc: TOC member: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("toc: TOC member: %w", err)
+	}
+	return nil
+}
+
+// ReadEStargzTOCMember extracts the TOC JSON from an eStargz TOC member,
+// the blob bytes [Footer.TOCOffset, blob size - Footer.Size). Only the
+// first gzip member is read; the JSON must be the first tar entry, named
+// TOCTarName. Decompression stops at the size limit (WithMaxTOCSize), so a
+// compressed bomb costs no more than the limit.
+func ReadEStargzTOCMember(member []byte, opts ...DecodeOption) ([]byte, error) {
+	cfg := newDecodeConfig(opts)
+	zr, err := gzip.NewReader(bytes.NewReader(member))
+	if err != nil {
+		return nil, fmt.Errorf("toc: estargz TOC member: %w: %w", ErrInvalidTOC, err)
+	}
+	zr.Multistream(false)
+	// Bound what the tar reader may inflate: the JSON, plus room for its
+	// header blocks (archive/tar caps PAX and GNU long-name records at 1 MiB).
+	const headerAllowance = 2 << 20
+	tr := tar.NewReader(io.LimitReader(zr, cfg.maxTOCSize+headerAllowance))
+	hdr, err := tr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("toc: estargz TOC member: no tar header: %w: %w", ErrInvalidTOC, err)
+	}
+	if hdr.Name != TOCTarName {
+		return nil, fmt.Errorf("toc: estargz TOC member: tar entry %q, want %q: %w", hdr.Name, TOCTarName, ErrInvalidTOC)
+	}
+	if hdr.Typeflag != tar.TypeReg {
+		return nil, fmt.Errorf("toc: estargz TOC member: tar entry type %q is not a regular file: %w", hdr.Typeflag, ErrInvalidTOC)
+	}
+	if hdr.Size > cfg.maxTOCSize {
+		return nil, fmt.Errorf("toc: estargz TOC JSON is %d bytes, limit %d: %w", hdr.Size, cfg.maxTOCSize, ErrTOCTooLarge)
+	}
+	// Grow the buffer with the data actually inflated rather than trusting
+	// hdr.Size for one big allocation.
+	var buf bytes.Buffer
+	buf.Grow(int(min(hdr.Size, int64(len(member)), 1<<20)))
+	if _, err := buf.ReadFrom(tr); err != nil {
+		return nil, fmt.Errorf("toc: estargz TOC member: reading %d bytes of JSON: %w: %w", hdr.Size, ErrInvalidTOC, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeEStargz decodes an eStargz TOC member (see ReadEStargzTOCMember)
+// whose blob offset is tocOffset into a TOC (see UnmarshalEStargz).
+func DecodeEStargz(member []byte, tocOffset int64, opts ...DecodeOption) (*TOC, error) {
+	tocJSON, err := ReadEStargzTOCMember(member, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return UnmarshalEStargz(tocJSON, tocOffset, opts...)
+}

@@ -1,0 +1,504 @@
+package toc
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// estargzTOC is the TOC JSON document. Field order and tags follow the
+// reference writer (containerd/stargz-snapshotter/estargz JTOC) so that
+// json.MarshalIndent produces the same bytes.
+type estargzTOC struct {
+	Version int             `json:"version"`
+	Entries []*estargzEntry `json:"entries"`
+}
+
+// estargzEntry is one TOC JSON entry, fields in the reference order.
+type estargzEntry struct {
+	Name        string            `json:"name"`
+	Type        string            `json:"type"`
+	Size        int64             `json:"size,omitempty"`
+	ModTime     string            `json:"modtime,omitempty"`
+	LinkName    string            `json:"linkName,omitempty"`
+	Mode        int64             `json:"mode,omitempty"`
+	UID         int               `json:"uid,omitempty"`
+	GID         int               `json:"gid,omitempty"`
+	UserName    string            `json:"userName,omitempty"`
+	GroupName   string            `json:"groupName,omitempty"`
+	Offset      int64             `json:"offset,omitempty"`
+	InnerOffset int64             `json:"innerOffset,omitempty"`
+	DevMajor    int64             `json:"devMajor,omitempty"`
+	DevMinor    int64             `json:"devMinor,omitempty"`
+	Xattrs      map[string][]byte `json:"xattrs,omitempty"`
+	Digest      string            `json:"digest,omitempty"`
+	ChunkOffset int64             `json:"chunkOffset,omitempty"`
+	ChunkSize   int64             `json:"chunkSize,omitempty"`
+	ChunkDigest string            `json:"chunkDigest,omitempty"`
+}
+
+const (
+	estargzVersion   = 1
+	estargzChunkType = "chunk"
+	// maxDeflateRatio bounds how many bytes deflate can expand one
+	// compressed byte to. A chunk claiming more data than its member could
+	// ever hold is rejected instead of being decompressed.
+	maxDeflateRatio = 1032
+)
+
+// MarshalEStargz encodes t as eStargz TOC JSON, byte for byte as the
+// reference writer does: json.MarshalIndent with a tab indent and no
+// trailing newline. The TOC digest is digest.FromBytes of the result.
+//
+// Entries are written in order. A regular file's first chunk is written on
+// its "reg" entry and each further chunk as a "chunk" entry. userName and
+// groupName are written only when they differ from the last name written
+// for the same uid or gid, and chunkSize on a file's last chunk only when
+// the chunk is at least t.ChunkSize long, as the reference does.
+func MarshalEStargz(t *TOC) ([]byte, error) {
+	doc := estargzTOC{Version: estargzVersion, Entries: make([]*estargzEntry, 0, len(t.Entries))}
+	userNames := make(map[int]string)
+	groupNames := make(map[int]string)
+	for _, e := range t.Entries {
+		if e.Name == "" {
+			return nil, fmt.Errorf("toc: entry with empty name: %w", ErrInvalidTOC)
+		}
+		if e.Type.String() == "invalid" {
+			return nil, fmt.Errorf("toc: entry %q: unknown type %d: %w", e.Name, e.Type, ErrInvalidTOC)
+		}
+		je := &estargzEntry{
+			Name:      e.Name,
+			Type:      e.Type.String(),
+			ModTime:   formatModTime(e.ModTime),
+			LinkName:  e.LinkName,
+			Mode:      e.Mode,
+			UID:       e.UID,
+			GID:       e.GID,
+			UserName:  nameIfChanged(userNames, e.UID, e.UserName),
+			GroupName: nameIfChanged(groupNames, e.GID, e.GroupName),
+			DevMajor:  e.DevMajor,
+			DevMinor:  e.DevMinor,
+		}
+		if len(e.Xattrs) > 0 {
+			je.Xattrs = make(map[string][]byte, len(e.Xattrs))
+			for k, v := range e.Xattrs {
+				je.Xattrs[k] = []byte(v)
+			}
+		}
+		if e.Type != TypeReg {
+			doc.Entries = append(doc.Entries, je)
+			continue
+		}
+		je.Size = e.Size
+		je.Digest = e.Digest.String()
+		if err := checkChunkTiling(e); err != nil {
+			return nil, err
+		}
+		for i, c := range e.Chunks {
+			ce := je
+			if i > 0 {
+				ce = &estargzEntry{Name: e.Name, Type: estargzChunkType}
+			}
+			ce.Offset = c.FrameOffset
+			ce.InnerOffset = c.InnerOffset
+			ce.ChunkOffset = c.Offset
+			if i < len(e.Chunks)-1 || (t.ChunkSize > 0 && c.Size >= t.ChunkSize) {
+				ce.ChunkSize = c.Size
+			}
+			ce.ChunkDigest = c.Digest.String()
+			doc.Entries = append(doc.Entries, ce)
+		}
+		if len(e.Chunks) == 0 {
+			doc.Entries = append(doc.Entries, je)
+		}
+	}
+	return json.MarshalIndent(&doc, "", "\t")
+}
+
+// nameIfChanged returns name if it differs from the last name recorded for
+// id, recording it; otherwise "". The reference writer emits userName and
+// groupName this way.
+func nameIfChanged(last map[int]string, id int, name string) string {
+	if name == "" || last[id] == name {
+		return ""
+	}
+	last[id] = name
+	return name
+}
+
+// formatModTime renders t as the reference does: UTC, RFC 3339, whole
+// seconds; empty for the zero time and for the Unix epoch.
+func formatModTime(t time.Time) string {
+	if t.IsZero() || t.Unix() == 0 {
+		return ""
+	}
+	return t.UTC().Round(time.Second).Format(time.RFC3339)
+}
+
+// checkChunkTiling reports whether a regular file's chunks cover [0, Size)
+// in order, without gaps or overlaps.
+func checkChunkTiling(e *Entry) error {
+	if e.Size < 0 {
+		return fmt.Errorf("toc: entry %q: negative size %d: %w", e.Name, e.Size, ErrInvalidTOC)
+	}
+	if e.Size == 0 {
+		if len(e.Chunks) != 0 {
+			return fmt.Errorf("toc: entry %q: empty file has %d chunks: %w", e.Name, len(e.Chunks), ErrInvalidTOC)
+		}
+		return nil
+	}
+	var next int64
+	for i, c := range e.Chunks {
+		if c.Offset != next {
+			return fmt.Errorf("toc: entry %q: chunk %d: offset %d, want %d: %w", e.Name, i, c.Offset, next, ErrInvalidTOC)
+		}
+		if c.Size <= 0 || c.Size > e.Size-c.Offset {
+			return fmt.Errorf("toc: entry %q: chunk %d: size %d does not fit file size %d at offset %d: %w", e.Name, i, c.Size, e.Size, c.Offset, ErrInvalidTOC)
+		}
+		next = c.Offset + c.Size
+	}
+	if next != e.Size {
+		return fmt.Errorf("toc: entry %q: chunks cover %d of %d bytes: %w", e.Name, next, e.Size, ErrInvalidTOC)
+	}
+	return nil
+}
+
+// UnmarshalEStargz decodes eStargz TOC JSON. tocOffset is the blob offset
+// of the TOC member (Footer.TOCOffset; for an external TOC, the blob size
+// minus the footer size): all file data must lie before it.
+//
+// Names are normalised as path.Clean("/"+name) without the leading slash;
+// the layer root ("/" or "./") becomes ".". Chunk entries are merged into
+// their file's Chunks, and each chunk's FrameEnd is set to the next
+// distinct data offset in TOC order (tocOffset for the last). userName and
+// groupName omitted because unchanged are filled in. The TOC's Digest is
+// the digest of data; PrefetchEnd and NoPrefetch reflect the landmarks.
+//
+// Every structural problem yields an error wrapping ErrInvalidTOC (or
+// ErrUnsupportedVersion, ErrTOCTooLarge); decoding never panics. Several
+// entries may share a name, as in tar; the last one wins for readers.
+func UnmarshalEStargz(data []byte, tocOffset int64, opts ...DecodeOption) (*TOC, error) {
+	cfg := newDecodeConfig(opts)
+	if int64(len(data)) > cfg.maxTOCSize {
+		return nil, fmt.Errorf("toc: estargz TOC JSON is %d bytes, limit %d: %w", len(data), cfg.maxTOCSize, ErrTOCTooLarge)
+	}
+	if tocOffset < 0 {
+		return nil, fmt.Errorf("toc: negative TOC offset %d: %w", tocOffset, ErrInvalidTOC)
+	}
+	var doc struct {
+		Version *int            `json:"version"`
+		Entries []*estargzEntry `json:"entries"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("toc: estargz TOC JSON: %w: %w", ErrInvalidTOC, err)
+	}
+	if doc.Version == nil {
+		return nil, fmt.Errorf("toc: estargz TOC has no version: %w", ErrUnsupportedVersion)
+	}
+	if *doc.Version != estargzVersion {
+		return nil, fmt.Errorf("toc: estargz TOC version %d: %w", *doc.Version, ErrUnsupportedVersion)
+	}
+	if len(doc.Entries) > cfg.maxEntries {
+		return nil, fmt.Errorf("toc: estargz TOC has %d entries, limit %d: %w", len(doc.Entries), cfg.maxEntries, ErrTOCTooLarge)
+	}
+	d := estargzDecoder{
+		toc:        &TOC{Format: FormatEStargz, Digest: digest.FromBytes(data), Entries: make([]*Entry, 0, len(doc.Entries))},
+		tocOffset:  tocOffset,
+		userNames:  make(map[int]string),
+		groupNames: make(map[int]string),
+	}
+	for i, je := range doc.Entries {
+		if err := d.add(je); err != nil {
+			return nil, fmt.Errorf("toc: entry %d: %w", i, err)
+		}
+	}
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	return d.toc, nil
+}
+
+// estargzDecoder turns TOC JSON entries into the model, one at a time.
+type estargzDecoder struct {
+	toc       *TOC
+	tocOffset int64
+
+	userNames, groupNames map[int]string
+
+	// file is the regular file whose chunk entries may follow, or nil.
+	file *Entry
+}
+
+func (d *estargzDecoder) add(je *estargzEntry) error {
+	if je == nil {
+		return fmt.Errorf("null entry: %w", ErrInvalidTOC)
+	}
+	if je.Type == estargzChunkType {
+		return d.addChunk(je)
+	}
+	if err := d.closeFile(); err != nil {
+		return err
+	}
+	name, err := cleanName(je.Name)
+	if err != nil {
+		return err
+	}
+	e := &Entry{
+		Name:     name,
+		Type:     parseEntryType(je.Type),
+		Mode:     je.Mode,
+		UID:      je.UID,
+		GID:      je.GID,
+		LinkName: je.LinkName,
+		DevMajor: je.DevMajor,
+		DevMinor: je.DevMinor,
+	}
+	if e.Type == 0 {
+		return fmt.Errorf("%q: unknown type %q: %w", name, je.Type, ErrInvalidTOC)
+	}
+	if name == "." && e.Type != TypeDir {
+		return fmt.Errorf("%q: the layer root must be a directory, not %s: %w", je.Name, e.Type, ErrInvalidTOC)
+	}
+	if je.Mode < 0 || je.Mode > 1<<32-1 {
+		return fmt.Errorf("%q: mode %#o out of range: %w", name, je.Mode, ErrInvalidTOC)
+	}
+	if je.UID < 0 || je.GID < 0 || je.DevMajor < 0 || je.DevMinor < 0 {
+		return fmt.Errorf("%q: negative uid, gid or device number: %w", name, ErrInvalidTOC)
+	}
+	e.UserName = rememberName(d.userNames, je.UID, je.UserName)
+	e.GroupName = rememberName(d.groupNames, je.GID, je.GroupName)
+	if je.ModTime != "" {
+		t, err := time.Parse(time.RFC3339, je.ModTime)
+		if err != nil {
+			return fmt.Errorf("%q: modtime %q: %w", name, je.ModTime, ErrInvalidTOC)
+		}
+		e.ModTime = t.UTC().Truncate(time.Second)
+	}
+	if len(je.Xattrs) > 0 {
+		e.Xattrs = make(map[string]string, len(je.Xattrs))
+		for k, v := range je.Xattrs {
+			e.Xattrs[k] = string(v)
+		}
+	}
+	if e.Type == TypeHardlink {
+		if e.LinkName, err = cleanName(je.LinkName); err != nil {
+			return fmt.Errorf("%q: hardlink target: %w", name, err)
+		}
+	}
+	if e.Type == TypeReg {
+		if err := d.startFile(e, je); err != nil {
+			return err
+		}
+	}
+	d.toc.Entries = append(d.toc.Entries, e)
+	return nil
+}
+
+// startFile records a regular file's size, digest and first chunk.
+func (d *estargzDecoder) startFile(e *Entry, je *estargzEntry) error {
+	if je.Size < 0 {
+		return fmt.Errorf("%q: negative size %d: %w", e.Name, je.Size, ErrInvalidTOC)
+	}
+	e.Size = je.Size
+	if je.Digest != "" {
+		dgst, err := digest.Parse(je.Digest)
+		if err != nil {
+			return fmt.Errorf("%q: digest: %w: %w", e.Name, ErrInvalidTOC, err)
+		}
+		e.Digest = dgst
+	}
+	if e.Size == 0 {
+		// An empty file has no data; the reference writer leaves its
+		// offset and chunk fields unset.
+		return nil
+	}
+	d.file = e
+	return d.appendChunk(je)
+}
+
+func (d *estargzDecoder) addChunk(je *estargzEntry) error {
+	if d.file == nil {
+		return fmt.Errorf("%q: chunk entry does not follow a non-empty regular file: %w", je.Name, ErrInvalidTOC)
+	}
+	if je.Name != "" {
+		name, err := cleanName(je.Name)
+		if err != nil {
+			return err
+		}
+		if name != d.file.Name {
+			return fmt.Errorf("%q: chunk entry follows file %q: %w", je.Name, d.file.Name, ErrInvalidTOC)
+		}
+	}
+	return d.appendChunk(je)
+}
+
+// appendChunk adds the chunk described by je to the current file, checking
+// it against the chunks before it. Chunk ranges must tile the file in order;
+// a chunkSize of zero means "to the end of the file".
+func (d *estargzDecoder) appendChunk(je *estargzEntry) error {
+	f := d.file
+	i := len(f.Chunks)
+	var next int64
+	if i > 0 {
+		last := f.Chunks[i-1]
+		next = last.Offset + last.Size
+	}
+	if je.ChunkOffset != next {
+		return fmt.Errorf("%q: chunk %d: chunkOffset %d, want %d: %w", f.Name, i, je.ChunkOffset, next, ErrInvalidTOC)
+	}
+	size := je.ChunkSize
+	if size == 0 {
+		size = f.Size - next
+	} else {
+		d.toc.ChunkSize = max(d.toc.ChunkSize, size)
+	}
+	if size <= 0 || size > f.Size-next {
+		return fmt.Errorf("%q: chunk %d: size %d does not fit file size %d at offset %d: %w", f.Name, i, size, f.Size, next, ErrInvalidTOC)
+	}
+	if je.Offset < 0 || je.Offset >= d.tocOffset {
+		return fmt.Errorf("%q: chunk %d: offset %d outside the data [0, %d): %w", f.Name, i, je.Offset, d.tocOffset, ErrInvalidTOC)
+	}
+	if je.InnerOffset < 0 {
+		return fmt.Errorf("%q: chunk %d: negative innerOffset %d: %w", f.Name, i, je.InnerOffset, ErrInvalidTOC)
+	}
+	c := Chunk{Offset: next, Size: size, FrameOffset: je.Offset, InnerOffset: je.InnerOffset}
+	if je.ChunkDigest != "" {
+		dgst, err := digest.Parse(je.ChunkDigest)
+		if err != nil {
+			return fmt.Errorf("%q: chunk %d: chunkDigest: %w: %w", f.Name, i, ErrInvalidTOC, err)
+		}
+		c.Digest = dgst
+	}
+	f.Chunks = append(f.Chunks, c)
+	return nil
+}
+
+// closeFile checks that the current file's chunks cover all of it.
+func (d *estargzDecoder) closeFile() error {
+	f := d.file
+	if f == nil {
+		return nil
+	}
+	d.file = nil
+	last := f.Chunks[len(f.Chunks)-1]
+	if end := last.Offset + last.Size; end != f.Size {
+		return fmt.Errorf("%q: chunks cover %d of %d bytes: %w", f.Name, end, f.Size, ErrInvalidTOC)
+	}
+	return nil
+}
+
+// finish closes the last file, places every chunk's frame and checks that
+// frames appear in blob order, then records the landmarks.
+func (d *estargzDecoder) finish() error {
+	if err := d.closeFile(); err != nil {
+		return fmt.Errorf("toc: entry %d: %w", len(d.toc.Entries)-1, err)
+	}
+	if err := d.checkFrameOrder(); err != nil {
+		return err
+	}
+	d.setFrameEnds()
+	for _, e := range d.toc.Entries {
+		for i, c := range e.Chunks {
+			// Overflow-safe form of InnerOffset+Size > ratio*frameLen.
+			limit := (c.FrameEnd - c.FrameOffset) * maxDeflateRatio
+			if c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
+				return fmt.Errorf("toc: entry %q: chunk %d: %d bytes at innerOffset %d cannot come from %d compressed bytes: %w",
+					e.Name, i, c.Size, c.InnerOffset, c.FrameEnd-c.FrameOffset, ErrInvalidTOC)
+			}
+		}
+	}
+	for _, e := range d.toc.Entries {
+		switch {
+		case e.Name == PrefetchLandmark && d.toc.PrefetchEnd == 0 && len(e.Chunks) > 0:
+			d.toc.PrefetchEnd = e.Chunks[0].FrameOffset
+		case e.Name == NoPrefetchLandmark:
+			d.toc.NoPrefetch = true
+		}
+	}
+	return nil
+}
+
+// checkFrameOrder verifies that chunks appear in TOC order at
+// non-decreasing blob offsets and that chunks sharing a frame do not
+// overlap in its uncompressed stream.
+func (d *estargzDecoder) checkFrameOrder() error {
+	var prev *Chunk
+	for _, e := range d.toc.Entries {
+		for i := range e.Chunks {
+			c := &e.Chunks[i]
+			if prev != nil {
+				switch {
+				case c.FrameOffset < prev.FrameOffset:
+					return fmt.Errorf("toc: entry %q: chunk %d: offset %d precedes the previous chunk's %d: %w",
+						e.Name, i, c.FrameOffset, prev.FrameOffset, ErrInvalidTOC)
+				case c.FrameOffset == prev.FrameOffset && c.InnerOffset < prev.InnerOffset+prev.Size:
+					return fmt.Errorf("toc: entry %q: chunk %d: innerOffset %d overlaps the previous chunk in member %d: %w",
+						e.Name, i, c.InnerOffset, c.FrameOffset, ErrInvalidTOC)
+				}
+			}
+			prev = c
+		}
+	}
+	return nil
+}
+
+// setFrameEnds sets each chunk's FrameEnd to the next distinct frame
+// offset after it in TOC order, or to the TOC offset for the last frame.
+func (d *estargzDecoder) setFrameEnds() {
+	end, cur := d.tocOffset, d.tocOffset
+	for i := len(d.toc.Entries) - 1; i >= 0; i-- {
+		chunks := d.toc.Entries[i].Chunks
+		for j := len(chunks) - 1; j >= 0; j-- {
+			if chunks[j].FrameOffset != cur {
+				end, cur = cur, chunks[j].FrameOffset
+			}
+			chunks[j].FrameEnd = end
+		}
+	}
+}
+
+// rememberName returns the user or group name of an entry: the one it
+// carries, which is remembered for its id, or else the last one seen for
+// that id.
+func rememberName(last map[int]string, id int, name string) string {
+	if name != "" {
+		last[id] = name
+		return name
+	}
+	return last[id]
+}
+
+func parseEntryType(s string) EntryType {
+	for t := TypeReg; t <= TypeFIFO; t++ {
+		if t.String() == s {
+			return t
+		}
+	}
+	return 0
+}
+
+// cleanName normalises an entry name to the model's form. It rejects names
+// no legitimate producer writes: empty ones, ones with NUL bytes, and ones
+// with a ".." element (which normalisation would silently drop).
+func cleanName(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("empty name: %w", ErrInvalidTOC)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%q: NUL in name: %w", name, ErrInvalidTOC)
+	}
+	for elem := range strings.SplitSeq(name, "/") {
+		if elem == ".." {
+			return "", fmt.Errorf("%q: \"..\" in name: %w", name, ErrInvalidTOC)
+		}
+	}
+	clean := strings.TrimPrefix(path.Clean("/"+name), "/")
+	if clean == "" {
+		return ".", nil
+	}
+	return clean, nil
+}
