@@ -1,0 +1,250 @@
+package reader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
+)
+
+// chunkData returns the verified bytes of e.Chunks[i]. It is the one path
+// by which file content leaves the blob: the cache is consulted first,
+// concurrent loads of one frame share a single fetch, and no byte is
+// returned before its digest matched the index.
+func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int) ([]byte, error) {
+	c := &e.Chunks[i]
+	if c.Size == 0 {
+		return []byte{}, nil
+	}
+	want := chunkDigest(e, i)
+	if want == "" {
+		return nil, ErrUnverifiable
+	}
+	if c.Zeros {
+		data := make([]byte, c.Size)
+		if err := verify(want, data); err != nil {
+			return nil, err
+		}
+		return data, nil
+	}
+	if l.cfg.cache != nil {
+		// A cache may be shared with code we do not control, or be a
+		// directory that rotted: check what it returns like any other
+		// source.
+		if data, ok := l.cfg.cache.Get(want); ok && int64(len(data)) == c.Size && verify(want, data) == nil {
+			return data, nil
+		}
+	}
+	key := span{c.InnerOffset, c.Size, want}
+	res, err := l.flights.do(ctx, l.ctx, c.FrameOffset, func(ctx context.Context) (frameResult, error) {
+		return l.loadFrame(ctx, chunkRef{e, i}, l.cfg.cache != nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r, ok := res[key]; ok {
+		return r.data, r.err
+	}
+	// The load we joined was for another chunk of the same frame and did
+	// not decompress this one: load it alone.
+	res, err = l.loadFrame(ctx, chunkRef{e, i}, false)
+	if err != nil {
+		return nil, err
+	}
+	r := res[key]
+	return r.data, r.err
+}
+
+// span identifies a chunk's bytes within its frame.
+type span struct {
+	inner, size int64
+	digest      digest.Digest
+}
+
+type spanResult struct {
+	data []byte
+	err  error
+}
+
+// frameResult holds the chunks one frame load decompressed and verified.
+type frameResult map[span]spanResult
+
+// loadFrame fetches the frame holding ref's chunk, decompresses it and
+// verifies the chunk. With siblings, it also verifies the other chunks
+// stored in the frame and adds all good ones to the cache: files that
+// share a frame were packed together because they are small, and are
+// likely to be read together.
+func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool) (frameResult, error) {
+	c := ref.chunk()
+	want := span{c.InnerOffset, c.Size, chunkDigest(ref.entry, ref.index)}
+	plan := []span{want}
+	if siblings {
+		for _, s := range l.frames[c.FrameOffset] {
+			sc := s.chunk()
+			sp := span{sc.InnerOffset, sc.Size, chunkDigest(s.entry, s.index)}
+			if sp.digest == "" || sp == want || sp.inner < want.inner+want.size && want.inner < sp.inner+sp.size {
+				continue
+			}
+			plan = append(plan, sp)
+		}
+		slices.SortFunc(plan, func(a, b span) int {
+			if a.inner != b.inner {
+				return int(min(max(a.inner-b.inner, -1), 1))
+			}
+			return int(min(max(a.size-b.size, -1), 1))
+		})
+	}
+
+	frame := fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset}
+	var compressed []byte
+	err := l.fetcher.Fetch(ctx, []fetcher.Range{frame}, func(r fetcher.Range, data []byte) error {
+		if int64(len(data)) != frame.Length {
+			return fmt.Errorf("fetcher returned %d bytes for range %v: %w", len(data), frame, ErrCorrupt)
+		}
+		compressed = data
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch frame %v: %w", frame, err)
+	}
+
+	res := make(frameResult, len(plan))
+	err = l.decompress(compressed, func(r io.Reader) error {
+		var pos int64
+		for _, sp := range plan {
+			if sp.inner < pos {
+				continue // overlaps an earlier sibling; never the wanted one
+			}
+			if _, err := io.CopyN(io.Discard, r, sp.inner-pos); err != nil {
+				return truncated(err)
+			}
+			data := make([]byte, sp.size)
+			if _, err := io.ReadFull(r, data); err != nil {
+				return truncated(err)
+			}
+			pos = sp.inner + sp.size
+			if err := verify(sp.digest, data); err != nil {
+				res[sp] = spanResult{err: err}
+				continue
+			}
+			res[sp] = spanResult{data: data}
+			if l.cfg.cache != nil {
+				l.cfg.cache.Add(sp.digest, data)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if _, ok := res[want]; !ok {
+			return nil, fmt.Errorf("decompress frame %v: %w", frame, err)
+		}
+	}
+	return res, nil
+}
+
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("frame ends early: %w", ErrCorrupt)
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err)
+}
+
+// decompress calls fn with a reader of the frame's decompressed bytes,
+// choosing the decompressor by the layer's format.
+func (l *Layer) decompress(frame []byte, fn func(io.Reader) error) error {
+	switch l.toc.Format {
+	case toc.FormatEStargz:
+		zr, _ := l.gzips.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(bytes.NewReader(frame))
+		} else {
+			err = zr.Reset(bytes.NewReader(frame))
+		}
+		if err != nil {
+			return truncated(err)
+		}
+		err = fn(zr)
+		l.gzips.Put(zr)
+		return err
+	default:
+		return fmt.Errorf("%w: %v frames", ErrUnsupportedFormat, l.toc.Format)
+	}
+}
+
+// verify checks data against want.
+func verify(want digest.Digest, data []byte) error {
+	if err := want.Validate(); err != nil {
+		return fmt.Errorf("%w: invalid digest %q: %v", ErrChunkDigest, want, err)
+	}
+	v := want.Verifier()
+	v.Write(data)
+	if !v.Verified() {
+		return fmt.Errorf("%w: bytes do not match %s", ErrChunkDigest, want)
+	}
+	return nil
+}
+
+// flightGroup collapses concurrent loads of one frame into one. A load
+// runs on its own goroutine under the layer's context and is cancelled
+// only when every caller waiting for it has given up.
+type flightGroup struct {
+	mu sync.Mutex
+	m  map[int64]*flight
+}
+
+type flight struct {
+	done    chan struct{}
+	res     frameResult
+	err     error
+	waiters int
+	cancel  context.CancelFunc
+}
+
+func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context.Context) (frameResult, error)) (frameResult, error) {
+	g.mu.Lock()
+	if g.m == nil {
+		g.m = make(map[int64]*flight)
+	}
+	f := g.m[key]
+	if f == nil {
+		fctx, cancel := context.WithCancel(base)
+		f = &flight{done: make(chan struct{}), cancel: cancel}
+		g.m[key] = f
+		go func() {
+			f.res, f.err = load(fctx)
+			g.mu.Lock()
+			if g.m[key] == f {
+				delete(g.m, key)
+			}
+			g.mu.Unlock()
+			cancel()
+			close(f.done)
+		}()
+	}
+	f.waiters++
+	g.mu.Unlock()
+
+	select {
+	case <-f.done:
+		return f.res, f.err
+	case <-ctx.Done():
+		g.mu.Lock()
+		if f.waiters--; f.waiters == 0 {
+			f.cancel()
+			if g.m[key] == f {
+				delete(g.m, key)
+			}
+		}
+		g.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}

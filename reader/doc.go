@@ -1,0 +1,23 @@
+// Package reader opens seekable container layers lazily.
+//
+// Open reads a layer blob's footer and index through a fetcher.Fetcher,
+// normally in a single request of the blob's tail, checks the index
+// against the digest the caller expects, and returns a Layer: an io/fs
+// file system whose file contents are fetched only when read. Each read
+// fetches the compressed frames holding the chunks it needs, decompresses
+// them and checks every chunk against the sha256 digest the index records
+// before returning any of its bytes. With a cache.Cache (WithCache),
+// verified chunks are kept by digest and shared across layers; concurrent
+// reads of one frame are collapsed into one fetch.
+//
+// The reader trusts nothing but the index digest the caller supplies:
+// truncated blobs, damaged footers, inconsistent indexes, link cycles and
+// corrupted data are reported as errors that match ErrCorrupt,
+// ErrTOCDigest, ErrChunkDigest, ErrLinkLoop or ErrUnverifiable under
+// errors.Is, and never as panics, hangs or unverified bytes.
+//
+// Supported formats: eStargz (including legacy stargz footers and
+// min-chunk-size blobs whose chunks share gzip members). Other formats
+// plug in where Open dispatches on the footer's format and where a Layer
+// picks a decompressor for its frames.
+package reader

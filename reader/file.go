@@ -1,0 +1,269 @@
+package reader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sort"
+	"sync"
+
+	"github.com/lazylayer/lazylayer/toc"
+)
+
+// file is an open regular file. Read and Seek share an offset and must not
+// be called concurrently; ReadAt and WriteTo may be, as io.ReaderAt says.
+type file struct {
+	layer *Layer
+	entry *toc.Entry // content entry (a hard link's target)
+	info  *fileInfo
+	path  string
+
+	offset int64
+	closed bool
+
+	// last is the most recently loaded chunk, so that a run of small
+	// reads within one chunk loads it once even without a cache.
+	mu   sync.Mutex
+	last struct {
+		index int
+		data  []byte
+	}
+}
+
+func (f *file) Stat() (fs.FileInfo, error) { return f.info, nil }
+
+func (f *file) Close() error {
+	if f.closed {
+		return &fs.PathError{Op: "close", Path: f.path, Err: fs.ErrClosed}
+	}
+	f.closed = true
+	return nil
+}
+
+func (f *file) Read(p []byte) (int, error) {
+	if f.closed {
+		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
+	}
+	n, err := f.readAt(p, f.offset, "read")
+	f.offset += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (f *file) ReadAt(p []byte, off int64) (int, error) {
+	if f.closed {
+		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
+	}
+	return f.readAt(p, off, "read")
+}
+
+func (f *file) Seek(offset int64, whence int) (int64, error) {
+	if f.closed {
+		return 0, &fs.PathError{Op: "seek", Path: f.path, Err: fs.ErrClosed}
+	}
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += f.offset
+	case io.SeekEnd:
+		offset += f.entry.Size
+	default:
+		return 0, &fs.PathError{Op: "seek", Path: f.path, Err: fs.ErrInvalid}
+	}
+	if offset < 0 {
+		return 0, &fs.PathError{Op: "seek", Path: f.path, Err: fs.ErrInvalid}
+	}
+	f.offset = offset
+	return offset, nil
+}
+
+// WriteTo writes the rest of the file to w, fetching up to the layer's
+// concurrency of chunks ahead of the writes.
+func (f *file) WriteTo(w io.Writer) (int64, error) {
+	if f.closed {
+		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
+	}
+	var written int64
+	window := int64(max(f.layer.cfg.concurrency, 1)) * maxChunkSize(f.entry)
+	window = min(max(window, 1<<20), 64<<20)
+	buf := make([]byte, min(window, max(f.entry.Size-f.offset, 0)))
+	for f.offset < f.entry.Size {
+		n, err := f.readAt(buf, f.offset, "read")
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			f.offset += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+func maxChunkSize(e *toc.Entry) int64 {
+	var m int64
+	for _, c := range e.Chunks {
+		m = max(m, c.Size)
+	}
+	return m
+}
+
+// readAt fills p from offset off of the file, loading the chunks it
+// needs, several at a time.
+func (f *file) readAt(p []byte, off int64, op string) (int, error) {
+	if off < 0 {
+		return 0, &fs.PathError{Op: op, Path: f.path, Err: fs.ErrInvalid}
+	}
+	size := f.entry.Size
+	if off >= size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), size)
+	chunks := f.entry.Chunks
+	first := sort.Search(len(chunks), func(i int) bool { return chunks[i].Offset+chunks[i].Size > off })
+	last := first
+	for last < len(chunks)-1 && chunks[last].Offset+chunks[last].Size < end {
+		last++
+	}
+
+	fill := func(i int) (int, error) {
+		data, err := f.chunk(i)
+		if err != nil {
+			return 0, &fs.PathError{Op: op, Path: f.path, Err: err}
+		}
+		c := &chunks[i]
+		lo, hi := max(off, c.Offset), min(end, c.Offset+c.Size)
+		return copy(p[lo-off:hi-off], data[lo-c.Offset:hi-c.Offset]), nil
+	}
+
+	var n int
+	if first == last || f.layer.cfg.concurrency <= 1 {
+		for i := first; i <= last; i++ {
+			m, err := fill(i)
+			n += m
+			if err != nil {
+				return n, err
+			}
+		}
+	} else {
+		errs := make([]error, last-first+1)
+		sem := make(chan struct{}, f.layer.cfg.concurrency)
+		var wg sync.WaitGroup
+		for i := first; i <= last; i++ {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				_, errs[i-first] = fill(i)
+			})
+		}
+		wg.Wait()
+		// Report the bytes before the first failed chunk, as io.ReaderAt
+		// asks: everything in p up to n is valid.
+		n = int(end - off)
+		for k, err := range errs {
+			if err != nil {
+				return int(max(chunks[first+k].Offset, off) - off), err
+			}
+		}
+	}
+	if end-off < int64(len(p)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// chunk returns the verified bytes of chunk i, reusing the last one.
+func (f *file) chunk(i int) ([]byte, error) {
+	f.mu.Lock()
+	if f.last.data != nil && f.last.index == i {
+		data := f.last.data
+		f.mu.Unlock()
+		return data, nil
+	}
+	f.mu.Unlock()
+	data, err := f.layer.chunkData(f.layer.ctx, f.entry, i)
+	if err != nil {
+		if errors.Is(err, context.Canceled) && f.layer.ctx.Err() != nil {
+			err = fs.ErrClosed
+		}
+		return nil, fmt.Errorf("chunk %d: %w", i, err)
+	}
+	f.mu.Lock()
+	f.last.index, f.last.data = i, data
+	f.mu.Unlock()
+	return data, nil
+}
+
+// dirFile is an open directory.
+type dirFile struct {
+	info    *fileInfo
+	entries []fs.DirEntry
+	read    bool
+	closed  bool
+}
+
+func (d *dirFile) Stat() (fs.FileInfo, error) { return d.info, nil }
+
+func (d *dirFile) Read([]byte) (int, error) {
+	return 0, &fs.PathError{Op: "read", Path: d.info.node.path, Err: errIsDir}
+}
+
+func (d *dirFile) Close() error {
+	if d.closed {
+		return &fs.PathError{Op: "close", Path: d.info.node.path, Err: fs.ErrClosed}
+	}
+	d.closed = true
+	return nil
+}
+
+// ReadDir lists the directory in name order, n entries at a time as
+// fs.ReadDirFile describes.
+func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
+	if !d.read {
+		d.entries = dirEntries(d.info.node.sorted)
+		d.read = true
+	}
+	if n <= 0 {
+		all := d.entries
+		d.entries = nil
+		return all, nil
+	}
+	if len(d.entries) == 0 {
+		return nil, io.EOF
+	}
+	n = min(n, len(d.entries))
+	out := d.entries[:n:n]
+	d.entries = d.entries[n:]
+	return out, nil
+}
+
+// specialFile is an open symbolic link target, device, FIFO or other
+// entry without content: it reads as empty.
+type specialFile struct {
+	info   *fileInfo
+	closed bool
+}
+
+func (s *specialFile) Stat() (fs.FileInfo, error) { return s.info, nil }
+func (s *specialFile) Read([]byte) (int, error)   { return 0, io.EOF }
+func (s *specialFile) Close() error {
+	if s.closed {
+		return &fs.PathError{Op: "close", Path: s.info.node.path, Err: fs.ErrClosed}
+	}
+	s.closed = true
+	return nil
+}

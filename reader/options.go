@@ -1,0 +1,91 @@
+package reader
+
+import (
+	"runtime"
+
+	"github.com/lazylayer/lazylayer/cache"
+	"github.com/opencontainers/go-digest"
+)
+
+const (
+	// DefaultTailHint is how many bytes at the end of a blob Open reads in
+	// its first request when WithTailHint is not given. The TOC of most
+	// layers fits in it, so footer and TOC arrive in one round trip.
+	DefaultTailHint = 1 << 20
+
+	// DefaultMaxTOCSize bounds the decompressed size of an index when
+	// WithMaxTOCSize is not given. It matches the 150 MiB limit of
+	// containers/storage.
+	DefaultMaxTOCSize = 150 << 20
+)
+
+// An Option configures Open.
+type Option func(*config)
+
+type config struct {
+	tocDigest   digest.Digest
+	cache       cache.Cache
+	maxTOCSize  int64
+	tailHint    int64
+	concurrency int
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		maxTOCSize:  DefaultMaxTOCSize,
+		tailHint:    DefaultTailHint,
+		concurrency: runtime.GOMAXPROCS(0),
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithTOCDigest pins the index to d, normally the layer descriptor's
+// TOC digest annotation. Open then fails with ErrTOCDigest unless the
+// index it reads has exactly that digest. Without it the index is only
+// checked for consistency with itself: the blob's content is still
+// verified chunk by chunk, but against an index nobody vouched for.
+func WithTOCDigest(d digest.Digest) Option {
+	return func(c *config) { c.tocDigest = d }
+}
+
+// WithCache makes the layer look chunks up in c before fetching them, and
+// add every chunk it fetched and verified. Chunks are keyed by their
+// digest, so one cache can serve many layers and deduplicates chunks
+// shared between them.
+func WithCache(c cache.Cache) Option {
+	return func(cfg *config) { cfg.cache = c }
+}
+
+// WithMaxTOCSize bounds the decompressed size of the index Open accepts;
+// larger indexes fail with ErrCorrupt. Non-positive n means
+// DefaultMaxTOCSize.
+func WithMaxTOCSize(n int64) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = DefaultMaxTOCSize
+		}
+		c.maxTOCSize = n
+	}
+}
+
+// WithTailHint sets how many bytes at the end of the blob Open fetches in
+// its first request. When the index lies within them, Open needs no second
+// request; a hint larger than the index wastes bandwidth, a smaller one
+// costs a second round trip. Non-positive n means DefaultTailHint.
+func WithTailHint(n int64) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = DefaultTailHint
+		}
+		c.tailHint = n
+	}
+}
+
+// WithConcurrency bounds how many chunks one read fetches and decompresses
+// in parallel. Values below 1 mean 1; the default is GOMAXPROCS.
+func WithConcurrency(n int) Option {
+	return func(c *config) { c.concurrency = max(n, 1) }
+}
