@@ -1,6 +1,10 @@
 package cache
 
-import "github.com/opencontainers/go-digest"
+import (
+	"errors"
+
+	"github.com/opencontainers/go-digest"
+)
 
 // Cache stores immutable byte strings under their own digest. Keys are
 // content addresses: key is always the digest of data, so an
@@ -14,4 +18,41 @@ type Cache interface {
 	// Add stores data under key. The cache may keep data without copying,
 	// so the caller must not modify it afterwards.
 	Add(key digest.Digest, data []byte)
+}
+
+// Errors returned by the error-reporting methods of the caches in this
+// package (for example [Dir.Store] and [Dir.Load]). Test for them with
+// [errors.Is]; the returned errors wrap them with the key and the reason.
+var (
+	// ErrNotFound reports that no entry is stored under a key.
+	ErrNotFound = errors.New("entry not found")
+	// ErrInvalidKey reports a key that is not a well-formed digest of an
+	// algorithm this package can compute (sha256, sha384 or sha512).
+	ErrInvalidKey = errors.New("invalid key")
+	// ErrTooLarge reports an entry larger than the whole cache; such an
+	// entry is never stored.
+	ErrTooLarge = errors.New("entry larger than the cache")
+	// ErrDigestMismatch reports data that is not the content addressed
+	// by the key it was stored under.
+	ErrDigestMismatch = errors.New("data does not match key")
+	// ErrCorrupt reports a stored entry whose content no longer matches
+	// its key. The entry has been removed; the lookup is a miss.
+	ErrCorrupt = errors.New("corrupt entry")
+)
+
+// Stats is a snapshot of a cache's counters. Hits, Misses, Evictions and
+// VerifyFailures count since the cache was created; Entries and Bytes
+// describe its current content.
+type Stats struct {
+	Hits   uint64 // lookups that returned data
+	Misses uint64 // lookups that returned nothing, for any reason
+	// Evictions counts entries this cache removed to stay within its
+	// byte budget.
+	Evictions uint64
+	// VerifyFailures counts stored entries found not to match their key
+	// on lookup (each is also a miss). Only caches that verify on lookup,
+	// such as [Dir], report it.
+	VerifyFailures uint64
+	Entries        int64 // entries currently stored
+	Bytes          int64 // sum of the lengths of the stored entries
 }

@@ -1,0 +1,464 @@
+package cache
+
+import (
+	"bytes"
+	"cmp"
+	// The digest package computes only the hashes linked into the binary;
+	// these provide every algorithm it knows.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+const (
+	// tempPrefix starts the name of every file still being written. Such
+	// files are never entries and are evicted only once stale.
+	tempPrefix = ".tmp-"
+	// defaultStaleTempAge is how long a temporary file may go unmodified
+	// before it is taken for the leftover of a crashed writer.
+	defaultStaleTempAge = time.Hour
+)
+
+// Dir is a [Cache] that keeps entries as files under a directory, so that
+// they survive restarts and can be shared by several processes.
+//
+// Each entry is stored at <dir>/<algorithm>/<first two hex digits>/<hex>.
+// An entry is written to a temporary file in its final directory and then
+// renamed into place, so a crashed writer never leaves a partial entry
+// under a final name. Every lookup hashes the file and compares it with its
+// key: a file that does not match (damaged disk, truncated by a power loss,
+// edited by hand) is removed and reported as a miss, never returned. For
+// that reason files are not synced to disk before the rename: a torn entry
+// after a power loss costs a miss, not wrong data.
+//
+// The directory is bounded by the total length of its entry files and is
+// evicted least recently used first, recency being the file's modification
+// time, which every hit and every repeated Add refreshes. A Dir keeps an
+// estimate of the directory's size: it scans the directory when it is
+// opened and whenever its estimate exceeds the budget, then removes the
+// least recently used entries until the total is below 7/8 of the budget.
+// The estimate is exact when a single Dir uses the directory. When several
+// processes share a directory, each counts only its own writes between
+// scans, so the directory may exceed the budget until one of them scans
+// again; files vanishing under a Dir are tolerated, and temporary files are
+// never removed while their writer may be alive (see [WithStaleTempAge]).
+//
+// Keys must be valid digests (see [ErrInvalidKey]); a key's hex part is the
+// only part of a path derived from it, so no key can name a file outside
+// the directory. Directories are created with mode 0700 and files with
+// mode 0600.
+//
+// A Dir must be created with [NewDir]. It is safe for concurrent use.
+type Dir struct {
+	root         string
+	maxBytes     int64
+	staleTempAge time.Duration
+	now          func() time.Time
+
+	// mu orders publication against scanning: Store renames a finished
+	// file into place and counts it under the read lock; a scan holds the
+	// write lock, so it sees every file this Dir has counted.
+	mu sync.RWMutex
+
+	bytes          atomic.Int64 // estimated total size of the entry files
+	entries        atomic.Int64 // estimated number of entry files
+	hits           atomic.Uint64
+	misses         atomic.Uint64
+	evictions      atomic.Uint64
+	verifyFailures atomic.Uint64
+}
+
+var _ Cache = (*Dir)(nil)
+
+// A DirOption configures a [Dir].
+type DirOption func(*Dir)
+
+// WithStaleTempAge sets how long a temporary file must have gone without
+// being written before a [Dir] takes it for the leftover of a crashed
+// writer and removes it. A writer that is alive keeps modifying its file,
+// so the age only has to exceed the longest pause inside one write. The
+// default is one hour; non-positive values are ignored.
+func WithStaleTempAge(age time.Duration) DirOption {
+	return func(d *Dir) {
+		if age > 0 {
+			d.staleTempAge = age
+		}
+	}
+}
+
+// withClock replaces the clock that stamps access times and ages
+// temporary files, so tests can order accesses without sleeping.
+func withClock(now func() time.Time) DirOption {
+	return func(d *Dir) { d.now = now }
+}
+
+// NewDir opens the directory cache rooted at dir, creating dir if needed,
+// and bounds the total size of its entries by maxBytes. Opening scans the
+// directory: it removes stale temporary files left by crashed writers and
+// evicts entries if the directory is over budget.
+func NewDir(dir string, maxBytes int64, opts ...DirOption) (*Dir, error) {
+	if maxBytes <= 0 {
+		return nil, fmt.Errorf("cache: NewDir %s: maxBytes is %d, must be positive", dir, maxBytes)
+	}
+	d := &Dir{
+		root:         dir,
+		maxBytes:     maxBytes,
+		staleTempAge: defaultStaleTempAge,
+		now:          time.Now,
+	}
+	for _, opt := range opts {
+		opt(d)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: NewDir: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.scanAndEvict(); err != nil {
+		return nil, fmt.Errorf("cache: NewDir: %w", err)
+	}
+	return d, nil
+}
+
+// Get returns the data stored under key if its file exists and matches the
+// key; any failure is a miss. The returned slice is the caller's.
+func (d *Dir) Get(key digest.Digest) ([]byte, bool) {
+	data, err := d.Load(key)
+	return data, err == nil
+}
+
+// Add stores data under key; failures are dropped, as a cache may drop any
+// entry. Use [Dir.Store] to see them.
+func (d *Dir) Add(key digest.Digest, data []byte) {
+	_ = d.Store(key, data)
+}
+
+// Load returns the data stored under key and marks the entry most recently
+// used. The error wraps [ErrInvalidKey], [ErrNotFound], [ErrTooLarge] (a
+// file larger than this Dir's budget, perhaps written by a process with a
+// larger one), [ErrCorrupt] (the file did not match its key and has been
+// removed) or the error of the failed file operation.
+func (d *Dir) Load(key digest.Digest) ([]byte, error) {
+	data, err := d.load(key)
+	if err != nil {
+		d.misses.Add(1)
+		return nil, fmt.Errorf("cache: load %s: %w", key, err)
+	}
+	d.hits.Add(1)
+	return data, nil
+}
+
+func (d *Dir) load(key digest.Digest) ([]byte, error) {
+	if err := validateKey(key); err != nil {
+		return nil, err
+	}
+	path := d.path(key)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: %w", path, ErrNotFound)
+	}
+	if info.Size() > d.maxBytes {
+		return nil, fmt.Errorf("%s has %d bytes: %w", path, info.Size(), ErrTooLarge)
+	}
+	data := make([]byte, info.Size())
+	_, err = io.ReadFull(f, data)
+	if err == nil && key.Algorithm().FromBytes(data) != key {
+		err = errors.New("content does not match key")
+	}
+	if err != nil {
+		// Nothing rewrites a published file in place, so a short read is
+		// damage too.
+		d.verifyFailures.Add(1)
+		d.discard(path, info)
+		return nil, fmt.Errorf("%s: %v: %w", path, err, ErrCorrupt)
+	}
+	d.touch(path)
+	return data, nil
+}
+
+// Store stores data under key unless it is already present, in which case
+// it only marks the entry most recently used. Store hashes data and
+// refuses data that does not match key ([ErrDigestMismatch]) rather than
+// persist an entry every later lookup would discard. The error wraps
+// [ErrInvalidKey], [ErrTooLarge], [ErrDigestMismatch] or the error of the
+// failed file operation.
+func (d *Dir) Store(key digest.Digest, data []byte) error {
+	if err := d.store(key, bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("cache: store %s: %w", key, err)
+	}
+	return nil
+}
+
+// store writes the content of r under key. It reads r as a stream, so a
+// test can stop a writer midway.
+func (d *Dir) store(key digest.Digest, r io.Reader) (err error) {
+	if err := validateKey(key); err != nil {
+		return err
+	}
+	path := d.path(key)
+	if d.touch(path) == nil {
+		return nil // already stored
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	published := false
+	defer func() {
+		if !published {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+
+	h := key.Algorithm().Hash()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, d.maxBytes+1))
+	if err != nil {
+		return err
+	}
+	if n > d.maxBytes {
+		return fmt.Errorf("more than %d bytes: %w", d.maxBytes, ErrTooLarge)
+	}
+	if got := digest.NewDigest(key.Algorithm(), h); got != key {
+		return fmt.Errorf("data has digest %s: %w", got, ErrDigestMismatch)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	now := d.now()
+	if err := os.Chtimes(tmp, now, now); err != nil {
+		return err
+	}
+
+	d.mu.RLock()
+	err = os.Rename(tmp, path)
+	if err == nil {
+		published = true
+		d.entries.Add(1)
+		d.bytes.Add(n)
+	}
+	d.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	if d.bytes.Load() > d.maxBytes {
+		d.evict()
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the counters of this Dir. Entries and Bytes
+// are its estimate of the directory's content (see [Dir]); Evictions counts
+// the files this Dir removed to stay within budget.
+func (d *Dir) Stats() Stats {
+	return Stats{
+		Hits:           d.hits.Load(),
+		Misses:         d.misses.Load(),
+		Evictions:      d.evictions.Load(),
+		VerifyFailures: d.verifyFailures.Load(),
+		Entries:        d.entries.Load(),
+		Bytes:          d.bytes.Load(),
+	}
+}
+
+// validateKey accepts only well-formed digests of algorithms this package
+// can compute: their hex part is all a path is built from.
+func validateKey(key digest.Digest) error {
+	if err := key.Validate(); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrInvalidKey, string(key), err)
+	}
+	return nil
+}
+
+// path returns the file name of a validated key.
+func (d *Dir) path(key digest.Digest) string {
+	hex := key.Encoded()
+	return filepath.Join(d.root, string(key.Algorithm()), hex[:2], hex)
+}
+
+// touch marks the file at path as just used.
+func (d *Dir) touch(path string) error {
+	now := d.now()
+	return os.Chtimes(path, now, now)
+}
+
+// discard removes the damaged entry file at path, which was opened as
+// info, unless another writer has meanwhile replaced it with a new file.
+func (d *Dir) discard(path string, info fs.FileInfo) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	current, err := os.Lstat(path)
+	if err != nil || !os.SameFile(info, current) {
+		return
+	}
+	if os.Remove(path) != nil {
+		return
+	}
+	d.entries.Add(-1)
+	// The file may have changed size since it was counted; subtracting its
+	// current size keeps the estimate at or above the truth, which is the
+	// side that still triggers a scan, but never below zero.
+	for {
+		old := d.bytes.Load()
+		if d.bytes.CompareAndSwap(old, max(old-info.Size(), 0)) {
+			return
+		}
+	}
+}
+
+// evict brings the directory back within budget unless another goroutine
+// already has.
+func (d *Dir) evict() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.bytes.Load() <= d.maxBytes {
+		return
+	}
+	// A failed scan leaves the estimate over budget, so the next Store
+	// tries again.
+	_ = d.scanAndEvict()
+}
+
+// diskEntry is an entry file as a scan found it.
+type diskEntry struct {
+	path string
+	info fs.FileInfo
+}
+
+// scanAndEvict measures the directory, removes stale temporary files,
+// evicts least recently used entries while the directory is over budget
+// and resets the estimates to what remains. The caller holds d.mu.
+func (d *Dir) scanAndEvict() error {
+	found, err := d.scan()
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, e := range found {
+		total += e.info.Size()
+	}
+	if total > d.maxBytes {
+		slices.SortFunc(found, func(a, b diskEntry) int {
+			return cmp.Or(a.info.ModTime().Compare(b.info.ModTime()), strings.Compare(a.path, b.path))
+		})
+		lowWater := d.maxBytes - d.maxBytes/8
+		kept := found[:0]
+		for i, e := range found {
+			if total <= lowWater {
+				kept = append(kept, found[i:]...)
+				break
+			}
+			if d.evictFile(e) {
+				total -= e.info.Size()
+			} else {
+				kept = append(kept, e)
+			}
+		}
+		found = kept
+	}
+	d.bytes.Store(total)
+	d.entries.Store(int64(len(found)))
+	return nil
+}
+
+// evictFile removes an entry file found by a scan unless, since the scan,
+// another process has used it or replaced it. It reports whether the file
+// is gone.
+func (d *Dir) evictFile(e diskEntry) bool {
+	current, err := os.Lstat(e.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true // another process evicted it
+	}
+	if err != nil || !os.SameFile(e.info, current) || current.ModTime().After(e.info.ModTime()) {
+		return false
+	}
+	err = os.Remove(e.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	if err == nil {
+		d.evictions.Add(1)
+	}
+	return true
+}
+
+// scan lists the entry files under the root and removes stale temporary
+// files. Files and directories it does not recognise are left alone, and
+// files that vanish while it runs are skipped.
+func (d *Dir) scan() ([]diskEntry, error) {
+	algDirs, err := os.ReadDir(d.root)
+	if err != nil {
+		return nil, err
+	}
+	staleBefore := d.now().Add(-d.staleTempAge)
+	var found []diskEntry
+	for _, algDir := range algDirs {
+		alg := digest.Algorithm(algDir.Name())
+		if !algDir.IsDir() || !alg.Available() {
+			continue
+		}
+		algPath := filepath.Join(d.root, algDir.Name())
+		shards, err := os.ReadDir(algPath)
+		if err != nil {
+			continue
+		}
+		for _, shard := range shards {
+			if !shard.IsDir() {
+				continue
+			}
+			shardPath := filepath.Join(algPath, shard.Name())
+			files, err := os.ReadDir(shardPath)
+			if err != nil {
+				continue
+			}
+			for _, file := range files {
+				name := file.Name()
+				isTemp := strings.HasPrefix(name, tempPrefix)
+				if !isTemp && (alg.Validate(name) != nil || name[:2] != shard.Name()) {
+					continue
+				}
+				info, err := file.Info()
+				if err != nil || !info.Mode().IsRegular() {
+					continue
+				}
+				path := filepath.Join(shardPath, name)
+				if isTemp {
+					if info.ModTime().Before(staleBefore) {
+						os.Remove(path)
+					}
+					continue
+				}
+				found = append(found, diskEntry{path: path, info: info})
+			}
+		}
+	}
+	return found, nil
+}

@@ -1,0 +1,98 @@
+package cache
+
+import (
+	"math"
+	"sync"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/opencontainers/go-digest"
+)
+
+// Memory is an in-memory [Cache] bounded by the total length of its
+// entries, evicting the least recently used entry first.
+//
+// Memory keeps the slices passed to Add and returns them from Get without
+// copying: callers must not modify data after adding it or after getting it.
+// It trusts its callers to pass the right key and does not hash data.
+//
+// A Memory must be created with [NewMemory]. It is safe for concurrent use.
+type Memory struct {
+	maxBytes int64
+
+	mu        sync.Mutex
+	lru       *simplelru.LRU[digest.Digest, []byte]
+	bytes     int64
+	hits      uint64
+	misses    uint64
+	evictions uint64
+}
+
+var _ Cache = (*Memory)(nil)
+
+// NewMemory returns an empty Memory that holds at most maxBytes bytes of
+// entry data (bookkeeping overhead is not counted). An entry longer than
+// maxBytes is never stored; with maxBytes <= 0 nothing is.
+func NewMemory(maxBytes int64) *Memory {
+	m := &Memory{maxBytes: maxBytes}
+	// The entry-count bound of simplelru is effectively disabled: the
+	// byte bound is enforced by Add. The callback keeps the byte count
+	// right however an entry leaves the list.
+	lru, err := simplelru.NewLRU(math.MaxInt, func(_ digest.Digest, data []byte) {
+		m.bytes -= int64(len(data))
+	})
+	if err != nil {
+		// NewLRU fails only for a non-positive size.
+		panic("cache: NewMemory: " + err.Error())
+	}
+	m.lru = lru
+	return m
+}
+
+// Get returns the data stored under key and marks it most recently used.
+// The caller must not modify the returned slice.
+func (m *Memory) Get(key digest.Digest) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	data, ok := m.lru.Get(key)
+	if ok {
+		m.hits++
+	} else {
+		m.misses++
+	}
+	return data, ok
+}
+
+// Add stores data under key, without copying it, and evicts least recently
+// used entries until the cache is within its byte budget. If key is
+// already present, Add only marks it most recently used. Data longer than
+// the whole budget is not stored.
+func (m *Memory) Add(key digest.Digest, data []byte) {
+	size := int64(len(data))
+	if size > m.maxBytes {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.lru.Get(key); ok {
+		return // same key, same content
+	}
+	m.lru.Add(key, data)
+	m.bytes += size
+	for m.bytes > m.maxBytes {
+		m.lru.RemoveOldest()
+		m.evictions++
+	}
+}
+
+// Stats returns a snapshot of the cache's counters.
+func (m *Memory) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Stats{
+		Hits:      m.hits,
+		Misses:    m.misses,
+		Evictions: m.evictions,
+		Entries:   int64(m.lru.Len()),
+		Bytes:     m.bytes,
+	}
+}
