@@ -24,12 +24,6 @@ const maxDeflateRatio = 1032
 // maxSymlinks is how many symbolic links one lookup follows, as in Linux.
 const maxSymlinks = 40
 
-// Landmark entry names, hidden from the file system view.
-const (
-	prefetchLandmark   = ".prefetch.landmark"
-	noPrefetchLandmark = ".no.prefetch.landmark"
-)
-
 // A Layer is a seekable layer blob opened lazily: its index is in memory,
 // file contents are fetched, verified and decompressed chunk by chunk when
 // read. A Layer is an fs.FS over the layer's files, with fs.StatFS,
@@ -197,7 +191,7 @@ func cleanName(name string) string {
 }
 
 func isLandmark(e *toc.Entry) bool {
-	return e.Type == toc.TypeReg && (e.Name == prefetchLandmark || e.Name == noPrefetchLandmark)
+	return e.Type == toc.TypeReg && (e.Name == toc.PrefetchLandmark || e.Name == toc.NoPrefetchLandmark)
 }
 
 func impliedDir(p string) *node {

@@ -28,7 +28,7 @@ func sampleLayer(t *testing.T, share bool, opts ...Option) (*Layer, *countingFet
 		"usr/lib/.wh.gone": {},
 		"data/small":       []byte("small file"),
 	}
-	b.add(&toc.Entry{Name: noPrefetchLandmark}, []byte{0x0f})
+	b.add(&toc.Entry{Name: toc.NoPrefetchLandmark}, []byte{0x0f})
 	b.add(&toc.Entry{Name: "etc", Type: toc.TypeDir, Mode: 0o755, ModTime: modTime}, nil)
 	b.add(&toc.Entry{Name: "etc/hostname", Mode: 0o644, UID: 1, GID: 2, UserName: "u", ModTime: modTime}, contents["etc/hostname"])
 	b.add(&toc.Entry{Name: "usr/bin/tool", Mode: 0o4755, ModTime: modTime, Xattrs: map[string]string{"user.a": "b"}}, contents["usr/bin/tool"])
@@ -135,7 +135,7 @@ func TestLayerHidesLandmarksAndCreatesImpliedDirs(t *testing.T) {
 	if got, want := names, []string{"data", "dev", "etc", "run", "usr"}; !equalStrings(got, want) {
 		t.Errorf("root = %v, want %v", got, want)
 	}
-	if _, err := l.Stat(noPrefetchLandmark); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := l.Stat(toc.NoPrefetchLandmark); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("landmark visible: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"runtime"
 
 	"github.com/lazylayer/lazylayer/cache"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -14,9 +15,9 @@ const (
 	DefaultTailHint = 1 << 20
 
 	// DefaultMaxTOCSize bounds the decompressed size of an index when
-	// WithMaxTOCSize is not given. It matches the 150 MiB limit of
-	// containers/storage.
-	DefaultMaxTOCSize = 150 << 20
+	// WithMaxTOCSize is not given: toc.DefaultMaxTOCSize, the 150 MiB
+	// limit of containers/storage.
+	DefaultMaxTOCSize = toc.DefaultMaxTOCSize
 )
 
 // An Option configures Open.

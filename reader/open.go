@@ -1,0 +1,135 @@
+package reader
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/toc"
+)
+
+// Open opens the layer blob that f serves. It fetches the blob's tail,
+// which holds the footer and, when the tail is large enough (see
+// WithTailHint), the whole index; otherwise it fetches the index with one
+// more request. The index is checked against WithTOCDigest, decoded and
+// validated against the blob's size before Open returns. ctx bounds Open
+// only; reads from the returned Layer run until the Layer is closed.
+func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error) {
+	cfg := newConfig(opts)
+	size, err := f.Size(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reader: blob size: %w", err)
+	}
+	if size <= 0 {
+		return nil, fmt.Errorf("reader: blob of %d bytes: %w", size, ErrCorrupt)
+	}
+	tail, err := fetchRange(ctx, f, size-min(size, max(cfg.tailHint, toc.MaxFooterSize)), size)
+	if err != nil {
+		return nil, fmt.Errorf("reader: fetch blob tail: %w", err)
+	}
+	footer, err := toc.ParseFooter(tail.data)
+	if err != nil {
+		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+	}
+	if int64(footer.Size) > size {
+		return nil, fmt.Errorf("reader: %d-byte footer in a %d-byte blob: %w", footer.Size, size, ErrCorrupt)
+	}
+	var index *toc.TOC
+	var dataEnd int64
+	switch footer.Format {
+	case toc.FormatEStargz:
+		index, dataEnd, err = openEStargz(ctx, f, size, tail, footer, cfg)
+	default:
+		err = fmt.Errorf("reader: %v blobs: %w", footer.Format, ErrUnsupportedFormat)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newLayer(ctx, f, index, dataEnd, cfg)
+}
+
+// blobRange is bytes [offset, offset+len(data)) of the blob.
+type blobRange struct {
+	offset int64
+	data   []byte
+}
+
+// slice returns blob bytes [from, to) if r holds them.
+func (r blobRange) slice(from, to int64) ([]byte, bool) {
+	if from < r.offset || to > r.offset+int64(len(r.data)) || from > to {
+		return nil, false
+	}
+	return r.data[from-r.offset : to-r.offset], true
+}
+
+// fetchRange fetches blob bytes [from, to) in one request.
+func fetchRange(ctx context.Context, f fetcher.Fetcher, from, to int64) (blobRange, error) {
+	want := fetcher.Range{Offset: from, Length: to - from}
+	var got []byte
+	err := f.Fetch(ctx, []fetcher.Range{want}, func(r fetcher.Range, data []byte) error {
+		if r != want || int64(len(data)) != want.Length {
+			return fmt.Errorf("fetcher returned %d bytes at %d for range %v: %w", len(data), r.Offset, want, ErrCorrupt)
+		}
+		got = data
+		return nil
+	})
+	return blobRange{from, got}, err
+}
+
+// openEStargz reads and decodes an eStargz TOC: the gzip member between
+// footer.TOCOffset and the footer. File data lies before the TOC.
+func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*toc.TOC, int64, error) {
+	if footer.ExternalTOC {
+		return nil, 0, fmt.Errorf("reader: estargz with an external TOC: %w", ErrUnsupportedFormat)
+	}
+	tocEnd := size - int64(footer.Size)
+	if footer.TOCOffset < 0 || footer.TOCOffset >= tocEnd {
+		return nil, 0, fmt.Errorf("reader: TOC offset %d outside blob data [0,%d): %w", footer.TOCOffset, tocEnd, ErrCorrupt)
+	}
+	// Deflate cannot shrink JSON below a thousandth of its size, nor
+	// grow it by more than a few bytes per 64 KiB block: a member larger
+	// than this cannot hold an index within the limit.
+	if memberLen := tocEnd - footer.TOCOffset; memberLen > cfg.maxTOCSize+cfg.maxTOCSize/64+64<<10 {
+		return nil, 0, fmt.Errorf("reader: %d-byte TOC member exceeds the %d-byte TOC limit: %w: %w",
+			memberLen, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
+	}
+	member, ok := tail.slice(footer.TOCOffset, tocEnd)
+	if !ok {
+		r, err := fetchRange(ctx, f, footer.TOCOffset, tocEnd)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reader: fetch TOC: %w", err)
+		}
+		member = r.data
+	}
+	limit := toc.WithMaxTOCSize(cfg.maxTOCSize)
+	data, err := toc.ReadEStargzTOCMember(member, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+	}
+	if err := checkTOCDigest(cfg, data); err != nil {
+		return nil, 0, err
+	}
+	index, err := toc.UnmarshalEStargz(data, footer.TOCOffset, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+	}
+	return index, footer.TOCOffset, nil
+}
+
+// checkTOCDigest verifies the index bytes the pinned digest covers, before
+// anything parses them.
+func checkTOCDigest(cfg config, data []byte) error {
+	want := cfg.tocDigest
+	if want == "" {
+		return nil
+	}
+	if err := want.Validate(); err != nil {
+		return fmt.Errorf("reader: pinned TOC digest %q: %w", want, err)
+	}
+	v := want.Verifier()
+	v.Write(data)
+	if !v.Verified() {
+		return fmt.Errorf("reader: TOC does not match %s: %w", want, ErrTOCDigest)
+	}
+	return nil
+}
