@@ -28,6 +28,7 @@ var (
 	ErrNotFound = errors.New("entry not found")
 	// ErrInvalidKey reports a key that is not a well-formed digest of an
 	// algorithm this package can compute (sha256, sha384 or sha512).
+	// [Dir] rejects such keys, since it derives file names from keys.
 	ErrInvalidKey = errors.New("invalid key")
 	// ErrTooLarge reports an entry larger than the whole cache; such an
 	// entry is never stored.

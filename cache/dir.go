@@ -54,6 +54,8 @@ const (
 // scans, so the directory may exceed the budget until one of them scans
 // again; files vanishing under a Dir are tolerated, and temporary files are
 // never removed while their writer may be alive (see [WithStaleTempAge]).
+// Should one be removed under a live writer all the same, that writer's
+// rename fails and its Store reports the error; no entry is torn.
 //
 // Keys must be valid digests (see [ErrInvalidKey]); a key's hex part is the
 // only part of a path derived from it, so no key can name a file outside
@@ -154,7 +156,7 @@ func (d *Dir) Load(key digest.Digest) ([]byte, error) {
 	data, err := d.load(key)
 	if err != nil {
 		d.misses.Add(1)
-		return nil, fmt.Errorf("cache: load %s: %w", key, err)
+		return nil, fmt.Errorf("cache: load %q: %w", key, err)
 	}
 	d.hits.Add(1)
 	return data, nil
@@ -206,18 +208,22 @@ func (d *Dir) load(key digest.Digest) ([]byte, error) {
 // [ErrInvalidKey], [ErrTooLarge], [ErrDigestMismatch] or the error of the
 // failed file operation.
 func (d *Dir) Store(key digest.Digest, data []byte) error {
-	if err := d.store(key, bytes.NewReader(data)); err != nil {
-		return fmt.Errorf("cache: store %s: %w", key, err)
+	err := validateKey(key)
+	if err == nil && int64(len(data)) > d.maxBytes {
+		err = fmt.Errorf("%d bytes, budget %d: %w", len(data), d.maxBytes, ErrTooLarge)
+	}
+	if err == nil {
+		err = d.store(key, bytes.NewReader(data))
+	}
+	if err != nil {
+		return fmt.Errorf("cache: store %q: %w", key, err)
 	}
 	return nil
 }
 
-// store writes the content of r under key. It reads r as a stream, so a
-// test can stop a writer midway.
-func (d *Dir) store(key digest.Digest, r io.Reader) (err error) {
-	if err := validateKey(key); err != nil {
-		return err
-	}
+// store writes the content of r under key, which must be valid. It reads
+// r as a stream, so a test can stop a writer midway.
+func (d *Dir) store(key digest.Digest, r io.Reader) error {
 	path := d.path(key)
 	if d.touch(path) == nil {
 		return nil // already stored
@@ -293,7 +299,7 @@ func (d *Dir) Stats() Stats {
 // can compute: their hex part is all a path is built from.
 func validateKey(key digest.Digest) error {
 	if err := key.Validate(); err != nil {
-		return fmt.Errorf("%w %q: %w", ErrInvalidKey, string(key), err)
+		return fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
 	return nil
 }

@@ -1,0 +1,28 @@
+// Package cache stores byte strings by their own digest.
+//
+// A [Cache] maps a key to the bytes it addresses: the key is always the
+// digest of the data, so a cache can check what it returns and can be
+// shared by anything that agrees on the content, such as the chunks of
+// layers that several images have in common. A cache may drop any entry at
+// any time; a miss only means the bytes must be fetched again.
+//
+// The package provides three caches:
+//
+//   - [Memory], an in-process LRU bounded by the total length of its
+//     entries. It hands out the very slices it was given, so neither side
+//     may modify them.
+//   - [Dir], a directory of files, one per entry, bounded in bytes and
+//     evicted least recently used first. It survives restarts, can be
+//     shared by several processes, publishes entries atomically and
+//     verifies every entry it reads, so a crash or a damaged disk costs a
+//     miss, never wrong bytes.
+//   - [Tiered], a fast cache over a slow one (typically a Memory over a
+//     Dir) that promotes entries found only in the slow one.
+//
+// Each reports its counters as a [Stats]. The Cache interface has no room
+// for errors; [Dir.Store] and [Dir.Load] report them, wrapping the
+// sentinel errors of this package ([ErrNotFound], [ErrInvalidKey],
+// [ErrTooLarge], [ErrDigestMismatch], [ErrCorrupt]).
+//
+// The package knows nothing of layer formats or networks.
+package cache
