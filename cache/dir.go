@@ -49,10 +49,10 @@ const (
 // estimate of the directory's size: it scans the directory when it is
 // opened and whenever its estimate exceeds the budget, then removes the
 // least recently used entries until the total is below 7/8 of the budget.
-// The estimate is exact when a single Dir uses the directory. When several
-// processes share a directory, each counts only its own writes between
-// scans, so the directory may exceed the budget until one of them scans
-// again; files vanishing under a Dir are tolerated, and temporary files are
+// When a single Dir uses the directory the estimate never falls below the
+// truth, so the budget always holds. When several processes share a
+// directory, each counts only its own writes between scans, so the
+// directory may exceed the budget until one of them scans again; files vanishing under a Dir are tolerated, and temporary files are
 // never removed while their writer may be alive (see [WithStaleTempAge]).
 // Should one be removed under a live writer all the same, that writer's
 // rename fails and its Store reports the error; no entry is torn.
@@ -197,7 +197,9 @@ func (d *Dir) load(key digest.Digest) ([]byte, error) {
 		d.discard(path, info)
 		return nil, fmt.Errorf("%s: %v: %w", path, err, ErrCorrupt)
 	}
-	d.touch(path)
+	// The file may have been evicted meanwhile; failing to record the use
+	// only makes the LRU order less exact.
+	_ = d.touch(path)
 	return data, nil
 }
 
@@ -329,8 +331,8 @@ func (d *Dir) discard(path string, info fs.FileInfo) {
 		return
 	}
 	d.entries.Add(-1)
-	// The file may have changed size since it was counted; subtracting its
-	// current size keeps the estimate at or above the truth, which is the
+	// The file may have changed size since it was counted; subtracting the
+	// size it has now keeps the estimate at or above the truth, which is the
 	// side that still triggers a scan, but never below zero.
 	for {
 		old := d.bytes.Load()
