@@ -1,0 +1,522 @@
+package prefetch
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ErrNotFound is wrapped by the errors FromImageConfig reports for a name
+// it could not resolve in the image: a program, an interpreter, a library.
+var ErrNotFound = errors.New("not found in image")
+
+// ErrLimit is wrapped by the error a planner reports when it stopped at
+// one of its bounds (WithMaxItems, WithMaxInterpreterDepth, the number of
+// shared objects).
+var ErrLimit = errors.New("planner limit reached")
+
+// DefaultPath is the PATH an image config without one runs with, as
+// container runtimes set it.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+const (
+	maxShebang     = 256 // the kernel's BINPRM_BUF_SIZE
+	maxSharedObjs  = 512
+	maxConfigBytes = 64 << 10
+)
+
+// FromImageConfig plans what a container of the image reads while it
+// starts, from its config alone: no process runs.
+//
+// The program is Entrypoint followed by Cmd. Its first word is looked up
+// like execvp does: a name with a slash is taken relative to WorkingDir,
+// other names are searched in the PATH of Env (DefaultPath if unset) for
+// an executable regular file. A shell started as "sh -c 'cmd ...'" also
+// contributes the first command of its script. The plan then follows:
+//
+//   - #! lines to their interpreter ("/usr/bin/env NAME" searches PATH),
+//     recursively, up to WithMaxInterpreterDepth levels;
+//   - ELF programs to their PT_INTERP loader and, breadth-first like
+//     ld.so, to every DT_NEEDED library: DT_RPATH of the object and its
+//     loaders (unless it has DT_RUNPATH), LD_LIBRARY_PATH from Env,
+//     DT_RUNPATH, the directories of /etc/ld.so.conf and its includes
+//     (the source /etc/ld.so.cache is built from), then the system
+//     directories (multiarch, lib64, lib); $ORIGIN, $LIB and $PLATFORM are
+//     expanded, and a candidate of another ELF class or machine is skipped
+//     as ld.so skips it. musl programs use /etc/ld-musl-ARCH.path instead;
+//   - unless WithRuntimeFiles(false), the files libc and the language
+//     runtime read at start (see runtimeFiles and languageRules).
+//
+// Every item names the layer that provides the file once the layers are
+// overlaid, and its path with symlinks resolved. Priorities follow the
+// order of discovery, which is close to the order a starting process
+// reads the files in.
+//
+// The returned plan is never nil. A non-nil error lists, joined, what
+// could not be followed (each wrapping ErrNotFound, ErrMalformed or
+// ErrLimit); the plan still holds everything else. Only a context error
+// aborts planning.
+func FromImageConfig(ctx context.Context, img *Overlay, cfg v1.ImageConfig, opts ...Option) (*Plan, error) {
+	ip := &imagePlanner{
+		ctx:     ctx,
+		ov:      img,
+		opts:    buildOptions(opts),
+		plan:    &Plan{},
+		env:     parseEnv(cfg.Env),
+		workdir: cfg.WorkingDir,
+		objects: make(map[string]*elfObject),
+		visited: make(map[string]bool),
+	}
+	if ip.workdir == "" {
+		ip.workdir = "/"
+	}
+	argv := append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
+	if len(argv) > 0 {
+		ip.command(argv[0], ReasonEntrypoint, 0)
+		if cmd, ok := shellCommand(argv); ok {
+			ip.command(cmd, ReasonEntrypoint, 0)
+		}
+	}
+	if ip.opts.runtimeDirs {
+		ip.runtimeFiles()
+	}
+	if err := ctx.Err(); err != nil {
+		return ip.plan, err
+	}
+	return ip.plan, errors.Join(ip.errs...)
+}
+
+type imagePlanner struct {
+	ctx     context.Context
+	ov      *Overlay
+	opts    options
+	plan    *Plan
+	env     map[string]string
+	workdir string
+
+	priority int
+	errs     []error
+	full     bool
+
+	visited map[string]bool       // programs analysed, by resolved path
+	objects map[string]*elfObject // parsed ELF files, by resolved path
+
+	loader      *elfObject // the first PT_INTERP seen, for runtime rules
+	loaderPath  string
+	confDirs    []string // from ld.so.conf, read once
+	confDirsSet bool
+}
+
+func (ip *imagePlanner) fail(err error) {
+	if len(ip.errs) < 64 {
+		ip.errs = append(ip.errs, err)
+	}
+}
+
+// add puts a resolved regular file into the plan at the next priority.
+func (ip *imagePlanner) add(loc Location, reason Reason) {
+	if !isRegular(loc.Info) {
+		return
+	}
+	if ip.plan.Len() >= ip.opts.maxItems {
+		if !ip.full {
+			ip.full = true
+			ip.fail(fmt.Errorf("prefetch: %d items: %w", ip.opts.maxItems, ErrLimit))
+		}
+		return
+	}
+	ip.plan.Add(Item{Layer: loc.Layer, Path: loc.Path, Priority: ip.priority, Reason: reason})
+	ip.priority++
+}
+
+// addPath adds the named file if the image has it; absence is no error.
+func (ip *imagePlanner) addPath(name string, reason Reason) (Location, bool) {
+	loc, err := ip.ov.Resolve(name)
+	if err != nil || !isRegular(loc.Info) {
+		return Location{}, false
+	}
+	ip.add(loc, reason)
+	return loc, true
+}
+
+func parseEnv(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v // later entries win, as in execve's environment lookups
+		}
+	}
+	return m
+}
+
+// command resolves a command name as execvp would and analyses it.
+func (ip *imagePlanner) command(name string, reason Reason, depth int) {
+	loc, startedAs, err := ip.lookPath(name)
+	if err != nil {
+		ip.fail(err)
+		return
+	}
+	ip.program(loc, startedAs, reason, depth)
+}
+
+// abs makes name absolute against the working directory, as the kernel
+// does for a relative path.
+func (ip *imagePlanner) abs(name string) string {
+	if strings.HasPrefix(name, "/") {
+		return path.Clean(name)
+	}
+	return path.Join("/", ip.workdir, name)
+}
+
+// lookPath finds the executable that running name starts. It returns the
+// file, and the absolute path it was found by before links were resolved.
+func (ip *imagePlanner) lookPath(name string) (Location, string, error) {
+	if name == "" {
+		return Location{}, "", fmt.Errorf("prefetch: empty program name: %w", ErrNotFound)
+	}
+	if strings.Contains(name, "/") {
+		startedAs := ip.abs(name)
+		loc, err := ip.ov.Resolve(startedAs)
+		if err != nil || !isRegular(loc.Info) {
+			return Location{}, "", fmt.Errorf("prefetch: program %q: %w", name, ErrNotFound)
+		}
+		return loc, startedAs, nil
+	}
+	search, ok := ip.env["PATH"]
+	if !ok {
+		search = DefaultPath
+	}
+	for dir := range strings.SplitSeq(search, ":") {
+		startedAs := path.Join(ip.abs(dir), name)
+		loc, err := ip.ov.Resolve(startedAs)
+		if err == nil && isRegular(loc.Info) && loc.Info.Mode().Perm()&0o111 != 0 {
+			return loc, startedAs, nil
+		}
+	}
+	return Location{}, "", fmt.Errorf("prefetch: program %q in PATH %q: %w", name, search, ErrNotFound)
+}
+
+// program adds an executable and what it needs to start: its #!
+// interpreter, or its loader and libraries, and its language runtime.
+func (ip *imagePlanner) program(loc Location, startedAs string, reason Reason, depth int) {
+	if ip.ctx.Err() != nil || ip.visited[loc.Path] {
+		return
+	}
+	ip.visited[loc.Path] = true
+	ip.add(loc, reason)
+	head, err := ip.ov.readPrefix(loc, maxShebang)
+	if err != nil {
+		ip.fail(fmt.Errorf("prefetch: reading %q: %w", loc.Path, err))
+		return
+	}
+	switch {
+	case strings.HasPrefix(string(head), "#!"):
+		ip.shebang(loc, head, depth)
+	case isELF(head):
+		ip.elfProgram(loc)
+	}
+	if ip.opts.runtimeDirs {
+		ip.language(loc, startedAs)
+	}
+}
+
+// shebang follows the interpreter of a script, as the kernel's binfmt_script
+// does: the first line, at most maxShebang bytes, names the interpreter
+// and at most one argument.
+func (ip *imagePlanner) shebang(script Location, head []byte, depth int) {
+	if depth+1 > ip.opts.maxDepth {
+		ip.fail(fmt.Errorf("prefetch: interpreter of %q: more than %d levels: %w",
+			script.Path, ip.opts.maxDepth, ErrLimit))
+		return
+	}
+	line, _, _ := strings.Cut(string(head[2:]), "\n")
+	interp, arg, _ := strings.Cut(strings.TrimLeft(line, " \t"), " ")
+	interp = strings.TrimRight(interp, " \t\r")
+	if interp == "" {
+		ip.fail(fmt.Errorf("prefetch: %q: %w #! line", script.Path, ErrMalformed))
+		return
+	}
+	ip.command(interp, ReasonInterpreter, depth+1)
+	if path.Base(interp) == "env" {
+		if name, ok := envCommand(arg); ok {
+			ip.command(name, ReasonInterpreter, depth+1)
+		}
+	}
+}
+
+// envCommand returns the program that "env ARGS" runs: the first word that
+// is neither an option nor a NAME=value assignment.
+func envCommand(args string) (string, bool) {
+	for _, f := range strings.Fields(args) {
+		if strings.HasPrefix(f, "-") || strings.Contains(f, "=") {
+			continue
+		}
+		return f, true
+	}
+	return "", false
+}
+
+// shellCommand returns the first command of "sh -c SCRIPT", when SCRIPT
+// starts with a plain word (after NAME=value assignments and "exec").
+func shellCommand(argv []string) (string, bool) {
+	if len(argv) < 3 {
+		return "", false
+	}
+	switch path.Base(argv[0]) {
+	case "sh", "bash", "dash", "ash", "ksh", "zsh", "mksh":
+	default:
+		return "", false
+	}
+	if !strings.HasPrefix(argv[1], "-") || !strings.Contains(argv[1], "c") {
+		return "", false
+	}
+	for _, w := range strings.Fields(argv[2]) {
+		if strings.Contains(w, "=") && !strings.HasPrefix(w, "=") || w == "exec" {
+			continue
+		}
+		if strings.ContainsAny(w, "$`'\"\\;|&<>(){}*?[]~") {
+			return "", false
+		}
+		return w, true
+	}
+	return "", false
+}
+
+// object returns the parsed ELF file at loc, cached.
+func (ip *imagePlanner) object(loc Location) (*elfObject, error) {
+	if obj, ok := ip.objects[loc.Path]; ok {
+		if obj == nil {
+			return nil, fmt.Errorf("%w ELF", ErrMalformed)
+		}
+		return obj, nil
+	}
+	obj, err := ip.ov.readELFFile(loc)
+	ip.objects[loc.Path] = obj
+	return obj, err
+}
+
+// loaded is one shared object in the order ld.so maps them.
+type loaded struct {
+	obj    *elfObject
+	origin string  // $ORIGIN: the directory the object was found in
+	parent *loaded // the object that needed it first
+}
+
+// elfProgram adds the loader and, breadth-first, the libraries of the ELF
+// executable at loc.
+func (ip *imagePlanner) elfProgram(loc Location) {
+	main, err := ip.object(loc)
+	if err != nil {
+		ip.fail(fmt.Errorf("prefetch: %q: %w", loc.Path, err))
+		return
+	}
+	musl := false
+	if main.interp != "" {
+		interp, err := ip.ov.Resolve(main.interp)
+		if err != nil || !isRegular(interp.Info) {
+			ip.fail(fmt.Errorf("prefetch: loader %q of %q: %w", main.interp, loc.Path, ErrNotFound))
+		} else {
+			ip.add(interp, ReasonELFInterp)
+			if ip.loader == nil {
+				ip.loader, ip.loaderPath = main, main.interp
+			}
+			musl = strings.HasPrefix(path.Base(main.interp), "ld-musl-")
+			if !musl {
+				ip.addPath("/etc/ld.so.cache", ReasonRuntime)
+			}
+		}
+	}
+	queue := []*loaded{{obj: main, origin: path.Dir("/" + loc.Path)}}
+	names := map[string]bool{path.Base(main.interp): true}
+	count := 0
+	for len(queue) > 0 && ip.ctx.Err() == nil {
+		cur := queue[0]
+		queue = queue[1:]
+		for _, need := range cur.obj.needed {
+			if names[need] {
+				continue
+			}
+			names[need] = true
+			if count++; count > maxSharedObjs {
+				ip.fail(fmt.Errorf("prefetch: %q: more than %d shared objects: %w", loc.Path, maxSharedObjs, ErrLimit))
+				return
+			}
+			lib, foundAt, ok := ip.findLibrary(need, cur, main, musl)
+			if !ok {
+				ip.fail(fmt.Errorf("prefetch: library %q needed by %q: %w", need, loc.Path, ErrNotFound))
+				continue
+			}
+			if ip.visited[lib.Path] {
+				continue
+			}
+			ip.visited[lib.Path] = true
+			ip.add(lib, ReasonELFNeeded)
+			obj, _ := ip.object(lib) // findLibrary parsed it
+			if obj.soname != "" {
+				names[obj.soname] = true
+			}
+			queue = append(queue, &loaded{obj: obj, origin: path.Dir(foundAt), parent: cur})
+		}
+	}
+}
+
+// findLibrary searches a DT_NEEDED name the way ld.so does for the object
+// cur. It returns the resolved library and the path it was found at.
+func (ip *imagePlanner) findLibrary(name string, cur *loaded, main *elfObject, musl bool) (Location, string, bool) {
+	if strings.Contains(name, "/") {
+		return ip.tryLibrary(ip.abs(name), main)
+	}
+	var dirs []string
+	expand := func(l *loaded, list []string) {
+		for _, d := range list {
+			dirs = append(dirs, expandDST(d, l.origin, l.obj)...)
+		}
+	}
+	if len(cur.obj.runpath) == 0 {
+		for l := cur; l != nil; l = l.parent {
+			if len(l.obj.runpath) == 0 {
+				expand(l, l.obj.rpath)
+			}
+		}
+	}
+	if v, ok := ip.env["LD_LIBRARY_PATH"]; ok {
+		dirs = append(dirs, strings.FieldsFunc(v, func(r rune) bool { return r == ':' || r == ';' })...)
+	}
+	expand(cur, cur.obj.runpath)
+	if musl {
+		dirs = append(dirs, ip.muslDirs()...)
+	} else {
+		dirs = append(dirs, ip.ldSoConfDirs()...)
+		dirs = append(dirs, defaultLibDirs(main)...)
+	}
+	for _, d := range dirs {
+		if loc, at, ok := ip.tryLibrary(path.Join(ip.abs(d), name), main); ok {
+			return loc, at, true
+		}
+	}
+	return Location{}, "", false
+}
+
+// tryLibrary reports whether name is a library main's loader can load.
+func (ip *imagePlanner) tryLibrary(name string, main *elfObject) (Location, string, bool) {
+	loc, err := ip.ov.Resolve(name)
+	if err != nil || !isRegular(loc.Info) {
+		return Location{}, "", false
+	}
+	obj, err := ip.object(loc)
+	if err != nil || !main.compatible(obj) {
+		return Location{}, "", false
+	}
+	return loc, path.Clean("/" + name), true
+}
+
+// expandDST expands the dynamic string tokens of a search path entry.
+// $LIB has several spellings across distributions, so it yields one
+// directory for each.
+func expandDST(dir, origin string, obj *elfObject) []string {
+	repl := func(s, token, value string) string {
+		s = strings.ReplaceAll(s, "${"+token+"}", value)
+		return strings.ReplaceAll(s, "$"+token, value)
+	}
+	dir = repl(dir, "ORIGIN", origin)
+	dir = repl(dir, "PLATFORM", platform(obj))
+	if !strings.Contains(dir, "$LIB") && !strings.Contains(dir, "${LIB}") {
+		return []string{dir}
+	}
+	var out []string
+	libs := []string{"lib"}
+	for _, t := range multiarch(obj) {
+		libs = append([]string{"lib/" + t}, libs...)
+	}
+	if obj.class == elf.ELFCLASS64 {
+		libs = append(libs, "lib64")
+	}
+	for _, l := range libs {
+		out = append(out, repl(dir, "LIB", l))
+	}
+	return out
+}
+
+// ldSoConfDirs returns the directories listed by /etc/ld.so.conf and the
+// files it includes, read once and bounded.
+func (ip *imagePlanner) ldSoConfDirs() []string {
+	if !ip.confDirsSet {
+		ip.confDirsSet = true
+		budget := 64
+		ip.confDirs = ip.readLdSoConf("/etc/ld.so.conf", 0, &budget)
+	}
+	return ip.confDirs
+}
+
+func (ip *imagePlanner) readLdSoConf(name string, depth int, budget *int) []string {
+	if depth > 8 || *budget <= 0 {
+		return nil
+	}
+	*budget--
+	data, ok := ip.readSmallFile(name)
+	if !ok {
+		return nil
+	}
+	var dirs []string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		fields := strings.FieldsFunc(line, func(r rune) bool {
+			return r == ' ' || r == '\t' || r == ':' || r == ',' || r == '\r'
+		})
+		if len(fields) == 0 || fields[0] == "hwcap" {
+			continue
+		}
+		if fields[0] != "include" {
+			for _, f := range fields {
+				dir, _, _ := strings.Cut(f, "=") // legacy "dir=libc5"
+				if strings.HasPrefix(dir, "/") && len(dirs) < 256 {
+					dirs = append(dirs, dir)
+				}
+			}
+			continue
+		}
+		for _, pattern := range fields[1:] {
+			if !strings.HasPrefix(pattern, "/") {
+				pattern = path.Join(path.Dir(name), pattern)
+			}
+			matches, err := fs.Glob(ip.ov, strings.TrimPrefix(path.Clean(pattern), "/"))
+			if err != nil {
+				continue
+			}
+			for _, m := range matches {
+				dirs = append(dirs, ip.readLdSoConf("/"+m, depth+1, budget)...)
+			}
+		}
+	}
+	return dirs
+}
+
+// muslDirs returns musl's library path: /etc/ld-musl-ARCH.path, or its
+// built-in default.
+func (ip *imagePlanner) muslDirs() []string {
+	arch := strings.TrimSuffix(strings.TrimPrefix(path.Base(ip.loaderPath), "ld-musl-"), ".so.1")
+	name := "/etc/ld-musl-" + arch + ".path"
+	data, ok := ip.readSmallFile(name)
+	if !ok {
+		return []string{"/lib", "/usr/local/lib", "/usr/lib"}
+	}
+	ip.addPath(name, ReasonRuntime)
+	return strings.FieldsFunc(string(data), func(r rune) bool { return r == ':' || r == '\n' })
+}
+
+// readSmallFile reads a configuration file of the image, at most
+// maxConfigBytes of it.
+func (ip *imagePlanner) readSmallFile(name string) ([]byte, bool) {
+	loc, err := ip.ov.Resolve(name)
+	if err != nil || !isRegular(loc.Info) {
+		return nil, false
+	}
+	data, err := ip.ov.readPrefix(loc, maxConfigBytes)
+	return data, err == nil
+}
