@@ -3,6 +3,7 @@ package toc
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"path"
 	"strings"
 	"time"
@@ -140,7 +141,7 @@ func formatModTime(t time.Time) string {
 }
 
 // checkChunkTiling reports whether a regular file's chunks cover [0, Size)
-// in order, without gaps or overlaps.
+// in order, without gaps or overlaps. Encoder and decoder share it.
 func checkChunkTiling(e *Entry) error {
 	if e.Size < 0 {
 		return fmt.Errorf("toc: entry %q: negative size %d: %w", e.Name, e.Size, ErrInvalidTOC)
@@ -212,8 +213,8 @@ func UnmarshalEStargz(data []byte, tocOffset int64, opts ...DecodeOption) (*TOC,
 		groupNames: make(map[int]string),
 	}
 	for i, je := range doc.Entries {
-		if err := d.add(je); err != nil {
-			return nil, fmt.Errorf("toc: entry %d: %w", i, err)
+		if err := d.add(i, je); err != nil {
+			return nil, err
 		}
 	}
 	if err := d.finish(); err != nil {
@@ -233,16 +234,27 @@ type estargzDecoder struct {
 	file *Entry
 }
 
-func (d *estargzDecoder) add(je *estargzEntry) error {
+// add decodes the i-th JSON entry. Errors carry the entry's position.
+func (d *estargzDecoder) add(i int, je *estargzEntry) error {
 	if je == nil {
-		return fmt.Errorf("null entry: %w", ErrInvalidTOC)
+		return fmt.Errorf("toc: entry %d: null: %w", i, ErrInvalidTOC)
 	}
+	var err error
 	if je.Type == estargzChunkType {
-		return d.addChunk(je)
+		err = d.addChunk(je)
+	} else {
+		if err := d.closeFile(); err != nil {
+			return err
+		}
+		err = d.addEntry(je)
 	}
-	if err := d.closeFile(); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("toc: entry %d %q: %w", i, je.Name, err)
 	}
+	return nil
+}
+
+func (d *estargzDecoder) addEntry(je *estargzEntry) error {
 	name, err := cleanName(je.Name)
 	if err != nil {
 		return err
@@ -258,23 +270,23 @@ func (d *estargzDecoder) add(je *estargzEntry) error {
 		DevMinor: je.DevMinor,
 	}
 	if e.Type == 0 {
-		return fmt.Errorf("%q: unknown type %q: %w", name, je.Type, ErrInvalidTOC)
+		return fmt.Errorf("unknown type %q: %w", je.Type, ErrInvalidTOC)
 	}
 	if name == "." && e.Type != TypeDir {
-		return fmt.Errorf("%q: the layer root must be a directory, not %s: %w", je.Name, e.Type, ErrInvalidTOC)
+		return fmt.Errorf("the layer root must be a directory, not a %s: %w", e.Type, ErrInvalidTOC)
 	}
-	if je.Mode < 0 || je.Mode > 1<<32-1 {
-		return fmt.Errorf("%q: mode %#o out of range: %w", name, je.Mode, ErrInvalidTOC)
+	if je.Mode < 0 || je.Mode > math.MaxUint32 {
+		return fmt.Errorf("mode %#o out of range: %w", je.Mode, ErrInvalidTOC)
 	}
 	if je.UID < 0 || je.GID < 0 || je.DevMajor < 0 || je.DevMinor < 0 {
-		return fmt.Errorf("%q: negative uid, gid or device number: %w", name, ErrInvalidTOC)
+		return fmt.Errorf("negative uid, gid or device number: %w", ErrInvalidTOC)
 	}
 	e.UserName = rememberName(d.userNames, je.UID, je.UserName)
 	e.GroupName = rememberName(d.groupNames, je.GID, je.GroupName)
 	if je.ModTime != "" {
 		t, err := time.Parse(time.RFC3339, je.ModTime)
 		if err != nil {
-			return fmt.Errorf("%q: modtime %q: %w", name, je.ModTime, ErrInvalidTOC)
+			return fmt.Errorf("modtime %q is not RFC 3339: %w", je.ModTime, ErrInvalidTOC)
 		}
 		e.ModTime = t.UTC().Truncate(time.Second)
 	}
@@ -286,7 +298,7 @@ func (d *estargzDecoder) add(je *estargzEntry) error {
 	}
 	if e.Type == TypeHardlink {
 		if e.LinkName, err = cleanName(je.LinkName); err != nil {
-			return fmt.Errorf("%q: hardlink target: %w", name, err)
+			return fmt.Errorf("hardlink target %q: %w", je.LinkName, err)
 		}
 	}
 	if e.Type == TypeReg {
@@ -301,13 +313,13 @@ func (d *estargzDecoder) add(je *estargzEntry) error {
 // startFile records a regular file's size, digest and first chunk.
 func (d *estargzDecoder) startFile(e *Entry, je *estargzEntry) error {
 	if je.Size < 0 {
-		return fmt.Errorf("%q: negative size %d: %w", e.Name, je.Size, ErrInvalidTOC)
+		return fmt.Errorf("negative size %d: %w", je.Size, ErrInvalidTOC)
 	}
 	e.Size = je.Size
 	if je.Digest != "" {
 		dgst, err := digest.Parse(je.Digest)
 		if err != nil {
-			return fmt.Errorf("%q: digest: %w: %w", e.Name, ErrInvalidTOC, err)
+			return fmt.Errorf("digest: %w: %w", ErrInvalidTOC, err)
 		}
 		e.Digest = dgst
 	}
@@ -322,7 +334,7 @@ func (d *estargzDecoder) startFile(e *Entry, je *estargzEntry) error {
 
 func (d *estargzDecoder) addChunk(je *estargzEntry) error {
 	if d.file == nil {
-		return fmt.Errorf("%q: chunk entry does not follow a non-empty regular file: %w", je.Name, ErrInvalidTOC)
+		return fmt.Errorf("chunk entry does not follow a non-empty regular file: %w", ErrInvalidTOC)
 	}
 	if je.Name != "" {
 		name, err := cleanName(je.Name)
@@ -330,46 +342,34 @@ func (d *estargzDecoder) addChunk(je *estargzEntry) error {
 			return err
 		}
 		if name != d.file.Name {
-			return fmt.Errorf("%q: chunk entry follows file %q: %w", je.Name, d.file.Name, ErrInvalidTOC)
+			return fmt.Errorf("chunk entry follows file %q: %w", d.file.Name, ErrInvalidTOC)
 		}
 	}
 	return d.appendChunk(je)
 }
 
-// appendChunk adds the chunk described by je to the current file, checking
-// it against the chunks before it. Chunk ranges must tile the file in order;
-// a chunkSize of zero means "to the end of the file".
+// appendChunk adds the chunk described by je to the current file. A
+// chunkSize of zero means "to the end of the file". closeFile checks that
+// the chunks tile the file.
 func (d *estargzDecoder) appendChunk(je *estargzEntry) error {
 	f := d.file
 	i := len(f.Chunks)
-	var next int64
-	if i > 0 {
-		last := f.Chunks[i-1]
-		next = last.Offset + last.Size
-	}
-	if je.ChunkOffset != next {
-		return fmt.Errorf("%q: chunk %d: chunkOffset %d, want %d: %w", f.Name, i, je.ChunkOffset, next, ErrInvalidTOC)
-	}
-	size := je.ChunkSize
-	if size == 0 {
-		size = f.Size - next
-	} else {
-		d.toc.ChunkSize = max(d.toc.ChunkSize, size)
-	}
-	if size <= 0 || size > f.Size-next {
-		return fmt.Errorf("%q: chunk %d: size %d does not fit file size %d at offset %d: %w", f.Name, i, size, f.Size, next, ErrInvalidTOC)
-	}
 	if je.Offset < 0 || je.Offset >= d.tocOffset {
-		return fmt.Errorf("%q: chunk %d: offset %d outside the data [0, %d): %w", f.Name, i, je.Offset, d.tocOffset, ErrInvalidTOC)
+		return fmt.Errorf("chunk %d: offset %d outside the data [0, %d): %w", i, je.Offset, d.tocOffset, ErrInvalidTOC)
 	}
 	if je.InnerOffset < 0 {
-		return fmt.Errorf("%q: chunk %d: negative innerOffset %d: %w", f.Name, i, je.InnerOffset, ErrInvalidTOC)
+		return fmt.Errorf("chunk %d: negative innerOffset %d: %w", i, je.InnerOffset, ErrInvalidTOC)
 	}
-	c := Chunk{Offset: next, Size: size, FrameOffset: je.Offset, InnerOffset: je.InnerOffset}
+	c := Chunk{Offset: je.ChunkOffset, Size: je.ChunkSize, FrameOffset: je.Offset, InnerOffset: je.InnerOffset}
+	if c.Size == 0 {
+		c.Size = f.Size - c.Offset
+	} else {
+		d.toc.ChunkSize = max(d.toc.ChunkSize, c.Size)
+	}
 	if je.ChunkDigest != "" {
 		dgst, err := digest.Parse(je.ChunkDigest)
 		if err != nil {
-			return fmt.Errorf("%q: chunk %d: chunkDigest: %w: %w", f.Name, i, ErrInvalidTOC, err)
+			return fmt.Errorf("chunk %d: chunkDigest: %w: %w", i, ErrInvalidTOC, err)
 		}
 		c.Digest = dgst
 	}
@@ -380,22 +380,18 @@ func (d *estargzDecoder) appendChunk(je *estargzEntry) error {
 // closeFile checks that the current file's chunks cover all of it.
 func (d *estargzDecoder) closeFile() error {
 	f := d.file
+	d.file = nil
 	if f == nil {
 		return nil
 	}
-	d.file = nil
-	last := f.Chunks[len(f.Chunks)-1]
-	if end := last.Offset + last.Size; end != f.Size {
-		return fmt.Errorf("%q: chunks cover %d of %d bytes: %w", f.Name, end, f.Size, ErrInvalidTOC)
-	}
-	return nil
+	return checkChunkTiling(f)
 }
 
 // finish closes the last file, places every chunk's frame and checks that
 // frames appear in blob order, then records the landmarks.
 func (d *estargzDecoder) finish() error {
 	if err := d.closeFile(); err != nil {
-		return fmt.Errorf("toc: entry %d: %w", len(d.toc.Entries)-1, err)
+		return err
 	}
 	if err := d.checkFrameOrder(); err != nil {
 		return err
@@ -403,8 +399,12 @@ func (d *estargzDecoder) finish() error {
 	d.setFrameEnds()
 	for _, e := range d.toc.Entries {
 		for i, c := range e.Chunks {
+			frameLen := c.FrameEnd - c.FrameOffset
+			if frameLen > math.MaxInt64/maxDeflateRatio {
+				continue // no int64 amount of data could exceed the bound
+			}
 			// Overflow-safe form of InnerOffset+Size > ratio*frameLen.
-			limit := (c.FrameEnd - c.FrameOffset) * maxDeflateRatio
+			limit := frameLen * maxDeflateRatio
 			if c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
 				return fmt.Errorf("toc: entry %q: chunk %d: %d bytes at innerOffset %d cannot come from %d compressed bytes: %w",
 					e.Name, i, c.Size, c.InnerOffset, c.FrameEnd-c.FrameOffset, ErrInvalidTOC)
@@ -489,11 +489,11 @@ func cleanName(name string) (string, error) {
 		return "", fmt.Errorf("empty name: %w", ErrInvalidTOC)
 	}
 	if strings.IndexByte(name, 0) >= 0 {
-		return "", fmt.Errorf("%q: NUL in name: %w", name, ErrInvalidTOC)
+		return "", fmt.Errorf("NUL in name: %w", ErrInvalidTOC)
 	}
 	for elem := range strings.SplitSeq(name, "/") {
 		if elem == ".." {
-			return "", fmt.Errorf("%q: \"..\" in name: %w", name, ErrInvalidTOC)
+			return "", fmt.Errorf("\"..\" element in name: %w", ErrInvalidTOC)
 		}
 	}
 	clean := strings.TrimPrefix(path.Clean("/"+name), "/")

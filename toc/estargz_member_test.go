@@ -1,0 +1,145 @@
+package toc
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"runtime"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// memberOf gzips a tar stream holding the given entries.
+func memberOf(t testing.TB, entries ...tarEntry) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		if err := tw.WriteHeader(&e.hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+type tarEntry struct {
+	hdr  tar.Header
+	body []byte
+}
+
+func tocEntry(body []byte) tarEntry {
+	return tarEntry{tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: int64(len(body))}, body}
+}
+
+func TestReadEStargzTOCMemberRoundTrip(t *testing.T) {
+	js := []byte(`{"version":1,"entries":[]}`)
+	for _, level := range []int{gzip.NoCompression, gzip.BestSpeed, gzip.DefaultCompression, gzip.BestCompression} {
+		var b bytes.Buffer
+		if err := WriteEStargzTOCMember(&b, js, level); err != nil {
+			t.Fatal(err)
+		}
+		// The footer and anything else after the member is ignored.
+		b.Write(EStargzFooter(0))
+		got, err := ReadEStargzTOCMember(b.Bytes())
+		if err != nil || !bytes.Equal(got, js) {
+			t.Fatalf("level %d: ReadEStargzTOCMember = %q, %v", level, got, err)
+		}
+	}
+	if err := WriteEStargzTOCMember(&bytes.Buffer{}, js, 42); err == nil {
+		t.Fatal("WriteEStargzTOCMember accepted gzip level 42")
+	}
+}
+
+func TestReadEStargzTOCMemberRejects(t *testing.T) {
+	js := []byte(`{"version":1,"entries":[]}`)
+	good := memberOf(t, tocEntry(js))
+	cases := []struct {
+		name   string
+		member []byte
+		opts   []DecodeOption
+		want   error
+	}{
+		{"empty", nil, nil, ErrInvalidTOC},
+		{"not gzip", []byte("hello, world"), nil, ErrInvalidTOC},
+		{"truncated", good[:len(good)/2], nil, ErrInvalidTOC},
+		{"no tar", memberOf(t), nil, ErrInvalidTOC},
+		{"wrong name", memberOf(t, tarEntry{tar.Header{Typeflag: tar.TypeReg, Name: "index.json", Size: 2}, []byte("{}")}), nil, ErrInvalidTOC},
+		{"not a file", memberOf(t, tarEntry{tar.Header{Typeflag: tar.TypeDir, Name: TOCTarName}, nil}), nil, ErrInvalidTOC},
+		{"over the limit", good, []DecodeOption{WithMaxTOCSize(int64(len(js)) - 1)}, ErrTOCTooLarge},
+	}
+	for _, c := range cases {
+		if _, err := ReadEStargzTOCMember(c.member, c.opts...); !errors.Is(err, c.want) {
+			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
+		}
+	}
+	if _, err := ReadEStargzTOCMember(good, WithMaxTOCSize(int64(len(js)))); err != nil {
+		t.Errorf("exactly at the limit: %v", err)
+	}
+}
+
+// TestReadEStargzTOCMemberBomb feeds a small member that inflates to far
+// more than the limit; decoding must refuse without inflating it all.
+func TestReadEStargzTOCMemberBomb(t *testing.T) {
+	const inflated = 64 << 20
+	var b bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: inflated})
+	zeros := make([]byte, 1<<20)
+	for range inflated / len(zeros) {
+		tw.Write(zeros)
+	}
+	tw.Close()
+	zw.Close()
+	if b.Len() > 1<<20 {
+		t.Fatalf("bomb is %d bytes compressed; the test wants a small one", b.Len())
+	}
+	allocated := bytesAllocated(func() {
+		_, err := ReadEStargzTOCMember(b.Bytes(), WithMaxTOCSize(1<<20))
+		if !errors.Is(err, ErrTOCTooLarge) {
+			t.Fatalf("err = %v, want ErrTOCTooLarge", err)
+		}
+	})
+	if allocated > 8<<20 {
+		t.Errorf("allocated %d bytes to reject a bomb", allocated)
+	}
+}
+
+// bytesAllocated reports how many heap bytes f allocates.
+func bytesAllocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestReadEStargzTOCMemberLyingHeader has a tar header that claims more
+// JSON than the member holds: the buffer must not be sized from the claim.
+func TestReadEStargzTOCMemberLyingHeader(t *testing.T) {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: 100 << 20})
+	tw.Write([]byte(`{"version":1}`))
+	zw.Close() // no tar close: the entry is short
+	allocated := bytesAllocated(func() {
+		if _, err := ReadEStargzTOCMember(b.Bytes()); !errors.Is(err, ErrInvalidTOC) {
+			t.Fatalf("err = %v, want ErrInvalidTOC", err)
+		}
+	})
+	if allocated > 8<<20 {
+		t.Errorf("allocated %d bytes for a %d-byte member", allocated, b.Len())
+	}
+}
