@@ -5,18 +5,17 @@ package corpus
 
 import (
 	"archive/tar"
-	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/lazylayer/lazylayer/internal/tartest"
 )
 
 var goroot struct {
@@ -132,96 +131,16 @@ func TarDir(w io.Writer, root string) error {
 
 // Entry is one entry of the generated tree: its tar header and, for a
 // regular file, its content.
-type Entry struct {
-	Header  *tar.Header
-	Content []byte
-}
+type Entry = tartest.Entry
 
-// Kinds returns a deterministic tree that holds every kind of entry a
-// layer can carry: nested directories, regular files of awkward sizes
-// (empty, one byte, block-sized, all zeros, several MiB of random bytes),
-// symlinks, hardlinks, character and block devices, a fifo, USTAR, PAX and
-// GNU headers, long names and link targets, xattrs, non-ASCII names and
-// sub-second modification times.
-func Kinds() []Entry {
-	rng := rand.New(rand.NewChaCha8([32]byte{'l', 'a', 'z', 'y'}))
-	random := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
-	text := func(n int) []byte {
-		words := []string{"layer ", "chunk ", "gzip ", "member ", "toc ", "seek ", "\n"}
-		var b bytes.Buffer
-		for b.Len() < n {
-			b.WriteString(words[rng.IntN(len(words))])
-		}
-		return b.Bytes()[:n]
-	}
-	mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
-	long := strings.Repeat("long-directory-name/", 8) // 160 bytes: beyond USTAR's 100
-	var es []Entry
-	dir := func(name string, format tar.Format) {
-		es = append(es, Entry{Header: &tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755, ModTime: mtime, Format: format}})
-	}
-	file := func(name string, content []byte, format tar.Format) *tar.Header {
-		h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(content)), Mode: 0o644,
-			Uid: 1000, Gid: 1000, Uname: "builder", Gname: "builder", ModTime: mtime, Format: format}
-		es = append(es, Entry{Header: h, Content: content})
-		return h
-	}
-	special := func(typ byte, name, link string, major, minor int64) {
-		es = append(es, Entry{Header: &tar.Header{Typeflag: typ, Name: name, Linkname: link, Mode: 0o644,
-			Devmajor: major, Devminor: minor, ModTime: mtime, Format: tar.FormatUSTAR}})
-	}
-
-	dir("./", tar.FormatUSTAR)
-	dir("etc/", tar.FormatUSTAR)
-	dir("usr/", tar.FormatUSTAR)
-	dir("usr/bin/", tar.FormatUSTAR)
-	dir("usr/lib/", tar.FormatPAX)
-	dir("var/", tar.FormatGNU)
-	file("etc/hostname", []byte("lazylayer\n"), tar.FormatUSTAR)
-	file("etc/empty", nil, tar.FormatUSTAR)
-	file("etc/one", []byte{'x'}, tar.FormatUSTAR)
-	file("etc/block-511", text(511), tar.FormatUSTAR)
-	file("etc/block-512", text(512), tar.FormatUSTAR)
-	file("etc/block-513", text(513), tar.FormatUSTAR)
-	file("usr/bin/tool", random(3<<20+12345), tar.FormatUSTAR)
-	file("usr/lib/big.bin", random(9<<20+7), tar.FormatPAX)
-	file("usr/lib/zeros", make([]byte, 5<<20), tar.FormatUSTAR)
-	file("usr/lib/text.txt", text(300<<10), tar.FormatUSTAR)
-	for i := range 40 {
-		file(fmt.Sprintf("usr/lib/small/%02d.txt", i), text(rng.IntN(3000)), tar.FormatUSTAR)
-	}
-	x := file("usr/lib/xattrs", text(4000), tar.FormatPAX)
-	x.PAXRecords = map[string]string{"SCHILY.xattr.user.lazy": "yes", "SCHILY.xattr.security.capability": "\x01\x00\x00\x02\x00\x10"}
-	file("usr/lib/"+long+"pax-long-name.txt", text(2000), tar.FormatPAX)
-	file("var/"+long+"gnu-long-name.txt", text(1500), tar.FormatGNU)
-	file("usr/lib/ünïcödé-名前.txt", text(700), tar.FormatPAX)
-	sub := file("usr/lib/subsecond", text(100), tar.FormatPAX)
-	sub.ModTime = mtime.Add(123456789 * time.Nanosecond)
-	huge := file("usr/lib/big-ids", text(10), tar.FormatPAX)
-	huge.Uid, huge.Gid = 1<<22, 1<<23
-	special(tar.TypeSymlink, "usr/bin/sh", "tool", 0, 0)
-	special(tar.TypeSymlink, "etc/abs-link", "/usr/bin/tool", 0, 0)
-	es = append(es, Entry{Header: &tar.Header{Typeflag: tar.TypeSymlink, Name: "etc/long-link",
-		Linkname: "../usr/lib/" + long + "pax-long-name.txt", ModTime: mtime, Format: tar.FormatGNU}})
-	special(tar.TypeLink, "usr/bin/tool-hardlink", "usr/bin/tool", 0, 0)
-	special(tar.TypeLink, "etc/empty-hardlink", "etc/empty", 0, 0)
-	special(tar.TypeChar, "dev-null", "", 1, 3)
-	special(tar.TypeBlock, "dev-sda", "", 8, 0)
-	special(tar.TypeFifo, "fifo", "", 0, 0)
-	dir("var/empty-dir/", tar.FormatGNU)
-	return es
-}
+// Kinds returns the generated tree that holds every kind of entry; see
+// tartest.Kinds.
+func Kinds() []Entry { return tartest.Kinds() }
 
 // KindsTar returns the tree of Kinds as a tar stream.
 func KindsTar(tb testing.TB) []byte {
 	tb.Helper()
-	b, err := WriteTar(Kinds())
+	b, err := tartest.WriteTar(tartest.Kinds())
 	if err != nil {
 		tb.Fatalf("corpus: %v", err)
 	}
@@ -229,19 +148,4 @@ func KindsTar(tb testing.TB) []byte {
 }
 
 // WriteTar encodes entries as a tar stream, each header in its own Format.
-func WriteTar(entries []Entry) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		if err := tw.WriteHeader(e.Header); err != nil {
-			return nil, fmt.Errorf("entry %q: %w", e.Header.Name, err)
-		}
-		if _, err := tw.Write(e.Content); err != nil {
-			return nil, fmt.Errorf("entry %q: %w", e.Header.Name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func WriteTar(entries []Entry) ([]byte, error) { return tartest.WriteTar(entries) }
