@@ -1,0 +1,227 @@
+package writer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
+)
+
+var (
+	// ErrPrioritizedNotFound reports a prioritised file that is not in the
+	// input (see WithAllowMissingPrioritized).
+	ErrPrioritizedNotFound = errors.New("prioritized file not found in input")
+	// ErrUnsupportedEntry reports a tar entry type that a layer cannot
+	// carry, such as a GNU multi-volume header.
+	ErrUnsupportedEntry = errors.New("unsupported tar entry type")
+	// ErrInvalidOption reports an option value out of range.
+	ErrInvalidOption = errors.New("invalid option")
+)
+
+// Result describes a blob that Build wrote.
+type Result struct {
+	// Digest and Size identify the blob: they belong in the layer
+	// descriptor.
+	Digest digest.Digest
+	Size   int64
+	// DiffID is the sha256 of the uncompressed tar stream, the blob
+	// gunzipped as a whole; UncompressedSize is that stream's length.
+	DiffID           digest.Digest
+	UncompressedSize int64
+	// TOCDigest is the sha256 of the TOC JSON, the trust anchor of lazy
+	// readers.
+	TOCDigest digest.Digest
+	// Annotations are the layer descriptor annotations eStargz readers
+	// expect (TOC digest and uncompressed size). Use them with OCI media
+	// types: Docker media types drop annotations.
+	Annotations map[string]string
+	// MissingPrioritized lists the prioritised names, as given, that the
+	// input lacked (only with WithAllowMissingPrioritized).
+	MissingPrioritized []string
+	// TOC is the index written at the end of the blob, with every chunk's
+	// member bounds filled in.
+	TOC *toc.TOC
+}
+
+// Build reads a tar stream from r (plain, gzip or zstd, recognised by its
+// magic bytes) and writes it to w as an eStargz blob. See the package
+// documentation for the layout, and the options for what can be tuned.
+//
+// The output depends only on the input and the layout options: neither
+// WithConcurrency nor GOMAXPROCS changes a byte. On error, w may have
+// received part of a blob.
+func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Result, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	in, release, err := decompressInput(r)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	res := new(Result)
+	var emit func(*assembler) error
+	if len(cfg.prioritized) == 0 {
+		emit = func(a *assembler) error { return streamEntries(a, in) }
+	} else {
+		f, entries, err := spool(ctx, in, cfg.tempDir)
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		o := planOrder(entries, cfg.prioritized)
+		if len(o.missing) > 0 && !cfg.allowMissing {
+			return nil, fmt.Errorf("writer: %q (and %d more): %w", o.missing[0], len(o.missing)-1, ErrPrioritizedNotFound)
+		}
+		res.MissingPrioritized = o.missing
+		emit = func(a *assembler) error { return emitOrdered(a, f, entries, o) }
+	}
+
+	sink := newBlobSink(w)
+	pipe, err := startPipeline(ctx, sink, cfg.concurrency, func() (frameEncoder, error) {
+		return newGzipEncoder(cfg.level)
+	})
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAssembler(ctx, cfg, pipe)
+	if err == nil {
+		if err = emit(a); err == nil {
+			_, err = a.finish()
+		}
+	}
+	if perr := pipe.close(); err == nil {
+		err = perr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := finishBlob(cfg, sink, a, pipe.offsets, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// streamEntries writes the input in its own order after a
+// .no.prefetch.landmark.
+func streamEntries(a *assembler, in io.Reader) error {
+	lm, err := landmark(toc.NoPrefetchLandmark)
+	if err != nil {
+		return err
+	}
+	if err := a.add(lm, true); err != nil {
+		return err
+	}
+	er := newEntryReader(in, nil)
+	for {
+		rec, err := er.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if droppedName(rec.hdr.Name) {
+			continue
+		}
+		if err := a.add(rec, false); err != nil {
+			return err
+		}
+	}
+}
+
+// emitOrdered writes the spooled entries in the planned order, with a
+// .prefetch.landmark after the prioritised ones.
+func emitOrdered(a *assembler, spool io.ReaderAt, entries []spooledEntry, o order) error {
+	add := func(i int) error {
+		e := entries[i]
+		er := newEntryReader(io.NewSectionReader(spool, e.start, e.end-e.start), nil)
+		rec, err := er.next()
+		if err != nil {
+			return fmt.Errorf("writer: re-reading spooled entry %q: %w", e.name, err)
+		}
+		return a.add(rec, false)
+	}
+	for _, i := range o.first {
+		if err := add(i); err != nil {
+			return err
+		}
+	}
+	lm, err := landmark(toc.PrefetchLandmark)
+	if err != nil {
+		return err
+	}
+	if err := a.add(lm, true); err != nil {
+		return err
+	}
+	for _, i := range o.rest {
+		if err := add(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishBlob writes the TOC member and the footer after the data members
+// and fills in res.
+func finishBlob(cfg *config, sink *blobSink, a *assembler, offsets []int64, res *Result) error {
+	tocOffset := sink.size
+	a.resolve(offsets, tocOffset)
+	t := &toc.TOC{Format: toc.FormatEStargz, Entries: a.entries, ChunkSize: cfg.chunkSize}
+	for _, e := range t.Entries {
+		switch e.Name {
+		case toc.PrefetchLandmark:
+			t.PrefetchEnd = e.Chunks[0].FrameOffset
+		case toc.NoPrefetchLandmark:
+			t.NoPrefetch = true
+		}
+	}
+	tocJSON, err := toc.MarshalEStargz(t)
+	if err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	t.Digest = digest.FromBytes(tocJSON)
+
+	var member bytes.Buffer
+	if err := toc.WriteEStargzTOCMember(&member, tocJSON, cfg.level); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	// The DiffID covers the TOC's tar entry too: hash what the member
+	// decompresses to, so that it is exactly what a gunzip of the blob
+	// yields.
+	zr, err := gzip.NewReader(bytes.NewReader(member.Bytes()))
+	if err != nil {
+		return fmt.Errorf("writer: TOC member: %w", err)
+	}
+	tocTar, err := io.ReadAll(zr)
+	if err != nil {
+		return fmt.Errorf("writer: TOC member: %w", err)
+	}
+	if err := sink.write(member.Bytes(), tocTar); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	if err := sink.write(toc.EStargzFooter(tocOffset), nil); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	if err := sink.w.Flush(); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+
+	res.Digest = digest.NewDigest(digest.SHA256, sink.blob)
+	res.Size = sink.size
+	res.DiffID = digest.NewDigest(digest.SHA256, sink.diffID)
+	res.UncompressedSize = sink.uncompressedSize
+	res.TOCDigest = t.Digest
+	res.Annotations = toc.EStargzAnnotations(t.Digest, sink.uncompressedSize)
+	res.TOC = t
+	return nil
+}

@@ -1,0 +1,186 @@
+package writer
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b, 0x08}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// decompressInput recognises a gzip or zstd input by its magic bytes and
+// returns the tar stream inside it; anything else is taken as plain tar.
+// The returned func releases the decompressor.
+func decompressInput(r io.Reader) (io.Reader, func(), error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, err := br.Peek(len(zstdMagic))
+	if err != nil && err != io.EOF {
+		return nil, nil, fmt.Errorf("writer: reading input: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(magic, gzipMagic):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("writer: gzip input: %w", err)
+		}
+		return zr, func() { zr.Close() }, nil
+	case bytes.HasPrefix(magic, zstdMagic):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("writer: zstd input: %w", err)
+		}
+		return zr, zr.Close, nil
+	}
+	return br, func() {}, nil
+}
+
+// tapReader sits between archive/tar and the input. It counts what the tar
+// reader consumes and, while recording, keeps a copy: that copy is the exact
+// header bytes of an entry, which the output reproduces verbatim. If spool is
+// set, everything consumed is also written there.
+type tapReader struct {
+	r         io.Reader
+	n         int64
+	recording bool
+	recorded  []byte
+	spool     io.Writer
+	spoolErr  error
+}
+
+func (t *tapReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.n += int64(n)
+	if t.recording {
+		t.recorded = append(t.recorded, p[:n]...)
+	}
+	if t.spool != nil && t.spoolErr == nil && n > 0 {
+		_, t.spoolErr = t.spool.Write(p[:n])
+	}
+	return n, err
+}
+
+// record is one input entry. Its raw header and payload are valid until the
+// next call to entryReader.next.
+type record struct {
+	hdr *tar.Header
+	// raw is the entry's header as it appears in the input: the header
+	// block plus any PAX or GNU extension records before it. Sparse files,
+	// whose payload Build writes expanded, get a re-encoded header instead.
+	raw []byte
+	// start and end delimit the entry in the input, from its first header
+	// byte to the end of its payload (padding excluded).
+	start, end int64
+	payload    io.Reader
+}
+
+// entryReader parses a tar stream into records, keeping each entry's raw
+// header bytes.
+type entryReader struct {
+	tap tapReader
+	tr  *tar.Reader
+}
+
+func newEntryReader(r io.Reader, spool io.Writer) *entryReader {
+	er := &entryReader{tap: tapReader{r: r, spool: spool}}
+	er.tr = tar.NewReader(&er.tap)
+	return er
+}
+
+// next returns the next record, or io.EOF after the last one. Any payload
+// of the previous record that was not read is skipped.
+func (er *entryReader) next() (*record, error) {
+	if _, err := er.drain(); err != nil {
+		return nil, err
+	}
+	// Headers start on 512-byte boundaries: whatever Next reads before
+	// the boundary is the previous entry's padding.
+	start := er.tap.n + blockPadding(er.tap.n)
+	er.tap.recording, er.tap.recorded = true, er.tap.recorded[:0]
+	hdr, err := er.tr.Next()
+	er.tap.recording = false
+	if errors.Is(err, tar.ErrInsecurePath) {
+		err = nil // names are cleaned like readers clean them; see cleanName
+	}
+	if err == io.EOF {
+		return nil, io.EOF
+	}
+	if err == nil && er.tap.spoolErr != nil {
+		err = fmt.Errorf("spooling input: %w", er.tap.spoolErr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writer: tar input at offset %d: %w", start, err)
+	}
+	rec := &record{
+		hdr:     hdr,
+		raw:     er.tap.recorded[start-(er.tap.n-int64(len(er.tap.recorded))):],
+		start:   start,
+		payload: er.tr,
+	}
+	if isSparse(hdr) {
+		// archive/tar reads sparse files expanded; describe them as the
+		// plain regular files that the output holds.
+		h := *hdr
+		h.Typeflag = tar.TypeReg
+		h.Format = tar.FormatUnknown
+		h.Xattrs = nil //nolint:staticcheck // superseded by PAXRecords, which are kept
+		h.PAXRecords = nil
+		for k, v := range hdr.PAXRecords {
+			if !strings.HasPrefix(k, "GNU.sparse.") {
+				if h.PAXRecords == nil {
+					h.PAXRecords = make(map[string]string)
+				}
+				h.PAXRecords[k] = v
+			}
+		}
+		if rec.raw, err = encodeHeader(&h); err != nil {
+			return nil, fmt.Errorf("writer: entry %q: re-encoding sparse file header: %w", hdr.Name, err)
+		}
+		rec.hdr = &h
+	}
+	return rec, nil
+}
+
+// drain skips what is left of the current record's payload and reports the
+// input offset where the record ends.
+func (er *entryReader) drain() (int64, error) {
+	if _, err := io.Copy(io.Discard, er.tr); err != nil {
+		return 0, fmt.Errorf("writer: tar input at offset %d: %w", er.tap.n, err)
+	}
+	return er.tap.n, nil
+}
+
+func isSparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// encodeHeader returns the tar header blocks for h, without payload.
+func encodeHeader(h *tar.Header) ([]byte, error) {
+	var b bytes.Buffer
+	if err := tar.NewWriter(&b).WriteHeader(h); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// blockPadding is how many bytes take n to the next 512-byte boundary.
+func blockPadding(n int64) int64 {
+	return -n & 511
+}

@@ -1,0 +1,260 @@
+package writer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
+)
+
+// assembler lays the output tar stream out into members and describes it
+// in TOC entries. The layout is eStargz's: a member starts at the blob's
+// start, at every chunk of a non-empty regular file (unless a minimum chunk
+// size lets small files share one) and at every landmark; headers go into
+// whichever member is open. It depends only on the input and the options
+// that shape the layout, never on timing, so the output is deterministic.
+type assembler struct {
+	ctx  context.Context
+	cfg  *config
+	pipe *pipeline
+
+	cur     *member // the open member
+	members int     // members submitted; the open one has this index
+	pos     int64   // offset in the uncompressed output stream
+
+	entries  []*toc.Entry
+	refs     []chunkRef
+	fileHash hash.Hash
+}
+
+// chunkRef remembers which member holds a chunk: the member's blob offset
+// is known only once everything before it is compressed.
+type chunkRef struct {
+	entry  *toc.Entry
+	chunk  int
+	member int
+}
+
+func newAssembler(ctx context.Context, cfg *config, pipe *pipeline) (*assembler, error) {
+	cur, err := pipe.acquire()
+	if err != nil {
+		return nil, err
+	}
+	return &assembler{ctx: ctx, cfg: cfg, pipe: pipe, cur: cur, fileHash: sha256.New()}, nil
+}
+
+// add appends one entry: its header, then its payload, each padded to the
+// tar block size. A landmark passes newMember to start a member of its own.
+func (a *assembler) add(rec *record, newMember bool) error {
+	if err := a.ctx.Err(); err != nil {
+		return err
+	}
+	e, err := tocEntry(rec.hdr)
+	if err != nil {
+		return err
+	}
+	if len(a.cur.raw) > 0 && len(a.cur.raw)+len(rec.raw) > a.cfg.memberLimit() {
+		if err := a.startMember(); err != nil {
+			return err
+		}
+	}
+	a.append(rec.raw)
+	a.pad()
+	if e == nil {
+		return nil
+	}
+	a.entries = append(a.entries, e)
+	if e.Type != toc.TypeReg {
+		return nil
+	}
+	if err := a.addContent(e, rec.payload, newMember); err != nil {
+		return fmt.Errorf("writer: entry %q: %w", rec.hdr.Name, err)
+	}
+	a.pad()
+	return nil
+}
+
+// addContent copies a regular file's content into members, one chunk at a
+// time, and records each chunk's place and digest.
+func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) error {
+	multi := e.Size > a.cfg.chunkSize
+	if multi {
+		a.fileHash.Reset()
+	}
+	for off := int64(0); off < e.Size; {
+		if err := a.ctx.Err(); err != nil {
+			return err
+		}
+		n := min(a.cfg.chunkSize, e.Size-off)
+		if newMember || a.cfg.minChunkSize == 0 || int64(len(a.cur.raw)) >= a.cfg.minChunkSize {
+			if err := a.startMember(); err != nil {
+				return err
+			}
+		}
+		inner := len(a.cur.raw)
+		a.cur.raw = slices.Grow(a.cur.raw, int(n))[:inner+int(n)]
+		data := a.cur.raw[inner:]
+		if _, err := io.ReadFull(payload, data); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("reading content at offset %d: %w", off, err)
+		}
+		sum := sha256.Sum256(data)
+		if multi {
+			a.fileHash.Write(data)
+		}
+		e.Chunks = append(e.Chunks, toc.Chunk{
+			Offset:      off,
+			Size:        n,
+			Digest:      digest.NewDigestFromBytes(digest.SHA256, sum[:]),
+			InnerOffset: int64(inner),
+		})
+		a.refs = append(a.refs, chunkRef{entry: e, chunk: len(e.Chunks) - 1, member: a.members})
+		a.pos += n
+		off += n
+		newMember = false
+	}
+	switch {
+	case e.Size == 0:
+		e.Digest = digest.SHA256.FromBytes(nil)
+	case multi:
+		e.Digest = digest.NewDigest(digest.SHA256, a.fileHash)
+	default:
+		e.Digest = e.Chunks[0].Digest
+	}
+	return nil
+}
+
+func (a *assembler) append(b []byte) {
+	a.cur.raw = append(a.cur.raw, b...)
+	a.pos += int64(len(b))
+}
+
+var zeroBlock [512]byte
+
+func (a *assembler) pad() {
+	a.append(zeroBlock[:blockPadding(a.pos)])
+}
+
+// startMember closes the open member, unless it is empty, and opens a new
+// one.
+func (a *assembler) startMember() error {
+	if len(a.cur.raw) == 0 {
+		return nil
+	}
+	a.pipe.submit(a.cur)
+	a.members++
+	cur, err := a.pipe.acquire()
+	a.cur = cur
+	return err
+}
+
+// finish submits the last member. It reports how many members there are.
+func (a *assembler) finish() (int, error) {
+	if a.cur == nil {
+		return 0, errors.New("writer: internal error: assembler finished twice")
+	}
+	if len(a.cur.raw) > 0 {
+		a.pipe.submit(a.cur)
+		a.members++
+	} else {
+		a.pipe.release(a.cur)
+	}
+	a.cur = nil
+	return a.members, nil
+}
+
+// resolve fills in every chunk's member bounds once the members' blob
+// offsets are known; end is where the last member ends.
+func (a *assembler) resolve(offsets []int64, end int64) {
+	for _, r := range a.refs {
+		c := &r.entry.Chunks[r.chunk]
+		c.FrameOffset = offsets[r.member]
+		c.FrameEnd = end
+		if r.member+1 < len(offsets) {
+			c.FrameEnd = offsets[r.member+1]
+		}
+	}
+}
+
+// landmark returns the record of a landmark entry (toc.PrefetchLandmark or
+// toc.NoPrefetchLandmark): a one-byte regular file with mode 0 and no
+// modification time.
+func landmark(name string) (*record, error) {
+	h := &tar.Header{Name: name, Typeflag: tar.TypeReg, Size: 1, Format: tar.FormatUSTAR}
+	raw, err := encodeHeader(h)
+	if err != nil {
+		return nil, fmt.Errorf("writer: landmark %q: %w", name, err)
+	}
+	return &record{hdr: h, raw: raw, payload: bytes.NewReader(toc.LandmarkContents())}, nil
+}
+
+// tocEntry describes a tar header as a TOC entry. A PAX global header
+// describes no file: it yields nil.
+func tocEntry(h *tar.Header) (*toc.Entry, error) {
+	e := &toc.Entry{
+		Name:       cleanName(h.Name),
+		Mode:       h.Mode,
+		UID:        h.Uid,
+		GID:        h.Gid,
+		UserName:   h.Uname,
+		GroupName:  h.Gname,
+		ModTime:    wholeSeconds(h.ModTime),
+		AccessTime: wholeSeconds(h.AccessTime),
+		ChangeTime: wholeSeconds(h.ChangeTime),
+	}
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeCont:
+		e.Type = toc.TypeReg
+		e.Size = h.Size
+	case tar.TypeDir:
+		e.Type = toc.TypeDir
+	case tar.TypeSymlink:
+		e.Type = toc.TypeSymlink
+		e.LinkName = h.Linkname
+	case tar.TypeLink:
+		e.Type = toc.TypeHardlink
+		e.LinkName = cleanName(h.Linkname)
+	case tar.TypeChar:
+		e.Type = toc.TypeChar
+		e.DevMajor, e.DevMinor = h.Devmajor, h.Devminor
+	case tar.TypeBlock:
+		e.Type = toc.TypeBlock
+		e.DevMajor, e.DevMinor = h.Devmajor, h.Devminor
+	case tar.TypeFifo:
+		e.Type = toc.TypeFIFO
+	case tar.TypeXGlobalHeader:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("writer: entry %q: tar type %q: %w", h.Name, h.Typeflag, ErrUnsupportedEntry)
+	}
+	const xattrPrefix = "SCHILY.xattr."
+	for k, v := range h.PAXRecords {
+		if name, ok := strings.CutPrefix(k, xattrPrefix); ok {
+			if e.Xattrs == nil {
+				e.Xattrs = make(map[string]string)
+			}
+			e.Xattrs[name] = v
+		}
+	}
+	return e, nil
+}
+
+// wholeSeconds rounds t to the second in UTC, as eStargz records times.
+func wholeSeconds(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Round(time.Second).UTC()
+}

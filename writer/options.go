@@ -1,0 +1,126 @@
+package writer
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+const (
+	// DefaultChunkSize is the largest piece of a regular file that one
+	// compressed member holds unless WithChunkSize says otherwise.
+	DefaultChunkSize = 4 << 20
+
+	// DefaultCompressionLevel is the gzip level used unless
+	// WithCompressionLevel says otherwise. Measured on a tar of the Go
+	// toolchain tree, it keeps the output within 2% of what gzip's best
+	// compression gives while compressing several times faster.
+	DefaultCompressionLevel = 7
+)
+
+// An Option configures Build.
+type Option func(*config)
+
+type config struct {
+	prioritized  []string
+	allowMissing bool
+	chunkSize    int64
+	minChunkSize int64
+	level        int
+	concurrency  int
+	tempDir      string
+}
+
+func newConfig(opts []Option) (*config, error) {
+	c := &config{
+		chunkSize:   DefaultChunkSize,
+		level:       DefaultCompressionLevel,
+		concurrency: runtime.GOMAXPROCS(0),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.chunkSize <= 0 {
+		return nil, fmt.Errorf("writer: chunk size %d: %w", c.chunkSize, ErrInvalidOption)
+	}
+	if c.minChunkSize < 0 {
+		return nil, fmt.Errorf("writer: minimum chunk size %d: %w", c.minChunkSize, ErrInvalidOption)
+	}
+	if c.concurrency <= 0 {
+		return nil, fmt.Errorf("writer: concurrency %d: %w", c.concurrency, ErrInvalidOption)
+	}
+	if _, err := gzip.NewWriterLevel(io.Discard, c.level); err != nil {
+		return nil, fmt.Errorf("writer: compression level %d: %w", c.level, ErrInvalidOption)
+	}
+	return c, nil
+}
+
+// memberLimit is the size beyond which the open member takes no more
+// headers: a long run of directories or empty files then spills into a new
+// member, which keeps every member, and so the memory, bounded.
+func (c *config) memberLimit() int {
+	return int(max(c.chunkSize, c.minChunkSize))
+}
+
+// WithPrioritizedFiles lists the files a container is expected to read
+// first. They are written first, in this order, each preceded by its parent
+// directories and, for a hardlink, by its target; a .prefetch.landmark entry
+// then marks the end of the region a lazy reader should fetch up front.
+//
+// Names are matched as readers match them: "a/b", "/a/b" and "./a/b" denote
+// the same file. Unless WithAllowMissingPrioritized is given, a name that is
+// not in the input makes Build fail with ErrPrioritizedNotFound.
+//
+// Reordering needs random access to the input, so Build spools the
+// (decompressed) input to a temporary file when this list is not empty.
+// Without it the input is streamed, and a .no.prefetch.landmark entry comes
+// first.
+func WithPrioritizedFiles(names []string) Option {
+	return func(c *config) { c.prioritized = append([]string(nil), names...) }
+}
+
+// WithAllowMissingPrioritized makes Build skip prioritised names that are
+// not in the input instead of failing; Result.MissingPrioritized lists them.
+func WithAllowMissingPrioritized() Option {
+	return func(c *config) { c.allowMissing = true }
+}
+
+// WithChunkSize sets the largest piece of a regular file that one member
+// holds; larger files are split into chunks, each verifiable and fetchable
+// on its own. The default is DefaultChunkSize. Memory use grows with it.
+func WithChunkSize(size int64) Option {
+	return func(c *config) { c.chunkSize = size }
+}
+
+// WithMinChunkSize lets small files share a member: a file's data starts a
+// new member only once the open member holds at least size uncompressed
+// bytes, which compresses better at the price of coarser fetches. Zero (the
+// default) gives every non-empty file its own member.
+//
+// Unlike the reference implementation, which counts compressed bytes, the
+// threshold counts uncompressed bytes, so that members can be compressed in
+// parallel and the output does not depend on the concurrency.
+func WithMinChunkSize(size int64) Option {
+	return func(c *config) { c.minChunkSize = size }
+}
+
+// WithCompressionLevel sets the gzip level, from gzip.HuffmanOnly to
+// gzip.BestCompression (1-9 as in compress/gzip). The default is
+// DefaultCompressionLevel.
+func WithCompressionLevel(level int) Option {
+	return func(c *config) { c.level = level }
+}
+
+// WithConcurrency sets how many members are compressed at once. The default
+// is runtime.GOMAXPROCS(0). It changes speed and memory, never the output.
+func WithConcurrency(n int) Option {
+	return func(c *config) { c.concurrency = n }
+}
+
+// WithTempDir sets the directory for the spool file that reordering needs
+// (see WithPrioritizedFiles). The default is os.TempDir().
+func WithTempDir(dir string) Option {
+	return func(c *config) { c.tempDir = dir }
+}

@@ -1,0 +1,191 @@
+package writer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"hash"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// frameEncoder compresses one member of the blob (a gzip member for
+// eStargz) on its own, so that members can be compressed in parallel and
+// the output does not depend on which worker did which. Each worker owns
+// one encoder.
+type frameEncoder interface {
+	encode(dst *bytes.Buffer, src []byte) error
+}
+
+type gzipEncoder struct{ zw *gzip.Writer }
+
+func newGzipEncoder(level int) (frameEncoder, error) {
+	zw, err := gzip.NewWriterLevel(nil, level)
+	if err != nil {
+		return nil, err
+	}
+	return &gzipEncoder{zw: zw}, nil
+}
+
+func (g *gzipEncoder) encode(dst *bytes.Buffer, src []byte) error {
+	g.zw.Reset(dst)
+	if _, err := g.zw.Write(src); err != nil {
+		return err
+	}
+	return g.zw.Close()
+}
+
+// member is one compression unit on its way through the pipeline.
+type member struct {
+	raw  []byte // uncompressed bytes, filled by the producer
+	out  bytes.Buffer
+	err  error
+	done chan struct{} // closed once out and err are set
+}
+
+// blobSink is where compressed bytes go: the caller's writer, plus the
+// blob's digest and size and the DiffID over the uncompressed bytes.
+type blobSink struct {
+	w                *bufio.Writer
+	size             int64
+	blob             hash.Hash
+	diffID           hash.Hash
+	uncompressedSize int64
+}
+
+func newBlobSink(w io.Writer) *blobSink {
+	return &blobSink{w: bufio.NewWriterSize(w, 256<<10), blob: sha256.New(), diffID: sha256.New()}
+}
+
+// write appends one compressed member, whose uncompressed form is raw.
+func (s *blobSink) write(compressed, raw []byte) error {
+	s.blob.Write(compressed)
+	s.diffID.Write(raw)
+	s.uncompressedSize += int64(len(raw))
+	n, err := s.w.Write(compressed)
+	s.size += int64(n)
+	return err
+}
+
+// pipeline compresses members on concurrency workers and writes them to
+// the sink in submission order. At most a fixed number of members exist, so
+// memory stays bounded whatever the layer size: the producer waits in
+// acquire until the sink has written and released one.
+type pipeline struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	free   chan *member
+	work   chan *member
+	order  chan *member
+
+	workers  sync.WaitGroup
+	sinkDone chan struct{}
+	sink     *blobSink
+	// offsets[i] is the blob offset of member i; owned by the sink
+	// goroutine until close returns.
+	offsets []int64
+	err     error // first sink or encoder error, set by the sink goroutine
+	closed  bool
+}
+
+func startPipeline(ctx context.Context, sink *blobSink, concurrency int, newEncoder func() (frameEncoder, error)) (*pipeline, error) {
+	encoders := make([]frameEncoder, concurrency)
+	for i := range encoders {
+		enc, err := newEncoder()
+		if err != nil {
+			return nil, err
+		}
+		encoders[i] = enc
+	}
+	// Enough members for every worker to have one in hand and one
+	// queued, plus the one the producer is filling.
+	inFlight := 2*concurrency + 1
+	p := &pipeline{
+		free:     make(chan *member, inFlight),
+		work:     make(chan *member, inFlight),
+		order:    make(chan *member, inFlight),
+		sinkDone: make(chan struct{}),
+		sink:     sink,
+	}
+	p.ctx, p.cancel = context.WithCancelCause(ctx)
+	for range inFlight {
+		p.free <- new(member)
+	}
+	for _, enc := range encoders {
+		p.workers.Go(func() {
+			for m := range p.work {
+				m.err = enc.encode(&m.out, m.raw)
+				close(m.done)
+			}
+		})
+	}
+	go p.drainInOrder()
+	return p, nil
+}
+
+func (p *pipeline) drainInOrder() {
+	defer close(p.sinkDone)
+	for m := range p.order {
+		<-m.done
+		if p.err == nil {
+			p.err = m.err
+			if p.err == nil {
+				p.offsets = append(p.offsets, p.sink.size)
+				p.err = p.sink.write(m.out.Bytes(), m.raw)
+			}
+			if p.err != nil {
+				p.cancel(p.err)
+			}
+		}
+		m.raw = m.raw[:0]
+		m.out.Reset()
+		p.free <- m
+	}
+}
+
+// acquire returns an empty member to fill, waiting while all are in flight.
+func (p *pipeline) acquire() (*member, error) {
+	if err := context.Cause(p.ctx); err != nil {
+		return nil, err
+	}
+	select {
+	case m := <-p.free:
+		return m, nil
+	case <-p.ctx.Done():
+		return nil, context.Cause(p.ctx)
+	}
+}
+
+// submit queues a filled member for compression and output. It never
+// blocks: the channels hold every member that exists.
+func (p *pipeline) submit(m *member) {
+	m.done = make(chan struct{})
+	p.order <- m
+	p.work <- m
+}
+
+// release returns an unused member.
+func (p *pipeline) release(m *member) {
+	m.raw = m.raw[:0]
+	p.free <- m
+}
+
+// close waits until every submitted member is written, and reports the
+// first error of the pipeline or of its context. It is idempotent.
+func (p *pipeline) close() error {
+	if !p.closed {
+		p.closed = true
+		close(p.work)
+		close(p.order)
+		p.workers.Wait()
+		<-p.sinkDone
+		p.cancel(nil)
+	}
+	if p.err != nil {
+		return p.err
+	}
+	return nil
+}
