@@ -1,0 +1,720 @@
+package fetcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Defaults of the HTTP fetcher's knobs.
+const (
+	DefaultMaxConnections = 4
+	DefaultRequestTimeout = 2 * time.Minute
+	DefaultAttempts       = 5
+	DefaultRetryDelay     = 200 * time.Millisecond
+)
+
+// DefaultCoalescePolicy is what NewHTTP coalesces with unless told
+// otherwise: gaps up to 64 KiB are cheaper to read than a round trip, 16
+// spans keep the Range header short, and 16 MiB keeps one request's
+// buffers modest.
+var DefaultCoalescePolicy = CoalescePolicy{MaxGap: 64 << 10, MaxRequestSize: 16 << 20, MaxSpansPerRequest: 16}
+
+// HTTP fetches ranges of one blob from an OCI distribution registry, or
+// from any server that answers HTTP range requests. It is safe for
+// concurrent use; it learns, and remembers for its lifetime, when the
+// server ignores ranges or refuses multi-range requests.
+type HTTP struct {
+	url    *url.URL
+	client *http.Client
+	auth   *authenticator
+
+	transport  http.RoundTripper
+	plainHTTP  bool
+	cred       *credential
+	configPath string
+	conns      chan struct{} // bounds requests in flight
+	maxConns   int
+	policy     CoalescePolicy
+	retry      retryPolicy
+	timeout    time.Duration
+
+	sizeMu sync.Mutex
+	size   atomic.Int64 // -1 until known
+
+	singleRangeOnly atomic.Bool // the server refused or mangled multi-range
+	ignoresRanges   atomic.Bool // the server answered 200 with the whole blob
+
+	recorder
+}
+
+// WithTransport sends requests through rt instead of a clone of
+// http.DefaultTransport: for TLS settings, proxies, or tests.
+func WithTransport(rt http.RoundTripper) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.transport = rt })
+}
+
+// WithPlainHTTP makes a reference (host/repo@digest) resolve to http://
+// instead of https://. Blob URLs keep the scheme they name.
+func WithPlainHTTP() HTTPOption { return httpOptionFunc(func(f *HTTP) { f.plainHTTP = true }) }
+
+// WithCredentials authenticates as username with password, through a
+// bearer token service or Basic auth, whichever the registry asks for.
+func WithCredentials(username, password string) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.cred = &credential{username: username, password: password} })
+}
+
+// WithDockerConfig takes credentials for the registry's host from a docker
+// config.json at path, or from path/config.json if path is a directory
+// (what $DOCKER_CONFIG names). Nothing is read from the environment
+// unless the caller passes it here. WithCredentials takes precedence.
+func WithDockerConfig(path string) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.configPath = path })
+}
+
+// WithMaxConnections bounds the requests in flight at once (default
+// DefaultMaxConnections).
+func WithMaxConnections(n int) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.maxConns = max(n, 1) })
+}
+
+// WithRequestTimeout bounds each attempt of a request, body included
+// (default DefaultRequestTimeout). A timed-out attempt is retried.
+func WithRequestTimeout(d time.Duration) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.timeout = d })
+}
+
+// WithRetry sets how many attempts a request gets (at least 1) and the
+// first backoff delay, which doubles per attempt (with jitter) up to 50
+// times itself. Defaults: DefaultAttempts, DefaultRetryDelay.
+func WithRetry(attempts int, delay time.Duration) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) {
+		f.retry = retryPolicy{attempts: max(attempts, 1), baseDelay: delay, maxDelay: 50 * delay}
+	})
+}
+
+// WithCoalescing sets how Fetch merges ranges into requests (default
+// DefaultCoalescePolicy).
+func WithCoalescing(p CoalescePolicy) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.policy = p })
+}
+
+// WithSize gives the blob's size, from its descriptor for instance, so
+// that Size needs no request.
+func WithSize(n int64) HTTPOption { return httpOptionFunc(func(f *HTTP) { f.size.Store(n) }) }
+
+// referencePattern matches host[:port]/repository@algorithm:hex.
+var referencePattern = regexp.MustCompile(`^([A-Za-z0-9.-]+(?::[0-9]+)?)/([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)@(.+)$`)
+
+// blobPathPattern matches the distribution API's blob path.
+var blobPathPattern = regexp.MustCompile(`^/v2/(.+)/blobs/([^/]+)$`)
+
+// NewHTTP returns a fetcher for the blob ref names: either a reference
+// "host[:port]/repository@sha256:..." or a blob URL
+// "http(s)://host/v2/<repository>/blobs/<digest>". It sends no request.
+func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
+	f := &HTTP{
+		maxConns: DefaultMaxConnections,
+		policy:   DefaultCoalescePolicy,
+		retry:    retryPolicy{attempts: DefaultAttempts, baseDelay: DefaultRetryDelay, maxDelay: 50 * DefaultRetryDelay},
+		timeout:  DefaultRequestTimeout,
+	}
+	f.size.Store(-1)
+	for _, o := range opts {
+		o.applyHTTP(f)
+	}
+
+	var repo, dgst string
+	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
+		u, err := url.Parse(ref)
+		if err != nil {
+			return nil, fmt.Errorf("fetcher: blob URL %q: %w", ref, err)
+		}
+		m := blobPathPattern.FindStringSubmatch(u.Path)
+		if m == nil || u.Host == "" {
+			return nil, fmt.Errorf("fetcher: blob URL %q: not of the form http(s)://host/v2/<name>/blobs/<digest>", ref)
+		}
+		f.url, repo, dgst = u, m[1], m[2]
+	} else {
+		m := referencePattern.FindStringSubmatch(ref)
+		if m == nil {
+			return nil, fmt.Errorf("fetcher: reference %q: not of the form host[:port]/repository@digest", ref)
+		}
+		scheme := "https"
+		if f.plainHTTP {
+			scheme = "http"
+		}
+		repo, dgst = m[2], m[3]
+		f.url = &url.URL{Scheme: scheme, Host: m[1], Path: "/v2/" + repo + "/blobs/" + dgst}
+	}
+	if _, err := digest.Parse(dgst); err != nil {
+		return nil, fmt.Errorf("fetcher: %q: digest: %w", ref, err)
+	}
+
+	if f.cred == nil && f.configPath != "" {
+		cred, err := loadDockerConfig(f.configPath, f.url.Host)
+		if err != nil {
+			return nil, err
+		}
+		f.cred = cred
+	}
+	if f.transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = f.maxConns
+		f.transport = t
+	}
+	f.conns = make(chan struct{}, f.maxConns)
+	f.client = &http.Client{Transport: f.transport, CheckRedirect: dropAuthOffHost}
+	f.auth = &authenticator{
+		registry: &url.URL{Scheme: f.url.Scheme, Host: f.url.Host},
+		repo:     repo,
+		cred:     f.cred,
+		client:   &http.Client{Transport: f.transport, Timeout: f.timeout},
+	}
+	return f, nil
+}
+
+// loadDockerConfig returns the credential for host from the docker config
+// at path (a file, or a directory holding config.json), or nil if the
+// config has none.
+func loadDockerConfig(path, host string) (*credential, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "config.json")
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("fetcher: docker config: %w", err)
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetcher: docker config %s: %w", path, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("fetcher: docker config %s: larger than %d bytes", path, maxConfigSize)
+	}
+	creds, err := parseDockerConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	if c, ok := creds[strings.ToLower(host)]; ok {
+		return &c, nil
+	}
+	return nil, nil
+}
+
+// dropAuthOffHost follows up to 10 redirects and never sends the
+// registry's Authorization header to another host, such as the object
+// store a blob redirect points to. (net/http alone would keep it for
+// subdomains.)
+func dropAuthOffHost(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		req.Header.Del("Authorization")
+	}
+	return nil
+}
+
+// Size returns the blob's size, learnt from a HEAD request or, when that
+// fails or gives none, from the total of a one-byte ranged GET. The size is
+// remembered; failures are not.
+func (f *HTTP) Size(ctx context.Context) (int64, error) {
+	if n := f.size.Load(); n >= 0 {
+		return n, nil
+	}
+	f.sizeMu.Lock()
+	defer f.sizeMu.Unlock()
+	if n := f.size.Load(); n >= 0 {
+		return n, nil
+	}
+	var size int64 = -1
+	err := f.retry.do(ctx, func(attempt int) error {
+		return f.attempt(ctx, http.MethodHead, nil, attempt, func(resp *http.Response) (int64, error) {
+			if resp.StatusCode != http.StatusOK {
+				return 0, f.statusError(resp, http.MethodHead)
+			}
+			size = resp.ContentLength
+			return 0, nil
+		})
+	})
+	if err != nil && (errors.Is(err, ErrUnauthorized) || ctx.Err() != nil) {
+		return 0, err
+	}
+	if size < 0 {
+		// Some servers and proxies answer HEAD badly: ask for one byte.
+		probe := []Range{{Offset: 0, Length: 1}}
+		err = f.retry.do(ctx, func(attempt int) error {
+			return f.attempt(ctx, http.MethodGet, probe, attempt, func(resp *http.Response) (int64, error) {
+				switch resp.StatusCode {
+				case http.StatusOK:
+					size = resp.ContentLength
+				case http.StatusPartialContent:
+					_, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+					if err != nil {
+						return 0, err
+					}
+					size = total
+				default:
+					return 0, f.statusError(resp, http.MethodGet)
+				}
+				return 0, nil
+			})
+		})
+		if err != nil {
+			return 0, err
+		}
+		if size < 0 {
+			return 0, fmt.Errorf("fetcher: %s: server tells no size: %w", f.where(), ErrBadResponse)
+		}
+	}
+	f.size.Store(size)
+	return size, nil
+}
+
+// Fetch reads ranges, merged into requests by the coalescing policy, with
+// up to the connection limit in flight, and calls fn with each range's
+// exact bytes. Zero-length ranges are answered without a request.
+func (f *HTTP) Fetch(ctx context.Context, ranges []Range, fn func(Range, []byte) error) error {
+	size, err := f.Size(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkRanges(ranges, size); err != nil {
+		return err
+	}
+	for _, r := range ranges {
+		if r.Length == 0 {
+			if err := fn(r, []byte{}); err != nil {
+				return err
+			}
+			f.delivered(1)
+		}
+	}
+	reqs := Coalesce(ranges, f.policy)
+	g := newGroup(ctx)
+	for _, q := range reqs {
+		g.Go(func(ctx context.Context) error { return f.fetchRequest(ctx, g, q, ranges, fn) })
+	}
+	return g.Wait()
+}
+
+// fetchRequest reads the spans of q: in one multi-range request when the
+// server is not known to mishandle those, otherwise one request per span.
+func (f *HTTP) fetchRequest(ctx context.Context, g *group, q Request, ranges []Range, fn func(Range, []byte) error) error {
+	spans := q.Spans
+	if len(spans) > 1 && !f.singleRangeOnly.Load() && !f.ignoresRanges.Load() {
+		left, err := f.fetchMulti(ctx, spans, ranges, fn)
+		if err != nil {
+			return err
+		}
+		spans = left
+	}
+	if len(spans) > 1 && f.ignoresRanges.Load() {
+		// Every request would return the whole blob: read it once.
+		return f.fetchSpans(ctx, spans, ranges, fn)
+	}
+	for _, s := range spans {
+		g.Go(func(ctx context.Context) error { return f.fetchSpans(ctx, []Span{s}, ranges, fn) })
+	}
+	return nil
+}
+
+// fetchSpans reads spans, in one request each when there is one, with
+// retries; a retry asks only for the bytes not yet received.
+func (f *HTTP) fetchSpans(ctx context.Context, spans []Span, ranges []Range, fn func(Range, []byte) error) error {
+	bufs, filled := allocSpans(spans)
+	err := f.retry.do(ctx, func(attempt int) error {
+		// Ask for what is missing, from the first unfinished byte to the
+		// end of the last span: several spans only come here for hosts
+		// that ignore ranges anyway.
+		want := missing(spans, filled)
+		if len(want) > 1 {
+			want = []Range{{Offset: want[0].Offset, Length: want[len(want)-1].End() - want[0].Offset}}
+		}
+		return f.attempt(ctx, http.MethodGet, want, attempt, func(resp *http.Response) (int64, error) {
+			switch resp.StatusCode {
+			case http.StatusPartialContent:
+				got, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+				if err != nil {
+					return 0, err
+				}
+				if got != want[0] || total >= 0 && total != f.size.Load() {
+					return 0, fmt.Errorf("fetcher: %s: asked for bytes %v, got Content-Range %q: %w",
+						f.where(), want[0], resp.Header.Get("Content-Range"), ErrBadContentRange)
+				}
+				return f.readStream(resp.Body, want[0].Offset, spans, bufs, filled)
+			case http.StatusOK:
+				f.ignoresRanges.Store(true)
+				return f.readStream(resp.Body, 0, spans, bufs, filled)
+			default:
+				return 0, f.statusError(resp, http.MethodGet)
+			}
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for i, s := range spans {
+		if err := f.deliver(s, bufs[i], ranges, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allocSpans makes a buffer for each span and a count of its bytes read.
+func allocSpans(spans []Span) (bufs [][]byte, filled []int64) {
+	bufs = make([][]byte, len(spans))
+	for i, s := range spans {
+		bufs[i] = make([]byte, s.Length)
+	}
+	return bufs, make([]int64, len(spans))
+}
+
+// missing returns the unread rest of each unfinished span.
+func missing(spans []Span, filled []int64) []Range {
+	var want []Range
+	for i, s := range spans {
+		if filled[i] < s.Length {
+			want = append(want, Range{Offset: s.Offset + filled[i], Length: s.Length - filled[i]})
+		}
+	}
+	return want
+}
+
+// readStream reads body, which starts at blob offset pos, into the unread
+// parts of spans (sorted, disjoint), discarding bytes nobody asked for and
+// stopping after the last span: an endless body costs nothing extra.
+// filled records progress, so a retry can resume.
+func (f *HTTP) readStream(body io.Reader, pos int64, spans []Span, bufs [][]byte, filled []int64) (int64, error) {
+	var n int64
+	for i, s := range spans {
+		at := s.Offset + filled[i]
+		if at >= s.End() {
+			continue
+		}
+		if at < pos {
+			return n, fmt.Errorf("fetcher: %s: response starts at %d, past wanted byte %d: %w", f.where(), pos, at, ErrBadResponse)
+		}
+		if gap := at - pos; gap > 0 {
+			m, err := io.CopyN(io.Discard, body, gap)
+			n += m
+			if err != nil {
+				return n, bodyError(f, s.Range, err)
+			}
+		}
+		m, err := io.ReadFull(body, bufs[i][filled[i]:])
+		n += int64(m)
+		filled[i] += int64(m)
+		if err != nil {
+			return n, bodyError(f, s.Range, err)
+		}
+		pos = s.End()
+	}
+	return n, nil
+}
+
+// bodyError reports a body that ended or broke before r was read; it is
+// worth retrying.
+func bodyError(f *HTTP, r Range, err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return retryable(fmt.Errorf("fetcher: %s: reading bytes %v: %w", f.where(), r, err), 0)
+}
+
+// errNoMultiRange reports that the server will not do multi-range; the
+// caller falls back to single ranges.
+var errNoMultiRange = errors.New("multi-range not supported")
+
+// fetchMulti reads spans in one multi-range request, delivers what it got
+// and returns the spans left for single-range requests because the server
+// turned out not to serve multi-range requests properly.
+func (f *HTTP) fetchMulti(ctx context.Context, spans []Span, ranges []Range, fn func(Range, []byte) error) ([]Span, error) {
+	bufs, filled := allocSpans(spans)
+	err := f.retry.do(ctx, func(attempt int) error {
+		var want []Range
+		for i, s := range spans {
+			if filled[i] < s.Length {
+				want = append(want, s.Range)
+			}
+		}
+		if len(want) < 2 || f.singleRangeOnly.Load() {
+			return errNoMultiRange // the single-range path does the rest
+		}
+		return f.attempt(ctx, http.MethodGet, want, attempt, func(resp *http.Response) (int64, error) {
+			switch resp.StatusCode {
+			case http.StatusOK:
+				f.ignoresRanges.Store(true)
+				return f.readStream(resp.Body, 0, spans, bufs, filled)
+			case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
+				f.singleRangeOnly.Store(true)
+				return 0, errNoMultiRange
+			case http.StatusPartialContent:
+			default:
+				return 0, f.statusError(resp, http.MethodGet)
+			}
+			mediaType, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+			if err == nil && mediaType == "multipart/byteranges" {
+				return f.readMultipart(resp.Body, params["boundary"], spans, bufs, filled)
+			}
+			// One range back for several asked: keep it if it is one of
+			// ours, and do the rest one by one from now on.
+			got, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+			if err != nil {
+				return 0, err
+			}
+			i := spanIndex(spans, filled, got)
+			if i < 0 || total >= 0 && total != f.size.Load() {
+				return 0, fmt.Errorf("fetcher: %s: asked for %d ranges, got Content-Range %q: %w",
+					f.where(), len(want), resp.Header.Get("Content-Range"), ErrBadContentRange)
+			}
+			f.singleRangeOnly.Store(true)
+			filled[i] = 0
+			n, err := f.readStream(resp.Body, got.Offset, spans[i:i+1], bufs[i:i+1], filled[i:i+1])
+			if err != nil {
+				return n, err
+			}
+			return n, errNoMultiRange
+		})
+	})
+	if err != nil && !errors.Is(err, errNoMultiRange) {
+		return nil, err
+	}
+	var left []Span
+	for i, s := range spans {
+		if filled[i] < s.Length {
+			left = append(left, s)
+			continue
+		}
+		if err := f.deliver(s, bufs[i], ranges, fn); err != nil {
+			return nil, err
+		}
+	}
+	return left, nil
+}
+
+// spanIndex returns the index of the unfinished span equal to r, or -1.
+func spanIndex(spans []Span, filled []int64, r Range) int {
+	for i, s := range spans {
+		if filled[i] < s.Length && s.Range == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// multipartSlack is how many bytes of part headers and boundaries a
+// multipart/byteranges body may hold per part beyond the data asked for.
+const multipartSlack = 8 << 10
+
+// readMultipart reads a multipart/byteranges body into bufs. Every part
+// must carry a Content-Range equal to one of the unfinished spans and
+// exactly that many bytes; parts may come in any order. Spans finished
+// before a failure stay done for the retry. The body is read only up to
+// the bytes asked plus a little slack per part.
+func (f *HTTP) readMultipart(body io.Reader, boundary string, spans []Span, bufs [][]byte, filled []int64) (int64, error) {
+	if boundary == "" {
+		return 0, fmt.Errorf("fetcher: %s: multipart response without boundary: %w", f.where(), ErrBadResponse)
+	}
+	var budget int64 = multipartSlack
+	left := 0
+	for i, s := range spans {
+		if filled[i] < s.Length {
+			budget += s.Length + multipartSlack
+			left++
+		}
+	}
+	counted := &countingReader{r: io.LimitReader(body, budget)}
+	mr := multipart.NewReader(counted, boundary)
+	for ; left > 0; left-- {
+		// NextRawPart, unlike NextPart, does not undo a
+		// Content-Transfer-Encoding: byte ranges are raw bytes.
+		part, err := mr.NextRawPart()
+		if err == io.EOF {
+			return counted.n, fmt.Errorf("fetcher: %s: multipart response lacks %d of the ranges asked: %w", f.where(), left, ErrBadResponse)
+		}
+		if err != nil {
+			return counted.n, retryable(fmt.Errorf("fetcher: %s: multipart response: %w", f.where(), err), 0)
+		}
+		got, total, err := parseContentRange(part.Header.Get("Content-Range"))
+		if err != nil {
+			return counted.n, err
+		}
+		i := spanIndex(spans, filled, got)
+		if i < 0 || total >= 0 && total != f.size.Load() {
+			return counted.n, fmt.Errorf("fetcher: %s: multipart part with Content-Range %q was not asked for: %w",
+				f.where(), part.Header.Get("Content-Range"), ErrBadContentRange)
+		}
+		if m, err := io.ReadFull(part, bufs[i]); err != nil {
+			filled[i] = 0 // a retry asks for the whole span again
+			return counted.n, bodyError(f, got, err)
+		} else if n, _ := part.Read(make([]byte, 1)); n > 0 {
+			return counted.n, fmt.Errorf("fetcher: %s: multipart part %v longer than its Content-Range: %w", f.where(), got, ErrBadResponse)
+		} else {
+			filled[i] = int64(m)
+		}
+	}
+	return counted.n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// deliver hands the caller ranges covered by span s to fn. A span that is
+// exactly one range is handed over as is; otherwise each range gets its
+// own copy, so fn may keep or change it.
+func (f *HTTP) deliver(s Span, buf []byte, ranges []Range, fn func(Range, []byte) error) error {
+	for _, i := range s.Covers {
+		r := ranges[i]
+		data := buf
+		if len(s.Covers) > 1 || r != s.Range {
+			data = make([]byte, r.Length)
+			copy(data, buf[r.Offset-s.Offset:])
+		}
+		if err := fn(r, data); err != nil {
+			return err
+		}
+		f.delivered(1)
+	}
+	return nil
+}
+
+// attempt sends one request for spans (nil: no Range header), answering
+// an auth challenge once on the way, and lets read handle the response
+// while it holds a connection slot and the attempt's deadline. It records
+// the request in the statistics.
+func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attempt int, read func(*http.Response) (int64, error)) error {
+	select {
+	case f.conns <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-f.conns }()
+	actx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+
+	start := time.Now()
+	info := RequestInfo{Spans: spans, Attempt: attempt}
+	resp, err := f.send(actx, method, spans)
+	if err == nil {
+		info.Status = resp.StatusCode
+		info.Bytes, err = read(resp)
+		resp.Body.Close()
+	}
+	if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		err = retryable(fmt.Errorf("fetcher: %s: attempt timed out after %v: %w", f.where(), f.timeout, err), 0)
+	}
+	info.Latency, info.Err = time.Since(start), err
+	f.request(info)
+	return err
+}
+
+// send does one HTTP exchange. On a 401 from the registry it answers the
+// challenge and tries once more.
+func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Response, error) {
+	for try := 0; ; try++ {
+		req, err := http.NewRequestWithContext(ctx, method, f.url.String(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("fetcher: %w", err)
+		}
+		if spans != nil {
+			req.Header.Set("Range", rangeHeader(spans))
+		}
+		used := f.auth.current()
+		if used != "" {
+			req.Header.Set("Authorization", used)
+		}
+		resp, err := f.client.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, retryable(fmt.Errorf("fetcher: %s %s: %w", method, f.where(), err), 0)
+		}
+		if resp.StatusCode != http.StatusUnauthorized || try > 0 || resp.Request.URL.Host != f.url.Host {
+			return resp, nil
+		}
+		io.CopyN(io.Discard, resp.Body, 4<<10) // let the connection be reused
+		resp.Body.Close()
+		if err := f.auth.refresh(ctx, resp, used); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// statusError describes an unexpected status, retryable when it says so.
+func (f *HTTP) statusError(resp *http.Response, method string) error {
+	u := *resp.Request.URL
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	err := fmt.Errorf("fetcher: %w", &StatusError{Method: method, URL: u.String(), Code: resp.StatusCode})
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("%w: %w", err, ErrUnauthorized)
+	}
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		return fmt.Errorf("%w: %w", err, ErrRange)
+	}
+	return statusRetry(resp, err)
+}
+
+// where names the blob in error messages.
+func (f *HTTP) where() string { return f.url.Host + f.url.Path }
+
+// group runs functions in goroutines, cancels the rest on the first error
+// and returns it; functions may add more functions while it runs.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context) *group {
+	g := &group{}
+	g.ctx, g.cancel = context.WithCancelCause(ctx)
+	return g
+}
+
+func (g *group) Go(fn func(ctx context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := fn(g.ctx); err != nil {
+			g.once.Do(func() {
+				g.err = err
+				g.cancel(err)
+			})
+		}
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel(nil)
+	return g.err
+}

@@ -1,0 +1,441 @@
+package fetcher_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/registrytest"
+)
+
+// testBlob returns n deterministic pseudo-random bytes.
+func testBlob(n int) []byte {
+	b := make([]byte, n)
+	rng := rand.New(rand.NewPCG(uint64(n), 7))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// fetchAll fetches ranges and returns each range's bytes by index,
+// checking that fn saw every range exactly once.
+func fetchAll(t *testing.T, f fetcher.Fetcher, ranges []fetcher.Range) (map[fetcher.Range][]byte, error) {
+	t.Helper()
+	var mu sync.Mutex
+	got := map[fetcher.Range][]byte{}
+	calls := map[fetcher.Range]int{}
+	err := f.Fetch(context.Background(), ranges, func(r fetcher.Range, data []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[r] = data
+		calls[r]++
+		return nil
+	})
+	if err == nil {
+		want := map[fetcher.Range]int{}
+		for _, r := range ranges {
+			want[r]++
+		}
+		for r, n := range want {
+			if calls[r] != n {
+				t.Fatalf("range %v delivered %d times, want %d", r, calls[r], n)
+			}
+		}
+	}
+	return got, err
+}
+
+func checkBytes(t *testing.T, blob []byte, got map[fetcher.Range][]byte) {
+	t.Helper()
+	for r, data := range got {
+		if !bytes.Equal(data, blob[r.Offset:r.End()]) {
+			t.Fatalf("range %v: wrong bytes", r)
+		}
+	}
+}
+
+var someRanges = []fetcher.Range{
+	{Offset: 0, Length: 100},
+	{Offset: 50, Length: 100},      // overlaps the first
+	{Offset: 200_000, Length: 10},  // far away: its own span
+	{Offset: 400_000, Length: 4096},
+	{Offset: 1<<20 - 1, Length: 1}, // last byte
+	{Offset: 300, Length: 0},
+}
+
+// fast keeps retries quick in tests.
+var fast = fetcher.WithRetry(4, time.Millisecond)
+
+func TestHTTPRealRegistry(t *testing.T) {
+	blob := testBlob(1 << 20)
+	for _, auth := range []bool{false, true} {
+		t.Run(fmt.Sprintf("basic-auth=%v", auth), func(t *testing.T) {
+			var opts []registrytest.Option
+			var fopts []fetcher.HTTPOption
+			if auth {
+				opts = append(opts, registrytest.WithBasicAuth("alice", "s3cret"))
+				fopts = append(fopts, fetcher.WithCredentials("alice", "s3cret"))
+			}
+			reg := registrytest.Start(t, opts...)
+			d := reg.PushBlob(t, "lazy/layer", blob)
+
+			for name, policy := range map[string]fetcher.CoalescePolicy{
+				"multi-range":  {MaxGap: 1024, MaxSpansPerRequest: 8},
+				"single-range": {MaxGap: 1024, MaxSpansPerRequest: 1},
+			} {
+				t.Run(name, func(t *testing.T) {
+					f, err := fetcher.NewHTTP(reg.Host+"/lazy/layer@"+d.String(),
+						append(fopts, fetcher.WithPlainHTTP(), fetcher.WithCoalescing(policy), fast)...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					size, err := f.Size(context.Background())
+					if err != nil || size != int64(len(blob)) {
+						t.Fatalf("Size = %d, %v; want %d", size, err, len(blob))
+					}
+					got, err := fetchAll(t, f, someRanges)
+					if err != nil {
+						t.Fatalf("Fetch from %s: %v", reg.Kind, err)
+					}
+					checkBytes(t, blob, got)
+					if st := f.Stats(); st.Ranges != int64(len(someRanges)) || st.Failures != 0 {
+						t.Errorf("Stats = %+v", st)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestHTTPRealRegistryWrongCredentials(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.WithBasicAuth("alice", "s3cret"))
+	d := reg.PushBlob(t, "lazy/layer", []byte("hello"))
+	f, err := fetcher.NewHTTP(reg.BlobURL("lazy/layer", d), fetcher.WithCredentials("alice", "wrong"), fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Size(context.Background()); !errors.Is(err, fetcher.ErrUnauthorized) {
+		t.Fatalf("Size with wrong password: %v, want ErrUnauthorized", err)
+	}
+}
+
+// TestHTTPFaultsRecovered checks each recoverable fault, injected into the
+// first blob GET, is survived with correct bytes.
+func TestHTTPFaultsRecovered(t *testing.T) {
+	blob := testBlob(1 << 20)
+	for _, fault := range []registrytest.Fault{
+		registrytest.FaultDrop, registrytest.FaultTruncate, registrytest.Fault500,
+		registrytest.Fault503, registrytest.Fault429, registrytest.FaultIgnoreRange,
+		registrytest.FaultRejectMultiRange, registrytest.FaultSlow,
+	} {
+		for _, multi := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/multi=%v", fault, multi), func(t *testing.T) {
+				srv := registrytest.NewBlobServer(t, blob, registrytest.WithSlowInterval(time.Microsecond),
+					registrytest.WithFaults(func(n int, _ bool) registrytest.Fault {
+						if n == 1 {
+							return fault
+						}
+						return registrytest.NoFault
+					}))
+				policy := fetcher.CoalescePolicy{MaxSpansPerRequest: 1}
+				if multi {
+					policy.MaxSpansPerRequest = 16
+				}
+				f, err := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithCoalescing(policy), fast)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ranges := someRanges[:4]
+				got, err := fetchAll(t, f, ranges)
+				if err != nil {
+					t.Fatalf("Fetch: %v", err)
+				}
+				checkBytes(t, blob, got)
+			})
+		}
+	}
+}
+
+func TestHTTPBadContentRange(t *testing.T) {
+	blob := testBlob(100_000)
+	for _, multi := range []bool{false, true} {
+		srv := registrytest.NewBlobServer(t, blob, registrytest.WithFaultRate(1, 1, registrytest.FaultBadContentRange))
+		f, _ := fetcher.NewHTTP(srv.BlobURL(), fast)
+		ranges := []fetcher.Range{{Offset: 10, Length: 10}}
+		if multi {
+			ranges = append(ranges, fetcher.Range{Offset: 90_000, Length: 5})
+		}
+		if _, err := fetchAll(t, f, ranges); !errors.Is(err, fetcher.ErrBadContentRange) {
+			t.Errorf("multi=%v: Fetch = %v, want ErrBadContentRange", multi, err)
+		}
+	}
+}
+
+// TestHTTPRemembersFallbacks checks that a host which ignored ranges or
+// refused multi-range is not asked for multi-range again.
+func TestHTTPRemembersFallbacks(t *testing.T) {
+	blob := testBlob(1 << 20)
+	for _, fault := range []registrytest.Fault{registrytest.FaultIgnoreRange, registrytest.FaultRejectMultiRange} {
+		t.Run(fault.String(), func(t *testing.T) {
+			srv := registrytest.NewBlobServer(t, blob, registrytest.WithFaultRate(1, 1, fault))
+			f, _ := fetcher.NewHTTP(srv.BlobURL(), fast)
+			for i := 0; i < 3; i++ {
+				got, err := fetchAll(t, f, someRanges)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkBytes(t, blob, got)
+			}
+			multi := 0
+			for _, l := range srv.Log() {
+				if strings.Contains(l.Range, ",") {
+					multi++
+				}
+			}
+			if multi != 1 {
+				t.Errorf("%d multi-range requests, want 1 before the fallback is remembered", multi)
+			}
+		})
+	}
+}
+
+func TestHTTPRedirectDropsAuthorization(t *testing.T) {
+	blob := testBlob(50_000)
+	for _, auth := range []string{"none", "basic", "bearer"} {
+		t.Run(auth, func(t *testing.T) {
+			opts := []registrytest.ServerOption{registrytest.WithRedirect()}
+			switch auth {
+			case "basic":
+				opts = append(opts, registrytest.WithServerBasicAuth("u", "p"))
+			case "bearer":
+				opts = append(opts, registrytest.WithBearerAuth("u", "p"))
+			}
+			srv := registrytest.NewBlobServer(t, blob, opts...)
+			f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithCredentials("u", "p"), fetcher.WithSize(int64(len(blob))), fast)
+			got, err := fetchAll(t, f, []fetcher.Range{{Offset: 5, Length: 10}, {Offset: 40_000, Length: 10}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkBytes(t, blob, got)
+			sawAuthAtRegistry := false
+			for _, l := range srv.Log() {
+				switch {
+				case strings.HasPrefix(l.Path, "/bucket/") && l.Authorization != "":
+					t.Errorf("object store received Authorization %q", l.Authorization)
+				case strings.HasPrefix(l.Path, "/v2/") && l.Authorization != "":
+					sawAuthAtRegistry = true
+				}
+			}
+			if sawAuthAtRegistry != (auth != "none") {
+				t.Errorf("registry saw Authorization: %v", sawAuthAtRegistry)
+			}
+		})
+	}
+}
+
+func TestHTTPBearer(t *testing.T) {
+	blob := testBlob(10_000)
+	t.Run("anonymous", func(t *testing.T) {
+		srv := registrytest.NewBlobServer(t, blob, registrytest.WithBearerAuth("", ""))
+		f, _ := fetcher.NewHTTP(srv.BlobURL(), fast)
+		got, err := fetchAll(t, f, []fetcher.Range{{Offset: 1, Length: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBytes(t, blob, got)
+	})
+	t.Run("credentials", func(t *testing.T) {
+		srv := registrytest.NewBlobServer(t, blob, registrytest.WithBearerAuth("bob", "pw"))
+		f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithCredentials("bob", "pw"), fast)
+		got, err := fetchAll(t, f, []fetcher.Range{{Offset: 1, Length: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBytes(t, blob, got)
+		// The token is reused: one token fetch, one 401 in all.
+		unauthorized := 0
+		for _, l := range srv.Log() {
+			if l.Authorization == "" {
+				unauthorized++
+			}
+		}
+		if unauthorized != 1 {
+			t.Errorf("%d requests without a token, want 1", unauthorized)
+		}
+	})
+	t.Run("missing credentials", func(t *testing.T) {
+		srv := registrytest.NewBlobServer(t, blob, registrytest.WithBearerAuth("bob", "pw"))
+		f, _ := fetcher.NewHTTP(srv.BlobURL(), fast)
+		if _, err := f.Size(context.Background()); !errors.Is(err, fetcher.ErrUnauthorized) {
+			t.Fatalf("Size = %v, want ErrUnauthorized", err)
+		}
+	})
+}
+
+func TestHTTPDockerConfig(t *testing.T) {
+	blob := testBlob(1000)
+	srv := registrytest.NewBlobServer(t, blob, registrytest.WithServerBasicAuth("carol", "pa:ss"))
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for name, entry := range map[string]string{
+		"auth":              `{"auth":"` + base64.StdEncoding.EncodeToString([]byte("carol:pa:ss")) + `"}`,
+		"username/password": `{"username":"carol","password":"pa:ss"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := `{"auths":{"other.example":{"auth":"eDp5"},"http://` + host + `":` + entry + `}}`
+			if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithDockerConfig(dir), fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := fetchAll(t, f, []fetcher.Range{{Offset: 0, Length: 1000}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkBytes(t, blob, got)
+		})
+	}
+	if _, err := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithDockerConfig(filepath.Join(t.TempDir(), "absent.json"))); err == nil {
+		t.Error("NewHTTP with a missing docker config: no error")
+	}
+}
+
+func TestHTTPSlowLorisTimesOut(t *testing.T) {
+	blob := testBlob(10_000)
+	srv := registrytest.NewBlobServer(t, blob, registrytest.WithFaultRate(1, 1, registrytest.FaultSlow),
+		registrytest.WithSlowInterval(10*time.Millisecond))
+	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithRequestTimeout(100*time.Millisecond), fetcher.WithRetry(2, time.Millisecond))
+	_, err := fetchAll(t, f, []fetcher.Range{{Offset: 0, Length: 5000}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Fetch = %v, want a deadline error", err)
+	}
+	if st := f.Stats(); st.Retries != 1 || st.Failures != 2 {
+		t.Errorf("Stats = %+v, want 1 retry and 2 failures", st)
+	}
+}
+
+func TestHTTPContextCancel(t *testing.T) {
+	srv := registrytest.NewBlobServer(t, testBlob(10_000), registrytest.WithFaultRate(1, 1, registrytest.FaultSlow))
+	f, _ := fetcher.NewHTTP(srv.BlobURL())
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	err := f.Fetch(ctx, []fetcher.Range{{Offset: 0, Length: 5000}}, func(fetcher.Range, []byte) error { return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Fetch = %v, want context.Canceled", err)
+	}
+}
+
+// TestHTTPEndlessBody checks that a server sending more than asked, without
+// end, costs no more than the asked bytes.
+func TestHTTPEndlessBody(t *testing.T) {
+	for _, status := range []int{http.StatusOK, http.StatusPartialContent} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodHead {
+				w.Header().Set("Content-Length", "1000000")
+				return
+			}
+			if status == http.StatusPartialContent {
+				w.Header().Set("Content-Range", "bytes 10-19/1000000")
+			}
+			w.WriteHeader(status)
+			chunk := bytes.Repeat([]byte{'x'}, 32<<10)
+			for r.Context().Err() == nil {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}))
+		defer srv.Close()
+		f, _ := fetcher.NewHTTP(srv.URL+"/v2/a/blobs/sha256:"+strings.Repeat("0", 64), fast)
+		got, err := fetchAll(t, f, []fetcher.Range{{Offset: 10, Length: 10}})
+		if err != nil || string(got[fetcher.Range{Offset: 10, Length: 10}]) != "xxxxxxxxxx" {
+			t.Fatalf("status %d: Fetch = %q, %v", status, got, err)
+		}
+	}
+}
+
+func TestHTTPSizeFallback(t *testing.T) {
+	blob := testBlob(777)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			http.Error(w, "no HEAD here", http.StatusMethodNotAllowed)
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+	}))
+	defer srv.Close()
+	f, _ := fetcher.NewHTTP(srv.URL+"/v2/a/b/blobs/sha256:"+strings.Repeat("0", 64), fast)
+	if n, err := f.Size(context.Background()); n != 777 || err != nil {
+		t.Fatalf("Size = %d, %v; want 777", n, err)
+	}
+}
+
+func TestNewHTTPRejects(t *testing.T) {
+	for _, ref := range []string{
+		"", "example.com/repo", "example.com/repo@sha256:abc", "https://example.com/v2/repo/manifests/x",
+		"example.com/Repo@sha256:" + strings.Repeat("0", 64), "https:///v2/a/blobs/sha256:" + strings.Repeat("0", 64),
+	} {
+		if _, err := fetcher.NewHTTP(ref); err == nil {
+			t.Errorf("NewHTTP(%q): no error", ref)
+		}
+	}
+}
+
+// TestHTTPRandomFaults fetches many random range sets through a server
+// failing 20% of requests: every delivered range must be right or the
+// fetch must fail with an error, and nothing may hang.
+func TestHTTPRandomFaults(t *testing.T) {
+	blob := testBlob(1 << 20)
+	faults := []registrytest.Fault{registrytest.FaultDrop, registrytest.FaultTruncate, registrytest.Fault500,
+		registrytest.Fault503, registrytest.Fault429, registrytest.FaultIgnoreRange,
+		registrytest.FaultBadContentRange, registrytest.FaultRejectMultiRange, registrytest.FaultSlow}
+	srv := registrytest.NewBlobServer(t, blob, registrytest.WithFaultRate(0.2, 42, faults...),
+		registrytest.WithSlowInterval(time.Millisecond))
+	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithRetry(5, time.Millisecond),
+		fetcher.WithRequestTimeout(2*time.Second), fetcher.WithMaxConnections(8))
+	rng := rand.New(rand.NewPCG(1, 2))
+	fetches := 300
+	if testing.Short() {
+		fetches = 50
+	}
+	failed := 0
+	for i := 0; i < fetches; i++ {
+		ranges := make([]fetcher.Range, 1+rng.IntN(8))
+		for j := range ranges {
+			n := 1 + rng.Int64N(8<<10)
+			ranges[j] = fetcher.Range{Offset: rng.Int64N(int64(len(blob)) - n), Length: n}
+		}
+		got, err := fetchAll(t, f, ranges)
+		if err != nil {
+			failed++
+			if !errors.Is(err, fetcher.ErrBadContentRange) && !errors.Is(err, fetcher.ErrBadResponse) {
+				var tmp interface{ Unwrap() error }
+				if !errors.As(err, &tmp) {
+					t.Fatalf("fetch %d: unclear error %v", i, err)
+				}
+			}
+			continue
+		}
+		checkBytes(t, blob, got)
+	}
+	st := f.Stats()
+	t.Logf("%d fetches, %d failed; stats %+v", fetches, failed, st)
+	if st.Retries == 0 {
+		t.Error("no retries under a 20% fault rate")
+	}
+}
