@@ -108,11 +108,11 @@ func realRel(t *testing.T, p string) string {
 // loader and every library the real ldd lists. The image has two layers:
 // the base holds the libraries, the upper one the program.
 func TestImageConfigCoversLoaderAndLibraries(t *testing.T) {
-	for _, prog := range []string{"ls", "python3"} {
+	for _, binary := range []string{"/usr/bin/ls", "/usr/bin/python3"} {
+		prog := filepath.Base(binary)
 		t.Run(prog, func(t *testing.T) {
-			binary, err := exec.LookPath(prog)
-			if err != nil {
-				t.Skipf("%s not installed", prog)
+			if _, err := os.Stat(binary); err != nil {
+				t.Skipf("%s not installed", binary)
 			}
 			deps := lddDeps(t, binary)
 			base, upper := t.TempDir(), t.TempDir()
@@ -149,6 +149,32 @@ func TestImageConfigCoversLoaderAndLibraries(t *testing.T) {
 			require.Len(t, items, len(deps)+1, "nothing but the program, loader and libraries: %v", items)
 		})
 	}
+}
+
+// TestImageConfigOriginOfTheRealBinary: $ORIGIN of a program is the
+// directory of the file the kernel executed, with links resolved. The
+// JDK's java finds libjli.so through DT_RPATH $ORIGIN/../lib behind
+// /usr/bin/java -> /etc/alternatives/java -> .../bin/java; ldd, which
+// starts from the unresolved name, reports it "not found".
+func TestImageConfigOriginOfTheRealBinary(t *testing.T) {
+	const binary = "/usr/bin/java"
+	if _, err := os.Stat(binary); err != nil {
+		t.Skip("no java")
+	}
+	jli := filepath.Join(filepath.Dir(filepath.Dir(realRel(t, binary))), "lib", "libjli.so")
+	if _, err := os.Stat("/" + jli); err != nil {
+		t.Skip("java without ../lib/libjli.so")
+	}
+	root := t.TempDir()
+	replicate(t, root, binary)
+	replicate(t, root, "/"+jli)
+	for _, d := range append(lddDeps(t, binary), lddDeps(t, "/"+jli)...) {
+		replicate(t, root, d)
+	}
+	plan, err := FromImageConfig(context.Background(), NewOverlay(os.DirFS(root)),
+		v1.ImageConfig{Entrypoint: []string{"java"}, Cmd: []string{"-version"}}, WithRuntimeFiles(false))
+	require.NoError(t, err)
+	require.Contains(t, plan.Paths(-1), jli)
 }
 
 func TestImageConfigErrorsAreListedNotFatal(t *testing.T) {
@@ -286,8 +312,8 @@ func TestNormaliseLocale(t *testing.T) {
 // TestImageConfigPython checks the CPython rule against the host's real
 // interpreter and standard library.
 func TestImageConfigPython(t *testing.T) {
-	binary, err := exec.LookPath("python3")
-	if err != nil {
+	binary := "/usr/bin/python3"
+	if _, err := os.Stat(binary); err != nil {
 		t.Skip("python3 not installed")
 	}
 	real := realRel(t, binary)

@@ -1,0 +1,187 @@
+package prefetch
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/require"
+)
+
+func link(target string) *fstest.MapFile {
+	return &fstest.MapFile{Data: []byte(target), Mode: fs.ModeSymlink | 0o777}
+}
+
+func file(data string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(data), Mode: 0o644} }
+
+func dir() *fstest.MapFile { return &fstest.MapFile{Mode: fs.ModeDir | 0o755} }
+
+// testImage is three layers exercising every overlay rule.
+func testImage() *Overlay {
+	base := fstest.MapFS{
+		"etc/os-release":    file("base"),
+		"etc/hostname":      file("base"),
+		"etc/removed":       file("base"),
+		"opt/app/old.txt":   file("base"),
+		"opt/app/keep.txt":  file("base"),
+		"var/dir/inner.txt": file("base"),
+		"usr/lib/libx.so":   file("libx"),
+		"lib":               link("usr/lib"),
+		"gone":              file("base"),
+	}
+	middle := fstest.MapFS{
+		"etc/os-release":       file("middle"),
+		"etc/.wh.removed":      file(""),
+		"opt/app/.wh..wh..opq": file(""),
+		"opt/app/new.txt":      file("middle"),
+		"var/dir":              file("now a file"),
+		"usr/bin/tool":         link("../lib/libx.so"),
+		"usr/bin/abs":          link("/lib/libx.so"),
+		"usr/bin/escape":       link("../../../../../../etc/hostname"),
+		"loop/a":               link("b"),
+		"loop/b":               link("a"),
+		"loop/self":            link("self/x"),
+	}
+	top := fstest.MapFS{
+		"etc/os-release": file("top"),
+		"etc/removed":    file("top again"),
+		"usr/lib":        dir(),
+		".wh.gone":       file(""),
+	}
+	return NewOverlay(base, middle, top)
+}
+
+func TestOverlayUpperWinsAndWhiteouts(t *testing.T) {
+	img := testImage()
+	for name, want := range map[string]string{
+		"etc/os-release":   "top",
+		"etc/hostname":     "base",
+		"etc/removed":      "top again", // re-created above the whiteout
+		"opt/app/new.txt":  "middle",
+		"var/dir":          "now a file",
+		"usr/lib/libx.so":  "libx",
+		"opt/app/keep.txt": "",
+	} {
+		data, err := fs.ReadFile(img, name)
+		if want == "" {
+			require.ErrorIs(t, err, fs.ErrNotExist, "%s is under an opaque directory", name)
+			continue
+		}
+		require.NoError(t, err, name)
+		require.Equal(t, want, string(data), name)
+	}
+	for _, hidden := range []string{"opt/app/old.txt", "etc/.wh.removed", "opt/app/.wh..wh..opq", "gone"} {
+		_, err := img.Stat(hidden)
+		require.ErrorIs(t, err, fs.ErrNotExist, hidden)
+	}
+	_, err := img.Stat("var/dir/inner.txt")
+	require.ErrorContains(t, err, "not a directory", "a file in an upper layer replaces the directory")
+
+	loc, err := img.Resolve("/etc/hostname")
+	require.NoError(t, err)
+	require.Equal(t, 0, loc.Layer)
+	loc, err = img.Resolve("var/dir")
+	require.NoError(t, err)
+	require.Equal(t, 1, loc.Layer)
+	loc, err = img.Resolve("etc/os-release")
+	require.NoError(t, err)
+	require.Equal(t, 2, loc.Layer)
+}
+
+func TestOverlayReadDirMerges(t *testing.T) {
+	img := testImage()
+	names := func(dir string) []string {
+		entries, err := fs.ReadDir(img, dir)
+		require.NoError(t, err, dir)
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	require.Equal(t, []string{"hostname", "os-release", "removed"}, names("etc"))
+	require.Equal(t, []string{"new.txt"}, names("opt/app"))
+	require.Equal(t, []string{"etc", "lib", "loop", "opt", "usr", "var"}, names("."))
+	require.Equal(t, []string{"libx.so"}, names("lib"), "through the link")
+
+	var walked []string
+	require.NoError(t, fs.WalkDir(img, "usr", func(p string, d fs.DirEntry, err error) error {
+		walked = append(walked, p)
+		return err
+	}))
+	require.Equal(t, []string{"usr", "usr/bin", "usr/bin/abs", "usr/bin/escape", "usr/bin/tool", "usr/lib", "usr/lib/libx.so"}, walked)
+
+	_, err := img.ReadDir("etc/hostname")
+	require.Error(t, err)
+}
+
+func TestOverlaySymlinks(t *testing.T) {
+	img := testImage()
+	for name, want := range map[string]string{
+		"usr/bin/tool":           "usr/lib/libx.so", // relative, across layers
+		"usr/bin/abs":            "usr/lib/libx.so", // absolute, through another link
+		"usr/bin/escape":         "etc/hostname",    // ".." stops at the root
+		"lib/libx.so":            "usr/lib/libx.so",
+		"lib/../../etc/hostname": "etc/hostname", // ".." applies to the link's target
+	} {
+		loc, err := img.Resolve(name)
+		require.NoError(t, err, name)
+		require.Equal(t, want, loc.Path, name)
+	}
+
+	for _, name := range []string{"loop/a", "loop/self"} {
+		_, err := img.Resolve(name)
+		require.ErrorIs(t, err, ErrSymlinkLoop, name)
+	}
+
+	fi, err := img.Lstat("usr/bin/tool")
+	require.NoError(t, err)
+	require.Equal(t, fs.ModeSymlink, fi.Mode().Type())
+	target, err := img.ReadLink("usr/bin/tool")
+	require.NoError(t, err)
+	require.Equal(t, "../lib/libx.so", target)
+	_, err = img.ReadLink("etc/hostname")
+	require.Error(t, err)
+
+	_, err = img.Open("/etc/hostname")
+	require.ErrorIs(t, err, fs.ErrInvalid, "fs.FS names are unrooted")
+	_, err = img.Resolve("etc/hostname/x")
+	require.Error(t, err)
+	_, err = NewOverlay().Resolve("x")
+	require.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+// TestOverlayDirFS runs the view over real directories, where a symbolic
+// link to an absolute path must stay inside the image.
+func TestOverlayDirFS(t *testing.T) {
+	lower, upper := t.TempDir(), t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(lower, "etc"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(lower, "etc/passwd"), []byte("image"), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(upper, "bin"), 0o755))
+	require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(upper, "bin/pw")))
+	require.NoError(t, os.WriteFile(filepath.Join(upper, ".wh.hidden"), nil, 0o644))
+
+	img := NewOverlay(os.DirFS(lower), os.DirFS(upper))
+	data, err := fs.ReadFile(img, "bin/pw")
+	require.NoError(t, err)
+	require.Equal(t, "image", string(data), "the image's /etc/passwd, not the host's")
+	require.NoError(t, fstest.TestFS(img, "etc/passwd", "bin/pw"))
+}
+
+// statOnly hides a layer's ReadLinkFS: symbolic links then show through
+// Stat, as an fs.FS without link support would.
+type statOnly struct{ fs.FS }
+
+func TestOverlayWithoutReadLinkFS(t *testing.T) {
+	img := NewOverlay(statOnly{fstest.MapFS{
+		"etc/passwd": file("pw"),
+		"bin/pw":     link("/etc/passwd"),
+	}})
+	_, err := img.Resolve("bin/pw")
+	require.Error(t, err, "a link the layer cannot read is not followed")
+	loc, err := img.Resolve("etc/passwd")
+	require.NoError(t, err)
+	require.Equal(t, "etc/passwd", loc.Path)
+}
