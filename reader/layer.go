@@ -98,7 +98,11 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 	if err := validateChunks(t, dataEnd); err != nil {
 		return nil, err
 	}
-	l := &Layer{fetcher: f, toc: t, cfg: cfg, frames: indexFrames(t)}
+	frames, err := indexFrames(t)
+	if err != nil {
+		return nil, err
+	}
+	l := &Layer{fetcher: f, toc: t, cfg: cfg, frames: frames}
 	l.root = buildTree(t)
 	resolveHardlinks(l.root)
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -155,8 +159,10 @@ func validateChunks(t *toc.TOC, dataEnd int64) error {
 	return nil
 }
 
-// indexFrames groups the chunks that share a compressed frame.
-func indexFrames(t *toc.TOC) map[int64][]chunkRef {
+// indexFrames groups the chunks that share a compressed frame. It rejects
+// chunks whose bytes overlap within a frame: an index could otherwise make
+// one small frame stand for any amount of content.
+func indexFrames(t *toc.TOC) (map[int64][]chunkRef, error) {
 	all := make(map[int64][]chunkRef)
 	for _, e := range t.Entries {
 		if e.Type != toc.TypeReg {
@@ -170,14 +176,22 @@ func indexFrames(t *toc.TOC) map[int64][]chunkRef {
 	}
 	shared := make(map[int64][]chunkRef)
 	for off, refs := range all {
-		if len(refs) > 1 {
-			slices.SortStableFunc(refs, func(a, b chunkRef) int {
-				return cmp.Compare(a.chunk().InnerOffset, b.chunk().InnerOffset)
-			})
-			shared[off] = refs
+		if len(refs) == 1 {
+			continue
 		}
+		slices.SortStableFunc(refs, func(a, b chunkRef) int {
+			return cmp.Compare(a.chunk().InnerOffset, b.chunk().InnerOffset)
+		})
+		for k := 1; k < len(refs); k++ {
+			prev, c := refs[k-1].chunk(), refs[k].chunk()
+			if c.InnerOffset < prev.InnerOffset+prev.Size || c.FrameEnd != prev.FrameEnd {
+				return nil, fmt.Errorf("reader: entries %q and %q: chunks overlap in the frame at %d: %w",
+					refs[k-1].entry.Name, refs[k].entry.Name, off, ErrCorrupt)
+			}
+		}
+		shared[off] = refs
 	}
-	return shared
+	return shared, nil
 }
 
 // cleanName turns an index name into a path relative to the layer root,
