@@ -59,7 +59,7 @@ const (
 // its "reg" entry and each further chunk as a "chunk" entry. userName and
 // groupName are written only when they differ from the last name written
 // for the same uid or gid, and chunkSize on a file's last chunk only when
-// the chunk is at least t.ChunkSize long, as the reference does.
+// the chunk is exactly t.ChunkSize long, as the reference does.
 func MarshalEStargz(t *TOC) ([]byte, error) {
 	doc := estargzTOC{Version: estargzVersion, Entries: make([]*estargzEntry, 0, len(t.Entries))}
 	userNames := make(map[int]string)
@@ -107,7 +107,7 @@ func MarshalEStargz(t *TOC) ([]byte, error) {
 			ce.Offset = c.FrameOffset
 			ce.InnerOffset = c.InnerOffset
 			ce.ChunkOffset = c.Offset
-			if i < len(e.Chunks)-1 || (t.ChunkSize > 0 && c.Size >= t.ChunkSize) {
+			if i < len(e.Chunks)-1 || c.Size == t.ChunkSize {
 				ce.ChunkSize = c.Size
 			}
 			ce.ChunkDigest = c.Digest.String()
@@ -288,7 +288,12 @@ func (d *estargzDecoder) addEntry(je *estargzEntry) error {
 		if err != nil {
 			return fmt.Errorf("modtime %q is not RFC 3339: %w", je.ModTime, ErrInvalidTOC)
 		}
-		e.ModTime = t.UTC().Truncate(time.Second)
+		t = t.UTC().Truncate(time.Second)
+		if t.Year() < 0 || t.Year() > 9999 {
+			// RFC 3339 cannot express it, so it could not be encoded back.
+			return fmt.Errorf("modtime %q out of range: %w", je.ModTime, ErrInvalidTOC)
+		}
+		e.ModTime = t
 	}
 	if len(je.Xattrs) > 0 {
 		e.Xattrs = make(map[string]string, len(je.Xattrs))

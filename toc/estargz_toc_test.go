@@ -99,7 +99,7 @@ func TestMarshalEStargzOmissions(t *testing.T) {
 		substr string
 		count  int
 	}{
-		{`"userName": "app"`, 1},   // bin/exact repeats uid 1000's name: omitted
+		{`"userName": "app"`, 1},    // bin/exact repeats uid 1000's name: omitted
 		{`"userName": "daemon"`, 1}, // the name for uid 1000 changed: written again
 		{`"groupName": "staff"`, 1},
 		{`"userName": "root"`, 1}, // the ten later uid 0 entries inherit it
@@ -203,6 +203,7 @@ func TestUnmarshalEStargzValidation(t *testing.T) {
 		{"negative uid", tocDoc(`{"name":"a","type":"dir","uid":-1}`), nil, ErrInvalidTOC},
 		{"negative devMajor", tocDoc(`{"name":"a","type":"char","devMajor":-1}`), nil, ErrInvalidTOC},
 		{"bad modtime", tocDoc(`{"name":"a","type":"dir","modtime":"yesterday"}`), nil, ErrInvalidTOC},
+		{"modtime before year 0", tocDoc(`{"name":"a","type":"dir","modtime":"0000-01-01T00:00:00+01:00"}`), nil, ErrInvalidTOC},
 		{"bad xattr base64", tocDoc(`{"name":"a","type":"dir","xattrs":{"k":"!!"}}`), nil, ErrInvalidTOC},
 		{"bad digest", tocDoc(`{"name":"f","type":"reg","size":1,"offset":100,"digest":"sha256:xyz"}`), nil, ErrInvalidTOC},
 		{"bad chunkDigest", tocDoc(`{"name":"f","type":"reg","size":1,"offset":100,"chunkDigest":"md5:00"}`), nil, ErrInvalidTOC},

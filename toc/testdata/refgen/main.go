@@ -40,7 +40,7 @@ func buildTar() []byte {
 		PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02", "SCHILY.xattr.user.note": "hi"}},
 		"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ") // 46 bytes: chunks 16,16,14
 	add(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/exact", Mode: 0o755, Uname: "toor", Gname: "wheel"}, "0123456789abcdef") // exactly one chunk size
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/two", Mode: 0o755}, "0123456789abcdef0123456789abcdef") // exactly two chunks
+	add(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/two", Mode: 0o755}, "0123456789abcdef0123456789abcdef")                  // exactly two chunks
 	add(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/sh", Linkname: "tool", Mode: 0o777}, "")
 	add(&tar.Header{Typeflag: tar.TypeLink, Name: "bin/tool2", Linkname: "bin/tool"}, "")
 	add(&tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}, "")
