@@ -627,7 +627,7 @@ func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attemp
 		resp.Body.Close()
 	}
 	if err != nil && ctx.Err() == nil && actx.Err() != nil {
-		err = retryable(fmt.Errorf("fetcher: %s: attempt timed out after %v: %w", f.where(), f.timeout, err), 0)
+		err = retryable(fmt.Errorf("%w (attempt timeout %v)", err, f.timeout), 0)
 	}
 	info.Latency, info.Err = time.Since(start), err
 	f.request(info)

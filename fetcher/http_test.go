@@ -69,8 +69,8 @@ func checkBytes(t *testing.T, blob []byte, got map[fetcher.Range][]byte) {
 
 var someRanges = []fetcher.Range{
 	{Offset: 0, Length: 100},
-	{Offset: 50, Length: 100},      // overlaps the first
-	{Offset: 200_000, Length: 10},  // far away: its own span
+	{Offset: 50, Length: 100},     // overlaps the first
+	{Offset: 200_000, Length: 10}, // far away: its own span
 	{Offset: 400_000, Length: 4096},
 	{Offset: 1<<20 - 1, Length: 1}, // last byte
 	{Offset: 300, Length: 0},
@@ -319,7 +319,8 @@ func TestHTTPSlowLorisTimesOut(t *testing.T) {
 	blob := testBlob(10_000)
 	srv := registrytest.NewBlobServer(t, blob, registrytest.WithFaultRate(1, 1, registrytest.FaultSlow),
 		registrytest.WithSlowInterval(10*time.Millisecond))
-	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithRequestTimeout(100*time.Millisecond), fetcher.WithRetry(2, time.Millisecond))
+	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithSize(int64(len(blob))),
+		fetcher.WithRequestTimeout(100*time.Millisecond), fetcher.WithRetry(2, time.Millisecond))
 	_, err := fetchAll(t, f, []fetcher.Range{{Offset: 0, Length: 5000}})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Fetch = %v, want a deadline error", err)
@@ -407,7 +408,7 @@ func TestHTTPRandomFaults(t *testing.T) {
 	srv := registrytest.NewBlobServer(t, blob, registrytest.WithFaultRate(0.2, 42, faults...),
 		registrytest.WithSlowInterval(time.Millisecond))
 	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithRetry(5, time.Millisecond),
-		fetcher.WithRequestTimeout(2*time.Second), fetcher.WithMaxConnections(8))
+		fetcher.WithRequestTimeout(300*time.Millisecond), fetcher.WithMaxConnections(8))
 	rng := rand.New(rand.NewPCG(1, 2))
 	fetches := 300
 	if testing.Short() {

@@ -1,0 +1,27 @@
+// Package fetcher reads byte ranges of one immutable blob, from wherever
+// the blob lives.
+//
+// A [Fetcher] takes a set of ranges and hands each one back whole, exactly
+// as long as asked, or fails. Two implementations are provided:
+//
+//   - [FromReaderAt] serves ranges from an [io.ReaderAt] such as an
+//     [os.File] or a [bytes.Reader].
+//   - [NewHTTP] serves ranges of a blob in an OCI distribution registry
+//     (or any server that answers HTTP range requests). It merges nearby
+//     ranges with [Coalesce], asks for several at once with multi-range
+//     requests, and falls back to single ranges or to reading the wanted
+//     bytes from a whole-blob answer for servers that need it, remembering
+//     what it learnt. It follows redirects without carrying credentials
+//     to other hosts, answers bearer-token and Basic auth challenges,
+//     retries lost connections, 429 and 5xx answers with jittered
+//     exponential backoff, and bounds each attempt with a timeout.
+//
+// Fetchers know nothing of layer formats and do not verify content: a
+// server that flips bytes is caught by the digest checks of the caller
+// (package reader). They never trust a response's lengths: memory use is
+// bounded by the bytes asked for, whatever a server sends.
+//
+// Both fetchers count requests, retries, failures, ranges, bytes and
+// latency; Stats returns a snapshot and [WithObserver] reports each
+// request as it finishes.
+package fetcher

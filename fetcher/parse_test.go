@@ -1,0 +1,154 @@
+package fetcher
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseContentRange(t *testing.T) {
+	tests := []struct {
+		in    string
+		r     Range
+		total int64
+		ok    bool
+	}{
+		{"bytes 0-0/1", Range{0, 1}, 1, true},
+		{"bytes 10-19/*", Range{10, 10}, -1, true},
+		{"bytes 5-4/10", Range{}, 0, false},
+		{"bytes 0-9/9", Range{}, 0, false},
+		{"bytes -1-9/10", Range{}, 0, false},
+		{"bytes +1-9/10", Range{}, 0, false},
+		{"bits 0-9/10", Range{}, 0, false},
+		{"bytes 0-9223372036854775807/*", Range{}, 0, false},
+		{"bytes 0-99999999999999999999/*", Range{}, 0, false},
+		{"", Range{}, 0, false},
+	}
+	for _, tt := range tests {
+		r, total, err := parseContentRange(tt.in)
+		if (err == nil) != tt.ok || tt.ok && (r != tt.r || total != tt.total) {
+			t.Errorf("parseContentRange(%q) = %v, %d, %v", tt.in, r, total, err)
+		}
+		if err != nil && !errors.Is(err, ErrBadContentRange) {
+			t.Errorf("parseContentRange(%q) error %v is not ErrBadContentRange", tt.in, err)
+		}
+	}
+}
+
+func FuzzParseContentRange(f *testing.F) {
+	f.Add("bytes 0-0/1")
+	f.Add("bytes 10-19/*")
+	f.Fuzz(func(t *testing.T, s string) {
+		r, total, err := parseContentRange(s)
+		if err != nil {
+			return
+		}
+		if r.Offset < 0 || r.Length <= 0 || r.End() < r.Offset || total != -1 && total < r.End() {
+			t.Fatalf("parseContentRange(%q) = %v, %d", s, r, total)
+		}
+		totalStr := "*"
+		if total >= 0 {
+			totalStr = fmt.Sprint(total)
+		}
+		if r2, total2, err := parseContentRange(fmt.Sprintf("bytes %s/%s", r, totalStr)); err != nil || r2 != r || total2 != total {
+			t.Fatalf("parseContentRange(%q) = %v, %d does not round-trip: %v, %d, %v", s, r, total, r2, total2, err)
+		}
+	})
+}
+
+func TestParseChallenges(t *testing.T) {
+	got := parseChallenges([]string{
+		`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"`,
+		`Basic realm="x\"y", Newauth realm=apps, type=1, title="Login to \"apps\""`,
+	})
+	want := `[{bearer map[realm:https://auth.example/token scope:repository:a/b:pull service:registry.example]} {basic map[realm:x"y]} {newauth map[realm:apps title:Login to "apps" type:1]}]`
+	if fmt.Sprint(got) != want {
+		t.Errorf("parseChallenges:\n got %v\nwant %s", got, want)
+	}
+}
+
+func FuzzParseChallenges(f *testing.F) {
+	f.Add(`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"`)
+	f.Add(`Basic realm="x\"y", Newauth realm=apps, type=1`)
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, c := range parseChallenges([]string{s}) {
+			if c.scheme == "" || c.scheme != strings.ToLower(c.scheme) {
+				t.Fatalf("bad scheme %q", c.scheme)
+			}
+		}
+	})
+}
+
+func TestParseDockerConfig(t *testing.T) {
+	creds, err := parseDockerConfig([]byte(`{"auths":{
+		"https://index.docker.io/v1/":{"auth":"dTpw"},
+		"REG.example:5000":{"username":"a","password":"b"},
+		"token.example":{"identitytoken":"x"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "map[reg.example:5000:{a b} registry-1.docker.io:{u p}]"
+	if fmt.Sprint(creds) != want {
+		t.Errorf("parseDockerConfig = %v, want %s", creds, want)
+	}
+	for _, bad := range []string{`{"auths":{"x":{"auth":"!!"}}}`, `{"auths":{"x":{"auth":"bm9jb2xvbg=="}}}`, `[`} {
+		if _, err := parseDockerConfig([]byte(bad)); err == nil {
+			t.Errorf("parseDockerConfig(%s): no error", bad)
+		}
+	}
+}
+
+func FuzzParseDockerConfig(f *testing.F) {
+	f.Add([]byte(`{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"},"r:5000":{"username":"a","password":"b"}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		creds, err := parseDockerConfig(data)
+		if err == nil && creds == nil {
+			t.Fatal("nil map without error")
+		}
+	})
+}
+
+// FuzzReadMultipart feeds arbitrary multipart/byteranges bodies to the
+// reader for two asked spans: it must never panic, and on success both
+// spans must be complete.
+func FuzzReadMultipart(f *testing.F) {
+	f.Add([]byte("--B\r\nContent-Range: bytes 0-9/100\r\n\r\n0123456789\r\n--B\r\nContent-Range: bytes 20-24/100\r\n\r\nabcde\r\n--B--\r\n"))
+	f.Add([]byte("--B\r\nContent-Range: bytes 20-24/100\r\n\r\nabcdef\r\n--B--\r\n"))
+	h, err := NewHTTP("example.com/a@sha256:"+strings.Repeat("0", 64), WithSize(100))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		spans := []Span{{Range: Range{0, 10}}, {Range: Range{20, 5}}}
+		bufs, filled := allocSpans(spans)
+		_, err := h.readMultipart(strings.NewReader(string(body)), "B", spans, bufs, filled)
+		if err == nil && (filled[0] != 10 || filled[1] != 5) {
+			t.Fatalf("success with spans filled %v", filled)
+		}
+	})
+}
+
+func TestRetryDelay(t *testing.T) {
+	p := retryPolicy{attempts: 5, baseDelay: 100 * time.Millisecond, maxDelay: time.Second}
+	for attempt := 1; attempt < 40; attempt++ {
+		d := p.delay(attempt, 0)
+		step := min(p.baseDelay<<min(attempt-1, 20), p.maxDelay)
+		if d < step/2 || d > step {
+			t.Errorf("delay(%d) = %v, want within [%v, %v]", attempt, d, step/2, step)
+		}
+	}
+	if d := p.delay(1, 3*time.Second); d != 3*time.Second {
+		t.Errorf("delay with Retry-After 3s = %v", d)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"": 0, "2": 2 * time.Second, "junk": 0, "-1": 0, "99999": maxRetryAfter,
+		"Thu, 01 Jan 2026 00:00:05 GMT": 5 * time.Second, "Wed, 31 Dec 2025 00:00:00 GMT": 0,
+	} {
+		if got := parseRetryAfter(in, now); got != want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
