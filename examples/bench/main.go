@@ -1,0 +1,164 @@
+// Command bench measures how long a container start waits for its layer,
+// pulled in full and lazily, against the physical limit of the network.
+//
+// It takes any directory as a layer and a trace of the files a workload
+// reads at startup, puts the layer in a registry behind a simulated link
+// (an RTT per request and one shared bandwidth cap), and runs each mode:
+// from nothing to every trace file read and verified. For each it reports
+// the time, requests, bytes, the ratio to the physical limit (2 RTTs plus
+// the trace's compressed bytes over the bandwidth), and the busy time of
+// each stage.
+//
+// Usage:
+//
+//	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-scratch DIR]
+//
+// -registry sim (the default) serves blobs from memory; -registry docker
+// starts /usr/bin/docker-registry on a loopback port and shapes its
+// traffic with the same link model. Scratch files (the layer's tar, the
+// full pull's extracted tree) go to -scratch, by default /dev/shm where it
+// exists, so that disk speed does not drown the network. The default layer is the Go toolchain
+// in use ($(go env GOROOT)) and the default trace its files that `go build`
+// of a hello-world program reads with an empty build cache (committed in
+// testdata/go-build.trace).
+//
+// To turn an strace log into a trace:
+//
+//	strace -f -e trace=openat,execve -o LOG COMMAND
+//	go run ./examples/bench -dir ROOT -strace LOG > FILE
+//
+// Timings depend on the machine's load; the link simulation itself keeps
+// within a few percent of its model (see simregistry's benchmarks).
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/lazylayer/lazylayer/internal/simregistry"
+)
+
+// defaultTrace is testdata/go-build.trace, built in so the default run
+// works from any directory.
+//
+//go:embed testdata/go-build.trace
+var defaultTrace []byte
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	dir := fl.String("dir", "", "the layer's directory (default: $(go env GOROOT))")
+	traceFile := fl.String("trace", "", "file of paths relative to -dir, one a line, in read order (default: the built-in go build trace)")
+	rtt := fl.Duration("rtt", 20*time.Millisecond, "round-trip time of every request")
+	bw := fl.String("bw", "50MB/s", `bandwidth shared by all responses ("50MB/s", "400Mbit/s", "unlimited")`)
+	registry := fl.String("registry", "sim", "sim (in-process) or docker (/usr/bin/docker-registry on loopback)")
+	scratch := fl.String("scratch", defaultScratch(), "directory for the layer's tar and extracted files")
+	straceLog := fl.String("strace", "", "convert this strace log (optionally .gz) into a trace of -dir on stdout, then exit")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fl.Args())
+	}
+	bandwidth, err := simregistry.ParseBandwidth(*bw)
+	if err != nil {
+		return err
+	}
+	if *dir == "" {
+		if *dir, err = goroot(); err != nil {
+			return err
+		}
+	}
+	if *straceLog != "" {
+		return convertStrace(stdout, *straceLog, *dir)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+
+	traceName := *traceFile
+	var traceData io.Reader = bytes.NewReader(defaultTrace)
+	if traceName == "" {
+		traceName = "go-build.trace (built in)"
+	} else {
+		f, err := os.Open(traceName)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		traceData = f
+	}
+	trace, skipped, err := loadTrace(traceData, traceName, *dir)
+	if err != nil {
+		return err
+	}
+	if len(skipped) > 0 {
+		logf("trace: %d of its files are not regular files under %s and are left out (first: %s)", len(skipped), *dir, skipped[0])
+	}
+
+	link := simregistry.Link{RTT: *rtt, Bandwidth: bandwidth}
+	reg, err := newRegistry(ctx, *registry, link)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	env, err := setupEnv(ctx, *dir, *scratch, trace, link, reg, logf)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+
+	var results []Result
+	for _, m := range allModes() {
+		logf("running %s", m.Name)
+		res, err := m.Run(ctx, env)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
+		}
+		res.Mode = m.Name
+		results = append(results, res)
+	}
+	report(stdout, env, *registry, traceName, results)
+	return nil
+}
+
+// defaultScratch is /dev/shm where there is one: extracting to memory
+// keeps a slow or busy disk from drowning the network in the comparison.
+// A real node's disk adds its own time to a full pull.
+func defaultScratch() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		return "/dev/shm"
+	}
+	return os.TempDir()
+}
+
+// goroot asks the go command for its GOROOT.
+func goroot() (string, error) {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		return "", fmt.Errorf("go env GOROOT: %w (pass -dir)", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"time"
+)
+
+// A Mode is one way of getting from nothing to having read the trace's
+// files. Run does its own setup (building a blob, pushing it), then starts
+// env's clock, pulls and reads every trace file through readTrace, and
+// returns the clock's Result.
+type Mode struct {
+	Name string
+	Run  func(ctx context.Context, env *Env) (Result, error)
+}
+
+// allModes lists what a run measures, in report order.
+func allModes() []Mode {
+	return []Mode{
+		{"full pull", fullPull},
+	}
+}
+
+// Stage is the busy time of one step of a mode. Stages of a pipelined
+// mode overlap, so they may add up to more than the total.
+type Stage struct {
+	Name string // "open", "toc", "prefetch", "fetch", "decompress", "untar", "read"
+	Time time.Duration
+}
+
+// Result is what one mode measured.
+type Result struct {
+	Mode     string
+	Total    time.Duration // from the first request to the last trace file read and verified
+	Requests int           // requests through the link in that time
+	Bytes    int64         // response body bytes through the link
+	// NeededBytes is the compressed bytes the trace needs, for the
+	// physical limit; zero means the environment's estimate.
+	NeededBytes int64
+	Stages      []Stage
+}
+
+// Clock measures one mode: the time since it started and the registry
+// traffic since then.
+type Clock struct {
+	env   *Env
+	start time.Time
+}
+
+// StartClock resets the registry's counters and starts timing.
+func (e *Env) StartClock() *Clock {
+	e.Registry.ResetStats()
+	return &Clock{env: e, start: time.Now()}
+}
+
+// Elapsed returns the time since the clock started.
+func (c *Clock) Elapsed() time.Duration { return time.Since(c.start) }
+
+// Result stops the clock and returns the total time and traffic with
+// stages.
+func (c *Clock) Result(stages ...Stage) Result {
+	total := c.Elapsed()
+	st := c.env.Registry.Stats()
+	return Result{Total: total, Requests: st.Requests, Bytes: st.Bytes, Stages: stages}
+}

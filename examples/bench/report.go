@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// stageOrder is the order stage columns appear in; stages a mode names
+// that are not here follow in the order first seen.
+var stageOrder = []string{"open", "toc", "prefetch", "fetch", "decompress", "untar", "read"}
+
+// report prints the run's setting, the results table and the stage
+// breakdown.
+func report(w io.Writer, env *Env, registry, traceName string, results []Result) {
+	fmt.Fprintf(w, "layer   %s: %d files, %s; gzip blob %s\n",
+		env.Dir, env.Tree.Files, formatBytes(env.Tree.Bytes), formatBytes(env.Gzip.Size))
+	fmt.Fprintf(w, "trace   %s: %d files, %s (%.1f%% of the layer's file bytes)\n",
+		traceName, len(env.Trace), formatBytes(env.TraceBytes), 100*float64(env.TraceBytes)/float64(max(env.Tree.Bytes, 1)))
+	fmt.Fprintf(w, "link    %v; registry %s at %s\n", env.Link, registry, strings.TrimPrefix(env.Registry.URL(), "http://"))
+	fmt.Fprintf(w, "limit   2 x %v + %s / bandwidth = %v (trace files gzipped one by one, an estimate)\n\n",
+		env.Link.RTT, formatBytes(env.StartupCompressed), formatDuration(env.Link.PhysicalLimit(env.StartupCompressed)))
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\ttime\trequests\tbytes\tlimit\tx limit\t")
+	for _, r := range results {
+		needed := r.NeededBytes
+		if needed == 0 {
+			needed = env.StartupCompressed
+		}
+		limit := env.Link.PhysicalLimit(needed)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.2fx\t\n", r.Mode, formatDuration(r.Total), r.Requests,
+			formatBytes(r.Bytes), formatDuration(limit), float64(r.Total)/float64(limit))
+	}
+	tw.Flush()
+
+	var names []string
+	for _, r := range results {
+		for _, s := range r.Stages {
+			if !slices.Contains(names, s.Name) {
+				names = append(names, s.Name)
+			}
+		}
+	}
+	slices.SortStableFunc(names, func(a, b string) int { return stageRank(a) - stageRank(b) })
+	fmt.Fprintln(w, "\nstage busy time (the stages of a pipelined mode overlap)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "mode\t%s\t\n", strings.Join(names, "\t"))
+	for _, r := range results {
+		cells := make([]string, len(names))
+		for i, name := range names {
+			cells[i] = "-"
+			for _, s := range r.Stages {
+				if s.Name == name {
+					cells[i] = formatDuration(s.Time)
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t\n", r.Mode, strings.Join(cells, "\t"))
+	}
+	tw.Flush()
+}
+
+// stageRank places known stages in stageOrder and the rest after them.
+func stageRank(name string) int {
+	if i := slices.Index(stageOrder, name); i >= 0 {
+		return i
+	}
+	return len(stageOrder)
+}
+
+// formatDuration rounds d for a table: milliseconds below 10s.
+func formatDuration(d time.Duration) string {
+	if d >= 10*time.Second {
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// formatBytes formats n with a decimal prefix, as "80.3 MB".
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}
