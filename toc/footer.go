@@ -53,6 +53,8 @@ func footerParsers() []footerParser {
 		parseEStargzFooter,
 		parseLegacyEStargzFooter,
 		parseEStargzExternalTOCFooter,
+		parseZstdChunkedFooter,
+		parseLegacyZstdChunkedFooter,
 	}
 }
 

@@ -1,0 +1,167 @@
+package toc
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"testing"
+)
+
+func TestZstdChunkedFooterRoundTrip(t *testing.T) {
+	want := Footer{
+		Format: FormatZstdChunked, Size: ZstdChunkedFooterSize,
+		TOCOffset: 0x1234, TOCLength: 300, TOCUncompressedLength: 1000,
+		TarSplitOffset: 0x1234 + 300 + 8, TarSplitLength: 50, TarSplitUncompressedLength: 700,
+	}
+	b, err := ZstdChunkedFooter(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != ZstdChunkedFooterSize {
+		t.Fatalf("footer is %d bytes, want %d", len(b), ZstdChunkedFooterSize)
+	}
+	wantHex := "502a4d1840000000" + "3412000000000000" + "2c01000000000000" + "e803000000000000" + "0100000000000000" +
+		"6813000000000000" + "3200000000000000" + "bc02000000000000" + "474e556c496e5578"
+	if got := hex.EncodeToString(b); got != wantHex {
+		t.Fatalf("footer bytes\n got %s\nwant %s", got, wantHex)
+	}
+	got, err := ParseFooter(append([]byte("data before the footer"), b...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("ParseFooter = %+v, want %+v", got, want)
+	}
+}
+
+func TestParseLegacyZstdChunkedFooter(t *testing.T) {
+	// The 40-byte payload estargz/zstdchunked writes: TOC offset, compressed
+	// length, uncompressed length, manifest type, magic "GnUlInUx".
+	b, _ := hex.DecodeString("502a4d1828000000" + "0800010000000000" + "6400000000000000" + "c800000000000000" +
+		"0100000000000000" + "476e556c496e5578")
+	got, err := ParseFooter(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Footer{Format: FormatZstdChunked, Size: LegacyZstdChunkedFooterSize, TOCOffset: 0x10008, TOCLength: 100, TOCUncompressedLength: 200}
+	if got != want {
+		t.Fatalf("ParseFooter = %+v, want %+v", got, want)
+	}
+}
+
+func TestParseZstdChunkedFooterErrors(t *testing.T) {
+	good, err := ZstdChunkedFooter(Footer{TOCOffset: 8, TOCLength: 10, TOCUncompressedLength: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := func(i int, v byte) []byte {
+		b := bytes.Clone(good)
+		b[i] = v
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		tail []byte
+	}{
+		{"manifest type 2", corrupt(8+24, 2)},
+		{"offset above 2^63", corrupt(8+7, 0x80)},
+		{"TOC offset inside its own frame header", corrupt(8, 7)},
+		{"no TOC length", corrupt(8+8, 0)},
+	} {
+		if _, err := ParseFooter(tc.tail); !errors.Is(err, ErrInvalidFooter) {
+			t.Errorf("%s: err = %v, want ErrInvalidFooter", tc.name, err)
+		}
+	}
+	// A wrong magic or a frame header announcing another length is simply
+	// not a zstd:chunked footer.
+	for _, tail := range [][]byte{corrupt(71, 'X'), corrupt(4, 65), corrupt(0, 0x28), good[1:]} {
+		if f, err := ParseFooter(tail); err == nil {
+			t.Errorf("ParseFooter(%x) = %+v, want an error", tail, f)
+		}
+	}
+}
+
+func TestSkippableFrames(t *testing.T) {
+	b, err := AppendSkippableFrame([]byte("zz"), []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "7a7a502a4d180500000068656c6c6f"; hex.EncodeToString(b) != want {
+		t.Fatalf("frame %x, want %s", b, want)
+	}
+	payload, n, err := ParseSkippableFrame(append(b[2:], "next"...))
+	if err != nil || string(payload) != "hello" || n != 13 {
+		t.Fatalf("ParseSkippableFrame = %q, %d, %v", payload, n, err)
+	}
+	// The frame's payload at blob offset 10 of a region fetched at offset 0.
+	if p, err := SkippableFramePayload(b, 0, 10, 5); err != nil || string(p) != "hello" {
+		t.Fatalf("SkippableFramePayload = %q, %v", p, err)
+	}
+	for _, tc := range []struct {
+		name                        string
+		region                      []byte
+		regionOff, payloadOff, size int64
+	}{
+		{"frame claims less than the footer says", b, 0, 10, 4},
+		{"frame claims more than fetched", b[:len(b)-1], 0, 10, 5},
+		{"payload before the region", b, 4, 10, 5},
+		{"header would precede the blob", b, 0, 4, 5},
+		{"not a skippable frame", []byte("0123456789abcdefghij"), 0, 8, 5},
+		{"negative length", b, 0, 10, -1},
+	} {
+		if _, err := SkippableFramePayload(tc.region, tc.regionOff, tc.payloadOff, tc.size); !errors.Is(err, ErrInvalidFrame) {
+			t.Errorf("%s: err = %v, want ErrInvalidFrame", tc.name, err)
+		}
+	}
+	lying := []byte{0x50, 0x2a, 0x4d, 0x18, 0xff, 0xff, 0xff, 0xff, 1, 2, 3}
+	if _, _, err := ParseSkippableFrame(lying); !errors.Is(err, ErrInvalidFrame) {
+		t.Fatalf("frame claiming 4 GiB: err = %v", err)
+	}
+}
+
+func TestZstdChunkedAnnotations(t *testing.T) {
+	f := Footer{Format: FormatZstdChunked, TOCOffset: 100, TOCLength: 20, TOCUncompressedLength: 80,
+		TarSplitOffset: 128, TarSplitLength: 30, TarSplitUncompressedLength: 90}
+	const d = "sha256:dc0e9c3658a1a3ed1ec94274d8b19925c93e1abb7ddba294923ad9bde30f8cb8"
+	a := ZstdChunkedAnnotations(d, f)
+	if a[AnnotationZstdChunkedManifestPosition] != "100:20:80:1" || a[AnnotationZstdChunkedTarSplitPosition] != "128:30:90" {
+		t.Fatalf("annotations %v", a)
+	}
+	gotD, gotF, err := ParseZstdChunkedAnnotations(a)
+	if err != nil || gotD != d || gotF != f {
+		t.Fatalf("ParseZstdChunkedAnnotations = %s, %+v, %v", gotD, gotF, err)
+	}
+	legacy := map[string]string{LegacyAnnotationZstdChunkedManifestChecksum: d, LegacyAnnotationZstdChunkedManifestPosition: "100:20:80:1"}
+	if _, gotF, err := ParseZstdChunkedAnnotations(legacy); err != nil || gotF.TOCOffset != 100 || gotF.TarSplitOffset != 0 {
+		t.Fatalf("legacy keys: %+v, %v", gotF, err)
+	}
+	with := func(k, v string) map[string]string {
+		m := ZstdChunkedAnnotations(d, f)
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		a    map[string]string
+		want error
+	}{
+		{"no checksum", with(AnnotationZstdChunkedManifestChecksum, ""), ErrMissingAnnotation},
+		{"no position", with(AnnotationZstdChunkedManifestPosition, ""), ErrMissingAnnotation},
+		{"bad digest", with(AnnotationZstdChunkedManifestChecksum, "sha256:zz"), ErrInvalidAnnotation},
+		{"three fields", with(AnnotationZstdChunkedManifestPosition, "100:20:80"), ErrInvalidAnnotation},
+		{"manifest type 2", with(AnnotationZstdChunkedManifestPosition, "100:20:80:2"), ErrInvalidAnnotation},
+		{"sign", with(AnnotationZstdChunkedManifestPosition, "+100:20:80:1"), ErrInvalidAnnotation},
+		{"space", with(AnnotationZstdChunkedManifestPosition, "100: 20:80:1"), ErrInvalidAnnotation},
+		{"overflow", with(AnnotationZstdChunkedManifestPosition, "99999999999999999999:20:80:1"), ErrInvalidAnnotation},
+		{"tar-split four fields", with(AnnotationZstdChunkedTarSplitPosition, "128:30:90:1"), ErrInvalidAnnotation},
+		{"tar-split overlaps TOC", with(AnnotationZstdChunkedTarSplitPosition, "110:30:90"), ErrInvalidAnnotation},
+	} {
+		if _, _, err := ParseZstdChunkedAnnotations(tc.a); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
