@@ -322,7 +322,7 @@ func (d *estargzDecoder) startFile(e *Entry, je *estargzEntry) error {
 	}
 	e.Size = je.Size
 	if je.Digest != "" {
-		dgst, err := digest.Parse(je.Digest)
+		dgst, err := parseDigest(je.Digest)
 		if err != nil {
 			return fmt.Errorf("digest: %w: %w", ErrInvalidTOC, err)
 		}
@@ -372,7 +372,7 @@ func (d *estargzDecoder) appendChunk(je *estargzEntry) error {
 		d.toc.ChunkSize = max(d.toc.ChunkSize, c.Size)
 	}
 	if je.ChunkDigest != "" {
-		dgst, err := digest.Parse(je.ChunkDigest)
+		dgst, err := parseDigest(je.ChunkDigest)
 		if err != nil {
 			return fmt.Errorf("chunk %d: chunkDigest: %w: %w", i, ErrInvalidTOC, err)
 		}
@@ -464,6 +464,26 @@ func (d *estargzDecoder) setFrameEnds() {
 			chunks[j].FrameEnd = end
 		}
 	}
+}
+
+// parseDigest is digest.Parse with a fast path for sha256, the only
+// algorithm producers use: go-digest validates with a regular expression,
+// which dominates decoding a large TOC.
+func parseDigest(s string) (digest.Digest, error) {
+	const prefix = "sha256:"
+	if len(s) == len(prefix)+64 && s[:len(prefix)] == prefix && isLowerHex(s[len(prefix):]) {
+		return digest.Digest(s), nil
+	}
+	return digest.Parse(s)
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // rememberName returns the user or group name of an entry: the one it

@@ -314,3 +314,22 @@ func TestUnmarshalEStargzLandmarksAndFrames(t *testing.T) {
 		t.Errorf("ChunkSize = %d, want 4", got.ChunkSize)
 	}
 }
+
+func TestParseDigestMatchesGoDigest(t *testing.T) {
+	for _, s := range []string{
+		dg,
+		"sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+		"sha256:e3b0",
+		"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85g",
+		"sha512:" + strings.Repeat("0", 128),
+		"md5:d41d8cd98f00b204e9800998ecf8427e",
+		"",
+		"sha256" + dg,
+	} {
+		got, err := parseDigest(s)
+		want, wantErr := digest.Parse(s)
+		if got != want || (err == nil) != (wantErr == nil) {
+			t.Errorf("parseDigest(%q) = %q, %v; digest.Parse = %q, %v", s, got, err, want, wantErr)
+		}
+	}
+}

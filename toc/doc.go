@@ -1,0 +1,32 @@
+// Package toc is the format layer of lazylayer: the in-memory model of a
+// seekable layer's index (a TOC of entries and chunks) and the codecs that
+// read and write it, one per format.
+//
+// A lazy reader starts from a blob's tail. ParseFooter recognises the
+// format from the last MaxFooterSize bytes and says where the index lives;
+// the format's decoder then turns the index into a TOC whose chunks locate
+// every piece of file data in the blob (FrameOffset, FrameEnd, InnerOffset)
+// and carry the digest that verifies it. A writer builds a TOC while
+// compressing and encodes it with the format's encoder.
+//
+// For eStargz:
+//
+//   - EStargzFooter and ParseFooter encode and decode the 51-byte footer
+//     (and accept the legacy 47-byte and external-TOC 46-byte footers);
+//   - WriteEStargzTOCMember and ReadEStargzTOCMember wrap and unwrap the
+//     TOC JSON in its gzip member, holding the tar entry stargz.index.json;
+//   - MarshalEStargz and UnmarshalEStargz convert between TOC JSON and the
+//     model, byte for byte as the reference implementation writes it;
+//   - EStargzAnnotations and ParseEStargzAnnotations handle the layer
+//     descriptor annotations that pin the TOC digest.
+//
+// Everything here parses untrusted bytes: decoders validate structure
+// (names, chunk tiling, offsets), bound memory with DecodeOption limits,
+// never panic, and report problems with errors wrapping the sentinels
+// ErrInvalidFooter, ErrInvalidTOC, ErrTOCTooLarge and ErrUnsupportedVersion.
+// A decoded TOC is only as trustworthy as its Digest: callers compare it to
+// the digest pinned by the layer's annotations before using it.
+//
+// The package does no I/O beyond the io.Writer it is given, keeps no
+// global state, and its functions are safe for concurrent use.
+package toc
