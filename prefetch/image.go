@@ -332,8 +332,19 @@ func (ip *imagePlanner) elfProgram(loc Location) {
 			}
 		}
 	}
+	// The loader is loaded already; objects that need it by name (libc
+	// needs ld-linux, musl programs need libc.musl, the loader's soname)
+	// get it without a search.
+	names := map[string]bool{}
+	if main.interp != "" {
+		names[path.Base(main.interp)] = true
+		if interp, err := ip.ov.Resolve(main.interp); err == nil && isRegular(interp.Info) {
+			if obj, err := ip.object(interp); err == nil && obj.soname != "" {
+				names[obj.soname] = true
+			}
+		}
+	}
 	queue := []*loaded{{obj: main, origin: path.Dir("/" + loc.Path)}}
-	names := map[string]bool{path.Base(main.interp): true}
 	count := 0
 	for len(queue) > 0 && ip.ctx.Err() == nil {
 		cur := queue[0]
