@@ -17,12 +17,13 @@ import (
 
 // fullPull is the baseline every lazy mode is compared with: download the
 // whole gzip layer, gunzip and untar it to disk, then read the trace's
-// files from disk. Like a good puller it streams: the download runs ahead
-// into a buffer while the decompressor and the extractor consume it.
+// files from disk. Like a good puller it streams, and its three steps run
+// concurrently with buffers between them: the download runs ahead of
+// gunzip, and gunzip ahead of untar.
 //
 // Stages: open (request to response headers), fetch (headers to the last
 // byte), decompress (CPU time in gunzip), untar (parsing and writing files)
-// and read. Fetch overlaps decompress and untar.
+// and read. Fetch, decompress and untar overlap.
 func fullPull(ctx context.Context, env *Env) (Result, error) {
 	dest, err := env.ScratchDir("full-pull-")
 	if err != nil {
@@ -47,62 +48,32 @@ func fullPull(ctx context.Context, env *Env) (Result, error) {
 	}
 	open := clock.Elapsed()
 
-	// The download runs ahead of extraction by up to 16 MiB, as the
-	// socket and a puller's buffers let it.
-	chunks := make(chan []byte, 256)
-	downloaded := make(chan error, 1)
-	var fetchEnd time.Duration
-	go func() {
-		defer close(chunks)
-		// Like containerd, check the blob's digest as it streams in.
-		verifier := env.Gzip.Digest.Verifier()
-		for {
-			buf := make([]byte, 64<<10)
-			n, err := io.ReadFull(resp.Body, buf)
-			verifier.Write(buf[:n])
-			if n > 0 {
-				select {
-				case chunks <- buf[:n]:
-				case <-ctx.Done():
-					downloaded <- ctx.Err()
-					return
-				}
-			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				fetchEnd = clock.Elapsed()
-				if !verifier.Verified() {
-					err = fmt.Errorf("full pull: blob does not match its digest %s", env.Gzip.Digest)
-				} else {
-					err = nil
-				}
-				downloaded <- err
-				return
-			}
-			if err != nil {
-				downloaded <- fmt.Errorf("full pull: download: %w", err)
-				return
-			}
-		}
-	}()
-
-	network := &timedReader{r: &chanReader{ch: chunks}}
+	// Like containerd, check the blob's digest as it streams in.
+	verifier := env.Gzip.Digest.Verifier()
+	download := startPipe(ctx, io.TeeReader(resp.Body, verifier))
+	network := &timedReader{r: download}
 	extractStart := time.Now()
 	zr, err := gzip.NewReader(network)
 	if err != nil {
 		return Result{}, fmt.Errorf("full pull: gunzip: %w", err)
 	}
-	gunzipped := &timedReader{r: zr}
-	if err := untar(gunzipped, dest); err != nil {
+	gunzip := &timedReader{r: zr}
+	gunzipped := startPipe(ctx, gunzip)
+	untarInput := &timedReader{r: gunzipped}
+	if err := untar(untarInput, dest); err != nil {
 		return Result{}, fmt.Errorf("full pull: %w", err)
 	}
 	// Past the tar's end lies the gzip trailer, whose CRC completes the
 	// check of the decompressed stream.
-	if _, err := io.Copy(io.Discard, gunzipped); err != nil {
+	if _, err := io.Copy(io.Discard, untarInput); err != nil {
 		return Result{}, fmt.Errorf("full pull: gunzip: %w", err)
 	}
 	extract := time.Since(extractStart)
-	if err := <-downloaded; err != nil {
-		return Result{}, err
+	if _, err := io.Copy(io.Discard, download); err != nil {
+		return Result{}, fmt.Errorf("full pull: download: %w", err)
+	}
+	if !verifier.Verified() {
+		return Result{}, fmt.Errorf("full pull: blob does not match its digest %s", env.Gzip.Digest)
 	}
 
 	readStart := time.Now()
@@ -113,9 +84,9 @@ func fullPull(ctx context.Context, env *Env) (Result, error) {
 
 	return clock.Result(
 		Stage{"open", open},
-		Stage{"fetch", fetchEnd - open},
-		Stage{"decompress", gunzipped.busy - network.busy},
-		Stage{"untar", extract - gunzipped.busy},
+		Stage{"fetch", download.finished.Sub(clock.start) - open},
+		Stage{"decompress", gunzip.busy - network.busy},
+		Stage{"untar", extract - untarInput.busy},
 		Stage{"read", read},
 	), nil
 }
@@ -193,23 +164,66 @@ func writeFile(name string, perm fs.FileMode, r io.Reader, buf []byte) error {
 	return err
 }
 
-// chanReader reads the byte slices sent on ch, in order, until ch is
-// closed.
-type chanReader struct {
-	ch   <-chan []byte
+// A pipe reads its source ahead in a goroutine, up to pipeDepth chunks
+// of pipeChunk bytes, so that the steps of a pull overlap.
+type pipe struct {
+	ch   chan []byte
 	rest []byte
+	// Set by the goroutine before it closes ch.
+	err      error
+	finished time.Time // when the source was read to its end
 }
 
-func (c *chanReader) Read(p []byte) (int, error) {
-	for len(c.rest) == 0 {
-		b, ok := <-c.ch
+const (
+	pipeChunk = 64 << 10
+	pipeDepth = 256 // 16 MiB
+)
+
+// startPipe starts reading r ahead until its end, an error, or ctx is
+// done.
+func startPipe(ctx context.Context, r io.Reader) *pipe {
+	p := &pipe{ch: make(chan []byte, pipeDepth)}
+	go func() {
+		defer close(p.ch)
+		for {
+			buf := make([]byte, pipeChunk)
+			n, err := io.ReadFull(r, buf)
+			if n > 0 {
+				select {
+				case p.ch <- buf[:n]:
+				case <-ctx.Done():
+					p.err = ctx.Err()
+					return
+				}
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				p.finished = time.Now()
+				return
+			}
+			if err != nil {
+				p.err = err
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// Read returns what the goroutine read, in order, then its error or
+// io.EOF.
+func (p *pipe) Read(b []byte) (int, error) {
+	for len(p.rest) == 0 {
+		chunk, ok := <-p.ch
 		if !ok {
+			if p.err != nil {
+				return 0, p.err
+			}
 			return 0, io.EOF
 		}
-		c.rest = b
+		p.rest = chunk
 	}
-	n := copy(p, c.rest)
-	c.rest = c.rest[n:]
+	n := copy(b, p.rest)
+	p.rest = p.rest[n:]
 	return n, nil
 }
 
