@@ -53,8 +53,8 @@ type HTTP struct {
 	retry      retryPolicy
 	timeout    time.Duration
 
-	sizeMu sync.Mutex
-	size   atomic.Int64 // -1 until known
+	sizeLock chan struct{} // held while learning the size; a channel so waiting honours ctx
+	size     atomic.Int64  // -1 until known
 
 	singleRangeOnly atomic.Bool // the server refused or mangled multi-range
 	ignoresRanges   atomic.Bool // the server answered 200 with the whole blob
@@ -178,6 +178,7 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 		f.transport = t
 	}
 	f.conns = make(chan struct{}, f.maxConns)
+	f.sizeLock = make(chan struct{}, 1)
 	f.client = &http.Client{Transport: f.transport, CheckRedirect: dropAuthOffHost}
 	f.auth = &authenticator{
 		registry: &url.URL{Scheme: f.url.Scheme, Host: f.url.Host},
@@ -238,8 +239,12 @@ func (f *HTTP) Size(ctx context.Context) (int64, error) {
 	if n := f.size.Load(); n >= 0 {
 		return n, nil
 	}
-	f.sizeMu.Lock()
-	defer f.sizeMu.Unlock()
+	select {
+	case f.sizeLock <- struct{}{}:
+		defer func() { <-f.sizeLock }()
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 	if n := f.size.Load(); n >= 0 {
 		return n, nil
 	}
@@ -306,8 +311,14 @@ func (f *HTTP) Fetch(ctx context.Context, ranges []Range, fn func(Range, []byte)
 			f.delivered(1)
 		}
 	}
-	reqs := Coalesce(ranges, f.policy)
-	g := newGroup(ctx)
+	policy := f.policy
+	if f.ignoresRanges.Load() {
+		// Any request returns the blob from its start: read it once, as
+		// far as the last range, instead of once per request.
+		policy = CoalescePolicy{MaxGap: f.policy.MaxGap}
+	}
+	reqs := Coalesce(ranges, policy)
+	g := newGroup(ctx, f.maxConns)
 	for _, q := range reqs {
 		g.Go(func(ctx context.Context) error { return f.fetchRequest(ctx, g, q, ranges, fn) })
 	}
@@ -360,7 +371,9 @@ func (f *HTTP) fetchSpans(ctx context.Context, spans []Span, ranges []Range, fn 
 				}
 				return f.readStream(resp.Body, want[0].Offset, spans, bufs, filled)
 			case http.StatusOK:
-				f.ignoresRanges.Store(true)
+				if err := f.checkWhole(resp); err != nil {
+					return 0, err
+				}
 				return f.readStream(resp.Body, 0, spans, bufs, filled)
 			default:
 				return 0, f.statusError(resp, http.MethodGet)
@@ -430,6 +443,16 @@ func (f *HTTP) readStream(body io.Reader, pos int64, spans []Span, bufs [][]byte
 	return n, nil
 }
 
+// checkWhole checks a 200 answer to a ranged request, which carries the
+// whole blob, and remembers that the server ignores ranges.
+func (f *HTTP) checkWhole(resp *http.Response) error {
+	if n := resp.ContentLength; n >= 0 && n != f.size.Load() {
+		return fmt.Errorf("fetcher: %s: whole-blob answer of %d bytes for a blob of %d: %w", f.where(), n, f.size.Load(), ErrBadResponse)
+	}
+	f.ignoresRanges.Store(true)
+	return nil
+}
+
 // bodyError reports a body that ended or broke before r was read; it is
 // worth retrying.
 func bodyError(f *HTTP, r Range, err error) error {
@@ -461,7 +484,9 @@ func (f *HTTP) fetchMulti(ctx context.Context, spans []Span, ranges []Range, fn 
 		return f.attempt(ctx, http.MethodGet, want, attempt, func(resp *http.Response) (int64, error) {
 			switch resp.StatusCode {
 			case http.StatusOK:
-				f.ignoresRanges.Store(true)
+				if err := f.checkWhole(resp); err != nil {
+					return 0, err
+				}
 				return f.readStream(resp.Body, 0, spans, bufs, filled)
 			case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
 				f.singleRangeOnly.Store(true)
@@ -615,7 +640,10 @@ func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attemp
 		return ctx.Err()
 	}
 	defer func() { <-f.conns }()
-	actx, cancel := context.WithTimeout(ctx, f.timeout)
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if f.timeout > 0 {
+		actx, cancel = context.WithTimeout(ctx, f.timeout)
+	}
 	defer cancel()
 
 	start := time.Now()
@@ -630,6 +658,9 @@ func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attemp
 		err = retryable(fmt.Errorf("%w (attempt timeout %v)", err, f.timeout), 0)
 	}
 	info.Latency, info.Err = time.Since(start), err
+	if errors.Is(err, errNoMultiRange) && info.Status == http.StatusPartialContent {
+		info.Err = nil // one range came back for several: used, so not a failure
+	}
 	f.request(info)
 	return err
 }
@@ -684,37 +715,74 @@ func (f *HTTP) statusError(resp *http.Response, method string) error {
 // where names the blob in error messages.
 func (f *HTTP) where() string { return f.url.Host + f.url.Path }
 
-// group runs functions in goroutines, cancels the rest on the first error
-// and returns it; functions may add more functions while it runs.
+// group runs functions on at most limit goroutines, queueing the rest,
+// and returns the first error, cancelling the functions still to run.
+// Functions may add more functions while it runs; Go never blocks, so a
+// function adding work cannot deadlock. Bounding the goroutines bounds the
+// buffers in flight to about limit requests' worth.
 type group struct {
 	ctx    context.Context
-	cancel context.CancelCauseFunc
+	cancel context.CancelFunc
+	limit  int
 	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
+
+	mu      sync.Mutex
+	running int
+	queue   []func(context.Context) error
+	err     error
 }
 
-func newGroup(ctx context.Context) *group {
-	g := &group{}
-	g.ctx, g.cancel = context.WithCancelCause(ctx)
+func newGroup(ctx context.Context, limit int) *group {
+	g := &group{limit: max(limit, 1)}
+	g.ctx, g.cancel = context.WithCancel(ctx)
 	return g
 }
 
 func (g *group) Go(fn func(ctx context.Context) error) {
 	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := fn(g.ctx); err != nil {
-			g.once.Do(func() {
-				g.err = err
-				g.cancel(err)
-			})
-		}
-	}()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.running < g.limit {
+		g.running++
+		go g.work(fn)
+		return
+	}
+	g.queue = append(g.queue, fn)
 }
 
+// work runs fn, then queued functions until the queue is empty.
+func (g *group) work(fn func(context.Context) error) {
+	for {
+		if g.ctx.Err() == nil {
+			if err := fn(g.ctx); err != nil {
+				g.mu.Lock()
+				if g.err == nil {
+					g.err = err
+					g.cancel()
+				}
+				g.mu.Unlock()
+			}
+		}
+		g.wg.Done()
+		g.mu.Lock()
+		if len(g.queue) == 0 {
+			g.running--
+			g.mu.Unlock()
+			return
+		}
+		fn, g.queue = g.queue[0], g.queue[1:]
+		g.mu.Unlock()
+	}
+}
+
+// Wait waits for all functions and returns the first error, or the
+// context's error if it ended before all of them ran.
 func (g *group) Wait() error {
 	g.wg.Wait()
-	g.cancel(nil)
-	return g.err
+	err := g.err
+	if err == nil {
+		err = g.ctx.Err()
+	}
+	g.cancel()
+	return err
 }

@@ -158,6 +158,17 @@ http:
 	return r, nil
 }
 
+// StartInProcess runs go-containerregistry's in-process registry, the
+// fallback of Start, for tests that want to cover it explicitly. It
+// serves single ranges only: a multi-range request gets its first range.
+func StartInProcess(t testing.TB, opts ...Option) *Registry {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	return startInProcess(t, c)
+}
+
 func startInProcess(t testing.TB, c config) *Registry {
 	var h http.Handler = registry.New(registry.Logger(discardLogger()))
 	if c.username != "" {
