@@ -3,6 +3,7 @@ package toc
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math"
 	"path"
 	"strings"
@@ -65,11 +66,14 @@ func MarshalEStargz(t *TOC) ([]byte, error) {
 	userNames := make(map[int]string)
 	groupNames := make(map[int]string)
 	for _, e := range t.Entries {
-		if e.Name == "" {
-			return nil, fmt.Errorf("toc: entry with empty name: %w", ErrInvalidTOC)
+		if !validName(e.Name) {
+			return nil, fmt.Errorf("toc: entry %q: name is not clean: %w", e.Name, ErrInvalidTOC)
 		}
-		if e.Type.String() == "invalid" {
+		if parseEntryType(e.Type.String()) == 0 {
 			return nil, fmt.Errorf("toc: entry %q: unknown type %d: %w", e.Name, e.Type, ErrInvalidTOC)
+		}
+		if e.Type == TypeHardlink && !validName(e.LinkName) {
+			return nil, fmt.Errorf("toc: entry %q: hardlink target %q is not clean: %w", e.Name, e.LinkName, ErrInvalidTOC)
 		}
 		je := &estargzEntry{
 			Name:      e.Name,
@@ -392,8 +396,8 @@ func (d *estargzDecoder) closeFile() error {
 	return checkChunkTiling(f)
 }
 
-// finish closes the last file, places every chunk's frame and checks that
-// frames appear in blob order, then records the landmarks.
+// finish closes the last file, then checks and completes what needs the
+// whole TOC: frame order, frame ends, and the landmarks.
 func (d *estargzDecoder) finish() error {
 	if err := d.closeFile(); err != nil {
 		return err
@@ -402,6 +406,27 @@ func (d *estargzDecoder) finish() error {
 		return err
 	}
 	d.setFrameEnds()
+	if err := d.checkExpansion(); err != nil {
+		return err
+	}
+	for _, e := range d.toc.Entries {
+		if e.Type != TypeReg {
+			continue
+		}
+		switch {
+		case e.Name == PrefetchLandmark && d.toc.PrefetchEnd == 0 && len(e.Chunks) > 0:
+			d.toc.PrefetchEnd = e.Chunks[0].FrameOffset
+		case e.Name == NoPrefetchLandmark:
+			d.toc.NoPrefetch = true
+		}
+	}
+	return nil
+}
+
+// checkExpansion rejects chunks that claim more uncompressed bytes than
+// their frame could inflate to, so that a reader is never sent to
+// decompress an absurd amount of data.
+func (d *estargzDecoder) checkExpansion() error {
 	for _, e := range d.toc.Entries {
 		for i, c := range e.Chunks {
 			frameLen := c.FrameEnd - c.FrameOffset
@@ -412,16 +437,8 @@ func (d *estargzDecoder) finish() error {
 			limit := frameLen * maxDeflateRatio
 			if c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
 				return fmt.Errorf("toc: entry %q: chunk %d: %d bytes at innerOffset %d cannot come from %d compressed bytes: %w",
-					e.Name, i, c.Size, c.InnerOffset, c.FrameEnd-c.FrameOffset, ErrInvalidTOC)
+					e.Name, i, c.Size, c.InnerOffset, frameLen, ErrInvalidTOC)
 			}
-		}
-	}
-	for _, e := range d.toc.Entries {
-		switch {
-		case e.Name == PrefetchLandmark && d.toc.PrefetchEnd == 0 && len(e.Chunks) > 0:
-			d.toc.PrefetchEnd = e.Chunks[0].FrameOffset
-		case e.Name == NoPrefetchLandmark:
-			d.toc.NoPrefetch = true
 		}
 	}
 	return nil
@@ -440,7 +457,7 @@ func (d *estargzDecoder) checkFrameOrder() error {
 				case c.FrameOffset < prev.FrameOffset:
 					return fmt.Errorf("toc: entry %q: chunk %d: offset %d precedes the previous chunk's %d: %w",
 						e.Name, i, c.FrameOffset, prev.FrameOffset, ErrInvalidTOC)
-				case c.FrameOffset == prev.FrameOffset && c.InnerOffset < prev.InnerOffset+prev.Size:
+				case c.FrameOffset == prev.FrameOffset && c.InnerOffset-prev.InnerOffset < prev.Size:
 					return fmt.Errorf("toc: entry %q: chunk %d: innerOffset %d overlaps the previous chunk in member %d: %w",
 						e.Name, i, c.InnerOffset, c.FrameOffset, ErrInvalidTOC)
 				}
@@ -504,6 +521,12 @@ func parseEntryType(s string) EntryType {
 		}
 	}
 	return 0
+}
+
+// validName reports whether name is in the model's clean form (what
+// cleanName returns).
+func validName(name string) bool {
+	return fs.ValidPath(name) && strings.IndexByte(name, 0) < 0
 }
 
 // cleanName normalises an entry name to the model's form. It rejects names

@@ -138,6 +138,10 @@ func TestMarshalEStargzModTime(t *testing.T) {
 func TestMarshalEStargzRejectsInvalidModel(t *testing.T) {
 	for name, e := range map[string]*Entry{
 		"empty name":      {Type: TypeDir},
+		"absolute name":   {Name: "/a", Type: TypeDir},
+		"dotdot name":     {Name: "a/../b", Type: TypeDir},
+		"trailing slash":  {Name: "a/", Type: TypeDir},
+		"hardlink target": {Name: "a", Type: TypeHardlink, LinkName: "./b"},
 		"zero type":       {Name: "a"},
 		"no chunks":       {Name: "a", Type: TypeReg, Size: 3},
 		"gap":             {Name: "a", Type: TypeReg, Size: 3, Chunks: []Chunk{{Offset: 1, Size: 2}}},

@@ -1,0 +1,415 @@
+package toc
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+)
+
+// zstdChunkedTOC is the zstd:chunked TOC ("manifest") JSON document, as
+// containers/storage writes it (pkg/chunked/internal/minimal.TOC).
+type zstdChunkedTOC struct {
+	Version        int                 `json:"version"`
+	Entries        []*zstdChunkedEntry `json:"entries"`
+	TarSplitDigest string              `json:"tarSplitDigest,omitempty"`
+}
+
+// zstdChunkedEntry is one TOC entry, fields in the order and spelling of
+// containers/storage's FileMetadata, so that json.Marshal writes the same
+// bytes.
+type zstdChunkedEntry struct {
+	Type        string            `json:"type"`
+	Name        string            `json:"name"`
+	LinkName    string            `json:"linkName,omitempty"`
+	Mode        int64             `json:"mode,omitempty"`
+	Size        int64             `json:"size,omitempty"`
+	UID         int               `json:"uid,omitempty"`
+	GID         int               `json:"gid,omitempty"`
+	ModTime     *time.Time        `json:"modtime,omitempty"`
+	AccessTime  *time.Time        `json:"accesstime,omitempty"`
+	ChangeTime  *time.Time        `json:"changetime,omitempty"`
+	DevMajor    int64             `json:"devMajor,omitempty"`
+	DevMinor    int64             `json:"devMinor,omitempty"`
+	Xattrs      map[string][]byte `json:"xattrs,omitempty"` // base64 strings on the wire, as []byte encodes
+	Digest      string            `json:"digest,omitempty"`
+	Offset      int64             `json:"offset,omitempty"`
+	EndOffset   int64             `json:"endOffset,omitempty"`
+	ChunkSize   int64             `json:"chunkSize,omitempty"`
+	ChunkOffset int64             `json:"chunkOffset,omitempty"`
+	ChunkDigest string            `json:"chunkDigest,omitempty"`
+	ChunkType   string            `json:"chunkType,omitempty"`
+
+	// The first zstd:chunked writer (estargz/zstdchunked) stores an eStargz
+	// TOC; these are its fields that containers/storage lacks. They are
+	// decoded, never encoded.
+	InnerOffset int64  `json:"innerOffset,omitempty"`
+	UserName    string `json:"userName,omitempty"`
+	GroupName   string `json:"groupName,omitempty"`
+}
+
+const (
+	zstdChunkedVersion = 1
+	chunkTypeZeros     = "zeros"
+	// maxZstdRatio bounds how many bytes zstd can expand one compressed
+	// byte to: an RLE block turns 4 bytes into at most 128 KiB.
+	maxZstdRatio = 128 << 10 / 4
+	// maxZstdWindow caps the window a TOC or tar-split frame may declare
+	// beyond the size limit itself, so that small limits still admit the
+	// 8 MiB windows common encoders declare.
+	maxZstdWindow = 32 << 20
+)
+
+// eStargz converts the entry to the eStargz form whose decoder does the
+// shared validation. Timestamps are handled by the caller.
+func (je *zstdChunkedEntry) eStargz() *estargzEntry {
+	if je == nil {
+		return nil
+	}
+	return &estargzEntry{
+		Name: je.Name, Type: je.Type, Size: je.Size, LinkName: je.LinkName, Mode: je.Mode,
+		UID: je.UID, GID: je.GID, UserName: je.UserName, GroupName: je.GroupName,
+		Offset: je.Offset, InnerOffset: je.InnerOffset, DevMajor: je.DevMajor, DevMinor: je.DevMinor,
+		Xattrs: je.Xattrs, Digest: je.Digest,
+		ChunkOffset: je.ChunkOffset, ChunkSize: je.ChunkSize, ChunkDigest: je.ChunkDigest,
+	}
+}
+
+// MarshalZstdChunked encodes t as zstd:chunked TOC JSON, byte for byte as
+// containers/storage does: compact JSON, entries in order. tarSplitDigest
+// is the digest of the compressed tar-split stream ("" for none).
+//
+// A regular file with one chunk is one "reg" entry whose offset and
+// endOffset delimit the chunk's frame; chunk fields are written only for
+// files of two or more chunks, as a "reg" entry (first chunk, endOffset
+// after the last frame) followed by one "chunk" entry per further chunk.
+// Zeros chunks get chunkType "zeros". Times are written in UTC with their
+// full precision; user and group names are not written.
+//
+// Names and link names are written as given. containers/storage compares
+// them byte for byte with the tar-split's headers, so a writer that
+// produces a layer must pass the names exactly as its tar spells them
+// (e.g. "./etc/" rather than the model's cleaned "etc").
+//
+// zstd:chunked cannot express chunks that share a frame: a chunk with a
+// non-zero InnerOffset is an error wrapping ErrInvalidTOC.
+func MarshalZstdChunked(t *TOC, tarSplitDigest digest.Digest) ([]byte, error) {
+	doc := zstdChunkedTOC{
+		Version:        zstdChunkedVersion,
+		Entries:        make([]*zstdChunkedEntry, 0, len(t.Entries)),
+		TarSplitDigest: tarSplitDigest.String(),
+	}
+	for _, e := range t.Entries {
+		if e.Name == "" {
+			return nil, fmt.Errorf("toc: entry with empty name: %w", ErrInvalidTOC)
+		}
+		if e.Type.String() == "invalid" {
+			return nil, fmt.Errorf("toc: entry %q: unknown type %d: %w", e.Name, e.Type, ErrInvalidTOC)
+		}
+		je := &zstdChunkedEntry{
+			Type: e.Type.String(), Name: e.Name, LinkName: e.LinkName, Mode: e.Mode,
+			UID: e.UID, GID: e.GID,
+			ModTime: utcTime(e.ModTime), AccessTime: utcTime(e.AccessTime), ChangeTime: utcTime(e.ChangeTime),
+			DevMajor: e.DevMajor, DevMinor: e.DevMinor,
+		}
+		if len(e.Xattrs) > 0 {
+			je.Xattrs = make(map[string][]byte, len(e.Xattrs))
+			for k, v := range e.Xattrs {
+				je.Xattrs[k] = []byte(v)
+			}
+		}
+		doc.Entries = append(doc.Entries, je)
+		if e.Type != TypeReg {
+			continue
+		}
+		if err := checkChunkTiling(e); err != nil {
+			return nil, err
+		}
+		je.Size, je.Digest = e.Size, e.Digest.String()
+		if len(e.Chunks) == 0 {
+			continue
+		}
+		for i, c := range e.Chunks {
+			if c.InnerOffset != 0 {
+				return nil, fmt.Errorf("toc: entry %q: chunk %d: innerOffset %d: zstd:chunked has one chunk per frame: %w", e.Name, i, c.InnerOffset, ErrInvalidTOC)
+			}
+		}
+		first, last := e.Chunks[0], e.Chunks[len(e.Chunks)-1]
+		je.Offset, je.EndOffset = first.FrameOffset, last.FrameEnd
+		if len(e.Chunks) == 1 {
+			continue
+		}
+		for i, c := range e.Chunks {
+			ce := je
+			if i > 0 {
+				ce = &zstdChunkedEntry{Type: estargzChunkType, Name: e.Name, ChunkOffset: c.Offset, Offset: c.FrameOffset}
+				doc.Entries = append(doc.Entries, ce)
+			}
+			ce.ChunkSize, ce.ChunkDigest = c.Size, c.Digest.String()
+			if c.Zeros {
+				ce.ChunkType = chunkTypeZeros
+			}
+		}
+	}
+	b, err := json.Marshal(&doc)
+	if err != nil {
+		return nil, fmt.Errorf("toc: zstd:chunked TOC: %w: %w", ErrInvalidTOC, err)
+	}
+	return b, nil
+}
+
+// utcTime returns t in UTC, or nil for the zero time (which
+// containers/storage omits).
+func utcTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// UnmarshalZstdChunked decodes zstd:chunked TOC JSON. tocOffset is the
+// blob offset of the TOC frame's payload (Footer.TOCOffset): all file data
+// must lie before that frame. It returns the TOC and the tar-split digest
+// the TOC pins ("" when it has none). The TOC's Digest is left empty: it
+// is the digest of the compressed TOC, which DecodeZstdChunked sets.
+//
+// Both TOC flavours are accepted: containers/storage's, and the eStargz
+// TOC that estargz/zstdchunked stores (with innerOffset, userName,
+// groupName, no endOffset). Names are normalised as for eStargz and the
+// same structural checks apply; a chunk's FrameEnd is the file's endOffset
+// for its last chunk when given, else the next frame's offset. A file with
+// a single chunk and no chunkDigest gets the file's Digest as the chunk's.
+// Times keep their full precision, in UTC.
+//
+// Every structural problem yields an error wrapping ErrInvalidTOC (or
+// ErrUnsupportedVersion, ErrTOCTooLarge); decoding never panics.
+func UnmarshalZstdChunked(data []byte, tocOffset int64, opts ...DecodeOption) (*TOC, digest.Digest, error) {
+	cfg := newDecodeConfig(opts)
+	if int64(len(data)) > cfg.maxTOCSize {
+		return nil, "", fmt.Errorf("toc: zstd:chunked TOC JSON is %d bytes, limit %d: %w", len(data), cfg.maxTOCSize, ErrTOCTooLarge)
+	}
+	dataEnd := tocOffset - SkippableFrameHeaderSize
+	if dataEnd < 0 {
+		return nil, "", fmt.Errorf("toc: TOC offset %d leaves no room for its frame header: %w", tocOffset, ErrInvalidTOC)
+	}
+	var doc struct {
+		Version        *int                `json:"version"`
+		Entries        []*zstdChunkedEntry `json:"entries"`
+		TarSplitDigest string              `json:"tarSplitDigest"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, "", fmt.Errorf("toc: zstd:chunked TOC JSON: %w: %w", ErrInvalidTOC, err)
+	}
+	if doc.Version == nil {
+		return nil, "", fmt.Errorf("toc: zstd:chunked TOC has no version: %w", ErrUnsupportedVersion)
+	}
+	if *doc.Version != zstdChunkedVersion {
+		return nil, "", fmt.Errorf("toc: zstd:chunked TOC version %d: %w", *doc.Version, ErrUnsupportedVersion)
+	}
+	if len(doc.Entries) > cfg.maxEntries {
+		return nil, "", fmt.Errorf("toc: zstd:chunked TOC has %d entries, limit %d: %w", len(doc.Entries), cfg.maxEntries, ErrTOCTooLarge)
+	}
+	var tarSplitDigest digest.Digest
+	if doc.TarSplitDigest != "" {
+		var err error
+		if tarSplitDigest, err = digest.Parse(doc.TarSplitDigest); err != nil {
+			return nil, "", fmt.Errorf("toc: zstd:chunked TOC: tarSplitDigest: %w: %w", ErrInvalidTOC, err)
+		}
+	}
+
+	// The eStargz decoder validates names, types, ids, chunk tiling and
+	// frame order; what zstd:chunked adds is applied afterwards.
+	d := estargzDecoder{
+		toc:        &TOC{Format: FormatZstdChunked, Entries: make([]*Entry, 0, len(doc.Entries))},
+		tocOffset:  dataEnd,
+		userNames:  make(map[int]string),
+		groupNames: make(map[int]string),
+	}
+	for i, je := range doc.Entries {
+		if err := d.add(i, je.eStargz()); err != nil {
+			return nil, "", fmt.Errorf("%w", err)
+		}
+	}
+	if err := d.closeFile(); err != nil {
+		return nil, "", err
+	}
+	if err := d.checkFrameOrder(); err != nil {
+		return nil, "", err
+	}
+	d.setFrameEnds()
+	t := d.toc
+	t.ChunkSize = 0 // zstd:chunked chunks are content-defined; there is no maximum to record
+	if err := applyZstdChunkedFields(t, doc.Entries, dataEnd); err != nil {
+		return nil, "", err
+	}
+	for _, e := range t.Entries {
+		switch {
+		case e.Name == PrefetchLandmark && t.PrefetchEnd == 0 && len(e.Chunks) > 0:
+			t.PrefetchEnd = e.Chunks[0].FrameOffset
+		case e.Name == NoPrefetchLandmark:
+			t.NoPrefetch = true
+		}
+	}
+	return t, tarSplitDigest, nil
+}
+
+// applyZstdChunkedFields walks the JSON entries alongside the decoded
+// model (one model entry per non-chunk JSON entry, one chunk per JSON
+// entry carrying data) and applies timestamps, endOffset and chunkType.
+func applyZstdChunkedFields(t *TOC, entries []*zstdChunkedEntry, dataEnd int64) error {
+	var e *Entry
+	next, chunk := 0, 0
+	for i, je := range entries {
+		if je.Type != estargzChunkType {
+			e = t.Entries[next]
+			next++
+			chunk = 0
+			if err := setZstdChunkedTimes(e, je); err != nil {
+				return fmt.Errorf("toc: entry %d %q: %w", i, je.Name, err)
+			}
+			if len(e.Chunks) == 1 && e.Chunks[0].Digest == "" {
+				e.Chunks[0].Digest = e.Digest
+			}
+			if je.EndOffset != 0 && len(e.Chunks) > 0 {
+				c := &e.Chunks[len(e.Chunks)-1]
+				if je.EndOffset <= c.FrameOffset || je.EndOffset > dataEnd {
+					return fmt.Errorf("toc: entry %d %q: endOffset %d outside (%d, %d]: %w", i, je.Name, je.EndOffset, c.FrameOffset, dataEnd, ErrInvalidTOC)
+				}
+				c.FrameEnd = je.EndOffset
+			}
+		} else {
+			chunk++
+		}
+		if len(e.Chunks) == 0 {
+			if je.ChunkType != "" {
+				return fmt.Errorf("toc: entry %d %q: chunkType on an entry without data: %w", i, je.Name, ErrInvalidTOC)
+			}
+			continue
+		}
+		c := &e.Chunks[chunk]
+		switch je.ChunkType {
+		case "":
+		case chunkTypeZeros:
+			c.Zeros = true
+		default:
+			return fmt.Errorf("toc: entry %d %q: unknown chunkType %q: %w", i, je.Name, je.ChunkType, ErrInvalidTOC)
+		}
+	}
+	for _, e := range t.Entries {
+		for i, c := range e.Chunks {
+			frameLen := c.FrameEnd - c.FrameOffset
+			if frameLen > math.MaxInt64/maxZstdRatio {
+				continue // no int64 amount of data could exceed the bound
+			}
+			if limit := frameLen * maxZstdRatio; c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
+				return fmt.Errorf("toc: entry %q: chunk %d: %d bytes at innerOffset %d cannot come from a %d-byte zstd frame: %w",
+					e.Name, i, c.Size, c.InnerOffset, frameLen, ErrInvalidTOC)
+			}
+		}
+	}
+	return nil
+}
+
+// setZstdChunkedTimes copies an entry's timestamps, which must be
+// representable in RFC 3339 so that they encode back.
+func setZstdChunkedTimes(e *Entry, je *zstdChunkedEntry) error {
+	for _, tt := range []struct {
+		name string
+		src  *time.Time
+		dst  *time.Time
+	}{{"modtime", je.ModTime, &e.ModTime}, {"accesstime", je.AccessTime, &e.AccessTime}, {"changetime", je.ChangeTime, &e.ChangeTime}} {
+		if tt.src == nil {
+			continue
+		}
+		u := tt.src.UTC()
+		if u.Year() < 0 || u.Year() > 9999 {
+			return fmt.Errorf("%s %v out of range: %w", tt.name, u, ErrInvalidTOC)
+		}
+		*tt.dst = u
+	}
+	return nil
+}
+
+// newZstdReader returns a synchronous zstd decoder (no goroutines) for
+// metadata frames limited to limit decompressed bytes.
+func newZstdReader(r io.Reader, limit int64) (*zstd.Decoder, error) {
+	return zstd.NewReader(r,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(uint64(min(max(limit, maxZstdWindow), zstd.MaxWindowSize))),
+	)
+}
+
+// DecompressZstdChunkedTOC decompresses a zstd:chunked TOC frame's
+// payload. uncompressedLength is the length the footer or annotation
+// records (0 if unknown); a TOC of another length is an error wrapping
+// ErrInvalidTOC. No more than the WithMaxTOCSize limit (plus one byte) is
+// ever decompressed; a larger TOC is an error wrapping ErrTOCTooLarge.
+func DecompressZstdChunkedTOC(compressed []byte, uncompressedLength int64, opts ...DecodeOption) ([]byte, error) {
+	cfg := newDecodeConfig(opts)
+	if uncompressedLength > cfg.maxTOCSize {
+		return nil, fmt.Errorf("toc: zstd:chunked TOC of %d bytes, limit %d: %w", uncompressedLength, cfg.maxTOCSize, ErrTOCTooLarge)
+	}
+	zr, err := newZstdReader(bytes.NewReader(compressed), cfg.maxTOCSize)
+	if err != nil {
+		return nil, fmt.Errorf("toc: zstd:chunked TOC: %w", err)
+	}
+	defer zr.Close()
+	var buf bytes.Buffer
+	buf.Grow(int(min(max(uncompressedLength, 0), int64(len(compressed))*maxZstdRatio, 1<<20)))
+	if _, err := buf.ReadFrom(io.LimitReader(zr, cfg.maxTOCSize+1)); err != nil {
+		return nil, fmt.Errorf("toc: zstd:chunked TOC: decompressing: %w: %w", ErrInvalidTOC, err)
+	}
+	if int64(buf.Len()) > cfg.maxTOCSize {
+		return nil, fmt.Errorf("toc: zstd:chunked TOC exceeds the %d-byte limit: %w", cfg.maxTOCSize, ErrTOCTooLarge)
+	}
+	if uncompressedLength > 0 && int64(buf.Len()) != uncompressedLength {
+		return nil, fmt.Errorf("toc: zstd:chunked TOC is %d bytes, footer says %d: %w", buf.Len(), uncompressedLength, ErrInvalidTOC)
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeZstdChunked decodes a zstd:chunked TOC frame's payload (the
+// compressed TOC) located by f, from a footer or from annotations: it
+// decompresses it (DecompressZstdChunkedTOC) and decodes the JSON
+// (UnmarshalZstdChunked). The TOC's Digest is the digest of compressed,
+// the value the manifest-checksum annotation pins; the caller compares
+// them. The tar-split digest the TOC pins is returned too.
+func DecodeZstdChunked(compressed []byte, f Footer, opts ...DecodeOption) (*TOC, digest.Digest, error) {
+	js, err := DecompressZstdChunkedTOC(compressed, f.TOCUncompressedLength, opts...)
+	if err != nil {
+		return nil, "", err
+	}
+	t, tarSplitDigest, err := UnmarshalZstdChunked(js, f.TOCOffset, opts...)
+	if err != nil {
+		return nil, "", err
+	}
+	t.Digest = digest.FromBytes(compressed)
+	return t, tarSplitDigest, nil
+}
+
+// CompressZstd compresses data into one zstd frame at the given zstd
+// level (1-22, as the zstd command line counts; containers/storage uses
+// 10 for its TOC and tar-split), as zstd:chunked writers compress their
+// TOC.
+func CompressZstd(data []byte, level int) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, fmt.Errorf("toc: zstd: %w", err)
+	}
+	if _, err := zw.Write(data); err != nil {
+		zw.Close()
+		return nil, fmt.Errorf("toc: zstd: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("toc: zstd: %w", err)
+	}
+	return buf.Bytes(), nil
+}
