@@ -215,3 +215,22 @@ func TestFullPullTraffic(t *testing.T) {
 		t.Errorf("stages %q, want %q", names, want)
 	}
 }
+
+// FuzzReadPath checks that no strace line makes the converter panic, and
+// that whatever path it accepts came from a successful call.
+func FuzzReadPath(f *testing.F) {
+	f.Add(`openat(AT_FDCWD, "/usr/lib/x.so", O_RDONLY|O_CLOEXEC) = 3`)
+	f.Add(`execve("/bin/true", ["true"], 0x7ffd /* 1 var */) = 0`)
+	f.Add(`openat(AT_FDCWD, "/x", O_RDONLY) = -1 ENOENT (No such file or directory)`)
+	f.Add(`openat(AT_FDCWD, "/x", O_RDONLY) = `)
+	f.Fuzz(func(t *testing.T, call string) {
+		name, ok := readPath(call)
+		if !ok {
+			return
+		}
+		ret := call[strings.LastIndex(call, ") = ")+len(") = "):]
+		if ret == "" || ret[0] < '0' || ret[0] > '9' {
+			t.Errorf("readPath(%q) = %q from a call that did not succeed", call, name)
+		}
+	})
+}

@@ -86,7 +86,8 @@ func readPath(call string) (string, bool) {
 	if eq < 0 {
 		return "", false
 	}
-	if ret, err := strconv.Atoi(strings.Fields(call[eq+len(") = "):])[0]); err != nil || ret < 0 {
+	ret, _, _ := strings.Cut(call[eq+len(") = "):], " ")
+	if n, err := strconv.Atoi(ret); err != nil || n < 0 {
 		return "", false
 	}
 	if !strings.HasPrefix(args, `"`) {

@@ -105,6 +105,9 @@ func ParseBandwidth(s string) (float64, error) {
 	if bits {
 		rate /= 8
 	}
+	if math.IsInf(rate, 0) {
+		return 0, fmt.Errorf("simregistry: bandwidth %q: too large", s)
+	}
 	return rate, nil
 }
 

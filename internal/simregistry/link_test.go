@@ -1,6 +1,7 @@
 package simregistry
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -50,4 +51,18 @@ func TestPhysicalLimit(t *testing.T) {
 	if got := (Link{RTT: time.Second}).PhysicalLimit(1 << 40); got != 2*time.Second {
 		t.Errorf("unlimited link: PhysicalLimit = %v, want 2s", got)
 	}
+}
+
+// FuzzParseBandwidth checks that any flag value either parses to a finite,
+// non-negative rate or fails, without panicking.
+func FuzzParseBandwidth(f *testing.F) {
+	for _, s := range []string{"50MB/s", "400Mbit/s", "1.5GiB/s", "unlimited", "12345", "5 kbps"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		bw, err := ParseBandwidth(s)
+		if err == nil && (bw < 0 || math.IsInf(bw, 0) || math.IsNaN(bw)) {
+			t.Errorf("ParseBandwidth(%q) = %v", s, bw)
+		}
+	})
 }
