@@ -73,19 +73,21 @@ func Coalesce(ranges []Range, p CoalescePolicy) []Request {
 
 	fits := func(n int64) bool { return p.MaxRequestSize <= 0 || n <= p.MaxRequestSize }
 
+	// A span covers a run of consecutive ranges in sorted order, so its
+	// Covers can share order's backing array.
 	var spans []Span
-	for _, i := range order {
+	for k, i := range order {
 		r := ranges[i]
 		if n := len(spans); n > 0 {
 			last := &spans[n-1]
 			end := max(last.End(), r.End())
 			if r.Offset-last.End() <= max(p.MaxGap, 0) && fits(end-last.Offset) {
 				last.Length = end - last.Offset
-				last.Covers = append(last.Covers, i)
+				last.Covers = order[k-len(last.Covers) : k+1 : k+1]
 				continue
 			}
 		}
-		spans = append(spans, Span{Range: r, Covers: []int{i}})
+		spans = append(spans, Span{Range: r, Covers: order[k : k+1 : k+1]})
 	}
 
 	var reqs []Request

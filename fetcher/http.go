@@ -158,8 +158,16 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 		if f.plainHTTP {
 			scheme = "http"
 		}
+		host := m[1]
 		repo, dgst = m[2], m[3]
-		f.url = &url.URL{Scheme: scheme, Host: m[1], Path: "/v2/" + repo + "/blobs/" + dgst}
+		if host == "docker.io" || host == "index.docker.io" {
+			// Docker Hub's API lives elsewhere, and official images under library/.
+			host = "registry-1.docker.io"
+			if !strings.Contains(repo, "/") {
+				repo = "library/" + repo
+			}
+		}
+		f.url = &url.URL{Scheme: scheme, Host: host, Path: "/v2/" + repo + "/blobs/" + dgst}
 	}
 	if _, err := digest.Parse(dgst); err != nil {
 		return nil, fmt.Errorf("fetcher: %q: digest: %w", ref, err)

@@ -454,3 +454,52 @@ func TestHTTPRandomFaults(t *testing.T) {
 		t.Error("no retries under a 20% fault rate")
 	}
 }
+
+// TestHTTPResumesDroppedRange checks that after a connection drops
+// mid-body, the retry asks only for the bytes still missing.
+func TestHTTPResumesDroppedRange(t *testing.T) {
+	blob := testBlob(1 << 20)
+	srv := registrytest.NewBlobServer(t, blob, registrytest.WithFaults(func(n int, _ bool) registrytest.Fault {
+		if n == 1 {
+			return registrytest.FaultDrop
+		}
+		return registrytest.NoFault
+	}))
+	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithSize(int64(len(blob))), fast)
+	r := fetcher.Range{Offset: 1000, Length: 500_000}
+	got, err := fetchAll(t, f, []fetcher.Range{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBytes(t, blob, got)
+	var gets []string
+	for _, l := range srv.Log() {
+		gets = append(gets, l.Range)
+	}
+	if len(gets) != 2 || gets[0] != "bytes=1000-500999" || gets[1] == gets[0] || !strings.HasSuffix(gets[1], "-500999") {
+		t.Errorf("requests %q: want the retry to resume after the received bytes", gets)
+	}
+	if st := f.Stats(); st.Bytes != r.Length || st.Retries != 1 {
+		t.Errorf("Stats = %+v: want exactly the range's bytes received, in 2 requests", st)
+	}
+}
+
+func TestNewHTTPDockerHub(t *testing.T) {
+	var seen string
+	rt := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		seen = req.URL.String()
+		return nil, errors.New("offline")
+	})
+	f, err := fetcher.NewHTTP("docker.io/alpine@sha256:"+strings.Repeat("0", 64), fetcher.WithTransport(rt), fetcher.WithRetry(1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Size(context.Background())
+	if want := "https://registry-1.docker.io/v2/library/alpine/blobs/sha256:" + strings.Repeat("0", 64); seen != want {
+		t.Errorf("requested %s, want %s", seen, want)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
