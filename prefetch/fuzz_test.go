@@ -1,0 +1,95 @@
+package prefetch
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// The seed corpora live in testdata/fuzz/<FuzzName>/.
+
+func FuzzParseStrace(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		accesses, err := ParseStrace(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		for _, a := range accesses {
+			if !strings.HasPrefix(a.Path, "/") {
+				t.Fatalf("relative path %q", a.Path)
+			}
+		}
+	})
+}
+
+func FuzzParseTrace(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		accesses, err := ParseTrace(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		var buf bytes.Buffer
+		if err := WriteTrace(&buf, accesses); err != nil {
+			return // an Op outside the known set cannot be written
+		}
+		again, err := ParseTrace(&buf)
+		if err != nil {
+			t.Fatalf("re-parsing written trace: %v", err)
+		}
+		if len(again) != len(accesses) {
+			t.Fatalf("round trip: %d accesses, then %d", len(accesses), len(again))
+		}
+	})
+}
+
+func FuzzParsePatterns(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string, name string) {
+		ps, err := ParsePatterns(s)
+		if err != nil {
+			return
+		}
+		again, err := ParsePatterns(ps.String())
+		if err != nil {
+			t.Fatalf("re-parsing %q: %v", ps.String(), err)
+		}
+		if again.String() != ps.String() {
+			t.Fatalf("not stable: %q then %q", ps.String(), again.String())
+		}
+		ps.Match(name)
+		// Exporting any plan of these paths fits a small budget and keeps
+		// matching them.
+		var p Plan
+		for i, pat := range ps.List() {
+			if kind, anchor := splitPattern(pat); kind == patternExact {
+				p.Add(Item{Path: anchor, Priority: i})
+			}
+		}
+		out := p.Patterns(-1, 64)
+		if len(out.String()) > 64 {
+			t.Fatalf("export of %d bytes over budget 64", len(out.String()))
+		}
+		for _, n := range p.Paths(-1) {
+			if !out.Match(n) {
+				t.Fatalf("%q lost by %q", n, out.String())
+			}
+		}
+	})
+}
+
+// FuzzReadELF feeds arbitrary bytes to the ELF reader, directly and as
+// the program of an image, where they must not panic or loop.
+func FuzzReadELF(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		readELF(bytes.NewReader(data), int64(len(data)))
+		img := NewOverlay(fstest.MapFS{
+			"bin/app":                    {Data: data, Mode: 0o755},
+			"usr/lib/liba.so":            {Data: data, Mode: 0o755},
+			"lib64/ld-linux-x86-64.so.2": {Data: data, Mode: 0o755},
+		})
+		FromImageConfig(context.Background(), img, v1.ImageConfig{Entrypoint: []string{"/bin/app"}})
+	})
+}
