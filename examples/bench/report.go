@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/lazylayer/lazylayer/internal/simregistry"
 )
 
 // stageOrder is the order stage columns appear in; stages a mode names
@@ -21,8 +23,9 @@ func report(w io.Writer, env *Env, registry, traceName string, results []Result)
 	fmt.Fprintf(w, "trace   %s: %d files, %s (%.1f%% of the layer's file bytes)\n",
 		traceName, len(env.Trace), formatBytes(env.TraceBytes), 100*float64(env.TraceBytes)/float64(max(env.Tree.Bytes, 1)))
 	fmt.Fprintf(w, "link    %v; registry %s at %s\n", env.Link, registry, strings.TrimPrefix(env.Registry.URL(), "http://"))
-	fmt.Fprintf(w, "limit   2 x %v + %s / bandwidth = %v (trace files gzipped one by one, an estimate)\n\n",
-		env.Link.RTT, formatBytes(env.StartupCompressed), formatDuration(env.Link.PhysicalLimit(env.StartupCompressed)))
+	fmt.Fprintf(w, "limit   2 x %v + %s at %s = %v (compressed size of the trace's files gzipped one by one, an estimate)\n\n",
+		env.Link.RTT, formatBytes(env.StartupCompressed), bandwidthString(env.Link.Bandwidth),
+		formatDuration(env.Link.PhysicalLimit(env.StartupCompressed)))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\ttime\trequests\tbytes\tlimit\tx limit\t")
@@ -62,6 +65,14 @@ func report(w io.Writer, env *Env, registry, traceName string, results []Result)
 		fmt.Fprintf(tw, "%s\t%s\t\n", r.Mode, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
+}
+
+// bandwidthString formats a link's bandwidth, zero being unlimited.
+func bandwidthString(bytesPerSecond float64) string {
+	if bytesPerSecond <= 0 {
+		return "unlimited bandwidth"
+	}
+	return simregistry.FormatBandwidth(bytesPerSecond)
 }
 
 // stageRank places known stages in stageOrder and the rest after them.

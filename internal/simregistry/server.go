@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -97,6 +99,10 @@ func (l *listener) close() error {
 //     (206 and Content-Range), multi-range requests (206 and
 //     multipart/byteranges) and 416 for unsatisfiable ranges;
 //   - 404 with an OCI error body for unknown blobs and repositories.
+//
+// Ranges are served by http.ServeContent, as docker-registry's filesystem
+// driver serves them: in particular, a multi-range request whose ranges
+// add up to more than the blob gets the whole blob with 200.
 //
 // A Server is safe for concurrent use.
 type Server struct {
@@ -239,6 +245,12 @@ func NewProxy(upstream string, opts ...Option) (*Proxy, error) {
 		return nil, fmt.Errorf("simregistry: proxy upstream %q: want http://host:port", upstream)
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	// Enough idle upstream connections for a parallel fetcher, and no
+	// proxy from the environment: the upstream is on this machine.
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	// An upstream's broken body reaches the client as a broken body; the
+	// proxy has nothing to add on stderr.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(err, context.Canceled) {
 			return

@@ -159,9 +159,13 @@ type shapedWriter struct {
 	req *Request
 }
 
+// WriteHeader sends the header at once, as a server on the network
+// would, so that a client sees the status even if the body then breaks
+// off (a proxied upstream's truncated response, for one).
 func (w *shapedWriter) WriteHeader(status int) {
 	w.s.update(func() { w.req.Status = status })
 	w.ResponseWriter.WriteHeader(status)
+	w.Flush()
 }
 
 // Write sends p in slices, each when the pipe has carried it.
