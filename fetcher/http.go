@@ -2,6 +2,8 @@ package fetcher
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -226,13 +228,26 @@ func loadDockerConfig(path, host string) (*credential, error) {
 	return nil, nil
 }
 
+// errTooManyRedirects stops a redirect loop.
+var errTooManyRedirects = errors.New("stopped after 10 redirects")
+
+// permanentTransportError tells errors a retry cannot fix: a redirect loop,
+// a certificate the client refuses.
+func permanentTransportError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	return errors.Is(err, errTooManyRedirects) || errors.As(err, &certErr) ||
+		errors.As(err, &unknownAuthority) || errors.As(err, &hostname)
+}
+
 // dropAuthOffHost follows up to 10 redirects and never sends the
 // registry's Authorization header to another host, such as the object
 // store a blob redirect points to. (net/http alone would keep it for
 // subdomains.)
 func dropAuthOffHost(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
-		return errors.New("stopped after 10 redirects")
+		return errTooManyRedirects
 	}
 	if req.URL.Host != via[0].URL.Host {
 		req.Header.Del("Authorization")
@@ -266,7 +281,10 @@ func (f *HTTP) Size(ctx context.Context) (int64, error) {
 			return 0, nil
 		})
 	})
-	if err != nil && (errors.Is(err, ErrUnauthorized) || ctx.Err() != nil) {
+	// Fall back on an answer without a size, or on a status saying HEAD is
+	// not welcome; not on transport errors or refused credentials.
+	var status *StatusError
+	if err != nil && (!errors.As(err, &status) || errors.Is(err, ErrUnauthorized) || ctx.Err() != nil) {
 		return 0, err
 	}
 	if size < 0 {
@@ -690,10 +708,11 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 		}
 		resp, err := f.client.Do(req)
 		if err != nil {
-			if ctx.Err() != nil {
+			err = fmt.Errorf("fetcher: %s %s: %w", method, f.where(), err)
+			if ctx.Err() != nil || permanentTransportError(err) {
 				return nil, err
 			}
-			return nil, retryable(fmt.Errorf("fetcher: %s %s: %w", method, f.where(), err), 0)
+			return nil, retryable(err, 0)
 		}
 		if resp.StatusCode != http.StatusUnauthorized || try > 0 || resp.Request.URL.Host != f.url.Host {
 			return resp, nil

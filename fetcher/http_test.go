@@ -503,3 +503,26 @@ func TestNewHTTPDockerHub(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestHTTPPermanentTransportErrors(t *testing.T) {
+	t.Run("redirect loop", func(t *testing.T) {
+		var srv *httptest.Server
+		srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, srv.URL+r.URL.Path, http.StatusTemporaryRedirect)
+		}))
+		defer srv.Close()
+		f, _ := fetcher.NewHTTP(srv.URL+"/v2/a/blobs/sha256:"+strings.Repeat("0", 64), fetcher.WithSize(10), fast)
+		_, err := fetchAll(t, f, []fetcher.Range{{Offset: 0, Length: 1}})
+		if err == nil || f.Stats().Retries != 0 {
+			t.Errorf("Fetch = %v after %d retries, want an error and no retry", err, f.Stats().Retries)
+		}
+	})
+	t.Run("untrusted certificate", func(t *testing.T) {
+		srv := httptest.NewTLSServer(http.NotFoundHandler())
+		defer srv.Close()
+		f, _ := fetcher.NewHTTP(srv.URL+"/v2/a/blobs/sha256:"+strings.Repeat("0", 64), fast)
+		if _, err := f.Size(context.Background()); err == nil || f.Stats().Retries != 0 {
+			t.Errorf("Size = %v after %d retries, want an error and no retry", err, f.Stats().Retries)
+		}
+	})
+}
