@@ -202,7 +202,8 @@ func parseEStargzExternalTOCFooter(tail []byte) (Footer, bool, error) {
 }
 
 // EStargzAnnotations returns the layer descriptor annotations of an eStargz
-// layer with the given TOC digest and uncompressed tar size.
+// layer with the given TOC digest and uncompressed tar size (the size of
+// everything the blob decompresses to, TOC entry included).
 func EStargzAnnotations(tocDigest digest.Digest, uncompressedSize int64) map[string]string {
 	return map[string]string{
 		AnnotationEStargzTOCDigest: tocDigest.String(),
