@@ -23,7 +23,7 @@ func BenchmarkCoalesce(b *testing.B) {
 	ranges := randomRanges(10_000, 1<<30)
 	b.ReportAllocs()
 	for b.Loop() {
-		fetcher.Coalesce(ranges, fetcher.DefaultCoalescePolicy)
+		fetcher.Coalesce(ranges, fetcher.DefaultCoalescePolicy())
 	}
 }
 

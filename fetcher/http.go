@@ -30,11 +30,13 @@ const (
 	DefaultRetryDelay     = 200 * time.Millisecond
 )
 
-// DefaultCoalescePolicy is what NewHTTP coalesces with unless told
+// DefaultCoalescePolicy returns what NewHTTP coalesces with unless told
 // otherwise: gaps up to 64 KiB are cheaper to read than a round trip, 16
 // spans keep the Range header short, and 16 MiB keeps one request's
 // buffers modest.
-var DefaultCoalescePolicy = CoalescePolicy{MaxGap: 64 << 10, MaxRequestSize: 16 << 20, MaxSpansPerRequest: 16}
+func DefaultCoalescePolicy() CoalescePolicy {
+	return CoalescePolicy{MaxGap: 64 << 10, MaxRequestSize: 16 << 20, MaxSpansPerRequest: 16}
+}
 
 // HTTP fetches ranges of one blob from an OCI distribution registry, or
 // from any server that answers HTTP range requests. It is safe for
@@ -110,7 +112,7 @@ func WithRetry(attempts int, delay time.Duration) HTTPOption {
 }
 
 // WithCoalescing sets how Fetch merges ranges into requests (default
-// DefaultCoalescePolicy).
+// DefaultCoalescePolicy()).
 func WithCoalescing(p CoalescePolicy) HTTPOption {
 	return httpOptionFunc(func(f *HTTP) { f.policy = p })
 }
@@ -131,7 +133,7 @@ var blobPathPattern = regexp.MustCompile(`^/v2/(.+)/blobs/([^/]+)$`)
 func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 	f := &HTTP{
 		maxConns: DefaultMaxConnections,
-		policy:   DefaultCoalescePolicy,
+		policy:   DefaultCoalescePolicy(),
 		retry:    retryPolicy{attempts: DefaultAttempts, baseDelay: DefaultRetryDelay, maxDelay: 50 * DefaultRetryDelay},
 		timeout:  DefaultRequestTimeout,
 	}

@@ -465,7 +465,9 @@ func TestHTTPResumesDroppedRange(t *testing.T) {
 		}
 		return registrytest.NoFault
 	}))
-	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithSize(int64(len(blob))), fast)
+	var infos []fetcher.RequestInfo
+	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithSize(int64(len(blob))), fast,
+		fetcher.WithObserver(func(info fetcher.RequestInfo) { infos = append(infos, info) }))
 	r := fetcher.Range{Offset: 1000, Length: 500_000}
 	got, err := fetchAll(t, f, []fetcher.Range{r})
 	if err != nil {
@@ -479,8 +481,13 @@ func TestHTTPResumesDroppedRange(t *testing.T) {
 	if len(gets) != 2 || gets[0] != "bytes=1000-500999" || gets[1] == gets[0] || !strings.HasSuffix(gets[1], "-500999") {
 		t.Errorf("requests %q: want the retry to resume after the received bytes", gets)
 	}
-	if st := f.Stats(); st.Bytes != r.Length || st.Retries != 1 {
+	if st := f.Stats(); st.Bytes != r.Length || st.Retries != 1 || st.Failures != 1 || st.Ranges != 1 {
 		t.Errorf("Stats = %+v: want exactly the range's bytes received, in 2 requests", st)
+	}
+	if len(infos) != 2 || infos[0].Err == nil || infos[0].Attempt != 1 || infos[1].Err != nil || infos[1].Attempt != 2 ||
+		infos[1].Status != http.StatusPartialContent || infos[0].Bytes+infos[1].Bytes != r.Length ||
+		infos[1].Spans[0].End() != r.End() {
+		t.Errorf("observed %+v", infos)
 	}
 }
 
