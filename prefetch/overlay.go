@@ -101,7 +101,7 @@ func (o *Overlay) Open(name string) (fs.File, error) {
 		f.Close()
 		return nil, err
 	}
-	return &mergedDir{File: f, entries: entries}, nil
+	return &mergedDir{File: f, name: name, entries: entries}, nil
 }
 
 // Stat returns the FileInfo of the named file, following symbolic links.
@@ -202,10 +202,19 @@ func (o *Overlay) walk(op, name string, follow bool) (Location, error) {
 		resolved = p
 		last = Location{Layer: layer, Path: p, Info: fi}
 	}
-	if last.Info == nil { // the root, reached directly or through ".."
+	if last.Info != nil {
+		return last, nil
+	}
+	// The walk ended on ".." or on a link to a directory: resolved is a
+	// link-free directory of the view.
+	if resolved == "." {
 		return o.root(fail)
 	}
-	return last, nil
+	layer, fi, err := o.lookup(resolved)
+	if err != nil {
+		return fail(err)
+	}
+	return Location{Layer: layer, Path: resolved, Info: fi}, nil
 }
 
 func (o *Overlay) root(fail func(error) (Location, error)) (Location, error) {
@@ -340,11 +349,12 @@ func (o *Overlay) readDir(loc Location) ([]fs.DirEntry, error) {
 // mergedDir is an open directory of the merged view.
 type mergedDir struct {
 	fs.File
+	name    string
 	entries []fs.DirEntry
 }
 
 func (d *mergedDir) Read([]byte) (int, error) {
-	return 0, &fs.PathError{Op: "read", Path: ".", Err: errors.New("is a directory")}
+	return 0, &fs.PathError{Op: "read", Path: d.name, Err: errors.New("is a directory")}
 }
 
 func (d *mergedDir) ReadDir(n int) ([]fs.DirEntry, error) {

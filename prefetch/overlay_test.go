@@ -40,6 +40,7 @@ func testImage() *Overlay {
 		"usr/bin/tool":         link("../lib/libx.so"),
 		"usr/bin/abs":          link("/lib/libx.so"),
 		"usr/bin/escape":       link("../../../../../../etc/hostname"),
+		"usr/bin/dot":          link("."),
 		"loop/a":               link("b"),
 		"loop/b":               link("a"),
 		"loop/self":            link("self/x"),
@@ -111,7 +112,7 @@ func TestOverlayReadDirMerges(t *testing.T) {
 		walked = append(walked, p)
 		return err
 	}))
-	require.Equal(t, []string{"usr", "usr/bin", "usr/bin/abs", "usr/bin/escape", "usr/bin/tool", "usr/lib", "usr/lib/libx.so"}, walked)
+	require.Equal(t, []string{"usr", "usr/bin", "usr/bin/abs", "usr/bin/dot", "usr/bin/escape", "usr/bin/tool", "usr/lib", "usr/lib/libx.so"}, walked)
 
 	_, err := img.ReadDir("etc/hostname")
 	require.Error(t, err)
@@ -125,6 +126,10 @@ func TestOverlaySymlinks(t *testing.T) {
 		"usr/bin/escape":         "etc/hostname",    // ".." stops at the root
 		"lib/libx.so":            "usr/lib/libx.so",
 		"lib/../../etc/hostname": "etc/hostname", // ".." applies to the link's target
+		"usr/lib/..":             "usr",
+		"lib/..":                 "usr",
+		"usr/bin/dot":            "usr/bin",
+		"..":                     ".",
 	} {
 		loc, err := img.Resolve(name)
 		require.NoError(t, err, name)

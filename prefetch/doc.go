@@ -1,0 +1,65 @@
+// Package prefetch decides what to fetch of a lazily pulled image before a
+// container asks for it.
+//
+// A Plan is an ordered, de-duplicated list of Items: a file (or a byte
+// range of one), the layer that provides it, a priority and the Reason it
+// is there. Plans come from several sources and Merge into one:
+//
+//   - FromLandmark: the files an eStargz producer placed before the
+//     .prefetch.landmark entry of a layer;
+//   - FromTrace: an access trace, parsed by ParseTrace (a plain list of
+//     paths, or the JSON-lines recording format WriteTrace writes) or
+//     ParseStrace (strace output);
+//   - FromImageConfig: a static analysis of the OCI image config, which
+//     finds the program Entrypoint and Cmd start through PATH, follows #!
+//     interpreters and ELF loaders and libraries the way execve and ld.so
+//     do, and adds the files libc and language runtimes read at start;
+//   - FromPatterns: a Patterns set, the portable form of a plan.
+//
+// Planners see an image through an Overlay, which stacks layers given as
+// io/fs file systems with overlayfs semantics (upper layers win, whiteouts
+// and opaque directories hide) and resolves symbolic links inside the
+// image. Any fs.FS works as a layer: os.DirFS, fstest.MapFS, or a lazy
+// layer of package reader, whose files are fetched only as far as the
+// planner reads them (ELF headers and dynamic sections, #! lines, small
+// configuration files).
+//
+// Plan.Patterns exports a plan as path patterns that fit a descriptor
+// annotation (AnnotationPatterns, within DefaultPatternBudget bytes), so a
+// producer can record the set in the image and a consumer can turn it back
+// into a plan with ParsePatterns and FromPatterns. Plan.Chunks maps a plan
+// onto the chunks of the layers' TOCs, the unit fetches are made of.
+//
+// # Rules, not image names
+//
+// FromImageConfig never looks for a particular image. What it adds beyond
+// the program, its interpreters and its libraries follows classes of
+// files, each added only if the image has it:
+//
+//   - the loader cache /etc/ld.so.cache for glibc programs, or musl's
+//     /etc/ld-musl-ARCH.path;
+//   - name service and resolver configuration (nsswitch.conf, passwd,
+//     group, host.conf, hosts, resolv.conf, gai.conf);
+//   - /etc/localtime and the zone file it links to, and the zone named by
+//     TZ in Env;
+//   - certificate bundles, at the paths TLS stacks probe, and openssl.cnf;
+//   - for glibc programs: locale-archive, gconv-modules.cache, and the
+//     locale directory named by LC_ALL, LC_CTYPE or LANG;
+//   - language runtimes, recognised by the interpreter's file name:
+//     CPython (pythonX.Y: the encodings package and modules site imports,
+//     with their __pycache__, the .pth files site scans, pyvenv.cfg),
+//     a JDK's java (lib/modules, jvm.cfg, libjvm.so and the core native
+//     libraries it loads, CDS archive, security and time zone data) and
+//     CRuby (RubyGems). Paths are relative to the installation prefix
+//     above the interpreter's bin directory, and shared objects among them
+//     are followed like libraries. Node.js needs no rule: its standard
+//     library is compiled into the binary.
+//
+// Every source is bounded (WithMaxItems, WithMaxInterpreterDepth, the
+// number of shared objects and configuration bytes read), and every input
+// (images, traces, patterns) is treated as untrusted: malformed input
+// yields errors, never panics or unbounded work.
+//
+// The executor that runs a plan against lazy layers is not part of this
+// package yet.
+package prefetch
