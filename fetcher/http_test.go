@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,36 +426,58 @@ func TestHTTPRandomFaults(t *testing.T) {
 		registrytest.WithSlowInterval(time.Millisecond))
 	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithRetry(5, time.Millisecond),
 		fetcher.WithRequestTimeout(300*time.Millisecond), fetcher.WithMaxConnections(8))
-	rng := rand.New(rand.NewPCG(1, 2))
 	fetches := 300
 	if testing.Short() {
-		fetches = 50
+		fetches = 60
 	}
-	failed := 0
-	for i := 0; i < fetches; i++ {
-		ranges := make([]fetcher.Range, 1+rng.IntN(8))
-		for j := range ranges {
-			n := 1 + rng.Int64N(8<<10)
-			ranges[j] = fetcher.Range{Offset: rng.Int64N(int64(len(blob)) - n), Length: n}
-		}
-		got, err := fetchAll(t, f, ranges)
-		if err != nil {
-			failed++
-			if !errors.Is(err, fetcher.ErrBadContentRange) && !errors.Is(err, fetcher.ErrBadResponse) {
-				var tmp interface{ Unwrap() error }
-				if !errors.As(err, &tmp) {
-					t.Fatalf("fetch %d: unclear error %v", i, err)
+	const workers = 4
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int64
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(1, uint64(w)))
+			for i := 0; i < fetches/workers; i++ {
+				ranges := make([]fetcher.Range, 1+rng.IntN(8))
+				for j := range ranges {
+					n := 1 + rng.Int64N(8<<10)
+					ranges[j] = fetcher.Range{Offset: rng.Int64N(int64(len(blob)) - n), Length: n}
+				}
+				err := f.Fetch(context.Background(), ranges, func(r fetcher.Range, data []byte) error {
+					if !bytes.Equal(data, blob[r.Offset:r.End()]) {
+						return fmt.Errorf("range %v: wrong bytes delivered", r)
+					}
+					return nil
+				})
+				if err != nil {
+					failed.Add(1)
+					if !clearFetchError(err) {
+						t.Errorf("worker %d fetch %d: %v", w, i, err)
+					}
 				}
 			}
-			continue
-		}
-		checkBytes(t, blob, got)
+		}()
 	}
+	wg.Wait()
 	st := f.Stats()
-	t.Logf("%d fetches, %d failed; stats %+v", fetches, failed, st)
+	t.Logf("%d fetches, %d failed; stats %+v", fetches, failed.Load(), st)
 	if st.Retries == 0 {
 		t.Error("no retries under a 20% fault rate")
 	}
+}
+
+// clearFetchError tells whether err is one a caller can act on: a broken
+// response, or the last failure after the retries ran out.
+func clearFetchError(err error) bool {
+	var status *fetcher.StatusError
+	var netErr net.Error
+	return strings.HasPrefix(err.Error(), "fetcher: ") &&
+		(errors.Is(err, fetcher.ErrBadContentRange) || errors.Is(err, fetcher.ErrBadResponse) ||
+			errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) ||
+			errors.As(err, &status) || errors.As(err, &netErr))
 }
 
 // TestHTTPResumesDroppedRange checks that after a connection drops
