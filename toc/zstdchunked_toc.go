@@ -233,7 +233,7 @@ func UnmarshalZstdChunked(data []byte, tocOffset int64, opts ...DecodeOption) (*
 	}
 	for i, je := range doc.Entries {
 		if err := d.add(i, je.eStargz()); err != nil {
-			return nil, "", fmt.Errorf("%w", err)
+			return nil, "", err
 		}
 	}
 	if err := d.closeFile(); err != nil {
