@@ -301,3 +301,42 @@ func TestRealELFFiles(t *testing.T) {
 		require.NotEmpty(t, obj.needed, name)
 	}
 }
+
+func TestLanguageRules(t *testing.T) {
+	layer := fstest.MapFS{
+		"lib64/ld-linux-x86-64.so.2": elfFile(fakeELF{}),
+		// A JDK: libjvm.so is dlopened, so its libraries are followed too.
+		"usr/lib/jvm/jdk/bin/java":             elfFile(fakeELF{interp: glibcLoader}),
+		"usr/lib/jvm/jdk/lib/modules":          file("jimage"),
+		"usr/lib/jvm/jdk/lib/server/libjvm.so": elfFile(fakeELF{needed: []string{"libstdc++.so.6"}}),
+		"usr/lib/libstdc++.so.6":               elfFile(fakeELF{}),
+		"usr/lib/jvm/jdk/lib/src.zip":          file("not read at start"),
+		"usr/bin/java":                         link("../lib/jvm/jdk/bin/java"),
+		// CPython in a virtual environment.
+		"usr/bin/python3.12":                                                elfFile(fakeELF{interp: glibcLoader}),
+		"usr/lib/python3.12/encodings/__init__.py":                          file(""),
+		"usr/lib/python3.12/encodings/__pycache__/__init__.cpython-312.pyc": file(""),
+		"usr/lib/python3.12/json/__init__.py":                               file("not read at start"),
+		"opt/venv/bin/python":                                               link("/usr/bin/python3.12"),
+		"opt/venv/pyvenv.cfg":                                               file("home = /usr/bin"),
+		"opt/venv/lib/python3.12/site-packages/extra.pth":                   file(""),
+	}
+	img := NewOverlay(layer)
+	plan, err := FromImageConfig(context.Background(), img, v1.ImageConfig{Entrypoint: []string{"java", "-jar", "app.jar"}})
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"usr/lib/jvm/jdk/bin/java", "lib64/ld-linux-x86-64.so.2", "usr/lib/jvm/jdk/lib/modules",
+		"usr/lib/jvm/jdk/lib/server/libjvm.so", "usr/lib/libstdc++.so.6",
+	}, plan.Paths(-1))
+
+	plan, err = FromImageConfig(context.Background(), img, v1.ImageConfig{
+		Entrypoint: []string{"/opt/venv/bin/python"}, Cmd: []string{"-m", "app"},
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"usr/bin/python3.12", "lib64/ld-linux-x86-64.so.2",
+		"usr/lib/python3.12/encodings/__init__.py",
+		"usr/lib/python3.12/encodings/__pycache__/__init__.cpython-312.pyc",
+		"opt/venv/lib/python3.12/site-packages/extra.pth", "opt/venv/pyvenv.cfg",
+	}, plan.Paths(-1))
+}

@@ -134,7 +134,7 @@ func (ip *imagePlanner) addDir(dir string, limit int, reason Reason) {
 // them are followed like libraries, since runtimes dlopen them.
 type languageRule struct {
 	name  *regexp.Regexp
-	files func(home, version string) []string
+	files func(version string) []string
 }
 
 // maxLanguageFiles bounds what one rule adds.
@@ -146,7 +146,7 @@ var languageRules = []languageRule{
 		// byte-compiled caches, the site-packages .pth files it scans, and
 		// the pyvenv.cfg of a virtual environment.
 		name: regexp.MustCompile(`^python(\d+\.\d+)?\d*$`),
-		files: func(home, version string) []string {
+		files: func(version string) []string {
 			lib := "lib/python" + version
 			if version == "" {
 				lib = "lib/python3.*"
@@ -170,7 +170,7 @@ var languageRules = []languageRule{
 		// the core native libraries, class data sharing archives, and the
 		// security and time zone data read at start.
 		name: regexp.MustCompile(`^java$`),
-		files: func(home, _ string) []string {
+		files: func(string) []string {
 			return []string{
 				"lib/jvm.cfg", "lib/modules", "lib/server/libjvm.so",
 				"lib/server/classes.jsa", "lib/libjava.so", "lib/libjimage.so",
@@ -183,28 +183,18 @@ var languageRules = []languageRule{
 	{
 		// CRuby loads RubyGems before the script.
 		name: regexp.MustCompile(`^ruby(\d+\.\d+)?[\d.]*$`),
-		files: func(home, _ string) []string {
+		files: func(string) []string {
 			return []string{"lib/ruby/[0-9]*/rubygems.rb", "lib/ruby/[0-9]*/rubygems/*.rb"}
 		},
 	},
 }
 
-// language applies the language rules to an interpreter at loc that was
-// started by the path startedAs.
+// language applies the first language rule that matches the interpreter
+// at loc, started by the path startedAs.
 func (ip *imagePlanner) language(loc Location, startedAs string) {
 	for _, rule := range languageRules {
-		version := ""
-		matched := false
-		for _, n := range []string{path.Base(loc.Path), path.Base(startedAs)} {
-			if m := rule.name.FindStringSubmatch(n); m != nil {
-				matched = true
-				if len(m) > 1 && m[1] != "" {
-					version = m[1]
-					break
-				}
-			}
-		}
-		if !matched {
+		version, ok := rule.match(path.Base(loc.Path), path.Base(startedAs))
+		if !ok {
 			continue
 		}
 		// The prefix above the real binary, and the one above the path it
@@ -213,28 +203,56 @@ func (ip *imagePlanner) language(loc Location, startedAs string) {
 		if h := path.Dir(path.Dir(strings.TrimPrefix(startedAs, "/"))); !slices.Contains(homes, h) {
 			homes = append(homes, h)
 		}
-		n := 0
-		for _, home := range homes {
-			for _, pattern := range rule.files(home, version) {
-				matches, err := fs.Glob(ip.ov, path.Join(home, pattern))
-				if err != nil {
+		ip.languageFiles(rule, homes, version)
+		return
+	}
+}
+
+// match reports whether one of names matches the rule, and the version
+// the first one to carry one has.
+func (rule languageRule) match(names ...string) (version string, ok bool) {
+	for _, n := range names {
+		if m := rule.name.FindStringSubmatch(n); m != nil {
+			ok = true
+			if len(m) > 1 && m[1] != "" {
+				return m[1], true
+			}
+		}
+	}
+	return "", ok
+}
+
+func (ip *imagePlanner) languageFiles(rule languageRule, homes []string, version string) {
+	n := 0
+	for _, home := range homes {
+		for _, pattern := range rule.files(version) {
+			matches, _ := fs.Glob(ip.ov, path.Join(escapeGlob(home), pattern))
+			for _, m := range matches {
+				if n >= maxLanguageFiles {
+					return
+				}
+				lib, ok := ip.addPath(m, ReasonLanguage)
+				if !ok {
 					continue
 				}
-				for _, m := range matches {
-					if n >= maxLanguageFiles {
-						return
-					}
-					lib, ok := ip.addPath(m, ReasonLanguage)
-					if !ok {
-						continue
-					}
-					n++
-					if strings.HasSuffix(lib.Path, ".so") && !ip.visited[lib.Path] {
-						ip.visited[lib.Path] = true
-						ip.elfProgram(lib)
-					}
+				n++
+				if strings.HasSuffix(lib.Path, ".so") && !ip.visited[lib.Path] {
+					ip.visited[lib.Path] = true
+					ip.elfProgram(lib)
 				}
 			}
 		}
 	}
+}
+
+// escapeGlob quotes the characters path.Match treats specially.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
