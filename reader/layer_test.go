@@ -427,3 +427,16 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
+
+func TestMalformedDigestsAreErrors(t *testing.T) {
+	for _, d := range []digest.Digest{"sha256", "sha256:zz", "md5:abcd", ":", "sha512:00"} {
+		b := &blobBuilder{}
+		b.add(&toc.Entry{Name: "f"}, []byte("content"))
+		blob, index := b.finish()
+		index.Entries[0].Chunks[0].Digest = d
+		l, _ := testLayer(t, blob, index)
+		if _, err := l.ReadFile("f"); !errors.Is(err, ErrChunkDigest) {
+			t.Errorf("digest %q: error = %v, want ErrChunkDigest", d, err)
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/toc"
+)
+
+var gorootBlob struct {
+	once  sync.Once
+	blob  []byte
+	files []string // regular files, in TOC order
+	bytes int64    // their total size
+}
+
+// loadGorootBlob builds, once per process, a reference eStargz blob of the
+// Go toolchain tree with default options.
+func loadGorootBlob(tb testing.TB) ([]byte, []string, int64) {
+	gorootBlob.once.Do(func() {
+		data, err := os.ReadFile(gorootTarFile(tb))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		gorootBlob.blob, _ = referenceBlob(tb, data)
+		l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(gorootBlob.blob), int64(len(gorootBlob.blob))))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer l.Close()
+		for _, e := range l.TOC().Entries {
+			if e.Type == toc.TypeReg && e.Name != toc.NoPrefetchLandmark && e.Name != toc.PrefetchLandmark {
+				gorootBlob.files = append(gorootBlob.files, e.Name)
+				gorootBlob.bytes += e.Size
+			}
+		}
+	})
+	if gorootBlob.blob == nil {
+		tb.Fatal("GOROOT blob unavailable")
+	}
+	return gorootBlob.blob, gorootBlob.files, gorootBlob.bytes
+}
+
+// BenchmarkReadGoroot reads every regular file of a GOROOT eStargz blob
+// held in memory, through our reader (which verifies every chunk) and
+// through the reference reader (which verifies nothing). MB/s counts
+// uncompressed file bytes.
+func BenchmarkReadGoroot(b *testing.B) {
+	blob, files, total := loadGorootBlob(b)
+	b.Run("lazylayer", func(b *testing.B) {
+		b.SetBytes(total)
+		for b.Loop() {
+			l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, name := range files {
+				if _, err := l.ReadFile(name); err != nil {
+					b.Fatal(err)
+				}
+			}
+			l.Close()
+		}
+	})
+	b.Run("reference", func(b *testing.B) {
+		b.SetBytes(total)
+		for b.Loop() {
+			r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, name := range files {
+				sr, err := r.OpenFile(name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf := make([]byte, sr.Size())
+				if _, err := io.ReadFull(sr, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
