@@ -18,7 +18,7 @@ type Stats struct {
 // RequestInfo describes one finished request to a source; an observer
 // set with WithObserver receives one per request.
 type RequestInfo struct {
-	Spans   []Range       // the byte ranges asked for
+	Spans   []Range       // the byte ranges asked for; nil for a request of the size
 	Attempt int           // 1 for the first try, 2 for the first retry, ...
 	Status  int           // HTTP status code; 0 for other sources or when none arrived
 	Bytes   int64         // bytes received

@@ -74,6 +74,7 @@ type BlobServer struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
 	log    []Logged
+	gets   int // blob GETs that reached serveBlob
 	tokens int
 }
 
@@ -274,14 +275,9 @@ func (s *BlobServer) serveBlob(w http.ResponseWriter, r *http.Request) {
 func (s *BlobServer) pickFault(multi bool) Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gets++
 	if s.cfg.choose != nil {
-		n := 0
-		for _, l := range s.log {
-			if l.Method == http.MethodGet && l.Path != "" {
-				n++
-			}
-		}
-		return s.cfg.choose(n+1, multi)
+		return s.cfg.choose(s.gets, multi)
 	}
 	if s.cfg.rate > 0 && s.rng.Float64() < s.cfg.rate {
 		return s.cfg.faults[s.rng.IntN(len(s.cfg.faults))]
