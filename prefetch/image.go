@@ -107,10 +107,14 @@ type imagePlanner struct {
 	visited map[string]bool       // programs analysed, by resolved path
 	objects map[string]*elfObject // parsed ELF files, by resolved path
 
-	loader      *elfObject // the first PT_INTERP seen, for runtime rules
-	loaderPath  string
-	confDirs    []string // from ld.so.conf, read once
-	confDirsSet bool
+	// The first dynamically linked program and its PT_INTERP: they decide
+	// between glibc and musl rules and the multiarch directories.
+	dynamicMain  *elfObject
+	interpPath   string
+	confDirs     []string // from ld.so.conf, read once
+	confDirsSet  bool
+	muslDirsList []string // from /etc/ld-musl-ARCH.path, read once
+	muslDirsSet  bool
 }
 
 func (ip *imagePlanner) fail(err error) {
@@ -323,8 +327,8 @@ func (ip *imagePlanner) elfProgram(loc Location) {
 			ip.fail(fmt.Errorf("prefetch: loader %q of %q: %w", main.interp, loc.Path, ErrNotFound))
 		} else {
 			ip.add(interp, ReasonELFInterp)
-			if ip.loader == nil {
-				ip.loader, ip.loaderPath = main, main.interp
+			if ip.dynamicMain == nil {
+				ip.dynamicMain, ip.interpPath = main, main.interp
 			}
 			musl = strings.HasPrefix(path.Base(main.interp), "ld-musl-")
 			if !musl {
@@ -508,17 +512,21 @@ func (ip *imagePlanner) readLdSoConf(name string, depth int, budget *int) []stri
 	return dirs
 }
 
-// muslDirs returns musl's library path: /etc/ld-musl-ARCH.path, or its
-// built-in default.
+// muslDirs returns musl's library path, read once: /etc/ld-musl-ARCH.path,
+// or musl's built-in default.
 func (ip *imagePlanner) muslDirs() []string {
-	arch := strings.TrimSuffix(strings.TrimPrefix(path.Base(ip.loaderPath), "ld-musl-"), ".so.1")
-	name := "/etc/ld-musl-" + arch + ".path"
-	data, ok := ip.readSmallFile(name)
-	if !ok {
-		return []string{"/lib", "/usr/local/lib", "/usr/lib"}
+	if ip.muslDirsSet {
+		return ip.muslDirsList
 	}
-	ip.addPath(name, ReasonRuntime)
-	return strings.FieldsFunc(string(data), func(r rune) bool { return r == ':' || r == '\n' })
+	ip.muslDirsSet = true
+	ip.muslDirsList = []string{"/lib", "/usr/local/lib", "/usr/lib"}
+	arch := strings.TrimSuffix(strings.TrimPrefix(path.Base(ip.interpPath), "ld-musl-"), ".so.1")
+	name := "/etc/ld-musl-" + arch + ".path"
+	if data, ok := ip.readSmallFile(name); ok {
+		ip.addPath(name, ReasonRuntime)
+		ip.muslDirsList = strings.FieldsFunc(string(data), func(r rune) bool { return r == ':' || r == '\n' })
+	}
+	return ip.muslDirsList
 }
 
 // readSmallFile reads a configuration file of the image, at most

@@ -56,7 +56,7 @@ func (ip *imagePlanner) runtimeFiles() {
 			}
 		}
 	}
-	if ip.loader == nil || strings.HasPrefix(path.Base(ip.loaderPath), "ld-musl-") {
+	if ip.dynamicMain == nil || strings.HasPrefix(path.Base(ip.interpPath), "ld-musl-") {
 		return
 	}
 	for _, name := range glibcFiles {
@@ -64,7 +64,7 @@ func (ip *imagePlanner) runtimeFiles() {
 			ip.addPath(name, ReasonRuntime)
 			continue
 		}
-		for _, t := range multiarch(ip.loader) {
+		for _, t := range multiarch(ip.dynamicMain) {
 			ip.addPath(strings.ReplaceAll(name, "%s", t), ReasonRuntime)
 		}
 	}
