@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
+	"sync/atomic"
 )
 
 // challenge is one parsed WWW-Authenticate challenge.
@@ -160,23 +160,35 @@ type authenticator struct {
 	cred     *credential // nil for anonymous access
 	client   *http.Client
 
-	mu     sync.Mutex
-	header string // Authorization for requests to the registry host
+	refreshing chan struct{}          // held while answering a challenge; a channel so waiting honours ctx
+	header     atomic.Pointer[string] // Authorization for requests to the registry host
+}
+
+func newAuthenticator(registry *url.URL, repo string, cred *credential, client *http.Client) *authenticator {
+	return &authenticator{registry: registry, repo: repo, cred: cred, client: client, refreshing: make(chan struct{}, 1)}
 }
 
 func (a *authenticator) current() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.header
+	if h := a.header.Load(); h != nil {
+		return *h
+	}
+	return ""
 }
 
+func (a *authenticator) set(header string) { a.header.Store(&header) }
+
 // refresh handles a 401 answered to a request sent with Authorization
-// used. When another request has refreshed the header meanwhile, refresh
-// returns at once so the caller simply retries with the new one.
+// used. Requests keep using the old header while one of them refreshes;
+// when another request has refreshed it meanwhile, refresh returns at once
+// so the caller simply retries with the new one.
 func (a *authenticator) refresh(ctx context.Context, resp *http.Response, used string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.header != used {
+	select {
+	case a.refreshing <- struct{}{}:
+		defer func() { <-a.refreshing }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if a.current() != used {
 		return nil
 	}
 	chs := parseChallenges(resp.Header.Values("Www-Authenticate"))
@@ -186,13 +198,13 @@ func (a *authenticator) refresh(ctx context.Context, resp *http.Response, used s
 			if err != nil {
 				return err
 			}
-			a.header = "Bearer " + tok
+			a.set("Bearer " + tok)
 			return nil
 		}
 	}
 	for _, c := range chs {
 		if c.scheme == "basic" && a.cred != nil && used == "" {
-			a.header = "Basic " + base64.StdEncoding.EncodeToString([]byte(a.cred.username+":"+a.cred.password))
+			a.set("Basic " + base64.StdEncoding.EncodeToString([]byte(a.cred.username+":"+a.cred.password)))
 			return nil
 		}
 	}

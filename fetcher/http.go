@@ -192,12 +192,8 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 	f.conns = make(chan struct{}, f.maxConns)
 	f.sizeLock = make(chan struct{}, 1)
 	f.client = &http.Client{Transport: f.transport, CheckRedirect: dropAuthOffHost}
-	f.auth = &authenticator{
-		registry: &url.URL{Scheme: f.url.Scheme, Host: f.url.Host},
-		repo:     repo,
-		cred:     f.cred,
-		client:   &http.Client{Transport: f.transport, Timeout: f.timeout},
-	}
+	f.auth = newAuthenticator(&url.URL{Scheme: f.url.Scheme, Host: f.url.Host}, repo, f.cred,
+		&http.Client{Transport: f.transport, Timeout: f.timeout})
 	return f, nil
 }
 

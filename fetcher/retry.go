@@ -3,6 +3,7 @@ package fetcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -79,7 +80,7 @@ func (p retryPolicy) do(ctx context.Context, op func(attempt int) error) error {
 		var tmp *temporaryError
 		if err == nil || !errors.As(err, &tmp) || attempt >= p.attempts || ctx.Err() != nil {
 			if ctx.Err() != nil && err != nil && !errors.Is(err, ctx.Err()) {
-				return errors.Join(ctx.Err(), err)
+				return fmt.Errorf("%w; last attempt: %w", ctx.Err(), err)
 			}
 			return err
 		}
@@ -87,7 +88,7 @@ func (p retryPolicy) do(ctx context.Context, op func(attempt int) error) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return errors.Join(ctx.Err(), err)
+			return fmt.Errorf("%w; last attempt: %w", ctx.Err(), err)
 		case <-t.C:
 		}
 	}
