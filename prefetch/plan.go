@@ -127,14 +127,24 @@ func (p *Plan) Items() []Item {
 	out := ordered[:0]
 	for _, it := range ordered {
 		f := file{it.Layer, it.Path}
-		if slices.ContainsFunc(seen[f], func(prev Item) bool { return prev.covers(it) }) {
+		prev := seen[f]
+		if len(prev) > 0 && prev[0].WholeFile() ||
+			len(prev) <= maxCoverChecks && slices.ContainsFunc(prev, func(p Item) bool { return p.covers(it) }) {
 			continue
 		}
-		seen[f] = append(seen[f], it)
+		if it.WholeFile() {
+			prev = prev[:0] // only the whole-file item matters from now on
+		}
+		seen[f] = append(prev, it)
 		out = append(out, it)
 	}
 	return out
 }
+
+// maxCoverChecks bounds the earlier ranges of one file a range is checked
+// against, so Items stays linear for a file read in many pieces; a range
+// kept beyond it only costs a duplicate that Chunks removes.
+const maxCoverChecks = 64
 
 // Merge returns a plan holding the items of all plans. Items are ordered
 // by priority; among equal priorities, the items of an earlier plan come
