@@ -29,7 +29,7 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	}
 	footer, err := toc.ParseFooter(tail.data)
 	if err != nil {
-		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if int64(footer.Size) > size {
 		return nil, fmt.Errorf("reader: %d-byte footer in a %d-byte blob: %w", footer.Size, size, ErrCorrupt)
@@ -104,14 +104,14 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 	limit := toc.WithMaxTOCSize(cfg.maxTOCSize)
 	data, err := toc.ReadEStargzTOCMember(member, limit)
 	if err != nil {
-		return nil, 0, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if err := checkTOCDigest(cfg, data); err != nil {
 		return nil, 0, err
 	}
 	index, err := toc.UnmarshalEStargz(data, footer.TOCOffset, limit)
 	if err != nil {
-		return nil, 0, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return index, footer.TOCOffset, nil
 }
