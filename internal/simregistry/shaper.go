@@ -22,10 +22,12 @@ const (
 
 // Request is one request as the shaped link saw it.
 type Request struct {
-	Method string
-	Path   string
+	Method string // "GET", "HEAD", ...
+	Path   string // the URL path, without the query
 	// Range is the request's Range header, empty when it had none.
-	Range  string
+	Range string
+	// Status is the response's status code; 200 until the handler sets
+	// another.
 	Status int
 	// Bytes is the response body bytes sent.
 	Bytes int64
