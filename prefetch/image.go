@@ -240,11 +240,18 @@ func (ip *imagePlanner) shebang(script Location, head []byte, depth int) {
 		return
 	}
 	line, _, _ := strings.Cut(string(head[2:]), "\n")
-	interp, arg, _ := strings.Cut(strings.TrimLeft(line, " \t"), " ")
-	interp = strings.TrimRight(interp, " \t\r")
+	line = strings.Trim(line, " \t\r")
+	interp, arg := line, ""
+	if i := strings.IndexAny(line, " \t"); i >= 0 {
+		interp, arg = line[:i], line[i+1:]
+	}
 	if interp == "" {
 		ip.fail(fmt.Errorf("prefetch: %q: %w #! line", script.Path, ErrMalformed))
 		return
+	}
+	// The kernel takes the interpreter as a path, never searching PATH.
+	if !strings.Contains(interp, "/") {
+		interp = "./" + interp
 	}
 	ip.command(interp, ReasonInterpreter, depth+1)
 	if path.Base(interp) == "env" {

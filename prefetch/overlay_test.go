@@ -7,6 +7,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/stretchr/testify/require"
 )
 
@@ -175,18 +176,23 @@ func TestOverlayDirFS(t *testing.T) {
 	require.NoError(t, fstest.TestFS(img, "etc/passwd", "bin/pw"))
 }
 
-// statOnly hides a layer's ReadLinkFS: symbolic links then show through
-// Stat, as an fs.FS without link support would.
-type statOnly struct{ fs.FS }
+// statOnly is a layer without fs.ReadLinkFS whose Stat does not follow
+// links, as a TOC-backed file system might be.
+type statOnly struct{ m fstest.MapFS }
+
+func (s statOnly) Open(name string) (fs.File, error)     { return s.m.Open(name) }
+func (s statOnly) Stat(name string) (fs.FileInfo, error) { return s.m.Lstat(name) }
 
 func TestOverlayWithoutReadLinkFS(t *testing.T) {
 	img := NewOverlay(statOnly{fstest.MapFS{
 		"etc/passwd": file("pw"),
-		"bin/pw":     link("/etc/passwd"),
+		"bin/pw": {Mode: fs.ModeSymlink | 0o777,
+			Sys: &toc.Entry{Name: "bin/pw", Type: toc.TypeSymlink, LinkName: "/etc/passwd"}},
+		"bin/opaque": {Data: []byte("/etc/passwd"), Mode: fs.ModeSymlink | 0o777},
 	}})
-	_, err := img.Resolve("bin/pw")
-	require.Error(t, err, "a link the layer cannot read is not followed")
-	loc, err := img.Resolve("etc/passwd")
-	require.NoError(t, err)
+	loc, err := img.Resolve("bin/pw")
+	require.NoError(t, err, "the target comes from the TOC entry")
 	require.Equal(t, "etc/passwd", loc.Path)
+	_, err = img.Resolve("bin/opaque")
+	require.Error(t, err, "a link whose target cannot be read is not followed")
 }
