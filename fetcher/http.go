@@ -569,6 +569,10 @@ func spanIndex(spans []Span, filled []int64, r Range) int {
 	return -1
 }
 
+// drainLimit is how much of a response's unread rest is read to keep its
+// connection for reuse.
+const drainLimit = 4 << 10
+
 // multipartSlack is how many bytes of part headers and boundaries a
 // multipart/byteranges body may hold per part beyond the data asked for.
 const multipartSlack = 8 << 10
@@ -676,6 +680,11 @@ func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attemp
 	if err == nil {
 		info.Status = resp.StatusCode
 		info.Bytes, err = read(resp)
+		if err == nil {
+			// Reaching EOF lets the transport reuse the connection; a body
+			// longer than this is dropped with it.
+			io.CopyN(io.Discard, resp.Body, drainLimit)
+		}
 		resp.Body.Close()
 	}
 	if err != nil && ctx.Err() == nil && actx.Err() != nil {

@@ -558,3 +558,31 @@ func TestHTTPPermanentTransportErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestHTTPReusesConnections checks that well-formed answers leave their
+// connection reusable: sequential requests share one.
+func TestHTTPReusesConnections(t *testing.T) {
+	blob := testBlob(1 << 20)
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	f, _ := fetcher.NewHTTP(srv.URL+"/v2/a/blobs/sha256:"+strings.Repeat("0", 64), fetcher.WithMaxConnections(1), fast)
+	for i := range 10 {
+		// Far apart, so they make a multi-range request.
+		ranges := []fetcher.Range{{Offset: int64(i) * 1000, Length: 10}, {Offset: 900_000 - int64(i)*1000, Length: 10}}
+		if _, err := fetchAll(t, f, ranges); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for sequential requests, want 1", n)
+	}
+}
