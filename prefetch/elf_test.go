@@ -227,6 +227,24 @@ func TestLibrarySearchOrder(t *testing.T) {
 	}, plan.Paths(-1))
 }
 
+func TestPreload(t *testing.T) {
+	layer := fstest.MapFS{
+		"lib64/ld-linux-x86-64.so.2": elfFile(fakeELF{}),
+		"etc/ld.so.preload":          file("/opt/hook/libhook.so\n"),
+		"opt/hook/libhook.so":        elfFile(fakeELF{}),
+		"usr/lib/libenv.so":          elfFile(fakeELF{needed: []string{"libdep.so"}}),
+		"usr/lib/libdep.so":          elfFile(fakeELF{}),
+		"usr/lib/liba.so":            elfFile(fakeELF{}),
+		"bin/app":                    elfFile(fakeELF{interp: glibcLoader, needed: []string{"liba.so"}}),
+	}
+	plan, err := FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{
+		Cmd: []string{"/bin/app"}, Env: []string{"LD_PRELOAD=libenv.so"},
+	}, WithRuntimeFiles(false))
+	require.NoError(t, err)
+	require.Equal(t, []string{"bin/app", "lib64/ld-linux-x86-64.so.2", "etc/ld.so.preload",
+		"usr/lib/libenv.so", "opt/hook/libhook.so", "usr/lib/liba.so", "usr/lib/libdep.so"}, plan.Paths(-1))
+}
+
 func TestMuslLibraryPath(t *testing.T) {
 	layer := fstest.MapFS{
 		"lib/ld-musl-x86_64.so.1":       elfFile(fakeELF{soname: "libc.musl-x86_64.so.1"}),

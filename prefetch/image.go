@@ -43,7 +43,8 @@ const (
 //   - #! lines to their interpreter ("/usr/bin/env NAME" searches PATH),
 //     recursively, up to WithMaxInterpreterDepth levels;
 //   - ELF programs to their PT_INTERP loader and, breadth-first like
-//     ld.so, to every DT_NEEDED library: DT_RPATH of the object and its
+//     ld.so, to LD_PRELOAD and /etc/ld.so.preload objects and every
+//     DT_NEEDED library: DT_RPATH of the object and its
 //     loaders (unless it has DT_RUNPATH), LD_LIBRARY_PATH from Env,
 //     DT_RUNPATH, the directories of /etc/ld.so.conf and its includes
 //     (the source /etc/ld.so.cache is built from), then the system
@@ -355,7 +356,13 @@ func (ip *imagePlanner) elfProgram(loc Location) {
 			}
 		}
 	}
-	queue := []*loaded{{obj: main, origin: path.Dir("/" + loc.Path)}}
+	root := main
+	if preload := ip.preload(main); len(preload) > 0 {
+		withPreload := *main
+		withPreload.needed = append(preload, main.needed...)
+		root = &withPreload
+	}
+	queue := []*loaded{{obj: root, origin: path.Dir("/" + loc.Path)}}
 	count := 0
 	for len(queue) > 0 && ip.ctx.Err() == nil {
 		cur := queue[0]
@@ -386,6 +393,24 @@ func (ip *imagePlanner) elfProgram(loc Location) {
 			queue = append(queue, &loaded{obj: obj, origin: path.Dir(foundAt), parent: cur})
 		}
 	}
+}
+
+// preload returns the objects glibc's loader maps before a dynamically
+// linked program's own libraries: LD_PRELOAD from Env, then the lines of
+// /etc/ld.so.preload, at most 64.
+func (ip *imagePlanner) preload(main *elfObject) []string {
+	if main.interp == "" || strings.HasPrefix(path.Base(main.interp), "ld-musl-") {
+		return nil
+	}
+	split := func(s string) []string {
+		return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ':' || r == '\t' || r == '\n' })
+	}
+	names := split(ip.env["LD_PRELOAD"])
+	if data, ok := ip.readSmallFile("/etc/ld.so.preload"); ok {
+		ip.addPath("/etc/ld.so.preload", ReasonRuntime)
+		names = append(names, split(string(data))...)
+	}
+	return names[:min(len(names), 64)]
 }
 
 // findLibrary searches a DT_NEEDED name the way ld.so does for the object
