@@ -41,7 +41,9 @@ func DefaultCoalescePolicy() CoalescePolicy {
 // HTTP fetches ranges of one blob from an OCI distribution registry, or
 // from any server that answers HTTP range requests. It is safe for
 // concurrent use; it learns, and remembers for its lifetime, when the
-// server ignores ranges or refuses multi-range requests.
+// server ignores ranges or refuses multi-range requests. Against a server
+// that ignores ranges, each Fetch reads the blob once from its start up to
+// its last range, holding all the ranges' bytes at once.
 type HTTP struct {
 	url    *url.URL
 	client *http.Client

@@ -586,3 +586,27 @@ func TestHTTPReusesConnections(t *testing.T) {
 		t.Errorf("%d connections for sequential requests, want 1", n)
 	}
 }
+
+// TestHTTPHonoursRetryAfter checks the wait after a 503 is at least the
+// server's Retry-After even though the backoff alone would be a
+// millisecond. (A lower bound only: it cannot flake on a slow machine.)
+func TestHTTPHonoursRetryAfter(t *testing.T) {
+	blob := testBlob(1000)
+	srv := registrytest.NewBlobServer(t, blob, registrytest.WithRetryAfter("1"),
+		registrytest.WithFaults(func(n int, _ bool) registrytest.Fault {
+			if n == 1 {
+				return registrytest.Fault503
+			}
+			return registrytest.NoFault
+		}))
+	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithSize(int64(len(blob))), fast)
+	start := time.Now()
+	got, err := fetchAll(t, f, []fetcher.Range{{Offset: 0, Length: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBytes(t, blob, got)
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("retried after %v, before the server's Retry-After of 1s", waited)
+	}
+}
