@@ -368,3 +368,41 @@ func TestBuildWriteError(t *testing.T) {
 		t.Errorf("Build to a failing writer: %v, want the write error", err)
 	}
 }
+
+// TestBuildSparseFiles checks that GNU and PAX sparse files, which
+// archive/tar reads expanded, are written as plain regular files.
+func TestBuildSparseFiles(t *testing.T) {
+	want := make([]byte, 1<<20)
+	copy(want[300000:], "hello")
+	copy(want[900000:], "world")
+	for _, name := range []string{"sparse-gnu.tar", "sparse-pax.tar"} {
+		t.Run(name, func(t *testing.T) {
+			input, err := os.ReadFile("testdata/" + name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blob, res := build(t, input)
+			if e := findEntry(res.TOC, "sparse"); e == nil || e.Size != int64(len(want)) || e.Digest != digest.FromBytes(want) {
+				t.Fatalf("TOC entry %+v, want the expanded file", e)
+			}
+			tr := tar.NewReader(bytes.NewReader(gunzip(t, blob)))
+			got := make(map[string][]byte)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h.Typeflag != tar.TypeReg {
+					t.Errorf("%q: type %q, want a regular file", h.Name, h.Typeflag)
+				}
+				got[h.Name], _ = io.ReadAll(tr)
+			}
+			if !bytes.Equal(got["sparse"], want) || string(got["plain"]) != "plain\n" {
+				t.Error("the gunzipped blob does not hold the expanded sparse file and the plain one")
+			}
+		})
+	}
+}
