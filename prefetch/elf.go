@@ -11,7 +11,7 @@ import (
 )
 
 // ErrMalformed is wrapped by errors about a file the planner could not
-// parse: a corrupt ELF object, a shebang line too long, and the like.
+// parse: a corrupt ELF object or an empty #! line.
 var ErrMalformed = errors.New("malformed")
 
 const (

@@ -52,7 +52,7 @@ const (
 //     expanded, and a candidate of another ELF class or machine is skipped
 //     as ld.so skips it. musl programs use /etc/ld-musl-ARCH.path instead;
 //   - unless WithRuntimeFiles(false), the files libc and the language
-//     runtime read at start (see runtimeFiles and languageRules).
+//     runtime read at start (the rules are listed in the package documentation).
 //
 // Every item names the layer that provides the file once the layers are
 // overlaid, and its path with symlinks resolved. Priorities follow the

@@ -34,9 +34,9 @@ var ErrBadPattern = errors.New("prefetch: bad pattern")
 // a cleaned, relative, slash-separated path, as in a TOC, in one of three
 // forms:
 //
-//	usr/bin/python3.12   exactly this file
-//	usr/lib/python3.12/* the files directly in this directory
-//	usr/share/zoneinfo/** everything below this directory ("**" alone: all)
+//	usr/bin/python3.12     exactly this file
+//	usr/lib/python3.12/*   the files directly in this directory
+//	usr/share/zoneinfo/**  everything below this directory ("**" alone: all)
 //
 // The serialised form is the patterns in order, separated by newlines.
 // Order is priority: Rank reports the position of the first pattern that

@@ -32,7 +32,8 @@ type Item struct {
 	// layers are overlaid (0 is the lowest layer).
 	Layer int
 	// Path is the cleaned, slash-separated path relative to the image root
-	// ("usr/bin/sh"), with every symlink resolved: a plan names file data.
+	// ("usr/bin/sh"). The planners of this package resolve every symbolic
+	// link first: a plan names file data.
 	Path string
 	// Offset and Length select a byte range of the file. Length 0 means
 	// the whole file (Offset is then 0).
@@ -82,8 +83,8 @@ type Plan struct {
 }
 
 // Add adds an item. Path is normalised (cleaned, made relative); an item
-// whose path normalises to the root, or with a negative range, is ignored
-// and Add reports false. Adding an item that the plan already holds keeps
+// whose path normalises to the root or holds a NUL byte, or with a
+// negative layer or range, is ignored and Add reports false. Adding an item that the plan already holds keeps
 // one copy with the lower priority and that priority's reason.
 func (p *Plan) Add(it Item) bool {
 	name, ok := normalise(it.Path)
