@@ -165,3 +165,73 @@ func TestZstdChunkedAnnotations(t *testing.T) {
 		}
 	}
 }
+
+func TestUnmarshalZstdChunkedErrors(t *testing.T) {
+	const d = `"sha256:dc0e9c3658a1a3ed1ec94274d8b19925c93e1abb7ddba294923ad9bde30f8cb8"`
+	const tocOffset = 1008 // data ends at 1000
+	for _, tc := range []struct {
+		name, json string
+		want       error
+	}{
+		{"version 2", `{"version":2,"entries":[]}`, ErrUnsupportedVersion},
+		{"no version", `{"entries":[]}`, ErrUnsupportedVersion},
+		{"bad JSON", `{"version":1,"entries":[`, ErrInvalidTOC},
+		{"bad tarSplitDigest", `{"version":1,"entries":[],"tarSplitDigest":"md5:x"}`, ErrInvalidTOC},
+		{"unknown chunkType", `{"version":1,"entries":[{"type":"reg","name":"f","size":4,"offset":10,"endOffset":20,"chunkType":"holes"}]}`, ErrInvalidTOC},
+		{"endOffset before offset", `{"version":1,"entries":[{"type":"reg","name":"f","size":4,"offset":10,"endOffset":10}]}`, ErrInvalidTOC},
+		{"endOffset in the TOC frame", `{"version":1,"entries":[{"type":"reg","name":"f","size":4,"offset":10,"endOffset":1001}]}`, ErrInvalidTOC},
+		{"offset in the TOC frame", `{"version":1,"entries":[{"type":"reg","name":"f","size":4,"offset":1000}]}`, ErrInvalidTOC},
+		{"chunk first", `{"version":1,"entries":[{"type":"chunk","name":"f","chunkOffset":4,"chunkSize":4,"offset":10}]}`, ErrInvalidTOC},
+		{"chunks leave a gap", `{"version":1,"entries":[{"type":"reg","name":"f","size":10,"offset":10,"chunkSize":4},{"type":"chunk","name":"f","chunkOffset":5,"chunkSize":5,"offset":20}]}`, ErrInvalidTOC},
+		{"chunks go backwards", `{"version":1,"entries":[{"type":"reg","name":"f","size":8,"offset":30,"chunkSize":4},{"type":"chunk","name":"f","chunkOffset":4,"chunkSize":4,"offset":20}]}`, ErrInvalidTOC},
+		{"dot-dot name", `{"version":1,"entries":[{"type":"dir","name":"a/../../b"}]}`, ErrInvalidTOC},
+		{"chunkType on a dir", `{"version":1,"entries":[{"type":"dir","name":"d","chunkType":"zeros"}]}`, ErrInvalidTOC},
+		{"bad modtime", `{"version":1,"entries":[{"type":"dir","name":"d","modtime":"yesterday"}]}`, ErrInvalidTOC},
+		{"bad xattr base64", `{"version":1,"entries":[{"type":"dir","name":"d","xattrs":{"user.a":"!!"}}]}`, ErrInvalidTOC},
+		{"impossible ratio", `{"version":1,"entries":[{"type":"reg","name":"f","size":999999999,"digest":` + d + `,"offset":10,"endOffset":11}]}`, ErrInvalidTOC},
+	} {
+		if _, _, err := UnmarshalZstdChunked([]byte(tc.json), tocOffset); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if _, _, err := UnmarshalZstdChunked([]byte(`{"version":1,"entries":[]}`), 7); !errors.Is(err, ErrInvalidTOC) {
+		t.Errorf("TOC offset inside the frame header: err = %v", err)
+	}
+}
+
+func TestZstdChunkedTOCLimits(t *testing.T) {
+	js := []byte(`{"version":1,"entries":[{"type":"dir","name":"a"},{"type":"dir","name":"b"},{"type":"dir","name":"c"}]}`)
+	if _, _, err := UnmarshalZstdChunked(js, 100, WithMaxEntries(2)); !errors.Is(err, ErrTOCTooLarge) {
+		t.Errorf("3 entries, limit 2: err = %v", err)
+	}
+	// A small compressed TOC that inflates past the limit is cut off there.
+	bomb, err := CompressZstd(make([]byte, 10<<20), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecompressZstdChunkedTOC(bomb, 0, WithMaxTOCSize(1<<20)); !errors.Is(err, ErrTOCTooLarge) {
+		t.Errorf("10 MiB TOC, 1 MiB limit: err = %v", err)
+	}
+	if _, err := DecompressZstdChunkedTOC(bomb, 10<<20, WithMaxTOCSize(1<<20)); !errors.Is(err, ErrTOCTooLarge) {
+		t.Errorf("footer announcing 10 MiB, 1 MiB limit: err = %v", err)
+	}
+	small, err := CompressZstd(js, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecompressZstdChunkedTOC(small, int64(len(js))+1); !errors.Is(err, ErrInvalidTOC) {
+		t.Errorf("length other than the footer's: err = %v", err)
+	}
+	if _, err := DecompressZstdChunkedTOC([]byte("not zstd"), 0); !errors.Is(err, ErrInvalidTOC) {
+		t.Errorf("garbage: err = %v", err)
+	}
+}
+
+func TestMarshalZstdChunkedRejectsSharedFrames(t *testing.T) {
+	toc := &TOC{Entries: []*Entry{{Name: "f", Type: TypeReg, Size: 4, Chunks: []Chunk{
+		{Size: 2, FrameOffset: 10, FrameEnd: 20}, {Offset: 2, Size: 2, FrameOffset: 10, FrameEnd: 20, InnerOffset: 2},
+	}}}}
+	if _, err := MarshalZstdChunked(toc, ""); !errors.Is(err, ErrInvalidTOC) {
+		t.Fatalf("err = %v, want ErrInvalidTOC", err)
+	}
+}

@@ -194,10 +194,10 @@ func UnmarshalZstdChunked(data []byte, tocOffset int64, opts ...DecodeOption) (*
 	if int64(len(data)) > cfg.maxTOCSize {
 		return nil, "", fmt.Errorf("toc: zstd:chunked TOC JSON is %d bytes, limit %d: %w", len(data), cfg.maxTOCSize, ErrTOCTooLarge)
 	}
-	dataEnd := tocOffset - SkippableFrameHeaderSize
-	if dataEnd < 0 {
+	if tocOffset < SkippableFrameHeaderSize {
 		return nil, "", fmt.Errorf("toc: TOC offset %d leaves no room for its frame header: %w", tocOffset, ErrInvalidTOC)
 	}
+	dataEnd := tocOffset - SkippableFrameHeaderSize
 	var doc struct {
 		Version        *int                `json:"version"`
 		Entries        []*zstdChunkedEntry `json:"entries"`
