@@ -43,8 +43,9 @@
 //   - /etc/localtime and the zone file it links to, and the zone named by
 //     TZ in Env;
 //   - certificate bundles, at the paths TLS stacks probe, and openssl.cnf;
-//   - for glibc programs: locale-archive, gconv-modules.cache, and the
-//     locale directory named by LC_ALL, LC_CTYPE or LANG;
+//   - for glibc programs: locale-archive, gconv-modules.cache, and, when
+//     LC_ALL, LC_CTYPE or LANG names a locale, locale.alias and that
+//     locale's directory;
 //   - language runtimes, recognised by the interpreter's file name:
 //     CPython (pythonX.Y: the encodings package and modules site imports,
 //     with their __pycache__, the .pth files site scans, pyvenv.cfg),

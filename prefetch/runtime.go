@@ -72,6 +72,7 @@ func (ip *imagePlanner) runtimeFiles() {
 	// "C.UTF-8" lives in /usr/lib/locale/C.utf8.
 	for _, key := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
 		if v := ip.env[key]; v != "" && v != "C" && v != "POSIX" {
+			ip.addPath("/usr/share/locale/locale.alias", ReasonRuntime) // setlocale reads it first
 			if name, ok := normaliseLocale(v); ok {
 				ip.addDir("/usr/lib/locale/"+name, maxLocaleFiles, ReasonRuntime)
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
 )
 
@@ -156,4 +157,67 @@ func TestFromTrace(t *testing.T) {
 	plan, err = FromTrace(context.Background(), img, []Access{{Path: "/usr/bin/app"}, {Path: "/etc/conf"}}, WithMaxItems(1))
 	require.ErrorIs(t, err, ErrLimit)
 	require.Equal(t, 1, plan.Len())
+}
+
+// TestStaticPlanCoversRecordedStart compares the static plan of an image
+// holding the host's python3 with what python3 really opened while
+// starting (the strace fixture): every library, the loader cache and the
+// encodings modules must be predicted. It copies the host files the
+// fixture names, so it runs where python3 is the fixture's (Debian 12).
+func TestStaticPlanCoversRecordedStart(t *testing.T) {
+	accesses := readStrace(t, "python3-import-json.strace")
+	root := t.TempDir()
+	var opened []string
+	for _, a := range accesses {
+		if a.Op == OpStat {
+			continue
+		}
+		fi, err := os.Stat(a.Path)
+		if err != nil && a.Op == OpExec {
+			t.Skipf("host lacks %s", a.Path)
+		}
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		replicate(t, root, a.Path)
+		opened = append(opened, realRel(t, a.Path))
+	}
+	replicate(t, root, "/etc/ld.so.conf")
+	replicate(t, root, "/lib64/ld-linux-x86-64.so.2") // the kernel maps it: no openat
+	img := NewOverlay(os.DirFS(root))
+
+	static, err := FromImageConfig(context.Background(), img, v1.ImageConfig{
+		Entrypoint: []string{"python3"}, Env: []string{"LANG=C.UTF-8"},
+	})
+	require.NoError(t, err)
+	planned := map[string]bool{}
+	for _, p := range static.Paths(-1) {
+		planned[p] = true
+	}
+	covered := 0
+	for _, p := range opened {
+		mustPredict := strings.HasSuffix(p, "ld.so.cache") || strings.Contains(p, "linux-gnu/lib") ||
+			strings.Contains(p, "/encodings/")
+		if planned[p] {
+			covered++
+		} else {
+			require.False(t, mustPredict, "static plan misses %s", p)
+		}
+	}
+	t.Logf("static plan: %d files; it predicts %d of the %d files python3 -c 'import json' opened",
+		static.Len(), covered, len(opened))
+
+	// The recorded plan and the static plan merge, export within the
+	// budget and come back as the same set of files.
+	recorded, err := FromTrace(context.Background(), img, accesses)
+	require.NoError(t, err)
+	merged := Merge(recorded, static)
+	ps := merged.Patterns(-1, 0)
+	require.LessOrEqual(t, len(ps.String()), DefaultPatternBudget)
+	back, err := FromPatterns(context.Background(), img, ps)
+	require.NoError(t, err)
+	for _, p := range merged.Paths(-1) {
+		require.True(t, ps.Match(p), p)
+	}
+	require.ElementsMatch(t, merged.Paths(-1), back.Paths(-1), "exact patterns: the same files")
 }
