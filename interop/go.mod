@@ -4,13 +4,27 @@ go 1.25.0
 
 require (
 	github.com/containerd/stargz-snapshotter/estargz v0.19.1
+	github.com/containers/storage v1.59.1
+	github.com/klauspost/compress v1.20.4
 	github.com/lazylayer/lazylayer v0.0.0-00010101000000-000000000000
+	github.com/opencontainers/go-digest v1.0.0
 )
 
 require (
-	github.com/klauspost/compress v1.20.4 // indirect
-	github.com/opencontainers/go-digest v1.0.0 // indirect
+	github.com/docker/go-units v0.5.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
+	github.com/json-iterator/go v1.1.12 // indirect
+	github.com/klauspost/pgzip v1.2.6 // indirect
+	github.com/moby/sys/capability v0.4.0 // indirect
+	github.com/moby/sys/mountinfo v0.7.2 // indirect
+	github.com/moby/sys/user v0.4.0 // indirect
+	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
+	github.com/modern-go/reflect2 v1.0.2 // indirect
+	github.com/opencontainers/runtime-spec v1.2.1 // indirect
+	github.com/sirupsen/logrus v1.9.3 // indirect
+	github.com/ulikunitz/xz v0.5.12 // indirect
 	github.com/vbatts/tar-split v0.12.3 // indirect
+	golang.org/x/sys v0.47.0 // indirect
 )
 
 replace github.com/lazylayer/lazylayer => ../
