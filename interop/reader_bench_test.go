@@ -5,7 +5,10 @@ import (
 	"context"
 	"io"
 	"os"
+	"runtime"
 	"sync"
+	"syscall"
+	"time"
 	"testing"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
@@ -56,6 +59,7 @@ func BenchmarkReadGoroot(b *testing.B) {
 	blob, files, total := loadGorootBlob(b)
 	b.Run("lazylayer", func(b *testing.B) {
 		b.SetBytes(total)
+		defer reportCPU(b)()
 		for b.Loop() {
 			l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))))
 			if err != nil {
@@ -71,6 +75,7 @@ func BenchmarkReadGoroot(b *testing.B) {
 	})
 	b.Run("reference", func(b *testing.B) {
 		b.SetBytes(total)
+		defer reportCPU(b)()
 		for b.Loop() {
 			r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
 			if err != nil {
@@ -88,4 +93,77 @@ func BenchmarkReadGoroot(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkReadGorootParallel reads every regular file of the GOROOT blob
+// with GOMAXPROCS goroutines sharing one opened layer, through both
+// readers.
+func BenchmarkReadGorootParallel(b *testing.B) {
+	blob, files, total := loadGorootBlob(b)
+	workers := runtime.GOMAXPROCS(0)
+	readAll := func(b *testing.B, read func(name string) error) {
+		next := make(chan string)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for name := range next {
+					if err := read(name); err != nil {
+						b.Error(err)
+					}
+				}
+			})
+		}
+		for _, name := range files {
+			next <- name
+		}
+		close(next)
+		wg.Wait()
+	}
+	b.Run("lazylayer", func(b *testing.B) {
+		b.SetBytes(total)
+		defer reportCPU(b)()
+		for b.Loop() {
+			l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))))
+			if err != nil {
+				b.Fatal(err)
+			}
+			readAll(b, func(name string) error {
+				_, err := l.ReadFile(name)
+				return err
+			})
+			l.Close()
+		}
+	})
+	b.Run("reference", func(b *testing.B) {
+		b.SetBytes(total)
+		defer reportCPU(b)()
+		for b.Loop() {
+			r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
+			if err != nil {
+				b.Fatal(err)
+			}
+			readAll(b, func(name string) error {
+				sr, err := r.OpenFile(name)
+				if err != nil {
+					return err
+				}
+				_, err = io.ReadFull(sr, make([]byte, sr.Size()))
+				return err
+			})
+		}
+	})
+}
+
+// reportCPU reports the process CPU time per operation: on a shared
+// machine it is steadier than wall time, though it hides parallelism.
+func reportCPU(b *testing.B) func() {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start := cpu()
+	return func() {
+		b.ReportMetric(float64((cpu()-start).Milliseconds())/float64(b.N), "cpu-ms/op")
+	}
 }

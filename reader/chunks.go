@@ -22,48 +22,51 @@ import (
 // by which file content leaves the blob: the cache is consulted first,
 // concurrent loads of one frame share a single fetch, and no byte is
 // returned before its digest matched the index.
-func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int) ([]byte, error) {
+//
+// The caller must not modify data unless exclusive reports that nobody
+// else (no cache, no other reader) holds it.
+func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int) (data []byte, exclusive bool, err error) {
 	c := &e.Chunks[i]
 	if c.Size == 0 {
-		return []byte{}, nil
+		return []byte{}, true, nil
 	}
 	want := chunkDigest(e, i)
 	if want == "" {
-		return nil, ErrUnverifiable
+		return nil, false, ErrUnverifiable
 	}
 	if c.Zeros {
 		data := make([]byte, c.Size)
 		if err := verify(want, data); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return data, nil
+		return data, true, nil
 	}
-	if l.cfg.cache != nil {
+	cached := l.cfg.cache != nil
+	if cached {
 		// A cache may be shared with code we do not control, or be a
 		// directory that rotted: check what it returns like any other
 		// source.
 		if data, ok := l.cfg.cache.Get(want); ok && int64(len(data)) == c.Size && verify(want, data) == nil {
-			return data, nil
+			return data, false, nil
 		}
 	}
 	key := span{c.InnerOffset, c.Size, want}
-	res, err := l.flights.do(ctx, l.ctx, c.FrameOffset, func(ctx context.Context) (frameResult, error) {
-		return l.loadFrame(ctx, chunkRef{e, i}, l.cfg.cache != nil)
+	res, shared, err := l.flights.do(ctx, l.ctx, c.FrameOffset, func(ctx context.Context) (frameResult, error) {
+		return l.loadFrame(ctx, chunkRef{e, i}, cached)
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if r, ok := res[key]; ok {
-		return r.data, r.err
+	r, ok := res[key]
+	if !ok {
+		// The load we joined was for another chunk of the same frame
+		// and did not decompress this one: load it alone.
+		if res, err = l.loadFrame(ctx, chunkRef{e, i}, false); err != nil {
+			return nil, false, err
+		}
+		r, shared = res[key], false
 	}
-	// The load we joined was for another chunk of the same frame and did
-	// not decompress this one: load it alone.
-	res, err = l.loadFrame(ctx, chunkRef{e, i}, false)
-	if err != nil {
-		return nil, err
-	}
-	r := res[key]
-	return r.data, r.err
+	return r.data, !shared && !cached, r.err
 }
 
 // span identifies a chunk's bytes within its frame.
@@ -221,10 +224,14 @@ type flight struct {
 	res     frameResult
 	err     error
 	waiters int
+	shared  bool // more than one caller received res
 	cancel  context.CancelFunc
 }
 
-func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context.Context) (frameResult, error)) (frameResult, error) {
+// do returns the result of load for key, running it unless a load for key
+// is already under way. shared reports whether other callers received
+// the same result.
+func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context.Context) (frameResult, error)) (res frameResult, shared bool, err error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[int64]*flight)
@@ -240,6 +247,7 @@ func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context
 			if g.m[key] == f {
 				delete(g.m, key)
 			}
+			f.shared = f.waiters > 1
 			g.mu.Unlock()
 			cancel()
 			close(f.done)
@@ -250,7 +258,7 @@ func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context
 
 	select {
 	case <-f.done:
-		return f.res, f.err
+		return f.res, f.shared, f.err
 	case <-ctx.Done():
 		g.mu.Lock()
 		if f.waiters--; f.waiters == 0 {
@@ -260,6 +268,6 @@ func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context
 			}
 		}
 		g.mu.Unlock()
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 }

@@ -195,7 +195,7 @@ func (f *file) chunk(i int) ([]byte, error) {
 		return data, nil
 	}
 	f.mu.Unlock()
-	data, err := f.layer.chunkData(f.layer.ctx, f.entry, i)
+	data, _, err := f.layer.chunkData(f.layer.ctx, f.entry, i)
 	if err != nil {
 		if errors.Is(err, context.Canceled) && f.layer.ctx.Err() != nil {
 			err = fs.ErrClosed

@@ -1,7 +1,9 @@
 package reader
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path"
 	"time"
@@ -95,6 +97,18 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 			return nil, &fs.PathError{Op: "readfile", Path: name, Err: errIsDir}
 		}
 		return []byte{}, nil
+	}
+	if len(n.content.Chunks) == 1 {
+		// One chunk is the whole file: hand it over without a copy
+		// when nobody else holds it.
+		data, exclusive, err := l.chunkData(l.ctx, n.content, 0)
+		if err != nil {
+			return nil, &fs.PathError{Op: "readfile", Path: name, Err: fmt.Errorf("chunk 0: %w", err)}
+		}
+		if !exclusive {
+			data = bytes.Clone(data)
+		}
+		return data, nil
 	}
 	f := &file{layer: l, entry: n.content, path: name}
 	data := make([]byte, n.content.Size)

@@ -357,11 +357,11 @@ func TestCancelledReaderDoesNotCancelOthers(t *testing.T) {
 	e := index.Entries[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { _, err := l.chunkData(ctx, e, 0); done <- err }()
+	go func() { _, _, err := l.chunkData(ctx, e, 0); done <- err }()
 	var data []byte
 	var err2 error
 	finished := make(chan struct{})
-	go func() { data, err2 = l.chunkData(context.Background(), e, 0); close(finished) }()
+	go func() { data, _, err2 = l.chunkData(context.Background(), e, 0); close(finished) }()
 	waitFor(t, func() bool {
 		l.flights.mu.Lock()
 		defer l.flights.mu.Unlock()
