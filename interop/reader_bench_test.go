@@ -8,8 +8,8 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/lazylayer/lazylayer/fetcher"
