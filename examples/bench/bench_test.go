@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"github.com/lazylayer/lazylayer/internal/localregistry"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,24 +105,6 @@ func TestReadTraceVerifies(t *testing.T) {
 	}
 }
 
-func TestWriteTarDeterministic(t *testing.T) {
-	root := makeTree(t)
-	var a, b bytes.Buffer
-	st, err := writeTar(&a, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := writeTar(&b, root); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a.Bytes(), b.Bytes()) {
-		t.Error("two tars of the same tree differ")
-	}
-	if st.Files != 6 {
-		t.Errorf("tree has %d regular files, want 6", st.Files)
-	}
-}
-
 func TestUntarConfined(t *testing.T) {
 	for name, entries := range map[string][]tar.Header{
 		"dot-dot":       {{Name: "../escape", Typeflag: tar.TypeReg}},
@@ -171,7 +154,7 @@ func TestRunSim(t *testing.T) {
 }
 
 func TestRunDockerRegistry(t *testing.T) {
-	if _, err := os.Stat(dockerRegistryBinary); err != nil {
+	if _, err := os.Stat(localregistry.Binary); err != nil {
 		if os.Getenv("LAZYLAYER_REQUIRE_REGISTRY") != "" {
 			t.Fatalf("docker-registry required: %v", err)
 		}

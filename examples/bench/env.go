@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/lazylayer/lazylayer/internal/dirtar"
 	"io"
 	"net/http"
 	"os"
@@ -17,8 +18,8 @@ import (
 // read, and a registry behind the simulated link. Modes must not modify
 // it.
 type Env struct {
-	Dir  string    // the layer's source directory
-	Tree treeStats // what Dir holds
+	Dir  string       // the layer's source directory
+	Tree dirtar.Stats // what Dir holds
 
 	Trace      []TraceFile // the files the workload reads, in order
 	TraceBytes int64       // their total size
@@ -86,7 +87,7 @@ func setupEnv(ctx context.Context, dir, scratch string, trace []TraceFile, link 
 	if err != nil {
 		return nil, err
 	}
-	e.Tree, err = writeTar(f, dir)
+	e.Tree, err = dirtar.Write(f, dir)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

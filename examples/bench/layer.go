@@ -1,89 +1,14 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 )
-
-// treeStats summarises a directory tree.
-type treeStats struct {
-	Files int   // regular files
-	Bytes int64 // their total size
-}
-
-// writeTar writes dir to w as an uncompressed tar stream: entries in
-// lexical walk order, ownership names cleared and times truncated to
-// seconds, so the same tree always gives the same bytes. Regular files,
-// directories and symlinks are kept; other kinds (sockets, devices) are
-// skipped, and hard links are stored as separate regular files.
-func writeTar(w io.Writer, dir string) (treeStats, error) {
-	var st treeStats
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil || rel == "." {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		var link string
-		switch {
-		case fi.Mode().IsRegular(), fi.IsDir():
-		case fi.Mode()&fs.ModeSymlink != 0:
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		default:
-			return nil
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return fmt.Errorf("tar %s: %w", p, err)
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uname, hdr.Gname = "", ""
-		hdr.ModTime = hdr.ModTime.Truncate(time.Second)
-		hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("tar %s: %w", p, err)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		n, err := io.Copy(tw, f)
-		if err != nil {
-			return fmt.Errorf("tar %s: %w", p, err)
-		}
-		st.Files++
-		st.Bytes += n
-		return nil
-	})
-	if err != nil {
-		return st, err
-	}
-	return st, tw.Close()
-}
 
 // gzipBytes compresses r at klauspost/compress's default level, the level
 // `docker save` and most build tools use for layers.

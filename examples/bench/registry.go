@@ -1,20 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"time"
 
+	"github.com/lazylayer/lazylayer/internal/localregistry"
 	"github.com/lazylayer/lazylayer/internal/simregistry"
 	"github.com/opencontainers/go-digest"
 )
@@ -58,146 +50,34 @@ func (r simRegistry) Push(_ context.Context, repo string, blob []byte) (digest.D
 }
 
 // dockerRegistry is Debian's docker-registry on a loopback port, with
-// storage in a temporary directory, behind a shaping proxy.
+// storage in a temporary directory, behind a shaping proxy. Pushes go to
+// the registry directly.
 type dockerRegistry struct {
 	*simregistry.Proxy
-	upstream string
-	client   *http.Client // to upstream, for setup
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	dir      string
+	reg *localregistry.Registry
 }
 
-// dockerRegistryBinary is where Debian's docker-registry package installs
-// the registry.
-const dockerRegistryBinary = "/usr/bin/docker-registry"
-
-func startDockerRegistry(ctx context.Context, link simregistry.Link) (_ *dockerRegistry, err error) {
-	dir, err := os.MkdirTemp("", "lazylayer-registry-")
+func startDockerRegistry(ctx context.Context, link simregistry.Link) (*dockerRegistry, error) {
+	reg, err := localregistry.Start(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(dir)
-		}
-	}()
-	addr, err := freeLoopbackAddr()
+	proxy, err := simregistry.NewProxy(reg.URL(), simregistry.WithLink(link))
 	if err != nil {
+		reg.Close()
 		return nil, err
 	}
-	config := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n",
-		filepath.Join(dir, "storage"), addr)
-	configPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(dockerRegistryBinary, "serve", configPath)
-	var logBuf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("docker registry: %w", err)
-	}
-	r := &dockerRegistry{upstream: "http://" + addr, client: newLocalClient(), cmd: cmd, exited: make(chan struct{}), dir: dir}
-	go func() { cmd.Wait(); close(r.exited) }()
-	defer func() {
-		if err != nil {
-			r.stop()
-		}
-	}()
-	if err := r.waitReady(ctx); err != nil {
-		return nil, fmt.Errorf("docker registry: %w; its log:\n%s", err, logBuf.String())
-	}
-	if r.Proxy, err = simregistry.NewProxy(r.upstream, simregistry.WithLink(link)); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return &dockerRegistry{Proxy: proxy, reg: reg}, nil
 }
 
-// freeLoopbackAddr returns a 127.0.0.1 port that was free a moment ago.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func (r *dockerRegistry) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", r.upstream+"/v2/", nil)
-		if resp, err := r.client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-r.exited:
-			return errors.New("exited before it was ready")
-		case <-ctx.Done():
-			return fmt.Errorf("not ready: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// Push uploads blob with the distribution API's monolithic upload: POST
-// to open an upload session, then PUT the whole blob with its digest.
+// Push stores blob in the registry, bypassing the proxy.
 func (r *dockerRegistry) Push(ctx context.Context, repo string, blob []byte) (digest.Digest, error) {
-	d := digest.FromBytes(blob)
-	start := r.upstream + "/v2/" + repo + "/blobs/uploads/"
-	req, _ := http.NewRequestWithContext(ctx, "POST", start, nil)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("push: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return "", fmt.Errorf("push: POST %s: %s", start, resp.Status)
-	}
-	loc, err := resp.Location()
-	if err != nil {
-		return "", fmt.Errorf("push: POST %s: %w", start, err)
-	}
-	q := loc.Query()
-	q.Set("digest", d.String())
-	loc.RawQuery = q.Encode()
-	req, _ = http.NewRequestWithContext(ctx, "PUT", loc.String(), bytes.NewReader(blob))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err = r.client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("push: %w", err)
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("push: PUT %s: %s: %s", redact(loc), resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return d, nil
-}
-
-// redact drops the upload URL's query, which holds the session state.
-func redact(u *url.URL) string {
-	c := *u
-	c.RawQuery = ""
-	return c.String()
+	return r.reg.Push(ctx, repo, blob)
 }
 
 // Close stops the proxy and the registry process and removes its storage.
 func (r *dockerRegistry) Close() error {
-	err := r.Proxy.Close()
-	r.stop()
-	return err
-}
-
-func (r *dockerRegistry) stop() {
-	r.cmd.Process.Kill()
-	<-r.exited
-	os.RemoveAll(r.dir)
+	return errors.Join(r.Proxy.Close(), r.reg.Close())
 }
 
 // newLocalClient returns a client for loopback servers: no proxy from the
