@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"maps"
+	"os"
 	"path"
 	"strings"
 	"testing"
@@ -190,7 +191,50 @@ func checkZstdChunkedBlob(t *testing.T, ref zstdChunkedBlob, input []byte, hasTa
 	if !bytes.Equal(rebuilt.Bytes(), input) {
 		t.Fatalf("tar rebuilt from the tar-split (%d bytes) differs from the input (%d bytes)", rebuilt.Len(), len(input))
 	}
+	checkTarSplitRepacks(t, tsPayload, f, tarSplitDigest)
 	checkMarshalMatchesStorage(t, tc, tarSplitDigest, compressed, f, input) // last: it renames tc's entries
+}
+
+// checkTarSplitRepacks feeds the records of a containers/storage tar-split
+// to a TarSplitWriter at containers/storage's level and expects the same
+// compressed stream back.
+func checkTarSplitRepacks(t *testing.T, payload []byte, f toc.Footer, want digest.Digest) {
+	t.Helper()
+	r, err := toc.NewTarSplitReader(payload, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out bytes.Buffer
+	w, err := toc.NewTarSplitWriter(&out, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Type == toc.TarSplitSegment {
+			err = w.AddSegment(rec.Payload)
+		} else {
+			err = w.AddFile(rec.Name, rec.Size, rec.Payload)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, u := w.Size()
+	if w.Digest() != want || c != f.TarSplitLength || u != f.TarSplitUncompressedLength || !bytes.Equal(out.Bytes(), payload) {
+		t.Fatalf("repacked tar-split: %d/%d bytes, %s; containers/storage wrote %d/%d bytes, %s",
+			c, u, w.Digest(), f.TarSplitLength, f.TarSplitUncompressedLength, want)
+	}
 }
 
 // tarFiles maps each regular file of a tar to its contents, by the
@@ -304,4 +348,22 @@ func checkMarshalMatchesStorage(t *testing.T, tc *toc.TOC, tarSplitDigest digest
 	if !bytes.Equal(js, wantJSON) {
 		t.Fatalf("MarshalZstdChunked differs from containers/storage's TOC:\n got %.400s\nwant %.400s", js, wantJSON)
 	}
+	// containers/storage compresses its TOC at zstd level 10.
+	if z, err := toc.CompressZstd(js, 10); err != nil || !bytes.Equal(z, compressed) {
+		t.Fatalf("CompressZstd(TOC, 10): %d bytes, %v; containers/storage wrote %d bytes", len(z), err, len(compressed))
+	}
+}
+
+// TestZstdChunkedCodecReadsStorageGoroot runs the same checks on a real
+// tree of thousands of files (the Go toolchain).
+func TestZstdChunkedCodecReadsStorageGoroot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compresses the whole GOROOT tar")
+	}
+	path, _ := corpus.GorootTar(t)
+	input, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkZstdChunkedBlob(t, storageZstdChunked(t, input), input, true)
 }

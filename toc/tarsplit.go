@@ -137,8 +137,8 @@ func (r *TarSplitReader) Close() error {
 	return nil
 }
 
-// Next returns the next record, or io.EOF after the last one. The record's
-// Payload is valid until the next call.
+// Next returns the next record, or io.EOF after the last one. Each record
+// is freshly allocated; the caller may keep it.
 func (r *TarSplitReader) Next() (*TarSplitRecord, error) {
 	line, err := r.readLine()
 	if err != nil {
@@ -409,14 +409,13 @@ func WriteTarFromTarSplit(w io.Writer, r *TarSplitReader, open func(name string,
 		if err != nil {
 			return written, fmt.Errorf("toc: tar-split file %q: %w: %w", rec.Name, ErrInvalidTarSplit, err)
 		}
-		want := bytes.Clone(rec.Payload)
 		n, err := copyFileContents(w, crc, buf, name, rec.Size, open)
 		written += n
 		if err != nil {
 			return written, err
 		}
-		if got := crc.Sum(nil); !bytes.Equal(got, want) {
-			return written, fmt.Errorf("toc: tar-split file %q: contents have CRC-64 %x, tar-split records %x: %w", name, got, want, ErrTarSplitMismatch)
+		if got := crc.Sum(nil); !bytes.Equal(got, rec.Payload) {
+			return written, fmt.Errorf("toc: tar-split file %q: contents have CRC-64 %x, tar-split records %x: %w", name, got, rec.Payload, ErrTarSplitMismatch)
 		}
 	}
 }
