@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/interop/internal/corpus"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/toc"
 )
@@ -28,7 +29,8 @@ var gorootBlob struct {
 // Go toolchain tree with default options.
 func loadGorootBlob(tb testing.TB) ([]byte, []string, int64) {
 	gorootBlob.once.Do(func() {
-		data, err := os.ReadFile(gorootTarFile(tb))
+		tarPath, _ := corpus.GorootTar(tb)
+		data, err := os.ReadFile(tarPath)
 		if err != nil {
 			tb.Fatal(err)
 		}

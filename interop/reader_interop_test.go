@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"strings"
 	"sync/atomic"
@@ -62,7 +61,7 @@ func TestReaderReadsReferenceGoroot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a blob of the whole Go toolchain")
 	}
-	tarPath := gorootTarFile(t)
+	tarPath, _ := corpus.GorootTar(t)
 	data, err := os.ReadFile(tarPath)
 	if err != nil {
 		t.Fatal(err)
@@ -126,25 +125,6 @@ func referenceBlob(tb testing.TB, tarData []byte, opts ...estargz.Option) ([]byt
 		tb.Fatal(err)
 	}
 	return blob, rc.TOCDigest()
-}
-
-// gorootTarFile writes a tar of `go env GOROOT` into a temporary file.
-func gorootTarFile(tb testing.TB) string {
-	tb.Helper()
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := path.Join(tb.TempDir(), "goroot.tar")
-	f, err := os.Create(p)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	if err := corpus.TarDir(f, strings.TrimSpace(string(out))); err != nil {
-		tb.Fatal(err)
-	}
-	return p
 }
 
 // tarEntry is the final state of one name after extracting a tar.
