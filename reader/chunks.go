@@ -18,14 +18,14 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// chunkData returns the verified bytes of e.Chunks[i]. It is the one path
+// loadChunk returns the verified bytes of e.Chunks[i]. It is the one path
 // by which file content leaves the blob: the cache is consulted first,
 // concurrent loads of one frame share a single fetch, and no byte is
 // returned before its digest matched the index.
 //
 // The caller must not modify data unless exclusive reports that nobody
 // else (no cache, no other reader) holds it.
-func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int) (data []byte, exclusive bool, err error) {
+func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int) (data []byte, exclusive bool, err error) {
 	c := &e.Chunks[i]
 	if c.Size == 0 {
 		return []byte{}, true, nil

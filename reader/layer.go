@@ -59,10 +59,11 @@ type Layer struct {
 	frames map[int64][]chunkRef
 
 	// ctx lives until Close; it bounds fetches that outlive one caller.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	flights flightGroup
-	gzips   sync.Pool
+	ctx      context.Context
+	cancel   context.CancelFunc
+	flights  flightGroup
+	gzips    sync.Pool
+	accesses accessLog
 }
 
 // node is one name in the layer's directory tree.

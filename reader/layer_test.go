@@ -440,3 +440,31 @@ func TestMalformedDigestsAreErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestAccessObserverRecordsFirstReads(t *testing.T) {
+	var mu sync.Mutex
+	var got []Access
+	l, _, _ := sampleLayer(t, false, WithAccessObserver(func(a Access) {
+		mu.Lock()
+		got = append(got, a)
+		mu.Unlock()
+	}), WithConcurrency(1))
+	l.ReadFile("etc/hostname")
+	l.ReadFile("etc/hostname")
+	f, _ := l.Open("data/hard") // a hard link to usr/bin/tool, 5 chunks
+	f.(io.ReaderAt).ReadAt(make([]byte, 10), 2500)
+	f.(io.ReaderAt).ReadAt(make([]byte, 10), 2600)
+	l.ReadFile("usr/bin/tool")
+	want := []struct {
+		name  string
+		chunk int
+	}{{"etc/hostname", 0}, {"usr/bin/tool", 2}, {"usr/bin/tool", 0}, {"usr/bin/tool", 1}, {"usr/bin/tool", 3}, {"usr/bin/tool", 4}}
+	if len(got) != len(want) {
+		t.Fatalf("got %d accesses, want %d: %+v", len(got), len(want), got)
+	}
+	for i, a := range got {
+		if a.Seq != int64(i) || a.Entry.Name != want[i].name || a.Chunk != want[i].chunk || a.Err != nil || a.Start.IsZero() {
+			t.Errorf("access %d = %+v, want %v", i, a, want[i])
+		}
+	}
+}

@@ -29,6 +29,7 @@ type config struct {
 	maxTOCSize  int64
 	tailHint    int64
 	concurrency int
+	observer    func(Access)
 }
 
 func newConfig(opts []Option) config {

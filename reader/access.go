@@ -1,0 +1,75 @@
+package reader
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/lazylayer/lazylayer/toc"
+)
+
+// An Access reports the first read of one chunk of a file through a Layer.
+// The sequence of accesses is a trace of what a workload needs, in the
+// order it asked: the raw material of a prefetch profile.
+type Access struct {
+	// Seq numbers first accesses in the order they were requested,
+	// from 0.
+	Seq int64
+	// Entry is the file whose content was read (for a hard link, its
+	// target) and Chunk the index of the chunk in Entry.Chunks.
+	Entry *toc.Entry
+	Chunk int
+	// Start is when the read asked for the chunk; Duration is how long
+	// it took until the verified bytes, or an error, were available.
+	Start    time.Time
+	Duration time.Duration
+	// Err is the error the read got, if any.
+	Err error
+}
+
+// WithAccessObserver makes the layer call fn once for the first read of
+// each chunk, after that read completes. Reads of different chunks may
+// call fn concurrently, so calls can arrive out of Seq order; fn must be
+// safe for concurrent use and return quickly, as the reader waits for it.
+func WithAccessObserver(fn func(Access)) Option {
+	return func(c *config) { c.observer = fn }
+}
+
+// accessLog remembers which chunks were read, for WithAccessObserver.
+type accessLog struct {
+	mu   sync.Mutex
+	seen map[*toc.Chunk]bool
+	next int64
+}
+
+// first reports whether c was never asked for before, and its number.
+func (a *accessLog) first(c *toc.Chunk) (seq int64, first bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seen[c] {
+		return 0, false
+	}
+	if a.seen == nil {
+		a.seen = make(map[*toc.Chunk]bool)
+	}
+	a.seen[c] = true
+	seq = a.next
+	a.next++
+	return seq, true
+}
+
+// chunkData is loadChunk, reporting first accesses to the configured
+// observer. Reads of file content call it and nothing else; it is also
+// where sequential read-ahead and background fetching would hook in.
+func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int) ([]byte, bool, error) {
+	if l.cfg.observer == nil {
+		return l.loadChunk(ctx, e, i)
+	}
+	seq, first := l.accesses.first(&e.Chunks[i])
+	start := time.Now()
+	data, exclusive, err := l.loadChunk(ctx, e, i)
+	if first {
+		l.cfg.observer(Access{Seq: seq, Entry: e, Chunk: i, Start: start, Duration: time.Since(start), Err: err})
+	}
+	return data, exclusive, err
+}
