@@ -16,6 +16,10 @@
 // ErrTOCDigest, ErrChunkDigest, ErrLinkLoop or ErrUnverifiable under
 // errors.Is, and never as panics, hangs or unverified bytes.
 //
+// WithAccessObserver reports the first read of every chunk, in request
+// order: a trace of what a workload needs, from which prefetch profiles
+// are made.
+//
 // Supported formats: eStargz (including legacy stargz footers and
 // min-chunk-size blobs whose chunks share gzip members). Other formats
 // plug in where Open dispatches on the footer's format and where a Layer

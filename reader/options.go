@@ -20,6 +20,11 @@ const (
 	DefaultMaxTOCSize = toc.DefaultMaxTOCSize
 )
 
+// minConcurrency is the least default concurrency: chunk loads wait on the
+// network as much as on the CPU, so even one core gains from overlapping
+// a few of them.
+const minConcurrency = 4
+
 // An Option configures Open.
 type Option func(*config)
 
@@ -36,7 +41,7 @@ func newConfig(opts []Option) config {
 	c := config{
 		maxTOCSize:  DefaultMaxTOCSize,
 		tailHint:    DefaultTailHint,
-		concurrency: runtime.GOMAXPROCS(0),
+		concurrency: max(runtime.GOMAXPROCS(0), minConcurrency),
 	}
 	for _, o := range opts {
 		o(&c)
@@ -87,7 +92,8 @@ func WithTailHint(n int64) Option {
 }
 
 // WithConcurrency bounds how many chunks one read fetches and decompresses
-// in parallel. Values below 1 mean 1; the default is GOMAXPROCS.
+// in parallel. Values below 1 mean 1; the default is GOMAXPROCS, or 4 if
+// that is less.
 func WithConcurrency(n int) Option {
 	return func(c *config) { c.concurrency = max(n, 1) }
 }
