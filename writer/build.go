@@ -96,7 +96,7 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	a, err := newAssembler(ctx, cfg, pipe)
 	if err == nil {
 		if err = emit(a); err == nil {
-			_, err = a.finish()
+			a.finish()
 		}
 	}
 	if perr := pipe.close(); err == nil {

@@ -35,7 +35,9 @@ func decompressInput(r io.Reader) (io.Reader, func(), error) {
 		}
 		return zr, func() { zr.Close() }, nil
 	case bytes.HasPrefix(magic, zstdMagic):
-		zr, err := zstd.NewReader(br)
+		// Cap the window an untrusted frame may demand; zstd's own
+		// levels use at most 8 MiB, --long mode 128 MiB.
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(128<<20))
 		if err != nil {
 			return nil, nil, fmt.Errorf("writer: zstd input: %w", err)
 		}
@@ -77,10 +79,9 @@ type record struct {
 	// block plus any PAX or GNU extension records before it. Sparse files,
 	// whose payload Build writes expanded, get a re-encoded header instead.
 	raw []byte
-	// start and end delimit the entry in the input, from its first header
-	// byte to the end of its payload (padding excluded).
-	start, end int64
-	payload    io.Reader
+	// start is the input offset of the entry's first header byte.
+	start   int64
+	payload io.Reader
 }
 
 // entryReader parses a tar stream into records, keeping each entry's raw
@@ -132,7 +133,7 @@ func (er *entryReader) next() (*record, error) {
 		h := *hdr
 		h.Typeflag = tar.TypeReg
 		h.Format = tar.FormatUnknown
-		h.Xattrs = nil //nolint:staticcheck // superseded by PAXRecords, which are kept
+		h.Xattrs = nil // the same records as PAXRecords, filtered below
 		h.PAXRecords = nil
 		for k, v := range hdr.PAXRecords {
 			if !strings.HasPrefix(k, "GNU.sparse.") {

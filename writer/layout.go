@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -160,11 +159,8 @@ func (a *assembler) startMember() error {
 	return err
 }
 
-// finish submits the last member. It reports how many members there are.
-func (a *assembler) finish() (int, error) {
-	if a.cur == nil {
-		return 0, errors.New("writer: internal error: assembler finished twice")
-	}
+// finish submits the last member. The assembler takes no more entries.
+func (a *assembler) finish() {
 	if len(a.cur.raw) > 0 {
 		a.pipe.submit(a.cur)
 		a.members++
@@ -172,7 +168,6 @@ func (a *assembler) finish() (int, error) {
 		a.pipe.release(a.cur)
 	}
 	a.cur = nil
-	return a.members, nil
 }
 
 // resolve fills in every chunk's member bounds once the members' blob

@@ -184,8 +184,5 @@ func (p *pipeline) close() error {
 		<-p.sinkDone
 		p.cancel(nil)
 	}
-	if p.err != nil {
-		return p.err
-	}
-	return nil
+	return p.err
 }
