@@ -80,6 +80,11 @@ type Entry struct {
 	// "usr/bin/sh", never "/usr/bin/sh", "./usr/bin/sh" or "". The layer
 	// root itself (a tar entry "./" or "/") is named ".", as in io/fs.
 	Name string
+	// TarName is the name exactly as the layer's tar header spells it
+	// ("./etc/", say), kept where it differs from Name. zstd:chunked needs
+	// it: containers/storage compares TOC names with the tar-split's header
+	// names byte for byte. Empty means the same as Name.
+	TarName string
 	Type EntryType
 	// Size is the content size of a regular file; zero otherwise.
 	Size int64
@@ -91,7 +96,8 @@ type Entry struct {
 	UID, GID            int
 	UserName, GroupName string
 
-	// ModTime is whole seconds in UTC; the zero Time means unknown.
+	// ModTime is in UTC; the zero Time means unknown. eStargz keeps whole
+	// seconds, zstd:chunked keeps nanoseconds.
 	ModTime time.Time
 	// AccessTime and ChangeTime are carried by zstd:chunked only.
 	AccessTime, ChangeTime time.Time
@@ -160,8 +166,9 @@ type Chunk struct {
 	FrameEnd    int64
 	InnerOffset int64
 
-	// Zeros marks a chunk of all zero bytes that is stored nowhere in the
-	// blob (zstd:chunked "zeros"); the Frame fields are then meaningless.
+	// Zeros marks a chunk of all zero bytes (zstd:chunked "zeros"). Its
+	// frame fields still say where the stream holds it, but a reader never
+	// needs to fetch it.
 	Zeros bool
 }
 
@@ -193,4 +200,9 @@ type TOC struct {
 	// chunkSize in the TOC, so that a decoded TOC encodes back to the same
 	// bytes. Zero means unknown.
 	ChunkSize int64
+
+	// TarSplitDigest is the digest of the compressed tar-split stream that
+	// zstd:chunked carries to rebuild the original tar exactly; empty for
+	// other formats.
+	TarSplitDigest digest.Digest
 }
