@@ -17,10 +17,9 @@ import (
 var ErrSymlinkLoop = errors.New("too many levels of symbolic links")
 
 const (
-	maxSymlinks   = 40
-	maxLinkTarget = 4096 // PATH_MAX
-	whiteoutPre   = ".wh."
-	opaqueMarker  = ".wh..wh..opq"
+	maxSymlinks  = 40
+	whiteoutPre  = ".wh."
+	opaqueMarker = ".wh..wh..opq"
 )
 
 // Overlay is a read-only view of an image's layers stacked the way an OCI
@@ -85,7 +84,7 @@ func (o *Overlay) Open(name string) (fs.File, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
-	loc, err := o.walk("open", name, true)
+	loc, dir, err := o.walkDir("open", name, true)
 	if err != nil {
 		return nil, err
 	}
@@ -93,10 +92,10 @@ func (o *Overlay) Open(name string) (fs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !loc.Info.IsDir() {
+	if dir == nil {
 		return f, nil
 	}
-	entries, err := o.readDir(loc)
+	entries, err := o.readDir(dir)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -143,44 +142,139 @@ func (o *Overlay) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: fs.ErrInvalid}
 	}
-	loc, err := o.walk("readdir", name, true)
+	_, dir, err := o.walkDir("readdir", name, true)
 	if err != nil {
 		return nil, err
 	}
-	if !loc.Info.IsDir() {
+	if dir == nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errNotDir}
 	}
-	return o.readDir(loc)
+	return o.readDir(dir)
 }
 
 var errNotDir = errors.New("not a directory")
 
-// walk resolves name one element at a time. Symbolic links are followed
-// in every element but the last, and in the last too when follow is set.
+// dirState is a directory of the merged view, free of links, and which
+// layers contribute entries to it: layer i does when it has the directory
+// and no upper layer hides it there (by a whiteout, an opaque directory or
+// a non-directory at the path or above).
+type dirState struct {
+	path   string // "." for the root
+	layers []bool
+}
+
+// rootState is the state of the root, which every layer has; an opaque
+// root hides the layers below it.
+func (o *Overlay) rootState() *dirState {
+	st := &dirState{path: ".", layers: make([]bool, len(o.layers))}
+	for i := len(o.layers) - 1; i >= 0; i-- {
+		st.layers[i] = true
+		if exists(o.layers[i], opaqueMarker) {
+			break
+		}
+	}
+	return st
+}
+
+// lookupIn finds the entry elem of dir, searching its contributing layers
+// from the top. It does not follow a link.
+func (o *Overlay) lookupIn(dir *dirState, elem string) (int, fs.FileInfo, error) {
+	if strings.HasPrefix(elem, whiteoutPre) {
+		return 0, nil, fs.ErrNotExist
+	}
+	p := path.Join(dir.path, elem)
+	for i := len(o.layers) - 1; i >= 0; i-- {
+		if !dir.layers[i] {
+			continue
+		}
+		if exists(o.layers[i], path.Join(dir.path, whiteoutPre+elem)) {
+			break
+		}
+		if fi, err := fs.Lstat(o.layers[i], p); err == nil {
+			return i, fi, nil
+		}
+	}
+	return 0, nil, fs.ErrNotExist
+}
+
+// descend returns the state of the subdirectory elem of dir, which the
+// caller found to be a directory.
+func (o *Overlay) descend(dir *dirState, elem string) *dirState {
+	p := path.Join(dir.path, elem)
+	st := &dirState{path: p, layers: make([]bool, len(o.layers))}
+	for i := len(o.layers) - 1; i >= 0; i-- {
+		if !dir.layers[i] {
+			continue
+		}
+		if exists(o.layers[i], path.Join(dir.path, whiteoutPre+elem)) {
+			break
+		}
+		fi, err := fs.Lstat(o.layers[i], p)
+		if err != nil {
+			continue
+		}
+		if !fi.IsDir() {
+			break
+		}
+		st.layers[i] = true
+		if exists(o.layers[i], path.Join(p, opaqueMarker)) {
+			break
+		}
+	}
+	return st
+}
+
+// maxPathLen bounds a name and every link target (Linux's PATH_MAX), and
+// maxWalkSteps the elements one resolution visits, links included: real
+// paths have tens, so a hostile chain of long link targets fails early
+// instead of costing thousands of lookups per name.
+const (
+	maxPathLen   = 4096
+	maxWalkSteps = 1024
+)
+
+// walk resolves name one element at a time, keeping the directories it
+// passes through so that ".." returns to the real parent. Symbolic links
+// are followed in every element but the last, and in the last too when
+// follow is set. It returns the entry and, if it is a directory, its state.
 func (o *Overlay) walk(op, name string, follow bool) (Location, error) {
-	fail := func(err error) (Location, error) {
-		return Location{}, &fs.PathError{Op: op, Path: name, Err: err}
+	loc, _, err := o.walkDir(op, name, follow)
+	return loc, err
+}
+
+func (o *Overlay) walkDir(op, name string, follow bool) (Location, *dirState, error) {
+	fail := func(err error) (Location, *dirState, error) {
+		return Location{}, nil, &fs.PathError{Op: op, Path: name, Err: err}
 	}
 	if len(o.layers) == 0 {
 		return fail(fs.ErrNotExist)
 	}
-	resolved := "." // a directory of the merged view, free of links
+	if len(name) > maxPathLen {
+		return fail(errNameTooLong)
+	}
+	stack := []*dirState{o.rootState()}
 	rest := splitPath(name)
-	links := 0
+	links, steps := 0, 0
 	var last Location
 	for len(rest) > 0 {
+		if steps++; steps > maxWalkSteps {
+			return fail(errNameTooLong)
+		}
 		elem := rest[0]
 		rest = rest[1:]
+		dir := stack[len(stack)-1]
 		if elem == ".." {
-			resolved = path.Dir(resolved)
+			if len(stack) > 1 {
+				stack = stack[:len(stack)-1]
+			}
 			last = Location{}
 			continue
 		}
-		p := path.Join(resolved, elem)
-		layer, fi, err := o.lookup(p)
+		layer, fi, err := o.lookupIn(dir, elem)
 		if err != nil {
 			return fail(err)
 		}
+		p := path.Join(dir.path, elem)
 		if fi.Mode()&fs.ModeSymlink != 0 && (len(rest) > 0 || follow) {
 			if links++; links > maxSymlinks {
 				return fail(ErrSymlinkLoop)
@@ -190,7 +284,7 @@ func (o *Overlay) walk(op, name string, follow bool) (Location, error) {
 				return fail(err)
 			}
 			if strings.HasPrefix(target, "/") {
-				resolved = "."
+				stack = stack[:1]
 			}
 			rest = append(splitPath(target), rest...)
 			last = Location{}
@@ -199,32 +293,34 @@ func (o *Overlay) walk(op, name string, follow bool) (Location, error) {
 		if len(rest) > 0 && !fi.IsDir() {
 			return fail(errNotDir)
 		}
-		resolved = p
 		last = Location{Layer: layer, Path: p, Info: fi}
+		if fi.IsDir() {
+			stack = append(stack, o.descend(dir, elem))
+		}
 	}
+	top := stack[len(stack)-1]
 	if last.Info != nil {
-		return last, nil
+		if !last.Info.IsDir() {
+			return last, nil, nil
+		}
+		return last, top, nil
 	}
-	// The walk ended on ".." or on a link to a directory: resolved is a
-	// link-free directory of the view.
-	if resolved == "." {
-		return o.root(fail)
+	// The walk ended on ".." or on a link to a directory: the directory on
+	// top of the stack is the answer; its topmost layer describes it.
+	for i := len(o.layers) - 1; i >= 0; i-- {
+		if !top.layers[i] {
+			continue
+		}
+		fi, err := fs.Stat(o.layers[i], top.path)
+		if err != nil {
+			return fail(err)
+		}
+		return Location{Layer: i, Path: top.path, Info: fi}, top, nil
 	}
-	layer, fi, err := o.lookup(resolved)
-	if err != nil {
-		return fail(err)
-	}
-	return Location{Layer: layer, Path: resolved, Info: fi}, nil
+	return fail(fs.ErrNotExist)
 }
 
-func (o *Overlay) root(fail func(error) (Location, error)) (Location, error) {
-	top := len(o.layers) - 1
-	fi, err := fs.Stat(o.layers[top], ".")
-	if err != nil {
-		return fail(err)
-	}
-	return Location{Layer: top, Path: ".", Info: fi}, nil
-}
+var errNameTooLong = errors.New("file name too long")
 
 // splitPath splits a slash-separated path into its non-empty, non-"."
 // elements.
@@ -236,54 +332,6 @@ func splitPath(name string) []string {
 		}
 	}
 	return elems
-}
-
-// lookup finds the entry for p, whose parent is a directory of the merged
-// view, searching layers from the top. It does not follow a link at p.
-func (o *Overlay) lookup(p string) (int, fs.FileInfo, error) {
-	elems := strings.Split(p, "/")
-	if strings.HasPrefix(elems[len(elems)-1], whiteoutPre) {
-		return 0, nil, fs.ErrNotExist
-	}
-	for i := len(o.layers) - 1; i >= 0; i-- {
-		fi, lowerHidden := probe(o.layers[i], elems)
-		if fi != nil {
-			return i, fi, nil
-		}
-		if lowerHidden {
-			break
-		}
-	}
-	return 0, nil, fs.ErrNotExist
-}
-
-// probe looks up the path made of elems in one layer. It returns the
-// entry if the layer has it, and whether the layer hides the path in the
-// layers below it: by a whiteout, an opaque directory, or a non-directory
-// at the path or one of its parents.
-func probe(layer fs.FS, elems []string) (fi fs.FileInfo, lowerHidden bool) {
-	dir := "."
-	opaque := exists(layer, opaqueMarker)
-	for k, elem := range elems {
-		if exists(layer, path.Join(dir, whiteoutPre+elem)) {
-			return nil, true
-		}
-		p := path.Join(dir, elem)
-		info, err := fs.Lstat(layer, p)
-		if err != nil {
-			return nil, opaque
-		}
-		if k == len(elems)-1 {
-			hides := opaque || !info.IsDir() || exists(layer, path.Join(p, opaqueMarker))
-			return info, hides
-		}
-		if !info.IsDir() {
-			return nil, true
-		}
-		dir = p
-		opaque = opaque || exists(layer, path.Join(dir, opaqueMarker))
-	}
-	return nil, false
 }
 
 func exists(layer fs.FS, name string) bool {
@@ -301,45 +349,36 @@ func readLink(layer fs.FS, name string, fi fs.FileInfo) (string, error) {
 		}
 		target = e.LinkName
 	}
-	if len(target) > maxLinkTarget {
-		return "", fmt.Errorf("symbolic link target of %d bytes: too long", len(target))
+	if len(target) > maxPathLen {
+		return "", fmt.Errorf("symbolic link target of %d bytes: %w", len(target), errNameTooLong)
 	}
 	return target, nil
 }
 
-// readDir merges the contents of the directory at loc across the layers.
-func (o *Overlay) readDir(loc Location) ([]fs.DirEntry, error) {
-	elems := splitPath(loc.Path)
+// readDir merges the contents of a directory across its contributing
+// layers, from the top: an upper entry or whiteout hides a lower entry of
+// the same name.
+func (o *Overlay) readDir(dir *dirState) ([]fs.DirEntry, error) {
 	seen := make(map[string]bool)
 	var merged []fs.DirEntry
 	for i := len(o.layers) - 1; i >= 0; i-- {
-		var fi fs.FileInfo
-		lowerHidden := false
-		if len(elems) == 0 {
-			fi, _ = fs.Stat(o.layers[i], ".")
-			lowerHidden = exists(o.layers[i], opaqueMarker)
-		} else {
-			fi, lowerHidden = probe(o.layers[i], elems)
+		if !dir.layers[i] {
+			continue
 		}
-		if fi != nil && fi.IsDir() {
-			entries, err := fs.ReadDir(o.layers[i], loc.Path)
-			if err != nil {
-				return nil, &fs.PathError{Op: "readdir", Path: loc.Path, Err: err}
-			}
-			for _, e := range entries {
-				name := e.Name()
-				if hidden, ok := strings.CutPrefix(name, whiteoutPre); ok {
-					seen[hidden] = true // also hides the marker itself
-					continue
-				}
-				if !seen[name] {
-					seen[name] = true
-					merged = append(merged, e)
-				}
-			}
+		entries, err := fs.ReadDir(o.layers[i], dir.path)
+		if err != nil {
+			return nil, &fs.PathError{Op: "readdir", Path: dir.path, Err: err}
 		}
-		if lowerHidden {
-			break
+		for _, e := range entries {
+			name := e.Name()
+			if hidden, ok := strings.CutPrefix(name, whiteoutPre); ok {
+				seen[hidden] = true // also hides the opaque marker itself
+				continue
+			}
+			if !seen[name] {
+				seen[name] = true
+				merged = append(merged, e)
+			}
 		}
 	}
 	slices.SortFunc(merged, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
