@@ -84,7 +84,7 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 		return nil, err
 	}
 	took := time.Since(start)
-	fmt.Fprintf(out, "layer     %s: %d files, %s -> eStargz blob of %s in %s (%s/s)\n",
+	fmt.Fprintf(out, "layer     %s: %d files, %s -> eStargz blob of %s, tar+build in %s (%s/s)\n",
 		cfg.Dir, tree.Files, formatBytes(tree.Bytes), formatBytes(res.Size), round(took), formatBytes(int64(float64(tree.Bytes)/took.Seconds())))
 
 	start = time.Now()
@@ -163,11 +163,12 @@ func buildLayer(ctx context.Context, w io.Writer, cfg config) (*writer.Result, d
 	}
 	pr.CloseWithError(err) // unblocks the tar writer if Build gave up early
 	t := <-done
+	if err != nil {
+		// A tar error reaches Build through the pipe, so err names it too.
+		return nil, t.stats, fmt.Errorf("build layer of %s: %w", cfg.Dir, err)
+	}
 	if t.err != nil {
 		return nil, t.stats, fmt.Errorf("tar %s: %w", cfg.Dir, t.err)
-	}
-	if err != nil {
-		return nil, t.stats, fmt.Errorf("build layer of %s: %w", cfg.Dir, err)
 	}
 	return res, t.stats, nil
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -119,7 +121,7 @@ func TestUnknownRegistry(t *testing.T) {
 
 func TestMissingDir(t *testing.T) {
 	_, err := run(context.Background(), config{Dir: filepath.Join(t.TempDir(), "absent"), Registry: registrySim, Level: gzip.BestSpeed, ChunkSize: 256 << 10, Out: &bytes.Buffer{}})
-	if err == nil || !os.IsNotExist(err) && !strings.Contains(err.Error(), "no such file") {
+	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("run on a missing directory: %v", err)
 	}
 }
