@@ -65,6 +65,8 @@ type fileRead struct {
 	Size    int64 // the file's size; -1 if the layer lacks it
 	Read    int64 // bytes read from it
 	Content []byte
+
+	Fetched, Requests int64 // traffic the read caused (0 if the cache had it)
 }
 
 // run builds the layer, pushes it, reads cfg.Files lazily and prints
@@ -122,10 +124,13 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 		width = max(width, len(name))
 	}
 	for _, name := range cfg.Files {
+		before := f.Stats()
 		fr, err := readFile(layer, name)
 		if err != nil {
 			return nil, err
 		}
+		after := f.Stats()
+		fr.Fetched, fr.Requests = after.Bytes-before.Bytes, after.Requests-before.Requests
 		sum.Files = append(sum.Files, fr)
 		fmt.Fprintf(out, "read      %-*s  %s\n", width, name, describe(fr))
 	}
@@ -248,19 +253,21 @@ func describe(fr fileRead) string {
 	switch {
 	case fr.Size < 0:
 		return "not in this layer"
-	case fr.Read < fr.Size:
+	}
+	desc := fmt.Sprintf("%9s  fetched %9s in %-10s", formatBytes(fr.Size), formatBytes(fr.Fetched), plural(fr.Requests, "request"))
+	if fr.Read < fr.Size {
 		kind := ""
 		if bytes.HasPrefix(fr.Content, []byte("\x7fELF")) {
-			kind = " (an ELF binary)"
+			kind = ", an ELF binary"
 		}
-		return fmt.Sprintf("%9s  read %s at offset 0 through ReaderAt: % x ...%s",
-			formatBytes(fr.Size), formatBytes(fr.Read), fr.Content[:min(len(fr.Content), 4)], kind)
+		return desc + fmt.Sprintf("  first %s through ReaderAt: % x ...%s",
+			formatBytes(fr.Read), fr.Content[:min(len(fr.Content), 4)], kind)
 	}
 	sum := sha256.Sum256(fr.Content)
 	line, _, _ := bytes.Cut(fr.Content, []byte("\n"))
-	desc := fmt.Sprintf("%9s  sha256:%s", formatBytes(fr.Size), hex.EncodeToString(sum[:6]))
+	desc += "  sha256:" + hex.EncodeToString(sum[:6])
 	if len(line) > 0 && utf8.Valid(line) && !bytes.ContainsRune(line, 0) {
-		desc += fmt.Sprintf("  %q", truncate(string(line), 50))
+		desc += fmt.Sprintf("  %q", truncate(string(line), 40))
 	}
 	return desc
 }

@@ -102,7 +102,7 @@ func TestRun(t *testing.T) {
 			if sum.Open.Requests < 1 || sum.Total.Requests <= sum.Open.Requests {
 				t.Errorf("requests: %d to open, %d in all", sum.Open.Requests, sum.Total.Requests)
 			}
-			for _, line := range []string{"layer ", "registry ", "open ", "read      VERSION", "not in this layer", "(an ELF binary)", "fetched "} {
+			for _, line := range []string{"layer ", "registry ", "open ", "read      VERSION", "not in this layer", "an ELF binary", "fetched "} {
 				if !strings.Contains(out.String(), line) {
 					t.Errorf("output lacks %q", line)
 				}
