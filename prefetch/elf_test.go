@@ -5,8 +5,10 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -275,6 +277,22 @@ func TestLibraryLimits(t *testing.T) {
 	_, err = FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}},
 		WithRuntimeFiles(false), WithMaxItems(2))
 	require.ErrorIs(t, err, ErrLimit)
+
+	// Hundreds of missing libraries searched through hundreds of
+	// configured directories stop at the lookup budget.
+	var conf, needed []string
+	for i := range 256 {
+		conf = append(conf, fmt.Sprintf("/opt/d%d", i))
+	}
+	for i := range 300 {
+		needed = append(needed, fmt.Sprintf("libmissing%d.so", i))
+	}
+	layer["etc/ld.so.conf"] = file(strings.Join(conf, "\n"))
+	layer["bin/app"] = elfFile(fakeELF{interp: glibcLoader, needed: needed})
+	plan, err = FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}})
+	require.ErrorIs(t, err, ErrLimit)
+	require.ErrorIs(t, err, ErrNotFound)
+	require.Equal(t, []string{"bin/app", "lib64/ld-linux-x86-64.so.2"}, plan.Paths(-1))
 }
 
 func TestExpandDST(t *testing.T) {

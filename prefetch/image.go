@@ -90,7 +90,7 @@ func FromImageConfig(ctx context.Context, img *Overlay, cfg v1.ImageConfig, opts
 	if err := ctx.Err(); err != nil {
 		return ip.plan, err
 	}
-	return ip.plan, errors.Join(ip.errs...)
+	return ip.plan, ip.err()
 }
 
 type imagePlanner struct {
@@ -103,7 +103,9 @@ type imagePlanner struct {
 
 	priority int
 	errs     []error
+	dropped  int
 	full     bool
+	resolves int
 
 	visited map[string]bool       // programs analysed, by resolved path
 	objects map[string]*elfObject // parsed ELF files, by resolved path
@@ -118,10 +120,23 @@ type imagePlanner struct {
 	muslDirsSet  bool
 }
 
+// fail records a problem. The first 64 are kept, and every limit reached,
+// so that a broken image does not grow the error without bound.
 func (ip *imagePlanner) fail(err error) {
-	if len(ip.errs) < 64 {
+	if len(ip.errs) < 64 || errors.Is(err, ErrLimit) {
 		ip.errs = append(ip.errs, err)
+	} else {
+		ip.dropped++
 	}
+}
+
+// err returns the problems recorded, joined.
+func (ip *imagePlanner) err() error {
+	errs := ip.errs
+	if ip.dropped > 0 {
+		errs = append(errs, fmt.Errorf("prefetch: %d more problems", ip.dropped))
+	}
+	return errors.Join(errs...)
 }
 
 // add puts a resolved regular file into the plan at the next priority.
@@ -140,9 +155,25 @@ func (ip *imagePlanner) add(loc Location, reason Reason) {
 	ip.priority++
 }
 
+// maxResolves bounds the names one FromImageConfig call resolves: a
+// typical program takes a few hundred (PATH and library directory
+// searches); a hostile image with long search paths must not take more.
+const maxResolves = 1 << 15
+
+// resolve resolves a name in the image, counting it against maxResolves.
+func (ip *imagePlanner) resolve(name string) (Location, error) {
+	if ip.resolves++; ip.resolves > maxResolves {
+		if ip.resolves == maxResolves+1 {
+			ip.fail(fmt.Errorf("prefetch: %d name lookups: %w", maxResolves, ErrLimit))
+		}
+		return Location{}, ErrLimit
+	}
+	return ip.ov.Resolve(name)
+}
+
 // addPath adds the named file if the image has it; absence is no error.
 func (ip *imagePlanner) addPath(name string, reason Reason) (Location, bool) {
-	loc, err := ip.ov.Resolve(name)
+	loc, err := ip.resolve(name)
 	if err != nil || !isRegular(loc.Info) {
 		return Location{}, false
 	}
@@ -187,7 +218,7 @@ func (ip *imagePlanner) lookPath(name string) (Location, string, error) {
 	}
 	if strings.Contains(name, "/") {
 		startedAs := ip.abs(name)
-		loc, err := ip.ov.Resolve(startedAs)
+		loc, err := ip.resolve(startedAs)
 		if err != nil || !isRegular(loc.Info) {
 			return Location{}, "", fmt.Errorf("prefetch: program %q: %w", name, ErrNotFound)
 		}
@@ -199,7 +230,7 @@ func (ip *imagePlanner) lookPath(name string) (Location, string, error) {
 	}
 	for dir := range strings.SplitSeq(search, ":") {
 		startedAs := path.Join(ip.abs(dir), name)
-		loc, err := ip.ov.Resolve(startedAs)
+		loc, err := ip.resolve(startedAs)
 		if err == nil && isRegular(loc.Info) && loc.Info.Mode().Perm()&0o111 != 0 {
 			return loc, startedAs, nil
 		}
@@ -330,7 +361,7 @@ func (ip *imagePlanner) elfProgram(loc Location) {
 	}
 	musl := false
 	if main.interp != "" {
-		interp, err := ip.ov.Resolve(main.interp)
+		interp, err := ip.resolve(main.interp)
 		if err != nil || !isRegular(interp.Info) {
 			ip.fail(fmt.Errorf("prefetch: loader %q of %q: %w", main.interp, loc.Path, ErrNotFound))
 		} else {
@@ -350,7 +381,7 @@ func (ip *imagePlanner) elfProgram(loc Location) {
 	names := map[string]bool{}
 	if main.interp != "" {
 		names[path.Base(main.interp)] = true
-		if interp, err := ip.ov.Resolve(main.interp); err == nil && isRegular(interp.Info) {
+		if interp, err := ip.resolve(main.interp); err == nil && isRegular(interp.Info) {
 			if obj, err := ip.object(interp); err == nil && obj.soname != "" {
 				names[obj.soname] = true
 			}
@@ -364,10 +395,13 @@ func (ip *imagePlanner) elfProgram(loc Location) {
 	}
 	queue := []*loaded{{obj: root, origin: path.Dir("/" + loc.Path)}}
 	count := 0
-	for len(queue) > 0 && ip.ctx.Err() == nil {
+	for len(queue) > 0 && ip.ctx.Err() == nil && ip.resolves <= maxResolves {
 		cur := queue[0]
 		queue = queue[1:]
 		for _, need := range cur.obj.needed {
+			if ip.resolves > maxResolves {
+				return
+			}
 			if names[need] {
 				continue
 			}
@@ -452,7 +486,7 @@ func (ip *imagePlanner) findLibrary(name string, cur *loaded, main *elfObject, m
 
 // tryLibrary reports whether name is a library main's loader can load.
 func (ip *imagePlanner) tryLibrary(name string, main *elfObject) (Location, string, bool) {
-	loc, err := ip.ov.Resolve(name)
+	loc, err := ip.resolve(name)
 	if err != nil || !isRegular(loc.Info) {
 		return Location{}, "", false
 	}
@@ -564,7 +598,7 @@ func (ip *imagePlanner) muslDirs() []string {
 // readSmallFile reads a configuration file of the image, at most
 // maxConfigBytes of it.
 func (ip *imagePlanner) readSmallFile(name string) ([]byte, bool) {
-	loc, err := ip.ov.Resolve(name)
+	loc, err := ip.resolve(name)
 	if err != nil || !isRegular(loc.Info) {
 		return nil, false
 	}
