@@ -49,6 +49,8 @@ func makeTree(t *testing.T) (root string, binary []byte) {
 	return root, binary
 }
 
+const chunkSize = 256 << 10
+
 const version = "go1.99.0\ntime 2026-01-01T00:00:00Z\n"
 
 func TestRun(t *testing.T) {
@@ -61,7 +63,7 @@ func TestRun(t *testing.T) {
 				Files:     []string{"VERSION", "src/fmt/print.go", "bin/go", "no/such/file"},
 				Registry:  kind,
 				Level:     gzip.BestSpeed,
-				ChunkSize: 256 << 10,
+				ChunkSize: chunkSize,
 				Out:       &out,
 			})
 			if err != nil {
@@ -92,6 +94,10 @@ func TestRun(t *testing.T) {
 				if w.content != nil && !bytes.Equal(fr.Content, w.content) {
 					t.Errorf("%s: read %d bytes that differ from the file's", fr.Name, len(fr.Content))
 				}
+				// The binary's head costs one chunk, not the whole file.
+				if fr.Name == "bin/go" && (fr.Requests < 1 || fr.Fetched <= 0 || fr.Fetched > 2*chunkSize) {
+					t.Errorf("bin/go: head read fetched %d bytes in %d requests; want one %d-byte chunk", fr.Fetched, fr.Requests, chunkSize)
+				}
 			}
 
 			// The reads need the blob's tail (TOC and footer) and a few
@@ -113,14 +119,14 @@ func TestRun(t *testing.T) {
 
 func TestUnknownRegistry(t *testing.T) {
 	root, _ := makeTree(t)
-	_, err := run(context.Background(), config{Dir: root, Registry: "quay", Level: gzip.BestSpeed, ChunkSize: 256 << 10, Out: &bytes.Buffer{}})
+	_, err := run(context.Background(), config{Dir: root, Registry: "quay", Level: gzip.BestSpeed, ChunkSize: chunkSize, Out: &bytes.Buffer{}})
 	if err == nil || !strings.Contains(err.Error(), `unknown registry "quay"`) {
 		t.Errorf("run with an unknown registry: %v", err)
 	}
 }
 
 func TestMissingDir(t *testing.T) {
-	_, err := run(context.Background(), config{Dir: filepath.Join(t.TempDir(), "absent"), Registry: registrySim, Level: gzip.BestSpeed, ChunkSize: 256 << 10, Out: &bytes.Buffer{}})
+	_, err := run(context.Background(), config{Dir: filepath.Join(t.TempDir(), "absent"), Registry: registrySim, Level: gzip.BestSpeed, ChunkSize: chunkSize, Out: &bytes.Buffer{}})
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("run on a missing directory: %v", err)
 	}
