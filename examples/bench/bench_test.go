@@ -4,13 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"github.com/lazylayer/lazylayer/internal/localregistry"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/internal/localregistry"
 	"github.com/lazylayer/lazylayer/internal/simregistry"
 )
 

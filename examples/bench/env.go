@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/lazylayer/lazylayer/internal/dirtar"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/dirtar"
 	"github.com/lazylayer/lazylayer/internal/simregistry"
 	"github.com/opencontainers/go-digest"
 )
