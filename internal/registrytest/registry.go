@@ -62,7 +62,7 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	if c.username != "" {
 		lopts = append(lopts, localregistry.WithBasicAuth(c.username, c.password))
 	}
-	lr, err := localregistry.Start(context.Background(), lopts...)
+	lr, err := localregistry.Start(t.Context(), lopts...)
 	if errors.Is(err, localregistry.ErrNotInstalled) {
 		if os.Getenv(RequireEnv) == "1" {
 			t.Fatalf("registrytest: %s=1 but %v", RequireEnv, err)
