@@ -100,77 +100,43 @@ func validAnchor(p string) bool {
 	return true
 }
 
-// newPatterns indexes an ordered list of valid patterns, dropping
-// duplicates and patterns a broader one already covers.
+// newPatterns returns the set of an ordered list of valid patterns,
+// without duplicates and without patterns a broader one of the list
+// covers: the broader one takes the place of the first it covers.
 func newPatterns(list []string) Patterns {
-	ps := Patterns{exact: map[string]int{}, dirs: map[string]int{}, trees: map[string]int{}}
+	all := indexPatterns(list)
+	var kept []string
+	seen := make(map[string]bool)
 	for _, p := range list {
+		if by, ok := all.coveredBy(splitPattern(p)); ok {
+			p = by
+		}
+		if !seen[p] {
+			seen[p] = true
+			kept = append(kept, p)
+		}
+	}
+	return indexPatterns(kept)
+}
+
+// indexPatterns indexes a list of valid patterns by kind and anchor; the
+// rank of a pattern is its first position.
+func indexPatterns(list []string) Patterns {
+	ps := Patterns{list: list, exact: map[string]int{}, dirs: map[string]int{}, trees: map[string]int{}}
+	for i, p := range list {
 		kind, anchor := splitPattern(p)
+		m := ps.exact
 		switch kind {
 		case patternTree:
-			if _, ok := ps.trees[anchor]; !ok {
-				ps.trees[anchor] = len(ps.trees) + len(ps.dirs) + len(ps.exact)
-			}
+			m = ps.trees
 		case patternDir:
-			if _, ok := ps.dirs[anchor]; !ok {
-				ps.dirs[anchor] = len(ps.trees) + len(ps.dirs) + len(ps.exact)
-			}
-		default:
-			if _, ok := ps.exact[anchor]; !ok {
-				ps.exact[anchor] = len(ps.trees) + len(ps.dirs) + len(ps.exact)
-			}
+			m = ps.dirs
+		}
+		if _, ok := m[anchor]; !ok {
+			m[anchor] = i
 		}
 	}
-	// Keep each pattern unless a broader one covers it; the broader one
-	// takes the earliest position of what it covers.
-	type ranked struct {
-		pattern string
-		rank    int
-	}
-	all := make([]ranked, 0, len(ps.trees)+len(ps.dirs)+len(ps.exact))
-	for a, r := range ps.trees {
-		all = append(all, ranked{joinPattern(patternTree, a), r})
-	}
-	for a, r := range ps.dirs {
-		all = append(all, ranked{joinPattern(patternDir, a), r})
-	}
-	for a, r := range ps.exact {
-		all = append(all, ranked{a, r})
-	}
-	rank := make(map[string]int)
-	var covered []ranked
-	for _, p := range all {
-		if _, ok := ps.coveredBy(splitPattern(p.pattern)); ok {
-			covered = append(covered, p)
-		} else {
-			rank[p.pattern] = p.rank
-		}
-	}
-	for _, p := range covered {
-		by, _ := ps.coveredBy(splitPattern(p.pattern))
-		rank[by] = min(rank[by], p.rank)
-	}
-	kept := make([]ranked, 0, len(rank))
-	for p, r := range rank {
-		kept = append(kept, ranked{p, r})
-	}
-	slices.SortFunc(kept, func(a, b ranked) int {
-		return cmp.Or(cmp.Compare(a.rank, b.rank), strings.Compare(a.pattern, b.pattern))
-	})
-	out := Patterns{exact: map[string]int{}, dirs: map[string]int{}, trees: map[string]int{}}
-	for i, k := range kept {
-		out.list = append(out.list, k.pattern)
-		kind, anchor := splitPattern(k.pattern)
-		switch kind {
-		case patternTree:
-			out.trees[anchor] = i
-		case patternDir:
-			out.dirs[anchor] = i
-		default:
-			out.exact[anchor] = i
-		}
-	}
-	return out
+	return ps
 }
 
 // coveredBy returns the broadest other pattern of ps that covers the
@@ -282,10 +248,10 @@ func (ps Patterns) Rank(name string) (int, bool) {
 // <= 0): paths are kept exact while they fit; over budget, the files of
 // the directory that saves the most bytes are replaced by "dir/*", then
 // those of the next (directories with two files or more), and if that is
-// not enough, patterns are generalised to "dir/**" one
-// directory level at a time, from the deepest, down to "**". The result
-// depends only on the plan, so the same plan always exports the same
-// string. Paths that cannot be written as a pattern (a control character,
+// not enough, patterns are generalised to "dir/**" one directory level at
+// a time, from the deepest, down to "**" (2 bytes, the least any budget
+// gets). Every path of the plan still matches. The result depends only on
+// the plan, so the same plan always exports the same string. Paths that cannot be written as a pattern (a control character,
 // an element "*" or "**") are left out.
 func (p *Plan) Patterns(layer, budget int) Patterns {
 	if budget <= 0 {
