@@ -87,8 +87,8 @@ const (
 //     {"path": "/usr/bin/sh", "op": "read", "offset": 0, "length": 4096},
 //     where op (default "read"), offset and length may be left out.
 //
-// A line starting with '{' is JSON; a path can only be written that way if
-// it starts with '{'.
+// A line starting with '{' is read as JSON, so a path that begins with '{'
+// must be written in the JSON form.
 func ParseTrace(r io.Reader) ([]Access, error) {
 	var out []Access
 	err := eachLine(r, func(n int, line []byte) error {
