@@ -61,15 +61,26 @@ func (a *accessLog) first(c *toc.Chunk) (seq int64, first bool) {
 // chunkData is loadChunk, reporting first accesses to the configured
 // observer. Reads of file content call it and nothing else; it is also
 // where sequential read-ahead and background fetching would hook in.
-func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int) ([]byte, bool, error) {
+func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int, src frameSource) ([]byte, bool, error) {
+	done := l.observe(e, i)
+	data, exclusive, err := l.loadChunk(ctx, e, i, src)
+	done(err)
+	return data, exclusive, err
+}
+
+// observe notes a read of e.Chunks[i] starting now; the function it
+// returns reports the read's outcome to the observer if it was the
+// chunk's first.
+func (l *Layer) observe(e *toc.Entry, i int) func(error) {
 	if l.cfg.observer == nil {
-		return l.loadChunk(ctx, e, i)
+		return func(error) {}
 	}
 	seq, first := l.accesses.first(&e.Chunks[i])
+	if !first {
+		return func(error) {}
+	}
 	start := time.Now()
-	data, exclusive, err := l.loadChunk(ctx, e, i)
-	if first {
+	return func(err error) {
 		l.cfg.observer(Access{Seq: seq, Entry: e, Chunk: i, Start: start, Duration: time.Since(start), Err: err})
 	}
-	return data, exclusive, err
 }

@@ -21,11 +21,12 @@ import (
 // loadChunk returns the verified bytes of e.Chunks[i]. It is the one path
 // by which file content leaves the blob: the cache is consulted first,
 // concurrent loads of one frame share a single fetch, and no byte is
-// returned before its digest matched the index.
+// returned before its digest matched the index. The frame is fetched
+// through src, or alone if src is nil.
 //
 // The caller must not modify data unless exclusive reports that nobody
 // else (no cache, no other reader) holds it.
-func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int) (data []byte, exclusive bool, err error) {
+func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int, src frameSource) (data []byte, exclusive bool, err error) {
 	c := &e.Chunks[i]
 	if c.Size == 0 {
 		return []byte{}, true, nil
@@ -41,18 +42,16 @@ func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int) (data []byte
 		}
 		return data, true, nil
 	}
-	cached := l.cfg.cache != nil
-	if cached {
-		// A cache may be shared with code we do not control, or be a
-		// directory that rotted: check what it returns like any other
-		// source.
-		if data, ok := l.cfg.cache.Get(want); ok && int64(len(data)) == c.Size && verify(want, data) == nil {
-			return data, false, nil
-		}
+	if data, ok := l.cachedChunk(e, i); ok {
+		return data, false, nil
 	}
+	if src == nil {
+		src = l.fetchFrame
+	}
+	cached := l.cfg.cache != nil
 	key := span{c.InnerOffset, c.Size, want}
 	res, shared, err := l.flights.do(ctx, l.ctx, c.FrameOffset, func(ctx context.Context) (frameResult, error) {
-		return l.loadFrame(ctx, chunkRef{e, i}, cached)
+		return l.loadFrame(ctx, chunkRef{e, i}, cached, src)
 	})
 	if err != nil {
 		return nil, false, err
@@ -61,12 +60,121 @@ func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int) (data []byte
 	if !ok {
 		// The load we joined was for another chunk of the same frame
 		// and did not decompress this one: load it alone.
-		if res, err = l.loadFrame(ctx, chunkRef{e, i}, false); err != nil {
+		if res, err = l.loadFrame(ctx, chunkRef{e, i}, false, src); err != nil {
 			return nil, false, err
 		}
 		r, shared = res[key], false
 	}
 	return r.data, !shared && !cached, r.err
+}
+
+// cachedChunk returns e.Chunks[i] from the cache, if it is there and
+// intact. A cache may be shared with code we do not control, or be a
+// directory that rotted: what it returns is checked like any other source.
+func (l *Layer) cachedChunk(e *toc.Entry, i int) ([]byte, bool) {
+	if l.cfg.cache == nil {
+		return nil, false
+	}
+	c := &e.Chunks[i]
+	want := chunkDigest(e, i)
+	if want == "" || c.Size == 0 || c.Zeros {
+		return nil, false
+	}
+	data, ok := l.cfg.cache.Get(want)
+	if !ok || int64(len(data)) != c.Size || verify(want, data) != nil {
+		return nil, false
+	}
+	return data, true
+}
+
+// A frameSource returns the compressed bytes of one frame.
+type frameSource func(ctx context.Context, frame fetcher.Range) ([]byte, error)
+
+// fetchFrame is the frameSource that fetches a frame on its own.
+func (l *Layer) fetchFrame(ctx context.Context, frame fetcher.Range) ([]byte, error) {
+	var compressed []byte
+	err := l.fetcher.Fetch(ctx, []fetcher.Range{frame}, func(r fetcher.Range, data []byte) error {
+		if r != frame || int64(len(data)) != frame.Length {
+			return fmt.Errorf("fetcher returned %d bytes at %d for range %v: %w", len(data), r.Offset, frame, ErrCorrupt)
+		}
+		compressed = data
+		return nil
+	})
+	return compressed, err
+}
+
+// frameBatch fetches a set of frames with one Fetch call, so that a read
+// spanning many chunks costs the fetcher one request it can coalesce
+// rather than one per chunk. The fetch starts at the first get.
+type frameBatch struct {
+	layer  *Layer
+	start  sync.Once
+	ranges []fetcher.Range
+	slots  map[int64]*frameSlot // by frame offset
+}
+
+type frameSlot struct {
+	once sync.Once
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+func (s *frameSlot) fill(data []byte, err error) {
+	s.once.Do(func() {
+		s.data, s.err = data, err
+		close(s.done)
+	})
+}
+
+// newFrameBatch plans one fetch of the distinct frames in frames.
+func (l *Layer) newFrameBatch(frames []fetcher.Range) *frameBatch {
+	b := &frameBatch{layer: l, slots: make(map[int64]*frameSlot, len(frames))}
+	for _, r := range frames {
+		if _, dup := b.slots[r.Offset]; !dup {
+			b.slots[r.Offset] = &frameSlot{done: make(chan struct{})}
+			b.ranges = append(b.ranges, r)
+		}
+	}
+	return b
+}
+
+// get is a frameSource serving the batch's frames, and fetching any other
+// frame alone.
+func (b *frameBatch) get(ctx context.Context, frame fetcher.Range) ([]byte, error) {
+	slot := b.slots[frame.Offset]
+	if slot == nil {
+		return b.layer.fetchFrame(ctx, frame)
+	}
+	b.start.Do(func() { go b.fetch() })
+	select {
+	case <-slot.done:
+		if slot.err == nil && int64(len(slot.data)) != frame.Length {
+			return nil, fmt.Errorf("frame %v planned as %d bytes: %w", frame, len(slot.data), ErrCorrupt)
+		}
+		return slot.data, slot.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetch runs the batch's one Fetch under the layer's context, so that it
+// ends with the layer, and releases every slot whatever happens.
+func (b *frameBatch) fetch() {
+	err := b.layer.fetcher.Fetch(b.layer.ctx, b.ranges, func(r fetcher.Range, data []byte) error {
+		slot := b.slots[r.Offset]
+		if slot == nil || int64(len(data)) != r.Length {
+			return fmt.Errorf("fetcher returned %d bytes at %d, not a planned frame: %w", len(data), r.Offset, ErrCorrupt)
+		}
+		slot.fill(data, nil)
+		return nil
+	})
+	if err == nil {
+		err = fmt.Errorf("fetcher skipped a range: %w", ErrCorrupt)
+	}
+	for _, slot := range b.slots {
+		slot.fill(nil, err)
+	}
 }
 
 // span identifies a chunk's bytes within its frame.
@@ -88,7 +196,7 @@ type frameResult map[span]spanResult
 // stored in the frame and adds all good ones to the cache: files that
 // share a frame were packed together because they are small, and are
 // likely to be read together.
-func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool) (frameResult, error) {
+func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src frameSource) (frameResult, error) {
 	c := ref.chunk()
 	want := span{c.InnerOffset, c.Size, chunkDigest(ref.entry, ref.index)}
 	plan := []span{want}
@@ -110,14 +218,7 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool) (fra
 	}
 
 	frame := fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset}
-	var compressed []byte
-	err := l.fetcher.Fetch(ctx, []fetcher.Range{frame}, func(r fetcher.Range, data []byte) error {
-		if int64(len(data)) != frame.Length {
-			return fmt.Errorf("fetcher returned %d bytes for range %v: %w", len(data), frame, ErrCorrupt)
-		}
-		compressed = data
-		return nil
-	})
+	compressed, err := src(ctx, frame)
 	if err != nil {
 		return nil, fmt.Errorf("fetch frame %v: %w", frame, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -140,34 +141,57 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 		last++
 	}
 
-	fill := func(i int) (int, error) {
-		data, err := f.chunk(i)
+	// region copies the part of chunk i that the read wants into p.
+	region := func(i int, data []byte) int {
+		c := &chunks[i]
+		lo, hi := max(off, c.Offset), min(end, c.Offset+c.Size)
+		return copy(p[lo-off:hi-off], data[lo-c.Offset:hi-c.Offset])
+	}
+	fill := func(i int, src frameSource) (int, error) {
+		data, err := f.chunk(i, src)
 		if err != nil {
 			return 0, &fs.PathError{Op: op, Path: f.path, Err: err}
 		}
-		c := &chunks[i]
-		lo, hi := max(off, c.Offset), min(end, c.Offset+c.Size)
-		return copy(p[lo-off:hi-off], data[lo-c.Offset:hi-c.Offset]), nil
+		return region(i, data), nil
 	}
 
 	var n int
 	if first == last || f.layer.cfg.concurrency <= 1 {
 		for i := first; i <= last; i++ {
-			m, err := fill(i)
+			m, err := fill(i, nil)
 			n += m
 			if err != nil {
 				return n, err
 			}
 		}
 	} else {
+		// Serve what the cache holds, then fetch every other frame the
+		// read needs with one request and decompress them in parallel.
+		var pending []int
+		var frames []fetcher.Range
+		for i := first; i <= last; i++ {
+			if data, ok := f.layer.cachedChunk(f.entry, i); ok {
+				f.layer.observe(f.entry, i)(nil)
+				region(i, data)
+				continue
+			}
+			pending = append(pending, i)
+			if c := &chunks[i]; !c.Zeros && c.Size > 0 {
+				frames = append(frames, fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset})
+			}
+		}
+		var src frameSource
+		if len(frames) > 1 {
+			src = f.layer.newFrameBatch(frames).get
+		}
 		errs := make([]error, last-first+1)
 		sem := make(chan struct{}, f.layer.cfg.concurrency)
 		var wg sync.WaitGroup
-		for i := first; i <= last; i++ {
+		for _, i := range pending {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				_, errs[i-first] = fill(i)
+				_, errs[i-first] = fill(i, src)
 			})
 		}
 		wg.Wait()
@@ -187,7 +211,7 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 }
 
 // chunk returns the verified bytes of chunk i, reusing the last one.
-func (f *file) chunk(i int) ([]byte, error) {
+func (f *file) chunk(i int, src frameSource) ([]byte, error) {
 	f.mu.Lock()
 	if f.last.data != nil && f.last.index == i {
 		data := f.last.data
@@ -195,7 +219,7 @@ func (f *file) chunk(i int) ([]byte, error) {
 		return data, nil
 	}
 	f.mu.Unlock()
-	data, _, err := f.layer.chunkData(f.layer.ctx, f.entry, i)
+	data, _, err := f.layer.chunkData(f.layer.ctx, f.entry, i, src)
 	if err != nil {
 		if errors.Is(err, context.Canceled) && f.layer.ctx.Err() != nil {
 			err = fs.ErrClosed

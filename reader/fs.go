@@ -101,7 +101,7 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 	if len(n.content.Chunks) == 1 {
 		// One chunk is the whole file: hand it over without a copy
 		// when nobody else holds it.
-		data, exclusive, err := l.chunkData(l.ctx, n.content, 0)
+		data, exclusive, err := l.chunkData(l.ctx, n.content, 0, nil)
 		if err != nil {
 			return nil, &fs.PathError{Op: "readfile", Path: name, Err: fmt.Errorf("chunk 0: %w", err)}
 		}

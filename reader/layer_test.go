@@ -11,6 +11,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -289,8 +290,10 @@ func TestRandomReadsTouchOnlyTheirChunks(t *testing.T) {
 		if want := min(tc.n, int64(len(content))-tc.off); int64(n) != want || !bytes.Equal(buf[:n], content[tc.off:tc.off+want]) {
 			t.Errorf("ReadAt(%d, %d) = %d, %v", tc.n, tc.off, n, err)
 		}
-		if got := f.calls.Load(); got != tc.chunks {
-			t.Errorf("ReadAt(%d, %d) fetched %d times, want %d", tc.n, tc.off, got, tc.chunks)
+		// A read spanning several chunks asks for all their frames in
+		// one request.
+		if calls, ranges := f.calls.Load(), int64(len(f.asked)); calls != 1 || ranges != tc.chunks {
+			t.Errorf("ReadAt(%d, %d) made %d requests for %d ranges, want 1 for %d", tc.n, tc.off, calls, ranges, tc.chunks)
 		}
 	}
 	// Sequential small reads within one chunk fetch it once.
@@ -357,11 +360,11 @@ func TestCancelledReaderDoesNotCancelOthers(t *testing.T) {
 	e := index.Entries[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { _, _, err := l.chunkData(ctx, e, 0); done <- err }()
+	go func() { _, _, err := l.chunkData(ctx, e, 0, nil); done <- err }()
 	var data []byte
 	var err2 error
 	finished := make(chan struct{})
-	go func() { data, _, err2 = l.chunkData(context.Background(), e, 0); close(finished) }()
+	go func() { data, _, err2 = l.chunkData(context.Background(), e, 0, nil); close(finished) }()
 	waitFor(t, func() bool {
 		l.flights.mu.Lock()
 		defer l.flights.mu.Unlock()
@@ -467,4 +470,48 @@ func TestAccessObserverRecordsFirstReads(t *testing.T) {
 			t.Errorf("access %d = %+v, want %v", i, a, want[i])
 		}
 	}
+}
+
+func TestBatchedReadSkipsCachedChunksAndReportsFetchErrors(t *testing.T) {
+	b := &blobBuilder{chunkSize: 1000}
+	content := pseudoRandom(3000, 5)
+	b.add(&toc.Entry{Name: "f"}, content)
+	blob, index := b.finish()
+	c := newMapCache()
+	e := index.Entries[0]
+	c.Add(e.Chunks[1].Digest, content[1000:2000])
+	l, f := testLayer(t, blob, index, WithCache(c))
+	got, err := l.ReadFile("f")
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("ReadFile = %d bytes, %v", len(got), err)
+	}
+	if calls, ranges := f.calls.Load(), len(f.asked); calls != 1 || ranges != 2 {
+		t.Errorf("made %d requests for %d ranges, want 1 for 2", calls, ranges)
+	}
+
+	// A fetch that fails part way releases every chunk waiting on it.
+	boom := errors.New("boom")
+	l2, _ := testLayer(t, blob, index)
+	l2.fetcher = failAfterFirst{l2.fetcher, boom}
+	buf := make([]byte, 3000)
+	file, _ := l2.Open("f")
+	if n, err := file.(io.ReaderAt).ReadAt(buf, 0); !errors.Is(err, boom) || n > 1000 || !bytes.Equal(buf[:n], content[:n]) {
+		t.Errorf("ReadAt with failing fetcher = %d, %v", n, err)
+	}
+}
+
+// failAfterFirst delivers the first range of a Fetch, then fails.
+type failAfterFirst struct {
+	fetcher.Fetcher
+	err error
+}
+
+func (f failAfterFirst) Fetch(ctx context.Context, rs []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
+	if err := f.Fetcher.Fetch(ctx, rs[:1], fn); err != nil {
+		return err
+	}
+	if len(rs) > 1 {
+		return f.err
+	}
+	return nil
 }
