@@ -8,13 +8,14 @@ import (
 	"io/fs"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
-// file is an open regular file. Read and Seek share an offset and must not
-// be called concurrently; ReadAt and WriteTo may be, as io.ReaderAt says.
+// file is an open regular file. Read, Seek and WriteTo share an offset and
+// must not be called concurrently; ReadAt may be, as io.ReaderAt says.
 type file struct {
 	layer *Layer
 	entry *toc.Entry // content entry (a hard link's target)
@@ -22,7 +23,7 @@ type file struct {
 	path  string
 
 	offset int64
-	closed bool
+	closed atomic.Bool
 
 	// last is the most recently loaded chunk, so that a run of small
 	// reads within one chunk loads it once even without a cache.
@@ -36,15 +37,14 @@ type file struct {
 func (f *file) Stat() (fs.FileInfo, error) { return f.info, nil }
 
 func (f *file) Close() error {
-	if f.closed {
+	if f.closed.Swap(true) {
 		return &fs.PathError{Op: "close", Path: f.path, Err: fs.ErrClosed}
 	}
-	f.closed = true
 	return nil
 }
 
 func (f *file) Read(p []byte) (int, error) {
-	if f.closed {
+	if f.closed.Load() {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
 	}
 	n, err := f.readAt(p, f.offset, "read")
@@ -56,14 +56,14 @@ func (f *file) Read(p []byte) (int, error) {
 }
 
 func (f *file) ReadAt(p []byte, off int64) (int, error) {
-	if f.closed {
+	if f.closed.Load() {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
 	}
 	return f.readAt(p, off, "read")
 }
 
 func (f *file) Seek(offset int64, whence int) (int64, error) {
-	if f.closed {
+	if f.closed.Load() {
 		return 0, &fs.PathError{Op: "seek", Path: f.path, Err: fs.ErrClosed}
 	}
 	switch whence {
@@ -82,18 +82,28 @@ func (f *file) Seek(offset int64, whence int) (int64, error) {
 	return offset, nil
 }
 
-// WriteTo writes the rest of the file to w, fetching up to the layer's
-// concurrency of chunks ahead of the writes.
+// WriteTo writes the rest of the file to w. It reads whole chunks, as many
+// at a time as the layer's concurrency allows (within 64 MiB), so that
+// they are fetched together and decompressed in parallel.
 func (f *file) WriteTo(w io.Writer) (int64, error) {
-	if f.closed {
+	if f.closed.Load() {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
 	}
+	chunks := f.entry.Chunks
+	perWindow := max(f.layer.cfg.concurrency, 1)
+	if biggest := maxChunkSize(f.entry); biggest > 0 {
+		perWindow = int(max(min(int64(perWindow), (64<<20)/biggest), 1))
+	}
+	var buf []byte
 	var written int64
-	window := int64(max(f.layer.cfg.concurrency, 1)) * maxChunkSize(f.entry)
-	window = min(max(window, 1<<20), 64<<20)
-	buf := make([]byte, min(window, max(f.entry.Size-f.offset, 0)))
 	for f.offset < f.entry.Size {
-		n, err := f.readAt(buf, f.offset, "read")
+		i := sort.Search(len(chunks), func(i int) bool { return chunks[i].Offset+chunks[i].Size > f.offset })
+		last := &chunks[min(i+perWindow, len(chunks))-1]
+		want := last.Offset + last.Size - f.offset
+		if int64(cap(buf)) < want {
+			buf = make([]byte, want)
+		}
+		n, err := f.readAt(buf[:want], f.offset, "read")
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			written += int64(m)

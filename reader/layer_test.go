@@ -515,3 +515,20 @@ func (f failAfterFirst) Fetch(ctx context.Context, rs []fetcher.Range, fn func(f
 	}
 	return nil
 }
+
+func TestWriteToLoadsEachChunkOnce(t *testing.T) {
+	b := &blobBuilder{chunkSize: 1000}
+	content := pseudoRandom(10500, 8)
+	b.add(&toc.Entry{Name: "f"}, content)
+	blob, index := b.finish()
+	l, f := testLayer(t, blob, index, WithConcurrency(3))
+	file, _ := l.Open("f")
+	file.(io.Seeker).Seek(1500, io.SeekStart)
+	var out bytes.Buffer
+	if n, err := io.Copy(&out, file); err != nil || n != 9000 || !bytes.Equal(out.Bytes(), content[1500:]) {
+		t.Fatalf("io.Copy = %d, %v", n, err)
+	}
+	if ranges := len(f.asked); ranges != 10 {
+		t.Errorf("fetched %d frames for 10 chunks", ranges)
+	}
+}
