@@ -406,3 +406,49 @@ func TestBuildSparseFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildGlobalHeader checks that a PAX global header passes through in
+// place, describes no TOC entry, and stays behind moved files.
+func TestBuildGlobalHeader(t *testing.T) {
+	input, err := tartest.WriteTar([]tartest.Entry{
+		{Header: &tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "global", PAXRecords: map[string]string{"comment": "built by test"}}},
+		{Header: &tar.Header{Typeflag: tar.TypeReg, Name: "a", Size: 1}, Content: []byte("a")},
+		{Header: &tar.Header{Typeflag: tar.TypeReg, Name: "b", Size: 1}, Content: []byte("b")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		opts      []Option
+		wantTar   []byte // typeflags of the gunzipped stream
+		wantNames []string
+	}{
+		{nil, []byte{tar.TypeReg, tar.TypeXGlobalHeader, tar.TypeReg, tar.TypeReg, tar.TypeReg},
+			[]string{toc.NoPrefetchLandmark, "a", "b"}},
+		{[]Option{WithPrioritizedFiles([]string{"b"})}, []byte{tar.TypeReg, tar.TypeReg, tar.TypeXGlobalHeader, tar.TypeReg, tar.TypeReg},
+			[]string{"b", toc.PrefetchLandmark, "a"}},
+	} {
+		blob, res := build(t, input, tc.opts...)
+		if got := names(res.TOC); !slices.Equal(got, tc.wantNames) {
+			t.Errorf("TOC %q, want %q", got, tc.wantNames)
+		}
+		var types []byte
+		tr := tar.NewReader(bytes.NewReader(gunzip(t, blob)))
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Typeflag == tar.TypeXGlobalHeader && h.PAXRecords["comment"] != "built by test" {
+				t.Errorf("global header records %v", h.PAXRecords)
+			}
+			types = append(types, h.Typeflag)
+		}
+		if !bytes.Equal(types, tc.wantTar) {
+			t.Errorf("gunzipped stream has types %q, want %q", types, tc.wantTar)
+		}
+	}
+}
