@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/interop/internal/corpus"
 )
 
@@ -43,6 +44,11 @@ func TestWriteReaderFuzzSeeds(t *testing.T) {
 	add("min-chunk", shared)
 	prio, _ := referenceBlob(t, small, estargz.WithPrioritizedFiles([]string{"etc/b"}), estargz.WithCompressionLevel(0))
 	add("prioritized-stored", prio)
+	zc, _ := referenceZstdChunkedBlob(t, small, zstd.SpeedFastest, estargz.WithChunkSize(100))
+	add("zstd-chunked", zc)
+	zcBad := bytes.Clone(zc)
+	zcBad[len(zc)/3] ^= 0x5a
+	add("zstd-chunked-flipped", zcBad)
 	for i, at := range []int{len(plain) / 3, len(plain) / 2, len(plain) - 60, len(plain) - 20, len(plain) - 3} {
 		bad := bytes.Clone(plain)
 		bad[at] ^= 0x5a

@@ -21,7 +21,10 @@
 // are made.
 //
 // Supported formats: eStargz (including legacy stargz footers and
-// min-chunk-size blobs whose chunks share gzip members). Other formats
-// plug in where Open dispatches on the footer's format and where a Layer
-// picks a decompressor for its frames.
+// min-chunk-size blobs whose chunks share gzip members) and zstd:chunked
+// (both footer generations; WithTOCDigest then pins the compressed TOC, as
+// the manifest-checksum annotation does). A new format plugs in where Open
+// dispatches on the footer's format and where a Layer picks a
+// decompressor for its frames. Blobs whose index lives elsewhere (eStargz
+// with an external TOC) are reported as ErrUnsupportedFormat.
 package reader

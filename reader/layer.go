@@ -15,11 +15,17 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// maxDeflateRatio is the largest factor by which deflate can expand data
-// (RFC 1951 length codes: 258 bytes from a couple of bits). No honest chunk
-// is larger than its compressed frame times this, so the bound rejects
-// indexes that would make the reader allocate memory the blob cannot fill.
-const maxDeflateRatio = 1032
+// maxExpansion bounds how many bytes one compressed byte of a frame can
+// decompress to: deflate reaches 1032 (258-byte matches from a couple of
+// bits), zstd 32768 (an RLE block turns 4 bytes into 128 KiB). No honest
+// chunk is larger than its frame times this, so the bound rejects indexes
+// that would make the reader allocate memory the blob cannot fill.
+func maxExpansion(f toc.Format) int64 {
+	if f == toc.FormatZstdChunked {
+		return 128 << 10 / 4
+	}
+	return 1032
+}
 
 // maxSymlinks is how many symbolic links one lookup follows, as in Linux.
 const maxSymlinks = 40
@@ -63,6 +69,7 @@ type Layer struct {
 	cancel   context.CancelFunc
 	flights  flightGroup
 	gzips    sync.Pool
+	zstds    sync.Pool
 	accesses accessLog
 }
 
@@ -145,8 +152,8 @@ func validateChunks(t *toc.TOC, dataEnd int64) error {
 				return fmt.Errorf("reader: entry %q: chunk %d: frame [%d,%d) inner offset %d outside data [0,%d): %w",
 					e.Name, i, c.FrameOffset, c.FrameEnd, c.InnerOffset, dataEnd, ErrCorrupt)
 			}
-			if frame := c.FrameEnd - c.FrameOffset; frame < math.MaxInt64/maxDeflateRatio/2 {
-				limit := frame*maxDeflateRatio + 1<<10
+			if frame, ratio := c.FrameEnd-c.FrameOffset, maxExpansion(t.Format); frame < math.MaxInt64/ratio/2 {
+				limit := frame*ratio + 1<<10
 				if c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
 					return fmt.Errorf("reader: entry %q: chunk %d: %d bytes at %d cannot come from a %d-byte frame: %w",
 						e.Name, i, c.Size, c.InnerOffset, frame, ErrCorrupt)

@@ -39,6 +39,8 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	switch footer.Format {
 	case toc.FormatEStargz:
 		index, dataEnd, err = openEStargz(ctx, f, size, tail, footer, cfg)
+	case toc.FormatZstdChunked:
+		index, dataEnd, err = openZstdChunked(ctx, f, size, tail, footer, cfg)
 	default:
 		err = fmt.Errorf("reader: %v blobs: %w", footer.Format, ErrUnsupportedFormat)
 	}
@@ -86,10 +88,7 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 	if footer.TOCOffset < 0 || footer.TOCOffset >= tocEnd {
 		return nil, 0, fmt.Errorf("reader: TOC offset %d outside blob data [0,%d): %w", footer.TOCOffset, tocEnd, ErrCorrupt)
 	}
-	// Deflate cannot shrink JSON below a thousandth of its size, nor
-	// grow it by more than a few bytes per 64 KiB block: a member larger
-	// than this cannot hold an index within the limit.
-	if memberLen := tocEnd - footer.TOCOffset; memberLen > cfg.maxTOCSize+cfg.maxTOCSize/64+64<<10 {
+	if memberLen := tocEnd - footer.TOCOffset; memberLen > maxCompressedTOC(cfg.maxTOCSize) {
 		return nil, 0, fmt.Errorf("reader: %d-byte TOC member exceeds the %d-byte TOC limit: %w: %w",
 			memberLen, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
 	}
@@ -115,6 +114,42 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 	}
 	return index, footer.TOCOffset, nil
 }
+
+// openZstdChunked reads and decodes a zstd:chunked TOC: the compressed
+// payload of the skippable frame the footer locates. File data lies before
+// that frame.
+func openZstdChunked(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*toc.TOC, int64, error) {
+	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if footer.TOCLength > maxCompressedTOC(cfg.maxTOCSize) {
+		return nil, 0, fmt.Errorf("reader: %d-byte compressed TOC exceeds the %d-byte TOC limit: %w: %w",
+			footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
+	}
+	tocEnd := footer.TOCOffset + footer.TOCLength
+	compressed, ok := tail.slice(footer.TOCOffset, tocEnd)
+	if !ok {
+		r, err := fetchRange(ctx, f, footer.TOCOffset, tocEnd)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reader: fetch TOC: %w", err)
+		}
+		compressed = r.data
+	}
+	// The pinned digest (manifest-checksum) covers the compressed TOC.
+	if err := checkTOCDigest(cfg, compressed); err != nil {
+		return nil, 0, err
+	}
+	index, _, err := toc.DecodeZstdChunked(compressed, footer, toc.WithMaxTOCSize(cfg.maxTOCSize))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return index, max(footer.TOCOffset-toc.SkippableFrameHeaderSize, 0), nil
+}
+
+// maxCompressedTOC is the largest compressed index that can hold at most
+// limit bytes: compressors add a few bytes per block to incompressible
+// data, and never more.
+func maxCompressedTOC(limit int64) int64 { return limit + limit/64 + 64<<10 }
 
 // checkTOCDigest verifies the index bytes the pinned digest covers, before
 // anything parses them.

@@ -49,9 +49,11 @@ func newConfig(opts []Option) config {
 	return c
 }
 
-// WithTOCDigest pins the index to d, normally the layer descriptor's
-// TOC digest annotation. Open then fails with ErrTOCDigest unless the
-// index it reads has exactly that digest. Without it the index is only
+// WithTOCDigest pins the index to d, normally from the layer descriptor's
+// annotations: for eStargz the TOC digest (sha256 of the TOC JSON), for
+// zstd:chunked the manifest checksum (sha256 of the compressed TOC), the
+// same value toc.TOC.Digest holds. Open then fails with ErrTOCDigest
+// unless the index it reads has exactly that digest. Without it the index is only
 // checked for consistency with itself: the blob's content is still
 // verified chunk by chunk, but against an index nobody vouched for.
 func WithTOCDigest(d digest.Digest) Option {
