@@ -231,15 +231,21 @@ func (f *file) chunk(i int, src frameSource) ([]byte, error) {
 	f.mu.Unlock()
 	data, _, err := f.layer.chunkData(f.layer.ctx, f.entry, i, src)
 	if err != nil {
-		if errors.Is(err, context.Canceled) && f.layer.ctx.Err() != nil {
-			err = fs.ErrClosed
-		}
-		return nil, fmt.Errorf("chunk %d: %w", i, err)
+		return nil, fmt.Errorf("chunk %d: %w", i, f.layer.closedErr(err))
 	}
 	f.mu.Lock()
 	f.last.index, f.last.data = i, data
 	f.mu.Unlock()
 	return data, nil
+}
+
+// closedErr reports a read that failed because the layer was closed as
+// fs.ErrClosed rather than as a cancelled context.
+func (l *Layer) closedErr(err error) error {
+	if errors.Is(err, context.Canceled) && l.ctx.Err() != nil {
+		return fs.ErrClosed
+	}
+	return err
 }
 
 // dirFile is an open directory.

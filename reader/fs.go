@@ -103,7 +103,7 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 		// when nobody else holds it.
 		data, exclusive, err := l.chunkData(l.ctx, n.content, 0, nil)
 		if err != nil {
-			return nil, &fs.PathError{Op: "readfile", Path: name, Err: fmt.Errorf("chunk 0: %w", err)}
+			return nil, &fs.PathError{Op: "readfile", Path: name, Err: fmt.Errorf("chunk 0: %w", l.closedErr(err))}
 		}
 		if !exclusive {
 			data = bytes.Clone(data)

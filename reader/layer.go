@@ -39,8 +39,8 @@ const maxSymlinks = 40
 // Names follow tar extraction semantics: when the index lists a name more
 // than once, the last entry wins (a directory listed again keeps its
 // children); parent directories that the index does not list exist
-// anyway, with mode 0755; a hard link shows its target's content and
-// metadata. Whiteout files (".wh.*", ".wh..wh..opq") are ordinary entries:
+// anyway, with mode 0755, and replace whatever non-directory held their
+// name; a hard link shows its target's content and metadata. Whiteout files (".wh.*", ".wh..wh..opq") are ordinary entries:
 // applying them to lower layers is the caller's business. The eStargz
 // landmark files are hidden.
 //
@@ -193,7 +193,7 @@ func indexFrames(t *toc.TOC) (map[int64][]chunkRef, error) {
 		for k := 1; k < len(refs); k++ {
 			prev, c := refs[k-1].chunk(), refs[k].chunk()
 			if c.InnerOffset < prev.InnerOffset+prev.Size || c.FrameEnd != prev.FrameEnd {
-				return nil, fmt.Errorf("reader: entries %q and %q: chunks overlap in the frame at %d: %w",
+				return nil, fmt.Errorf("reader: entries %q and %q: chunks overlap, or disagree on where the frame at %d ends: %w",
 					refs[k-1].entry.Name, refs[k].entry.Name, off, ErrCorrupt)
 			}
 		}
