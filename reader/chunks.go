@@ -2,6 +2,7 @@ package reader
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -215,10 +216,7 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 			plan = append(plan, sp)
 		}
 		slices.SortFunc(plan, func(a, b span) int {
-			if a.inner != b.inner {
-				return int(min(max(a.inner-b.inner, -1), 1))
-			}
-			return int(min(max(a.size-b.size, -1), 1))
+			return cmp.Or(cmp.Compare(a.inner, b.inner), cmp.Compare(a.size, b.size))
 		})
 	}
 
