@@ -31,15 +31,20 @@ type Result struct {
 	Digest digest.Digest
 	Size   int64
 	// DiffID is the sha256 of the uncompressed tar stream, the blob
-	// gunzipped as a whole; UncompressedSize is that stream's length.
+	// decompressed as a whole; UncompressedSize is that stream's length.
+	// For zstd:chunked that stream is the input tar, byte for byte.
 	DiffID           digest.Digest
 	UncompressedSize int64
-	// TOCDigest is the sha256 of the TOC JSON, the trust anchor of lazy
-	// readers.
+	// TOCDigest is the trust anchor of lazy readers, the value
+	// toc.TOC.Digest holds: for eStargz the sha256 of the TOC JSON, for
+	// zstd:chunked the sha256 of the compressed TOC (the manifest
+	// checksum).
 	TOCDigest digest.Digest
-	// Annotations are the layer descriptor annotations eStargz readers
-	// expect (TOC digest and uncompressed size). Use them with OCI media
-	// types: Docker media types drop annotations.
+	// Annotations are the layer descriptor annotations readers of the
+	// format expect: for eStargz the TOC digest and uncompressed size, for
+	// zstd:chunked the manifest checksum and the TOC and tar-split
+	// positions. Use them with OCI media types: Docker media types drop
+	// annotations.
 	Annotations map[string]string
 	// MissingPrioritized lists the prioritised names, as given, that the
 	// input lacked (only with WithAllowMissingPrioritized).
@@ -50,7 +55,8 @@ type Result struct {
 }
 
 // Build reads a tar stream from r (plain, gzip or zstd, recognised by its
-// magic bytes) and writes it to w as an eStargz blob. See the package
+// magic bytes) and writes it to w as an eStargz blob, or a zstd:chunked
+// blob with WithFormat. See the package
 // documentation for the layout, and the options for what can be tuned.
 //
 // The output depends only on the input and the layout options: neither
@@ -68,6 +74,12 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	defer release()
 
 	res := new(Result)
+	if cfg.format == toc.FormatZstdChunked {
+		if err := buildZstdChunked(ctx, w, in, cfg, res); err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
 	var emit func(*assembler) error
 	if len(cfg.prioritized) == 0 {
 		emit = func(a *assembler) error { return streamEntries(a, in) }

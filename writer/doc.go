@@ -1,6 +1,6 @@
-// Package writer turns a tar stream into a seekable layer blob: today
-// eStargz, a gzip-compatible blob that lazy readers can fetch piece by
-// piece.
+// Package writer turns a tar stream into a seekable layer blob that lazy
+// readers can fetch piece by piece: eStargz (gzip-compatible, the default)
+// or zstd:chunked (zstd-compatible, WithFormat(toc.FormatZstdChunked)).
 //
 // Build reads a plain, gzip or zstd tar stream and writes a blob that
 // gunzips, as a whole, to a tar stream holding the same entries followed by
@@ -28,4 +28,22 @@
 // times the chunk size, not by the layer size. Reordering needs random
 // access to the input, so Build then spools the decompressed input to a
 // temporary file; otherwise it streams.
+//
+// # zstd:chunked
+//
+// A zstd:chunked blob decompresses, with any zstd reader, to the input tar
+// byte for byte, so its DiffID is the input's digest. The tar's bytes are
+// cut into independent zstd frames: every chunk of a regular file's
+// content is a frame of its own, and the headers, padding and end of the
+// archive between contents fill the frames between them. Chunks are
+// content-defined as in containers/storage (a bup rolling sum over 64
+// bytes, cutting where its low 16 bits are all ones, so about 64 KiB on
+// average, capped by WithChunkSize), and runs of at least 1 KiB of zeros
+// inside a file become "zeros" chunks that readers never fetch. The TOC
+// (entries named as the tar spells them), the tar-split that rebuilds the
+// tar's headers, and the footer follow in skippable frames; Result carries
+// the three annotations that locate them. The input's order is kept, so
+// prioritised files and shared frames (WithMinChunkSize) are refused, as
+// are entries containers/storage cannot index: sparse files and PAX global
+// headers.
 package writer

@@ -79,6 +79,10 @@ type record struct {
 	// block plus any PAX or GNU extension records before it. Sparse files,
 	// whose payload Build writes expanded, get a re-encoded header instead.
 	raw []byte
+	// lead is raw preceded by the previous entry's padding, exactly as
+	// the input has it: together with the payloads, the leads and the
+	// trailer (entryReader.trailer) make up the whole input.
+	lead []byte
 	// start is the input offset of the entry's first header byte.
 	start   int64
 	payload io.Reader
@@ -123,6 +127,7 @@ func (er *entryReader) next() (*record, error) {
 	}
 	rec := &record{
 		hdr:     hdr,
+		lead:    er.tap.recorded,
 		raw:     er.tap.recorded[start-(er.tap.n-int64(len(er.tap.recorded))):],
 		start:   start,
 		payload: er.tr,
@@ -150,6 +155,16 @@ func (er *entryReader) next() (*record, error) {
 	}
 	return rec, nil
 }
+
+// trailer returns, once next has returned io.EOF, the input bytes that
+// ended the archive: the last entry's padding and the end-of-archive
+// blocks. Whatever follows them is still unread in the input (read it
+// with readRest).
+func (er *entryReader) trailer() []byte { return er.tap.recorded }
+
+// readRest reads input beyond the end-of-archive blocks, which some tar
+// writers pad to a record size.
+func (er *entryReader) readRest(p []byte) (int, error) { return er.tap.Read(p) }
 
 // drain skips what is left of the current record's payload and reports the
 // input offset where the record ends.

@@ -173,7 +173,13 @@ func (a *assembler) finish() {
 // resolve fills in every chunk's member bounds once the members' blob
 // offsets are known; end is where the last member ends.
 func (a *assembler) resolve(offsets []int64, end int64) {
-	for _, r := range a.refs {
+	resolveChunks(a.refs, offsets, end)
+}
+
+// resolveChunks fills in the frame bounds of the chunks refs point at:
+// offsets[i] is the blob offset of member i, end where the last one ends.
+func resolveChunks(refs []chunkRef, offsets []int64, end int64) {
+	for _, r := range refs {
 		c := &r.entry.Chunks[r.chunk]
 		c.FrameOffset = offsets[r.member]
 		c.FrameEnd = end

@@ -6,6 +6,7 @@ import (
 	"runtime"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/lazylayer/lazylayer/toc"
 )
 
 const (
@@ -20,29 +21,59 @@ const (
 	// CPU time; level 6 would cost 2.4% in size, level 9 five times the
 	// time.
 	DefaultCompressionLevel = 7
+
+	// DefaultZstdCompressionLevel is the zstd level of zstd:chunked blobs
+	// unless WithCompressionLevel says otherwise (zstd's own default).
+	DefaultZstdCompressionLevel = 3
 )
 
 // An Option configures Build.
 type Option func(*config)
 
 type config struct {
+	format       toc.Format
 	prioritized  []string
 	allowMissing bool
 	chunkSize    int64
 	minChunkSize int64
 	level        int
+	levelSet     bool // WithCompressionLevel was given
 	concurrency  int
 	tempDir      string
 }
 
 func newConfig(opts []Option) (*config, error) {
 	c := &config{
+		format:      toc.FormatEStargz,
 		chunkSize:   DefaultChunkSize,
-		level:       DefaultCompressionLevel,
 		concurrency: runtime.GOMAXPROCS(0),
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	switch c.format {
+	case toc.FormatEStargz:
+		if !c.levelSet {
+			c.level = DefaultCompressionLevel
+		}
+		if _, err := gzip.NewWriterLevel(io.Discard, c.level); err != nil {
+			return nil, fmt.Errorf("writer: gzip compression level %d: %w", c.level, ErrInvalidOption)
+		}
+	case toc.FormatZstdChunked:
+		if !c.levelSet {
+			c.level = DefaultZstdCompressionLevel
+		}
+		if c.level < 1 || c.level > 22 {
+			return nil, fmt.Errorf("writer: zstd compression level %d: %w", c.level, ErrInvalidOption)
+		}
+		if len(c.prioritized) > 0 {
+			return nil, fmt.Errorf("writer: zstd:chunked keeps the input's order, prioritized files cannot be moved: %w", ErrInvalidOption)
+		}
+		if c.minChunkSize > 0 {
+			return nil, fmt.Errorf("writer: zstd:chunked gives every chunk its own frame, files cannot share one: %w", ErrInvalidOption)
+		}
+	default:
+		return nil, fmt.Errorf("writer: format %v: %w", c.format, ErrInvalidOption)
 	}
 	if c.chunkSize <= 0 {
 		return nil, fmt.Errorf("writer: chunk size %d: %w", c.chunkSize, ErrInvalidOption)
@@ -53,9 +84,6 @@ func newConfig(opts []Option) (*config, error) {
 	if c.concurrency <= 0 {
 		return nil, fmt.Errorf("writer: concurrency %d: %w", c.concurrency, ErrInvalidOption)
 	}
-	if _, err := gzip.NewWriterLevel(io.Discard, c.level); err != nil {
-		return nil, fmt.Errorf("writer: compression level %d: %w", c.level, ErrInvalidOption)
-	}
 	return c, nil
 }
 
@@ -64,6 +92,13 @@ func newConfig(opts []Option) (*config, error) {
 // member, which keeps every member, and so the memory, bounded.
 func (c *config) memberLimit() int {
 	return int(max(c.chunkSize, c.minChunkSize))
+}
+
+// WithFormat selects the blob format: toc.FormatEStargz (the default) or
+// toc.FormatZstdChunked. See the package documentation for how the formats
+// are laid out. Other formats make Build fail with ErrInvalidOption.
+func WithFormat(f toc.Format) Option {
+	return func(c *config) { c.format = f }
 }
 
 // WithPrioritizedFiles lists the files a container is expected to read
@@ -79,6 +114,11 @@ func (c *config) memberLimit() int {
 // (decompressed) input to a temporary file when this list is not empty.
 // Without it the input is streamed, and a .no.prefetch.landmark entry comes
 // first.
+//
+// zstd:chunked blobs must decompress to the input tar unchanged, so their
+// entries cannot be reordered: with toc.FormatZstdChunked a non-empty list
+// makes Build fail with ErrInvalidOption rather than silently write a blob
+// without the prefetch region the caller asked for.
 func WithPrioritizedFiles(names []string) Option {
 	return func(c *config) { c.prioritized = append([]string(nil), names...) }
 }
@@ -92,6 +132,8 @@ func WithAllowMissingPrioritized() Option {
 // WithChunkSize sets the largest piece of a regular file that one member
 // holds; larger files are split into chunks, each verifiable and fetchable
 // on its own. The default is DefaultChunkSize. Memory use grows with it.
+// zstd:chunked chunks are content-defined, about 64 KiB on average; the
+// size only caps them.
 func WithChunkSize(size int64) Option {
 	return func(c *config) { c.chunkSize = size }
 }
@@ -108,11 +150,15 @@ func WithMinChunkSize(size int64) Option {
 	return func(c *config) { c.minChunkSize = size }
 }
 
-// WithCompressionLevel sets the gzip level, from gzip.HuffmanOnly to
-// gzip.BestCompression (1-9 as in compress/gzip). The default is
-// DefaultCompressionLevel.
+// WithCompressionLevel sets the compression level. For eStargz it is the
+// gzip level, from gzip.HuffmanOnly to gzip.BestCompression (-2 to 9 as in
+// compress/gzip; the default is DefaultCompressionLevel). For zstd:chunked
+// it is the zstd level, 1 to 22 as the zstd command line counts, mapped to
+// the nearest klauspost/compress encoder speed: below 3 fastest, 3-5
+// default, 6-9 better, 10 and above best (the default is
+// DefaultZstdCompressionLevel).
 func WithCompressionLevel(level int) Option {
-	return func(c *config) { c.level = level }
+	return func(c *config) { c.level, c.levelSet = level, true }
 }
 
 // WithConcurrency sets how many members are compressed at once. The default

@@ -1,0 +1,158 @@
+package writer
+
+import (
+	"fmt"
+	"io"
+)
+
+// Content-defined chunking of zstd:chunked files, compatible with
+// containers/storage: a bup-style rolling sum over a 64-byte window cuts a
+// chunk after a byte that leaves the sum's low 16 bits all ones (about
+// 64 KiB on average), and a run of at least 1 KiB of zeros becomes a chunk
+// of its own that readers never fetch. Boundaries then depend on content
+// only, so an edit moves the chunks around it and no others.
+const (
+	rollWindow = 64 // bytes; a power of two
+	rollOffset = 31 // added to every byte, as bup does
+	splitBits  = 16
+	splitMask  = 1<<splitBits - 1
+
+	// zeroRunMin is the shortest run of zero bytes that becomes a zeros
+	// chunk.
+	zeroRunMin = 1 << 10
+	// minCDCChunk is the shortest data chunk a rolling-sum boundary may
+	// end (containers/storage has no minimum). Ordinary data almost never
+	// meets it; it stops periodic input whose sum hits the split value
+	// every few bytes from producing a TOC many times larger than the file.
+	minCDCChunk = 1 << 10
+)
+
+// rollSum is bup's rolling checksum over the last rollWindow bytes.
+type rollSum struct {
+	s1, s2 uint32
+	window [rollWindow]byte
+	pos    int
+}
+
+func (r *rollSum) reset() {
+	*r = rollSum{s1: rollWindow * rollOffset, s2: rollWindow * (rollWindow - 1) * rollOffset}
+}
+
+func (r *rollSum) roll(b byte) {
+	drop := uint32(r.window[r.pos])
+	r.window[r.pos] = b
+	r.pos = (r.pos + 1) & (rollWindow - 1)
+	r.s1 += uint32(b) - drop
+	r.s2 += r.s1 - rollWindow*(drop+rollOffset)
+}
+
+// rollZeros rolls n zero bytes. Once the window holds only zeros the sums
+// no longer change, so at most one window's worth needs rolling.
+func (r *rollSum) rollZeros(n int) {
+	for range min(n, rollWindow) {
+		r.roll(0)
+	}
+}
+
+func (r *rollSum) atSplit() bool { return r.s2&splitMask == splitMask }
+
+// chunker cuts one file's content, read from r, into chunks of at most max
+// bytes. It reuses its buffer from file to file.
+type chunker struct {
+	r    io.Reader
+	left int64 // bytes of the file not yet read into buf
+	max  int
+	sum  rollSum
+
+	buf        []byte
+	start, end int // unconsumed bytes are buf[start:end]
+	// shortZeros is the buf index below which every zero byte belongs to
+	// a run already found too short for a zeros chunk.
+	shortZeros int
+}
+
+func newChunker(max int) *chunker {
+	return &chunker{max: max, buf: make([]byte, 2*(max+zeroRunMin))}
+}
+
+// reset starts a file of size bytes read from r.
+func (c *chunker) reset(r io.Reader, size int64) {
+	c.r, c.left = r, size
+	c.start, c.end, c.shortZeros = 0, 0, 0
+	c.sum.reset()
+}
+
+// next returns the next chunk, valid until the following call, and whether
+// it is all zeros; io.EOF after the last one.
+func (c *chunker) next() ([]byte, bool, error) {
+	if err := c.fill(); err != nil {
+		return nil, false, err
+	}
+	w := c.buf[c.start:c.end]
+	if len(w) == 0 {
+		return nil, false, io.EOF
+	}
+	// fill guarantees max+zeroRunMin bytes unless the file ends sooner,
+	// so a zero run starting before limit is seen whole up to zeroRunMin.
+	limit := min(len(w), c.max)
+	for i := 0; i < limit; i++ {
+		b := w[i]
+		if b == 0 && c.start+i >= c.shortZeros {
+			run := zeroRun(w[i:], zeroRunMin)
+			if run >= zeroRunMin {
+				if i > 0 {
+					return c.take(i), false, nil
+				}
+				n := zeroRun(w, limit)
+				c.sum.rollZeros(n)
+				return c.take(n), true, nil
+			}
+			c.shortZeros = c.start + i + run
+		}
+		c.sum.roll(b)
+		if i+1 >= minCDCChunk && c.sum.atSplit() {
+			return c.take(i + 1), false, nil
+		}
+	}
+	return c.take(limit), false, nil
+}
+
+// zeroRun counts the zero bytes at the start of b, up to limit.
+func zeroRun(b []byte, limit int) int {
+	b = b[:min(len(b), limit)]
+	for i, x := range b {
+		if x != 0 {
+			return i
+		}
+	}
+	return len(b)
+}
+
+func (c *chunker) take(n int) []byte {
+	chunk := c.buf[c.start : c.start+n]
+	c.start += n
+	return chunk
+}
+
+// fill reads until max+zeroRunMin bytes are buffered or the file is read.
+func (c *chunker) fill() error {
+	need := c.max + zeroRunMin
+	if c.end-c.start >= need || c.left == 0 {
+		return nil
+	}
+	if len(c.buf)-c.start < need {
+		n := copy(c.buf, c.buf[c.start:c.end])
+		c.shortZeros = max(c.shortZeros-c.start, 0)
+		c.start, c.end = 0, n
+	}
+	n := int(min(c.left, int64(len(c.buf)-c.end)))
+	if _, err := io.ReadFull(c.r, c.buf[c.end:c.end+n]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("reading content: %w", err)
+	}
+	c.end += n
+	c.left -= int64(n)
+	return nil
+}

@@ -1,0 +1,362 @@
+package writer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
+)
+
+// zstdEncoder compresses each unit into one independent zstd frame that
+// records its content size, so a reader can decompress any frame alone.
+type zstdEncoder struct{ zw *zstd.Encoder }
+
+func newZstdEncoder(level int) (frameEncoder, error) {
+	zw, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	return &zstdEncoder{zw: zw}, nil
+}
+
+func (z *zstdEncoder) encode(dst *bytes.Buffer, src []byte) error {
+	dst.Grow(z.zw.MaxEncodedSize(len(src)))
+	_, err := dst.Write(z.zw.EncodeAll(src, dst.AvailableBuffer()))
+	return err
+}
+
+// buildZstdChunked writes the tar stream in as a zstd:chunked blob: the
+// input's bytes, unchanged and in order, as a series of zstd frames (one
+// per chunk of file content, others for the headers between them),
+// followed by the TOC, the tar-split and the footer in skippable frames.
+func buildZstdChunked(ctx context.Context, w io.Writer, in io.Reader, cfg *config, res *Result) error {
+	sink := newBlobSink(w)
+	pipe, err := startPipeline(ctx, sink, cfg.concurrency, func() (frameEncoder, error) {
+		return newZstdEncoder(cfg.level)
+	})
+	if err != nil {
+		return fmt.Errorf("writer: zstd encoder: %w", err)
+	}
+	var tarSplit bytes.Buffer
+	l, err := newChunkedLayout(ctx, cfg, pipe, &tarSplit)
+	if err == nil {
+		if err = l.addAll(newEntryReader(in, nil)); err == nil {
+			l.finish()
+		}
+	}
+	if perr := pipe.close(); err == nil {
+		err = perr
+	}
+	if err != nil {
+		return err
+	}
+	return l.finishBlob(sink, pipe.offsets, &tarSplit, res)
+}
+
+// chunkedLayout lays a tar stream out into zstd:chunked frames and
+// describes it in TOC entries and a tar-split stream. Each chunk of a
+// regular file's content is a frame of its own; the bytes between
+// contents (padding, headers, the end of the archive) go into frames
+// between them, split only to bound their size. The layout depends only on
+// the input and the options, never on timing.
+type chunkedLayout struct {
+	ctx  context.Context
+	cfg  *config
+	pipe *pipeline
+
+	cur     *member
+	members int
+
+	entries []*toc.Entry
+	// tarLinks holds the hardlink targets as the tar spells them, where
+	// that differs from the cleaned LinkName, by entry index.
+	tarLinks map[int]string
+	refs     []chunkRef
+
+	split    *toc.TarSplitWriter
+	chunks   *chunker
+	fileHash hash.Hash
+	crc      hash.Hash64
+}
+
+func newChunkedLayout(ctx context.Context, cfg *config, pipe *pipeline, tarSplit io.Writer) (*chunkedLayout, error) {
+	split, err := toc.NewTarSplitWriter(tarSplit, cfg.level)
+	if err != nil {
+		return nil, fmt.Errorf("writer: %w", err)
+	}
+	cur, err := pipe.acquire()
+	if err != nil {
+		return nil, err
+	}
+	return &chunkedLayout{
+		ctx: ctx, cfg: cfg, pipe: pipe, cur: cur,
+		tarLinks: make(map[int]string),
+		split:    split,
+		chunks:   newChunker(int(cfg.chunkSize)),
+		fileHash: sha256.New(),
+		crc:      toc.NewTarSplitCRC(),
+	}, nil
+}
+
+// addAll lays out every entry of er, then the end of the archive and any
+// bytes after it.
+func (l *chunkedLayout) addAll(er *entryReader) error {
+	for {
+		rec, err := er.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := l.add(rec); err != nil {
+			return err
+		}
+	}
+	if err := l.addSegment(er.trailer()); err != nil {
+		return err
+	}
+	// tar-split records what follows the end-of-archive blocks in
+	// segments of at most 1 MiB.
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := er.readRest(buf)
+		if n > 0 {
+			if serr := l.addSegment(buf[:n]); serr != nil {
+				return serr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("writer: reading input after the end of the archive: %w", err)
+		}
+	}
+}
+
+// add lays out one entry: the bytes before its contents, then its
+// contents chunk by chunk.
+func (l *chunkedLayout) add(rec *record) error {
+	if err := l.ctx.Err(); err != nil {
+		return err
+	}
+	hdr := rec.hdr
+	if isSparse(hdr) || hdr.Typeflag == tar.TypeXGlobalHeader {
+		// Sparse files would need their holes rebuilt, and a global
+		// header has no TOC entry: containers/storage refuses both.
+		return fmt.Errorf("writer: entry %q: tar type %q in zstd:chunked: %w", hdr.Name, hdr.Typeflag, ErrUnsupportedEntry)
+	}
+	e, err := tocEntry(hdr)
+	if err != nil {
+		return err
+	}
+	if e.Type != toc.TypeReg && hdr.Size != 0 {
+		return fmt.Errorf("writer: entry %q: %v entry with a size of %d: %w", hdr.Name, e.Type, hdr.Size, ErrUnsupportedEntry)
+	}
+	// zstd:chunked keeps full-precision times and the tar's own names.
+	e.ModTime, e.AccessTime, e.ChangeTime = utc(hdr.ModTime), utc(hdr.AccessTime), utc(hdr.ChangeTime)
+	e.UserName, e.GroupName = "", ""
+	if e.Name != hdr.Name {
+		e.TarName = hdr.Name
+	}
+	if e.Type == toc.TypeHardlink && e.LinkName != hdr.Linkname {
+		l.tarLinks[len(l.entries)] = hdr.Linkname
+	}
+	l.entries = append(l.entries, e)
+
+	if err := l.addSegment(rec.lead); err != nil {
+		return err
+	}
+	var crc []byte
+	if e.Size > 0 {
+		if err := l.addContent(e, rec.payload); err != nil {
+			return fmt.Errorf("writer: entry %q: %w", hdr.Name, err)
+		}
+		crc = l.crc.Sum(nil)
+	} else if e.Type == toc.TypeReg {
+		e.Digest = digest.SHA256.FromBytes(nil)
+	}
+	if err := l.split.AddFile(hdr.Name, hdr.Size, crc); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	return nil
+}
+
+// addSegment appends raw tar bytes that are not file contents to the open
+// frame, starting a new frame first if the open one is full.
+func (l *chunkedLayout) addSegment(raw []byte) error {
+	if len(l.cur.raw) > 0 && len(l.cur.raw)+len(raw) > l.cfg.memberLimit() {
+		if err := l.startFrame(); err != nil {
+			return err
+		}
+	}
+	l.cur.raw = append(l.cur.raw, raw...)
+	if err := l.split.AddSegment(raw); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	return nil
+}
+
+// addContent writes a regular file's content, one frame per chunk, and
+// records each chunk and the file's digest and CRC-64. The frame after the
+// last chunk takes whatever comes next.
+func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
+	l.fileHash.Reset()
+	l.crc.Reset()
+	l.chunks.reset(payload, e.Size)
+	var off int64
+	for {
+		if err := l.ctx.Err(); err != nil {
+			return err
+		}
+		data, zeros, err := l.chunks.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("at offset %d: %w", off, err)
+		}
+		if err := l.startFrame(); err != nil {
+			return err
+		}
+		l.cur.raw = append(l.cur.raw, data...)
+		sum := sha256.Sum256(data)
+		l.fileHash.Write(data)
+		l.crc.Write(data)
+		e.Chunks = append(e.Chunks, toc.Chunk{
+			Offset: off,
+			Size:   int64(len(data)),
+			Digest: digest.NewDigestFromBytes(digest.SHA256, sum[:]),
+			Zeros:  zeros,
+		})
+		l.refs = append(l.refs, chunkRef{entry: e, chunk: len(e.Chunks) - 1, member: l.members})
+		off += int64(len(data))
+	}
+	if len(e.Chunks) == 1 {
+		// A file of one chunk has no chunk fields in the TOC, so it
+		// cannot say that the chunk is all zeros.
+		e.Chunks[0].Zeros = false
+		e.Digest = e.Chunks[0].Digest
+	} else {
+		e.Digest = digest.NewDigest(digest.SHA256, l.fileHash)
+	}
+	return l.startFrame()
+}
+
+// startFrame submits the open frame, unless it is empty, and opens a new
+// one.
+func (l *chunkedLayout) startFrame() error {
+	if len(l.cur.raw) == 0 {
+		return nil
+	}
+	l.pipe.submit(l.cur)
+	l.members++
+	cur, err := l.pipe.acquire()
+	l.cur = cur
+	return err
+}
+
+// finish submits the last frame. The layout takes no more entries.
+func (l *chunkedLayout) finish() {
+	if len(l.cur.raw) > 0 {
+		l.pipe.submit(l.cur)
+		l.members++
+	} else {
+		l.pipe.release(l.cur)
+	}
+	l.cur = nil
+}
+
+// finishBlob appends the TOC, tar-split and footer frames after the data
+// frames and fills in res.
+func (l *chunkedLayout) finishBlob(sink *blobSink, offsets []int64, tarSplitBuf *bytes.Buffer, res *Result) error {
+	if err := l.split.Close(); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	tarSplit := tarSplitBuf.Bytes()
+	dataEnd := sink.size
+	resolveChunks(l.refs, offsets, dataEnd)
+	t := &toc.TOC{Format: toc.FormatZstdChunked, Entries: l.entries, TarSplitDigest: l.split.Digest()}
+
+	// The TOC names entries as the tar does: containers/storage compares
+	// them with the tar-split's headers byte for byte.
+	wire := &toc.TOC{Format: toc.FormatZstdChunked, Entries: make([]*toc.Entry, len(l.entries))}
+	for i, e := range l.entries {
+		we := *e
+		if e.TarName != "" {
+			we.Name = e.TarName
+		}
+		if link, ok := l.tarLinks[i]; ok {
+			we.LinkName = link
+		}
+		wire.Entries[i] = &we
+	}
+	tocJSON, err := toc.MarshalZstdChunked(wire, t.TarSplitDigest)
+	if err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	compressedTOC, err := toc.CompressZstd(tocJSON, l.cfg.level)
+	if err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	t.Digest = digest.FromBytes(compressedTOC)
+
+	_, tarSplitSize := l.split.Size()
+	f := toc.Footer{
+		Format:                     toc.FormatZstdChunked,
+		Size:                       toc.ZstdChunkedFooterSize,
+		TOCOffset:                  dataEnd + toc.SkippableFrameHeaderSize,
+		TOCLength:                  int64(len(compressedTOC)),
+		TOCUncompressedLength:      int64(len(tocJSON)),
+		TarSplitOffset:             dataEnd + 2*toc.SkippableFrameHeaderSize + int64(len(compressedTOC)),
+		TarSplitLength:             int64(len(tarSplit)),
+		TarSplitUncompressedLength: tarSplitSize,
+	}
+	footer, err := toc.ZstdChunkedFooter(f)
+	if err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	for _, payload := range [][]byte{compressedTOC, tarSplit} {
+		frame, err := toc.AppendSkippableFrame(nil, payload)
+		if err != nil {
+			return fmt.Errorf("writer: %w", err)
+		}
+		if err := sink.write(frame, nil); err != nil {
+			return fmt.Errorf("writer: %w", err)
+		}
+	}
+	if err := sink.write(footer, nil); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	if err := sink.w.Flush(); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+
+	res.Digest = digest.NewDigest(digest.SHA256, sink.blob)
+	res.Size = sink.size
+	res.DiffID = digest.NewDigest(digest.SHA256, sink.diffID)
+	res.UncompressedSize = sink.uncompressedSize
+	res.TOCDigest = t.Digest
+	res.Annotations = toc.ZstdChunkedAnnotations(t.Digest, f)
+	res.TOC = t
+	return nil
+}
+
+// utc returns t in UTC, keeping the zero Time (unknown) as it is.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}

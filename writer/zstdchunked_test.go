@@ -1,0 +1,275 @@
+package writer
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
+)
+
+func unzstd(t testing.TB, blob []byte) []byte {
+	t.Helper()
+	zr, err := zstd.NewReader(bytes.NewReader(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("zstd-decompressing blob: %v", err)
+	}
+	return out
+}
+
+// decodeZstdChunked reads a blob's TOC back as a reader would, checks the
+// tar-split against it, and returns both.
+func decodeZstdChunked(t testing.TB, blob []byte) (*toc.TOC, toc.Footer) {
+	t.Helper()
+	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := toc.CheckZstdChunkedFooter(f, int64(len(blob))); err != nil {
+		t.Fatal(err)
+	}
+	got, tarSplitDigest, err := toc.DecodeZstdChunked(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f)
+	if err != nil {
+		t.Fatalf("decoding TOC: %v", err)
+	}
+	r, err := toc.NewTarSplitReader(blob[f.TarSplitOffset:f.TarSplitOffset+f.TarSplitLength], tarSplitDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := toc.CheckTarSplit(r, got); err != nil {
+		t.Fatalf("tar-split disagrees with the TOC: %v", err)
+	}
+	return got, f
+}
+
+// chunkedTar returns a tar of files whose contents exercise the chunker: random data spanning many chunks, data
+// with long zero runs, a file of zeros only, and sub-second times.
+func chunkedTar(t testing.TB) []byte {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	random := make([]byte, 600<<10)
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	holes := append(append(append([]byte(nil), random[:5000]...), make([]byte, 300<<10)...), random[:70000]...)
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	mtime := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"./random", random},
+		{"./holes", holes},
+		{"./zeros", make([]byte, 100<<10)},
+		{"./small", []byte("hello\n")},
+		{"./empty", nil},
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755, ModTime: mtime, Format: tar.FormatPAX})
+	for _, f := range files {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: mtime, Format: tar.FormatPAX})
+		tw.Write(f.data)
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "./link", Linkname: "./small", ModTime: mtime})
+	tw.Close()
+	// Some tar writers pad the archive to a 10 KiB record.
+	b.Write(make([]byte, 4096))
+	return b.Bytes()
+}
+
+func TestBuildZstdChunkedKeepsTheTar(t *testing.T) {
+	for name, input := range map[string][]byte{"kinds": kindsTar(t), "chunked": chunkedTar(t)} {
+		t.Run(name, func(t *testing.T) {
+			blob, res := build(t, input, WithFormat(toc.FormatZstdChunked))
+			if got := unzstd(t, blob); !bytes.Equal(got, input) {
+				t.Fatalf("blob decompresses to %d bytes that differ from the %d-byte input", len(got), len(input))
+			}
+			if want := digest.FromBytes(input); res.DiffID != want || res.UncompressedSize != int64(len(input)) {
+				t.Errorf("DiffID %s (%d bytes), want the input's %s (%d bytes)", res.DiffID, res.UncompressedSize, want, len(input))
+			}
+			if res.Digest != digest.FromBytes(blob) || res.Size != int64(len(blob)) {
+				t.Errorf("Result names blob %s/%d, wrote %s/%d", res.Digest, res.Size, digest.FromBytes(blob), len(blob))
+			}
+			got, f := decodeZstdChunked(t, blob)
+			if got.Digest != res.TOCDigest {
+				t.Errorf("TOC digest %s, Result says %s", got.Digest, res.TOCDigest)
+			}
+			tocDigest, af, err := toc.ParseZstdChunkedAnnotations(res.Annotations)
+			if err != nil {
+				t.Fatal(err)
+			}
+			af.Size = f.Size
+			if tocDigest != res.TOCDigest || af != f {
+				t.Errorf("annotations %v disagree with the footer %+v", res.Annotations, f)
+			}
+			checkChunkFrames(t, blob, got, input)
+		})
+	}
+}
+
+// checkChunkFrames decompresses every chunk's frame alone and compares it
+// with the file's bytes in the input.
+func checkChunkFrames(t *testing.T, blob []byte, tc *toc.TOC, input []byte) {
+	t.Helper()
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(input))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		data, _ := io.ReadAll(tr)
+		files[cleanName(h.Name)] = data
+	}
+	zr, _ := zstd.NewReader(nil)
+	defer zr.Close()
+	for _, e := range tc.Entries {
+		for i, c := range e.Chunks {
+			frame, err := zr.DecodeAll(blob[c.FrameOffset:c.FrameEnd], nil)
+			if err != nil {
+				t.Fatalf("%s chunk %d: %v", e.Name, i, err)
+			}
+			if want := files[e.Name][c.Offset : c.Offset+c.Size]; !bytes.Equal(frame, want) {
+				t.Fatalf("%s chunk %d: frame holds other bytes", e.Name, i)
+			}
+			if c.Zeros && bytes.ContainsFunc(frame, func(r rune) bool { return r != 0 }) {
+				t.Fatalf("%s chunk %d: zeros chunk holds data", e.Name, i)
+			}
+		}
+	}
+}
+
+func TestBuildZstdChunkedChunks(t *testing.T) {
+	blob, res := build(t, chunkedTar(t), WithFormat(toc.FormatZstdChunked))
+	got, _ := decodeZstdChunked(t, blob)
+	byName := map[string]*toc.Entry{}
+	for _, e := range got.Entries {
+		byName[e.Name] = e
+	}
+	if n := len(byName["random"].Chunks); n < 3 || n > 40 {
+		t.Errorf("600 KiB of random data in %d chunks, want about ten", n)
+	}
+	var zeros []toc.Chunk
+	for _, c := range byName["holes"].Chunks {
+		if c.Zeros {
+			zeros = append(zeros, c)
+		}
+	}
+	if len(zeros) != 1 || zeros[0].Offset != 5000 || zeros[0].Size != 300<<10 {
+		t.Errorf("holes: zeros chunks %+v, want one of 300 KiB at 5000", zeros)
+	}
+	if c := byName["zeros"].Chunks; len(c) != 1 || c[0].Zeros {
+		t.Errorf("a file of zeros only: chunks %+v, want one ordinary chunk", c)
+	}
+	if e := byName["small"]; e.ModTime.Nanosecond() != 123456789 {
+		t.Errorf("modtime %v lost its nanoseconds", e.ModTime)
+	}
+	if e := byName["link"]; e.LinkName != "small" {
+		t.Errorf("hardlink target %q, want the cleaned %q", e.LinkName, "small")
+	}
+	for i, e := range res.TOC.Entries {
+		if g := got.Entries[i]; g.Name != e.Name || len(g.Chunks) != len(e.Chunks) || g.Digest != e.Digest {
+			t.Errorf("Result.TOC entry %d is %q, the blob's is %q", i, e.Name, g.Name)
+		}
+	}
+}
+
+func TestBuildZstdChunkedIsDeterministic(t *testing.T) {
+	input := chunkedTar(t)
+	want, _ := build(t, input, WithFormat(toc.FormatZstdChunked), WithConcurrency(1))
+	for _, n := range []int{2, 5} {
+		if got, _ := build(t, input, WithFormat(toc.FormatZstdChunked), WithConcurrency(n)); !bytes.Equal(got, want) {
+			t.Errorf("concurrency %d changed the blob", n)
+		}
+	}
+	// A small chunk size caps content-defined chunks.
+	blob, _ := build(t, input, WithFormat(toc.FormatZstdChunked), WithChunkSize(8<<10))
+	got, _ := decodeZstdChunked(t, blob)
+	for _, e := range got.Entries {
+		for _, c := range e.Chunks {
+			if c.Size > 8<<10 {
+				t.Fatalf("%s: %d-byte chunk exceeds the 8 KiB chunk size", e.Name, c.Size)
+			}
+		}
+	}
+	if out := unzstd(t, blob); !bytes.Equal(out, input) {
+		t.Error("small chunks: blob does not decompress to the input")
+	}
+}
+
+func TestBuildZstdChunkedRejects(t *testing.T) {
+	input := kindsTar(t)
+	for name, opts := range map[string][]Option{
+		"prioritized": {WithPrioritizedFiles([]string{"a"})},
+		"min chunk":   {WithMinChunkSize(1 << 20)},
+		"level":       {WithCompressionLevel(23)},
+	} {
+		_, err := Build(t.Context(), io.Discard, bytes.NewReader(input), append(opts, WithFormat(toc.FormatZstdChunked))...)
+		if !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: error %v, want ErrInvalidOption", name, err)
+		}
+	}
+	var global bytes.Buffer
+	tw := tar.NewWriter(&global)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "g", PAXRecords: map[string]string{"comment": "x"}})
+	tw.Close()
+	if _, err := Build(t.Context(), io.Discard, &global, WithFormat(toc.FormatZstdChunked)); !errors.Is(err, ErrUnsupportedEntry) {
+		t.Errorf("global header: error %v, want ErrUnsupportedEntry", err)
+	}
+}
+
+func TestChunkerBoundariesAreContentDefined(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	data := make([]byte, 2<<20)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	cut := func(b []byte) []int {
+		c := newChunker(DefaultChunkSize)
+		c.reset(bytes.NewReader(b), int64(len(b)))
+		var ends []int
+		end := 0
+		for {
+			chunk, _, err := c.next()
+			if err == io.EOF {
+				return ends
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			end += len(chunk)
+			ends = append(ends, end)
+		}
+	}
+	a := cut(data)
+	// Inserting bytes near the start shifts, but keeps, later boundaries.
+	b := cut(append([]byte("inserted"), data...))
+	shifted := map[int]bool{}
+	for _, e := range b {
+		shifted[e-len("inserted")] = true
+	}
+	kept := 0
+	for _, e := range a {
+		if shifted[e] {
+			kept++
+		}
+	}
+	if kept < len(a)-2 {
+		t.Errorf("%d of %d boundaries survive an insertion at the start", kept, len(a))
+	}
+	if avg := len(data) / len(a); avg < 32<<10 || avg > 128<<10 {
+		t.Errorf("average chunk %d bytes, want about 64 KiB", avg)
+	}
+}
