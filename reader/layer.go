@@ -71,6 +71,9 @@ type Layer struct {
 	gzips    sync.Pool
 	zstds    sync.Pool
 	accesses accessLog
+	// tarSplit is a zstd:chunked layer's compressed tar-split, verified
+	// against the index (see WriteTar); nil for other layers.
+	tarSplit []byte
 }
 
 // node is one name in the layer's directory tree.

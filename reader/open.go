@@ -11,17 +11,25 @@ import (
 // Open opens the layer blob that f serves. It fetches the blob's tail,
 // which holds the footer and, when the tail is large enough (see
 // WithTailHint), the whole index; otherwise it fetches the index with one
-// more request. The index is checked against WithTOCDigest, decoded and
+// more request. With zstd:chunked annotations (WithAnnotations) the footer
+// is not needed: the index comes in one request. The index is checked against WithTOCDigest, decoded and
 // validated against the blob's size before Open returns. ctx bounds Open
 // only; reads from the returned Layer run until the Layer is closed.
 func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error) {
 	cfg := newConfig(opts)
+	annotated, err := annotatedIndex(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	size, err := f.Size(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reader: blob size: %w", err)
 	}
 	if size <= 0 {
 		return nil, fmt.Errorf("reader: blob of %d bytes: %w", size, ErrCorrupt)
+	}
+	if annotated != nil {
+		return openZstdChunkedLayer(ctx, f, size, blobRange{}, *annotated, cfg)
 	}
 	tail, err := fetchRange(ctx, f, size-min(size, max(cfg.tailHint, toc.MaxFooterSize)), size)
 	if err != nil {
@@ -40,7 +48,7 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	case toc.FormatEStargz:
 		index, dataEnd, err = openEStargz(ctx, f, size, tail, footer, cfg)
 	case toc.FormatZstdChunked:
-		index, dataEnd, err = openZstdChunked(ctx, f, size, tail, footer, cfg)
+		return openZstdChunkedLayer(ctx, f, size, tail, footer, cfg)
 	default:
 		err = fmt.Errorf("reader: %v blobs: %w", footer.Format, ErrUnsupportedFormat)
 	}
@@ -113,37 +121,6 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return index, footer.TOCOffset, nil
-}
-
-// openZstdChunked reads and decodes a zstd:chunked TOC: the compressed
-// payload of the skippable frame the footer locates. File data lies before
-// that frame.
-func openZstdChunked(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*toc.TOC, int64, error) {
-	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
-	if footer.TOCLength > maxCompressedTOC(cfg.maxTOCSize) {
-		return nil, 0, fmt.Errorf("reader: %d-byte compressed TOC exceeds the %d-byte TOC limit: %w: %w",
-			footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
-	}
-	tocEnd := footer.TOCOffset + footer.TOCLength
-	compressed, ok := tail.slice(footer.TOCOffset, tocEnd)
-	if !ok {
-		r, err := fetchRange(ctx, f, footer.TOCOffset, tocEnd)
-		if err != nil {
-			return nil, 0, fmt.Errorf("reader: fetch TOC: %w", err)
-		}
-		compressed = r.data
-	}
-	// The pinned digest (manifest-checksum) covers the compressed TOC.
-	if err := checkTOCDigest(cfg, compressed); err != nil {
-		return nil, 0, err
-	}
-	index, _, err := toc.DecodeZstdChunked(compressed, footer, toc.WithMaxTOCSize(cfg.maxTOCSize))
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
-	return index, max(footer.TOCOffset-toc.SkippableFrameHeaderSize, 0), nil
 }
 
 // maxCompressedTOC is the largest compressed index that can hold at most

@@ -1,6 +1,7 @@
 package reader
 
 import (
+	"maps"
 	"runtime"
 
 	"github.com/lazylayer/lazylayer/cache"
@@ -30,6 +31,7 @@ type Option func(*config)
 
 type config struct {
 	tocDigest   digest.Digest
+	annotations map[string]string
 	cache       cache.Cache
 	maxTOCSize  int64
 	tailHint    int64
@@ -58,6 +60,18 @@ func newConfig(opts []Option) config {
 // verified chunk by chunk, but against an index nobody vouched for.
 func WithTOCDigest(d digest.Digest) Option {
 	return func(c *config) { c.tocDigest = d }
+}
+
+// WithAnnotations gives Open the layer descriptor's annotations. For a
+// zstd:chunked layer (manifest-checksum and manifest-position, optionally
+// tarsplit-position) they pin the compressed TOC, as WithTOCDigest does,
+// and locate the TOC and tar-split, so that Open fetches both in one
+// request and never reads the footer. For an eStargz layer the TOC digest
+// annotation pins the TOC. Other annotations are ignored; malformed ones
+// make Open fail with ErrCorrupt, and a digest contradicting WithTOCDigest
+// with ErrTOCDigest.
+func WithAnnotations(a map[string]string) Option {
+	return func(c *config) { c.annotations = maps.Clone(a) }
 }
 
 // WithCache makes the layer look chunks up in c before fetching them, and
