@@ -1,0 +1,153 @@
+package reader
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrNoTarSplit reports a layer that cannot rebuild its original tar
+// stream: it is not zstd:chunked, or its index pins no tar-split (the
+// first zstd:chunked writers wrote none).
+var ErrNoTarSplit = errors.New("reader: layer has no tar-split")
+
+// tarBatchBytes bounds the compressed frames WriteTar fetches in one
+// request, and so the memory it holds at once.
+const tarBatchBytes = 16 << 20
+
+// WriteTar writes the layer's original tar stream to w, byte for byte, and
+// returns its digest: the layer's DiffID. Headers, padding and the end of
+// the archive come from the tar-split that Open checked against the index;
+// file contents are read like any other read (cache first, every chunk
+// verified), in tar order, many files' frames per request. Memory is
+// bounded by one batch of frames, whatever the layer's size. Layers
+// without a tar-split fail with ErrNoTarSplit.
+func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error) {
+	if l.tarSplit == nil {
+		return "", fmt.Errorf("reader: %v layer: %w", l.toc.Format, ErrNoTarSplit)
+	}
+	r, err := toc.NewTarSplitReader(l.tarSplit, l.toc.TarSplitDigest)
+	if err != nil {
+		return "", fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	contents := newTarContents(ctx, l)
+	if _, err := toc.WriteTarFromTarSplit(io.MultiWriter(w, h), r, contents.open); err != nil {
+		if l.ctx.Err() != nil {
+			err = l.closedErr(err)
+		}
+		return "", fmt.Errorf("reader: write tar: %w", err)
+	}
+	return digest.NewDigest(digest.SHA256, h), nil
+}
+
+// tarContents serves file contents in the order the tar lists them, which
+// Open checked is the index's order: each batch fetches the frames of the
+// next files in one request.
+type tarContents struct {
+	ctx    context.Context
+	layer  *Layer
+	files  []*toc.Entry // regular files with content, in index order
+	byName map[string]*toc.Entry
+	next   int // files[next] is the file expected next
+	// batch serves the frames of files[:batchEnd].
+	batch    *frameBatch
+	batchEnd int
+}
+
+func newTarContents(ctx context.Context, l *Layer) *tarContents {
+	c := &tarContents{ctx: ctx, layer: l, byName: make(map[string]*toc.Entry)}
+	for _, e := range l.toc.Entries {
+		if e.Type == toc.TypeReg && e.Size > 0 {
+			c.files = append(c.files, e)
+			c.byName[e.Name] = e
+		}
+	}
+	return c
+}
+
+// open returns the contents of the named file, which must have size
+// bytes.
+func (c *tarContents) open(name string, size int64) (io.ReadCloser, error) {
+	if err := c.ctx.Err(); err != nil {
+		return nil, err
+	}
+	e := c.byName[name]
+	if e == nil || e.Size != size {
+		return nil, fmt.Errorf("no %d-byte file in the index: %w", size, ErrCorrupt)
+	}
+	src := c.layer.fetchFrame
+	if c.next < len(c.files) && c.files[c.next] == e {
+		if c.next >= c.batchEnd {
+			c.planBatch()
+		}
+		src = c.batch.get
+		c.next++
+	}
+	return &chunkReader{ctx: c.ctx, layer: c.layer, entry: e, src: src}, nil
+}
+
+// planBatch plans one fetch of the frames of the files from c.next on, up
+// to tarBatchBytes of them (at least one file's). Zeros chunks need no
+// frame. The fetch starts at the first chunk the cache lacks, so a batch
+// whose chunks are all cached costs nothing.
+func (c *tarContents) planBatch() {
+	var frames []fetcher.Range
+	var bytes int64
+	end := c.next
+	for ; end < len(c.files); end++ {
+		e := c.files[end]
+		var fileFrames []fetcher.Range
+		var fileBytes int64
+		for i := range e.Chunks {
+			ch := &e.Chunks[i]
+			if ch.Zeros {
+				continue
+			}
+			fileFrames = append(fileFrames, fetcher.Range{Offset: ch.FrameOffset, Length: ch.FrameEnd - ch.FrameOffset})
+			fileBytes += ch.FrameEnd - ch.FrameOffset
+		}
+		if end > c.next && bytes+fileBytes > tarBatchBytes {
+			break
+		}
+		frames = append(frames, fileFrames...)
+		bytes += fileBytes
+	}
+	c.batch, c.batchEnd = c.layer.newFrameBatch(frames), end
+}
+
+// chunkReader reads one file's content chunk by chunk.
+type chunkReader struct {
+	ctx   context.Context
+	layer *Layer
+	entry *toc.Entry
+	src   frameSource
+	next  int    // next chunk to load
+	buf   []byte // unread bytes of the loaded chunk
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.next == len(r.entry.Chunks) {
+			return 0, io.EOF
+		}
+		data, _, err := r.layer.chunkData(r.ctx, r.entry, r.next, r.src)
+		if err != nil {
+			return 0, err
+		}
+		r.buf = data
+		r.next++
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *chunkReader) Close() error { return nil }
