@@ -8,6 +8,7 @@ require (
 	github.com/klauspost/compress v1.20.4
 	github.com/lazylayer/lazylayer v0.0.0-00010101000000-000000000000
 	github.com/opencontainers/go-digest v1.0.0
+	github.com/vbatts/tar-split v0.12.3
 )
 
 require (
@@ -23,7 +24,6 @@ require (
 	github.com/opencontainers/runtime-spec v1.2.1 // indirect
 	github.com/sirupsen/logrus v1.9.3 // indirect
 	github.com/ulikunitz/xz v0.5.12 // indirect
-	github.com/vbatts/tar-split v0.12.3 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 )
 
