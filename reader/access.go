@@ -63,7 +63,9 @@ func (a *accessLog) first(c *toc.Chunk) (seq int64, first bool) {
 // where sequential read-ahead and background fetching would hook in.
 func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int, src frameSource) ([]byte, bool, error) {
 	done := l.observe(e, i)
+	l.foreground.Add(1)
 	data, exclusive, err := l.loadChunk(ctx, e, i, src)
+	l.foreground.Add(-1)
 	done(err)
 	return data, exclusive, err
 }

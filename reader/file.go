@@ -32,6 +32,7 @@ type file struct {
 		index int
 		data  []byte
 	}
+	ahead readAhead
 }
 
 func (f *file) Stat() (fs.FileInfo, error) { return f.info, nil }
@@ -165,8 +166,9 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 		return region(i, data), nil
 	}
 
+	ahead := f.planAhead(off, end, first, last)
 	var n int
-	if first == last || f.layer.cfg.concurrency <= 1 {
+	if len(ahead) == 0 && (first == last || f.layer.cfg.concurrency <= 1) {
 		for i := first; i <= last; i++ {
 			m, err := fill(i, nil)
 			n += m
@@ -176,10 +178,15 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 		}
 	} else {
 		// Serve what the cache holds, then fetch every other frame the
-		// read needs with one request and decompress them in parallel.
+		// read needs, and those read ahead, with one request and
+		// decompress them in parallel.
 		var pending []int
 		var frames []fetcher.Range
 		for i := first; i <= last; i++ {
+			if f.loadingAhead(i) {
+				pending = append(pending, i)
+				continue
+			}
 			if data, ok := f.layer.cachedChunk(f.entry, i); ok {
 				f.layer.observe(f.entry, i)(nil)
 				region(i, data)
@@ -190,9 +197,13 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 				frames = append(frames, fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset})
 			}
 		}
+		frames = append(frames, f.aheadFrames(ahead)...)
 		var src frameSource
 		if len(frames) > 1 {
 			src = f.layer.newFrameBatch(frames).get
+		}
+		for _, i := range ahead {
+			go f.loadAhead(i, src)
 		}
 		errs := make([]error, last-first+1)
 		sem := make(chan struct{}, f.layer.cfg.concurrency)
@@ -228,7 +239,23 @@ func (f *file) chunk(i int, src frameSource) ([]byte, error) {
 		f.mu.Unlock()
 		return data, nil
 	}
+	load := f.takeAhead(i)
 	f.mu.Unlock()
+	if load != nil {
+		select {
+		case <-load.done:
+		case <-f.layer.ctx.Done():
+			return nil, fmt.Errorf("chunk %d: %w", i, fs.ErrClosed)
+		}
+		if load.err == nil {
+			f.layer.observe(f.entry, i)(nil)
+			f.mu.Lock()
+			f.last.index, f.last.data = i, load.data
+			f.mu.Unlock()
+			return load.data, nil
+		}
+		// The read-ahead failed; the read tries again on its own.
+	}
 	data, _, err := f.layer.chunkData(f.layer.ctx, f.entry, i, src)
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d: %w", i, f.layer.closedErr(err))

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
@@ -71,6 +72,9 @@ type Layer struct {
 	gzips    sync.Pool
 	zstds    sync.Pool
 	accesses accessLog
+	// foreground counts chunk loads that reads are waiting for; a
+	// background fetch pauses while there are any.
+	foreground atomic.Int64
 	// tarSplit is a zstd:chunked layer's compressed tar-split, verified
 	// against the index (see WriteTar); nil for other layers.
 	tarSplit []byte

@@ -1,0 +1,136 @@
+package reader
+
+import (
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/toc"
+)
+
+const (
+	// maxAheadChunks and maxAheadBytes bound one read-ahead window: the
+	// window starts at one chunk and doubles each time a sequential
+	// reader consumes half of it, up to this many chunks or bytes
+	// (always at least one chunk). 16 MiB takes a few tens of
+	// milliseconds on a fast link, about what a round trip costs.
+	maxAheadChunks = 16
+	maxAheadBytes  = 16 << 20
+)
+
+// readAhead is a file's sequential read-ahead state. A read that starts
+// where the previous one ended is sequential; such reads keep the chunks
+// after them loading, so that a file streamed from start to end costs a
+// handful of requests rather than one per chunk. Any other read resets
+// the state: random access never fetches what it did not ask for.
+type readAhead struct {
+	reads  int64 // reads so far, to tell the first read from a sequential one
+	next   int64 // file offset where the previous read ended
+	window int   // chunks the last read-ahead asked for; 0 before any
+	issued int   // chunks below this index were loaded ahead, or read
+	// loads holds chunks loaded ahead and not read yet, by index.
+	loads map[int]*aheadLoad
+}
+
+// aheadLoad is one chunk loading ahead of the reader.
+type aheadLoad struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// planAhead notes a read of file bytes [off, end), which touches chunks
+// first to last, and returns the chunks to load ahead of it, already
+// registered as loading. The caller fetches them in the same request as
+// the read's own missing chunks, and hands each to loadAhead.
+func (f *file) planAhead(off, end int64, first, last int) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ra := &f.ahead
+	sequential := ra.reads > 0 && off == ra.next
+	ra.reads++
+	ra.next = end
+	if !sequential {
+		ra.window, ra.issued = 0, 0
+		clear(ra.loads)
+		return nil
+	}
+	chunks := f.entry.Chunks
+	from := max(ra.issued, last+1)
+	if from >= len(chunks) || from-(last+1) >= (ra.window+1)/2 {
+		return nil // enough is loading already
+	}
+	ra.window = min(max(2*ra.window, 1), maxAheadChunks)
+	to := min(last+1+ra.window, len(chunks))
+	var ahead []int
+	var bytes int64
+	i := from
+	for ; i < to && (len(ahead) == 0 || bytes+chunks[i].Size <= maxAheadBytes); i++ {
+		c := &chunks[i]
+		if c.Zeros || c.Size == 0 || chunkDigest(f.entry, i) == "" || f.layer.cacheHas(f.entry, i) {
+			continue // costs no request, or cannot be verified
+		}
+		if ra.loads == nil {
+			ra.loads = make(map[int]*aheadLoad)
+		}
+		ra.loads[i] = &aheadLoad{done: make(chan struct{})}
+		ahead = append(ahead, i)
+		bytes += c.Size
+	}
+	ra.issued = i
+	return ahead
+}
+
+// loadAhead loads chunk i, planned by planAhead, through src. It is not
+// a read: the observer hears of the chunk when a read takes it.
+func (f *file) loadAhead(i int, src frameSource) {
+	f.mu.Lock()
+	load := f.ahead.loads[i]
+	f.mu.Unlock()
+	if load == nil {
+		return
+	}
+	f.layer.foreground.Add(1)
+	load.data, _, load.err = f.layer.loadChunk(f.layer.ctx, f.entry, i, src)
+	f.layer.foreground.Add(-1)
+	close(load.done)
+}
+
+// takeAhead removes and returns the read-ahead load of chunk i, if any.
+// The caller holds f.mu.
+func (f *file) takeAhead(i int) *aheadLoad {
+	load := f.ahead.loads[i]
+	if load != nil {
+		delete(f.ahead.loads, i)
+	}
+	return load
+}
+
+// loadingAhead reports whether chunk i is loaded ahead or kept as the
+// last chunk read, so that a read needs not fetch its frame.
+func (f *file) loadingAhead(i int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ahead.loads[i] != nil || f.last.data != nil && f.last.index == i
+}
+
+// cacheHas reports whether the cache holds e.Chunks[i], without
+// verifying it: a read verifies what it takes.
+func (l *Layer) cacheHas(e *toc.Entry, i int) bool {
+	if l.cfg.cache == nil {
+		return false
+	}
+	d := chunkDigest(e, i)
+	if d == "" {
+		return false
+	}
+	data, ok := l.cfg.cache.Get(d)
+	return ok && int64(len(data)) == e.Chunks[i].Size
+}
+
+// aheadFrames returns the frames of chunks.
+func (f *file) aheadFrames(chunks []int) []fetcher.Range {
+	frames := make([]fetcher.Range, 0, len(chunks))
+	for _, i := range chunks {
+		c := &f.entry.Chunks[i]
+		frames = append(frames, fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset})
+	}
+	return frames
+}
