@@ -359,7 +359,15 @@ type flight struct {
 // is already under way. shared reports whether other callers received
 // the same result.
 func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context.Context) (frameResult, error)) (res frameResult, shared bool, err error) {
+	return g.wait(ctx, key, g.join(base, key, load))
+}
+
+// join counts a new waiter of the load for key, starting load on its own
+// goroutine under base unless a load for key is already under way. The
+// waiter must then call wait.
+func (g *flightGroup) join(base context.Context, key int64, load func(context.Context) (frameResult, error)) *flight {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.m == nil {
 		g.m = make(map[int64]*flight)
 	}
@@ -381,8 +389,13 @@ func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context
 		}()
 	}
 	f.waiters++
-	g.mu.Unlock()
+	return f
+}
 
+// wait returns the result of the flight f for key that the caller joined,
+// or gives up when ctx is done; the load is cancelled when its last waiter
+// gives up.
+func (g *flightGroup) wait(ctx context.Context, key int64, f *flight) (res frameResult, shared bool, err error) {
 	select {
 	case <-f.done:
 		return f.res, f.shared, f.err

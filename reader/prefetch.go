@@ -1,0 +1,446 @@
+package reader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/toc"
+)
+
+// ErrNoCache is returned by Prefetch on a layer opened without WithCache:
+// prefetched chunks would have nowhere to wait for their reads.
+var ErrNoCache = errors.New("reader: prefetch needs a cache")
+
+// FileRange names bytes [Offset, Offset+Length) of the file at Name, a path
+// as Open takes it; Length 0 means the whole file.
+type FileRange struct {
+	Name           string
+	Offset, Length int64
+}
+
+// PrefetchProgress reports how far a Prefetch has come. Frames are the
+// compressed units the layer's chunks are stored in; Bytes counts their
+// compressed size.
+type PrefetchProgress struct {
+	Frames, FramesDone int
+	Bytes, BytesDone   int64
+	// Busy is the time spent decompressing and verifying the frames
+	// done, summed over the goroutines that did it.
+	Busy time.Duration
+}
+
+// A PrefetchOption configures Prefetch.
+type PrefetchOption func(*prefetchConfig)
+
+type prefetchConfig struct {
+	requests int
+	workers  int
+	progress func(PrefetchProgress)
+}
+
+// DefaultPrefetchRequests is how many requests Prefetch keeps in flight
+// unless WithPrefetchRequests says otherwise.
+const DefaultPrefetchRequests = 4
+
+// WithPrefetchRequests bounds the requests Prefetch keeps in flight;
+// values below 1 mean 1.
+func WithPrefetchRequests(n int) PrefetchOption {
+	return func(c *prefetchConfig) { c.requests = max(n, 1) }
+}
+
+// WithPrefetchWorkers bounds how many frames Prefetch decompresses and
+// verifies at once; values below 1 mean 1. The default is GOMAXPROCS.
+func WithPrefetchWorkers(n int) PrefetchOption {
+	return func(c *prefetchConfig) { c.workers = max(n, 1) }
+}
+
+// WithPrefetchProgress makes Prefetch call fn once with the totals before
+// it fetches anything, and again each time a frame is decompressed,
+// verified and cached. Calls do not overlap.
+func WithPrefetchProgress(fn func(PrefetchProgress)) PrefetchOption {
+	return func(c *prefetchConfig) { c.progress = fn }
+}
+
+const (
+	// prefetchGap is the most unwanted bytes read to join two frames into
+	// one range: on any link with a round trip of a millisecond or more,
+	// 64 KiB costs less than a second range would in a response.
+	prefetchGap = 64 << 10
+	// The first request of a prefetch asks for firstBatch bytes, and each
+	// next one for twice as much as the one before, up to maxBatch. Small
+	// first answers let decompression start early; later requests are
+	// issued while earlier ones still stream, so their round trips cost
+	// no time, and their size keeps the number of requests small. When
+	// the last answer arrives, at most maxBatch bytes are left to
+	// decompress.
+	firstBatch = 256 << 10
+	maxBatch   = 4 << 20
+)
+
+// Prefetch is StartPrefetch followed by Wait.
+func (l *Layer) Prefetch(ctx context.Context, ranges []FileRange, opts ...PrefetchOption) error {
+	p, err := l.StartPrefetch(ctx, ranges, opts...)
+	if err != nil {
+		return err
+	}
+	return p.Wait()
+}
+
+// A Prefetching is a prefetch under way; see StartPrefetch.
+type Prefetching struct {
+	done chan struct{}
+	err  error
+}
+
+// Wait waits for the prefetch to finish and returns nil when every chunk
+// it fetched is cached, or the first error. A prefetch stopped by its
+// context returns the context's error, one stopped by Close fs.ErrClosed.
+func (p *Prefetching) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// StartPrefetch starts fetching the chunks holding ranges into the layer's
+// cache, the earlier ranges first. It merges nearby frames into few
+// ranges, fetches them in requests of growing size with a bounded number
+// in flight (WithPrefetchRequests), and decompresses and verifies each
+// answer's frames on a pool of workers, one per core
+// (WithPrefetchWorkers), while later answers still arrive.
+//
+// StartPrefetch returns once the prefetch has claimed its frames: from
+// then on, a read of a chunk whose frame it is fetching waits for that
+// fetch instead of making its own, and is served as soon as the frame is
+// verified. Other reads proceed as usual. Cancelling ctx stops the
+// prefetch; reads waiting on one of its fetches then make their own.
+//
+// Chunks already in the cache, chunks of zeros and chunks without a digest
+// are skipped; names that do not exist, or are not regular files, fail
+// with an *fs.PathError before anything is fetched. A layer opened
+// without WithCache fails with ErrNoCache.
+func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...PrefetchOption) (*Prefetching, error) {
+	cfg := prefetchConfig{requests: DefaultPrefetchRequests, workers: runtime.GOMAXPROCS(0)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if l.cfg.cache == nil {
+		return nil, ErrNoCache
+	}
+	if l.ctx.Err() != nil {
+		return nil, fs.ErrClosed
+	}
+	frames, err := l.prefetchFrames(ranges)
+	if err != nil {
+		return nil, err
+	}
+	run := &prefetchRun{layer: l, cfg: cfg, frames: frames, workers: make(chan struct{}, cfg.workers)}
+	for _, f := range frames {
+		run.progress.Frames++
+		run.progress.Bytes += f.frame.Length
+	}
+	if cfg.progress != nil {
+		cfg.progress(run.progress)
+	}
+	p := &Prefetching{done: make(chan struct{})}
+	if len(frames) == 0 {
+		close(p.done)
+		return p, nil
+	}
+	run.ctx, run.cancel = context.WithCancelCause(ctx)
+	stop := context.AfterFunc(l.ctx, func() { run.cancel(fs.ErrClosed) })
+
+	// Claim every frame before returning: a read from now on joins the
+	// prefetch's load of its frame.
+	run.slots = make([]*frameSlot, len(frames))
+	loads := make([]*flight, len(frames))
+	for i, f := range frames {
+		run.slots[i] = &frameSlot{done: make(chan struct{})}
+		loads[i] = l.flights.join(l.ctx, f.frame.Offset, func(fctx context.Context) (frameResult, error) {
+			return run.load(fctx, i)
+		})
+	}
+	var wg sync.WaitGroup
+	for i, f := range frames {
+		wg.Go(func() {
+			res, _, err := l.flights.wait(run.ctx, f.frame.Offset, loads[i])
+			run.finished(i, res, err)
+		})
+	}
+	go func() {
+		run.fetch(planBatches(frames))
+		wg.Wait()
+		stop()
+		p.err = context.Cause(run.ctx)
+		run.cancel(nil)
+		if p.err != nil && !errors.Is(p.err, fs.ErrClosed) {
+			p.err = fmt.Errorf("reader: prefetch: %w", p.err)
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// prefetchRun is the state of one StartPrefetch.
+type prefetchRun struct {
+	layer  *Layer
+	cfg    prefetchConfig
+	frames []prefetchFrame
+	slots  []*frameSlot // by frame, filled as answers arrive
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	workers chan struct{} // bounds frames decompressed at once
+
+	mu       sync.Mutex
+	progress PrefetchProgress
+}
+
+// load is the flight of frame i: it waits for the frame's bytes, then
+// decompresses and verifies the frame's chunks on one of the workers.
+func (run *prefetchRun) load(ctx context.Context, i int) (frameResult, error) {
+	f := run.frames[i]
+	src := run.layer.slotSource(run.ctx, run.slots[i])
+	var started time.Time
+	res, err := run.layer.loadFrame(ctx, f.ref, true, func(ctx context.Context, r fetcher.Range) ([]byte, error) {
+		data, err := src(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case run.workers <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		started = time.Now()
+		return data, nil
+	})
+	if !started.IsZero() {
+		<-run.workers
+		busy := time.Since(started)
+		run.mu.Lock()
+		run.progress.Busy += busy
+		run.mu.Unlock()
+	}
+	return res, err
+}
+
+// finished records the outcome of frame i's load, which the prefetch
+// waited for, and stops the prefetch at the first error.
+func (run *prefetchRun) finished(i int, res frameResult, err error) {
+	f := run.frames[i]
+	if err == nil {
+		c := f.ref.chunk()
+		err = res[span{c.InnerOffset, c.Size, chunkDigest(f.ref.entry, f.ref.index)}].err
+	}
+	if err != nil {
+		run.cancel(fmt.Errorf("entry %q: chunk %d: %w", f.ref.entry.Name, f.ref.index, err))
+		return
+	}
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	run.progress.FramesDone++
+	run.progress.BytesDone += f.frame.Length
+	if run.cfg.progress != nil {
+		run.cfg.progress(run.progress)
+	}
+}
+
+// fetch issues the batches in order, with at most cfg.requests in
+// flight, and finally fails the slots of frames no answer delivered.
+func (run *prefetchRun) fetch(batches []batch) {
+	sem := make(chan struct{}, run.cfg.requests)
+	var wg sync.WaitGroup
+	for _, b := range batches {
+		select {
+		case sem <- struct{}{}:
+		case <-run.ctx.Done():
+		}
+		if run.ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := run.layer.fetchBatch(run.ctx, b, run.frames, run.slots); err != nil {
+				run.cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	skipped := context.Cause(run.ctx)
+	if skipped == nil {
+		skipped = fmt.Errorf("fetcher skipped a range: %w", ErrCorrupt)
+	}
+	for _, s := range run.slots {
+		s.fill(nil, skipped)
+	}
+}
+
+// prefetchFrame is one frame a Prefetch fetches, and a chunk it holds.
+type prefetchFrame struct {
+	ref   chunkRef
+	frame fetcher.Range
+}
+
+// prefetchFrames lists the frames that hold the chunks of ranges and are
+// not cached yet, each once, in the order of the first range that needs
+// it.
+func (l *Layer) prefetchFrames(ranges []FileRange) ([]prefetchFrame, error) {
+	var frames []prefetchFrame
+	seen := make(map[int64]bool)
+	for _, fr := range ranges {
+		e, err := l.ContentEntry(fr.Name)
+		if err != nil {
+			return nil, &fs.PathError{Op: "prefetch", Path: fr.Name, Err: err}
+		}
+		if fr.Offset < 0 || fr.Length < 0 {
+			return nil, &fs.PathError{Op: "prefetch", Path: fr.Name, Err: fs.ErrInvalid}
+		}
+		end := fr.Offset + fr.Length
+		for i := range e.Chunks {
+			c := &e.Chunks[i]
+			if c.Zeros || c.Size == 0 || seen[c.FrameOffset] || chunkDigest(e, i) == "" {
+				continue
+			}
+			if fr.Length > 0 && (c.Offset+c.Size <= fr.Offset || c.Offset >= end) {
+				continue
+			}
+			if data, ok := l.cfg.cache.Get(chunkDigest(e, i)); ok && int64(len(data)) == c.Size {
+				continue
+			}
+			seen[c.FrameOffset] = true
+			frames = append(frames, prefetchFrame{
+				ref:   chunkRef{e, i},
+				frame: fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset},
+			})
+		}
+	}
+	return frames, nil
+}
+
+// ContentEntry returns the index entry whose content the regular file at
+// name shows, following symbolic and hard links: the entry whose Chunks a
+// read of name fetches. Names that do not exist fail with fs.ErrNotExist,
+// names of anything but a regular file with fs.ErrInvalid. The caller must
+// not modify the entry.
+func (l *Layer) ContentEntry(name string) (*toc.Entry, error) {
+	if !fs.ValidPath(name) {
+		return nil, fs.ErrInvalid
+	}
+	n, err := l.lookup(name, true)
+	if err != nil {
+		return nil, err
+	}
+	if n.linkErr != nil {
+		return nil, n.linkErr
+	}
+	if n.content == nil || n.content.Type != toc.TypeReg {
+		return nil, fmt.Errorf("not a regular file: %w", fs.ErrInvalid)
+	}
+	return n.content, nil
+}
+
+// A batch is what one request of a Prefetch asks for: byte ranges, each
+// covering consecutive frames (by index into the Prefetch's frames) and
+// the gaps between them.
+type batch []batchRange
+
+type batchRange struct {
+	fetcher.Range
+	frames []int
+}
+
+// planBatches cuts the frames into the requests of a Prefetch. Frames are
+// first merged by offset into spans across small gaps; spans are taken in
+// the order of their most urgent frame, and cut at frame boundaries into
+// batches of growing size (see firstBatch).
+func planBatches(frames []prefetchFrame) []batch {
+	ranges := make([]fetcher.Range, len(frames))
+	for i, f := range frames {
+		ranges[i] = f.frame
+	}
+	var spans []fetcher.Span
+	for _, q := range fetcher.Coalesce(ranges, fetcher.CoalescePolicy{MaxGap: prefetchGap}) {
+		spans = append(spans, q.Spans...)
+	}
+	// Covers lists frames by offset, and frames are in priority order.
+	slices.SortStableFunc(spans, func(a, b fetcher.Span) int {
+		return slices.Min(a.Covers) - slices.Min(b.Covers)
+	})
+
+	var batches []batch
+	var cur batch
+	var size int64
+	target := int64(firstBatch)
+	for _, s := range spans {
+		var open *batchRange
+		for _, i := range s.Covers {
+			f := frames[i].frame
+			if open != nil && f.End() > open.End() {
+				open.Length = f.End() - open.Offset
+			} else if open == nil {
+				cur = append(cur, batchRange{Range: f})
+				open = &cur[len(cur)-1]
+			}
+			open.frames = append(open.frames, i)
+			if size += f.Length; size >= target {
+				batches = append(batches, cur)
+				cur, size, open = nil, 0, nil
+				target = min(2*target, maxBatch)
+			}
+		}
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	return batches
+}
+
+// fetchBatch fetches one batch and hands each frame's bytes to its slot.
+func (l *Layer) fetchBatch(ctx context.Context, b batch, frames []prefetchFrame, slots []*frameSlot) error {
+	ranges := make([]fetcher.Range, len(b))
+	byOffset := make(map[int64]*batchRange, len(b))
+	for i := range b {
+		ranges[i] = b[i].Range
+		byOffset[b[i].Offset] = &b[i]
+	}
+	return l.fetcher.Fetch(ctx, ranges, func(r fetcher.Range, data []byte) error {
+		br := byOffset[r.Offset]
+		if br == nil || br.Range != r || int64(len(data)) != r.Length {
+			return fmt.Errorf("fetcher returned %d bytes at %d, not a requested range: %w", len(data), r.Offset, ErrCorrupt)
+		}
+		for _, i := range br.frames {
+			f := frames[i].frame
+			slots[i].fill(data[f.Offset-r.Offset:f.End()-r.Offset:f.End()-r.Offset], nil)
+		}
+		return nil
+	})
+}
+
+// slotSource is a frameSource that waits for a Prefetch to fill slot. When
+// the Prefetch stopped (its context pctx is done) but the load still has
+// a reader waiting (its own ctx is not), it fetches the frame itself.
+func (l *Layer) slotSource(pctx context.Context, slot *frameSlot) frameSource {
+	return func(ctx context.Context, frame fetcher.Range) ([]byte, error) {
+		select {
+		case <-slot.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if slot.err != nil {
+			if pctx.Err() != nil && ctx.Err() == nil {
+				return l.fetchFrame(ctx, frame)
+			}
+			return nil, slot.err
+		}
+		if int64(len(slot.data)) != frame.Length {
+			return nil, fmt.Errorf("frame %v planned as %d bytes: %w", frame, len(slot.data), ErrCorrupt)
+		}
+		return slot.data, nil
+	}
+}

@@ -1,0 +1,280 @@
+package reader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"testing"
+
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
+)
+
+// manyFiles is a layer of n files of a few chunks each, and their contents.
+func manyFiles(t *testing.T, n int, share bool, opts ...Option) (*Layer, *countingFetcher, *toc.TOC, map[string][]byte) {
+	t.Helper()
+	b := &blobBuilder{chunkSize: 1000, share: share}
+	contents := make(map[string][]byte)
+	for i := range n {
+		name := fmt.Sprintf("d/f%03d", i)
+		contents[name] = pseudoRandom(500+i*737%3000, byte(i))
+		b.add(&toc.Entry{Name: name, Mode: 0o644}, contents[name])
+	}
+	blob, index := b.finish()
+	l, f := testLayer(t, blob, index, opts...)
+	return l, f, index, contents
+}
+
+func wholeFiles(names ...string) []FileRange {
+	out := make([]FileRange, len(names))
+	for i, n := range names {
+		out[i] = FileRange{Name: n}
+	}
+	return out
+}
+
+func TestPrefetchFillsCacheSoReadsFetchNothing(t *testing.T) {
+	for _, share := range []bool{false, true} {
+		l, f, _, contents := manyFiles(t, 40, share, WithCache(newMapCache()))
+		var names []string
+		for name := range contents {
+			names = append(names, name)
+		}
+		if err := l.Prefetch(context.Background(), wholeFiles(names...)); err != nil {
+			t.Fatal(err)
+		}
+		if f.calls.Load() == 0 {
+			t.Fatal("prefetch fetched nothing")
+		}
+		f.reset()
+		for name, want := range contents {
+			got, err := l.ReadFile(name)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("share=%v: %s: %d bytes, %v", share, name, len(got), err)
+			}
+		}
+		if n := f.calls.Load(); n != 0 {
+			t.Errorf("share=%v: reads after the prefetch made %d fetches", share, n)
+		}
+		// A second prefetch of the same files has nothing to do.
+		if err := l.Prefetch(context.Background(), wholeFiles(names...)); err != nil || f.calls.Load() != 0 {
+			t.Errorf("share=%v: repeated prefetch: %d fetches, %v", share, f.calls.Load(), err)
+		}
+	}
+}
+
+func TestPrefetchCoalescesIntoFewRequests(t *testing.T) {
+	l, f, _, contents := manyFiles(t, 200, false, WithCache(newMapCache()))
+	var names []string
+	for name := range contents {
+		names = append(names, name)
+	}
+	if err := l.Prefetch(context.Background(), wholeFiles(names...)); err != nil {
+		t.Fatal(err)
+	}
+	// 200 files of about 3 frames each, contiguous in the blob: one span,
+	// cut into the growing batches.
+	if n := f.calls.Load(); n > 4 {
+		t.Errorf("prefetch of %d frames made %d fetches", len(f.asked), n)
+	}
+}
+
+func TestPrefetchByteRange(t *testing.T) {
+	l, f, index, _ := manyFiles(t, 3, false, WithCache(newMapCache()))
+	e := index.Entries[2] // 2 chunks
+	if err := l.Prefetch(context.Background(), []FileRange{{Name: e.Name, Offset: 1000, Length: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.asked) != 1 || f.asked[0].Offset != e.Chunks[1].FrameOffset {
+		t.Errorf("prefetch of bytes in chunk 1 asked for %v, want its frame at %d", f.asked, e.Chunks[1].FrameOffset)
+	}
+}
+
+func TestPrefetchErrors(t *testing.T) {
+	l, _, _ := sampleLayer(t, false)
+	if err := l.Prefetch(context.Background(), wholeFiles("etc/hostname")); !errors.Is(err, ErrNoCache) {
+		t.Errorf("without cache: %v, want ErrNoCache", err)
+	}
+	l, _, _ = sampleLayer(t, false, WithCache(newMapCache()))
+	for _, name := range []string{"missing", "etc", "../x", "dev/null"} {
+		err := l.Prefetch(context.Background(), wholeFiles(name))
+		var pe *fs.PathError
+		if !errors.As(err, &pe) || pe.Path != name {
+			t.Errorf("%q: %v, want a PathError", name, err)
+		}
+	}
+	// Links are followed.
+	if err := l.Prefetch(context.Background(), wholeFiles("data/hard2", "usr/bin/abs")); err != nil {
+		t.Error(err)
+	}
+	l.Close()
+	if err := l.Prefetch(context.Background(), wholeFiles("data/small")); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("closed layer: %v", err)
+	}
+}
+
+func TestPrefetchCorruptChunkFails(t *testing.T) {
+	b := &blobBuilder{}
+	b.add(&toc.Entry{Name: "a"}, pseudoRandom(3000, 1))
+	blob, index := b.finish()
+	index.Entries[0].Digest = digest.FromString("not the content")
+	index.Entries[0].Chunks[0].Digest = index.Entries[0].Digest
+	c := newMapCache()
+	l, _ := testLayer(t, blob, index, WithCache(c))
+	err := l.Prefetch(context.Background(), wholeFiles("a"))
+	if !errors.Is(err, ErrChunkDigest) {
+		t.Errorf("prefetch of a corrupt chunk: %v, want ErrChunkDigest", err)
+	}
+	if len(c.m) != 0 {
+		t.Error("corrupt chunk was cached")
+	}
+}
+
+func TestPrefetchSharesFetchWithConcurrentRead(t *testing.T) {
+	c := newMapCache()
+	l, f, index, contents := manyFiles(t, 20, false, WithCache(c))
+	f.gate = make(chan struct{})
+	var names []string
+	for _, e := range index.Entries {
+		names = append(names, e.Name)
+	}
+	p, err := l.StartPrefetch(context.Background(), wholeFiles(names...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The prefetch has claimed its frames: a read now waits for them.
+	name := names[len(names)-1]
+	var got []byte
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { got, readErr = l.ReadFile(name) })
+	frame := index.Entries[len(index.Entries)-1].Chunks[0].FrameOffset
+	waitFor(t, func() bool {
+		l.flights.mu.Lock()
+		defer l.flights.mu.Unlock()
+		fl := l.flights.m[frame]
+		return fl != nil && fl.waiters == 2
+	})
+	close(f.gate)
+	wg.Wait()
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if readErr != nil || !bytes.Equal(got, contents[name]) {
+		t.Fatalf("read during prefetch: %d bytes, %v", len(got), readErr)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := make(map[int64]bool)
+	for _, r := range f.asked {
+		for _, e := range index.Entries {
+			for _, c := range e.Chunks {
+				if c.FrameOffset >= r.Offset && c.FrameEnd <= r.End() {
+					if seen[c.FrameOffset] {
+						t.Fatalf("frame at %d fetched twice", c.FrameOffset)
+					}
+					seen[c.FrameOffset] = true
+				}
+			}
+		}
+	}
+}
+
+func TestPrefetchCancelLeavesWaitingReadsWorking(t *testing.T) {
+	c := newMapCache()
+	l, f, index, contents := manyFiles(t, 20, false, WithCache(c))
+	f.gate = make(chan struct{})
+	var names []string
+	for _, e := range index.Entries {
+		names = append(names, e.Name)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := l.StartPrefetch(ctx, wholeFiles(names...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := names[0]
+	var got []byte
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { got, readErr = l.ReadFile(name) })
+	frame := index.Entries[0].Chunks[0].FrameOffset
+	waitFor(t, func() bool {
+		l.flights.mu.Lock()
+		defer l.flights.mu.Unlock()
+		fl := l.flights.m[frame]
+		return fl != nil && fl.waiters == 2
+	})
+	cancel()
+	if err := p.Wait(); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled prefetch: %v", err)
+	}
+	close(f.gate) // the read's own fetch may proceed
+	wg.Wait()
+	if readErr != nil || !bytes.Equal(got, contents[name]) {
+		t.Fatalf("read that waited on a cancelled prefetch: %d bytes, %v", len(got), readErr)
+	}
+	l.flights.mu.Lock()
+	defer l.flights.mu.Unlock()
+	if len(l.flights.m) != 0 {
+		t.Errorf("%d loads left in flight after cancel", len(l.flights.m))
+	}
+}
+
+func TestPrefetchProgress(t *testing.T) {
+	l, _, _, contents := manyFiles(t, 30, false, WithCache(newMapCache()))
+	var names []string
+	for name := range contents {
+		names = append(names, name)
+	}
+	var calls []PrefetchProgress
+	err := l.Prefetch(context.Background(), wholeFiles(names...), WithPrefetchProgress(func(p PrefetchProgress) {
+		calls = append(calls, p)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) < 2 {
+		t.Fatalf("%d progress calls", len(calls))
+	}
+	first, last := calls[0], calls[len(calls)-1]
+	if first.FramesDone != 0 || first.BytesDone != 0 || first.Frames == 0 {
+		t.Errorf("first progress %+v, want totals and nothing done", first)
+	}
+	if last.FramesDone != last.Frames || last.BytesDone != last.Bytes || last != (PrefetchProgress{first.Frames, first.Frames, first.Bytes, first.Bytes, last.Busy}) {
+		t.Errorf("last progress %+v, want everything of %+v done", last, first)
+	}
+	for i := 1; i < len(calls); i++ {
+		if calls[i].FramesDone != calls[i-1].FramesDone+1 {
+			t.Fatalf("progress went from %+v to %+v", calls[i-1], calls[i])
+		}
+	}
+}
+
+func TestPlanBatchesFollowPriority(t *testing.T) {
+	// Frames listed urgent first, laid out in the blob in reverse; each
+	// is far from the others, so none merge.
+	var frames []prefetchFrame
+	for i := range 6 {
+		frames = append(frames, prefetchFrame{frame: fetcher.Range{Offset: int64(5-i) << 30, Length: firstBatch}})
+	}
+	batches := planBatches(frames)
+	var order []int
+	for _, b := range batches {
+		for _, r := range b {
+			order = append(order, r.frames...)
+		}
+	}
+	for i, f := range order {
+		if f != i {
+			t.Fatalf("batches fetch frames in order %v, want priority order", order)
+		}
+	}
+	if len(batches[0]) != 1 {
+		t.Errorf("first batch holds %d frames, want one small answer first", len(batches[0]))
+	}
+}
