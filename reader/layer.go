@@ -121,6 +121,7 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 	l.root = buildTree(t)
 	resolveHardlinks(l.root)
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	l.startBackground()
 	return l, nil
 }
 

@@ -37,6 +37,7 @@ type config struct {
 	tailHint    int64
 	concurrency int
 	observer    func(Access)
+	background  func(error) // WithBackgroundFetch
 }
 
 func newConfig(opts []Option) config {

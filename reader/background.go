@@ -1,0 +1,169 @@
+package reader
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/toc"
+)
+
+const (
+	// backgroundBatch is how many compressed bytes one request of FetchAll
+	// asks for: large enough that requests are few, small enough that a
+	// read arriving meanwhile waits for little more than its own fetch.
+	backgroundBatch = 4 << 20
+	// idlePoll is how often a paused FetchAll checks whether reads are
+	// still loading chunks.
+	idlePoll = 2 * time.Millisecond
+)
+
+// WithBackgroundFetch makes Open start FetchAll as soon as the layer is
+// open, so that the whole layer ends up in the cache while a workload
+// already reads it lazily: once it is done, reads no longer need the
+// registry. done, if not nil, is called with FetchAll's result. Close
+// stops the fetch (done then gets fs.ErrClosed). It needs WithCache:
+// without one, done gets ErrNoCache and nothing is fetched.
+func WithBackgroundFetch(done func(error)) Option {
+	return func(c *config) {
+		if done == nil {
+			done = func(error) {}
+		}
+		c.background = done
+	}
+}
+
+// startBackground runs FetchAll for WithBackgroundFetch.
+func (l *Layer) startBackground() {
+	if l.cfg.background == nil {
+		return
+	}
+	go func() { l.cfg.background(l.FetchAll(l.ctx)) }()
+}
+
+// FetchAll fetches every chunk of the layer that the cache lacks into the
+// cache, in blob order, and returns when all of them are cached, at the
+// first error, when ctx is done, or when the layer is closed (with
+// fs.ErrClosed). It needs a cache (WithCache), and returns ErrNoCache
+// without one.
+//
+// FetchAll runs at low priority: it asks for a few MiB per request and,
+// before each request, waits until no read of the layer is loading a
+// chunk. Reads of chunks FetchAll is fetching wait for that fetch instead
+// of making their own.
+func (l *Layer) FetchAll(ctx context.Context) error {
+	if l.cfg.cache == nil {
+		return ErrNoCache
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(l.ctx, func() { cancel(fs.ErrClosed) })
+	defer stop()
+	frames := l.blobFrames()
+	for start := 0; start < len(frames); {
+		if err := l.waitIdle(ctx); err != nil {
+			return l.backgroundErr(ctx, err)
+		}
+		var batch []chunkRef
+		var ranges []fetcher.Range
+		var size int64
+		for ; start < len(frames) && size < backgroundBatch; start++ {
+			ref := frames[start]
+			if l.cacheHas(ref.entry, ref.index) {
+				continue
+			}
+			c := ref.chunk()
+			batch = append(batch, ref)
+			ranges = append(ranges, fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset})
+			size += c.FrameEnd - c.FrameOffset
+		}
+		if err := l.loadBatch(ctx, batch, ranges); err != nil {
+			return l.backgroundErr(ctx, err)
+		}
+	}
+	return nil
+}
+
+// backgroundErr reports why FetchAll stopped: fs.ErrClosed if the layer
+// was closed, its context's cause if it was cancelled, err otherwise.
+func (l *Layer) backgroundErr(ctx context.Context, err error) error {
+	if l.ctx.Err() != nil {
+		return fs.ErrClosed
+	}
+	if cause := context.Cause(ctx); cause != nil {
+		err = cause
+	}
+	return fmt.Errorf("reader: background fetch: %w", err)
+}
+
+// blobFrames returns one chunk of every frame that holds verifiable file
+// content, ordered by the frame's place in the blob.
+func (l *Layer) blobFrames() []chunkRef {
+	var refs []chunkRef
+	seen := make(map[int64]bool)
+	for _, e := range l.toc.Entries {
+		if e.Type != toc.TypeReg {
+			continue
+		}
+		for i := range e.Chunks {
+			c := &e.Chunks[i]
+			if c.Zeros || c.Size == 0 || seen[c.FrameOffset] || chunkDigest(e, i) == "" {
+				continue
+			}
+			seen[c.FrameOffset] = true
+			refs = append(refs, chunkRef{e, i})
+		}
+	}
+	slices.SortFunc(refs, func(a, b chunkRef) int { return cmp.Compare(a.chunk().FrameOffset, b.chunk().FrameOffset) })
+	return refs
+}
+
+// loadBatch loads the chunks of batch, whose frames are ranges, with one
+// Fetch. Loading a chunk caches every chunk of its frame.
+func (l *Layer) loadBatch(ctx context.Context, batch []chunkRef, ranges []fetcher.Range) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	src := l.newFrameBatch(ranges).get
+	errs := make([]error, len(batch))
+	sem := make(chan struct{}, l.cfg.concurrency)
+	var wg sync.WaitGroup
+	for k, ref := range batch {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, _, err := l.loadChunk(ctx, ref.entry, ref.index, src); err != nil {
+				errs[k] = fmt.Errorf("entry %q: chunk %d: %w", ref.entry.Name, ref.index, err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitIdle returns once no read is loading a chunk, or ctx is done.
+func (l *Layer) waitIdle(ctx context.Context) error {
+	if l.foreground.Load() == 0 {
+		return ctx.Err()
+	}
+	tick := time.NewTicker(idlePoll)
+	defer tick.Stop()
+	for l.foreground.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

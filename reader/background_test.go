@@ -1,0 +1,115 @@
+package reader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"testing"
+	"time"
+
+	"github.com/lazylayer/lazylayer/cache"
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/registrytest"
+	"github.com/lazylayer/lazylayer/writer"
+)
+
+func TestBackgroundFetchSurvivesRegistryLoss(t *testing.T) {
+	tarData, files := corpusTar(t, 60, 96<<10, 1)
+	blob, res := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	srv := registrytest.NewBlobServer(t, blob)
+	f, err := fetcher.NewHTTP(srv.BlobURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	l, err := Open(t.Context(), f, WithTOCDigest(res.TOCDigest), WithCache(cache.NewMemory(64<<20)),
+		WithBackgroundFetch(func(err error) { done <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// A workload reads while the layer fills in.
+	if _, err := l.ReadFile("d03/f0010"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("background fetch: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("background fetch did not finish")
+	}
+	srv.Close()
+	before := f.Stats().Requests
+	checkAllFiles(t, l, files)
+	if after := f.Stats().Requests; after != before {
+		t.Errorf("reads after the background fetch made %d requests", after-before)
+	}
+}
+
+func TestFetchAllYieldsToReads(t *testing.T) {
+	tarData, _ := corpusTar(t, 20, 64<<10, 2)
+	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+	l, err := Open(t.Context(), cf, WithCache(newMapCache()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cf.reset()
+
+	l.foreground.Add(1) // a read is loading a chunk
+	done := make(chan error, 1)
+	go func() { done <- l.FetchAll(context.Background()) }()
+	time.Sleep(20 * time.Millisecond) // lets a FetchAll that did not wait show itself
+	if n := cf.calls.Load(); n != 0 {
+		t.Errorf("FetchAll made %d requests while a read was loading", n)
+	}
+	l.foreground.Add(-1)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if cf.calls.Load() == 0 {
+		t.Error("FetchAll fetched nothing")
+	}
+	// Everything is cached: a second FetchAll has nothing to do.
+	cf.reset()
+	if err := l.FetchAll(context.Background()); err != nil || cf.calls.Load() != 0 {
+		t.Errorf("second FetchAll = %v after %d requests, want nil after none", err, cf.calls.Load())
+	}
+}
+
+func TestFetchAllNeedsCacheAndStopsAtClose(t *testing.T) {
+	tarData, _ := corpusTar(t, 10, 64<<10, 3)
+	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	l, err := openBlob(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.FetchAll(context.Background()); !errors.Is(err, ErrNoCache) {
+		t.Errorf("FetchAll without a cache = %v, want ErrNoCache", err)
+	}
+	l.Close()
+
+	cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), gate: make(chan struct{})}
+	done := make(chan error, 1)
+	l, err = Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	// Reopen over a fetcher that never answers, with a background fetch.
+	l, err = newLayer(context.Background(), cf, l.TOC(), int64(len(blob)), newConfig([]Option{
+		WithCache(newMapCache()), WithBackgroundFetch(func(err error) { done <- err }),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return cf.calls.Load() > 0 })
+	l.Close()
+	if err := <-done; !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("background fetch after Close = %v, want fs.ErrClosed", err)
+	}
+}
