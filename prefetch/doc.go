@@ -61,6 +61,16 @@
 // (images, traces, patterns) is treated as untrusted: malformed input
 // yields errors, never panics or unbounded work.
 //
-// The executor that runs a plan against lazy layers is not part of this
-// package yet.
+// # Running a plan
+//
+// Start (or Run, which also waits) fetches what a plan needs into the
+// caches of lazy layers of package reader: each layer's chunks in plan
+// order, merged into few multi-range requests, decompressed and verified
+// on all cores while later answers arrive. Reads need not wait for it: a
+// read of a chunk being prefetched joins that fetch.
+//
+// A Recorder, given to reader.WithAccessObserver, profiles a workload by
+// its first reads. Its plan, passed to writer.WithPrioritizedFiles as
+// plan.Paths(0), rebuilds the layer with those files first, behind an
+// eStargz landmark; FromLandmark then plans one range for later starts.
 package prefetch

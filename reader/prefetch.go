@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 
@@ -346,8 +345,8 @@ func (l *Layer) ContentEntry(name string) (*toc.Entry, error) {
 }
 
 // A batch is what one request of a Prefetch asks for: byte ranges, each
-// covering consecutive frames (by index into the Prefetch's frames) and
-// the gaps between them.
+// covering frames (by index into the Prefetch's frames) and the gaps
+// between them.
 type batch []batchRange
 
 type batchRange struct {
@@ -355,48 +354,34 @@ type batchRange struct {
 	frames []int
 }
 
-// planBatches cuts the frames into the requests of a Prefetch. Frames are
-// first merged by offset into spans across small gaps; spans are taken in
-// the order of their most urgent frame, and cut at frame boundaries into
-// batches of growing size (see firstBatch).
+// planBatches cuts the frames, which are in priority order, into the
+// requests of a Prefetch: batches of growing size (see firstBatch), each
+// asking for its frames merged by offset across small gaps.
 func planBatches(frames []prefetchFrame) []batch {
-	ranges := make([]fetcher.Range, len(frames))
-	for i, f := range frames {
-		ranges[i] = f.frame
-	}
-	var spans []fetcher.Span
-	for _, q := range fetcher.Coalesce(ranges, fetcher.CoalescePolicy{MaxGap: prefetchGap}) {
-		spans = append(spans, q.Spans...)
-	}
-	// Covers lists frames by offset, and frames are in priority order.
-	slices.SortStableFunc(spans, func(a, b fetcher.Span) int {
-		return slices.Min(a.Covers) - slices.Min(b.Covers)
-	})
-
 	var batches []batch
-	var cur batch
-	var size int64
 	target := int64(firstBatch)
-	for _, s := range spans {
-		var open *batchRange
-		for _, i := range s.Covers {
-			f := frames[i].frame
-			if open != nil && f.End() > open.End() {
-				open.Length = f.End() - open.Offset
-			} else if open == nil {
-				cur = append(cur, batchRange{Range: f})
-				open = &cur[len(cur)-1]
-			}
-			open.frames = append(open.frames, i)
-			if size += f.Length; size >= target {
-				batches = append(batches, cur)
-				cur, size, open = nil, 0, nil
-				target = min(2*target, maxBatch)
+	for start := 0; start < len(frames); {
+		end, size := start, int64(0)
+		for end < len(frames) && size < target {
+			size += frames[end].frame.Length
+			end++
+		}
+		ranges := make([]fetcher.Range, end-start)
+		for i := range ranges {
+			ranges[i] = frames[start+i].frame
+		}
+		var b batch
+		for _, q := range fetcher.Coalesce(ranges, fetcher.CoalescePolicy{MaxGap: prefetchGap}) {
+			for _, s := range q.Spans {
+				br := batchRange{Range: s.Range, frames: make([]int, len(s.Covers))}
+				for k, i := range s.Covers {
+					br.frames[k] = start + i
+				}
+				b = append(b, br)
 			}
 		}
-	}
-	if len(cur) > 0 {
-		batches = append(batches, cur)
+		batches = append(batches, b)
+		start, target = end, min(2*target, maxBatch)
 	}
 	return batches
 }

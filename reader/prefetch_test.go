@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sync"
 	"testing"
 
@@ -263,16 +264,16 @@ func TestPlanBatchesFollowPriority(t *testing.T) {
 		frames = append(frames, prefetchFrame{frame: fetcher.Range{Offset: int64(5-i) << 30, Length: firstBatch}})
 	}
 	batches := planBatches(frames)
-	var order []int
-	for _, b := range batches {
+	prev := -1
+	for k, b := range batches {
+		var in []int
 		for _, r := range b {
-			order = append(order, r.frames...)
+			in = append(in, r.frames...)
 		}
-	}
-	for i, f := range order {
-		if f != i {
-			t.Fatalf("batches fetch frames in order %v, want priority order", order)
+		if slices.Min(in) != prev+1 || slices.Max(in) != prev+len(in) {
+			t.Fatalf("batch %d holds frames %v after frame %d, want the next urgent ones", k, in, prev)
 		}
+		prev += len(in)
 	}
 	if len(batches[0]) != 1 {
 		t.Errorf("first batch holds %d frames, want one small answer first", len(batches[0]))

@@ -1,0 +1,194 @@
+package prefetch_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/lazylayer/lazylayer/cache"
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/prefetch"
+	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/writer"
+)
+
+// file is one regular file of a test layer.
+type file struct {
+	name string
+	data []byte
+}
+
+// randomFile returns a file of n incompressible bytes.
+func randomFile(name string, n int, seed uint64) file {
+	r := rand.New(rand.NewPCG(seed, 1))
+	data := make([]byte, n)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	return file{name, data}
+}
+
+// buildLayer writes files as a tar and builds an eStargz blob of it.
+func buildLayer(t testing.TB, files []file, opts ...writer.Option) []byte {
+	t.Helper()
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	for _, f := range files {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
+		tw.Write(f.data)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var blob bytes.Buffer
+	if _, err := writer.Build(context.Background(), &blob, &tarBuf, opts...); err != nil {
+		t.Fatal(err)
+	}
+	return blob.Bytes()
+}
+
+// recordingFetcher remembers the ranges of each Fetch call, in order.
+type recordingFetcher struct {
+	fetcher.Fetcher
+	mu    sync.Mutex
+	calls [][]fetcher.Range
+}
+
+func (r *recordingFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, slices.Clone(ranges))
+	r.mu.Unlock()
+	return r.Fetcher.Fetch(ctx, ranges, fn)
+}
+
+func (r *recordingFetcher) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = nil
+}
+
+// openLayer opens blob through a recordingFetcher, with a cache.
+func openLayer(t testing.TB, blob []byte, opts ...reader.Option) (*reader.Layer, *recordingFetcher) {
+	t.Helper()
+	f := &recordingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+	opts = append([]reader.Option{reader.WithCache(cache.NewMemory(64 << 20))}, opts...)
+	l, err := reader.Open(context.Background(), f, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	f.reset()
+	return l, f
+}
+
+func TestRunFetchesInPriorityOrder(t *testing.T) {
+	files := []file{randomFile("a", 300<<10, 1), randomFile("b", 300<<10, 2), randomFile("c", 300<<10, 3)}
+	layer, f := openLayer(t, buildLayer(t, files))
+	var plan prefetch.Plan
+	plan.Add(prefetch.Item{Path: "b", Priority: 2})
+	plan.Add(prefetch.Item{Path: "c", Priority: 0})
+	plan.Add(prefetch.Item{Path: "a", Priority: 1})
+	if err := prefetch.Run(context.Background(), &plan, []*reader.Layer{layer}, prefetch.WithRequests(1)); err != nil {
+		t.Fatal(err)
+	}
+	entry := func(name string) int64 {
+		e, err := layer.ContentEntry(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Chunks[0].FrameOffset
+	}
+	// One request at a time: the first asks for c alone, the most urgent.
+	if len(f.calls) == 0 || len(f.calls[0]) != 1 || f.calls[0][0].Offset != entry("c") {
+		t.Fatalf("fetches %v, want the first to ask for c's frame at %d", f.calls, entry("c"))
+	}
+	f.reset()
+	for _, file := range files {
+		got, err := layer.ReadFile(file.name)
+		if err != nil || !bytes.Equal(got, file.data) {
+			t.Fatalf("%s: %d bytes, %v", file.name, len(got), err)
+		}
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("reads after Run fetched %v", f.calls)
+	}
+}
+
+func TestRunAcrossLayersReportsProgress(t *testing.T) {
+	lower, _ := openLayer(t, buildLayer(t, []file{randomFile("bin/tool", 100<<10, 1), randomFile("etc/conf", 10<<10, 2)}))
+	upper, _ := openLayer(t, buildLayer(t, []file{randomFile("app/main", 50<<10, 3)}))
+	var plan prefetch.Plan
+	plan.Add(prefetch.Item{Layer: 1, Path: "app/main"})
+	plan.Add(prefetch.Item{Layer: 0, Path: "bin/tool", Priority: 1})
+	plan.Add(prefetch.Item{Layer: 0, Path: "not/there", Priority: 2}) // skipped
+	plan.Add(prefetch.Item{Layer: 5, Path: "no/layer", Priority: 3})  // skipped
+	var mu sync.Mutex
+	var last prefetch.Progress
+	err := prefetch.Run(context.Background(), &plan, []*reader.Layer{lower, upper},
+		prefetch.WithProgress(func(p prefetch.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			if p.FramesDone < last.FramesDone {
+				t.Errorf("progress went back from %+v to %+v", last, p)
+			}
+			last = p
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Frames != 2 || last.FramesDone != 2 || last.BytesDone != last.Bytes || last.Bytes == 0 {
+		t.Errorf("final progress %+v, want 2 frames done", last)
+	}
+}
+
+func TestRunCancelled(t *testing.T) {
+	layer, _ := openLayer(t, buildLayer(t, []file{randomFile("a", 10<<10, 1)}))
+	var plan prefetch.Plan
+	plan.Add(prefetch.Item{Path: "a"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := prefetch.Run(ctx, &plan, []*reader.Layer{layer}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run with a cancelled context: %v", err)
+	}
+}
+
+func TestRunNeedsCache(t *testing.T) {
+	blob := buildLayer(t, []file{randomFile("a", 10<<10, 1)})
+	layer, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer layer.Close()
+	var plan prefetch.Plan
+	plan.Add(prefetch.Item{Path: "a"})
+	if err := prefetch.Run(context.Background(), &plan, []*reader.Layer{layer}); !errors.Is(err, reader.ErrNoCache) {
+		t.Errorf("Run on a layer without cache: %v", err)
+	}
+}
+
+func TestRecorderProfilesFirstReads(t *testing.T) {
+	files := []file{randomFile("a", 1000, 1), randomFile("b", 1000, 2), randomFile("c", 1000, 3)}
+	var rec prefetch.Recorder
+	layer, _ := openLayer(t, buildLayer(t, files), reader.WithAccessObserver(rec.Observe))
+	for _, name := range []string{"c", "a", "c", "b"} {
+		if _, err := layer.ReadFile(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rec.Plan(0).Paths(0); !slices.Equal(got, []string{"c", "a", "b"}) {
+		t.Errorf("recorded plan %q, want c, a, b", got)
+	}
+	var trace bytes.Buffer
+	if err := prefetch.WriteTrace(&trace, rec.Trace()); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := prefetch.ParseTrace(&trace)
+	if err != nil || len(parsed) != 3 || parsed[0].Path != "c" {
+		t.Errorf("recorded trace parsed back as %+v, %v", parsed, err)
+	}
+}
