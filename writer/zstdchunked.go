@@ -17,12 +17,15 @@ import (
 
 // zstdEncoder compresses each unit into one independent zstd frame that
 // records its content size, so a reader can decompress any frame alone.
+// Frames carry no checksum: every chunk has a sha256 in the TOC, and the
+// checksum would cost 4 bytes a frame.
 type zstdEncoder struct{ zw *zstd.Encoder }
 
 func newZstdEncoder(level int) (frameEncoder, error) {
 	zw, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
-		zstd.WithEncoderConcurrency(1))
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(false))
 	if err != nil {
 		return nil, err
 	}
@@ -37,8 +40,8 @@ func (z *zstdEncoder) encode(dst *bytes.Buffer, src []byte) error {
 
 // buildZstdChunked writes the tar stream in as a zstd:chunked blob: the
 // input's bytes, unchanged and in order, as a series of zstd frames (one
-// per chunk of file content, others for the headers between them),
-// followed by the TOC, the tar-split and the footer in skippable frames.
+// starting at each chunk of file content), followed by the TOC, the
+// tar-split and the footer in skippable frames.
 func buildZstdChunked(ctx context.Context, w io.Writer, in io.Reader, cfg *config, res *Result) error {
 	sink := newBlobSink(w)
 	pipe, err := startPipeline(ctx, sink, cfg.concurrency, func() (frameEncoder, error) {
@@ -65,10 +68,14 @@ func buildZstdChunked(ctx context.Context, w io.Writer, in io.Reader, cfg *confi
 
 // chunkedLayout lays a tar stream out into zstd:chunked frames and
 // describes it in TOC entries and a tar-split stream. Each chunk of a
-// regular file's content is a frame of its own; the bytes between
-// contents (padding, headers, the end of the archive) go into frames
-// between them, split only to bound their size. The layout depends only on
-// the input and the options, never on timing.
+// regular file's content starts a frame; the bytes between contents
+// (padding, headers, the end of the archive) go into whichever frame is
+// open, as in eStargz, so they share the last chunk's frame rather than
+// pay for frames and entropy tables of their own (readers read a chunk's
+// size and ignore what follows it in the frame). A frame of headers alone
+// (at the start, or when the open one is full) is split only to bound its
+// size. The layout depends only on the input and the options, never on
+// timing.
 type chunkedLayout struct {
 	ctx  context.Context
 	cfg  *config
@@ -209,8 +216,8 @@ func (l *chunkedLayout) addSegment(raw []byte) error {
 }
 
 // addContent writes a regular file's content, one frame per chunk, and
-// records each chunk and the file's digest and CRC-64. The frame after the
-// last chunk takes whatever comes next.
+// records each chunk and the file's digest and CRC-64. The last chunk's
+// frame stays open for the headers that follow.
 func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 	l.fileHash.Reset()
 	l.crc.Reset()
@@ -251,7 +258,7 @@ func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 	} else {
 		e.Digest = digest.NewDigest(digest.SHA256, l.fileHash)
 	}
-	return l.startFrame()
+	return nil
 }
 
 // startFrame submits the open frame, unless it is empty, and opens a new
