@@ -57,7 +57,7 @@ func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int, src frameSou
 	cached := l.cfg.cache != nil
 	key := span{c.InnerOffset, c.Size, want}
 	res, shared, err := l.flights.do(ctx, l.ctx, c.FrameOffset, func(ctx context.Context) (frameResult, error) {
-		return l.loadFrame(ctx, chunkRef{e, i}, cached, src)
+		return l.loadFrameRefetching(ctx, chunkRef{e, i}, cached, src)
 	})
 	if err != nil {
 		return nil, false, err
