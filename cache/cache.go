@@ -20,6 +20,19 @@ type Cache interface {
 	Add(key digest.Digest, data []byte)
 }
 
+// Verifying is implemented by caches that can promise that Get returns
+// only data matching its key, because they check data when it is added,
+// when it is read, or both. A consumer that would otherwise hash what Get
+// returns, to trust a cache shared with code it does not control, may skip
+// that when VerifiesContent reports true. [Memory] and [Dir] always
+// verify; a [Tiered] does when both its tiers do.
+type Verifying interface {
+	Cache
+	// VerifiesContent reports whether every Get returns only data whose
+	// digest is its key.
+	VerifiesContent() bool
+}
+
 // Errors returned by the error-reporting methods of the caches in this
 // package (for example [Dir.Store] and [Dir.Load]). Test for them with
 // [errors.Is]; the returned errors wrap them with the key and the reason.
@@ -50,9 +63,9 @@ type Stats struct {
 	// Evictions counts entries this cache removed to stay within its
 	// byte budget.
 	Evictions uint64
-	// VerifyFailures counts stored entries found not to match their key
-	// on lookup (each is also a miss). Only caches that verify on lookup,
-	// such as [Dir], report it.
+	// VerifyFailures counts entries found not to match their key: for
+	// [Dir], stored entries found damaged on lookup (each is also a
+	// miss); for [Memory], data refused by Add.
 	VerifyFailures uint64
 	Entries        int64 // entries currently stored
 	Bytes          int64 // sum of the lengths of the stored entries

@@ -82,7 +82,7 @@ type Dir struct {
 	verifyFailures atomic.Uint64
 }
 
-var _ Cache = (*Dir)(nil)
+var _ Verifying = (*Dir)(nil)
 
 // A DirOption configures a [Dir].
 type DirOption func(*Dir)
@@ -140,6 +140,9 @@ func (d *Dir) Get(key digest.Digest) ([]byte, bool) {
 	data, err := d.Load(key)
 	return data, err == nil
 }
+
+// VerifiesContent reports true: Get hashes every entry it reads.
+func (d *Dir) VerifiesContent() bool { return true }
 
 // Add stores data under key; failures are dropped, as a cache may drop any
 // entry. Use [Dir.Store] to see them.

@@ -13,7 +13,9 @@ import (
 //
 // Memory keeps the slices passed to Add and returns them from Get without
 // copying: callers must not modify data after adding it or after getting it.
-// It trusts its callers to pass the right key and does not hash data.
+// Add hashes data and refuses data that does not match its key, so that
+// Get, the frequent operation, returns only verified data without hashing
+// it (see [Verifying]).
 //
 // A Memory must be created with [NewMemory]. It is safe for concurrent use.
 type Memory struct {
@@ -25,9 +27,10 @@ type Memory struct {
 	hits      uint64
 	misses    uint64
 	evictions uint64
+	refused   uint64
 }
 
-var _ Cache = (*Memory)(nil)
+var _ Verifying = (*Memory)(nil)
 
 // NewMemory returns an empty Memory that holds at most maxBytes bytes of
 // entry data (bookkeeping overhead is not counted). An entry longer than
@@ -65,16 +68,29 @@ func (m *Memory) Get(key digest.Digest) ([]byte, bool) {
 // Add stores data under key, without copying it, and evicts least recently
 // used entries until the cache is within its byte budget. If key is
 // already present, Add only marks it most recently used. Data longer than
-// the whole budget is not stored.
+// the whole budget is not stored, nor is data that does not match key (a
+// key this package cannot compute, see [ErrInvalidKey], never matches).
 func (m *Memory) Add(key digest.Digest, data []byte) {
 	size := int64(len(data))
 	if size > m.maxBytes {
 		return
 	}
 	m.mu.Lock()
+	_, present := m.lru.Get(key)
+	m.mu.Unlock()
+	if present {
+		return // same key, same content
+	}
+	if validateKey(key) != nil || key.Algorithm().FromBytes(data) != key {
+		m.mu.Lock()
+		m.refused++
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.lru.Get(key); ok {
-		return // same key, same content
+		return // added meanwhile
 	}
 	m.lru.Add(key, data)
 	m.bytes += size
@@ -89,10 +105,15 @@ func (m *Memory) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return Stats{
-		Hits:      m.hits,
-		Misses:    m.misses,
-		Evictions: m.evictions,
-		Entries:   int64(m.lru.Len()),
-		Bytes:     m.bytes,
+		Hits:           m.hits,
+		Misses:         m.misses,
+		Evictions:      m.evictions,
+		VerifyFailures: m.refused,
+		Entries:        int64(m.lru.Len()),
+		Bytes:          m.bytes,
 	}
 }
+
+// VerifiesContent reports true: Add refuses data that does not match its
+// key.
+func (m *Memory) VerifiesContent() bool { return true }

@@ -18,7 +18,7 @@ type Tiered struct {
 	hits, misses atomic.Uint64
 }
 
-var _ Cache = (*Tiered)(nil)
+var _ Verifying = (*Tiered)(nil)
 
 // NewTiered returns a Tiered that keeps entries in upper and lower.
 func NewTiered(upper, lower Cache) *Tiered {
@@ -41,6 +41,17 @@ func (t *Tiered) Get(key digest.Digest) ([]byte, bool) {
 	t.hits.Add(1)
 	t.upper.Add(key, data)
 	return data, true
+}
+
+// VerifiesContent reports whether both tiers verify their content (see
+// [Verifying]).
+func (t *Tiered) VerifiesContent() bool {
+	return verifies(t.upper) && verifies(t.lower)
+}
+
+func verifies(c Cache) bool {
+	v, ok := c.(Verifying)
+	return ok && v.VerifiesContent()
 }
 
 // Add stores data under key in both tiers. The caller must not modify data

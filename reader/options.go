@@ -33,11 +33,14 @@ type config struct {
 	tocDigest   digest.Digest
 	annotations map[string]string
 	cache       cache.Cache
-	maxTOCSize  int64
-	tailHint    int64
-	concurrency int
-	observer    func(Access)
-	background  func(error) // WithBackgroundFetch
+	// cacheVerifies is set when cache promises to return only data
+	// matching its key.
+	cacheVerifies bool
+	maxTOCSize    int64
+	tailHint      int64
+	concurrency   int
+	observer      func(Access)
+	background    func(error) // WithBackgroundFetch
 }
 
 func newConfig(opts []Option) config {
@@ -78,9 +81,14 @@ func WithAnnotations(a map[string]string) Option {
 // WithCache makes the layer look chunks up in c before fetching them, and
 // add every chunk it fetched and verified. Chunks are keyed by their
 // digest, so one cache can serve many layers and deduplicates chunks
-// shared between them.
+// shared between them. What c returns is hashed and checked before use,
+// unless c is a cache.Verifying that reports it checks content itself.
 func WithCache(c cache.Cache) Option {
-	return func(cfg *config) { cfg.cache = c }
+	return func(cfg *config) {
+		cfg.cache = c
+		v, ok := c.(cache.Verifying)
+		cfg.cacheVerifies = ok && v.VerifiesContent()
+	}
 }
 
 // WithMaxTOCSize bounds the decompressed size of the index Open accepts;
