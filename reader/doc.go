@@ -23,7 +23,12 @@
 // Supported formats: eStargz (including legacy stargz footers and
 // min-chunk-size blobs whose chunks share gzip members) and zstd:chunked
 // (both footer generations; WithTOCDigest then pins the compressed TOC, as
-// the manifest-checksum annotation does). A new format plugs in where Open
+// the manifest-checksum annotation does). For zstd:chunked, WithAnnotations
+// takes the layer descriptor's annotations instead: Open then fetches the
+// TOC and tar-split in one request without reading the footer. Open checks
+// a zstd:chunked tar-split against the TOC before returning, and
+// Layer.WriteTar rebuilds the layer's original tar stream and DiffID from
+// it, streaming. A new format plugs in where Open
 // dispatches on the footer's format and where a Layer picks a
 // decompressor for its frames. Blobs whose index lives elsewhere (eStargz
 // with an external TOC) are reported as ErrUnsupportedFormat.
