@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type RunOption func(*runConfig)
 
 type runConfig struct {
 	requests int
+	workers  int
 	progress func(Progress)
 }
 
@@ -35,6 +37,12 @@ type runConfig struct {
 // the default is reader.DefaultPrefetchRequests.
 func WithRequests(n int) RunOption {
 	return func(c *runConfig) { c.requests = n }
+}
+
+// WithWorkers bounds how many frames each layer decompresses and
+// verifies at once; the default is GOMAXPROCS.
+func WithWorkers(n int) RunOption {
+	return func(c *runConfig) { c.workers = n }
 }
 
 // WithProgress makes Run call fn as frames arrive, decompressed, verified
@@ -79,7 +87,7 @@ func (e *Execution) Wait() error {
 // layers beyond len(layers), or of a nil layer, are skipped too. Every
 // layer must have been opened with reader.WithCache.
 func Start(ctx context.Context, plan *Plan, layers []*reader.Layer, opts ...RunOption) (*Execution, error) {
-	cfg := runConfig{requests: reader.DefaultPrefetchRequests}
+	cfg := runConfig{requests: reader.DefaultPrefetchRequests, workers: runtime.GOMAXPROCS(0)}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -126,7 +134,7 @@ func Start(ctx context.Context, plan *Plan, layers []*reader.Layer, opts ...RunO
 	ctx, cancel := context.WithCancelCause(ctx)
 	var started []*reader.Prefetching
 	for _, layer := range order {
-		popts := []reader.PrefetchOption{reader.WithPrefetchRequests(cfg.requests)}
+		popts := []reader.PrefetchOption{reader.WithPrefetchRequests(cfg.requests), reader.WithPrefetchWorkers(cfg.workers)}
 		if cfg.progress != nil {
 			popts = append(popts, reader.WithPrefetchProgress(func(p reader.PrefetchProgress) { report(layer, p) }))
 		}

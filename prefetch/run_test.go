@@ -33,11 +33,11 @@ func randomFile(name string, n int, seed uint64) file {
 	return file{name, data}
 }
 
-// buildLayer writes files as a tar and builds an eStargz blob of it.
-func buildLayer(t testing.TB, files []file, opts ...writer.Option) []byte {
+// tarOf writes files as a tar.
+func tarOf(t testing.TB, files []file) *bytes.Buffer {
 	t.Helper()
-	var tarBuf bytes.Buffer
-	tw := tar.NewWriter(&tarBuf)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
 	for _, f := range files {
 		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
 		tw.Write(f.data)
@@ -45,8 +45,14 @@ func buildLayer(t testing.TB, files []file, opts ...writer.Option) []byte {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return &buf
+}
+
+// buildLayer builds an eStargz blob of files.
+func buildLayer(t testing.TB, files []file, opts ...writer.Option) []byte {
+	t.Helper()
 	var blob bytes.Buffer
-	if _, err := writer.Build(context.Background(), &blob, &tarBuf, opts...); err != nil {
+	if _, err := writer.Build(context.Background(), &blob, tarOf(t, files), opts...); err != nil {
 		t.Fatal(err)
 	}
 	return blob.Bytes()

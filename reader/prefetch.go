@@ -69,9 +69,10 @@ func WithPrefetchProgress(fn func(PrefetchProgress)) PrefetchOption {
 
 const (
 	// prefetchGap is the most unwanted bytes read to join two frames into
-	// one range: on any link with a round trip of a millisecond or more,
-	// 64 KiB costs less than a second range would in a response.
-	prefetchGap = 64 << 10
+	// one range. It only joins the frames of neighbouring files across
+	// the headers between them: the ranges of one request cost no round
+	// trip each, and the fetcher merges further if it must.
+	prefetchGap = 4 << 10
 	// The first request of a prefetch asks for firstBatch bytes, and each
 	// next one for twice as much as the one before, up to maxBatch. Small
 	// first answers let decompression start early; later requests are

@@ -41,6 +41,12 @@ type Env struct {
 	// figure from a chunk table reports it in Result.NeededBytes.
 	StartupCompressed int64
 
+	// PrefetchWorkers and PrefetchRequests configure the lazy modes'
+	// prefetches (prefetch.WithWorkers, prefetch.WithRequests).
+	PrefetchWorkers, PrefetchRequests int
+	// RequestLog, if not nil, receives every request of each lazy run.
+	RequestLog io.Writer
+
 	// TempDir is scratch space removed after the run; see ScratchDir.
 	TempDir string
 }

@@ -11,7 +11,7 @@
 //
 // Usage:
 //
-//	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-scratch DIR]
+//	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-modes LIST] [-scratch DIR]
 //
 // -registry sim (the default) serves blobs from memory; -registry docker
 // starts /usr/bin/docker-registry on a loopback port and shapes its
@@ -42,10 +42,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/lazylayer/lazylayer/internal/simregistry"
+	"github.com/lazylayer/lazylayer/reader"
 )
 
 // defaultTrace is testdata/go-build.trace, built in so the default run
@@ -70,6 +72,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	bw := fl.String("bw", "50MB/s", `bandwidth shared by all responses ("50MB/s", "400Mbit/s", "unlimited")`)
 	registry := fl.String("registry", "sim", "sim (in-process) or docker (/usr/bin/docker-registry on loopback)")
 	scratch := fl.String("scratch", defaultScratch(), "directory for the layer's tar and extracted files")
+	only := fl.String("modes", "", `run only the modes whose names contain one of these comma-separated words ("full,trace")`)
+	workers := fl.Int("workers", runtime.GOMAXPROCS(0), "frames a prefetch decompresses and verifies at once")
+	requests := fl.Int("requests", reader.DefaultPrefetchRequests, "requests a prefetch keeps in flight")
+	logRequests := fl.Bool("log", false, "print each lazy run's requests to stderr")
 	straceLog := fl.String("strace", "", "convert this strace log (optionally .gz) into a trace of -dir on stdout, then exit")
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -125,9 +131,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
+	env.PrefetchWorkers, env.PrefetchRequests = *workers, *requests
+	if *logRequests {
+		env.RequestLog = stderr
+	}
 
 	var results []Result
 	for _, m := range allModes() {
+		if !selected(m.Name, *only) {
+			continue
+		}
 		logf("running %s", m.Name)
 		res, err := m.Run(ctx, env)
 		if err != nil {
@@ -138,6 +151,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	report(stdout, env, *registry, traceName, results)
 	return nil
+}
+
+// selected reports whether the mode name matches the -modes list.
+func selected(name, list string) bool {
+	if list == "" {
+		return true
+	}
+	for word := range strings.SplitSeq(list, ",") {
+		if word = strings.TrimSpace(word); word != "" && strings.Contains(name, word) {
+			return true
+		}
+	}
+	return false
 }
 
 // defaultScratch is /dev/shm where there is one: extracting to memory

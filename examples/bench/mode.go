@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"time"
+
+	"github.com/lazylayer/lazylayer/internal/simregistry"
 )
 
 // A Mode is one way of getting from nothing to having read the trace's
@@ -16,8 +18,13 @@ type Mode struct {
 
 // allModes lists what a run measures, in report order.
 func allModes() []Mode {
+	lazy := new(lazyModes)
 	return []Mode{
 		{"full pull", fullPull},
+		{"lazy, no prefetch", lazy.lazyNoPrefetch},
+		{"lazy + trace prefetch", lazy.lazyTrace},
+		{"lazy + image-config prefetch", lazy.lazyImageConfig},
+		{"lazy + recorded profile", lazy.lazyRecorded},
 	}
 }
 
@@ -34,10 +41,15 @@ type Result struct {
 	Total    time.Duration // from the first request to the last trace file read and verified
 	Requests int           // requests through the link in that time
 	Bytes    int64         // response body bytes through the link
+	// Waves counts the requests sent while no other was in flight: the
+	// round trips on the critical path, whose latency nothing overlapped.
+	Waves int
 	// NeededBytes is the compressed bytes the trace needs, for the
 	// physical limit; zero means the environment's estimate.
 	NeededBytes int64
 	Stages      []Stage
+	// Note, if set, is printed under the results table.
+	Note string
 }
 
 // Clock measures one mode: the time since it started and the registry
@@ -61,5 +73,21 @@ func (c *Clock) Elapsed() time.Duration { return time.Since(c.start) }
 func (c *Clock) Result(stages ...Stage) Result {
 	total := c.Elapsed()
 	st := c.env.Registry.Stats()
-	return Result{Total: total, Requests: st.Requests, Bytes: st.Bytes, Stages: stages}
+	return Result{Total: total, Requests: st.Requests, Bytes: st.Bytes, Waves: waves(st.Log), Stages: stages}
+}
+
+// waves counts the requests of log that started when every earlier one
+// had finished.
+func waves(log []simregistry.Request) int {
+	n := 0
+	var busyUntil time.Time
+	for _, r := range log { // in arrival order
+		if !r.Start.Before(busyUntil) {
+			n++
+		}
+		if end := r.Start.Add(r.Duration); end.After(busyUntil) {
+			busyUntil = end
+		}
+	}
+	return n
 }

@@ -28,17 +28,22 @@ func report(w io.Writer, env *Env, registry, traceName string, results []Result)
 		formatDuration(env.Link.PhysicalLimit(env.StartupCompressed)))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\ttime\trequests\tbytes\tlimit\tx limit\t")
+	fmt.Fprintln(tw, "mode\ttime\trequests\twaves\tbytes\tlimit\tx limit\t")
 	for _, r := range results {
 		needed := r.NeededBytes
 		if needed == 0 {
 			needed = env.StartupCompressed
 		}
 		limit := env.Link.PhysicalLimit(needed)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.2fx\t\n", r.Mode, formatDuration(r.Total), r.Requests,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%.2fx\t\n", r.Mode, formatDuration(r.Total), r.Requests, r.Waves,
 			formatBytes(r.Bytes), formatDuration(limit), float64(r.Total)/float64(limit))
 	}
 	tw.Flush()
+	for _, r := range results {
+		if r.Note != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.Mode, r.Note)
+		}
+	}
 
 	var names []string
 	for _, r := range results {

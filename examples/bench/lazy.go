@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lazylayer/lazylayer/cache"
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/prefetch"
+	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/writer"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+const (
+	// cacheBytes bounds each lazy run's chunk cache; it holds the trace.
+	cacheBytes = 1 << 30
+	// fetchConnections and fetchPolicy configure the HTTP fetcher of the
+	// lazy modes: a prefetch asks for a few hundred scattered frames, and
+	// should do so in a handful of multi-range requests all in flight at
+	// once, not in dozens queued behind four connections.
+	fetchConnections = 8
+)
+
+func fetchPolicy() fetcher.CoalescePolicy {
+	return fetcher.CoalescePolicy{MaxGap: 4 << 10, MaxRequestSize: 64 << 20, MaxSpansPerRequest: 1024}
+}
+
+// lazyBlob is an eStargz blob of the layer in the registry.
+type lazyBlob struct {
+	*writer.Result
+	// tail is how many bytes at the blob's end hold the TOC and footer:
+	// the tail hint a producer can publish with the layer, so that a
+	// reader fetches both in its first request.
+	tail int64
+}
+
+// buildLazy builds the layer as eStargz with opts and pushes it.
+func buildLazy(ctx context.Context, env *Env, opts ...writer.Option) (*lazyBlob, error) {
+	tr, err := env.OpenTar()
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	var buf bytes.Buffer
+	res, err := writer.Build(ctx, &buf, tr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("build eStargz: %w", err)
+	}
+	if _, err := env.Registry.Push(ctx, env.Repo, buf.Bytes()); err != nil {
+		return nil, err
+	}
+	tail := res.Size
+	for _, e := range res.TOC.Entries {
+		for _, c := range e.Chunks {
+			tail = min(tail, res.Size-c.FrameEnd)
+		}
+	}
+	return &lazyBlob{Result: res, tail: tail}, nil
+}
+
+// lazyModes holds what the lazy modes share: the blobs, built once.
+type lazyModes struct {
+	mu    sync.Mutex
+	plain *lazyBlob // no prioritised files: the trace's chunks lie scattered
+}
+
+// plainBlob returns the blob built without prioritised files.
+func (m *lazyModes) plainBlob(ctx context.Context, env *Env) (*lazyBlob, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.plain == nil {
+		b, err := buildLazy(ctx, env)
+		if err != nil {
+			return nil, err
+		}
+		m.plain = b
+	}
+	return m.plain, nil
+}
+
+// lazyRun is one cold start against a lazy layer: open, plan, prefetch in
+// the background while the workload reads the trace's files.
+type lazyRun struct {
+	env  *Env
+	blob *lazyBlob
+	// plan returns what to prefetch once the layer is open; nil means no
+	// prefetch.
+	plan func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error)
+	// observer, if set, sees each chunk's first read.
+	observer func(reader.Access)
+	// preload, if positive, is where the blob's prioritised region ends,
+	// a hint published with the layer: the run fetches [0, preload) from
+	// its start, alongside the footer and index.
+	preload int64
+}
+
+// run measures the cold start. Stages: open (the first request: footer and
+// TOC), toc (verifying and decoding the TOC), plan, prefetch (until the
+// prefetch finished, overlapping read), decompress (CPU time spent
+// decompressing and verifying prefetched frames, summed over cores) and
+// read (until every trace file was read and checked).
+func (r lazyRun) run(ctx context.Context) (Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var firstRequest atomic.Int64
+	f, err := fetcher.NewHTTP(r.env.BlobURL(r.blob.Digest),
+		fetcher.WithPlainHTTP(),
+		fetcher.WithSize(r.blob.Size), // from the layer descriptor
+		fetcher.WithTransport(r.env.Client.Transport),
+		fetcher.WithMaxConnections(fetchConnections),
+		fetcher.WithCoalescing(fetchPolicy()),
+		fetcher.WithObserver(func(info fetcher.RequestInfo) {
+			firstRequest.CompareAndSwap(0, int64(info.Latency))
+		}))
+	if err != nil {
+		return Result{}, err
+	}
+
+	clock := r.env.StartClock()
+	var src fetcher.Fetcher = f
+	if r.preload > 0 {
+		src = prefetch.Preload(ctx, f, fetcher.Range{Offset: 0, Length: r.preload})
+	}
+	opts := []reader.Option{
+		reader.WithTOCDigest(r.blob.TOCDigest),
+		reader.WithCache(cache.NewMemory(cacheBytes)),
+		reader.WithTailHint(r.blob.tail),
+	}
+	if r.observer != nil {
+		opts = append(opts, reader.WithAccessObserver(r.observer))
+	}
+	layer, err := reader.Open(ctx, src, opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	defer layer.Close()
+	opened := clock.Elapsed()
+	stages := []Stage{{"open", time.Duration(firstRequest.Load())}, {"toc", opened - time.Duration(firstRequest.Load())}}
+
+	var exec *prefetch.Execution
+	var progress prefetch.Progress
+	var prefetched time.Duration // when the last frame was cached
+	var note string
+	if r.plan != nil {
+		plan, err := r.plan(ctx, layer)
+		if err != nil {
+			return Result{}, err
+		}
+		note = coverage(plan, r.env.Trace)
+		stages = append(stages, Stage{"plan", clock.Elapsed() - opened})
+		exec, err = prefetch.Start(ctx, plan, []*reader.Layer{layer},
+			prefetch.WithWorkers(r.env.PrefetchWorkers), prefetch.WithRequests(r.env.PrefetchRequests),
+			prefetch.WithProgress(func(p prefetch.Progress) {
+				progress = p
+				if p.FramesDone == p.Frames {
+					prefetched = clock.Elapsed()
+				}
+			}))
+		if err != nil {
+			return Result{}, err
+		}
+	}
+
+	readStart := clock.Elapsed()
+	if _, err := readTrace(layer, r.env.Trace); err != nil {
+		return Result{}, err
+	}
+	res := clock.Result()
+	if w := r.env.RequestLog; w != nil {
+		for _, q := range r.env.Registry.Stats().Log {
+			fmt.Fprintf(w, "  at %v for %v: %s bytes, range %.80s\n", q.Start.Sub(clock.start).Round(time.Millisecond),
+				q.Duration.Round(time.Millisecond), formatBytes(q.Bytes), q.Range)
+		}
+	}
+	if exec != nil {
+		if err := exec.Wait(); err != nil {
+			return Result{}, err
+		}
+		stages = append(stages, Stage{"prefetch", max(prefetched-readStart, 0)}, Stage{"decompress", progress.Busy})
+	}
+	res.Stages = append(stages, Stage{"read", res.Total - readStart})
+	res.Note = note
+	if res.NeededBytes, err = neededBytes(layer, r.env.Trace); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// coverage says how much of the trace plan covers.
+func coverage(plan *prefetch.Plan, trace []TraceFile) string {
+	planned := make(map[string]bool)
+	for _, p := range plan.Paths(-1) {
+		planned[p] = true
+	}
+	covered := 0
+	for _, tf := range trace {
+		if planned[tf.Name] {
+			covered++
+		}
+	}
+	return fmt.Sprintf("plan of %d files covers %d of the trace's %d files", len(planned), covered, len(trace))
+}
+
+// neededBytes returns the compressed bytes of the frames that hold the
+// trace's files in layer: what any lazy reader of this blob must fetch.
+func neededBytes(layer *reader.Layer, trace []TraceFile) (int64, error) {
+	frames := make(map[int64]int64)
+	for _, tf := range trace {
+		e, err := layer.ContentEntry(tf.Name)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", tf.Name, err)
+		}
+		for _, c := range e.Chunks {
+			if !c.Zeros && c.Size > 0 {
+				frames[c.FrameOffset] = c.FrameEnd - c.FrameOffset
+			}
+		}
+	}
+	var n int64
+	for _, size := range frames {
+		n += size
+	}
+	return n, nil
+}
+
+// lazyNoPrefetch reads the trace's files on demand: each file's first
+// read costs a round trip.
+func (m *lazyModes) lazyNoPrefetch(ctx context.Context, env *Env) (Result, error) {
+	blob, err := m.plainBlob(ctx, env)
+	if err != nil {
+		return Result{}, err
+	}
+	return lazyRun{env: env, blob: blob}.run(ctx)
+}
+
+// lazyTrace prefetches the trace's files, planned from the trace against
+// the opened layer, while the workload reads them.
+func (m *lazyModes) lazyTrace(ctx context.Context, env *Env) (Result, error) {
+	blob, err := m.plainBlob(ctx, env)
+	if err != nil {
+		return Result{}, err
+	}
+	accesses := make([]prefetch.Access, len(env.Trace))
+	for i, tf := range env.Trace {
+		accesses[i] = prefetch.Access{Path: tf.Name}
+	}
+	return lazyRun{env: env, blob: blob, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
+		return prefetch.FromTrace(ctx, prefetch.NewOverlay(layer), accesses)
+	}}.run(ctx)
+}
+
+// imageConfig is the image config of the image-config mode: it names the
+// trace's first file, run through PATH, as the image's program.
+func imageConfig(env *Env) v1.ImageConfig {
+	return v1.ImageConfig{
+		Entrypoint: []string{env.Trace[0].Name},
+		Env:        []string{"PATH=/bin:/usr/bin:/usr/local/bin"},
+	}
+}
+
+// lazyImageConfig prefetches what a static analysis of an image config
+// finds: the program, its loader and libraries, and runtime files.
+// Files it does not cover are read on demand.
+func (m *lazyModes) lazyImageConfig(ctx context.Context, env *Env) (Result, error) {
+	blob, err := m.plainBlob(ctx, env)
+	if err != nil {
+		return Result{}, err
+	}
+	cfg := imageConfig(env)
+	return lazyRun{env: env, blob: blob, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
+		return prefetch.FromImageConfig(ctx, prefetch.NewOverlay(layer), cfg)
+	}}.run(ctx)
+}
+
+// lazyRecorded closes the loop: a first lazy run records which files the
+// workload reads, in order; the layer is rebuilt with those files first
+// (behind an eStargz landmark); a second cold run prefetches the
+// landmark's region. Only the second run is measured.
+func (m *lazyModes) lazyRecorded(ctx context.Context, env *Env) (Result, error) {
+	plain, err := m.plainBlob(ctx, env)
+	if err != nil {
+		return Result{}, err
+	}
+	var rec prefetch.Recorder
+	if _, err := (lazyRun{env: env, blob: plain, observer: rec.Observe}).run(ctx); err != nil {
+		return Result{}, fmt.Errorf("recording run: %w", err)
+	}
+	profile := rec.Plan(0)
+	blob, err := buildLazy(ctx, env, writer.WithPrioritizedFiles(profile.Paths(0)))
+	if err != nil {
+		return Result{}, err
+	}
+	return lazyRun{env: env, blob: blob, preload: blob.TOC.PrefetchEnd, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
+		return prefetch.FromLandmark(0, layer.TOC()), nil
+	}}.run(ctx)
+}
