@@ -202,8 +202,8 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 		if len(frames) > 1 {
 			src = f.layer.newFrameBatch(frames).get
 		}
-		for _, i := range ahead {
-			go f.loadAhead(i, src)
+		for _, load := range ahead {
+			go f.loadAhead(load, src)
 		}
 		errs := make([]error, last-first+1)
 		sem := make(chan struct{}, f.layer.cfg.concurrency)

@@ -8,9 +8,11 @@ import (
 const (
 	// maxAheadChunks and maxAheadBytes bound one read-ahead window: the
 	// window starts at one chunk and doubles each time a sequential
-	// reader consumes half of it, up to this many chunks or bytes
-	// (always at least one chunk). 16 MiB takes a few tens of
-	// milliseconds on a fast link, about what a round trip costs.
+	// reader has less than half a window loading ahead of it, up to this
+	// many chunks or bytes (always at least one chunk). 16 MiB takes a
+	// few tens of milliseconds on a fast link, about what a round trip
+	// costs. A file holds at most one and a half windows of chunks read
+	// ahead and not yet read.
 	maxAheadChunks = 16
 	maxAheadBytes  = 16 << 20
 )
@@ -31,16 +33,17 @@ type readAhead struct {
 
 // aheadLoad is one chunk loading ahead of the reader.
 type aheadLoad struct {
-	done chan struct{}
-	data []byte
-	err  error
+	index int
+	done  chan struct{}
+	data  []byte
+	err   error
 }
 
 // planAhead notes a read of file bytes [off, end), which touches chunks
 // first to last, and returns the chunks to load ahead of it, already
 // registered as loading. The caller fetches them in the same request as
 // the read's own missing chunks, and hands each to loadAhead.
-func (f *file) planAhead(off, end int64, first, last int) []int {
+func (f *file) planAhead(off, end int64, first, last int) []*aheadLoad {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ra := &f.ahead
@@ -54,12 +57,12 @@ func (f *file) planAhead(off, end int64, first, last int) []int {
 	}
 	chunks := f.entry.Chunks
 	from := max(ra.issued, last+1)
-	if from >= len(chunks) || from-(last+1) >= (ra.window+1)/2 {
-		return nil // enough is loading already
+	if from >= len(chunks) || ra.window > 0 && from-(last+1) >= (ra.window+1)/2 {
+		return nil // the file's end, or enough is loading already
 	}
 	ra.window = min(max(2*ra.window, 1), maxAheadChunks)
-	to := min(last+1+ra.window, len(chunks))
-	var ahead []int
+	to := min(from+ra.window, len(chunks))
+	var ahead []*aheadLoad
 	var bytes int64
 	i := from
 	for ; i < to && (len(ahead) == 0 || bytes+chunks[i].Size <= maxAheadBytes); i++ {
@@ -70,25 +73,20 @@ func (f *file) planAhead(off, end int64, first, last int) []int {
 		if ra.loads == nil {
 			ra.loads = make(map[int]*aheadLoad)
 		}
-		ra.loads[i] = &aheadLoad{done: make(chan struct{})}
-		ahead = append(ahead, i)
+		load := &aheadLoad{index: i, done: make(chan struct{})}
+		ra.loads[i] = load
+		ahead = append(ahead, load)
 		bytes += c.Size
 	}
 	ra.issued = i
 	return ahead
 }
 
-// loadAhead loads chunk i, planned by planAhead, through src. It is not
-// a read: the observer hears of the chunk when a read takes it.
-func (f *file) loadAhead(i int, src frameSource) {
-	f.mu.Lock()
-	load := f.ahead.loads[i]
-	f.mu.Unlock()
-	if load == nil {
-		return
-	}
+// loadAhead loads a chunk planned by planAhead through src. It is not a
+// read: the observer hears of the chunk when a read takes it.
+func (f *file) loadAhead(load *aheadLoad, src frameSource) {
 	f.layer.foreground.Add(1)
-	load.data, _, load.err = f.layer.loadChunk(f.layer.ctx, f.entry, i, src)
+	load.data, _, load.err = f.layer.loadChunk(f.layer.ctx, f.entry, load.index, src)
 	f.layer.foreground.Add(-1)
 	close(load.done)
 }
@@ -125,11 +123,11 @@ func (l *Layer) cacheHas(e *toc.Entry, i int) bool {
 	return ok && int64(len(data)) == e.Chunks[i].Size
 }
 
-// aheadFrames returns the frames of chunks.
-func (f *file) aheadFrames(chunks []int) []fetcher.Range {
-	frames := make([]fetcher.Range, 0, len(chunks))
-	for _, i := range chunks {
-		c := &f.entry.Chunks[i]
+// aheadFrames returns the frames of the chunks of loads.
+func (f *file) aheadFrames(loads []*aheadLoad) []fetcher.Range {
+	frames := make([]fetcher.Range, 0, len(loads))
+	for _, load := range loads {
+		c := &f.entry.Chunks[load.index]
 		frames = append(frames, fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset})
 	}
 	return frames
