@@ -97,6 +97,62 @@ func BenchmarkReadGoroot(b *testing.B) {
 	})
 }
 
+// BenchmarkReadGorootStreaming reads every regular file of the GOROOT
+// blob the way cat, tar or http.ServeContent do: io.Copy with a 32 KiB
+// buffer, neither side offering WriterTo or ReaderFrom, so each file is
+// read in 32 KiB Reads. The reference's file reader decompresses its
+// chunk from the start on every read it cannot serve from its last
+// position, so unlike BenchmarkReadGoroot's one whole-file read per file,
+// this measures what many small reads cost each reader.
+func BenchmarkReadGorootStreaming(b *testing.B) {
+	blob, files, total := loadGorootBlob(b)
+	buf := make([]byte, 32<<10)
+	stream := func(r io.Reader) error {
+		_, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{r}, buf)
+		return err
+	}
+	b.Run("lazylayer", func(b *testing.B) {
+		b.SetBytes(total)
+		defer reportCPU(b)()
+		for b.Loop() {
+			l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, name := range files {
+				f, err := l.Open(name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := stream(f); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+			l.Close()
+		}
+	})
+	b.Run("reference", func(b *testing.B) {
+		b.SetBytes(total)
+		defer reportCPU(b)()
+		for b.Loop() {
+			r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, name := range files {
+				sr, err := r.OpenFile(name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := stream(sr); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
 // BenchmarkReadGorootParallel reads every regular file of the GOROOT blob
 // with GOMAXPROCS goroutines sharing one opened layer, through both
 // readers.
