@@ -16,6 +16,19 @@
 // ErrTOCDigest, ErrChunkDigest, ErrLinkLoop or ErrUnverifiable under
 // errors.Is, and never as panics, hangs or unverified bytes.
 //
+// Reads that continue where the previous read of the same open file
+// ended are taken as sequential: they also load the file's next chunks, in
+// the request they make anyway or in one of their own, in windows growing
+// from one chunk to 16 chunks or 16 MiB. A file streamed in small pieces
+// thus costs a few requests rather than one per chunk; each open file
+// holds at most a window and a half of chunks read ahead. Other reads
+// fetch only what they ask for. A frame whose bytes arrive damaged is
+// fetched once more, alone, before a read reports the damage.
+//
+// Layer.FetchAll, or WithBackgroundFetch at Open, fetches the whole layer
+// into the cache at low priority, pausing while reads load chunks, so that
+// a running workload survives the registry going away.
+//
 // WithAccessObserver reports the first read of every chunk, in request
 // order: a trace of what a workload needs, from which prefetch profiles
 // are made.
