@@ -77,6 +77,14 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	if err != nil {
 		return nil, fmt.Errorf("reader: TOC: %w: %w", ErrCorrupt, err)
 	}
+	var tarSplit []byte
+	var split <-chan parsedTarSplit
+	if hasTarSplit {
+		if tarSplit, err = toc.SkippableFramePayload(frames[1].data, frames[1].offset, footer.TarSplitOffset, footer.TarSplitLength); err != nil {
+			return nil, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err)
+		}
+		split = parseTarSplitAhead(tarSplit, footer.TarSplitUncompressedLength)
+	}
 	// The pinned digest (manifest-checksum) covers the compressed TOC.
 	if err := checkTOCDigest(cfg, compressed); err != nil {
 		return nil, err
@@ -87,15 +95,13 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	}
 	// Without a digest in the TOC the tar-split is nobody's word (the
 	// first zstd:chunked writer had none): it is not used.
-	var tarSplit []byte
-	if tarSplitDigest != "" {
+	if tarSplitDigest == "" {
+		tarSplit = nil
+	} else {
 		if !hasTarSplit {
 			return nil, fmt.Errorf("reader: TOC pins tar-split %s, the blob has none: %w", tarSplitDigest, ErrCorrupt)
 		}
-		if tarSplit, err = toc.SkippableFramePayload(frames[1].data, frames[1].offset, footer.TarSplitOffset, footer.TarSplitLength); err != nil {
-			return nil, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err)
-		}
-		if err := checkTarSplit(tarSplit, tarSplitDigest, index); err != nil {
+		if err := checkTarSplit(tarSplit, tarSplitDigest, split, index); err != nil {
 			return nil, err
 		}
 		index.TarSplitDigest = tarSplitDigest
@@ -108,15 +114,62 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	return l, nil
 }
 
-// checkTarSplit verifies the compressed tar-split against the digest the
-// TOC pins and checks that it describes the same entries as the TOC.
-func checkTarSplit(compressed []byte, want digest.Digest, index *toc.TOC) error {
-	r, err := toc.NewTarSplitReader(compressed, want)
+// parsedTarSplit is the outcome of parsing a tar-split's headers.
+type parsedTarSplit struct {
+	headers *toc.TarSplitHeaders
+	err     error
+}
+
+// maxSpeculativeTarSplit bounds the tar-split that Open parses before the
+// TOC has vouched for it. Parsing takes as long as decoding the TOC, so
+// doing both at once shortens Open; but the work is wasted if the TOC then
+// pins other bytes, so a tar-split claiming more than this is parsed only
+// after it is verified.
+const maxSpeculativeTarSplit = 64 << 20
+
+// parseTarSplitAhead starts parsing the headers of a tar-split that the TOC
+// has not vouched for yet, if it claims to be small enough (see
+// maxSpeculativeTarSplit); nothing of it is used before checkTarSplit
+// verifies its digest. It returns nil if it did not start.
+func parseTarSplitAhead(compressed []byte, claimed int64) <-chan parsedTarSplit {
+	if claimed <= 0 || claimed > maxSpeculativeTarSplit {
+		return nil
+	}
+	c := make(chan parsedTarSplit, 1)
+	go func() { c <- parseTarSplit(compressed, "", toc.WithMaxTarSplitSize(maxSpeculativeTarSplit)) }()
+	return c
+}
+
+func parseTarSplit(compressed []byte, want digest.Digest, opts ...toc.TarSplitOption) parsedTarSplit {
+	r, err := toc.NewTarSplitReader(compressed, want, opts...)
 	if err != nil {
-		return fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+		return parsedTarSplit{err: err}
 	}
 	defer r.Close()
-	if _, err := toc.CheckTarSplit(r, index); err != nil {
+	hdrs, err := toc.ReadTarSplitHeaders(r, 0)
+	return parsedTarSplit{hdrs, err}
+}
+
+// checkTarSplit verifies the compressed tar-split against the digest the
+// TOC pins and checks that it lists the same entries as the TOC. ahead, if
+// not nil, delivers its headers parsed before the digest was known.
+func checkTarSplit(compressed []byte, want digest.Digest, ahead <-chan parsedTarSplit, index *toc.TOC) error {
+	if err := want.Validate(); err != nil {
+		return fmt.Errorf("reader: tar-split digest %q: %w: %w: %w", want, ErrCorrupt, toc.ErrInvalidTarSplit, err)
+	}
+	if got := want.Algorithm().FromBytes(compressed); got != want {
+		return fmt.Errorf("reader: tar-split has digest %s, TOC pins %s: %w: %w", got, want, ErrCorrupt, toc.ErrInvalidTarSplit)
+	}
+	var p parsedTarSplit
+	if ahead != nil {
+		p = <-ahead
+	} else {
+		p = parseTarSplit(compressed, want)
+	}
+	if p.err != nil {
+		return fmt.Errorf("reader: %w: %w", ErrCorrupt, p.err)
+	}
+	if err := p.headers.Check(index); err != nil {
 		return fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	return nil

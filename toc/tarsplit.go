@@ -265,25 +265,84 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header, file *TarSplitR
 // returns the size of the tar stream the tar-split describes (the layer's
 // uncompressed size). Disagreements wrap ErrTarSplitMismatch.
 func CheckTarSplit(r *TarSplitReader, t *TOC) (tarSize int64, err error) {
-	i := 0
-	size, err := tarSplitHeaders(r, func(hdr *tar.Header, _ *TarSplitRecord) error {
-		if i >= len(t.Entries) {
-			return fmt.Errorf("toc: tar-split entry %q is not in the TOC: %w", hdr.Name, ErrTarSplitMismatch)
-		}
-		e := t.Entries[i]
-		i++
-		if err := compareTarHeader(e, hdr); err != nil {
-			return fmt.Errorf("toc: tar-split entry %q, TOC entry %d %q: %w", hdr.Name, i-1, e.Name, err)
-		}
-		return nil
-	})
+	m := tarSplitMatcher{toc: t}
+	size, err := tarSplitHeaders(r, func(hdr *tar.Header, _ *TarSplitRecord) error { return m.match(hdr) })
 	if err != nil {
 		return 0, err
 	}
-	if i < len(t.Entries) {
-		return 0, fmt.Errorf("toc: TOC entry %d %q (and %d more) missing from the tar-split: %w", i, t.Entries[i].Name, len(t.Entries)-i-1, ErrTarSplitMismatch)
+	return size, m.finish()
+}
+
+// TarSplitHeaders are the tar headers of a tar-split stream, in order,
+// read apart from the TOC they must match (ReadTarSplitHeaders), so that a
+// reader can parse the tar-split while it decodes the TOC.
+type TarSplitHeaders struct {
+	headers []*tar.Header
+	size    int64
+}
+
+// ReadTarSplitHeaders reads the tar-split stream r to its end and keeps
+// its tar headers, each checked to be followed by its file record. It
+// fails with ErrTOCTooLarge beyond max headers (max <= 0 means
+// DefaultMaxEntries), which no TOC could match.
+func ReadTarSplitHeaders(r *TarSplitReader, max int) (*TarSplitHeaders, error) {
+	if max <= 0 {
+		max = DefaultMaxEntries
 	}
-	return size, nil
+	h := new(TarSplitHeaders)
+	size, err := tarSplitHeaders(r, func(hdr *tar.Header, _ *TarSplitRecord) error {
+		if len(h.headers) == max {
+			return fmt.Errorf("toc: tar-split has more than %d entries: %w", max, ErrTOCTooLarge)
+		}
+		h.headers = append(h.headers, hdr)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.size = size
+	return h, nil
+}
+
+// TarSize returns the size of the tar stream the tar-split describes.
+func (h *TarSplitHeaders) TarSize() int64 { return h.size }
+
+// Check checks the headers against t exactly as CheckTarSplit checks a
+// tar-split stream.
+func (h *TarSplitHeaders) Check(t *TOC) error {
+	m := tarSplitMatcher{toc: t}
+	for _, hdr := range h.headers {
+		if err := m.match(hdr); err != nil {
+			return err
+		}
+	}
+	return m.finish()
+}
+
+// tarSplitMatcher pairs tar-split headers, in order, with TOC entries.
+type tarSplitMatcher struct {
+	toc  *TOC
+	next int
+}
+
+func (m *tarSplitMatcher) match(hdr *tar.Header) error {
+	if m.next >= len(m.toc.Entries) {
+		return fmt.Errorf("toc: tar-split entry %q is not in the TOC: %w", hdr.Name, ErrTarSplitMismatch)
+	}
+	e := m.toc.Entries[m.next]
+	m.next++
+	if err := compareTarHeader(e, hdr); err != nil {
+		return fmt.Errorf("toc: tar-split entry %q, TOC entry %d %q: %w", hdr.Name, m.next-1, e.Name, err)
+	}
+	return nil
+}
+
+// finish reports TOC entries the tar-split did not list.
+func (m *tarSplitMatcher) finish() error {
+	if m.next < len(m.toc.Entries) {
+		return fmt.Errorf("toc: TOC entry %d %q (and %d more) missing from the tar-split: %w", m.next, m.toc.Entries[m.next].Name, len(m.toc.Entries)-m.next-1, ErrTarSplitMismatch)
+	}
+	return nil
 }
 
 // compareTarHeader reports the first attribute in which e and hdr differ.
