@@ -67,7 +67,10 @@ func (f *file) planAhead(off, end int64, first, last int) []*aheadLoad {
 	i := from
 	for ; i < to && (len(ahead) == 0 || bytes+chunks[i].Size <= maxAheadBytes); i++ {
 		c := &chunks[i]
-		if c.Zeros || c.Size == 0 || chunkDigest(f.entry, i) == "" || f.layer.cacheHas(f.entry, i) {
+		// A cached chunk is planned too: looking it up here, under the
+		// lock and on the reader's path, could cost a disk read, while
+		// loadAhead looks in the cache first and fetches nothing then.
+		if c.Zeros || c.Size == 0 || chunkDigest(f.entry, i) == "" {
 			continue // costs no request, or cannot be verified
 		}
 		if ra.loads == nil {
