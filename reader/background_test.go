@@ -88,27 +88,23 @@ func TestFetchAllNeedsCacheAndStopsAtClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
 	if err := l.FetchAll(context.Background()); !errors.Is(err, ErrNoCache) {
 		t.Errorf("FetchAll without a cache = %v, want ErrNoCache", err)
 	}
-	l.Close()
 
-	cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), gate: make(chan struct{})}
+	// The same index over a fetcher that never answers, with a
+	// background fetch: Close must end it.
+	stalled := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), gate: make(chan struct{})}
 	done := make(chan error, 1)
-	l, err = Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	// Reopen over a fetcher that never answers, with a background fetch.
-	l, err = newLayer(context.Background(), cf, l.TOC(), int64(len(blob)), newConfig([]Option{
+	bg, err := newLayer(context.Background(), stalled, l.TOC(), int64(len(blob)), newConfig([]Option{
 		WithCache(newMapCache()), WithBackgroundFetch(func(err error) { done <- err }),
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return cf.calls.Load() > 0 })
-	l.Close()
+	waitFor(t, func() bool { return stalled.calls.Load() > 0 })
+	bg.Close()
 	if err := <-done; !errors.Is(err, fs.ErrClosed) {
 		t.Errorf("background fetch after Close = %v, want fs.ErrClosed", err)
 	}

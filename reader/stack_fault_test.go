@@ -71,7 +71,15 @@ func TestStackUnderFaults(t *testing.T) {
 			if rng.IntN(10) == 0 {
 				length = int64(len(want)) + 1
 			}
-			got, err := readRange(l, name, off, length)
+			var got []byte
+			var err error
+			if rng.IntN(10) == 0 {
+				// Stream from off in small reads: read-ahead under faults.
+				got, err = streamFrom(l, name, off)
+				length = int64(len(want))
+			} else {
+				got, err = readRange(l, name, off, length)
+			}
 			end := min(off+length, int64(len(want)))
 			mu.Lock()
 			reads++
@@ -168,6 +176,22 @@ func readRange(l *Layer, name string, off, length int64) ([]byte, error) {
 		err = nil
 	}
 	return buf[:n], err
+}
+
+// streamFrom reads name from off to its end in 4 KiB reads, as a
+// program streaming a file does, so that the file reads ahead.
+func streamFrom(l *Layer, name string, off int64) ([]byte, error) {
+	f, err := l.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.(io.Seeker).Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	_, err = io.CopyBuffer(struct{ io.Writer }{&out}, readerOnly{f}, make([]byte, 4<<10))
+	return out.Bytes(), err
 }
 
 // faultKind names the class of a read error under faults.
