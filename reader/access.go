@@ -58,9 +58,10 @@ func (a *accessLog) first(c *toc.Chunk) (seq int64, first bool) {
 	return seq, true
 }
 
-// chunkData is loadChunk, reporting first accesses to the configured
-// observer. Reads of file content call it and nothing else; it is also
-// where sequential read-ahead and background fetching would hook in.
+// chunkData is loadChunk for a read: it reports first accesses to the
+// configured observer, and counts the load as foreground, so that a
+// background fetch (FetchAll) waits for it. Reads of file content call it,
+// or take chunks their file loaded ahead (see readAhead).
 func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int, src frameSource) ([]byte, bool, error) {
 	done := l.observe(e, i)
 	l.foreground.Add(1)
