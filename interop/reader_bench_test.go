@@ -103,7 +103,9 @@ func BenchmarkReadGoroot(b *testing.B) {
 // read in 32 KiB Reads. The reference's file reader decompresses its
 // chunk from the start on every read it cannot serve from its last
 // position, so unlike BenchmarkReadGoroot's one whole-file read per file,
-// this measures what many small reads cost each reader.
+// this measures what many small reads cost each reader. The reference
+// pass is slow (about a minute on a 2-core machine): run it with
+// -benchtime 1x.
 func BenchmarkReadGorootStreaming(b *testing.B) {
 	blob, files, total := loadGorootBlob(b)
 	buf := make([]byte, 32<<10)
