@@ -13,7 +13,8 @@ import (
 
 // FuzzBuild feeds arbitrary input to Build. It must never panic, and
 // whatever it accepts must come out as a blob whose TOC decodes and whose
-// gunzipped stream matches the DiffID.
+// decompressed stream matches the DiffID; for zstd:chunked, a plain tar
+// input must come out unchanged and the tar-split must match the TOC.
 func FuzzBuild(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte) {
 		for _, opts := range [][]Option{
@@ -44,6 +45,20 @@ func FuzzBuild(f *testing.F) {
 			if digest.FromBytes(out) != res.DiffID {
 				t.Fatal("DiffID does not match the gunzipped blob")
 			}
+		}
+
+		var blob bytes.Buffer
+		res, err := Build(context.Background(), &blob, bytes.NewReader(input), WithFormat(toc.FormatZstdChunked), WithChunkSize(1500))
+		if err != nil {
+			return
+		}
+		decodeZstdChunked(t, blob.Bytes())
+		out := unzstd(t, blob.Bytes())
+		if digest.FromBytes(out) != res.DiffID {
+			t.Fatal("DiffID does not match the decompressed blob")
+		}
+		if !bytes.HasPrefix(input, gzipMagic) && !bytes.HasPrefix(input, zstdMagic) && !bytes.Equal(out, input) {
+			t.Fatal("zstd:chunked blob does not decompress to the input tar")
 		}
 	})
 }

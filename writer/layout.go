@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
@@ -240,9 +242,23 @@ func tocEntry(h *tar.Header) (*toc.Entry, error) {
 	default:
 		return nil, fmt.Errorf("writer: entry %q: tar type %q: %w", h.Name, h.Typeflag, ErrUnsupportedEntry)
 	}
+	// Readers refuse indexes that describe what no file system holds.
+	if e.Name == "." && e.Type != toc.TypeDir {
+		return nil, fmt.Errorf("writer: entry %q: the layer root must be a directory, not a %v: %w", h.Name, e.Type, ErrUnsupportedEntry)
+	}
+	if h.Mode < 0 || h.Mode > math.MaxUint32 || h.Uid < 0 || h.Gid < 0 || h.Devmajor < 0 || h.Devminor < 0 {
+		return nil, fmt.Errorf("writer: entry %q: negative or out-of-range mode, owner or device: %w", h.Name, ErrUnsupportedEntry)
+	}
+	// TOCs are JSON, whose strings cannot carry invalid UTF-8.
+	if !utf8.ValidString(h.Name) || !utf8.ValidString(h.Linkname) {
+		return nil, fmt.Errorf("writer: entry %q: name or link target is not UTF-8: %w", h.Name, ErrUnsupportedEntry)
+	}
 	const xattrPrefix = "SCHILY.xattr."
 	for k, v := range h.PAXRecords {
 		if name, ok := strings.CutPrefix(k, xattrPrefix); ok {
+			if !utf8.ValidString(name) {
+				return nil, fmt.Errorf("writer: entry %q: extended attribute name %q is not UTF-8: %w", h.Name, name, ErrUnsupportedEntry)
+			}
 			if e.Xattrs == nil {
 				e.Xattrs = make(map[string]string)
 			}

@@ -168,8 +168,13 @@ func (l *chunkedLayout) add(rec *record) error {
 	if err != nil {
 		return err
 	}
+	// The TOC could not say what containers/storage's check of it
+	// against the tar-split compares.
 	if e.Type != toc.TypeReg && hdr.Size != 0 {
 		return fmt.Errorf("writer: entry %q: %v entry with a size of %d: %w", hdr.Name, e.Type, hdr.Size, ErrUnsupportedEntry)
+	}
+	if e.Type != toc.TypeSymlink && e.Type != toc.TypeHardlink && hdr.Linkname != "" {
+		return fmt.Errorf("writer: entry %q: %v entry with a link target: %w", hdr.Name, e.Type, ErrUnsupportedEntry)
 	}
 	// zstd:chunked keeps full-precision times and the tar's own names.
 	e.ModTime, e.AccessTime, e.ChangeTime = utc(hdr.ModTime), utc(hdr.AccessTime), utc(hdr.ChangeTime)
