@@ -328,9 +328,17 @@ func checkWithEStargzReader(t *testing.T, blob, input []byte) {
 // through our reader, opened from the footer and from the annotations
 // each writer produced: every file byte for byte, and for
 // containers/storage's blobs (which carry a tar-split) the original tar
-// from WriteTar.
+// from WriteTar. The GOROOT tree is skipped with -short.
 func TestZstdChunkedReaderReadsReferenceWriters(t *testing.T) {
 	inputs := map[string][]byte{"kinds": corpus.KindsTar(t), "holes": holesTar(t)}
+	if !testing.Short() {
+		p, _ := corpus.GorootTar(t)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs["goroot"] = b
+	}
 	for name, input := range inputs {
 		refs := map[string]zstdChunkedBlob{
 			"storage": storageZstdChunked(t, input),
