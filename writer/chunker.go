@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -95,25 +96,48 @@ func (c *chunker) next() ([]byte, bool, error) {
 	// fill guarantees max+zeroRunMin bytes unless the file ends sooner,
 	// so a zero run starting before limit is seen whole up to zeroRunMin.
 	limit := min(len(w), c.max)
-	for i := 0; i < limit; i++ {
-		b := w[i]
-		if b == 0 && c.start+i >= c.shortZeros {
-			run := zeroRun(w[i:], zeroRunMin)
-			if run >= zeroRunMin {
-				if i > 0 {
-					return c.take(i), false, nil
-				}
-				n := zeroRun(w, limit)
-				c.sum.rollZeros(n)
-				return c.take(n), true, nil
+	// The sums live in locals for the byte loop: this is the writer's
+	// hottest loop after compression itself.
+	s1, s2, pos := c.sum.s1, c.sum.s2, c.sum.pos
+	win := &c.sum.window
+	save := func() { c.sum.s1, c.sum.s2, c.sum.pos = s1, s2, pos }
+	for i := 0; i < limit; {
+		// Roll up to the next zero byte that might start a zeros chunk.
+		stop := limit
+		if from := max(i, c.shortZeros-c.start); from < limit {
+			if z := bytes.IndexByte(w[from:limit], 0); z >= 0 {
+				stop = from + z
 			}
+		}
+		for ; i < stop; i++ {
+			b := w[i]
+			drop := uint32(win[pos])
+			win[pos] = b
+			pos = (pos + 1) & (rollWindow - 1)
+			s1 += uint32(b) - drop
+			s2 += s1 - rollWindow*(drop+rollOffset)
+			if s2&splitMask == splitMask && i+1 >= minCDCChunk {
+				save()
+				return c.take(i + 1), false, nil
+			}
+		}
+		if i == limit {
+			break
+		}
+		if run := zeroRun(w[i:], zeroRunMin); run < zeroRunMin {
+			// Too short: these zeros are rolled as data.
 			c.shortZeros = c.start + i + run
+			continue
 		}
-		c.sum.roll(b)
-		if i+1 >= minCDCChunk && c.sum.atSplit() {
-			return c.take(i + 1), false, nil
+		save()
+		if i > 0 {
+			return c.take(i), false, nil
 		}
+		n := zeroRun(w, limit)
+		c.sum.rollZeros(n)
+		return c.take(n), true, nil
 	}
+	save()
 	return c.take(limit), false, nil
 }
 

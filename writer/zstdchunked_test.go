@@ -274,3 +274,99 @@ func TestChunkerBoundariesAreContentDefined(t *testing.T) {
 		t.Errorf("average chunk %d bytes, want about 64 KiB", avg)
 	}
 }
+
+// naiveCuts is the chunking rule written plainly, one byte at a time.
+func naiveCuts(data []byte, max int) (ends []int, zeros []bool) {
+	var sum rollSum
+	sum.reset()
+	start := 0
+	for start < len(data) {
+		w := data[start:min(len(data), start+max+zeroRunMin)]
+		limit := min(len(w), max)
+		n, z := limit, false
+		for i := 0; i < limit; i++ {
+			// A zero run is judged where it starts (a shorter tail of a
+			// short run is no longer).
+			if w[i] == 0 && zeroRun(w[i:], zeroRunMin) >= zeroRunMin && (i == 0 || w[i-1] != 0) {
+				if i > 0 {
+					n = i
+				} else {
+					n, z = zeroRun(w, limit), true
+					sum.rollZeros(n)
+				}
+				break
+			}
+			sum.roll(w[i])
+			if i+1 >= minCDCChunk && sum.atSplit() {
+				n = i + 1
+				break
+			}
+		}
+		start += n
+		ends = append(ends, start)
+		zeros = append(zeros, z)
+	}
+	return ends, zeros
+}
+
+func TestChunkerMatchesNaiveRule(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var data []byte
+	for len(data) < 3<<20 {
+		switch rng.IntN(4) {
+		case 0:
+			data = append(data, make([]byte, rng.IntN(3000))...) // zero runs around the threshold
+		default:
+			n := rng.IntN(200 << 10)
+			for range n {
+				if rng.IntN(50) == 0 {
+					data = append(data, 0)
+				} else {
+					data = append(data, byte(rng.Uint32()))
+				}
+			}
+		}
+	}
+	for _, max := range []int{DefaultChunkSize, 8 << 10, 1500} {
+		wantEnds, wantZeros := naiveCuts(data, max)
+		c := newChunker(max)
+		c.reset(bytes.NewReader(data), int64(len(data)))
+		end := 0
+		for i := 0; ; i++ {
+			chunk, zeros, err := c.next()
+			if err == io.EOF {
+				if i != len(wantEnds) {
+					t.Fatalf("max %d: %d chunks, want %d", max, i, len(wantEnds))
+				}
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			end += len(chunk)
+			if i >= len(wantEnds) || end != wantEnds[i] || zeros != wantZeros[i] {
+				t.Fatalf("max %d: chunk %d ends at %d (zeros %v), want %v", max, i, end, zeros, wantEnds[i:min(i+1, len(wantEnds))])
+			}
+		}
+	}
+}
+
+// BenchmarkChunker measures content-defined chunking alone, on random
+// data; MB/s is input bytes.
+func BenchmarkChunker(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	data := make([]byte, 16<<20)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	c := newChunker(DefaultChunkSize)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		c.reset(bytes.NewReader(data), int64(len(data)))
+		for {
+			if _, _, err := c.next(); err != nil {
+				break
+			}
+		}
+	}
+}
