@@ -15,7 +15,7 @@ import (
 // ones still stream, so their round trips cost no time.
 const (
 	firstPiece     = 256 << 10
-	maxPiece       = 4 << 20
+	maxPiece       = 2 << 20
 	piecesInFlight = 4
 )
 

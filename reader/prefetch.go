@@ -81,7 +81,7 @@ const (
 	// the last answer arrives, at most maxBatch bytes are left to
 	// decompress.
 	firstBatch = 256 << 10
-	maxBatch   = 4 << 20
+	maxBatch   = 2 << 20
 )
 
 // Prefetch is StartPrefetch followed by Wait.

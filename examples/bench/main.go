@@ -4,14 +4,34 @@
 // It takes any directory as a layer and a trace of the files a workload
 // reads at startup, puts the layer in a registry behind a simulated link
 // (an RTT per request and one shared bandwidth cap), and runs each mode:
-// from nothing to every trace file read and verified. For each it reports
-// the time, requests, bytes, the ratio to the physical limit (2 RTTs plus
-// the trace's compressed bytes over the bandwidth), and the busy time of
-// each stage.
+// from nothing to every trace file read and verified. The modes are
+//
+//   - full pull: download the gzip layer, gunzip and untar it, read;
+//   - lazy, no prefetch: open the layer as eStargz, built without any
+//     prioritised files, and read each file on demand;
+//   - lazy + trace prefetch: the same blob, with a plan from the trace
+//     prefetched while the workload reads;
+//   - lazy + image-config prefetch: a plan from an OCI image config whose
+//     Entrypoint is the trace's first file (a program of the tree), the
+//     rest read on demand; the report says how much of the trace it covers;
+//   - lazy + recorded profile: a first lazy run records which files the
+//     workload reads (prefetch.Recorder), the layer is rebuilt with them
+//     first behind a landmark, and a second, measured cold start fetches
+//     the landmark's region together with the index (prefetch.Preload,
+//     given the region's end as a hint published with the layer).
+//
+// For each it reports the time, requests, waves (requests sent while no
+// other was in flight: the round trips on the critical path), bytes, the
+// ratio to the physical limit (2 RTTs plus the compressed bytes of the
+// chunks holding the trace's files, from the blob's own chunk table, over
+// the bandwidth), and the busy time of each stage. Every lazy open is given
+// the layer's TOC digest and a tail hint that covers footer and TOC, so
+// both arrive in one request.
 //
 // Usage:
 //
-//	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-modes LIST] [-scratch DIR]
+//	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-modes LIST]
+//	                       [-workers N] [-requests N] [-log] [-scratch DIR]
 //
 // -registry sim (the default) serves blobs from memory; -registry docker
 // starts /usr/bin/docker-registry on a loopback port and shapes its
