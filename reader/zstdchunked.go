@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
@@ -77,6 +78,10 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	if err != nil {
 		return nil, fmt.Errorf("reader: TOC: %w: %w", ErrCorrupt, err)
 	}
+	// The pinned digest (manifest-checksum) covers the compressed TOC.
+	if err := checkTOCDigest(cfg, compressed); err != nil {
+		return nil, err
+	}
 	var tarSplit []byte
 	var split <-chan parsedTarSplit
 	if hasTarSplit {
@@ -84,10 +89,6 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 			return nil, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err)
 		}
 		split = parseTarSplitAhead(tarSplit, footer.TarSplitUncompressedLength)
-	}
-	// The pinned digest (manifest-checksum) covers the compressed TOC.
-	if err := checkTOCDigest(cfg, compressed); err != nil {
-		return nil, err
 	}
 	index, tarSplitDigest, err := toc.DecodeZstdChunked(compressed, footer, toc.WithMaxTOCSize(cfg.maxTOCSize))
 	if err != nil {
@@ -219,7 +220,10 @@ func fetchIndexFrames(ctx context.Context, f fetcher.Fetcher, tail blobRange, fo
 			got[r], _ = all.slice(r.Offset, r.Offset+r.Length)
 		}
 	} else {
+		var mu sync.Mutex // fetchers may call back concurrently
 		err := f.Fetch(ctx, missing, func(r fetcher.Range, data []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
 			if _, planned := got[r]; planned || int64(len(data)) != r.Length || !slices.Contains(missing, r) {
 				return fmt.Errorf("fetcher returned %d bytes at %d, not a planned range: %w", len(data), r.Offset, ErrCorrupt)
 			}

@@ -163,6 +163,13 @@ func TestZstdChunkedZerosAreNeverFetched(t *testing.T) {
 // (tarSplit already compressed).
 func reassemble(t *testing.T, data, tocJSON, tarSplit []byte) []byte {
 	t.Helper()
+	return reassembleApart(t, data, tocJSON, tarSplit, 0)
+}
+
+// reassembleApart is reassemble with a skippable frame of gap bytes
+// between the TOC and the tar-split.
+func reassembleApart(t *testing.T, data, tocJSON, tarSplit []byte, gap int) []byte {
+	t.Helper()
 	compressed, err := toc.CompressZstd(tocJSON, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +177,9 @@ func reassemble(t *testing.T, data, tocJSON, tarSplit []byte) []byte {
 	blob := bytes.Clone(data)
 	f := toc.Footer{Format: toc.FormatZstdChunked, TOCOffset: int64(len(blob)) + 8, TOCLength: int64(len(compressed)), TOCUncompressedLength: int64(len(tocJSON))}
 	blob, _ = toc.AppendSkippableFrame(blob, compressed)
+	if gap > 0 {
+		blob, _ = toc.AppendSkippableFrame(blob, make([]byte, gap))
+	}
 	f.TarSplitOffset, f.TarSplitLength = int64(len(blob))+8, int64(len(tarSplit))
 	f.TarSplitUncompressedLength = 1
 	blob, _ = toc.AppendSkippableFrame(blob, tarSplit)
@@ -251,5 +261,24 @@ func TestWriteTarNeedsTarSplit(t *testing.T) {
 	l, _ := testLayer(t, blob, index)
 	if _, err := l.WriteTar(context.Background(), io.Discard); !errors.Is(err, ErrNoTarSplit) {
 		t.Errorf("eStargz layer: error %v, want ErrNoTarSplit", err)
+	}
+}
+
+func TestZstdChunkedIndexFramesApart(t *testing.T) {
+	input := zstdChunkedInput(t, 0o644)
+	blob, _ := buildZstdChunked(t, input)
+	data, tocJSON, split := indexParts(t, blob)
+	apart := reassembleApart(t, data, tocJSON, split, 200<<10)
+	l, f, err := openZstdChunkedBlob(t, apart, WithTailHint(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tail, then TOC and tar-split as two ranges of one fetch.
+	if f.calls.Load() != 2 || len(f.asked) != 3 {
+		t.Errorf("Open fetched %v in %d calls, want the tail, then two ranges in one call", f.asked, f.calls.Load())
+	}
+	var out bytes.Buffer
+	if _, err := l.WriteTar(context.Background(), &out); err != nil || !bytes.Equal(out.Bytes(), input) {
+		t.Errorf("WriteTar: %v; tar equal to the input: %v", err, bytes.Equal(out.Bytes(), input))
 	}
 }
