@@ -12,6 +12,7 @@ import (
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -30,7 +31,7 @@ func fetchPolicy() fetcher.CoalescePolicy {
 	return fetcher.CoalescePolicy{MaxGap: 4 << 10, MaxRequestSize: 64 << 20, MaxSpansPerRequest: 1024}
 }
 
-// lazyBlob is an eStargz blob of the layer in the registry.
+// lazyBlob is a seekable blob of the layer in the registry.
 type lazyBlob struct {
 	*writer.Result
 	// tail is how many bytes at the blob's end hold the TOC and footer:
@@ -39,7 +40,8 @@ type lazyBlob struct {
 	tail int64
 }
 
-// buildLazy builds the layer as eStargz with opts and pushes it.
+// buildLazy builds the layer with opts (eStargz unless writer.WithFormat
+// says otherwise) and pushes it.
 func buildLazy(ctx context.Context, env *Env, opts ...writer.Option) (*lazyBlob, error) {
 	tr, err := env.OpenTar()
 	if err != nil {
@@ -49,7 +51,7 @@ func buildLazy(ctx context.Context, env *Env, opts ...writer.Option) (*lazyBlob,
 	var buf bytes.Buffer
 	res, err := writer.Build(ctx, &buf, tr, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("build eStargz: %w", err)
+		return nil, fmt.Errorf("build lazy layer: %w", err)
 	}
 	if _, err := env.Registry.Push(ctx, env.Repo, buf.Bytes()); err != nil {
 		return nil, err
@@ -67,20 +69,31 @@ func buildLazy(ctx context.Context, env *Env, opts ...writer.Option) (*lazyBlob,
 type lazyModes struct {
 	mu    sync.Mutex
 	plain *lazyBlob // no prioritised files: the trace's chunks lie scattered
+	zstd  *lazyBlob // the same as zstd:chunked
 }
 
-// plainBlob returns the blob built without prioritised files.
+// plainBlob returns the eStargz blob built without prioritised files.
 func (m *lazyModes) plainBlob(ctx context.Context, env *Env) (*lazyBlob, error) {
+	return m.built(ctx, env, &m.plain)
+}
+
+// zstdBlob returns the zstd:chunked blob of the layer.
+func (m *lazyModes) zstdBlob(ctx context.Context, env *Env) (*lazyBlob, error) {
+	return m.built(ctx, env, &m.zstd, writer.WithFormat(toc.FormatZstdChunked))
+}
+
+// built returns *slot, building it with opts first if needed.
+func (m *lazyModes) built(ctx context.Context, env *Env, slot **lazyBlob, opts ...writer.Option) (*lazyBlob, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.plain == nil {
-		b, err := buildLazy(ctx, env)
+	if *slot == nil {
+		b, err := buildLazy(ctx, env, opts...)
 		if err != nil {
 			return nil, err
 		}
-		m.plain = b
+		*slot = b
 	}
-	return m.plain, nil
+	return *slot, nil
 }
 
 // lazyRun is one cold start against a lazy layer: open, plan, prefetch in
@@ -128,6 +141,9 @@ func (r lazyRun) run(ctx context.Context) (Result, error) {
 	}
 	opts := []reader.Option{
 		reader.WithTOCDigest(r.blob.TOCDigest),
+		// The descriptor's annotations: for zstd:chunked they locate
+		// TOC and tar-split, which then come in the first request.
+		reader.WithAnnotations(r.blob.Annotations),
 		reader.WithCache(cache.NewMemory(cacheBytes)),
 		reader.WithTailHint(r.blob.tail),
 	}
@@ -245,13 +261,27 @@ func (m *lazyModes) lazyTrace(ctx context.Context, env *Env) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	return traceRun(env, blob).run(ctx)
+}
+
+// lazyZstdTrace is lazyTrace on the zstd:chunked blob.
+func (m *lazyModes) lazyZstdTrace(ctx context.Context, env *Env) (Result, error) {
+	blob, err := m.zstdBlob(ctx, env)
+	if err != nil {
+		return Result{}, err
+	}
+	return traceRun(env, blob).run(ctx)
+}
+
+// traceRun is a run of blob that prefetches the trace's files.
+func traceRun(env *Env, blob *lazyBlob) lazyRun {
 	accesses := make([]prefetch.Access, len(env.Trace))
 	for i, tf := range env.Trace {
 		accesses[i] = prefetch.Access{Path: tf.Name}
 	}
 	return lazyRun{env: env, blob: blob, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
 		return prefetch.FromTrace(ctx, prefetch.NewOverlay(layer), accesses)
-	}}.run(ctx)
+	}}
 }
 
 // imageConfig is the image config of the image-config mode: it names the

@@ -11,6 +11,9 @@
 //     prioritised files, and read each file on demand;
 //   - lazy + trace prefetch: the same blob, with a plan from the trace
 //     prefetched while the workload reads;
+//   - lazy zstd:chunked + trace prefetch: the same, with the layer built
+//     as zstd:chunked (opened from its annotations: TOC and tar-split in
+//     one request, checked against each other);
 //   - lazy + image-config prefetch: a plan from an OCI image config whose
 //     Entrypoint is the trace's first file (a program of the tree), the
 //     rest read on demand; the report says how much of the trace it covers;

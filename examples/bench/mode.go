@@ -23,6 +23,7 @@ func allModes() []Mode {
 		{"full pull", fullPull},
 		{"lazy, no prefetch", lazy.lazyNoPrefetch},
 		{"lazy + trace prefetch", lazy.lazyTrace},
+		{"lazy zstd:chunked + trace prefetch", lazy.lazyZstdTrace},
 		{"lazy + image-config prefetch", lazy.lazyImageConfig},
 		{"lazy + recorded profile", lazy.lazyRecorded},
 	}
