@@ -85,7 +85,7 @@ type Entry struct {
 	// it: containers/storage compares TOC names with the tar-split's header
 	// names byte for byte. Empty means the same as Name.
 	TarName string
-	Type EntryType
+	Type    EntryType
 	// Size is the content size of a regular file; zero otherwise.
 	Size int64
 	// Mode is the raw tar header mode: permission bits plus the setuid
