@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -302,9 +303,24 @@ func (m *lazyModes) lazyImageConfig(ctx context.Context, env *Env) (Result, erro
 		return Result{}, err
 	}
 	cfg := imageConfig(env)
-	return lazyRun{env: env, blob: blob, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
-		return prefetch.FromImageConfig(ctx, prefetch.NewOverlay(layer), cfg)
+	var problems error
+	res, err := lazyRun{env: env, blob: blob, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
+		plan, err := prefetch.FromImageConfig(ctx, prefetch.NewOverlay(layer), cfg)
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// What the analysis could not follow (a loader or library that
+		// the tree, not being a whole root file system, lacks) is left
+		// to be read on demand.
+		problems = err
+		return plan, nil
 	}}.run(ctx)
+	if problems != nil {
+		n := len(strings.Split(problems.Error(), "\n"))
+		res.Note += fmt.Sprintf("; %d names it could not follow in this tree (first: %s)",
+			n, strings.SplitN(problems.Error(), "\n", 2)[0])
+	}
+	return res, err
 }
 
 // lazyRecorded closes the loop: a first lazy run records which files the
