@@ -88,10 +88,7 @@ func (a *assembler) add(rec *record, newMember bool) error {
 // addContent copies a regular file's content into members, one chunk at a
 // time, and records each chunk's place and digest.
 func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) error {
-	multi := e.Size > a.cfg.chunkSize
-	if multi {
-		a.fileHash.Reset()
-	}
+	a.fileHash.Reset()
 	for off := int64(0); off < e.Size; {
 		if err := a.ctx.Err(); err != nil {
 			return err
@@ -111,14 +108,10 @@ func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) 
 			}
 			return fmt.Errorf("reading content at offset %d: %w", off, err)
 		}
-		sum := sha256.Sum256(data)
-		if multi {
-			a.fileHash.Write(data)
-		}
 		e.Chunks = append(e.Chunks, toc.Chunk{
 			Offset:      off,
 			Size:        n,
-			Digest:      digest.NewDigestFromBytes(digest.SHA256, sum[:]),
+			Digest:      hashChunk(a.fileHash, data, off == 0),
 			InnerOffset: int64(inner),
 		})
 		a.refs = append(a.refs, chunkRef{entry: e, chunk: len(e.Chunks) - 1, member: a.members})
@@ -126,15 +119,35 @@ func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) 
 		off += n
 		newMember = false
 	}
-	switch {
-	case e.Size == 0:
-		e.Digest = digest.SHA256.FromBytes(nil)
-	case multi:
-		e.Digest = digest.NewDigest(digest.SHA256, a.fileHash)
-	default:
-		e.Digest = e.Chunks[0].Digest
-	}
+	e.Digest = fileDigest(e, a.fileHash)
 	return nil
+}
+
+// hashChunk returns the digest of a chunk of a file and adds the chunk to
+// fileHash, the running hash of the whole file. A file's first chunk is
+// hashed once for both: fileHash then holds exactly that chunk, and Sum
+// leaves it able to take more. Most files are a single chunk, so this
+// saves a sha256 pass over most of the content.
+func hashChunk(fileHash hash.Hash, data []byte, first bool) digest.Digest {
+	fileHash.Write(data)
+	if first {
+		return digest.NewDigest(digest.SHA256, fileHash)
+	}
+	sum := sha256.Sum256(data)
+	return digest.NewDigestFromBytes(digest.SHA256, sum[:])
+}
+
+// fileDigest returns the digest of a regular file whose chunks went through
+// hashChunk with fileHash.
+func fileDigest(e *toc.Entry, fileHash hash.Hash) digest.Digest {
+	switch len(e.Chunks) {
+	case 0:
+		return digest.SHA256.FromBytes(nil)
+	case 1:
+		return e.Chunks[0].Digest
+	default:
+		return digest.NewDigest(digest.SHA256, fileHash)
+	}
 }
 
 func (a *assembler) append(b []byte) {

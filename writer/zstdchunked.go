@@ -243,13 +243,11 @@ func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 			return err
 		}
 		l.cur.raw = append(l.cur.raw, data...)
-		sum := sha256.Sum256(data)
-		l.fileHash.Write(data)
 		l.crc.Write(data)
 		e.Chunks = append(e.Chunks, toc.Chunk{
 			Offset: off,
 			Size:   int64(len(data)),
-			Digest: digest.NewDigestFromBytes(digest.SHA256, sum[:]),
+			Digest: hashChunk(l.fileHash, data, off == 0),
 			Zeros:  zeros,
 		})
 		l.refs = append(l.refs, chunkRef{entry: e, chunk: len(e.Chunks) - 1, member: l.members})
@@ -259,10 +257,8 @@ func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 		// A file of one chunk has no chunk fields in the TOC, so it
 		// cannot say that the chunk is all zeros.
 		e.Chunks[0].Zeros = false
-		e.Digest = e.Chunks[0].Digest
-	} else {
-		e.Digest = digest.NewDigest(digest.SHA256, l.fileHash)
 	}
+	e.Digest = fileDigest(e, l.fileHash)
 	return nil
 }
 
