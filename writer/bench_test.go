@@ -129,3 +129,25 @@ func generatedLayer(size int64) io.Reader {
 	}()
 	return pr
 }
+
+// BenchmarkChunkerText measures content-defined chunking alone, on text
+// without zero bytes (a file of source code, the common case).
+func BenchmarkChunkerText(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	data := make([]byte, 32<<20)
+	for i := range data {
+		data[i] = byte(' ' + rng.IntN(95))
+	}
+	b.SetBytes(int64(len(data)))
+	c := newChunker(DefaultChunkSize)
+	for b.Loop() {
+		c.reset(bytes.NewReader(data), int64(len(data)))
+		for {
+			if _, _, err := c.next(); err == io.EOF {
+				break
+			} else if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

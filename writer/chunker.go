@@ -26,13 +26,17 @@ const (
 	// meets it; it stops periodic input whose sum hits the split value
 	// every few bytes from producing a TOC many times larger than the file.
 	minCDCChunk = 1 << 10
+
+	// zeroScanStep is how far ahead the chunker looks for zero bytes at
+	// a time.
+	zeroScanStep = 16 << 10
 )
 
 // rollSum is bup's rolling checksum over the last rollWindow bytes.
 type rollSum struct {
 	s1, s2 uint32
 	window [rollWindow]byte
-	pos    int
+	pos    uint // index of the oldest byte in window, below rollWindow
 }
 
 func (r *rollSum) reset() {
@@ -98,38 +102,47 @@ func (c *chunker) next() ([]byte, bool, error) {
 	limit := min(len(w), c.max)
 	// The sums live in locals for the byte loop: this is the writer's
 	// hottest loop after compression itself.
-	s1, s2, pos := c.sum.s1, c.sum.s2, c.sum.pos
+	// (A closure saving them would make them escape to memory.)
+	s1, s2, pos := c.sum.s1, c.sum.s2, c.sum.pos%rollWindow
 	win := &c.sum.window
-	save := func() { c.sum.s1, c.sum.s2, c.sum.pos = s1, s2, pos }
 	for i := 0; i < limit; {
 		// Roll up to the next zero byte that might start a zeros chunk.
-		stop := limit
-		if from := max(i, c.shortZeros-c.start); from < limit {
-			if z := bytes.IndexByte(w[from:limit], 0); z >= 0 {
+		// The search looks one zeroScanStep ahead at a time: a cut ends
+		// the call after about 64 KiB, and searching the whole buffer
+		// for a zero that text never holds would cost more than rolling.
+		stop := min(limit, i+zeroScanStep)
+		if from := max(i, c.shortZeros-c.start); from < stop {
+			if z := bytes.IndexByte(w[from:stop], 0); z >= 0 {
 				stop = from + z
 			}
 		}
-		for ; i < stop; i++ {
-			b := w[i]
-			drop := uint32(win[pos])
-			win[pos] = b
-			pos = (pos + 1) & (rollWindow - 1)
+		// Ranging over the segment with a masked unsigned window index
+		// leaves no bounds checks in the loop.
+		for j, b := range w[i:stop] {
+			k := pos % rollWindow
+			drop := uint32(win[k])
+			win[k] = b
+			pos = k + 1
 			s1 += uint32(b) - drop
 			s2 += s1 - rollWindow*(drop+rollOffset)
-			if s2&splitMask == splitMask && i+1 >= minCDCChunk {
-				save()
-				return c.take(i + 1), false, nil
+			if s2&splitMask == splitMask && i+j+1 >= minCDCChunk {
+				c.sum.s1, c.sum.s2, c.sum.pos = s1, s2, pos%rollWindow
+				return c.take(i + j + 1), false, nil
 			}
 		}
+		i = stop
 		if i == limit {
 			break
+		}
+		if w[i] != 0 {
+			continue // the search step ended before a zero
 		}
 		if run := zeroRun(w[i:], zeroRunMin); run < zeroRunMin {
 			// Too short: these zeros are rolled as data.
 			c.shortZeros = c.start + i + run
 			continue
 		}
-		save()
+		c.sum.s1, c.sum.s2, c.sum.pos = s1, s2, pos%rollWindow
 		if i > 0 {
 			return c.take(i), false, nil
 		}
@@ -137,7 +150,7 @@ func (c *chunker) next() ([]byte, bool, error) {
 		c.sum.rollZeros(n)
 		return c.take(n), true, nil
 	}
-	save()
+	c.sum.s1, c.sum.s2, c.sum.pos = s1, s2, pos%rollWindow
 	return c.take(limit), false, nil
 }
 
