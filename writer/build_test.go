@@ -28,6 +28,31 @@ func kindsTar(t testing.TB) []byte {
 	return b
 }
 
+// smallKinds is tartest.Kinds with each file above 64 KiB cut to a
+// sixteenth of its size plus 7 bytes, so sizes stay unaligned (big.bin:
+// 9 chunks of 64 KiB and 7 bytes). Tests whose point is the layout or
+// determinism rather than size use it with small chunk sizes: the race
+// detector makes compressing the full 17 MiB slow.
+func smallKinds() []tartest.Entry {
+	es := tartest.Kinds()
+	for i := range es {
+		if c := es[i].Content; len(c) > 64<<10 {
+			es[i].Content = c[:len(c)/16+7]
+			es[i].Header.Size = int64(len(es[i].Content))
+		}
+	}
+	return es
+}
+
+func smallKindsTar(t testing.TB) []byte {
+	t.Helper()
+	b, err := tartest.WriteTar(smallKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func build(t testing.TB, input []byte, opts ...Option) ([]byte, *Result) {
 	t.Helper()
 	var blob bytes.Buffer
@@ -126,11 +151,11 @@ func sameChunks(a, b *toc.Entry) bool {
 }
 
 func TestBuildIsDeterministic(t *testing.T) {
-	input := kindsTar(t)
+	input := smallKindsTar(t)
 	for _, layout := range [][]Option{
-		nil,
+		{WithChunkSize(64 << 10)},
 		{WithPrioritizedFiles([]string{"usr/lib/big.bin", "etc/hostname"}), WithChunkSize(100 << 10)},
-		{WithMinChunkSize(64 << 10), WithChunkSize(256 << 10)},
+		{WithMinChunkSize(16 << 10), WithChunkSize(64 << 10)},
 	} {
 		want, _ := build(t, input, append(layout, WithConcurrency(1))...)
 		for _, n := range []int{2, 8} {
@@ -143,7 +168,7 @@ func TestBuildIsDeterministic(t *testing.T) {
 }
 
 func TestBuildPrioritizedOrder(t *testing.T) {
-	blob, res := build(t, kindsTar(t), WithPrioritizedFiles([]string{
+	blob, res := build(t, smallKindsTar(t), WithPrioritizedFiles([]string{
 		"/usr/bin/tool-hardlink", // its target and parents come first
 		"./etc/hostname",
 		"usr/bin/tool", // already moved: no-op
@@ -174,7 +199,7 @@ func TestBuildPrioritizedOrder(t *testing.T) {
 }
 
 func TestBuildMissingPrioritized(t *testing.T) {
-	input := kindsTar(t)
+	input := smallKindsTar(t)
 	prio := []string{"etc/hostname", "no/such/file", "/nor/this"}
 	_, err := Build(context.Background(), io.Discard, bytes.NewReader(input), WithPrioritizedFiles(prio))
 	if !errors.Is(err, ErrPrioritizedNotFound) || !strings.Contains(err.Error(), "no/such/file") {
@@ -210,7 +235,7 @@ func TestBuildDuplicateNames(t *testing.T) {
 }
 
 func TestBuildCompressedInputs(t *testing.T) {
-	input := kindsTar(t)
+	input := smallKindsTar(t)
 	want, _ := build(t, input)
 	var gz, zs bytes.Buffer
 	zw := gzip.NewWriter(&gz)
@@ -229,8 +254,8 @@ func TestBuildCompressedInputs(t *testing.T) {
 // TestBuildRebuildsEStargz feeds a blob back in: its TOC and landmark are
 // dropped and written anew, so the result equals the first build.
 func TestBuildRebuildsEStargz(t *testing.T) {
-	first, _ := build(t, kindsTar(t))
-	again, _ := build(t, first)
+	first, _ := build(t, smallKindsTar(t), WithChunkSize(64<<10))
+	again, _ := build(t, first, WithChunkSize(64<<10))
 	if !bytes.Equal(first, again) {
 		got, want := names(decode(t, again)), names(decode(t, first))
 		t.Fatalf("rebuilding an eStargz blob changed it: TOC %q, want %q", got, want)
@@ -238,9 +263,9 @@ func TestBuildRebuildsEStargz(t *testing.T) {
 }
 
 func TestBuildLayout(t *testing.T) {
-	input := kindsTar(t)
+	input := smallKindsTar(t)
 	t.Run("chunks", func(t *testing.T) {
-		const chunk = 1 << 20
+		const chunk = 64 << 10
 		_, res := build(t, input, WithChunkSize(chunk))
 		seen := make(map[int64]bool)
 		for _, e := range res.TOC.Entries {
@@ -255,7 +280,7 @@ func TestBuildLayout(t *testing.T) {
 			}
 		}
 		if e := findEntry(res.TOC, "usr/lib/big.bin"); len(e.Chunks) != 10 {
-			t.Errorf("a 9 MiB file has %d chunks of 1 MiB, want 10", len(e.Chunks))
+			t.Errorf("a file of 9 chunk sizes and 7 bytes has %d chunks, want 10", len(e.Chunks))
 		}
 	})
 	t.Run("min-chunk", func(t *testing.T) {
@@ -287,7 +312,7 @@ func findEntry(t *toc.TOC, name string) *toc.Entry {
 }
 
 func TestBuildBadInput(t *testing.T) {
-	input := kindsTar(t)
+	input := smallKindsTar(t)
 	garbage := make([]byte, 4096)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range garbage {
@@ -332,7 +357,7 @@ func TestBuildInvalidOptions(t *testing.T) {
 func TestBuildCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	input := kindsTar(t)
+	input := smallKindsTar(t)
 	for _, opts := range [][]Option{nil, {WithPrioritizedFiles([]string{"etc"})}} {
 		if _, err := Build(ctx, io.Discard, bytes.NewReader(input), opts...); !errors.Is(err, context.Canceled) {
 			t.Errorf("canceled context: %v, want context.Canceled", err)
@@ -342,11 +367,11 @@ func TestBuildCanceled(t *testing.T) {
 
 func TestBuildSpoolsInTempDir(t *testing.T) {
 	dir := t.TempDir()
-	build(t, kindsTar(t), WithPrioritizedFiles([]string{"etc/hostname"}), WithTempDir(dir))
+	build(t, smallKindsTar(t), WithPrioritizedFiles([]string{"etc/hostname"}), WithTempDir(dir))
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("spool files left behind: %v", left)
 	}
-	_, err := Build(context.Background(), io.Discard, bytes.NewReader(kindsTar(t)),
+	_, err := Build(context.Background(), io.Discard, bytes.NewReader(smallKindsTar(t)),
 		WithPrioritizedFiles([]string{"etc/hostname"}), WithTempDir(dir+"/missing"))
 	if err == nil {
 		t.Error("Build spooled to a missing directory")
@@ -363,7 +388,7 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 }
 
 func TestBuildWriteError(t *testing.T) {
-	_, err := Build(context.Background(), &failingWriter{after: 1 << 20}, bytes.NewReader(kindsTar(t)))
+	_, err := Build(context.Background(), &failingWriter{after: 256 << 10}, bytes.NewReader(smallKindsTar(t)))
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("Build to a failing writer: %v, want the write error", err)
 	}
