@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"strings"
 	"sync/atomic"
@@ -23,24 +22,31 @@ import (
 
 // TestReaderReadsReferenceBlobs builds eStargz blobs with the reference
 // writer under many options and reads every entry back through our reader:
-// content byte for byte (every chunk verified) and metadata.
+// content byte for byte (every chunk verified) and metadata. With -short
+// it tests only the default gzip level; the other levels run in the full
+// suite.
 func TestReaderReadsReferenceBlobs(t *testing.T) {
+	t.Parallel()
 	kinds := corpus.KindsTar(t)
 	want := tarState(t, kinds)
 	for _, tc := range []struct {
-		name string
-		opts []estargz.Option
+		name     string
+		opts     []estargz.Option
+		fullOnly bool // another gzip level: the same reading code, other deflate blocks
 	}{
-		{"default", nil},
-		{"chunk-64k", []estargz.Option{estargz.WithChunkSize(64 << 10)}},
-		{"chunk-1k", []estargz.Option{estargz.WithChunkSize(1 << 10)}},
-		{"min-chunk-16k", []estargz.Option{estargz.WithMinChunkSize(16 << 10)}},
-		{"min-chunk-1m-chunk-64k", []estargz.Option{estargz.WithChunkSize(64 << 10), estargz.WithMinChunkSize(1 << 20)}},
-		{"prioritized", []estargz.Option{estargz.WithPrioritizedFiles([]string{"usr/lib/text.txt", "usr/bin/tool-hardlink", "etc/hostname"})}},
-		{"level-1", []estargz.Option{estargz.WithCompressionLevel(1)}},
-		{"level-0", []estargz.Option{estargz.WithCompressionLevel(0)}},
+		{name: "default"},
+		{name: "chunk-64k", opts: []estargz.Option{estargz.WithChunkSize(64 << 10)}},
+		{name: "chunk-1k", opts: []estargz.Option{estargz.WithChunkSize(1 << 10)}},
+		{name: "min-chunk-16k", opts: []estargz.Option{estargz.WithMinChunkSize(16 << 10)}},
+		{name: "min-chunk-1m-chunk-64k", opts: []estargz.Option{estargz.WithChunkSize(64 << 10), estargz.WithMinChunkSize(1 << 20)}},
+		{name: "prioritized", opts: []estargz.Option{estargz.WithPrioritizedFiles([]string{"usr/lib/text.txt", "usr/bin/tool-hardlink", "etc/hostname"})}},
+		{name: "level-1", opts: []estargz.Option{estargz.WithCompressionLevel(1)}, fullOnly: true},
+		{name: "level-0", opts: []estargz.Option{estargz.WithCompressionLevel(0)}, fullOnly: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.fullOnly && testing.Short() {
+				t.Skip("another gzip level; -short tests the default one")
+			}
 			blob, tocDigest := referenceBlob(t, kinds, tc.opts...)
 			l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), reader.WithTOCDigest(tocDigest))
 			if err != nil {
@@ -61,11 +67,8 @@ func TestReaderReadsReferenceGoroot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a blob of the whole Go toolchain")
 	}
-	tarPath, _ := corpus.GorootTar(t)
-	data, err := os.ReadFile(tarPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Parallel()
+	data := corpus.GorootBytes(t)
 	blob, tocDigest := referenceBlob(t, data)
 	l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), reader.WithTOCDigest(tocDigest))
 	if err != nil {
@@ -78,6 +81,7 @@ func TestReaderReadsReferenceGoroot(t *testing.T) {
 // TestReaderOpenRoundTrips checks how many requests Open makes: one when
 // the tail hint covers the TOC, two when it does not.
 func TestReaderOpenRoundTrips(t *testing.T) {
+	t.Parallel()
 	blob, tocDigest := referenceBlob(t, corpus.KindsTar(t))
 	for _, tc := range []struct {
 		hint  int64

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"strings"
 	"testing"
@@ -24,7 +23,10 @@ import (
 // TestWriterBlobsOpenWithReference builds blobs from the all-kinds tree
 // under several layouts and checks that the reference reader opens them,
 // verifies them against our TOC digest and reads every entry back exactly.
+// With -short it tests only the default gzip level; level 1 runs in the
+// full suite.
 func TestWriterBlobsOpenWithReference(t *testing.T) {
+	t.Parallel()
 	input := corpus.KindsTar(t)
 	for _, tc := range []struct {
 		name string
@@ -32,6 +34,7 @@ func TestWriterBlobsOpenWithReference(t *testing.T) {
 		// sharedMembers: the reference VerifyTOC refuses blobs whose
 		// members hold several chunks (it keys digests by member offset).
 		sharedMembers bool
+		fullOnly      bool // another gzip level: the same checks on other deflate blocks
 	}{
 		{name: "default"},
 		{name: "prioritized", opts: []writer.Option{writer.WithPrioritizedFiles([]string{
@@ -41,9 +44,12 @@ func TestWriterBlobsOpenWithReference(t *testing.T) {
 			writer.WithPrioritizedFiles([]string{"usr/lib/text.txt"})}},
 		{name: "min-chunk-256KiB", sharedMembers: true, opts: []writer.Option{
 			writer.WithChunkSize(1 << 20), writer.WithMinChunkSize(256 << 10)}},
-		{name: "level-1", opts: []writer.Option{writer.WithCompressionLevel(1)}},
+		{name: "level-1", opts: []writer.Option{writer.WithCompressionLevel(1)}, fullOnly: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.fullOnly && testing.Short() {
+				t.Skip("another gzip level; -short tests the default one")
+			}
 			blob, res := buildBlob(t, input, tc.opts...)
 			checkAgainstReference(t, blob, res, input, tc.sharedMembers)
 		})
@@ -56,11 +62,8 @@ func TestWriterGorootWithReference(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a blob of the whole GOROOT")
 	}
-	path, _ := corpus.GorootTar(t)
-	input, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Parallel()
+	input := corpus.GorootBytes(t)
 	blob, res := buildBlob(t, input, writer.WithPrioritizedFiles([]string{"bin/go", "src/runtime/proc.go", "VERSION"}))
 	checkAgainstReference(t, blob, res, input, false)
 }

@@ -5,9 +5,9 @@ import (
 	"bytes"
 	"io"
 	"maps"
-	"os"
 	"path"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
@@ -27,23 +27,36 @@ type zstdChunkedBlob struct {
 	annotations map[string]string
 }
 
-// storageZstdChunked compresses input with containers/storage's
-// zstd:chunked compressor (the one podman and buildah use).
-func storageZstdChunked(t *testing.T, input []byte) zstdChunkedBlob {
+// storageBlobs caches, per corpus name, the blob containers/storage's
+// compressor makes of it: several tests read the same blob, and the GOROOT
+// one takes long to build.
+var storageBlobs sync.Map // string → func() (zstdChunkedBlob, error)
+
+// storageZstdChunked returns input, the corpus called name, compressed with
+// containers/storage's zstd:chunked compressor (the one podman and buildah
+// use). It is built once per process and name; callers must not modify it.
+func storageZstdChunked(t *testing.T, name string, input []byte) zstdChunkedBlob {
 	t.Helper()
-	var out bytes.Buffer
-	a := map[string]string{}
-	w, err := storagecompressor.ZstdCompressor(&out, a, nil)
+	build, _ := storageBlobs.LoadOrStore(name, sync.OnceValues(func() (zstdChunkedBlob, error) {
+		var out bytes.Buffer
+		a := map[string]string{}
+		w, err := storagecompressor.ZstdCompressor(&out, a, nil)
+		if err != nil {
+			return zstdChunkedBlob{}, err
+		}
+		if _, err := w.Write(input); err != nil {
+			return zstdChunkedBlob{}, err
+		}
+		if err := w.Close(); err != nil {
+			return zstdChunkedBlob{}, err
+		}
+		return zstdChunkedBlob{out.Bytes(), a}, nil
+	}))
+	ref, err := build.(func() (zstdChunkedBlob, error))()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("containers/storage compressor on %s: %v", name, err)
 	}
-	if _, err := w.Write(input); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return zstdChunkedBlob{out.Bytes(), a}
+	return ref
 }
 
 // zstdCompression is the estargz.Compression of stargz-snapshotter's
@@ -72,13 +85,16 @@ func estargzZstdChunked(t *testing.T, input []byte, opts ...estargz.Option) zstd
 }
 
 func TestZstdChunkedCodecReadsReferenceBlobs(t *testing.T) {
+	t.Parallel()
 	input := corpus.KindsTar(t)
 	for _, tc := range []struct {
 		name        string
 		build       func(*testing.T, []byte) zstdChunkedBlob
 		hasTarSplit bool
 	}{
-		{"containers-storage", storageZstdChunked, true},
+		{"containers-storage", func(t *testing.T, in []byte) zstdChunkedBlob {
+			return storageZstdChunked(t, "kinds", in)
+		}, true},
 		{"estargz-zstdchunked", func(t *testing.T, in []byte) zstdChunkedBlob {
 			return estargzZstdChunked(t, in, estargz.WithChunkSize(64<<10))
 		}, false},
@@ -360,10 +376,7 @@ func TestZstdChunkedCodecReadsStorageGoroot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compresses the whole GOROOT tar")
 	}
-	path, _ := corpus.GorootTar(t)
-	input, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkZstdChunkedBlob(t, storageZstdChunked(t, input), input, true)
+	t.Parallel()
+	input := corpus.GorootBytes(t)
+	checkZstdChunkedBlob(t, storageZstdChunked(t, "goroot", input), input, true)
 }

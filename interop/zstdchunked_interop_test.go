@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +76,7 @@ func holesTar(t *testing.T) []byte {
 // headers match our TOC under containers/storage's rules; and
 // estargz's zstdchunked.Decompressor reads every file back.
 func TestZstdChunkedWriterInterop(t *testing.T) {
+	t.Parallel()
 	corpora := map[string]func(t *testing.T) []byte{
 		"kinds": func(t *testing.T) []byte { return corpus.KindsTar(t) },
 		"holes": holesTar,
@@ -84,12 +84,7 @@ func TestZstdChunkedWriterInterop(t *testing.T) {
 			if testing.Short() {
 				t.Skip("builds the whole GOROOT tar")
 			}
-			p, _ := corpus.GorootTar(t)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
+			return corpus.GorootBytes(t)
 		},
 	}
 	for name, input := range corpora {
@@ -330,18 +325,14 @@ func checkWithEStargzReader(t *testing.T, blob, input []byte) {
 // containers/storage's blobs (which carry a tar-split) the original tar
 // from WriteTar. The GOROOT tree is skipped with -short.
 func TestZstdChunkedReaderReadsReferenceWriters(t *testing.T) {
+	t.Parallel()
 	inputs := map[string][]byte{"kinds": corpus.KindsTar(t), "holes": holesTar(t)}
 	if !testing.Short() {
-		p, _ := corpus.GorootTar(t)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		inputs["goroot"] = b
+		inputs["goroot"] = corpus.GorootBytes(t)
 	}
 	for name, input := range inputs {
 		refs := map[string]zstdChunkedBlob{
-			"storage": storageZstdChunked(t, input),
+			"storage": storageZstdChunked(t, name, input),
 			"estargz": estargzZstdChunked(t, input),
 		}
 		for writerName, ref := range refs {

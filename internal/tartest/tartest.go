@@ -24,8 +24,27 @@ type Entry struct {
 // (empty, one byte, block-sized, all zeros, several MiB of random bytes),
 // symlinks, hardlinks, character and block devices, a fifo, USTAR, PAX and
 // GNU headers, long names and link targets, xattrs, non-ASCII names and
-// sub-second modification times.
-func Kinds() []Entry {
+// sub-second modification times. Its largest file spans three chunks of
+// the default 4 MiB chunk size.
+func Kinds() []Entry { return kinds(fullSizes) }
+
+// SmallKinds returns the tree of Kinds with its four large files cut down
+// (about 2 MiB in all instead of 17 MiB): the same entries with the same
+// headers but for file sizes (the small files' random sizes differ too),
+// for tests where the volume is not the point, such as -short and -race
+// runs. Its largest file, usr/lib/big.bin, still spans several chunks at
+// chunk sizes up to 512 KiB.
+func SmallKinds() []Entry { return kinds(smallSizes) }
+
+// sizes are the lengths of the large files of the Kinds tree.
+type sizes struct{ tool, big, zeros, text int }
+
+var (
+	fullSizes  = sizes{tool: 3<<20 + 12345, big: 9<<20 + 7, zeros: 5 << 20, text: 300 << 10}
+	smallSizes = sizes{tool: 256<<10 + 12345, big: 1<<20 + 7, zeros: 512 << 10, text: 64 << 10}
+)
+
+func kinds(sz sizes) []Entry {
 	rng := rand.New(rand.NewChaCha8([32]byte{'l', 'a', 'z', 'y'}))
 	random := func(n int) []byte {
 		b := make([]byte, n)
@@ -71,10 +90,10 @@ func Kinds() []Entry {
 	file("etc/block-511", text(511), tar.FormatUSTAR)
 	file("etc/block-512", text(512), tar.FormatUSTAR)
 	file("etc/block-513", text(513), tar.FormatUSTAR)
-	file("usr/bin/tool", random(3<<20+12345), tar.FormatUSTAR)
-	file("usr/lib/big.bin", random(9<<20+7), tar.FormatPAX)
-	file("usr/lib/zeros", make([]byte, 5<<20), tar.FormatUSTAR)
-	file("usr/lib/text.txt", text(300<<10), tar.FormatUSTAR)
+	file("usr/bin/tool", random(sz.tool), tar.FormatUSTAR)
+	file("usr/lib/big.bin", random(sz.big), tar.FormatPAX)
+	file("usr/lib/zeros", make([]byte, sz.zeros), tar.FormatUSTAR)
+	file("usr/lib/text.txt", text(sz.text), tar.FormatUSTAR)
 	for i := range 40 {
 		file(fmt.Sprintf("usr/lib/small/%02d.txt", i), text(rng.IntN(3000)), tar.FormatUSTAR)
 	}

@@ -5,6 +5,7 @@ package corpus
 
 import (
 	"archive/tar"
+	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
@@ -38,6 +39,26 @@ func GorootTar(tb testing.TB) (path string, size int64) {
 		tb.Fatalf("corpus: GOROOT tar: %v", goroot.err)
 	}
 	return goroot.path, goroot.size
+}
+
+var gorootBytes struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// GorootBytes returns the contents of the GorootTar, read into memory once
+// per process and shared by every caller, which must not modify it.
+func GorootBytes(tb testing.TB) []byte {
+	tb.Helper()
+	path, _ := GorootTar(tb)
+	gorootBytes.once.Do(func() {
+		gorootBytes.data, gorootBytes.err = os.ReadFile(path)
+	})
+	if gorootBytes.err != nil {
+		tb.Fatalf("corpus: GOROOT tar: %v", gorootBytes.err)
+	}
+	return gorootBytes.data
 }
 
 // Cleanup removes the files GorootTar built. Call it once, after m.Run.
@@ -133,18 +154,34 @@ func TarDir(w io.Writer, root string) error {
 // regular file, its content.
 type Entry = tartest.Entry
 
-// Kinds returns the generated tree that holds every kind of entry; see
-// tartest.Kinds.
-func Kinds() []Entry { return tartest.Kinds() }
+// Kinds returns the generated tree that holds every kind of entry:
+// tartest.Kinds, or with -short the same tree with smaller large files
+// (tartest.SmallKinds), since under -short (and -race) the entry kinds are
+// the point, not the volume.
+func Kinds() []Entry {
+	if testing.Short() {
+		return tartest.SmallKinds()
+	}
+	return tartest.Kinds()
+}
 
-// KindsTar returns the tree of Kinds as a tar stream.
+var kindsTar struct {
+	once sync.Once
+	tar  []byte
+	err  error
+}
+
+// KindsTar returns the tree of Kinds as a tar stream. It is encoded once
+// per process; each call returns a fresh copy.
 func KindsTar(tb testing.TB) []byte {
 	tb.Helper()
-	b, err := tartest.WriteTar(tartest.Kinds())
-	if err != nil {
-		tb.Fatalf("corpus: %v", err)
+	kindsTar.once.Do(func() {
+		kindsTar.tar, kindsTar.err = tartest.WriteTar(Kinds())
+	})
+	if kindsTar.err != nil {
+		tb.Fatalf("corpus: %v", kindsTar.err)
 	}
-	return b
+	return bytes.Clone(kindsTar.tar)
 }
 
 // WriteTar encodes entries as a tar stream, each header in its own Format.
