@@ -361,20 +361,22 @@ type flight struct {
 // is already under way. shared reports whether other callers received
 // the same result.
 func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context.Context) (frameResult, error)) (res frameResult, shared bool, err error) {
-	return g.wait(ctx, key, g.join(base, key, load))
+	f, _ := g.join(base, key, load)
+	return g.wait(ctx, key, f)
 }
 
 // join counts a new waiter of the load for key, starting load on its own
-// goroutine under base unless a load for key is already under way. The
-// waiter must then call wait.
-func (g *flightGroup) join(base context.Context, key int64, load func(context.Context) (frameResult, error)) *flight {
+// goroutine under base unless a load for key is already under way;
+// started reports which. The waiter must then call wait.
+func (g *flightGroup) join(base context.Context, key int64, load func(context.Context) (frameResult, error)) (f *flight, started bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m == nil {
 		g.m = make(map[int64]*flight)
 	}
-	f := g.m[key]
+	f = g.m[key]
 	if f == nil {
+		started = true
 		fctx, cancel := context.WithCancel(base)
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		g.m[key] = f
@@ -391,7 +393,7 @@ func (g *flightGroup) join(base context.Context, key int64, load func(context.Co
 		}()
 	}
 	f.waiters++
-	return f
+	return f, started
 }
 
 // wait returns the result of the flight f for key that the caller joined,

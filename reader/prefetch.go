@@ -157,13 +157,19 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 
 	// Claim every frame before returning: a read from now on joins the
 	// prefetch's load of its frame.
+	// Frames that a read is already loading are not fetched again.
 	run.slots = make([]*frameSlot, len(frames))
 	loads := make([]*flight, len(frames))
+	var fetch []int
 	for i, f := range frames {
 		run.slots[i] = &frameSlot{done: make(chan struct{})}
-		loads[i] = l.flights.join(l.ctx, f.frame.Offset, func(fctx context.Context) (frameResult, error) {
+		var started bool
+		loads[i], started = l.flights.join(l.ctx, f.frame.Offset, func(fctx context.Context) (frameResult, error) {
 			return run.load(fctx, i)
 		})
+		if started {
+			fetch = append(fetch, i)
+		}
 	}
 	var wg sync.WaitGroup
 	for i, f := range frames {
@@ -173,7 +179,7 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 		})
 	}
 	go func() {
-		run.fetch(planBatches(frames))
+		run.fetch(planBatches(frames, fetch))
 		wg.Wait()
 		stop()
 		p.err = context.Cause(run.ctx)
@@ -355,28 +361,28 @@ type batchRange struct {
 	frames []int
 }
 
-// planBatches cuts the frames, which are in priority order, into the
-// requests of a Prefetch: batches of growing size (see firstBatch), each
-// asking for its frames merged by offset across small gaps.
-func planBatches(frames []prefetchFrame) []batch {
+// planBatches cuts the frames that order lists, most urgent first, into
+// the requests of a Prefetch: batches of growing size (see firstBatch),
+// each asking for its frames merged by offset across small gaps.
+func planBatches(frames []prefetchFrame, order []int) []batch {
 	var batches []batch
 	target := int64(firstBatch)
-	for start := 0; start < len(frames); {
+	for start := 0; start < len(order); {
 		end, size := start, int64(0)
-		for end < len(frames) && size < target {
-			size += frames[end].frame.Length
+		for end < len(order) && size < target {
+			size += frames[order[end]].frame.Length
 			end++
 		}
 		ranges := make([]fetcher.Range, end-start)
 		for i := range ranges {
-			ranges[i] = frames[start+i].frame
+			ranges[i] = frames[order[start+i]].frame
 		}
 		var b batch
 		for _, q := range fetcher.Coalesce(ranges, fetcher.CoalescePolicy{MaxGap: prefetchGap}) {
 			for _, s := range q.Spans {
 				br := batchRange{Range: s.Range, frames: make([]int, len(s.Covers))}
 				for k, i := range s.Covers {
-					br.frames[k] = start + i
+					br.frames[k] = order[start+i]
 				}
 				b = append(b, br)
 			}

@@ -263,7 +263,7 @@ func TestPlanBatchesFollowPriority(t *testing.T) {
 	for i := range 6 {
 		frames = append(frames, prefetchFrame{frame: fetcher.Range{Offset: int64(5-i) << 30, Length: firstBatch}})
 	}
-	batches := planBatches(frames)
+	batches := planBatches(frames, []int{0, 1, 2, 3, 4, 5})
 	prev := -1
 	for k, b := range batches {
 		var in []int
@@ -277,5 +277,41 @@ func TestPlanBatchesFollowPriority(t *testing.T) {
 	}
 	if len(batches[0]) != 1 {
 		t.Errorf("first batch holds %d frames, want one small answer first", len(batches[0]))
+	}
+}
+
+func TestPrefetchSkipsFramesAReadIsLoading(t *testing.T) {
+	l, f, index, contents := manyFiles(t, 10, false, WithCache(newMapCache()))
+	f.gate = make(chan struct{})
+	first := index.Entries[0]
+	var got []byte
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { got, readErr = l.ReadFile(first.Name) })
+	waitFor(t, func() bool { return f.calls.Load() == 1 })
+	var names []string
+	for _, e := range index.Entries {
+		names = append(names, e.Name)
+	}
+	p, err := l.StartPrefetch(context.Background(), wholeFiles(names...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(f.gate)
+	wg.Wait()
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if readErr != nil || !bytes.Equal(got, contents[first.Name]) {
+		t.Fatalf("read: %d bytes, %v", len(got), readErr)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.asked[1:] {
+		for _, c := range first.Chunks {
+			if c.FrameOffset < r.End() && r.Offset < c.FrameEnd {
+				t.Errorf("prefetch asked for %v, which holds the frame at %d a read was loading", r, c.FrameOffset)
+			}
+		}
 	}
 }
