@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/lazylayer/lazylayer/fetcher"
-	"github.com/lazylayer/lazylayer/interop/internal/corpus"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/toc"
 )
@@ -25,16 +23,12 @@ var gorootBlob struct {
 	bytes int64    // their total size
 }
 
-// loadGorootBlob builds, once per process, a reference eStargz blob of the
-// Go toolchain tree with default options.
+// loadGorootBlob returns the reference eStargz blob of the Go toolchain
+// tree with default options (referenceGorootBlob) and lists its regular
+// files, once per process.
 func loadGorootBlob(tb testing.TB) ([]byte, []string, int64) {
 	gorootBlob.once.Do(func() {
-		tarPath, _ := corpus.GorootTar(tb)
-		data, err := os.ReadFile(tarPath)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		gorootBlob.blob, _ = referenceBlob(tb, data)
+		gorootBlob.blob, _ = referenceGorootBlob(tb)
 		l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(gorootBlob.blob), int64(len(gorootBlob.blob))))
 		if err != nil {
 			tb.Fatal(err)

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -69,7 +71,7 @@ func TestReaderReadsReferenceGoroot(t *testing.T) {
 	}
 	t.Parallel()
 	data := corpus.GorootBytes(t)
-	blob, tocDigest := referenceBlob(t, data)
+	blob, tocDigest := referenceGorootBlob(t)
 	l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), reader.WithTOCDigest(tocDigest))
 	if err != nil {
 		t.Fatal(err)
@@ -119,16 +121,47 @@ func (c *countingFetcher) Fetch(ctx context.Context, rs []fetcher.Range, fn func
 // writer.
 func referenceBlob(tb testing.TB, tarData []byte, opts ...estargz.Option) ([]byte, digest.Digest) {
 	tb.Helper()
-	rc, err := estargz.Build(io.NewSectionReader(bytes.NewReader(tarData), 0, int64(len(tarData))), opts...)
+	blob, d, err := buildReferenceBlob(tarData, opts...)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return blob, d
+}
+
+func buildReferenceBlob(tarData []byte, opts ...estargz.Option) ([]byte, digest.Digest, error) {
+	rc, err := estargz.Build(io.NewSectionReader(bytes.NewReader(tarData), 0, int64(len(tarData))), opts...)
+	if err != nil {
+		return nil, "", fmt.Errorf("estargz.Build: %w", err)
 	}
 	defer rc.Close()
 	blob, err := io.ReadAll(rc)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, "", fmt.Errorf("estargz.Build: %w", err)
 	}
-	return blob, rc.TOCDigest()
+	return blob, rc.TOCDigest(), nil
+}
+
+var referenceGoroot struct {
+	once   sync.Once
+	blob   []byte
+	digest digest.Digest
+	err    error
+}
+
+// referenceGorootBlob returns the reference writer's eStargz blob of the
+// GOROOT tar, with default options. It is built once per process, for
+// TestReaderReadsReferenceGoroot and the read benchmarks; callers must not
+// modify it.
+func referenceGorootBlob(tb testing.TB) ([]byte, digest.Digest) {
+	tb.Helper()
+	data := corpus.GorootBytes(tb)
+	referenceGoroot.once.Do(func() {
+		referenceGoroot.blob, referenceGoroot.digest, referenceGoroot.err = buildReferenceBlob(data)
+	})
+	if referenceGoroot.err != nil {
+		tb.Fatalf("GOROOT: %v", referenceGoroot.err)
+	}
+	return referenceGoroot.blob, referenceGoroot.digest
 }
 
 // tarEntry is the final state of one name after extracting a tar.
