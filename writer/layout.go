@@ -25,13 +25,10 @@ import (
 // whichever member is open. It depends only on the input and the options
 // that shape the layout, never on timing, so the output is deterministic.
 type assembler struct {
-	ctx  context.Context
-	cfg  *config
-	pipe *pipeline
-
-	cur     *member // the open member
-	members int     // members submitted; the open one has this index
-	pos     int64   // offset in the uncompressed output stream
+	ctx context.Context
+	cfg *config
+	frames
+	pos int64 // offset in the uncompressed output stream
 
 	entries  []*toc.Entry
 	refs     []chunkRef
@@ -46,12 +43,43 @@ type chunkRef struct {
 	member int
 }
 
+// frames is the compressed unit being filled (a gzip member or a zstd
+// frame) and the count of those already handed to the pipeline.
+type frames struct {
+	pipe    *pipeline
+	cur     *member // the open unit
+	members int     // units submitted; the open one has this index
+}
+
+// next submits the open unit, unless it is empty, and opens a new one.
+func (f *frames) next() error {
+	if len(f.cur.raw) == 0 {
+		return nil
+	}
+	f.pipe.submit(f.cur)
+	f.members++
+	cur, err := f.pipe.acquire()
+	f.cur = cur
+	return err
+}
+
+// finish submits the last unit; no more may be opened.
+func (f *frames) finish() {
+	if len(f.cur.raw) > 0 {
+		f.pipe.submit(f.cur)
+		f.members++
+	} else {
+		f.pipe.release(f.cur)
+	}
+	f.cur = nil
+}
+
 func newAssembler(ctx context.Context, cfg *config, pipe *pipeline) (*assembler, error) {
 	cur, err := pipe.acquire()
 	if err != nil {
 		return nil, err
 	}
-	return &assembler{ctx: ctx, cfg: cfg, pipe: pipe, cur: cur, fileHash: sha256.New()}, nil
+	return &assembler{ctx: ctx, cfg: cfg, frames: frames{pipe: pipe, cur: cur}, fileHash: sha256.New()}, nil
 }
 
 // add appends one entry: its header, then its payload, each padded to the
@@ -65,7 +93,7 @@ func (a *assembler) add(rec *record, newMember bool) error {
 		return err
 	}
 	if len(a.cur.raw) > 0 && len(a.cur.raw)+len(rec.raw) > a.cfg.memberLimit() {
-		if err := a.startMember(); err != nil {
+		if err := a.next(); err != nil {
 			return err
 		}
 	}
@@ -95,7 +123,7 @@ func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) 
 		}
 		n := min(a.cfg.chunkSize, e.Size-off)
 		if newMember || a.cfg.minChunkSize == 0 || int64(len(a.cur.raw)) >= a.cfg.minChunkSize {
-			if err := a.startMember(); err != nil {
+			if err := a.next(); err != nil {
 				return err
 			}
 		}
@@ -159,30 +187,6 @@ var zeroBlock [512]byte
 
 func (a *assembler) pad() {
 	a.append(zeroBlock[:blockPadding(a.pos)])
-}
-
-// startMember closes the open member, unless it is empty, and opens a new
-// one.
-func (a *assembler) startMember() error {
-	if len(a.cur.raw) == 0 {
-		return nil
-	}
-	a.pipe.submit(a.cur)
-	a.members++
-	cur, err := a.pipe.acquire()
-	a.cur = cur
-	return err
-}
-
-// finish submits the last member. The assembler takes no more entries.
-func (a *assembler) finish() {
-	if len(a.cur.raw) > 0 {
-		a.pipe.submit(a.cur)
-		a.members++
-	} else {
-		a.pipe.release(a.cur)
-	}
-	a.cur = nil
 }
 
 // resolve fills in every chunk's member bounds once the members' blob

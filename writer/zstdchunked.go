@@ -77,12 +77,9 @@ func buildZstdChunked(ctx context.Context, w io.Writer, in io.Reader, cfg *confi
 // size. The layout depends only on the input and the options, never on
 // timing.
 type chunkedLayout struct {
-	ctx  context.Context
-	cfg  *config
-	pipe *pipeline
-
-	cur     *member
-	members int
+	ctx context.Context
+	cfg *config
+	frames
 
 	entries []*toc.Entry
 	// tarLinks holds the hardlink targets as the tar spells them, where
@@ -106,7 +103,7 @@ func newChunkedLayout(ctx context.Context, cfg *config, pipe *pipeline, tarSplit
 		return nil, err
 	}
 	return &chunkedLayout{
-		ctx: ctx, cfg: cfg, pipe: pipe, cur: cur,
+		ctx: ctx, cfg: cfg, frames: frames{pipe: pipe, cur: cur},
 		tarLinks: make(map[int]string),
 		split:    split,
 		chunks:   newChunker(int(cfg.chunkSize)),
@@ -209,7 +206,7 @@ func (l *chunkedLayout) add(rec *record) error {
 // frame, starting a new frame first if the open one is full.
 func (l *chunkedLayout) addSegment(raw []byte) error {
 	if len(l.cur.raw) > 0 && len(l.cur.raw)+len(raw) > l.cfg.memberLimit() {
-		if err := l.startFrame(); err != nil {
+		if err := l.next(); err != nil {
 			return err
 		}
 	}
@@ -239,7 +236,7 @@ func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("at offset %d: %w", off, err)
 		}
-		if err := l.startFrame(); err != nil {
+		if err := l.next(); err != nil {
 			return err
 		}
 		l.cur.raw = append(l.cur.raw, data...)
@@ -260,30 +257,6 @@ func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 	}
 	e.Digest = fileDigest(e, l.fileHash)
 	return nil
-}
-
-// startFrame submits the open frame, unless it is empty, and opens a new
-// one.
-func (l *chunkedLayout) startFrame() error {
-	if len(l.cur.raw) == 0 {
-		return nil
-	}
-	l.pipe.submit(l.cur)
-	l.members++
-	cur, err := l.pipe.acquire()
-	l.cur = cur
-	return err
-}
-
-// finish submits the last frame. The layout takes no more entries.
-func (l *chunkedLayout) finish() {
-	if len(l.cur.raw) > 0 {
-		l.pipe.submit(l.cur)
-		l.members++
-	} else {
-		l.pipe.release(l.cur)
-	}
-	l.cur = nil
 }
 
 // finishBlob appends the TOC, tar-split and footer frames after the data
