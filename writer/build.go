@@ -224,16 +224,9 @@ func finishBlob(cfg *config, sink *blobSink, a *assembler, offsets []int64, res 
 	if err := sink.write(toc.EStargzFooter(tocOffset), nil); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	if err := sink.w.Flush(); err != nil {
-		return fmt.Errorf("writer: %w", err)
+	if err := sink.finish(res, t); err != nil {
+		return err
 	}
-
-	res.Digest = digest.NewDigest(digest.SHA256, sink.blob)
-	res.Size = sink.size
-	res.DiffID = digest.NewDigest(digest.SHA256, sink.diffID)
-	res.UncompressedSize = sink.uncompressedSize
-	res.TOCDigest = t.Digest
 	res.Annotations = toc.EStargzAnnotations(t.Digest, sink.uncompressedSize)
-	res.TOC = t
 	return nil
 }

@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"hash"
 	"io"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
 )
 
 // frameEncoder compresses one member of the blob (a gzip member for
@@ -58,6 +61,21 @@ type blobSink struct {
 
 func newBlobSink(w io.Writer) *blobSink {
 	return &blobSink{w: bufio.NewWriterSize(w, 256<<10), blob: sha256.New(), diffID: sha256.New()}
+}
+
+// finish flushes the blob and records in res what every format reports:
+// the blob's digest and size, the DiffID and uncompressed size, and the TOC.
+func (s *blobSink) finish(res *Result, t *toc.TOC) error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	res.Digest = digest.NewDigest(digest.SHA256, s.blob)
+	res.Size = s.size
+	res.DiffID = digest.NewDigest(digest.SHA256, s.diffID)
+	res.UncompressedSize = s.uncompressedSize
+	res.TOCDigest = t.Digest
+	res.TOC = t
+	return nil
 }
 
 // write appends one compressed member, whose uncompressed form is raw.

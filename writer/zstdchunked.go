@@ -320,17 +320,10 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, offsets []int64, tarSplitBuf 
 	if err := sink.write(footer, nil); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	if err := sink.w.Flush(); err != nil {
-		return fmt.Errorf("writer: %w", err)
+	if err := sink.finish(res, t); err != nil {
+		return err
 	}
-
-	res.Digest = digest.NewDigest(digest.SHA256, sink.blob)
-	res.Size = sink.size
-	res.DiffID = digest.NewDigest(digest.SHA256, sink.diffID)
-	res.UncompressedSize = sink.uncompressedSize
-	res.TOCDigest = t.Digest
 	res.Annotations = toc.ZstdChunkedAnnotations(t.Digest, f)
-	res.TOC = t
 	return nil
 }
 
