@@ -1,0 +1,593 @@
+package toc
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// decodeEStargzDocument parses TOC JSON into its version (nil if absent)
+// and entries. A hand-written scanner decodes the schema as producers write
+// it, several times faster than encoding/json's reflection; whenever it
+// meets anything it is not certain to decode exactly as encoding/json
+// would (a syntax error, null, a duplicate or case-folded key, a number
+// with a fraction, a string escape in a key), the whole document is decoded
+// by json.Unmarshal instead, so results and errors are always its.
+//
+// One difference is deliberate: the scanner stops with errTooManyEntries
+// at entry maxEntries+1, so that a document of millions of tiny entries
+// costs no more than maxEntries of them. (encoding/json decodes them all;
+// the caller rejects the count afterwards.)
+func decodeEStargzDocument(data []byte, maxEntries int) (version *int, entries []*estargzEntry, err error) {
+	s := &estargzScanner{data: data, maxEntries: maxEntries, interned: make(map[string]string)}
+	if v, es, ok := s.document(); ok {
+		return &v, es, nil
+	}
+	if s.tooMany {
+		return nil, nil, errTooManyEntries
+	}
+	return decodeEStargzDocumentJSON(data, maxEntries)
+}
+
+// errTooManyEntries reports that the scanner stopped at the entry limit.
+var errTooManyEntries = errors.New("too many entries")
+
+// decodeEStargzDocumentJSON is decodeEStargzDocument by encoding/json
+// alone, which leaves the entry limit to the caller.
+func decodeEStargzDocumentJSON(data []byte, _ int) (version *int, entries []*estargzEntry, err error) {
+	var doc struct {
+		Version *int            `json:"version"`
+		Entries []*estargzEntry `json:"entries"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, nil, err
+	}
+	return doc.Version, doc.Entries, nil
+}
+
+// Keys of the TOC document and of an entry, as estargzTOC and
+// estargzEntry spell them. The scanner declines keys that differ from
+// these only in case, which encoding/json would match.
+var (
+	estargzDocumentKeys = []string{"version", "entries"}
+	estargzEntryKeys    = []string{
+		"name", "type", "size", "modtime", "linkName", "mode", "uid", "gid",
+		"userName", "groupName", "offset", "innerOffset", "devMajor", "devMinor",
+		"xattrs", "digest", "chunkOffset", "chunkSize", "chunkDigest",
+	}
+)
+
+const (
+	// maxSkipDepth bounds the nesting of unknown values the scanner skips;
+	// deeper ones are left to encoding/json.
+	maxSkipDepth = 64
+	// entryBlockSize is how many entries the scanner allocates at once.
+	entryBlockSize = 256
+	// maxInterned bounds the table of repeated short strings.
+	maxInterned = 4096
+)
+
+// estargzScanner is a single-pass reader of TOC JSON. Its methods report
+// false when the input is not in the subset it decodes exactly.
+type estargzScanner struct {
+	data []byte
+	pos  int
+
+	maxEntries int
+	tooMany    bool // stopped because there are over maxEntries entries
+
+	block    []estargzEntry    // unused entries of the current allocation
+	interned map[string]string // values of fields that repeat across entries
+}
+
+// document reads the whole input as a TOC document.
+func (s *estargzScanner) document() (version int, entries []*estargzEntry, ok bool) {
+	var seen [2]bool
+	ok = s.object(estargzDocumentKeys, func(field int) bool {
+		if seen[field] {
+			return false
+		}
+		seen[field] = true
+		var valid bool
+		if field == 0 {
+			var v int64
+			v, valid = s.integer(strconv.IntSize)
+			version = int(v)
+		} else {
+			entries, valid = s.entries()
+		}
+		return valid
+	})
+	s.skipSpace()
+	return version, entries, ok && seen[0] && s.pos == len(s.data)
+}
+
+func (s *estargzScanner) entries() ([]*estargzEntry, bool) {
+	entries := []*estargzEntry{}
+	ok := s.array(func() bool {
+		if s.peek() != '{' {
+			return false // null entries, among others, are left to encoding/json
+		}
+		if len(entries) == s.maxEntries {
+			s.tooMany = true
+			return false
+		}
+		if len(s.block) == 0 {
+			s.block = make([]estargzEntry, entryBlockSize)
+		}
+		je := &s.block[0]
+		s.block = s.block[1:]
+		entries = append(entries, je)
+		return s.entry(je)
+	})
+	return entries, ok
+}
+
+func (s *estargzScanner) entry(je *estargzEntry) bool {
+	var seen uint32
+	return s.object(estargzEntryKeys, func(field int) bool {
+		if seen&(1<<field) != 0 {
+			return false
+		}
+		seen |= 1 << field
+		var ok bool
+		switch estargzEntryKeys[field] {
+		case "name":
+			je.Name, ok = s.str(false)
+		case "type":
+			je.Type, ok = s.str(true)
+		case "size":
+			je.Size, ok = s.integer(64)
+		case "modtime":
+			je.ModTime, ok = s.str(true)
+		case "linkName":
+			je.LinkName, ok = s.str(false)
+		case "mode":
+			je.Mode, ok = s.integer(64)
+		case "uid":
+			var v int64
+			v, ok = s.integer(strconv.IntSize)
+			je.UID = int(v)
+		case "gid":
+			var v int64
+			v, ok = s.integer(strconv.IntSize)
+			je.GID = int(v)
+		case "userName":
+			je.UserName, ok = s.str(true)
+		case "groupName":
+			je.GroupName, ok = s.str(true)
+		case "offset":
+			je.Offset, ok = s.integer(64)
+		case "innerOffset":
+			je.InnerOffset, ok = s.integer(64)
+		case "devMajor":
+			je.DevMajor, ok = s.integer(64)
+		case "devMinor":
+			je.DevMinor, ok = s.integer(64)
+		case "xattrs":
+			je.Xattrs, ok = s.xattrs()
+		case "digest":
+			je.Digest, ok = s.str(false)
+		case "chunkOffset":
+			je.ChunkOffset, ok = s.integer(64)
+		case "chunkSize":
+			je.ChunkSize, ok = s.integer(64)
+		case "chunkDigest":
+			je.ChunkDigest, ok = s.str(false)
+		}
+		return ok
+	})
+}
+
+// xattrs decodes an object of base64 strings, as encoding/json decodes
+// map[string][]byte.
+func (s *estargzScanner) xattrs() (map[string][]byte, bool) {
+	if s.peek() != '{' {
+		return nil, false
+	}
+	s.pos++
+	m := make(map[string][]byte)
+	if s.consume('}') {
+		return m, true
+	}
+	for {
+		k, ok := s.str(false)
+		if !ok || !s.consume(':') {
+			return nil, false
+		}
+		v, ok := s.str(false)
+		if !ok {
+			return nil, false
+		}
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, false
+		}
+		m[k] = b
+		if s.consume(',') {
+			continue
+		}
+		return m, s.consume('}')
+	}
+}
+
+// object reads an object whose known keys are keys, calling value with a
+// key's index to read its value. Unknown keys are skipped, as
+// encoding/json does; keys it would match by case folding are declined.
+func (s *estargzScanner) object(keys []string, value func(field int) bool) bool {
+	if !s.consume('{') {
+		return false
+	}
+	if s.consume('}') {
+		return true
+	}
+	for {
+		key, ok := s.plainKey()
+		if !ok || !s.consume(':') {
+			return false
+		}
+		field := -1
+		for i, k := range keys {
+			if string(key) == k {
+				field = i
+				break
+			}
+		}
+		if field >= 0 {
+			ok = value(field)
+		} else {
+			ok = !foldsToAny(key, keys) && s.skipValue(0)
+		}
+		if !ok {
+			return false
+		}
+		if s.consume(',') {
+			continue
+		}
+		return s.consume('}')
+	}
+}
+
+// foldsToAny reports whether encoding/json might match key to one of keys
+// by case folding: key is not ASCII (its folding knows the Kelvin sign and
+// the long s) or equals one of keys ignoring ASCII case.
+func foldsToAny(key []byte, keys []string) bool {
+	for _, c := range key {
+		if c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	for _, k := range keys {
+		if len(k) != len(key) {
+			continue
+		}
+		equal := true
+		for i := range key {
+			if lowerASCII(key[i]) != lowerASCII(k[i]) {
+				equal = false
+				break
+			}
+		}
+		if equal {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func (s *estargzScanner) array(element func() bool) bool {
+	if !s.consume('[') {
+		return false
+	}
+	if s.consume(']') {
+		return true
+	}
+	for {
+		if !element() {
+			return false
+		}
+		if s.consume(',') {
+			continue
+		}
+		return s.consume(']')
+	}
+}
+
+// rawString reads a string literal, returning its contents undecoded and
+// whether they contain an escape or a non-ASCII byte.
+func (s *estargzScanner) rawString() (raw []byte, escaped, nonASCII, ok bool) {
+	if !s.consume('"') {
+		return nil, false, false, false
+	}
+	start := s.pos
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		switch {
+		case c == '"':
+			raw = s.data[start:s.pos]
+			s.pos++
+			return raw, escaped, nonASCII, true
+		case c < 0x20:
+			return nil, false, false, false
+		case c == '\\':
+			escaped = true
+			s.pos++
+			if s.pos == len(s.data) || !validEscape(s.data[s.pos:]) {
+				return nil, false, false, false
+			}
+		case c >= utf8.RuneSelf:
+			nonASCII = true
+		}
+		s.pos++
+	}
+	return nil, false, false, false
+}
+
+// validEscape reports whether b starts with what may follow a backslash.
+func validEscape(b []byte) bool {
+	switch b[0] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return true
+	case 'u':
+		if len(b) < 5 {
+			return false
+		}
+		for _, c := range b[1:5] {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// plainKey reads an object key that needs no decoding.
+func (s *estargzScanner) plainKey() ([]byte, bool) {
+	raw, escaped, _, ok := s.rawString()
+	return raw, ok && !escaped
+}
+
+// str reads a string value. Plain ASCII and valid UTF-8 are converted
+// directly; escapes and invalid UTF-8 (which encoding/json replaces) are
+// decoded by encoding/json itself. intern shares the string between the
+// entries that repeat it.
+func (s *estargzScanner) str(intern bool) (string, bool) {
+	start := s.pos
+	raw, escaped, nonASCII, ok := s.rawString()
+	if !ok {
+		return "", false
+	}
+	if escaped || nonASCII && !utf8.Valid(raw) {
+		var v string
+		if err := json.Unmarshal(s.data[start:s.pos], &v); err != nil {
+			return "", false
+		}
+		return v, true
+	}
+	if !intern {
+		return string(raw), true
+	}
+	if v, ok := s.interned[string(raw)]; ok {
+		return v, true
+	}
+	v := string(raw)
+	if len(s.interned) < maxInterned {
+		s.interned[v] = v
+	}
+	return v, true
+}
+
+// integer reads an integer literal that fits in bits bits. Fractions,
+// exponents and overflow are declined (encoding/json rejects them too,
+// with its own error).
+func (s *estargzScanner) integer(bits int) (int64, bool) {
+	s.skipSpace()
+	start := s.pos
+	if s.pos < len(s.data) && s.data[s.pos] == '-' {
+		s.pos++
+	}
+	if !s.digits() {
+		return 0, false
+	}
+	if s.pos < len(s.data) {
+		if c := s.data[s.pos]; c == '.' || c == 'e' || c == 'E' {
+			return 0, false
+		}
+	}
+	lit := s.data[start:s.pos]
+	if len(lit) <= 18 && bits == 64 {
+		// At most 18 digits cannot overflow an int64.
+		var n int64
+		for _, c := range bytes.TrimPrefix(lit, []byte("-")) {
+			n = n*10 + int64(c-'0')
+		}
+		if lit[0] == '-' {
+			n = -n
+		}
+		return n, true
+	}
+	n, err := strconv.ParseInt(string(lit), 10, bits)
+	return n, err == nil
+}
+
+// digits reads the integer part of a JSON number: 0 or a non-zero digit
+// and more digits.
+func (s *estargzScanner) digits() bool {
+	if s.pos == len(s.data) || s.data[s.pos] < '0' || s.data[s.pos] > '9' {
+		return false
+	}
+	if s.data[s.pos] == '0' {
+		s.pos++
+		return true
+	}
+	for s.pos < len(s.data) && '0' <= s.data[s.pos] && s.data[s.pos] <= '9' {
+		s.pos++
+	}
+	return true
+}
+
+// skipValue reads and discards any JSON value.
+func (s *estargzScanner) skipValue(depth int) bool {
+	if depth > maxSkipDepth {
+		return false
+	}
+	switch s.peek() {
+	case '{':
+		s.pos++
+		if s.consume('}') {
+			return true
+		}
+		for {
+			if _, _, _, ok := s.rawString(); !ok || !s.consume(':') || !s.skipValue(depth+1) {
+				return false
+			}
+			if s.consume(',') {
+				continue
+			}
+			return s.consume('}')
+		}
+	case '[':
+		return s.array(func() bool { return s.skipValue(depth + 1) })
+	case '"':
+		_, _, _, ok := s.rawString()
+		return ok
+	case 't':
+		return s.literal("true")
+	case 'f':
+		return s.literal("false")
+	case 'n':
+		return s.literal("null")
+	}
+	return s.skipNumber()
+}
+
+func (s *estargzScanner) literal(lit string) bool {
+	if len(s.data)-s.pos < len(lit) || string(s.data[s.pos:s.pos+len(lit)]) != lit {
+		return false
+	}
+	s.pos += len(lit)
+	return true
+}
+
+// skipNumber reads a number in full JSON syntax.
+func (s *estargzScanner) skipNumber() bool {
+	if s.pos < len(s.data) && s.data[s.pos] == '-' {
+		s.pos++
+	}
+	if !s.digits() {
+		return false
+	}
+	if s.pos < len(s.data) && s.data[s.pos] == '.' {
+		s.pos++
+		if !s.moreDigits() {
+			return false
+		}
+	}
+	if s.pos < len(s.data) && (s.data[s.pos] == 'e' || s.data[s.pos] == 'E') {
+		s.pos++
+		if s.pos < len(s.data) && (s.data[s.pos] == '+' || s.data[s.pos] == '-') {
+			s.pos++
+		}
+		if !s.moreDigits() {
+			return false
+		}
+	}
+	return true
+}
+
+// moreDigits reads one or more decimal digits.
+func (s *estargzScanner) moreDigits() bool {
+	start := s.pos
+	for s.pos < len(s.data) && '0' <= s.data[s.pos] && s.data[s.pos] <= '9' {
+		s.pos++
+	}
+	return s.pos > start
+}
+
+func (s *estargzScanner) skipSpace() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next byte after white space, or 0 at the end.
+func (s *estargzScanner) peek() byte {
+	s.skipSpace()
+	if s.pos == len(s.data) {
+		return 0
+	}
+	return s.data[s.pos]
+}
+
+// consume reads c, after white space, if it comes next.
+func (s *estargzScanner) consume(c byte) bool {
+	if s.peek() != c || s.pos == len(s.data) {
+		return false
+	}
+	s.pos++
+	return true
+}
+
+// parseModTime parses an RFC 3339 modtime. The form writers use,
+// "2006-01-02T15:04:05Z", is parsed by hand; anything else, and anything
+// out of range, by time.Parse, which also supplies the error.
+func parseModTime(s string) (time.Time, error) {
+	if t, ok := parseUTCSeconds(s); ok {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339, s)
+}
+
+func parseUTCSeconds(s string) (time.Time, bool) {
+	if len(s) != len("2006-01-02T15:04:05Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+		s[13] != ':' || s[16] != ':' || s[19] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
+	if year < 0 || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
+		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC), true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
