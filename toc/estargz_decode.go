@@ -65,8 +65,9 @@ const (
 	// maxSkipDepth bounds the nesting of unknown values the scanner skips;
 	// deeper ones are left to encoding/json.
 	maxSkipDepth = 64
-	// entryBlockSize is how many entries the scanner allocates at once.
-	entryBlockSize = 256
+	// allocBlockSize is how many entries or chunks decoding allocates at
+	// once.
+	allocBlockSize = 256
 	// maxInterned bounds the table of repeated short strings.
 	maxInterned = 4096
 )
@@ -117,7 +118,7 @@ func (s *estargzScanner) entries() ([]*estargzEntry, bool) {
 			return false
 		}
 		if len(s.block) == 0 {
-			s.block = make([]estargzEntry, entryBlockSize)
+			s.block = make([]estargzEntry, allocBlockSize)
 		}
 		je := &s.block[0]
 		s.block = s.block[1:]
