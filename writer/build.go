@@ -117,7 +117,7 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	if err != nil {
 		return nil, err
 	}
-	if err := finishBlob(cfg, sink, a, pipe.offsets, res); err != nil {
+	if err := finishBlob(cfg, sink, a, res); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -185,9 +185,9 @@ func emitOrdered(a *assembler, spool io.ReaderAt, entries []spooledEntry, o orde
 
 // finishBlob writes the TOC member and the footer after the data members
 // and fills in res.
-func finishBlob(cfg *config, sink *blobSink, a *assembler, offsets []int64, res *Result) error {
+func finishBlob(cfg *config, sink *blobSink, a *assembler, res *Result) error {
 	tocOffset := sink.size
-	a.resolve(offsets, tocOffset)
+	a.resolve(tocOffset)
 	t := &toc.TOC{Format: toc.FormatEStargz, Entries: a.entries, ChunkSize: cfg.chunkSize}
 	for _, e := range t.Entries {
 		switch e.Name {

@@ -30,13 +30,12 @@ type assembler struct {
 	frames
 	pos int64 // offset in the uncompressed output stream
 
-	entries  []*toc.Entry
-	refs     []chunkRef
-	fileHash hash.Hash
+	entries []*toc.Entry
 }
 
 // chunkRef remembers which member holds a chunk: the member's blob offset
-// is known only once everything before it is compressed.
+// is known only once everything before it is compressed, and the chunk's
+// digest once the member's worker has computed it.
 type chunkRef struct {
 	entry  *toc.Entry
 	chunk  int
@@ -44,11 +43,72 @@ type chunkRef struct {
 }
 
 // frames is the compressed unit being filled (a gzip member or a zstd
-// frame) and the count of those already handed to the pipeline.
+// frame), the count of those already handed to the pipeline, and the
+// chunks they hold, whose bounds and digests resolve fills in.
 type frames struct {
 	pipe    *pipeline
 	cur     *member // the open unit
 	members int     // units submitted; the open one has this index
+
+	refs []chunkRef // one per chunk, in the order of pipe.digests
+	// fileHash is the running digest of a file of several chunks; the
+	// digest of a file of one chunk is its chunk's.
+	fileHash hash.Hash
+}
+
+func newFrames(pipe *pipeline) (frames, error) {
+	cur, err := pipe.acquire()
+	if err != nil {
+		return frames{}, err
+	}
+	return frames{pipe: pipe, cur: cur, fileHash: sha256.New()}, nil
+}
+
+// addChunk records chunk c of e's content, which the open unit holds at
+// raw[inner:]. Its digest, and the file's if it is the only chunk, are
+// left to the pipeline's workers.
+func (f *frames) addChunk(e *toc.Entry, c toc.Chunk, inner int) {
+	data := f.cur.raw[inner : inner+int(c.Size)]
+	if c.Size < e.Size {
+		if c.Offset == 0 {
+			f.fileHash.Reset()
+		}
+		f.fileHash.Write(data)
+	}
+	e.Chunks = append(e.Chunks, c)
+	f.cur.chunks = append(f.cur.chunks, span{off: inner, n: len(data)})
+	f.refs = append(f.refs, chunkRef{entry: e, chunk: len(e.Chunks) - 1, member: f.members})
+}
+
+// endContent sets the digest of a regular file whose chunks went through
+// addChunk, unless it has one chunk: resolve sets that.
+func (f *frames) endContent(e *toc.Entry) {
+	switch len(e.Chunks) {
+	case 0:
+		e.Digest = digest.SHA256.FromBytes(nil)
+	case 1:
+	default:
+		e.Digest = digest.NewDigest(digest.SHA256, f.fileHash)
+	}
+}
+
+// resolve fills in every chunk's member bounds and digest, and the digest
+// of every file of one chunk, once the pipeline is closed; end is where
+// the last member ends.
+func (f *frames) resolve(end int64) {
+	offsets, digests := f.pipe.offsets, f.pipe.digests
+	for i, r := range f.refs {
+		c := &r.entry.Chunks[r.chunk]
+		c.Digest = digests[i]
+		c.FrameOffset = offsets[r.member]
+		c.FrameEnd = end
+		if r.member+1 < len(offsets) {
+			c.FrameEnd = offsets[r.member+1]
+		}
+		if len(r.entry.Chunks) == 1 {
+			r.entry.Digest = c.Digest
+		}
+	}
 }
 
 // next submits the open unit, unless it is empty, and opens a new one.
@@ -75,11 +135,11 @@ func (f *frames) finish() {
 }
 
 func newAssembler(ctx context.Context, cfg *config, pipe *pipeline) (*assembler, error) {
-	cur, err := pipe.acquire()
+	f, err := newFrames(pipe)
 	if err != nil {
 		return nil, err
 	}
-	return &assembler{ctx: ctx, cfg: cfg, frames: frames{pipe: pipe, cur: cur}, fileHash: sha256.New()}, nil
+	return &assembler{ctx: ctx, cfg: cfg, frames: f}, nil
 }
 
 // add appends one entry: its header, then its payload, each padded to the
@@ -114,9 +174,8 @@ func (a *assembler) add(rec *record, newMember bool) error {
 }
 
 // addContent copies a regular file's content into members, one chunk at a
-// time, and records each chunk's place and digest.
+// time, and records each chunk's place.
 func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) error {
-	a.fileHash.Reset()
 	for off := int64(0); off < e.Size; {
 		if err := a.ctx.Err(); err != nil {
 			return err
@@ -136,46 +195,13 @@ func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) 
 			}
 			return fmt.Errorf("reading content at offset %d: %w", off, err)
 		}
-		e.Chunks = append(e.Chunks, toc.Chunk{
-			Offset:      off,
-			Size:        n,
-			Digest:      hashChunk(a.fileHash, data, off == 0),
-			InnerOffset: int64(inner),
-		})
-		a.refs = append(a.refs, chunkRef{entry: e, chunk: len(e.Chunks) - 1, member: a.members})
+		a.addChunk(e, toc.Chunk{Offset: off, Size: n, InnerOffset: int64(inner)}, inner)
 		a.pos += n
 		off += n
 		newMember = false
 	}
-	e.Digest = fileDigest(e, a.fileHash)
+	a.endContent(e)
 	return nil
-}
-
-// hashChunk returns the digest of a chunk of a file and adds the chunk to
-// fileHash, the running hash of the whole file. A file's first chunk is
-// hashed once for both: fileHash then holds exactly that chunk, and Sum
-// leaves it able to take more. Most files are a single chunk, so this
-// saves a sha256 pass over most of the content.
-func hashChunk(fileHash hash.Hash, data []byte, first bool) digest.Digest {
-	fileHash.Write(data)
-	if first {
-		return digest.NewDigest(digest.SHA256, fileHash)
-	}
-	sum := sha256.Sum256(data)
-	return digest.NewDigestFromBytes(digest.SHA256, sum[:])
-}
-
-// fileDigest returns the digest of a regular file whose chunks went through
-// hashChunk with fileHash.
-func fileDigest(e *toc.Entry, fileHash hash.Hash) digest.Digest {
-	switch len(e.Chunks) {
-	case 0:
-		return digest.SHA256.FromBytes(nil)
-	case 1:
-		return e.Chunks[0].Digest
-	default:
-		return digest.NewDigest(digest.SHA256, fileHash)
-	}
 }
 
 func (a *assembler) append(b []byte) {
@@ -187,25 +213,6 @@ var zeroBlock [512]byte
 
 func (a *assembler) pad() {
 	a.append(zeroBlock[:blockPadding(a.pos)])
-}
-
-// resolve fills in every chunk's member bounds once the members' blob
-// offsets are known; end is where the last member ends.
-func (a *assembler) resolve(offsets []int64, end int64) {
-	resolveChunks(a.refs, offsets, end)
-}
-
-// resolveChunks fills in the frame bounds of the chunks refs point at:
-// offsets[i] is the blob offset of member i, end where the last one ends.
-func resolveChunks(refs []chunkRef, offsets []int64, end int64) {
-	for _, r := range refs {
-		c := &r.entry.Chunks[r.chunk]
-		c.FrameOffset = offsets[r.member]
-		c.FrameEnd = end
-		if r.member+1 < len(offsets) {
-			c.FrameEnd = offsets[r.member+1]
-		}
-	}
 }
 
 // landmark returns the record of a landmark entry (toc.PrefetchLandmark or

@@ -43,10 +43,35 @@ func (g *gzipEncoder) encode(dst *bytes.Buffer, src []byte) error {
 
 // member is one compression unit on its way through the pipeline.
 type member struct {
-	raw  []byte // uncompressed bytes, filled by the producer
-	out  bytes.Buffer
-	err  error
-	done chan struct{} // closed once out and err are set
+	raw []byte // uncompressed bytes, filled by the producer
+	// chunks are the spans of raw holding chunks of file content, in
+	// order; the worker digests them, so that the producer, the one
+	// goroutine reading the input, does not.
+	chunks  []span
+	digests []digest.Digest // of chunks, set by the worker
+	out     bytes.Buffer
+	err     error
+	done    chan struct{} // closed once out, digests and err are set
+}
+
+// span is the part of a member's raw bytes at [off, off+n).
+type span struct{ off, n int }
+
+// compress fills in m's compressed form and the digests of its chunks.
+func (m *member) compress(enc frameEncoder) error {
+	for _, c := range m.chunks {
+		sum := sha256.Sum256(m.raw[c.off : c.off+c.n])
+		m.digests = append(m.digests, digest.NewDigestFromBytes(digest.SHA256, sum[:]))
+	}
+	return enc.encode(&m.out, m.raw)
+}
+
+// reset empties m for reuse.
+func (m *member) reset() {
+	m.raw = m.raw[:0]
+	m.chunks = m.chunks[:0]
+	m.digests = m.digests[:0]
+	m.out.Reset()
 }
 
 // blobSink is where compressed bytes go: the caller's writer, plus the
@@ -102,9 +127,11 @@ type pipeline struct {
 	workers  sync.WaitGroup
 	sinkDone chan struct{}
 	sink     *blobSink
-	// offsets[i] is the blob offset of member i; owned by the sink
+	// offsets[i] is the blob offset of member i, and digests the digests
+	// of the members' chunks in submission order; owned by the sink
 	// goroutine until close returns.
 	offsets []int64
+	digests []digest.Digest
 	err     error // first sink or encoder error, set by the sink goroutine
 	closed  bool
 }
@@ -135,7 +162,7 @@ func startPipeline(ctx context.Context, sink *blobSink, concurrency int, newEnco
 	for _, enc := range encoders {
 		p.workers.Go(func() {
 			for m := range p.work {
-				m.err = enc.encode(&m.out, m.raw)
+				m.err = m.compress(enc)
 				close(m.done)
 			}
 		})
@@ -152,14 +179,14 @@ func (p *pipeline) drainInOrder() {
 			p.err = m.err
 			if p.err == nil {
 				p.offsets = append(p.offsets, p.sink.size)
+				p.digests = append(p.digests, m.digests...)
 				p.err = p.sink.write(m.out.Bytes(), m.raw)
 			}
 			if p.err != nil {
 				p.cancel(p.err)
 			}
 		}
-		m.raw = m.raw[:0]
-		m.out.Reset()
+		m.reset()
 		p.free <- m
 	}
 }
@@ -187,7 +214,7 @@ func (p *pipeline) submit(m *member) {
 
 // release returns an unused member.
 func (p *pipeline) release(m *member) {
-	m.raw = m.raw[:0]
+	m.reset()
 	p.free <- m
 }
 

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"hash"
 	"io"
@@ -63,7 +62,7 @@ func buildZstdChunked(ctx context.Context, w io.Writer, in io.Reader, cfg *confi
 	if err != nil {
 		return err
 	}
-	return l.finishBlob(sink, pipe.offsets, &tarSplit, res)
+	return l.finishBlob(sink, &tarSplit, res)
 }
 
 // chunkedLayout lays a tar stream out into zstd:chunked frames and
@@ -85,12 +84,10 @@ type chunkedLayout struct {
 	// tarLinks holds the hardlink targets as the tar spells them, where
 	// that differs from the cleaned LinkName, by entry index.
 	tarLinks map[int]string
-	refs     []chunkRef
 
-	split    *toc.TarSplitWriter
-	chunks   *chunker
-	fileHash hash.Hash
-	crc      hash.Hash64
+	split  *toc.TarSplitWriter
+	chunks *chunker
+	crc    hash.Hash64
 }
 
 func newChunkedLayout(ctx context.Context, cfg *config, pipe *pipeline, tarSplit io.Writer) (*chunkedLayout, error) {
@@ -98,16 +95,15 @@ func newChunkedLayout(ctx context.Context, cfg *config, pipe *pipeline, tarSplit
 	if err != nil {
 		return nil, fmt.Errorf("writer: %w", err)
 	}
-	cur, err := pipe.acquire()
+	f, err := newFrames(pipe)
 	if err != nil {
 		return nil, err
 	}
 	return &chunkedLayout{
-		ctx: ctx, cfg: cfg, frames: frames{pipe: pipe, cur: cur},
+		ctx: ctx, cfg: cfg, frames: f,
 		tarLinks: make(map[int]string),
 		split:    split,
 		chunks:   newChunker(int(cfg.chunkSize)),
-		fileHash: sha256.New(),
 		crc:      toc.NewTarSplitCRC(),
 	}, nil
 }
@@ -221,7 +217,6 @@ func (l *chunkedLayout) addSegment(raw []byte) error {
 // records each chunk and the file's digest and CRC-64. The last chunk's
 // frame stays open for the headers that follow.
 func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
-	l.fileHash.Reset()
 	l.crc.Reset()
 	l.chunks.reset(payload, e.Size)
 	var off int64
@@ -239,15 +234,10 @@ func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 		if err := l.next(); err != nil {
 			return err
 		}
+		inner := len(l.cur.raw)
 		l.cur.raw = append(l.cur.raw, data...)
 		l.crc.Write(data)
-		e.Chunks = append(e.Chunks, toc.Chunk{
-			Offset: off,
-			Size:   int64(len(data)),
-			Digest: hashChunk(l.fileHash, data, off == 0),
-			Zeros:  zeros,
-		})
-		l.refs = append(l.refs, chunkRef{entry: e, chunk: len(e.Chunks) - 1, member: l.members})
+		l.addChunk(e, toc.Chunk{Offset: off, Size: int64(len(data)), Zeros: zeros}, inner)
 		off += int64(len(data))
 	}
 	if len(e.Chunks) == 1 {
@@ -255,19 +245,19 @@ func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 		// cannot say that the chunk is all zeros.
 		e.Chunks[0].Zeros = false
 	}
-	e.Digest = fileDigest(e, l.fileHash)
+	l.endContent(e)
 	return nil
 }
 
 // finishBlob appends the TOC, tar-split and footer frames after the data
 // frames and fills in res.
-func (l *chunkedLayout) finishBlob(sink *blobSink, offsets []int64, tarSplitBuf *bytes.Buffer, res *Result) error {
+func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplitBuf *bytes.Buffer, res *Result) error {
 	if err := l.split.Close(); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
 	tarSplit := tarSplitBuf.Bytes()
 	dataEnd := sink.size
-	resolveChunks(l.refs, offsets, dataEnd)
+	l.resolve(dataEnd)
 	t := &toc.TOC{Format: toc.FormatZstdChunked, Entries: l.entries, TarSplitDigest: l.split.Digest()}
 
 	// The TOC names entries as the tar does: containers/storage compares
