@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -43,7 +42,13 @@ func DefaultCoalescePolicy() CoalescePolicy {
 // concurrent use; it learns, and remembers for its lifetime, when the
 // server ignores ranges or refuses multi-range requests. Against a server
 // that ignores ranges, each Fetch reads the blob once from its start up to
-// its last range, holding all the ranges' bytes at once.
+// its last range.
+//
+// Fetch hands each range to its callback as soon as the range's bytes
+// have arrived, so the caller can work on it while the rest downloads; a
+// range from a multi-range (multipart) answer arrives once its whole
+// part has been read and checked. A retry after a failure part-way asks
+// only for bytes the callback has not had.
 type HTTP struct {
 	url    *url.URL
 	client *http.Client
@@ -353,34 +358,34 @@ func (f *HTTP) Fetch(ctx context.Context, ranges []Range, fn func(Range, []byte)
 
 // fetchRequest reads the spans of q: in one multi-range request when the
 // server is not known to mishandle those, otherwise one request per span.
+// The spans share one delivery, so a fallback to single ranges never
+// hands fn a range it already has.
 func (f *HTTP) fetchRequest(ctx context.Context, g *group, q Request, ranges []Range, fn func(Range, []byte) error) error {
-	spans := q.Spans
-	if len(spans) > 1 && !f.singleRangeOnly.Load() && !f.ignoresRanges.Load() {
-		left, err := f.fetchMulti(ctx, spans, ranges, fn)
-		if err != nil {
+	d := newDelivery(f, q.Spans, ranges, fn)
+	if len(q.Spans) > 1 && !f.singleRangeOnly.Load() && !f.ignoresRanges.Load() {
+		if err := f.fetchMulti(ctx, d); err != nil {
 			return err
 		}
-		spans = left
 	}
-	if len(spans) > 1 && f.ignoresRanges.Load() {
+	left := d.unfinished()
+	if len(left) > 1 && f.ignoresRanges.Load() {
 		// Every request would return the whole blob: read it once.
-		return f.fetchSpans(ctx, spans, ranges, fn)
+		return f.fetchSpans(ctx, d, left)
 	}
-	for _, s := range spans {
-		g.Go(func(ctx context.Context) error { return f.fetchSpans(ctx, []Span{s}, ranges, fn) })
+	for _, i := range left {
+		g.Go(func(ctx context.Context) error { return f.fetchSpans(ctx, d, []int{i}) })
 	}
 	return nil
 }
 
-// fetchSpans reads spans, in one request each when there is one, with
-// retries; a retry asks only for the bytes not yet received.
-func (f *HTTP) fetchSpans(ctx context.Context, spans []Span, ranges []Range, fn func(Range, []byte) error) error {
-	bufs, filled := allocSpans(spans)
+// fetchSpans reads the spans idx of d, in one request each when there is
+// one, with retries; a retry asks only for the bytes not yet received.
+func (f *HTTP) fetchSpans(ctx context.Context, d *delivery, idx []int) error {
 	err := f.retry.do(ctx, func(attempt int) error {
 		// Ask for what is missing, from the first unfinished byte to the
 		// end of the last span: several spans only come here for hosts
 		// that ignore ranges anyway.
-		want := missing(spans, filled)
+		want := d.missing(idx)
 		if len(want) > 1 {
 			want = []Range{{Offset: want[0].Offset, Length: want[len(want)-1].End() - want[0].Offset}}
 		}
@@ -395,78 +400,18 @@ func (f *HTTP) fetchSpans(ctx context.Context, spans []Span, ranges []Range, fn 
 					return 0, fmt.Errorf("fetcher: %s: asked for bytes %v, got Content-Range %q: %w",
 						f.where(), want[0], resp.Header.Get("Content-Range"), ErrBadContentRange)
 				}
-				return f.readStream(resp.Body, want[0].Offset, spans, bufs, filled)
+				return d.readStream(resp.Body, want[0].Offset, idx)
 			case http.StatusOK:
 				if err := f.checkWhole(resp); err != nil {
 					return 0, err
 				}
-				return f.readStream(resp.Body, 0, spans, bufs, filled)
+				return d.readStream(resp.Body, 0, idx)
 			default:
 				return 0, f.statusError(resp, http.MethodGet)
 			}
 		})
 	})
-	if err != nil {
-		return err
-	}
-	for i, s := range spans {
-		if err := f.deliver(s, bufs[i], ranges, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// allocSpans makes a buffer for each span and a count of its bytes read.
-func allocSpans(spans []Span) (bufs [][]byte, filled []int64) {
-	bufs = make([][]byte, len(spans))
-	for i, s := range spans {
-		bufs[i] = make([]byte, s.Length)
-	}
-	return bufs, make([]int64, len(spans))
-}
-
-// missing returns the unread rest of each unfinished span.
-func missing(spans []Span, filled []int64) []Range {
-	var want []Range
-	for i, s := range spans {
-		if filled[i] < s.Length {
-			want = append(want, Range{Offset: s.Offset + filled[i], Length: s.Length - filled[i]})
-		}
-	}
-	return want
-}
-
-// readStream reads body, which starts at blob offset pos, into the unread
-// parts of spans (sorted, disjoint), discarding bytes nobody asked for and
-// stopping after the last span: an endless body costs nothing extra.
-// filled records progress, so a retry can resume.
-func (f *HTTP) readStream(body io.Reader, pos int64, spans []Span, bufs [][]byte, filled []int64) (int64, error) {
-	var n int64
-	for i, s := range spans {
-		at := s.Offset + filled[i]
-		if at >= s.End() {
-			continue
-		}
-		if at < pos {
-			return n, fmt.Errorf("fetcher: %s: response starts at %d, past wanted byte %d: %w", f.where(), pos, at, ErrBadResponse)
-		}
-		if gap := at - pos; gap > 0 {
-			m, err := io.CopyN(io.Discard, body, gap)
-			n += m
-			if err != nil {
-				return n, bodyError(f, s.Range, err)
-			}
-		}
-		m, err := io.ReadFull(body, bufs[i][filled[i]:])
-		n += int64(m)
-		filled[i] += int64(m)
-		if err != nil {
-			return n, bodyError(f, s.Range, err)
-		}
-		pos = s.End()
-	}
-	return n, nil
+	return callerError(err)
 }
 
 // checkWhole checks a 200 answer to a ranged request, which carries the
@@ -492,20 +437,19 @@ func bodyError(f *HTTP, r Range, err error) error {
 // caller falls back to single ranges.
 var errNoMultiRange = errors.New("multi-range not supported")
 
-// fetchMulti reads spans in one multi-range request, delivers what it got
-// and returns the spans left for single-range requests because the server
-// turned out not to serve multi-range requests properly.
-func (f *HTTP) fetchMulti(ctx context.Context, spans []Span, ranges []Range, fn func(Range, []byte) error) ([]Span, error) {
-	bufs, filled := allocSpans(spans)
+// fetchMulti reads the spans of d in one multi-range request, with
+// retries that ask only for the spans not yet received. It returns nil
+// with spans left unfinished when the server turned out not to serve
+// multi-range requests properly: those are for single-range requests.
+func (f *HTTP) fetchMulti(ctx context.Context, d *delivery) error {
 	err := f.retry.do(ctx, func(attempt int) error {
-		var want []Range
-		for i, s := range spans {
-			if filled[i] < s.Length {
-				want = append(want, s.Range)
-			}
-		}
-		if len(want) < 2 || f.singleRangeOnly.Load() {
+		left := d.unfinished()
+		if len(left) < 2 || f.singleRangeOnly.Load() {
 			return errNoMultiRange // the single-range path does the rest
+		}
+		want := make([]Range, len(left))
+		for k, i := range left {
+			want[k] = d.spans[i].Range
 		}
 		return f.attempt(ctx, http.MethodGet, want, attempt, func(resp *http.Response) (int64, error) {
 			switch resp.StatusCode {
@@ -513,7 +457,7 @@ func (f *HTTP) fetchMulti(ctx context.Context, spans []Span, ranges []Range, fn 
 				if err := f.checkWhole(resp); err != nil {
 					return 0, err
 				}
-				return f.readStream(resp.Body, 0, spans, bufs, filled)
+				return d.readStream(resp.Body, 0, left)
 			case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
 				f.singleRangeOnly.Store(true)
 				return 0, errNoMultiRange
@@ -523,7 +467,7 @@ func (f *HTTP) fetchMulti(ctx context.Context, spans []Span, ranges []Range, fn 
 			}
 			mediaType, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 			if err == nil && mediaType == "multipart/byteranges" {
-				return f.readMultipart(resp.Body, params["boundary"], spans, bufs, filled)
+				return d.readMultipart(resp.Body, params["boundary"], left)
 			}
 			// One range back for several asked: keep it if it is one of
 			// ours, and do the rest one by one from now on.
@@ -531,14 +475,13 @@ func (f *HTTP) fetchMulti(ctx context.Context, spans []Span, ranges []Range, fn 
 			if err != nil {
 				return 0, err
 			}
-			i := spanIndex(spans, filled, got)
+			i := d.spanIndex(left, got)
 			if i < 0 || total >= 0 && total != f.size.Load() {
 				return 0, fmt.Errorf("fetcher: %s: asked for %d ranges, got Content-Range %q: %w",
 					f.where(), len(want), resp.Header.Get("Content-Range"), ErrBadContentRange)
 			}
 			f.singleRangeOnly.Store(true)
-			filled[i] = 0
-			n, err := f.readStream(resp.Body, got.Offset, spans[i:i+1], bufs[i:i+1], filled[i:i+1])
+			n, err := d.readStream(resp.Body, got.Offset, []int{i})
 			if err != nil {
 				return n, err
 			}
@@ -546,118 +489,14 @@ func (f *HTTP) fetchMulti(ctx context.Context, spans []Span, ranges []Range, fn 
 		})
 	})
 	if err != nil && !errors.Is(err, errNoMultiRange) {
-		return nil, err
+		return callerError(err)
 	}
-	var left []Span
-	for i, s := range spans {
-		if filled[i] < s.Length {
-			left = append(left, s)
-			continue
-		}
-		if err := f.deliver(s, bufs[i], ranges, fn); err != nil {
-			return nil, err
-		}
-	}
-	return left, nil
-}
-
-// spanIndex returns the index of the unfinished span equal to r, or -1.
-func spanIndex(spans []Span, filled []int64, r Range) int {
-	for i, s := range spans {
-		if filled[i] < s.Length && s.Range == r {
-			return i
-		}
-	}
-	return -1
+	return nil
 }
 
 // drainLimit is how much of a response's unread rest is read to keep its
 // connection for reuse.
 const drainLimit = 4 << 10
-
-// multipartSlack is how many bytes of part headers and boundaries a
-// multipart/byteranges body may hold per part beyond the data asked for.
-const multipartSlack = 8 << 10
-
-// readMultipart reads a multipart/byteranges body into bufs. Every part
-// must carry a Content-Range equal to one of the unfinished spans and
-// exactly that many bytes; parts may come in any order. Spans finished
-// before a failure stay done for the retry. The body is read only up to
-// the bytes asked plus a little slack per part.
-func (f *HTTP) readMultipart(body io.Reader, boundary string, spans []Span, bufs [][]byte, filled []int64) (int64, error) {
-	if boundary == "" {
-		return 0, fmt.Errorf("fetcher: %s: multipart response without boundary: %w", f.where(), ErrBadResponse)
-	}
-	var budget int64 = multipartSlack
-	left := 0
-	for i, s := range spans {
-		if filled[i] < s.Length {
-			budget += s.Length + multipartSlack
-			left++
-		}
-	}
-	counted := &countingReader{r: io.LimitReader(body, budget)}
-	mr := multipart.NewReader(counted, boundary)
-	for ; left > 0; left-- {
-		// NextRawPart, unlike NextPart, does not undo a
-		// Content-Transfer-Encoding: byte ranges are raw bytes.
-		part, err := mr.NextRawPart()
-		if err == io.EOF {
-			return counted.n, fmt.Errorf("fetcher: %s: multipart response lacks %d of the ranges asked: %w", f.where(), left, ErrBadResponse)
-		}
-		if err != nil {
-			return counted.n, retryable(fmt.Errorf("fetcher: %s: multipart response: %w", f.where(), err), 0)
-		}
-		got, total, err := parseContentRange(part.Header.Get("Content-Range"))
-		if err != nil {
-			return counted.n, err
-		}
-		i := spanIndex(spans, filled, got)
-		if i < 0 || total >= 0 && total != f.size.Load() {
-			return counted.n, fmt.Errorf("fetcher: %s: multipart part with Content-Range %q was not asked for: %w",
-				f.where(), part.Header.Get("Content-Range"), ErrBadContentRange)
-		}
-		if m, err := io.ReadFull(part, bufs[i]); err != nil {
-			filled[i] = 0 // a retry asks for the whole span again
-			return counted.n, bodyError(f, got, err)
-		} else if n, _ := part.Read(make([]byte, 1)); n > 0 {
-			return counted.n, fmt.Errorf("fetcher: %s: multipart part %v longer than its Content-Range: %w", f.where(), got, ErrBadResponse)
-		} else {
-			filled[i] = int64(m)
-		}
-	}
-	return counted.n, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// deliver hands the caller ranges covered by span s to fn. A span that is
-// exactly one range is handed over as is; otherwise each range gets its
-// own copy, so fn may keep or change it.
-func (f *HTTP) deliver(s Span, buf []byte, ranges []Range, fn func(Range, []byte) error) error {
-	for _, i := range s.Covers {
-		r := ranges[i]
-		data := buf
-		if len(s.Covers) > 1 || r != s.Range {
-			data = make([]byte, r.Length)
-			copy(data, buf[r.Offset-s.Offset:])
-		}
-		if err := fn(r, data); err != nil {
-			return err
-		}
-		f.delivered(1)
-	}
-	return nil
-}
 
 // attempt sends one request for spans (nil: no Range header), answering
 // an auth challenge once on the way, and lets read handle the response
@@ -689,7 +528,8 @@ func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attemp
 		}
 		resp.Body.Close()
 	}
-	if err != nil && ctx.Err() == nil && actx.Err() != nil {
+	var stop *callbackError
+	if err != nil && ctx.Err() == nil && actx.Err() != nil && !errors.As(err, &stop) {
 		err = retryable(fmt.Errorf("%w (attempt timeout %v)", err, f.timeout), 0)
 	}
 	info.Latency, info.Err = time.Since(start), err

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -415,8 +416,9 @@ func TestNewHTTPRejects(t *testing.T) {
 }
 
 // TestHTTPRandomFaults fetches many random range sets through a server
-// failing 20% of requests: every delivered range must be right or the
-// fetch must fail with an error, and nothing may hang.
+// failing 20% of requests: every delivered range must be right and
+// delivered once at most, or the fetch must fail with an error, and
+// nothing may hang.
 func TestHTTPRandomFaults(t *testing.T) {
 	blob := testBlob(1 << 20)
 	faults := []registrytest.Fault{registrytest.FaultDrop, registrytest.FaultTruncate, registrytest.Fault500,
@@ -446,7 +448,19 @@ func TestHTTPRandomFaults(t *testing.T) {
 					n := 1 + rng.Int64N(8<<10)
 					ranges[j] = fetcher.Range{Offset: rng.Int64N(int64(len(blob)) - n), Length: n}
 				}
+				var mu sync.Mutex
+				calls, asked := map[fetcher.Range]int{}, map[fetcher.Range]int{}
+				for _, r := range ranges {
+					asked[r]++
+				}
 				err := f.Fetch(context.Background(), ranges, func(r fetcher.Range, data []byte) error {
+					mu.Lock()
+					calls[r]++
+					n := calls[r]
+					mu.Unlock()
+					if n > asked[r] {
+						return fmt.Errorf("range %v: delivered %d times", r, n)
+					}
 					if !bytes.Equal(data, blob[r.Offset:r.End()]) {
 						return fmt.Errorf("range %v: wrong bytes delivered", r)
 					}
@@ -608,5 +622,194 @@ func TestHTTPHonoursRetryAfter(t *testing.T) {
 	checkBytes(t, blob, got)
 	if waited := time.Since(start); waited < time.Second {
 		t.Errorf("retried after %v, before the server's Retry-After of 1s", waited)
+	}
+}
+
+// writePart writes the headers and bytes of one multipart/byteranges part
+// for r, not the delimiter line before it.
+func writePart(w io.Writer, blob []byte, r fetcher.Range) {
+	fmt.Fprintf(w, "Content-Range: bytes %d-%d/%d\r\n\r\n", r.Offset, r.End()-1, len(blob))
+	w.Write(blob[r.Offset:r.End()])
+	io.WriteString(w, "\r\n")
+}
+
+// TestHTTPStreamsRanges checks that fn gets each range as soon as its
+// bytes have arrived, not when the whole answer has: the server sends the
+// first range, then waits for fn to have it before sending the rest.
+func TestHTTPStreamsRanges(t *testing.T) {
+	blob := testBlob(100_000)
+	first := fetcher.Range{Offset: 1000, Length: 500}
+	tests := []struct {
+		name   string
+		second fetcher.Range
+		// head writes the answer up to just after first; tail the rest.
+		head, tail func(w http.ResponseWriter, second fetcher.Range)
+	}{{
+		name:   "multipart",
+		second: fetcher.Range{Offset: 60_000, Length: 700},
+		head: func(w http.ResponseWriter, _ fetcher.Range) {
+			w.Header().Set("Content-Type", "multipart/byteranges; boundary=B")
+			w.WriteHeader(http.StatusPartialContent)
+			io.WriteString(w, "--B\r\n")
+			writePart(w, blob, first)
+			io.WriteString(w, "--B\r\n") // ends the first part
+		},
+		tail: func(w http.ResponseWriter, second fetcher.Range) {
+			writePart(w, blob, second)
+			io.WriteString(w, "--B--\r\n")
+		},
+	}, {
+		name:   "coalesced",
+		second: fetcher.Range{Offset: first.End(), Length: 700},
+		head: func(w http.ResponseWriter, second fetcher.Range) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first.Offset, second.End()-1, len(blob)))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(blob[first.Offset:first.End()])
+		},
+		tail: func(w http.ResponseWriter, second fetcher.Range) { w.Write(blob[second.Offset:second.End()]) },
+	}, {
+		name:   "whole blob",
+		second: fetcher.Range{Offset: 60_000, Length: 700},
+		head: func(w http.ResponseWriter, _ fetcher.Range) {
+			w.Header().Set("Content-Length", fmt.Sprint(len(blob)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(blob[:first.End()])
+		},
+		tail: func(w http.ResponseWriter, _ fetcher.Range) { w.Write(blob[first.End():]) },
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gotFirst := make(chan struct{})
+			var stalled atomic.Bool
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				tt.head(w, tt.second)
+				w.(http.Flusher).Flush()
+				select {
+				case <-gotFirst:
+				case <-time.After(10 * time.Second):
+					stalled.Store(true)
+				case <-r.Context().Done():
+					return
+				}
+				tt.tail(w, tt.second)
+			}))
+			defer srv.Close()
+			f, err := fetcher.NewHTTP(srv.URL+"/v2/a/blobs/sha256:"+strings.Repeat("0", 64),
+				fetcher.WithSize(int64(len(blob))), fetcher.WithCoalescing(fetcher.CoalescePolicy{}), fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var once sync.Once
+			err = f.Fetch(context.Background(), []fetcher.Range{first, tt.second}, func(r fetcher.Range, data []byte) error {
+				if !bytes.Equal(data, blob[r.Offset:r.End()]) {
+					return fmt.Errorf("range %v: wrong bytes", r)
+				}
+				if r == first {
+					once.Do(func() { close(gotFirst) })
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			if stalled.Load() {
+				t.Error("fn did not get the first range until the whole answer had come")
+			}
+			if st := f.Stats(); st.Requests != 1 || st.Ranges != 2 {
+				t.Errorf("Stats = %+v, want 2 ranges from 1 request", st)
+			}
+		})
+	}
+}
+
+// TestHTTPDropRetriesRest checks that when the connection drops part-way
+// through an answer, fn keeps the ranges it got and the retry asks only
+// for the rest.
+func TestHTTPDropRetriesRest(t *testing.T) {
+	blob := testBlob(300_000)
+	tests := []struct {
+		name   string
+		ranges []fetcher.Range
+		head   func(w http.ResponseWriter) // the first answer, up to the drop
+		asks   []string
+	}{{
+		name:   "multipart",
+		ranges: []fetcher.Range{{Offset: 0, Length: 1000}, {Offset: 100_000, Length: 1000}, {Offset: 200_000, Length: 1000}},
+		head: func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "multipart/byteranges; boundary=B")
+			w.WriteHeader(http.StatusPartialContent)
+			io.WriteString(w, "--B\r\n")
+			writePart(w, blob, fetcher.Range{Offset: 0, Length: 1000})
+			io.WriteString(w, "--B\r\n")
+		},
+		asks: []string{"bytes=0-999,100000-100999,200000-200999", "bytes=100000-100999,200000-200999"},
+	}, {
+		// The host ignores ranges; the drop comes in the middle of the
+		// second span, after its first range.
+		name: "whole blob",
+		ranges: []fetcher.Range{{Offset: 0, Length: 100}, {Offset: 100, Length: 100},
+			{Offset: 50_000, Length: 100}, {Offset: 50_100, Length: 100}},
+		head: func(w http.ResponseWriter) {
+			w.Header().Set("Content-Length", fmt.Sprint(len(blob)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(blob[:50_150])
+		},
+		asks: []string{"bytes=0-199,50000-50199", "bytes=50150-50199"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var (
+				mu   sync.Mutex
+				asks []string
+			)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				asks = append(asks, r.Header.Get("Range"))
+				n := len(asks)
+				mu.Unlock()
+				if n > 1 {
+					http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+					return
+				}
+				tt.head(w)
+				w.(http.Flusher).Flush()
+				panic(http.ErrAbortHandler) // drops the connection
+			}))
+			defer srv.Close()
+			f, _ := fetcher.NewHTTP(srv.URL+"/v2/a/blobs/sha256:"+strings.Repeat("0", 64),
+				fetcher.WithSize(int64(len(blob))), fetcher.WithCoalescing(fetcher.CoalescePolicy{}), fast)
+			got, err := fetchAll(t, f, tt.ranges) // fails unless each range came exactly once
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			checkBytes(t, blob, got)
+			if !slices.Equal(asks, tt.asks) {
+				t.Errorf("Range headers %q, want %q", asks, tt.asks)
+			}
+			if st := f.Stats(); st.Ranges != int64(len(tt.ranges)) || st.Failures != 1 {
+				t.Errorf("Stats = %+v, want %d ranges delivered after 1 failure", st, len(tt.ranges))
+			}
+		})
+	}
+}
+
+// TestHTTPCallbackErrorStops checks that an error from fn ends the fetch
+// as it is, without a retry, even while the answer is still streaming.
+func TestHTTPCallbackErrorStops(t *testing.T) {
+	blob := testBlob(100_000)
+	srv := registrytest.NewBlobServer(t, blob)
+	f, _ := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithSize(int64(len(blob))), fast)
+	errStop := errors.New("caller says stop")
+	ranges := []fetcher.Range{{Offset: 0, Length: 100}, {Offset: 100, Length: 100}, {Offset: 200, Length: 100}}
+	calls := 0
+	err := f.Fetch(context.Background(), ranges, func(fetcher.Range, []byte) error {
+		calls++
+		return errStop
+	})
+	if !errors.Is(err, errStop) || calls != 1 {
+		t.Errorf("Fetch = %v after %d calls, want the callback's error after 1", err, calls)
+	}
+	if n := len(srv.Log()); n != 1 {
+		t.Errorf("%d requests, want 1: a callback's error is not retried", n)
 	}
 }

@@ -3,6 +3,7 @@ package fetcher
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,8 +112,8 @@ func FuzzParseDockerConfig(f *testing.F) {
 }
 
 // FuzzReadMultipart feeds arbitrary multipart/byteranges bodies to the
-// reader for two asked spans: it must never panic, and on success both
-// spans must be complete.
+// reader for two asked spans: it must never panic, on success both spans
+// must be complete, and fn must get only complete spans, each once.
 func FuzzReadMultipart(f *testing.F) {
 	f.Add([]byte("--B\r\nContent-Range: bytes 0-9/100\r\n\r\n0123456789\r\n--B\r\nContent-Range: bytes 20-24/100\r\n\r\nabcde\r\n--B--\r\n"))
 	f.Add([]byte("--B\r\nContent-Range: bytes 20-24/100\r\n\r\nabcdef\r\n--B--\r\n"))
@@ -121,11 +122,24 @@ func FuzzReadMultipart(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		spans := []Span{{Range: Range{0, 10}}, {Range: Range{20, 5}}}
-		bufs, filled := allocSpans(spans)
-		_, err := h.readMultipart(strings.NewReader(string(body)), "B", spans, bufs, filled)
-		if err == nil && (filled[0] != 10 || filled[1] != 5) {
-			t.Fatalf("success with spans filled %v", filled)
+		ranges := []Range{{0, 10}, {20, 5}}
+		spans := []Span{{Range: ranges[0], Covers: []int{0}}, {Range: ranges[1], Covers: []int{1}}}
+		handed := map[Range]int{}
+		d := newDelivery(h, spans, ranges, func(r Range, data []byte) error {
+			if int64(len(data)) != r.Length {
+				t.Fatalf("range %v handed %d bytes", r, len(data))
+			}
+			handed[r]++
+			return nil
+		})
+		_, err := d.readMultipart(strings.NewReader(string(body)), "B", []int{0, 1})
+		if err == nil && (d.filled[0] != 10 || d.filled[1] != 5) {
+			t.Fatalf("success with spans filled %v", d.filled)
+		}
+		for r, n := range handed {
+			if n != 1 || !d.done(slices.Index(ranges, r)) {
+				t.Fatalf("range %v handed %d times, span done %v", r, n, d.filled)
+			}
 		}
 	})
 }

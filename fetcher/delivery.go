@@ -1,0 +1,255 @@
+package fetcher
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+)
+
+// delivery reads the spans of one Request, over as many attempts and
+// requests as that takes, and hands each caller range to fn as soon as
+// its last byte is in: the caller can work on a range while the rest of
+// the answer is still downloading. It remembers which ranges fn has, so
+// a retry after a failure part-way never hands a range twice.
+//
+// Different spans may be read by different goroutines at once; one span
+// is read by one goroutine at a time.
+type delivery struct {
+	f      *HTTP
+	spans  []Span
+	ranges []Range // the caller's ranges, which Span.Covers index
+	fn     func(Range, []byte) error
+
+	bufs   [][]byte // each span's bytes; allocated on first read, dropped once all are handed
+	filled []int64  // bytes of each span read, from its start
+	handed []int    // how many of each span's Covers fn has been given, in Covers order
+}
+
+func newDelivery(f *HTTP, spans []Span, ranges []Range, fn func(Range, []byte) error) *delivery {
+	return &delivery{
+		f: f, spans: spans, ranges: ranges, fn: fn,
+		bufs:   make([][]byte, len(spans)),
+		filled: make([]int64, len(spans)),
+		handed: make([]int, len(spans)),
+	}
+}
+
+// callbackError carries fn's error out through the retry loop, which
+// must stop on it. It has no Unwrap on purpose: an error fn returns must
+// not look retryable, whatever it wraps. Fetch returns fn's error itself.
+type callbackError struct{ err error }
+
+func (e *callbackError) Error() string { return e.err.Error() }
+
+// callerError returns fn's own error if err carries one, else err.
+func callerError(err error) error {
+	var cb *callbackError
+	if errors.As(err, &cb) {
+		return cb.err
+	}
+	return err
+}
+
+// done tells whether span i has been read in full.
+func (d *delivery) done(i int) bool { return d.filled[i] == d.spans[i].Length }
+
+// unfinished returns the indexes of the spans not yet read in full.
+func (d *delivery) unfinished() []int {
+	var idx []int
+	for i := range d.spans {
+		if !d.done(i) {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// missing returns the unread rest of each unfinished span among idx.
+func (d *delivery) missing(idx []int) []Range {
+	var want []Range
+	for _, i := range idx {
+		if s := d.spans[i]; !d.done(i) {
+			want = append(want, Range{Offset: s.Offset + d.filled[i], Length: s.Length - d.filled[i]})
+		}
+	}
+	return want
+}
+
+// spanIndex returns the index among idx of the unfinished span equal to
+// r, or -1.
+func (d *delivery) spanIndex(idx []int, r Range) int {
+	for _, i := range idx {
+		if !d.done(i) && d.spans[i].Range == r {
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *delivery) buf(i int) []byte {
+	if d.bufs[i] == nil {
+		d.bufs[i] = make([]byte, d.spans[i].Length)
+	}
+	return d.bufs[i]
+}
+
+// hand gives fn, in offset order, the ranges of span i whose bytes are
+// all read and which fn does not have yet. A span that is exactly one
+// range is handed over as is; otherwise each range gets its own copy, so
+// fn may keep or change it.
+func (d *delivery) hand(i int) error {
+	s := d.spans[i]
+	for d.handed[i] < len(s.Covers) {
+		r := d.ranges[s.Covers[d.handed[i]]]
+		if r.End() > s.Offset+d.filled[i] {
+			return nil
+		}
+		// Counted before the call: whatever fn does, it never gets r twice.
+		d.handed[i]++
+		data := d.bufs[i]
+		if len(s.Covers) > 1 || r != s.Range {
+			data = make([]byte, r.Length)
+			copy(data, d.bufs[i][r.Offset-s.Offset:])
+		}
+		if err := d.fn(r, data); err != nil {
+			return &callbackError{err}
+		}
+		d.f.delivered(1)
+	}
+	d.bufs[i] = nil // fn has all it wants of this span
+	return nil
+}
+
+// fill reads the rest of span i from r, which is positioned at the
+// span's first unread byte. It reads up to the end of the next range fn
+// lacks at a time and hands that range over before reading on.
+func (d *delivery) fill(i int, r io.Reader) (int64, error) {
+	s := d.spans[i]
+	buf := d.buf(i)
+	var n int64
+	for !d.done(i) {
+		// hand leaves the next range ending past the bytes read, so
+		// every step reads at least one byte.
+		end := s.Length
+		if k := d.handed[i]; k < len(s.Covers) {
+			end = min(end, d.ranges[s.Covers[k]].End()-s.Offset)
+		}
+		m, err := io.ReadFull(r, buf[d.filled[i]:end])
+		n += int64(m)
+		d.filled[i] += int64(m)
+		if err != nil {
+			return n, bodyError(d.f, s.Range, err)
+		}
+		if err := d.hand(i); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// readStream reads body, which starts at blob offset pos, into the unread
+// parts of the spans idx (sorted by offset), discarding bytes nobody asked
+// for and stopping after the last span: an endless body costs nothing
+// extra. Progress is kept, so a retry can resume.
+func (d *delivery) readStream(body io.Reader, pos int64, idx []int) (int64, error) {
+	var n int64
+	for _, i := range idx {
+		s := d.spans[i]
+		at := s.Offset + d.filled[i]
+		if at >= s.End() {
+			continue
+		}
+		if at < pos {
+			return n, fmt.Errorf("fetcher: %s: response starts at %d, past wanted byte %d: %w", d.f.where(), pos, at, ErrBadResponse)
+		}
+		if gap := at - pos; gap > 0 {
+			m, err := io.CopyN(io.Discard, body, gap)
+			n += m
+			if err != nil {
+				return n, bodyError(d.f, s.Range, err)
+			}
+		}
+		m, err := d.fill(i, body)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		pos = s.End()
+	}
+	return n, nil
+}
+
+// multipartSlack is how many bytes of part headers and boundaries a
+// multipart/byteranges body may hold per part beyond the data asked for.
+const multipartSlack = 8 << 10
+
+// readMultipart reads a multipart/byteranges body answering a request for
+// the unfinished spans among idx. Every part must carry a Content-Range
+// equal to one of those spans and exactly that many bytes; parts may come
+// in any order. A part's ranges go to fn once the part has passed these
+// checks, before the next part is read; spans finished before a failure
+// stay done for the retry. The body is read only up to the bytes asked
+// plus a little slack per part.
+func (d *delivery) readMultipart(body io.Reader, boundary string, idx []int) (int64, error) {
+	f := d.f
+	if boundary == "" {
+		return 0, fmt.Errorf("fetcher: %s: multipart response without boundary: %w", f.where(), ErrBadResponse)
+	}
+	var budget int64 = multipartSlack
+	left := 0
+	for _, i := range idx {
+		if !d.done(i) {
+			budget += d.spans[i].Length + multipartSlack
+			left++
+		}
+	}
+	counted := &countingReader{r: io.LimitReader(body, budget)}
+	mr := multipart.NewReader(counted, boundary)
+	for ; left > 0; left-- {
+		// NextRawPart, unlike NextPart, does not undo a
+		// Content-Transfer-Encoding: byte ranges are raw bytes.
+		part, err := mr.NextRawPart()
+		if err == io.EOF {
+			return counted.n, fmt.Errorf("fetcher: %s: multipart response lacks %d of the ranges asked: %w", f.where(), left, ErrBadResponse)
+		}
+		if err != nil {
+			return counted.n, retryable(fmt.Errorf("fetcher: %s: multipart response: %w", f.where(), err), 0)
+		}
+		got, total, err := parseContentRange(part.Header.Get("Content-Range"))
+		if err != nil {
+			return counted.n, err
+		}
+		i := d.spanIndex(idx, got)
+		if i < 0 || total >= 0 && total != f.size.Load() {
+			return counted.n, fmt.Errorf("fetcher: %s: multipart part with Content-Range %q was not asked for: %w",
+				f.where(), part.Header.Get("Content-Range"), ErrBadContentRange)
+		}
+		// The part is read whole, not streamed like a single range: its
+		// length is only known to be right at its end.
+		m, err := io.ReadFull(part, d.buf(i))
+		if err != nil {
+			d.filled[i] = 0 // a retry asks for the whole span again
+			return counted.n, bodyError(f, got, err)
+		}
+		if n, _ := part.Read(make([]byte, 1)); n > 0 {
+			return counted.n, fmt.Errorf("fetcher: %s: multipart part %v longer than its Content-Range: %w", f.where(), got, ErrBadResponse)
+		}
+		d.filled[i] = int64(m)
+		if err := d.hand(i); err != nil {
+			return counted.n, err
+		}
+	}
+	return counted.n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
