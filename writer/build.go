@@ -99,7 +99,7 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	}
 
 	sink := newBlobSink(w)
-	pipe, err := startPipeline(ctx, sink, cfg.concurrency, func() (frameEncoder, error) {
+	pipe, err := startPipeline(ctx, sink, cfg.concurrency, cfg.memberLimit(), func() (frameEncoder, error) {
 		return newGzipEncoder(cfg.level)
 	})
 	if err != nil {

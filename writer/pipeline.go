@@ -54,6 +54,9 @@ type member struct {
 	done    chan struct{} // closed once out, digests and err are set
 }
 
+// keptBuffer is the largest buffer an idle member keeps.
+const keptBuffer = 256 << 10
+
 // span is the part of a member's raw bytes at [off, off+n).
 type span struct{ off, n int }
 
@@ -68,6 +71,15 @@ func (m *member) compress(enc frameEncoder) error {
 
 // reset empties m for reuse.
 func (m *member) reset() {
+	// A member keeps its buffers for the next use unless they grew large:
+	// many members exist, and only the byte budget bounds what is in
+	// flight, not what idle members hold.
+	if cap(m.raw) > keptBuffer {
+		m.raw = nil
+	}
+	if m.out.Cap() > keptBuffer {
+		m.out = bytes.Buffer{}
+	}
 	m.raw = m.raw[:0]
 	m.chunks = m.chunks[:0]
 	m.digests = m.digests[:0]
@@ -114,9 +126,13 @@ func (s *blobSink) write(compressed, raw []byte) error {
 }
 
 // pipeline compresses members on concurrency workers and writes them to
-// the sink in submission order. At most a fixed number of members exist, so
-// memory stays bounded whatever the layer size: the producer waits in
-// acquire until the sink has written and released one.
+// the sink in submission order. Memory stays bounded whatever the layer
+// size: the uncompressed bytes in flight never pass a budget (the producer
+// waits in submit), and a fixed number of members exist (it waits in
+// acquire). The budget is in bytes, not members, because a layer's members
+// range from a few hundred bytes to a whole chunk: with a count, one large
+// member being compressed held up the output while the small ones behind it
+// used up every member, and a worker sat idle.
 type pipeline struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -134,9 +150,16 @@ type pipeline struct {
 	digests []digest.Digest
 	err     error // first sink or encoder error, set by the sink goroutine
 	closed  bool
+
+	mu            sync.Mutex
+	drained       *sync.Cond // signalled when the sink has written a member
+	inFlightBytes int        // uncompressed bytes submitted and not yet written
+	budget        int
 }
 
-func startPipeline(ctx context.Context, sink *blobSink, concurrency int, newEncoder func() (frameEncoder, error)) (*pipeline, error) {
+// startPipeline starts concurrency workers; memberLimit is the largest
+// member the producer fills.
+func startPipeline(ctx context.Context, sink *blobSink, concurrency, memberLimit int, newEncoder func() (frameEncoder, error)) (*pipeline, error) {
 	encoders := make([]frameEncoder, concurrency)
 	for i := range encoders {
 		enc, err := newEncoder()
@@ -145,16 +168,19 @@ func startPipeline(ctx context.Context, sink *blobSink, concurrency int, newEnco
 		}
 		encoders[i] = enc
 	}
-	// Enough members for every worker to have one in hand and one
-	// queued, plus the one the producer is filling.
-	inFlight := 2*concurrency + 1
+	// Bytes enough for every worker to have a full member in hand and one
+	// queued, plus the one the producer is filling; members enough for
+	// many small ones to flow past a large one.
+	inFlight := 8*concurrency + 1
 	p := &pipeline{
 		free:     make(chan *member, inFlight),
 		work:     make(chan *member, inFlight),
 		order:    make(chan *member, inFlight),
 		sinkDone: make(chan struct{}),
 		sink:     sink,
+		budget:   (2*concurrency + 1) * memberLimit,
 	}
+	p.drained = sync.NewCond(&p.mu)
 	p.ctx, p.cancel = context.WithCancelCause(ctx)
 	for range inFlight {
 		p.free <- new(member)
@@ -186,6 +212,10 @@ func (p *pipeline) drainInOrder() {
 				p.cancel(p.err)
 			}
 		}
+		p.mu.Lock()
+		p.inFlightBytes -= len(m.raw)
+		p.drained.Broadcast()
+		p.mu.Unlock()
 		m.reset()
 		p.free <- m
 	}
@@ -204,9 +234,17 @@ func (p *pipeline) acquire() (*member, error) {
 	}
 }
 
-// submit queues a filled member for compression and output. It never
-// blocks: the channels hold every member that exists.
+// submit queues a filled member for compression and output, first
+// waiting while the bytes in flight would pass the budget. The channels
+// hold every member that exists, so queueing never blocks; the sink keeps
+// draining even after an error, so the wait always ends.
 func (p *pipeline) submit(m *member) {
+	p.mu.Lock()
+	for p.inFlightBytes > 0 && p.inFlightBytes+len(m.raw) > p.budget {
+		p.drained.Wait()
+	}
+	p.inFlightBytes += len(m.raw)
+	p.mu.Unlock()
 	m.done = make(chan struct{})
 	p.order <- m
 	p.work <- m

@@ -43,7 +43,7 @@ func (z *zstdEncoder) encode(dst *bytes.Buffer, src []byte) error {
 // tar-split and the footer in skippable frames.
 func buildZstdChunked(ctx context.Context, w io.Writer, in io.Reader, cfg *config, res *Result) error {
 	sink := newBlobSink(w)
-	pipe, err := startPipeline(ctx, sink, cfg.concurrency, func() (frameEncoder, error) {
+	pipe, err := startPipeline(ctx, sink, cfg.concurrency, cfg.memberLimit(), func() (frameEncoder, error) {
 		return newZstdEncoder(cfg.level)
 	})
 	if err != nil {
