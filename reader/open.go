@@ -12,9 +12,10 @@ import (
 // which holds the footer and, when the tail is large enough (see
 // WithTailHint), the whole index; otherwise it fetches the index with one
 // more request. With zstd:chunked annotations (WithAnnotations) the footer
-// is not needed: the index comes in one request. The index is checked against WithTOCDigest, decoded and
-// validated against the blob's size before Open returns. ctx bounds Open
-// only; reads from the returned Layer run until the Layer is closed.
+// is not needed: the index comes in one request. The index is checked
+// against WithTOCDigest, decoded and validated against the blob's size
+// before Open returns. ctx bounds Open only; reads from the returned Layer
+// run until the Layer is closed.
 func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error) {
 	cfg := newConfig(opts)
 	annotated, err := annotatedIndex(&cfg)
