@@ -5,44 +5,36 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"runtime"
+	"slices"
 	"sync"
-	"time"
 
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
-// Progress reports how far Run has come, summed over the layers. Frames
-// are the compressed units chunks are stored in; Bytes counts their
-// compressed size. Totals grow as each layer works out what it needs.
-type Progress struct {
-	Frames, FramesDone int
-	Bytes, BytesDone   int64
-	// Busy is the time spent decompressing and verifying, summed over
-	// the goroutines that did it.
-	Busy time.Duration
-}
+// Progress reports how far Run has come, summed over the layers: the
+// fields mean what they mean for one layer's prefetch. Totals grow as
+// each layer works out what it needs.
+type Progress = reader.PrefetchProgress
 
 // A RunOption configures Run.
 type RunOption func(*runConfig)
 
 type runConfig struct {
-	requests int
-	workers  int
-	progress func(Progress)
+	layerOpts []reader.PrefetchOption // for every layer's prefetch
+	progress  func(Progress)
 }
 
 // WithRequests bounds the requests Run keeps in flight for each layer;
 // the default is reader.DefaultPrefetchRequests.
 func WithRequests(n int) RunOption {
-	return func(c *runConfig) { c.requests = n }
+	return func(c *runConfig) { c.layerOpts = append(c.layerOpts, reader.WithPrefetchRequests(n)) }
 }
 
 // WithWorkers bounds how many frames each layer decompresses and
 // verifies at once; the default is GOMAXPROCS.
 func WithWorkers(n int) RunOption {
-	return func(c *runConfig) { c.workers = n }
+	return func(c *runConfig) { c.layerOpts = append(c.layerOpts, reader.WithPrefetchWorkers(n)) }
 }
 
 // WithProgress makes Run call fn as frames arrive, decompressed, verified
@@ -87,7 +79,7 @@ func (e *Execution) Wait() error {
 // layers beyond len(layers), or of a nil layer, are skipped too. Every
 // layer must have been opened with reader.WithCache.
 func Start(ctx context.Context, plan *Plan, layers []*reader.Layer, opts ...RunOption) (*Execution, error) {
-	cfg := runConfig{requests: reader.DefaultPrefetchRequests, workers: runtime.GOMAXPROCS(0)}
+	var cfg runConfig
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -134,7 +126,7 @@ func Start(ctx context.Context, plan *Plan, layers []*reader.Layer, opts ...RunO
 	ctx, cancel := context.WithCancelCause(ctx)
 	var started []*reader.Prefetching
 	for _, layer := range order {
-		popts := []reader.PrefetchOption{reader.WithPrefetchRequests(cfg.requests), reader.WithPrefetchWorkers(cfg.workers)}
+		popts := slices.Clip(cfg.layerOpts)
 		if cfg.progress != nil {
 			popts = append(popts, reader.WithPrefetchProgress(func(p reader.PrefetchProgress) { report(layer, p) }))
 		}
