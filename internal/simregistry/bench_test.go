@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,6 +59,49 @@ func BenchmarkLinkAccuracy(b *testing.B) {
 				wg.Wait()
 				total += time.Since(start)
 			}
+			b.ReportMetric(float64(total)/float64(b.N)/float64(model), "ratio")
+		})
+	}
+}
+
+// BenchmarkLinkAccuracyManyRanges is BenchmarkLinkAccuracy for one
+// multi-range request of many small ranges, as a prefetch of small files
+// sends: part headers and small parts must not slow the link down.
+//
+//	go test -run '^$' -bench LinkAccuracyManyRanges -benchtime 3x ./internal/simregistry/
+func BenchmarkLinkAccuracyManyRanges(b *testing.B) {
+	link := Link{RTT: 20 * time.Millisecond, Bandwidth: 50e6}
+	blob := make([]byte, 16<<20)
+	for _, size := range []int{1 << 10, 8 << 10} {
+		b.Run(fmt.Sprintf("%s/part=%d", FormatBandwidth(link.Bandwidth), size), func(b *testing.B) {
+			s, err := NewServer(WithLink(link))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			url := s.BlobURL("bench", s.AddBlob("bench", blob))
+			const parts = 1000
+			var spec []string
+			for i := range parts {
+				at := i * len(blob) / parts
+				spec = append(spec, fmt.Sprintf("%d-%d", at, at+size-1))
+			}
+			var total time.Duration
+			var got int64
+			for b.Loop() {
+				start := time.Now()
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Header.Set("Range", "bytes="+strings.Join(spec, ","))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				got, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				total += time.Since(start)
+			}
+			b.SetBytes(got)
+			model := link.RTT + link.TransferTime(got)
 			b.ReportMetric(float64(total)/float64(b.N)/float64(model), "ratio")
 		})
 	}

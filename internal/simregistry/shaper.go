@@ -83,11 +83,12 @@ func (s *shaper) wrap(h http.Handler) http.Handler {
 		if err := sleepUntil(r.Context(), start.Add(s.link.RTT)); err != nil {
 			return // the client gave up while the request was in flight
 		}
-		sw := &shapedWriter{ResponseWriter: w, s: s, ctx: r.Context(), req: req}
+		sw := newShapedWriter(w, s, r.Context(), req)
 		if status := s.faultFor(r); status != 0 {
 			sw.WriteHeader(status)
 			return
 		}
+		defer sw.finish()
 		h.ServeHTTP(sw, r)
 	})
 }
@@ -100,15 +101,22 @@ func (s *shaper) faultFor(r *http.Request) int {
 }
 
 // reserve books n bytes on the pipe and returns when they have been sent.
-func (s *shaper) reserve(n int) time.Time {
+// A backlogged sender is one whose response had more bytes waiting when
+// it sent its last slice.
+func (s *shaper) reserve(n int, backlogged bool) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	start := s.free
 	// A writer that woke a little late continues from its deadline, so
-	// jitter does not accumulate; a pipe idle for longer starts afresh,
-	// with no credit for the idle time.
-	if start.Before(now.Add(-pacingSlack)) {
+	// jitter does not accumulate; a backlogged one continues as long as
+	// its send buffer could have kept the pipe busy. A pipe idle for
+	// longer starts afresh, with no credit for the idle time.
+	slack := pacingSlack
+	if backlogged {
+		slack = max(slack, s.link.TransferTime(sendBuffer))
+	}
+	if start.Before(now.Add(-slack)) {
 		start = now
 	}
 	s.free = start.Add(s.link.TransferTime(int64(n)))
@@ -153,12 +161,40 @@ func (s *shaper) reset() {
 }
 
 // shapedWriter paces a response body through the shaper's pipe and
-// counts it.
+// counts it. The handler's writes go to a buffer, as a server's go to its
+// socket's send buffer, and a sender goroutine drains it onto the pipe
+// in slices: many small writes (the part headers and small parts of a
+// multi-range answer) cost the link their bytes, not a sleep and a flush
+// each. The handler blocks while sendBuffer bytes wait.
 type shapedWriter struct {
 	http.ResponseWriter
 	s   *shaper
 	ctx context.Context
 	req *Request
+
+	out sync.Mutex // serialises use of the ResponseWriter
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	pending []byte // written by the handler, not yet sent
+	closed  bool   // the handler has returned
+	err     error  // sending failed; the handler's next write returns it
+	sending bool   // the sender goroutine runs
+	sent    chan struct{}
+}
+
+// sendBuffer is how many body bytes a response may have waiting for the
+// pipe: a TCP send buffer, which must hold at least the link's
+// bandwidth-delay product (1 MB at 50 MB/s and 20 ms) for one connection
+// to fill the link. While a response has bytes waiting, a sender that
+// wakes late continues from the pipe's last deadline if the buffer could
+// have covered the delay, as the socket would have kept sending.
+const sendBuffer = 1 << 20
+
+func newShapedWriter(w http.ResponseWriter, s *shaper, ctx context.Context, req *Request) *shapedWriter {
+	sw := &shapedWriter{ResponseWriter: w, s: s, ctx: ctx, req: req, sent: make(chan struct{})}
+	sw.cond.L = &sw.mu
+	return sw
 }
 
 // WriteHeader sends the header at once, as a server on the network
@@ -166,34 +202,92 @@ type shapedWriter struct {
 // off (a proxied upstream's truncated response, for one).
 func (w *shapedWriter) WriteHeader(status int) {
 	w.s.update(func() { w.req.Status = status })
+	w.out.Lock()
+	defer w.out.Unlock()
 	w.ResponseWriter.WriteHeader(status)
-	w.Flush()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
-// Write sends p in slices, each when the pipe has carried it.
+// Write queues p for the pipe, waiting while the send buffer is full.
 func (w *shapedWriter) Write(p []byte) (int, error) {
 	if w.s.link.Bandwidth <= 0 {
+		w.out.Lock()
+		defer w.out.Unlock()
 		return w.send(p)
 	}
-	written := 0
-	for len(p) > 0 {
-		n := min(len(p), sliceSize)
-		if err := sleepUntil(w.ctx, w.s.reserve(n)); err != nil {
-			return written, err
-		}
-		m, err := w.send(p[:n])
-		written += m
-		if err != nil {
-			return written, err
-		}
-		// Hand the slice to the socket now, not when a buffer fills, so
-		// the client sees it at its deadline.
-		if f, ok := w.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
-		p = p[n:]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.pending) >= sendBuffer && w.err == nil {
+		w.cond.Wait()
 	}
-	return written, nil
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.pending = append(w.pending, p...)
+	if !w.sending {
+		w.sending = true
+		go w.drain()
+	}
+	w.cond.Broadcast()
+	return len(p), nil
+}
+
+// drain sends the pending bytes in slices, each when the pipe has carried
+// it, until the handler has returned and nothing is left.
+func (w *shapedWriter) drain() {
+	defer close(w.sent)
+	buf := make([]byte, sliceSize)
+	backlogged := false
+	for {
+		w.mu.Lock()
+		for len(w.pending) == 0 && !w.closed {
+			backlogged = false
+			w.cond.Wait()
+		}
+		if len(w.pending) == 0 {
+			w.mu.Unlock()
+			return
+		}
+		n := copy(buf, w.pending)
+		w.pending = w.pending[n:]
+		w.cond.Broadcast()
+		w.mu.Unlock()
+
+		err := sleepUntil(w.ctx, w.s.reserve(n, backlogged))
+		if err == nil {
+			w.out.Lock()
+			_, err = w.send(buf[:n])
+			// Hand the slice to the socket now, not when a buffer
+			// fills, so the client sees it at its deadline.
+			if f, ok := w.ResponseWriter.(http.Flusher); ok && err == nil {
+				f.Flush()
+			}
+			w.out.Unlock()
+		}
+		if err != nil {
+			w.mu.Lock()
+			w.err, w.pending = err, nil
+			w.cond.Broadcast()
+			w.mu.Unlock()
+			return
+		}
+		backlogged = true
+	}
+}
+
+// finish waits until the body the handler wrote has been sent or the
+// sending failed. The handler must have returned.
+func (w *shapedWriter) finish() {
+	w.mu.Lock()
+	w.closed = true
+	w.cond.Broadcast()
+	sending := w.sending
+	w.mu.Unlock()
+	if sending {
+		<-w.sent
+	}
 }
 
 // send writes p, counting its bytes before they leave: a client that has
@@ -214,12 +308,9 @@ func (w *shapedWriter) count(n int) {
 	})
 }
 
-// Flush implements http.Flusher for handlers that stream.
-func (w *shapedWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
+// Flush implements http.Flusher for handlers that stream. Queued bytes
+// leave as fast as the pipe carries them anyway.
+func (w *shapedWriter) Flush() {}
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *shapedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
