@@ -8,6 +8,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/archive/tar"
 )
 
 // syntheticTOC returns a TOC of about n entries shaped like a large layer:
@@ -84,5 +85,108 @@ func BenchmarkReadEStargzTOCMember(b *testing.B) {
 		if _, err := ReadEStargzTOCMember(member.Bytes()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// syntheticZstdChunked returns the index frames of a zstd:chunked layer
+// of about n entries shaped as syntheticTOC's (15,000 is the Go
+// toolchain's size): the compressed TOC and tar-split, the tar-split's
+// digest, and the footer locating them. The tar-split holds each entry's
+// tar header block, after the previous file's padding, and its file
+// record, as tar-split's disassembler writes them.
+func syntheticZstdChunked(tb testing.TB, n int) (compressedTOC, compressedTarSplit []byte, tarSplitDigest digest.Digest, f Footer) {
+	index, dataEnd := syntheticTOC(n)
+	index.Format = FormatZstdChunked
+	var split bytes.Buffer
+	tw, err := NewTarSplitWriter(&split, 10)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var padding int64
+	for _, e := range index.Entries {
+		hdr := &tar.Header{Name: e.Name, Mode: e.Mode, Size: e.Size, ModTime: e.ModTime,
+			Uname: e.UserName, Gname: e.GroupName, Typeflag: tar.TypeReg, Format: tar.FormatUSTAR}
+		if e.Type == TypeDir {
+			hdr.Name, hdr.Typeflag = e.Name+"/", tar.TypeDir
+		}
+		var block bytes.Buffer
+		block.Write(make([]byte, padding))
+		if err := tar.NewWriter(&block).WriteHeader(hdr); err != nil {
+			tb.Fatal(err)
+		}
+		crc := NewTarSplitCRC()
+		var sum []byte
+		if e.Size > 0 {
+			fmt.Fprint(crc, e.Name)
+			sum = crc.Sum(nil)
+		}
+		if err := tw.AddSegment(block.Bytes()); err != nil {
+			tb.Fatal(err)
+		}
+		if err := tw.AddFile(hdr.Name, e.Size, sum); err != nil {
+			tb.Fatal(err)
+		}
+		padding = -e.Size & (512 - 1)
+	}
+	if err := tw.AddSegment(make([]byte, padding+1024)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	js, err := MarshalZstdChunked(index, tw.Digest())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	compressedTOC, err = CompressZstd(js, 10)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, uncompressed := tw.Size()
+	f = Footer{
+		Format:                     FormatZstdChunked,
+		TOCOffset:                  dataEnd + SkippableFrameHeaderSize,
+		TOCLength:                  int64(len(compressedTOC)),
+		TOCUncompressedLength:      int64(len(js)),
+		TarSplitLength:             int64(split.Len()),
+		TarSplitUncompressedLength: uncompressed,
+	}
+	f.TarSplitOffset = f.TOCOffset + f.TOCLength + SkippableFrameHeaderSize
+	return compressedTOC, split.Bytes(), tw.Digest(), f
+}
+
+// BenchmarkDecodeZstdChunked decodes the TOC of a layer the size of the
+// Go toolchain: decompression, JSON and validation.
+func BenchmarkDecodeZstdChunked(b *testing.B) {
+	compressed, _, _, f := syntheticZstdChunked(b, 15000)
+	b.SetBytes(f.TOCUncompressedLength)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := DecodeZstdChunked(compressed, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCheckTarSplit checks the tar-split of a layer the size of the
+// Go toolchain against its TOC, as a reader opening it does: digest,
+// decompression, records, tar headers and the comparison.
+func BenchmarkCheckTarSplit(b *testing.B) {
+	compressed, split, want, f := syntheticZstdChunked(b, 15000)
+	index, _, err := DecodeZstdChunked(compressed, f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(f.TarSplitUncompressedLength)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := NewTarSplitReader(split, want)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := CheckTarSplit(r, index); err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
 	}
 }

@@ -3,7 +3,6 @@ package toc
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -101,8 +100,10 @@ type TarSplitReader struct {
 	lr    *io.LimitedReader
 	br    *bufio.Reader
 	limit int64
-	line  []byte
-	n     int // records read
+	line  []byte // a record spanning more than br's buffer
+	n     int    // records read
+	dec   tarSplitDecoder
+	entry tarSplitEntry
 }
 
 // NewTarSplitReader returns a reader of the tar-split stream compressed,
@@ -140,39 +141,53 @@ func (r *TarSplitReader) Close() error {
 // Next returns the next record, or io.EOF after the last one. Each record
 // is freshly allocated; the caller may keep it.
 func (r *TarSplitReader) Next() (*TarSplitRecord, error) {
+	e, err := r.next()
+	if err != nil {
+		return nil, err
+	}
+	return &TarSplitRecord{Type: TarSplitRecordType(e.typ), Name: string(e.name), Size: e.size, Payload: bytes.Clone(e.payload)}, nil
+}
+
+// next returns the next record, checked as Next documents, or io.EOF. The
+// record and its slices are only valid until the following call: they
+// are the reader's buffers, reused from record to record.
+func (r *TarSplitReader) next() (*tarSplitEntry, error) {
 	line, err := r.readLine()
 	if err != nil {
 		return nil, err
 	}
-	var e storage.Entry
-	if err := json.Unmarshal(line, &e); err != nil {
+	e := &r.entry
+	if err := r.dec.decode(line, e); err != nil {
 		return nil, fmt.Errorf("toc: tar-split record %d: %w: %w", r.n, ErrInvalidTarSplit, err)
 	}
-	rec := &TarSplitRecord{Type: TarSplitRecordType(e.Type), Name: e.GetName(), Size: e.Size, Payload: e.Payload}
-	switch rec.Type {
-	case TarSplitSegment:
-	case TarSplitFile:
+	switch e.typ {
+	case int64(TarSplitSegment):
+	case int64(TarSplitFile):
 		wantLen := 0
-		if rec.Size > 0 {
+		if e.size > 0 {
 			wantLen = crc64.Size
 		}
-		if rec.Size < 0 || len(rec.Payload) != wantLen {
+		if e.size < 0 || len(e.payload) != wantLen {
 			return nil, fmt.Errorf("toc: tar-split record %d: file %q of %d bytes with a %d-byte checksum: %w",
-				r.n, rec.Name, rec.Size, len(rec.Payload), ErrInvalidTarSplit)
+				r.n, e.name, e.size, len(e.payload), ErrInvalidTarSplit)
 		}
 	default:
-		return nil, fmt.Errorf("toc: tar-split record %d: unknown type %d: %w", r.n, e.Type, ErrInvalidTarSplit)
+		return nil, fmt.Errorf("toc: tar-split record %d: unknown type %d: %w", r.n, e.typ, ErrInvalidTarSplit)
 	}
 	r.n++
-	return rec, nil
+	return e, nil
 }
 
 // readLine returns the next newline-terminated record, refusing records
-// over MaxTarSplitRecordSize and streams over the size limit.
+// over MaxTarSplitRecordSize and streams over the size limit. The line is
+// valid until the next call.
 func (r *TarSplitReader) readLine() ([]byte, error) {
 	r.line = r.line[:0]
 	for {
 		chunk, err := r.br.ReadSlice('\n')
+		if err == nil && len(r.line) == 0 && len(chunk) <= MaxTarSplitRecordSize {
+			return chunk, nil // the whole line is in br's buffer: no copy
+		}
 		if len(r.line)+len(chunk) > MaxTarSplitRecordSize {
 			return nil, fmt.Errorf("toc: tar-split record %d exceeds %d bytes: %w", r.n, MaxTarSplitRecordSize, ErrInvalidTarSplit)
 		}
@@ -196,10 +211,10 @@ func (r *TarSplitReader) readLine() ([]byte, error) {
 
 // tarSplitHeaders walks a tar-split stream's tar headers: it parses each
 // header out of its segment (skipping the previous entry's padding), and
-// pairs it with the file record that must follow it. fn is called with
-// each header and its file record; the return value is the size of the
-// tar stream the records describe.
-func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header, file *TarSplitRecord) error) (int64, error) {
+// checks that the file record that must follow it agrees. fn is called
+// with each header; the return value is the size of the tar stream the
+// records describe.
+func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header) error) (int64, error) {
 	var (
 		size    int64
 		padding int64       // padding still to skip before the next header
@@ -207,33 +222,33 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header, file *TarSplitR
 		ended   bool        // the end-of-archive blocks have been seen
 	)
 	for {
-		rec, err := r.Next()
+		rec, err := r.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return 0, err
 		}
-		if rec.Type == TarSplitFile {
+		if rec.typ == int64(TarSplitFile) {
 			if pending == nil {
-				return 0, fmt.Errorf("toc: tar-split record %d: file %q without a tar header: %w", r.n-1, rec.Name, ErrTarSplitMismatch)
+				return 0, fmt.Errorf("toc: tar-split record %d: file %q without a tar header: %w", r.n-1, rec.name, ErrTarSplitMismatch)
 			}
-			if rec.Name != pending.Name || rec.Size != pending.Size {
+			if string(rec.name) != pending.Name || rec.size != pending.Size {
 				return 0, fmt.Errorf("toc: tar-split record %d: file %q of %d bytes follows header %q of %d bytes: %w",
-					r.n-1, rec.Name, rec.Size, pending.Name, pending.Size, ErrTarSplitMismatch)
+					r.n-1, rec.name, rec.size, pending.Name, pending.Size, ErrTarSplitMismatch)
 			}
-			if err := fn(pending, rec); err != nil {
+			if err := fn(pending); err != nil {
 				return 0, err
 			}
 			pending = nil
-			size += rec.Size
+			size += rec.size
 			continue
 		}
-		size += int64(len(rec.Payload))
+		size += int64(len(rec.payload))
 		if pending != nil {
 			return 0, fmt.Errorf("toc: tar-split record %d: header %q is not followed by its file record: %w", r.n-1, pending.Name, ErrTarSplitMismatch)
 		}
-		seg := rec.Payload
+		seg := rec.payload
 		skip := min(padding, int64(len(seg)))
 		seg, padding = seg[skip:], padding-skip
 		if ended || len(seg) == 0 {
@@ -266,7 +281,7 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header, file *TarSplitR
 // uncompressed size). Disagreements wrap ErrTarSplitMismatch.
 func CheckTarSplit(r *TarSplitReader, t *TOC) (tarSize int64, err error) {
 	m := tarSplitMatcher{toc: t}
-	size, err := tarSplitHeaders(r, func(hdr *tar.Header, _ *TarSplitRecord) error { return m.match(hdr) })
+	size, err := tarSplitHeaders(r, m.match)
 	if err != nil {
 		return 0, err
 	}
@@ -290,7 +305,7 @@ func ReadTarSplitHeaders(r *TarSplitReader, max int) (*TarSplitHeaders, error) {
 		max = DefaultMaxEntries
 	}
 	h := new(TarSplitHeaders)
-	size, err := tarSplitHeaders(r, func(hdr *tar.Header, _ *TarSplitRecord) error {
+	size, err := tarSplitHeaders(r, func(hdr *tar.Header) error {
 		if len(h.headers) == max {
 			return fmt.Errorf("toc: tar-split has more than %d entries: %w", max, ErrTOCTooLarge)
 		}
@@ -446,35 +461,35 @@ func WriteTarFromTarSplit(w io.Writer, r *TarSplitReader, open func(name string,
 	buf := make([]byte, 32<<10)
 	crc := NewTarSplitCRC()
 	for {
-		rec, err := r.Next()
+		rec, err := r.next()
 		if err == io.EOF {
 			return written, nil
 		}
 		if err != nil {
 			return written, err
 		}
-		if rec.Type == TarSplitSegment {
-			n, err := w.Write(rec.Payload)
+		if rec.typ == int64(TarSplitSegment) {
+			n, err := w.Write(rec.payload)
 			written += int64(n)
 			if err != nil {
 				return written, err
 			}
 			continue
 		}
-		if rec.Size == 0 {
+		if rec.size == 0 {
 			continue
 		}
-		name, err := cleanName(rec.Name)
+		name, err := cleanName(string(rec.name))
 		if err != nil {
-			return written, fmt.Errorf("toc: tar-split file %q: %w: %w", rec.Name, ErrInvalidTarSplit, err)
+			return written, fmt.Errorf("toc: tar-split file %q: %w: %w", rec.name, ErrInvalidTarSplit, err)
 		}
-		n, err := copyFileContents(w, crc, buf, name, rec.Size, open)
+		n, err := copyFileContents(w, crc, buf, name, rec.size, open)
 		written += n
 		if err != nil {
 			return written, err
 		}
-		if got := crc.Sum(nil); !bytes.Equal(got, rec.Payload) {
-			return written, fmt.Errorf("toc: tar-split file %q: contents have CRC-64 %x, tar-split records %x: %w", name, got, rec.Payload, ErrTarSplitMismatch)
+		if got := crc.Sum(nil); !bytes.Equal(got, rec.payload) {
+			return written, fmt.Errorf("toc: tar-split file %q: contents have CRC-64 %x, tar-split records %x: %w", name, got, rec.payload, ErrTarSplitMismatch)
 		}
 	}
 }
