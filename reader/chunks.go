@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -239,12 +236,13 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 				return truncated(err)
 			}
 			data := make([]byte, sp.size)
-			if _, err := io.ReadFull(r, data); err != nil {
-				return truncated(err)
+			mismatch, err := readChunk(r, data, sp.digest)
+			if err != nil {
+				return err
 			}
 			pos = sp.inner + sp.size
-			if err := verify(sp.digest, data); err != nil {
-				res[sp] = spanResult{err: err}
+			if mismatch != nil {
+				res[sp] = spanResult{err: mismatch}
 				continue
 			}
 			res[sp] = spanResult{data: data}
@@ -315,53 +313,40 @@ func (l *Layer) decompress(frame []byte, fn func(io.Reader) error) error {
 // Writers use the default levels, whose windows are a few MiB.
 const maxZstdWindow = 64 << 20
 
-// verify checks data against want. sha256, the only algorithm the
-// formats use, takes a fast path that skips go-digest's regexp checks.
-func verify(want digest.Digest, data []byte) error {
-	// go-digest's accessors panic on a digest without ':'; the index is
-	// untrusted, so split it here.
-	if alg, encoded, _ := strings.Cut(string(want), ":"); alg == string(digest.SHA256) {
-		sum := sha256.Sum256(data)
-		var hexSum [2 * sha256.Size]byte
-		hex.Encode(hexSum[:], sum[:])
-		if encoded != string(hexSum[:]) {
-			return fmt.Errorf("%w: bytes do not match %s", ErrChunkDigest, want)
-		}
-		return nil
-	}
-	if err := want.Validate(); err != nil {
-		return fmt.Errorf("%w: invalid digest %q: %v", ErrChunkDigest, want, err)
-	}
-	v := want.Verifier()
-	v.Write(data)
-	if !v.Verified() {
-		return fmt.Errorf("%w: bytes do not match %s", ErrChunkDigest, want)
-	}
-	return nil
-}
-
 // flightGroup collapses concurrent loads of one frame into one. A load
-// runs on its own goroutine under the layer's context and is cancelled
-// only when every caller waiting for it has given up.
+// runs under the layer's context and is cancelled only when every caller
+// waiting for it has given up.
 type flightGroup struct {
 	mu sync.Mutex
 	m  map[int64]*flight
 }
 
 type flight struct {
+	ctx     context.Context // the load's, under the layer's
+	cancel  context.CancelFunc
 	done    chan struct{}
 	res     frameResult
 	err     error
 	waiters int
 	shared  bool // more than one caller received res
-	cancel  context.CancelFunc
 }
 
 // do returns the result of load for key, running it unless a load for key
 // is already under way. shared reports whether other callers received
 // the same result.
+//
+// A caller whose ctx is base waits for as long as the load can run, so
+// it runs the load itself rather than on a goroutine of its own: a reader
+// then pays no goroutine hand-off per chunk.
 func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context.Context) (frameResult, error)) (res frameResult, shared bool, err error) {
-	f, _ := g.join(base, key, load)
+	if ctx != base {
+		f, _ := g.join(base, key, load)
+		return g.wait(ctx, key, f)
+	}
+	f, started := g.enter(base, key)
+	if started {
+		g.run(key, f, load)
+	}
 	return g.wait(ctx, key, f)
 }
 
@@ -369,6 +354,17 @@ func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context
 // goroutine under base unless a load for key is already under way;
 // started reports which. The waiter must then call wait.
 func (g *flightGroup) join(base context.Context, key int64, load func(context.Context) (frameResult, error)) (f *flight, started bool) {
+	f, started = g.enter(base, key)
+	if started {
+		go g.run(key, f, load)
+	}
+	return f, started
+}
+
+// enter counts a new waiter of the flight for key, creating the flight
+// under base if there is none; started reports that it did, and that the
+// caller must run it.
+func (g *flightGroup) enter(base context.Context, key int64) (f *flight, started bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m == nil {
@@ -377,23 +373,25 @@ func (g *flightGroup) join(base context.Context, key int64, load func(context.Co
 	f = g.m[key]
 	if f == nil {
 		started = true
-		fctx, cancel := context.WithCancel(base)
-		f = &flight{done: make(chan struct{}), cancel: cancel}
+		f = &flight{done: make(chan struct{})}
+		f.ctx, f.cancel = context.WithCancel(base)
 		g.m[key] = f
-		go func() {
-			f.res, f.err = load(fctx)
-			g.mu.Lock()
-			if g.m[key] == f {
-				delete(g.m, key)
-			}
-			f.shared = f.waiters > 1
-			g.mu.Unlock()
-			cancel()
-			close(f.done)
-		}()
 	}
 	f.waiters++
 	return f, started
+}
+
+// run runs load as the flight f for key and releases its waiters.
+func (g *flightGroup) run(key int64, f *flight, load func(context.Context) (frameResult, error)) {
+	f.res, f.err = load(f.ctx)
+	g.mu.Lock()
+	if g.m[key] == f {
+		delete(g.m, key)
+	}
+	f.shared = f.waiters > 1
+	g.mu.Unlock()
+	f.cancel()
+	close(f.done)
 }
 
 // wait returns the result of the flight f for key that the caller joined,
