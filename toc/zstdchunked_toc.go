@@ -3,6 +3,7 @@ package toc
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -65,19 +66,21 @@ const (
 	maxZstdWindow = 32 << 20
 )
 
-// eStargz converts the entry to the eStargz form whose decoder does the
-// shared validation. Timestamps are handled by the caller.
-func (je *zstdChunkedEntry) eStargz() *estargzEntry {
+// eStargz converts the entry, into dst, to the eStargz form whose decoder
+// does the shared validation, and returns dst (nil for a nil entry).
+// Timestamps are handled by the caller.
+func (je *zstdChunkedEntry) eStargz(dst *estargzEntry) *estargzEntry {
 	if je == nil {
 		return nil
 	}
-	return &estargzEntry{
+	*dst = estargzEntry{
 		Name: je.Name, Type: je.Type, Size: je.Size, LinkName: je.LinkName, Mode: je.Mode,
 		UID: je.UID, GID: je.GID, UserName: je.UserName, GroupName: je.GroupName,
 		Offset: je.Offset, InnerOffset: je.InnerOffset, DevMajor: je.DevMajor, DevMinor: je.DevMinor,
 		Xattrs: je.Xattrs, Digest: je.Digest,
 		ChunkOffset: je.ChunkOffset, ChunkSize: je.ChunkSize, ChunkDigest: je.ChunkDigest,
 	}
+	return dst
 }
 
 // MarshalZstdChunked encodes t as zstd:chunked TOC JSON, byte for byte as
@@ -190,7 +193,13 @@ func utcTime(t time.Time) *time.Time {
 // Every structural problem yields an error wrapping ErrInvalidTOC (or
 // ErrUnsupportedVersion, ErrTOCTooLarge); decoding never panics.
 func UnmarshalZstdChunked(data []byte, tocOffset int64, opts ...DecodeOption) (*TOC, digest.Digest, error) {
-	cfg := newDecodeConfig(opts)
+	return unmarshalZstdChunked(data, tocOffset, newDecodeConfig(opts), decodeZstdChunkedDocument)
+}
+
+// unmarshalZstdChunked is UnmarshalZstdChunked with the JSON decoder as a
+// parameter, so that tests can compare the fast one with encoding/json.
+func unmarshalZstdChunked(data []byte, tocOffset int64, cfg decodeConfig,
+	decode func(data []byte, maxEntries int) (zstdChunkedDocument, error)) (*TOC, digest.Digest, error) {
 	if int64(len(data)) > cfg.maxTOCSize {
 		return nil, "", fmt.Errorf("toc: zstd:chunked TOC JSON is %d bytes, limit %d: %w", len(data), cfg.maxTOCSize, ErrTOCTooLarge)
 	}
@@ -198,12 +207,11 @@ func UnmarshalZstdChunked(data []byte, tocOffset int64, opts ...DecodeOption) (*
 		return nil, "", fmt.Errorf("toc: TOC offset %d leaves no room for its frame header: %w", tocOffset, ErrInvalidTOC)
 	}
 	dataEnd := tocOffset - SkippableFrameHeaderSize
-	var doc struct {
-		Version        *int                `json:"version"`
-		Entries        []*zstdChunkedEntry `json:"entries"`
-		TarSplitDigest string              `json:"tarSplitDigest"`
+	doc, err := decode(data, cfg.maxEntries)
+	if errors.Is(err, errTooManyEntries) {
+		return nil, "", fmt.Errorf("toc: zstd:chunked TOC has more than %d entries: %w", cfg.maxEntries, ErrTOCTooLarge)
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	if err != nil {
 		return nil, "", fmt.Errorf("toc: zstd:chunked TOC JSON: %w: %w", ErrInvalidTOC, err)
 	}
 	if doc.Version == nil {
@@ -231,8 +239,9 @@ func UnmarshalZstdChunked(data []byte, tocOffset int64, opts ...DecodeOption) (*
 		userNames:  make(map[int]string),
 		groupNames: make(map[int]string),
 	}
+	var converted estargzEntry // d.add keeps nothing of it
 	for i, je := range doc.Entries {
-		if err := d.add(i, je.eStargz()); err != nil {
+		if err := d.add(i, je.eStargz(&converted)); err != nil {
 			return nil, "", err
 		}
 	}
