@@ -40,6 +40,7 @@ func ExampleLayer_StartPrefetch() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%s", data)
+	// One read per frame: ReadFile waited for the prefetch's.
 	fmt.Println("requests after open:", f.Stats().Requests-opened)
 	// Output:
 	// prefetched 0 of 2 frames
@@ -47,5 +48,5 @@ func ExampleLayer_StartPrefetch() {
 	// prefetched 2 of 2 frames
 	// #!/bin/sh
 	// echo hello
-	// requests after open: 1
+	// requests after open: 2
 }

@@ -68,11 +68,6 @@ func WithPrefetchProgress(fn func(PrefetchProgress)) PrefetchOption {
 }
 
 const (
-	// prefetchGap is the most unwanted bytes read to join two frames into
-	// one range. It only joins the frames of neighbouring files across
-	// the headers between them: the ranges of one request cost no round
-	// trip each, and the fetcher merges further if it must.
-	prefetchGap = 4 << 10
 	// The first request of a prefetch asks for firstBatch bytes, and each
 	// next one for twice as much as the one before, up to maxBatch. Small
 	// first answers let decompression start early; later requests are
@@ -351,19 +346,14 @@ func (l *Layer) ContentEntry(name string) (*toc.Entry, error) {
 	return n.content, nil
 }
 
-// A batch is what one request of a Prefetch asks for: byte ranges, each
-// covering frames (by index into the Prefetch's frames) and the gaps
-// between them.
-type batch []batchRange
-
-type batchRange struct {
-	fetcher.Range
-	frames []int
-}
+// A batch is what one Fetch of a Prefetch asks for: frames, by index into
+// the Prefetch's frames. Each frame is a range of its own, so the fetcher
+// hands it over as soon as its bytes are in, while it merges neighbouring
+// frames into spans of one request by its own policy.
+type batch []int
 
 // planBatches cuts the frames that order lists, most urgent first, into
-// the requests of a Prefetch: batches of growing size (see firstBatch),
-// each asking for its frames merged by offset across small gaps.
+// the fetches of a Prefetch: batches of growing size (see firstBatch).
 func planBatches(frames []prefetchFrame, order []int) []batch {
 	var batches []batch
 	target := int64(firstBatch)
@@ -373,21 +363,7 @@ func planBatches(frames []prefetchFrame, order []int) []batch {
 			size += frames[order[end]].frame.Length
 			end++
 		}
-		ranges := make([]fetcher.Range, end-start)
-		for i := range ranges {
-			ranges[i] = frames[order[start+i]].frame
-		}
-		var b batch
-		for _, q := range fetcher.Coalesce(ranges, fetcher.CoalescePolicy{MaxGap: prefetchGap}) {
-			for _, s := range q.Spans {
-				br := batchRange{Range: s.Range, frames: make([]int, len(s.Covers))}
-				for k, i := range s.Covers {
-					br.frames[k] = order[start+i]
-				}
-				b = append(b, br)
-			}
-		}
-		batches = append(batches, b)
+		batches = append(batches, batch(order[start:end:end]))
 		start, target = end, min(2*target, maxBatch)
 	}
 	return batches
@@ -396,20 +372,17 @@ func planBatches(frames []prefetchFrame, order []int) []batch {
 // fetchBatch fetches one batch and hands each frame's bytes to its slot.
 func (l *Layer) fetchBatch(ctx context.Context, b batch, frames []prefetchFrame, slots []*frameSlot) error {
 	ranges := make([]fetcher.Range, len(b))
-	byOffset := make(map[int64]*batchRange, len(b))
-	for i := range b {
-		ranges[i] = b[i].Range
-		byOffset[b[i].Offset] = &b[i]
+	byOffset := make(map[int64]int, len(b))
+	for k, i := range b {
+		ranges[k] = frames[i].frame
+		byOffset[ranges[k].Offset] = i
 	}
 	return l.fetcher.Fetch(ctx, ranges, func(r fetcher.Range, data []byte) error {
-		br := byOffset[r.Offset]
-		if br == nil || br.Range != r || int64(len(data)) != r.Length {
+		i, ok := byOffset[r.Offset]
+		if !ok || frames[i].frame != r || int64(len(data)) != r.Length {
 			return fmt.Errorf("fetcher returned %d bytes at %d, not a requested range: %w", len(data), r.Offset, ErrCorrupt)
 		}
-		for _, i := range br.frames {
-			f := frames[i].frame
-			slots[i].fill(data[f.Offset-r.Offset:f.End()-r.Offset:f.End()-r.Offset], nil)
-		}
+		slots[i].fill(data[:len(data):len(data)], nil)
 		return nil
 	})
 }

@@ -257,8 +257,7 @@ func TestPrefetchProgress(t *testing.T) {
 }
 
 func TestPlanBatchesFollowPriority(t *testing.T) {
-	// Frames listed urgent first, laid out in the blob in reverse; each
-	// is far from the others, so none merge.
+	// Frames listed urgent first, laid out in the blob in reverse.
 	var frames []prefetchFrame
 	for i := range 6 {
 		frames = append(frames, prefetchFrame{frame: fetcher.Range{Offset: int64(5-i) << 30, Length: firstBatch}})
@@ -266,10 +265,7 @@ func TestPlanBatchesFollowPriority(t *testing.T) {
 	batches := planBatches(frames, []int{0, 1, 2, 3, 4, 5})
 	prev := -1
 	for k, b := range batches {
-		var in []int
-		for _, r := range b {
-			in = append(in, r.frames...)
-		}
+		in := []int(b)
 		if slices.Min(in) != prev+1 || slices.Max(in) != prev+len(in) {
 			t.Fatalf("batch %d holds frames %v after frame %d, want the next urgent ones", k, in, prev)
 		}
