@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io/fs"
 	"math"
 	"path"
 	"slices"
@@ -213,6 +214,9 @@ func indexFrames(t *toc.TOC) (map[int64][]chunkRef, error) {
 // cleanName turns an index name into a path relative to the layer root,
 // "." for the root itself; nothing it returns contains ".." elements.
 func cleanName(name string) string {
+	if fs.ValidPath(name) {
+		return name // the common case, without an allocation
+	}
 	p := path.Clean("/" + name)[1:]
 	if p == "" {
 		return "."

@@ -6,6 +6,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
+	digest "github.com/opencontainers/go-digest"
 )
 
 // Open opens the layer blob that f serves. It fetches the blob's tail,
@@ -114,12 +115,19 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	if err := checkTOCDigest(cfg, data); err != nil {
-		return nil, 0, err
-	}
+	// The decoder is bounded and hashes while it decodes; nothing it
+	// returns is used unless the hash is the pinned one.
 	index, err := toc.UnmarshalEStargz(data, footer.TOCOffset, limit)
 	if err != nil {
+		// A TOC that is not the pinned one is reported as that,
+		// whatever else is wrong with it.
+		if derr := checkTOCDigest(cfg, data); derr != nil {
+			return nil, 0, derr
+		}
 		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if err := checkTOCSum(cfg, data, index.Digest); err != nil {
+		return nil, 0, err
 	}
 	return index, footer.TOCOffset, nil
 }
@@ -129,15 +137,24 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 // data, and never more.
 func maxCompressedTOC(limit int64) int64 { return limit + limit/64 + 64<<10 }
 
-// checkTOCDigest verifies the index bytes the pinned digest covers, before
-// anything parses them.
-func checkTOCDigest(cfg config, data []byte) error {
+// checkTOCDigest verifies the index bytes the pinned digest covers.
+func checkTOCDigest(cfg config, data []byte) error { return checkTOCSum(cfg, data, "") }
+
+// checkTOCSum is checkTOCDigest given sum, the digest of data if already
+// computed, which saves hashing data again when the algorithms agree.
+func checkTOCSum(cfg config, data []byte, sum digest.Digest) error {
 	want := cfg.tocDigest
 	if want == "" {
 		return nil
 	}
 	if err := want.Validate(); err != nil {
 		return fmt.Errorf("reader: pinned TOC digest %q: %w", want, err)
+	}
+	if sum != "" && sum.Algorithm() == want.Algorithm() {
+		if sum != want {
+			return fmt.Errorf("reader: TOC does not match %s: %w", want, ErrTOCDigest)
+		}
+		return nil
 	}
 	v := want.Verifier()
 	v.Write(data)
