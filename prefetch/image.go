@@ -67,6 +67,7 @@ func FromImageConfig(ctx context.Context, img *Overlay, cfg v1.ImageConfig, opts
 	ip := &imagePlanner{
 		ctx:     ctx,
 		ov:      img,
+		res:     img.resolver(),
 		opts:    buildOptions(opts),
 		plan:    &Plan{},
 		env:     parseEnv(cfg.Env),
@@ -96,6 +97,7 @@ func FromImageConfig(ctx context.Context, img *Overlay, cfg v1.ImageConfig, opts
 type imagePlanner struct {
 	ctx     context.Context
 	ov      *Overlay
+	res     *resolver
 	opts    options
 	plan    *Plan
 	env     map[string]string
@@ -168,7 +170,7 @@ func (ip *imagePlanner) resolve(name string) (Location, error) {
 		}
 		return Location{}, ErrLimit
 	}
-	return ip.ov.Resolve(name)
+	return ip.res.Resolve(name)
 }
 
 // addPath adds the named file if the image has it; absence is no error.

@@ -78,13 +78,34 @@ func (o *Overlay) Resolve(name string) (Location, error) {
 	return o.walk("resolve", name, true)
 }
 
+// A resolver resolves many names in one Overlay and remembers the
+// directories it passes through: a planner resolves thousands of names
+// under a few hundred directories, and working out which layers
+// contribute to a directory costs several lookups per layer. It assumes
+// the layers do not change while it is in use, and is not safe for
+// concurrent use.
+type resolver struct {
+	o    *Overlay
+	dirs map[string]*dirState // by link-free path
+}
+
+func (o *Overlay) resolver() *resolver {
+	return &resolver{o: o, dirs: make(map[string]*dirState)}
+}
+
+// Resolve is Overlay.Resolve.
+func (r *resolver) Resolve(name string) (Location, error) {
+	loc, _, err := r.o.walkDir("resolve", name, true, r.dirs)
+	return loc, err
+}
+
 // Open opens the named file of the merged view, following symbolic links.
 // A directory's ReadDir lists the merged contents.
 func (o *Overlay) Open(name string) (fs.File, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
-	loc, dir, err := o.walkDir("open", name, true)
+	loc, dir, err := o.walkDir("open", name, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +163,7 @@ func (o *Overlay) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: fs.ErrInvalid}
 	}
-	_, dir, err := o.walkDir("readdir", name, true)
+	_, dir, err := o.walkDir("readdir", name, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +182,7 @@ var errNotDir = errors.New("not a directory")
 type dirState struct {
 	path   string // "." for the root
 	layers []bool
+	loc    Location // the directory's own entry; unset for the root
 }
 
 // rootState is the state of the root, which every layer has; an opaque
@@ -182,12 +204,12 @@ func (o *Overlay) lookupIn(dir *dirState, elem string) (int, fs.FileInfo, error)
 	if strings.HasPrefix(elem, whiteoutPre) {
 		return 0, nil, fs.ErrNotExist
 	}
-	p := path.Join(dir.path, elem)
+	p := joinElem(dir.path, elem)
 	for i := len(o.layers) - 1; i >= 0; i-- {
 		if !dir.layers[i] {
 			continue
 		}
-		if exists(o.layers[i], path.Join(dir.path, whiteoutPre+elem)) {
+		if exists(o.layers[i], joinElem(dir.path, whiteoutPre+elem)) {
 			break
 		}
 		if fi, err := fs.Lstat(o.layers[i], p); err == nil {
@@ -238,11 +260,14 @@ const (
 // are followed in every element but the last, and in the last too when
 // follow is set. It returns the entry and, if it is a directory, its state.
 func (o *Overlay) walk(op, name string, follow bool) (Location, error) {
-	loc, _, err := o.walkDir(op, name, follow)
+	loc, _, err := o.walkDir(op, name, follow, nil)
 	return loc, err
 }
 
-func (o *Overlay) walkDir(op, name string, follow bool) (Location, *dirState, error) {
+// walkDir is walk that also returns the state of a directory it ends on.
+// dirs, if not nil, holds the states of directories already visited, by
+// path, and gets the states this walk works out.
+func (o *Overlay) walkDir(op, name string, follow bool, dirs map[string]*dirState) (Location, *dirState, error) {
 	fail := func(err error) (Location, *dirState, error) {
 		return Location{}, nil, &fs.PathError{Op: op, Path: name, Err: err}
 	}
@@ -252,7 +277,14 @@ func (o *Overlay) walkDir(op, name string, follow bool) (Location, *dirState, er
 	if len(name) > maxPathLen {
 		return fail(errNameTooLong)
 	}
-	stack := []*dirState{o.rootState()}
+	root := dirs["."]
+	if root == nil {
+		root = o.rootState()
+		if dirs != nil {
+			dirs["."] = root
+		}
+	}
+	stack := []*dirState{root}
 	rest := splitPath(name)
 	links, steps := 0, 0
 	var last Location
@@ -270,11 +302,17 @@ func (o *Overlay) walkDir(op, name string, follow bool) (Location, *dirState, er
 			last = Location{}
 			continue
 		}
+		p := joinElem(dir.path, elem)
+		if st := dirs[p]; st != nil {
+			// A directory an earlier walk passed through.
+			last = st.loc
+			stack = append(stack, st)
+			continue
+		}
 		layer, fi, err := o.lookupIn(dir, elem)
 		if err != nil {
 			return fail(err)
 		}
-		p := path.Join(dir.path, elem)
 		if fi.Mode()&fs.ModeSymlink != 0 && (len(rest) > 0 || follow) {
 			if links++; links > maxSymlinks {
 				return fail(ErrSymlinkLoop)
@@ -295,7 +333,12 @@ func (o *Overlay) walkDir(op, name string, follow bool) (Location, *dirState, er
 		}
 		last = Location{Layer: layer, Path: p, Info: fi}
 		if fi.IsDir() {
-			stack = append(stack, o.descend(dir, elem))
+			st := o.descend(dir, elem)
+			st.loc = last
+			if dirs != nil {
+				dirs[p] = st
+			}
+			stack = append(stack, st)
 		}
 	}
 	top := stack[len(stack)-1]
@@ -321,6 +364,15 @@ func (o *Overlay) walkDir(op, name string, follow bool) (Location, *dirState, er
 }
 
 var errNameTooLong = errors.New("file name too long")
+
+// joinElem is path.Join(dir, elem) for a clean directory path and one
+// element that is neither empty, "." nor "..".
+func joinElem(dir, elem string) string {
+	if dir == "." {
+		return elem
+	}
+	return dir + "/" + elem
+}
 
 // splitPath splits a slash-separated path into its non-empty, non-"."
 // elements.

@@ -196,3 +196,30 @@ func TestOverlayWithoutReadLinkFS(t *testing.T) {
 	_, err = img.Resolve("bin/opaque")
 	require.Error(t, err, "a link whose target cannot be read is not followed")
 }
+
+// TestResolverMatchesResolve resolves every name the test image's layers
+// hold, and some through links and "..", with one resolver in turn, each
+// name twice: remembering directories must not change any answer.
+func TestResolverMatchesResolve(t *testing.T) {
+	img := testImage()
+	names := []string{".", "lib/libx.so", "usr/bin/dot/tool", "opt/app/../app/keep.txt", "var/dir/inner.txt",
+		"usr/bin/tool", "usr/bin/abs", "usr/bin/escape", "loop/a", "loop/self", "etc/../etc/removed", "/etc/hostname"}
+	for _, l := range img.layers {
+		fs.WalkDir(l, ".", func(p string, _ fs.DirEntry, _ error) error {
+			names = append(names, p)
+			return nil
+		})
+	}
+	res := img.resolver()
+	for range 2 {
+		for _, name := range names {
+			want, wantErr := img.Resolve(name)
+			got, err := res.Resolve(name)
+			if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() ||
+				got.Layer != want.Layer || got.Path != want.Path || (got.Info == nil) != (want.Info == nil) ||
+				got.Info != nil && got.Info.Mode() != want.Info.Mode() {
+				t.Errorf("resolver: %q = %+v, %v; Resolve = %+v, %v", name, got, err, want, wantErr)
+			}
+		}
+	}
+}

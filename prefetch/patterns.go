@@ -354,8 +354,9 @@ func FromPatterns(ctx context.Context, img *Overlay, ps Patterns, opts ...Option
 	o := buildOptions(opts)
 	var p Plan
 	full := errors.New("full")
+	res := img.resolver()
 	add := func(name string, rank int) error {
-		loc, err := img.Resolve(name)
+		loc, err := res.Resolve(name)
 		if err != nil || !isRegular(loc.Info) {
 			return nil
 		}

@@ -168,6 +168,7 @@ func eachLine(r io.Reader, fn func(n int, line []byte) error) error {
 func FromTrace(ctx context.Context, img *Overlay, accesses []Access, opts ...Option) (*Plan, error) {
 	o := buildOptions(opts)
 	var p Plan
+	res := img.resolver()
 	for i, a := range accesses {
 		if i%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -177,7 +178,7 @@ func FromTrace(ctx context.Context, img *Overlay, accesses []Access, opts ...Opt
 		if a.Op == OpStat || a.Offset < 0 || a.Length < 0 {
 			continue
 		}
-		loc, err := img.Resolve(a.Path)
+		loc, err := res.Resolve(a.Path)
 		if err != nil || !isRegular(loc.Info) {
 			continue
 		}
