@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"math"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -187,7 +186,7 @@ func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) 
 			}
 		}
 		inner := len(a.cur.raw)
-		a.cur.raw = slices.Grow(a.cur.raw, int(n))[:inner+int(n)]
+		a.cur.raw = a.pipe.spares.grow(a.cur.raw, int(n))[:inner+int(n)]
 		data := a.cur.raw[inner:]
 		if _, err := io.ReadFull(payload, data); err != nil {
 			if err == io.EOF {

@@ -2,12 +2,12 @@ package writer
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -20,10 +20,14 @@ import (
 // the output does not depend on which worker did which. Each worker owns
 // one encoder.
 type frameEncoder interface {
-	encode(dst *bytes.Buffer, src []byte) error
+	// encode appends the compressed form of src to dst.
+	encode(dst, src []byte) ([]byte, error)
 }
 
-type gzipEncoder struct{ zw *gzip.Writer }
+type gzipEncoder struct {
+	zw  *gzip.Writer
+	out appendWriter
+}
 
 func newGzipEncoder(level int) (frameEncoder, error) {
 	zw, err := gzip.NewWriterLevel(nil, level)
@@ -33,12 +37,23 @@ func newGzipEncoder(level int) (frameEncoder, error) {
 	return &gzipEncoder{zw: zw}, nil
 }
 
-func (g *gzipEncoder) encode(dst *bytes.Buffer, src []byte) error {
-	g.zw.Reset(dst)
-	if _, err := g.zw.Write(src); err != nil {
-		return err
+func (g *gzipEncoder) encode(dst, src []byte) ([]byte, error) {
+	g.out = appendWriter(dst)
+	g.zw.Reset(&g.out)
+	_, err := g.zw.Write(src)
+	if err == nil {
+		err = g.zw.Close()
 	}
-	return g.zw.Close()
+	dst, g.out = g.out, nil
+	return dst, err
+}
+
+// appendWriter is an io.Writer that appends to a slice.
+type appendWriter []byte
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	*w = append(*w, p...)
+	return len(p), nil
 }
 
 // member is one compression unit on its way through the pipeline.
@@ -49,41 +64,126 @@ type member struct {
 	// goroutine reading the input, does not.
 	chunks  []span
 	digests []digest.Digest // of chunks, set by the worker
-	out     bytes.Buffer
+	out     []byte          // raw compressed, set by the worker
 	err     error
 	done    chan struct{} // closed once out, digests and err are set
 }
 
-// keptBuffer is the largest buffer an idle member keeps.
+// keptBuffer is the largest buffer an idle member keeps; larger ones go
+// back to the pipeline's spares.
 const keptBuffer = 256 << 10
 
 // span is the part of a member's raw bytes at [off, off+n).
 type span struct{ off, n int }
 
 // compress fills in m's compressed form and the digests of its chunks.
-func (m *member) compress(enc frameEncoder) error {
+func (m *member) compress(enc frameEncoder, spares *spareBuffers) error {
 	for _, c := range m.chunks {
 		sum := sha256.Sum256(m.raw[c.off : c.off+c.n])
 		m.digests = append(m.digests, digest.NewDigestFromBytes(digest.SHA256, sum[:]))
 	}
-	return enc.encode(&m.out, m.raw)
+	// Compressed output seldom outgrows its input by more than a little
+	// framing: a buffer that size saves growing out step by step.
+	if need := len(m.raw) + len(m.raw)/64 + 1024; need > keptBuffer && cap(m.out) < need {
+		if cap(m.out) > keptBuffer {
+			spares.put(m.out)
+		}
+		m.out = spares.get(need)
+	}
+	var err error
+	m.out, err = enc.encode(m.out[:0], m.raw)
+	return err
 }
 
-// reset empties m for reuse.
-func (m *member) reset() {
+// reset empties m for reuse, handing large buffers to spares.
+func (m *member) reset(spares *spareBuffers) {
 	// A member keeps its buffers for the next use unless they grew large:
 	// many members exist, and only the byte budget bounds what is in
 	// flight, not what idle members hold.
 	if cap(m.raw) > keptBuffer {
+		spares.put(m.raw)
 		m.raw = nil
 	}
-	if m.out.Cap() > keptBuffer {
-		m.out = bytes.Buffer{}
+	if cap(m.out) > keptBuffer {
+		spares.put(m.out)
+		m.out = nil
 	}
 	m.raw = m.raw[:0]
 	m.chunks = m.chunks[:0]
 	m.digests = m.digests[:0]
-	m.out.Reset()
+	m.out = m.out[:0]
+}
+
+// spareBuffers keeps the large buffers that members gave up, so that the
+// next large member reuses one instead of allocating (and zeroing) it
+// again: layers are full of multi-megabyte chunks. Large buffers are
+// allocated in sizes rounded up to spareUnit, which lets a member's raw
+// and compressed buffers serve each other's next use. It holds at most
+// limit bytes; it is safe for concurrent use.
+type spareBuffers struct {
+	mu    sync.Mutex
+	bufs  [][]byte
+	bytes int
+	limit int
+}
+
+const spareUnit = 512 << 10
+
+// get returns an empty buffer with room for n bytes: the smallest spare
+// that fits, or a new one.
+func (s *spareBuffers) get(n int) []byte {
+	s.mu.Lock()
+	best := -1
+	for i, b := range s.bufs {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(s.bufs[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := s.bufs[best]
+		s.bufs = slices.Delete(s.bufs, best, best+1)
+		s.bytes -= cap(b)
+		s.mu.Unlock()
+		return b[:0]
+	}
+	s.mu.Unlock()
+	return make([]byte, 0, (n+spareUnit-1)/spareUnit*spareUnit)
+}
+
+// put keeps b for reuse, dropping the smallest spares when the limit is
+// passed.
+func (s *spareBuffers) put(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bufs = append(s.bufs, b[:0])
+	s.bytes += cap(b)
+	for s.bytes > s.limit {
+		i := 0
+		for j, b := range s.bufs {
+			if cap(b) < cap(s.bufs[i]) {
+				i = j
+			}
+		}
+		s.bytes -= cap(s.bufs[i])
+		s.bufs = slices.Delete(s.bufs, i, i+1)
+	}
+}
+
+// grow returns raw with room for n more bytes, moving to a spare buffer
+// when raw has to grow past keptBuffer.
+func (s *spareBuffers) grow(raw []byte, n int) []byte {
+	need := len(raw) + n
+	switch {
+	case need <= cap(raw):
+		return raw
+	case need <= keptBuffer:
+		return slices.Grow(raw, n)
+	}
+	b := append(s.get(need), raw...)
+	if cap(raw) > keptBuffer {
+		s.put(raw)
+	}
+	return b
 }
 
 // blobSink is where compressed bytes go: the caller's writer, plus the
@@ -140,6 +240,7 @@ type pipeline struct {
 	work   chan *member
 	order  chan *member
 
+	spares   spareBuffers
 	workers  sync.WaitGroup
 	sinkDone chan struct{}
 	sink     *blobSink
@@ -180,6 +281,9 @@ func startPipeline(ctx context.Context, sink *blobSink, concurrency, memberLimit
 		sink:     sink,
 		budget:   (2*concurrency + 1) * memberLimit,
 	}
+	// Spares hold no more than the budget: the raw and compressed
+	// buffers of a pipeline full of large members.
+	p.spares.limit = p.budget
 	p.drained = sync.NewCond(&p.mu)
 	p.ctx, p.cancel = context.WithCancelCause(ctx)
 	for range inFlight {
@@ -188,7 +292,7 @@ func startPipeline(ctx context.Context, sink *blobSink, concurrency, memberLimit
 	for _, enc := range encoders {
 		p.workers.Go(func() {
 			for m := range p.work {
-				m.err = m.compress(enc)
+				m.err = m.compress(enc, &p.spares)
 				close(m.done)
 			}
 		})
@@ -206,7 +310,7 @@ func (p *pipeline) drainInOrder() {
 			if p.err == nil {
 				p.offsets = append(p.offsets, p.sink.size)
 				p.digests = append(p.digests, m.digests...)
-				p.err = p.sink.write(m.out.Bytes(), m.raw)
+				p.err = p.sink.write(m.out, m.raw)
 			}
 			if p.err != nil {
 				p.cancel(p.err)
@@ -216,7 +320,7 @@ func (p *pipeline) drainInOrder() {
 		p.inFlightBytes -= len(m.raw)
 		p.drained.Broadcast()
 		p.mu.Unlock()
-		m.reset()
+		m.reset(&p.spares)
 		p.free <- m
 	}
 }
@@ -252,7 +356,7 @@ func (p *pipeline) submit(m *member) {
 
 // release returns an unused member.
 func (p *pipeline) release(m *member) {
-	m.reset()
+	m.reset(&p.spares)
 	p.free <- m
 }
 

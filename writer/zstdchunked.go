@@ -31,10 +31,8 @@ func newZstdEncoder(level int) (frameEncoder, error) {
 	return &zstdEncoder{zw: zw}, nil
 }
 
-func (z *zstdEncoder) encode(dst *bytes.Buffer, src []byte) error {
-	dst.Grow(z.zw.MaxEncodedSize(len(src)))
-	_, err := dst.Write(z.zw.EncodeAll(src, dst.AvailableBuffer()))
-	return err
+func (z *zstdEncoder) encode(dst, src []byte) ([]byte, error) {
+	return z.zw.EncodeAll(src, dst), nil
 }
 
 // buildZstdChunked writes the tar stream in as a zstd:chunked blob: the
@@ -235,7 +233,7 @@ func (l *chunkedLayout) addContent(e *toc.Entry, payload io.Reader) error {
 			return err
 		}
 		inner := len(l.cur.raw)
-		l.cur.raw = append(l.cur.raw, data...)
+		l.cur.raw = append(l.pipe.spares.grow(l.cur.raw, len(data)), data...)
 		l.crc.Write(data)
 		l.addChunk(e, toc.Chunk{Offset: off, Size: int64(len(data)), Zeros: zeros}, inner)
 		off += int64(len(data))
