@@ -254,8 +254,7 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header) error) (int64, 
 		if ended || len(seg) == 0 {
 			continue
 		}
-		tr := tar.NewReader(bytes.NewReader(seg))
-		hdr, err := tr.Next()
+		hdr, pad, err := readTarHeader(seg)
 		if err == io.EOF {
 			ended = true
 			continue
@@ -263,7 +262,7 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header) error) (int64, 
 		if err != nil {
 			return 0, fmt.Errorf("toc: tar-split record %d: tar header: %w: %w", r.n-1, ErrInvalidTarSplit, err)
 		}
-		pending, padding = hdr, tr.ExpectedPadding()
+		pending, padding = hdr, pad
 	}
 	if pending != nil {
 		return 0, fmt.Errorf("toc: tar-split ends after header %q without its file record: %w", pending.Name, ErrTarSplitMismatch)

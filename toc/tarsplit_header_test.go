@@ -1,0 +1,99 @@
+package toc
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vbatts/tar-split/archive/tar"
+)
+
+// FuzzTarHeaderFastPath checks that parsePlainTarHeader parses exactly as
+// archive/tar does: whatever it accepts, a tar.Reader reads to a header
+// with the same compared fields and the same padding.
+func FuzzTarHeaderFastPath(f *testing.F) {
+	f.Fuzz(func(t *testing.T, seg []byte) {
+		hdr, padding, ok := parsePlainTarHeader(seg)
+		if !ok {
+			return
+		}
+		tr := tar.NewReader(bytes.NewReader(seg))
+		want, err := tr.Next()
+		if err != nil {
+			t.Fatalf("fast path accepted a header archive/tar rejects: %v", err)
+		}
+		if !sameComparedTarFields(hdr, want) || len(want.PAXRecords) != 0 || padding != tr.ExpectedPadding() {
+			t.Fatalf("fast path and archive/tar disagree:\nfast: %+v padding %d\ntar:  %+v padding %d", hdr, padding, want, tr.ExpectedPadding())
+		}
+	})
+}
+
+// sameComparedTarFields reports whether a and b agree in the fields
+// parsePlainTarHeader fills.
+func sameComparedTarFields(a, b *tar.Header) bool {
+	return a.Name == b.Name && a.Linkname == b.Linkname && a.Typeflag == b.Typeflag && a.Mode == b.Mode &&
+		a.Uid == b.Uid && a.Gid == b.Gid && a.Size == b.Size && a.ModTime.Equal(b.ModTime) &&
+		a.AccessTime.Equal(b.AccessTime) && a.ChangeTime.Equal(b.ChangeTime) &&
+		a.Devmajor == b.Devmajor && a.Devminor == b.Devminor
+}
+
+// tarHeaderBlocks returns the header blocks archive/tar writes for hdr.
+func tarHeaderBlocks(t testing.TB, hdr *tar.Header) []byte {
+	var buf bytes.Buffer
+	if err := tar.NewWriter(&buf).WriteHeader(hdr); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestReadTarHeader(t *testing.T) {
+	mt := time.Unix(1700000000, 0)
+	long := strings.Repeat("d/", 60) + "file"
+	for _, tc := range []struct {
+		name string
+		hdr  tar.Header
+		fast bool // parsed without archive/tar
+	}{
+		{"ustar file", tar.Header{Name: "usr/bin/go", Mode: 0o755, Size: 1000, ModTime: mt, Uid: 1, Gid: 2, Format: tar.FormatUSTAR}, true},
+		{"ustar prefix", tar.Header{Name: long, Mode: 0o644, Size: 512, ModTime: mt, Format: tar.FormatUSTAR}, true},
+		{"ustar dir", tar.Header{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mt, Format: tar.FormatUSTAR}, true},
+		{"ustar symlink", tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "../t", ModTime: mt, Format: tar.FormatUSTAR}, true},
+		{"ustar device", tar.Header{Name: "dev/null", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3, ModTime: mt, Format: tar.FormatUSTAR}, true},
+		{"gnu file", tar.Header{Name: "a", Mode: 0o600, Size: 1, ModTime: mt, Format: tar.FormatGNU}, true},
+		{"gnu times", tar.Header{Name: "a", Size: 1, ModTime: mt, AccessTime: mt, ChangeTime: mt, Format: tar.FormatGNU}, false},
+		{"gnu long name", tar.Header{Name: strings.Repeat("n", 120), ModTime: mt, Format: tar.FormatGNU}, false},
+		{"pax", tar.Header{Name: "x", ModTime: mt, PAXRecords: map[string]string{"SCHILY.xattr.user.a": "b"}, Format: tar.FormatPAX}, false},
+		{"pax times", tar.Header{Name: "x", ModTime: mt.Add(time.Millisecond), Format: tar.FormatPAX}, false},
+		{"base-256", tar.Header{Name: "big", Uid: 1 << 22, ModTime: mt, Format: tar.FormatGNU}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seg := append(tarHeaderBlocks(t, &tc.hdr), make([]byte, 100)...)
+			if _, _, ok := parsePlainTarHeader(seg); ok != tc.fast {
+				t.Errorf("parsePlainTarHeader accepted: %v, want %v", ok, tc.fast)
+			}
+			hdr, padding, err := readTarHeader(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := tar.NewReader(bytes.NewReader(seg))
+			want, err := tr.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameComparedTarFields(hdr, want) || padding != tr.ExpectedPadding() {
+				t.Errorf("readTarHeader = %+v, %d; archive/tar: %+v, %d", hdr, padding, want, tr.ExpectedPadding())
+			}
+		})
+	}
+	// The end of the archive, and damage, are archive/tar's to report.
+	if _, _, err := readTarHeader(make([]byte, 1024)); err != io.EOF {
+		t.Errorf("end-of-archive blocks: error %v, want io.EOF", err)
+	}
+	bad := tarHeaderBlocks(t, &tar.Header{Name: "a", ModTime: mt, Format: tar.FormatUSTAR})
+	bad[100]++ // the mode, so the checksum no longer matches
+	if _, _, err := readTarHeader(bad); err != tar.ErrHeader {
+		t.Errorf("bad checksum: error %v, want tar.ErrHeader", err)
+	}
+}
