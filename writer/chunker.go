@@ -32,34 +32,12 @@ const (
 	zeroScanStep = 16 << 10
 )
 
-// rollSum is bup's rolling checksum over the last rollWindow bytes.
-type rollSum struct {
-	s1, s2 uint32
-	window [rollWindow]byte
-	pos    uint // index of the oldest byte in window, below rollWindow
-}
-
-func (r *rollSum) reset() {
-	*r = rollSum{s1: rollWindow * rollOffset, s2: rollWindow * (rollWindow - 1) * rollOffset}
-}
-
-func (r *rollSum) roll(b byte) {
-	drop := uint32(r.window[r.pos])
-	r.window[r.pos] = b
-	r.pos = (r.pos + 1) & (rollWindow - 1)
-	r.s1 += uint32(b) - drop
-	r.s2 += r.s1 - rollWindow*(drop+rollOffset)
-}
-
-// rollZeros rolls n zero bytes. Once the window holds only zeros the sums
-// no longer change, so at most one window's worth needs rolling.
-func (r *rollSum) rollZeros(n int) {
-	for range min(n, rollWindow) {
-		r.roll(0)
-	}
-}
-
-func (r *rollSum) atSplit() bool { return r.s2&splitMask == splitMask }
+// The rolling sums' values at the start of a file, whose window starts
+// as zero bytes.
+const (
+	rollInitS1 = rollWindow * rollOffset
+	rollInitS2 = rollWindow * (rollWindow - 1) * rollOffset
+)
 
 // chunker cuts one file's content, read from r, into chunks of at most max
 // bytes. It reuses its buffer from file to file.
@@ -67,24 +45,29 @@ type chunker struct {
 	r    io.Reader
 	left int64 // bytes of the file not yet read into buf
 	max  int
-	sum  rollSum
+	// s1 and s2 are the rolling sums over the window, the rollWindow
+	// bytes before buf[start]. Those bytes stay in buf (zeros before the
+	// file's first byte), so that the byte leaving the window is read
+	// from where it is rather than copied into a window of its own.
+	s1, s2 uint32
 
 	buf        []byte
-	start, end int // unconsumed bytes are buf[start:end]
+	start, end int // unconsumed bytes are buf[start:end]; start >= rollWindow
 	// shortZeros is the buf index below which every zero byte belongs to
 	// a run already found too short for a zeros chunk.
 	shortZeros int
 }
 
 func newChunker(max int) *chunker {
-	return &chunker{max: max, buf: make([]byte, 2*(max+zeroRunMin))}
+	return &chunker{max: max, buf: make([]byte, rollWindow+2*(max+zeroRunMin))}
 }
 
 // reset starts a file of size bytes read from r.
 func (c *chunker) reset(r io.Reader, size int64) {
 	c.r, c.left = r, size
-	c.start, c.end, c.shortZeros = 0, 0, 0
-	c.sum.reset()
+	c.start, c.end, c.shortZeros = rollWindow, rollWindow, 0
+	clear(c.buf[:rollWindow])
+	c.s1, c.s2 = rollInitS1, rollInitS2
 }
 
 // next returns the next chunk, valid until the following call, and whether
@@ -97,14 +80,14 @@ func (c *chunker) next() ([]byte, bool, error) {
 	if len(w) == 0 {
 		return nil, false, io.EOF
 	}
+	// out[i] is the byte that leaves the window as w[i] enters it.
+	out := c.buf[c.start-rollWindow : c.end-rollWindow]
 	// fill guarantees max+zeroRunMin bytes unless the file ends sooner,
 	// so a zero run starting before limit is seen whole up to zeroRunMin.
 	limit := min(len(w), c.max)
 	// The sums live in locals for the byte loop: this is the writer's
 	// hottest loop after compression itself.
-	// (A closure saving them would make them escape to memory.)
-	s1, s2, pos := c.sum.s1, c.sum.s2, c.sum.pos%rollWindow
-	win := &c.sum.window
+	s1, s2 := c.s1, c.s2
 	for i := 0; i < limit; {
 		// Roll up to the next zero byte that might start a zeros chunk.
 		// The search looks one zeroScanStep ahead at a time: a cut ends
@@ -116,17 +99,15 @@ func (c *chunker) next() ([]byte, bool, error) {
 				stop = from + z
 			}
 		}
-		// Ranging over the segment with a masked unsigned window index
-		// leaves no bounds checks in the loop.
-		for j, b := range w[i:stop] {
-			k := pos % rollWindow
-			drop := uint32(win[k])
-			win[k] = b
-			pos = k + 1
+		in := w[i:stop]
+		leaving := out[i:stop]
+		leaving = leaving[:len(in)]
+		for j, b := range in {
+			drop := uint32(leaving[j])
 			s1 += uint32(b) - drop
 			s2 += s1 - rollWindow*(drop+rollOffset)
 			if s2&splitMask == splitMask && i+j+1 >= minCDCChunk {
-				c.sum.s1, c.sum.s2, c.sum.pos = s1, s2, pos%rollWindow
+				c.s1, c.s2 = s1, s2
 				return c.take(i + j + 1), false, nil
 			}
 		}
@@ -142,15 +123,21 @@ func (c *chunker) next() ([]byte, bool, error) {
 			c.shortZeros = c.start + i + run
 			continue
 		}
-		c.sum.s1, c.sum.s2, c.sum.pos = s1, s2, pos%rollWindow
 		if i > 0 {
+			c.s1, c.s2 = s1, s2
 			return c.take(i), false, nil
 		}
+		// Once the window holds only zeros the sums no longer change, so
+		// rolling the run's first window's worth of zeros is enough.
 		n := zeroRun(w, limit)
-		c.sum.rollZeros(n)
+		for _, drop := range out[:min(n, rollWindow)] {
+			s1 -= uint32(drop)
+			s2 += s1 - rollWindow*(uint32(drop)+rollOffset)
+		}
+		c.s1, c.s2 = s1, s2
 		return c.take(n), true, nil
 	}
-	c.sum.s1, c.sum.s2, c.sum.pos = s1, s2, pos%rollWindow
+	c.s1, c.s2 = s1, s2
 	return c.take(limit), false, nil
 }
 
@@ -178,9 +165,11 @@ func (c *chunker) fill() error {
 		return nil
 	}
 	if len(c.buf)-c.start < need {
-		n := copy(c.buf, c.buf[c.start:c.end])
-		c.shortZeros = max(c.shortZeros-c.start, 0)
-		c.start, c.end = 0, n
+		// Move the unconsumed bytes, and the window before them, to the
+		// front.
+		n := copy(c.buf, c.buf[c.start-rollWindow:c.end])
+		c.shortZeros = max(c.shortZeros-c.start+rollWindow, 0)
+		c.start, c.end = rollWindow, n
 	}
 	n := int(min(c.left, int64(len(c.buf)-c.end)))
 	if _, err := io.ReadFull(c.r, c.buf[c.end:c.end+n]); err != nil {

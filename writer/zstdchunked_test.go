@@ -275,6 +275,34 @@ func TestChunkerBoundariesAreContentDefined(t *testing.T) {
 	}
 }
 
+// rollSum is bup's rolling checksum over the last rollWindow bytes, kept
+// in a window of its own: the plain form of what chunker computes.
+type rollSum struct {
+	s1, s2 uint32
+	window [rollWindow]byte
+	pos    uint // index of the oldest byte in window, below rollWindow
+}
+
+func (r *rollSum) reset() { *r = rollSum{s1: rollInitS1, s2: rollInitS2} }
+
+func (r *rollSum) roll(b byte) {
+	drop := uint32(r.window[r.pos])
+	r.window[r.pos] = b
+	r.pos = (r.pos + 1) % rollWindow
+	r.s1 += uint32(b) - drop
+	r.s2 += r.s1 - rollWindow*(drop+rollOffset)
+}
+
+// rollZeros rolls n zero bytes. Once the window holds only zeros the sums
+// no longer change, so at most one window's worth needs rolling.
+func (r *rollSum) rollZeros(n int) {
+	for range min(n, rollWindow) {
+		r.roll(0)
+	}
+}
+
+func (r *rollSum) atSplit() bool { return r.s2&splitMask == splitMask }
+
 // naiveCuts is the chunking rule written plainly, one byte at a time.
 func naiveCuts(data []byte, max int) (ends []int, zeros []bool) {
 	var sum rollSum
