@@ -111,16 +111,25 @@ func (r chunkRef) chunk() *toc.Chunk { return &r.entry.Chunks[r.index] }
 // newLayer builds the file system view of t, whose file data lies in blob
 // bytes [0, dataEnd). It rejects indexes whose chunks the blob cannot hold.
 func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64, cfg config) (*Layer, error) {
-	if err := validateChunks(t, dataEnd); err != nil {
-		return nil, err
+	// Open is on a cold start's critical path, and the tree and the
+	// checks of the chunk table only read the index: they run at once.
+	var root *node
+	built := make(chan struct{})
+	go func() {
+		defer close(built)
+		root = buildTree(t)
+		resolveHardlinks(root)
+	}()
+	err := validateChunks(t, dataEnd)
+	var frames map[int64][]chunkRef
+	if err == nil {
+		frames, err = indexFrames(t)
 	}
-	frames, err := indexFrames(t)
+	<-built
 	if err != nil {
 		return nil, err
 	}
-	l := &Layer{fetcher: f, toc: t, cfg: cfg, frames: frames}
-	l.root = buildTree(t)
-	resolveHardlinks(l.root)
+	l := &Layer{fetcher: f, toc: t, cfg: cfg, frames: frames, root: root}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.startBackground()
 	return l, nil
