@@ -403,9 +403,12 @@ func compareTarHeader(e *Entry, hdr *tar.Header) error {
 			return mismatch(tt.what, tt.toc, tt.tar)
 		}
 	}
-	xattrs := make(map[string]string)
+	var xattrs map[string]string // most headers have none: no map
 	for k, v := range hdr.PAXRecords {
 		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+			if xattrs == nil {
+				xattrs = make(map[string]string)
+			}
 			xattrs[name] = v
 		}
 	}

@@ -2,6 +2,8 @@ package toc
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -112,15 +114,26 @@ func validTarChecksum(b []byte) bool {
 	if !ok {
 		return false
 	}
-	var unsigned, signed int64
-	for i, c := range b {
-		if 148 <= i && i < 156 {
-			c = ' '
-		}
-		unsigned += int64(c)
-		signed += int64(int8(c))
+	// Sum eight bytes at a time, in four 16-bit lanes that cannot
+	// overflow over one block, and count the bytes a signed sum would
+	// take 256 less for; then count the checksum field as spaces.
+	const lowBytes, highBits = 0x00ff00ff00ff00ff, 0x8080808080808080
+	var lanes uint64
+	var high int
+	for i := 0; i < tarBlockSize; i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		lanes += w&lowBytes + w>>8&lowBytes
+		high += bits.OnesCount64(w & highBits)
 	}
-	return want == unsigned || want == signed
+	lanes = lanes&0x0000ffff0000ffff + lanes>>16&0x0000ffff0000ffff
+	unsigned := int64(lanes&0xffffffff + lanes>>32)
+	for _, c := range b[148:156] {
+		unsigned += int64(' ') - int64(c)
+		if c >= 0x80 {
+			high--
+		}
+	}
+	return want == unsigned || want == unsigned-256*int64(high)
 }
 
 // parseTarOctal parses an octal tar field padded with spaces or NULs on

@@ -2,7 +2,9 @@ package toc
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +97,32 @@ func TestReadTarHeader(t *testing.T) {
 	bad[100]++ // the mode, so the checksum no longer matches
 	if _, _, err := readTarHeader(bad); err != tar.ErrHeader {
 		t.Errorf("bad checksum: error %v, want tar.ErrHeader", err)
+	}
+}
+
+func TestValidTarChecksum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1000 {
+		b := make([]byte, tarBlockSize)
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		var unsigned, signed int64
+		for i, c := range b {
+			if 148 <= i && i < 156 {
+				c = ' '
+			}
+			unsigned += int64(c)
+			signed += int64(int8(c))
+		}
+		for _, sum := range []int64{unsigned, signed, unsigned + 1} {
+			if sum < 0 {
+				continue
+			}
+			copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+			if got, want := validTarChecksum(b), sum == unsigned || sum == signed; got != want {
+				t.Fatalf("checksum %d (unsigned %d, signed %d): valid = %v", sum, unsigned, signed, got)
+			}
+		}
 	}
 }

@@ -110,3 +110,21 @@ func TestParseZuluTime(t *testing.T) {
 		}
 	}
 }
+
+func TestDecompressZstdChunkedTOCLength(t *testing.T) {
+	js := []byte(`{"version":1,"entries":[]}`)
+	compressed, err := CompressZstd(js, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, length := range []int64{0, int64(len(js))} {
+		if got, err := DecompressZstdChunkedTOC(compressed, length); err != nil || string(got) != string(js) {
+			t.Errorf("recorded length %d: %q, %v", length, got, err)
+		}
+	}
+	for _, length := range []int64{int64(len(js)) - 1, int64(len(js)) + 1, 1 << 40} {
+		if _, err := DecompressZstdChunkedTOC(compressed, length, WithMaxTOCSize(1<<50)); !errors.Is(err, ErrInvalidTOC) {
+			t.Errorf("recorded length %d of a %d-byte TOC: error %v, want ErrInvalidTOC", length, len(js), err)
+		}
+	}
+}

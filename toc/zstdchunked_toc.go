@@ -348,11 +348,17 @@ func setZstdChunkedTimes(e *Entry, je *zstdChunkedEntry) error {
 // newZstdReader returns a synchronous zstd decoder (no goroutines) for
 // metadata frames limited to limit decompressed bytes.
 func newZstdReader(r io.Reader, limit int64) (*zstd.Decoder, error) {
-	return zstd.NewReader(r,
+	return zstd.NewReader(r, zstdDecoderOptions(limit)...)
+}
+
+// zstdDecoderOptions configures a synchronous decoder for metadata frames
+// limited to limit decompressed bytes.
+func zstdDecoderOptions(limit int64) []zstd.DOption {
+	return []zstd.DOption{
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxWindow(uint64(min(max(limit, maxZstdWindow), zstd.MaxWindowSize))),
-	)
+	}
 }
 
 // DecompressZstdChunkedTOC decompresses a zstd:chunked TOC frame's
@@ -365,23 +371,49 @@ func DecompressZstdChunkedTOC(compressed []byte, uncompressedLength int64, opts 
 	if uncompressedLength > cfg.maxTOCSize {
 		return nil, fmt.Errorf("toc: zstd:chunked TOC of %d bytes, limit %d: %w", uncompressedLength, cfg.maxTOCSize, ErrTOCTooLarge)
 	}
+	if uncompressedLength > 0 {
+		return decompressZstdChunkedTOCWhole(compressed, uncompressedLength, cfg.maxTOCSize)
+	}
 	zr, err := newZstdReader(bytes.NewReader(compressed), cfg.maxTOCSize)
 	if err != nil {
 		return nil, fmt.Errorf("toc: zstd:chunked TOC: %w", err)
 	}
 	defer zr.Close()
 	var buf bytes.Buffer
-	buf.Grow(int(min(max(uncompressedLength, 0), int64(len(compressed))*maxZstdRatio, 1<<20)))
+	buf.Grow(int(min(int64(len(compressed))*maxZstdRatio, 1<<20)))
 	if _, err := buf.ReadFrom(io.LimitReader(zr, cfg.maxTOCSize+1)); err != nil {
 		return nil, fmt.Errorf("toc: zstd:chunked TOC: decompressing: %w: %w", ErrInvalidTOC, err)
 	}
 	if int64(buf.Len()) > cfg.maxTOCSize {
 		return nil, fmt.Errorf("toc: zstd:chunked TOC exceeds the %d-byte limit: %w", cfg.maxTOCSize, ErrTOCTooLarge)
 	}
-	if uncompressedLength > 0 && int64(buf.Len()) != uncompressedLength {
-		return nil, fmt.Errorf("toc: zstd:chunked TOC is %d bytes, footer says %d: %w", buf.Len(), uncompressedLength, ErrInvalidTOC)
-	}
 	return buf.Bytes(), nil
+}
+
+// decompressZstdChunkedTOCWhole decompresses a TOC of known length in one
+// piece, straight into a buffer of that length: the streaming decoder
+// would allocate a ring of the frame's window (often 8 MiB) and the
+// buffer would regrow several times. Output beyond the length is an
+// error, so no more than length bytes are ever decompressed.
+func decompressZstdChunkedTOCWhole(compressed []byte, length, limit int64) ([]byte, error) {
+	if length > int64(len(compressed))*maxZstdRatio {
+		return nil, fmt.Errorf("toc: zstd:chunked TOC of %d bytes cannot come from %d compressed bytes: %w", length, len(compressed), ErrInvalidTOC)
+	}
+	zd, err := zstd.NewReader(nil, append(zstdDecoderOptions(limit), zstd.WithDecodeAllCapLimit(true))...)
+	if err != nil {
+		return nil, fmt.Errorf("toc: zstd:chunked TOC: %w", err)
+	}
+	defer zd.Close()
+	js, err := zd.DecodeAll(compressed, make([]byte, 0, length))
+	switch {
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		return nil, fmt.Errorf("toc: zstd:chunked TOC exceeds the %d bytes the footer says: %w", length, ErrInvalidTOC)
+	case err != nil:
+		return nil, fmt.Errorf("toc: zstd:chunked TOC: decompressing: %w: %w", ErrInvalidTOC, err)
+	case int64(len(js)) != length:
+		return nil, fmt.Errorf("toc: zstd:chunked TOC is %d bytes, footer says %d: %w", len(js), length, ErrInvalidTOC)
+	}
+	return js, nil
 }
 
 // DecodeZstdChunked decodes a zstd:chunked TOC frame's payload (the
