@@ -225,32 +225,27 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 		return nil, fmt.Errorf("fetch frame %v: %w", frame, err)
 	}
 
+	plan = disjoint(plan)
 	res := make(frameResult, len(plan))
+	if l.toc.Format == toc.FormatEStargz && l.inflateSpans(compressed, plan, res) {
+		return res, nil
+	}
+	clear(res)
 	err = l.decompress(compressed, func(r io.Reader) error {
 		var pos int64
-		for _, sp := range plan {
-			if sp.inner < pos {
-				continue // overlaps an earlier sibling; never the wanted one
-			}
+		return l.readSpans(plan, res, func(sp span) ([]byte, func(lo, hi int) error, error) {
 			if _, err := io.CopyN(io.Discard, r, sp.inner-pos); err != nil {
-				return truncated(err)
-			}
-			data := make([]byte, sp.size)
-			mismatch, err := readChunk(r, data, sp.digest)
-			if err != nil {
-				return err
+				return nil, nil, truncated(err)
 			}
 			pos = sp.inner + sp.size
-			if mismatch != nil {
-				res[sp] = spanResult{err: mismatch}
-				continue
-			}
-			res[sp] = spanResult{data: data}
-			if l.cfg.cache != nil {
-				l.cfg.cache.Add(sp.digest, data)
-			}
-		}
-		return nil
+			data := make([]byte, sp.size)
+			return data, func(lo, hi int) error {
+				if _, err := io.ReadFull(r, data[lo:hi]); err != nil {
+					return truncated(err)
+				}
+				return nil
+			}, nil
+		})
 	})
 	if err != nil {
 		if _, ok := res[want]; !ok {
@@ -258,6 +253,79 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 		}
 	}
 	return res, nil
+}
+
+// disjoint returns the spans of plan, sorted by offset, that do not
+// overlap an earlier one. The wanted span overlaps no other, so it stays.
+func disjoint(plan []span) []span {
+	var end int64
+	return slices.DeleteFunc(plan, func(sp span) bool {
+		if sp.inner < end {
+			return true
+		}
+		end = sp.inner + sp.size
+		return false
+	})
+}
+
+// A spanSource yields the decompressed bytes of a frame's spans, asked
+// for in order: a buffer for the span and a function that fills it, as
+// readChunk takes them.
+type spanSource func(sp span) (data []byte, fill func(lo, hi int) error, err error)
+
+// readSpans reads the spans of plan from src, verifies them, records each
+// in res and adds the good ones to the cache. It stops at src's first
+// error.
+func (l *Layer) readSpans(plan []span, res frameResult, src spanSource) error {
+	for _, sp := range plan {
+		data, fill, err := src(sp)
+		if err != nil {
+			return err
+		}
+		mismatch, err := readChunk(data, sp.digest, fill)
+		if err != nil {
+			return err
+		}
+		if mismatch != nil {
+			res[sp] = spanResult{err: mismatch}
+			continue
+		}
+		res[sp] = spanResult{data: data}
+		if l.cfg.cache != nil {
+			l.cfg.cache.Add(sp.digest, data)
+		}
+	}
+	return nil
+}
+
+// inflateSpans reads the spans of plan from an eStargz frame with an
+// inflater, as readSpans does, and reports whether every span decoded
+// and matched its digest. Otherwise the caller decodes the frame again
+// with klauspost/compress, which has the last word on what is wrong.
+func (l *Layer) inflateSpans(frame []byte, plan []span, res frameResult) bool {
+	if len(plan) == 0 {
+		return true
+	}
+	last := plan[len(plan)-1]
+	out := make([]byte, last.inner+last.size)
+	z := inflaters.Get().(*inflater)
+	defer inflaters.Put(z)
+	if z.reset(frame, out) != nil {
+		return false
+	}
+	err := l.readSpans(plan, res, func(sp span) ([]byte, func(lo, hi int) error, error) {
+		data := out[sp.inner : sp.inner+sp.size : sp.inner+sp.size]
+		return data, func(lo, hi int) error { return z.decode(int(sp.inner) + hi) }, nil
+	})
+	if err != nil {
+		return false
+	}
+	for _, r := range res {
+		if r.err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func truncated(err error) error {

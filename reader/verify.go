@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"runtime"
 	"strings"
 
@@ -22,16 +21,17 @@ const (
 	pipelinePiece = 64 << 10
 )
 
-// readChunk fills dst from r, a frame's decompressed bytes, and checks dst
-// against want. err reports a frame that does not decompress or ends
-// early; mismatch, bytes that do not match want. Inflating costs several
-// times what hashing does, so a large chunk is hashed piece by piece on a
-// second goroutine as it decompresses, and a reader waiting for it waits
-// little longer than the decompression alone.
-func readChunk(r io.Reader, dst []byte, want digest.Digest) (mismatch, err error) {
+// readChunk fills dst with a chunk's bytes and checks them against want.
+// fill(lo, hi) must place the chunk's bytes lo to hi in dst[lo:hi], and
+// is called in order. err is fill's error; mismatch reports bytes that do
+// not match want. Decompressing costs several times what hashing does,
+// so a large chunk is hashed piece by piece on a second goroutine as it
+// decompresses, and a reader waiting for it waits little longer than the
+// decompression alone.
+func readChunk(dst []byte, want digest.Digest, fill func(lo, hi int) error) (mismatch, err error) {
 	if !isSHA256(want) || len(dst) < pipelineMin || runtime.GOMAXPROCS(0) == 1 {
-		if _, err := io.ReadFull(r, dst); err != nil {
-			return nil, truncated(err)
+		if err := fill(0, len(dst)); err != nil {
+			return nil, err
 		}
 		return verify(want, dst), nil
 	}
@@ -44,17 +44,16 @@ func readChunk(r io.Reader, dst []byte, want digest.Digest) (mismatch, err error
 		}
 		close(hashed)
 	}()
-	for rest := dst; len(rest) > 0 && err == nil; {
-		n := min(len(rest), pipelinePiece)
-		if _, err = io.ReadFull(r, rest[:n]); err == nil {
-			pieces <- rest[:n]
-			rest = rest[n:]
+	for lo := 0; lo < len(dst) && err == nil; lo += pipelinePiece {
+		hi := min(lo+pipelinePiece, len(dst))
+		if err = fill(lo, hi); err == nil {
+			pieces <- dst[lo:hi]
 		}
 	}
 	close(pieces)
 	<-hashed
 	if err != nil {
-		return nil, truncated(err)
+		return nil, err
 	}
 	return checkSum(want, h.Sum(nil)), nil
 }
