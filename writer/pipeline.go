@@ -281,9 +281,9 @@ func startPipeline(ctx context.Context, sink *blobSink, concurrency, memberLimit
 		sink:     sink,
 		budget:   (2*concurrency + 1) * memberLimit,
 	}
-	// Spares hold no more than the budget: the raw and compressed
-	// buffers of a pipeline full of large members.
-	p.spares.limit = p.budget
+	// Spares hold no more than a pipeline full of large members holds:
+	// a raw and a compressed buffer for each budgeted byte.
+	p.spares.limit = 2 * p.budget
 	p.drained = sync.NewCond(&p.mu)
 	p.ctx, p.cancel = context.WithCancelCause(ctx)
 	for range inFlight {
