@@ -35,8 +35,18 @@ type tarSplitDecoder struct {
 	nameRaw []byte // decoded name_raw values
 }
 
-// Keys of a tar-split record, as storage.Entry spells them.
+// Keys of a tar-split record, as storage.Entry spells them, indexed by
+// the constants below.
 var tarSplitKeys = []string{"type", "name", "name_raw", "size", "payload", "position"}
+
+const (
+	tsType = iota
+	tsName
+	tsNameRaw
+	tsSize
+	tsPayload
+	tsPosition
+)
 
 // decode decodes line into e. The result is valid until the next call or
 // until line changes.
@@ -73,17 +83,17 @@ func (d *tarSplitDecoder) fast(line []byte, e *tarSplitEntry) bool {
 		seen |= 1 << field
 		var ok bool
 		switch field {
-		case 0:
+		case tsType:
 			e.typ, ok = s.integer(strconv.IntSize)
-		case 1:
+		case tsName:
 			name, ok = s.stringBytes()
-		case 2:
+		case tsNameRaw:
 			nameRaw, d.nameRaw, ok = s.base64Bytes(d.nameRaw)
-		case 3:
+		case tsSize:
 			e.size, ok = s.integer(64)
-		case 4:
+		case tsPayload:
 			e.payload, d.payload, ok = s.base64Bytes(d.payload)
-		case 5:
+		case tsPosition:
 			_, ok = s.integer(strconv.IntSize)
 		}
 		return ok

@@ -16,8 +16,8 @@ import (
 // whatever the scanner accepts, json.Unmarshal decodes to the same record,
 // and decode returns the same record or the same error as encoding/json.
 func FuzzTarSplitRecordFastPath(f *testing.F) {
-	var d tarSplitDecoder
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var d tarSplitDecoder
 		for line := range bytes.Lines(data) {
 			var fast, slow tarSplitEntry
 			if d.fast(line, &fast) {
