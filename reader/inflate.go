@@ -222,17 +222,17 @@ func (z *inflater) copyStored(limit int) error {
 // limit bytes. It is refill, table.lookup and take by hand, on local
 // copies of the bit buffer: the compiler keeps those in registers.
 func (z *inflater) huffman(limit int) error {
-	out := z.out
 	if z.copyLen > 0 {
-		out = z.backCopy(out, limit)
+		z.out = z.backCopy(z.out, limit)
 	}
+	buf, n := z.out[:limit], len(z.out)
 	in, pos, bitBuf, nb := z.in, z.pos, z.bits, z.nb
 	lit, litMask, litBits := z.lit.entries, uint64(1)<<z.lit.tableBits-1, z.lit.tableBits
 	dist, distMask, distBits := z.dist.entries, uint64(1)<<z.dist.tableBits-1, z.dist.tableBits
 	err := errInflate
-	for len(out) < limit {
+	for n < len(buf) {
 		// 56 bits hold a length with its extra bits (15 + 5) and a
-		// distance with its (15 + 13).
+		// distance with its (15 + 13), or two literals.
 		if pos+8 <= len(in) {
 			bitBuf |= binary.LittleEndian.Uint64(in[pos:]) << nb
 			pos += int(63-nb) >> 3
@@ -246,6 +246,20 @@ func (z *inflater) huffman(limit int) error {
 			}
 		}
 		e := lit[bitBuf&litMask]
+		if e.kind() == kindLiteral {
+			bitBuf >>= e.bits()
+			nb -= e.bits()
+			buf[n] = byte(e.value())
+			n++
+			if e = lit[bitBuf&litMask]; e.kind() != kindLiteral || n == len(buf) {
+				continue
+			}
+			bitBuf >>= e.bits()
+			nb -= e.bits()
+			buf[n] = byte(e.value())
+			n++
+			continue
+		}
 		if e.kind() == kindSub {
 			bitBuf >>= litBits
 			nb -= litBits
@@ -255,7 +269,8 @@ func (z *inflater) huffman(limit int) error {
 		nb -= e.bits()
 		switch e.kind() {
 		case kindLiteral:
-			out = append(out, byte(e.value()))
+			buf[n] = byte(e.value())
+			n++
 			continue
 		case kindLength:
 		case kindEnd:
@@ -285,27 +300,26 @@ func (z *inflater) huffman(limit int) error {
 		distance := int(e.value() + uint32(bitBuf&(1<<e.extra()-1)))
 		bitBuf >>= e.extra()
 		nb -= e.extra()
-		if distance > len(out) || pos-int(nb>>3) > len(in) {
+		if distance > n || pos-int(nb>>3) > len(in) {
 			goto done
 		}
-		if start := len(out); distance >= 8 && start+length+8 <= limit {
+		if distance >= 8 && n+length+8 <= len(buf) {
 			// Most matches are short and far enough back to be copied
 			// 8 bytes at a time, each word read before it is
 			// overwritten; the last word may spill up to 7 bytes past
 			// the match, which decoding overwrites next.
-			buf := out[:start+length+8]
-			for k := start; k < start+length; k += 8 {
+			for k := n; k < n+length; k += 8 {
 				binary.LittleEndian.PutUint64(buf[k:], binary.LittleEndian.Uint64(buf[k-distance:]))
 			}
-			out = out[:start+length]
+			n += length
 			continue
 		}
-		z.copyLen, z.copyAt = length, len(out)-distance
-		out = z.backCopy(out, limit)
+		z.copyLen, z.copyAt = length, n-distance
+		n = len(z.backCopy(buf[:n], limit))
 	}
 	err = nil
 done:
-	z.out, z.pos, z.bits, z.nb = out, pos, bitBuf, nb
+	z.out, z.pos, z.bits, z.nb = buf[:n], pos, bitBuf, nb
 	return err
 }
 
