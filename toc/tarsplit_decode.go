@@ -146,18 +146,27 @@ func (s *estargzScanner) base64Bytes(buf []byte) (value, newBuf []byte, ok bool)
 		return nil, buf, false
 	}
 	raw := s.data[s.pos+1 : s.pos+1+end]
-	// The decoder skips CR and LF, which a JSON string cannot hold raw.
-	if bytes.IndexByte(raw, '\r') >= 0 || bytes.IndexByte(raw, '\n') >= 0 {
-		return nil, buf, false
-	}
-	n := base64.StdEncoding.DecodedLen(len(raw))
-	if cap(buf) < n || buf == nil {
-		buf = make([]byte, max(n, 512))
+	full := base64.StdEncoding.DecodedLen(len(raw))
+	if cap(buf) < full || buf == nil {
+		buf = make([]byte, max(full, 512))
 	}
 	n, err := base64.StdEncoding.Decode(buf[:cap(buf)], raw)
-	if err != nil {
+	// The decoder skips CR and LF, which a JSON string cannot hold raw.
+	// Skipped, they would leave the output short of the length the
+	// literal's size and padding promise (by at least 3 bytes: the rest
+	// must still come in groups of 4).
+	if err != nil || len(raw)%4 != 0 || n != full-base64Padding(raw) {
 		return nil, buf, false
 	}
 	s.pos += 1 + end + 1
 	return buf[:n], buf, true
+}
+
+// base64Padding counts the padding characters that end raw.
+func base64Padding(raw []byte) int {
+	n := 0
+	for n < 2 && n < len(raw) && raw[len(raw)-1-n] == '=' {
+		n++
+	}
+	return n
 }

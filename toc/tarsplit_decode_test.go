@@ -72,6 +72,8 @@ func TestTarSplitDecoderDeclines(t *testing.T) {
 		`{"type":2,"payload":"AAAA","position":99999999999999999999}`,
 		`{"type":2,"payload":"AA\/AA==","position":0}`,
 		`{"type":2,"payload":"AAA\rA","position":0}`,
+		`{"type":2,"payload":"AAAA` + "\r\r\r\r" + `AAAA","position":0}`, // raw CRs, which base64 skips
+		`{"type":2,"payload":"AA` + "\n" + `==","position":0}`,
 		`{"type":2,"payload":"AAA","position":0}`,
 		`{"type":2,"payload":5,"position":0}`,
 		`{"type":1,"name":5,"size":0,"payload":null,"position":0}`,
