@@ -245,7 +245,7 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 				}
 				return nil
 			}, nil
-		})
+		}, false)
 	})
 	if err != nil {
 		if _, ok := res[want]; !ok {
@@ -275,8 +275,10 @@ type spanSource func(sp span) (data []byte, fill func(lo, hi int) error, err err
 
 // readSpans reads the spans of plan from src, verifies them, records each
 // in res and adds the good ones to the cache. It stops at src's first
-// error.
-func (l *Layer) readSpans(plan []span, res frameResult, src spanSource) error {
+// error. With copyOut, the buffers src returns share memory with other
+// bytes, and good spans are copied out of them: holding one chunk must
+// not hold a whole frame.
+func (l *Layer) readSpans(plan []span, res frameResult, src spanSource, copyOut bool) error {
 	for _, sp := range plan {
 		data, fill, err := src(sp)
 		if err != nil {
@@ -289,6 +291,9 @@ func (l *Layer) readSpans(plan []span, res frameResult, src spanSource) error {
 		if mismatch != nil {
 			res[sp] = spanResult{err: mismatch}
 			continue
+		}
+		if copyOut {
+			data = bytes.Clone(data)
 		}
 		res[sp] = spanResult{data: data}
 		if l.cfg.cache != nil {
@@ -309,14 +314,17 @@ func (l *Layer) inflateSpans(frame []byte, plan []span, res frameResult) bool {
 	last := plan[len(plan)-1]
 	out := make([]byte, last.inner+last.size)
 	z := inflaters.Get().(*inflater)
-	defer inflaters.Put(z)
+	defer func() {
+		z.in, z.out = nil, nil // an idle inflater holds no frame
+		inflaters.Put(z)
+	}()
 	if z.reset(frame, out) != nil {
 		return false
 	}
 	err := l.readSpans(plan, res, func(sp span) ([]byte, func(lo, hi int) error, error) {
 		data := out[sp.inner : sp.inner+sp.size : sp.inner+sp.size]
 		return data, func(lo, hi int) error { return z.decode(int(sp.inner) + hi) }, nil
-	})
+	}, len(plan) > 1 || plan[0].inner > 0)
 	if err != nil {
 		return false
 	}
