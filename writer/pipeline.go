@@ -24,25 +24,45 @@ type frameEncoder interface {
 	encode(dst, src []byte) ([]byte, error)
 }
 
+// gzipEncoder compresses members at its level, except that members of
+// at most smallMember bytes get level 6's encoder when the level is
+// higher. Levels 7 to 9 are lazy-matching encoders that clear 640 KB of
+// hash tables for every member, about 10µs: most of the cost of a member
+// that small (a file of up to 512 bytes and the next entry's header),
+// for which lazy matching finds almost nothing more. On a GOROOT tar that
+// is a quarter of the members; it saves 1.7% of the compression time for
+// 2.8 KB more in a 74 MB blob.
 type gzipEncoder struct {
-	zw  *gzip.Writer
-	out appendWriter
+	zw, small *gzip.Writer
+	out       appendWriter
 }
+
+const smallMember = 1 << 10
 
 func newGzipEncoder(level int) (frameEncoder, error) {
 	zw, err := gzip.NewWriterLevel(nil, level)
 	if err != nil {
 		return nil, err
 	}
-	return &gzipEncoder{zw: zw}, nil
+	small := zw
+	if level > 6 {
+		if small, err = gzip.NewWriterLevel(nil, 6); err != nil {
+			return nil, err
+		}
+	}
+	return &gzipEncoder{zw: zw, small: small}, nil
 }
 
 func (g *gzipEncoder) encode(dst, src []byte) ([]byte, error) {
+	zw := g.zw
+	if len(src) <= smallMember {
+		zw = g.small
+	}
 	g.out = appendWriter(dst)
-	g.zw.Reset(&g.out)
-	_, err := g.zw.Write(src)
+	zw.Reset(&g.out)
+	_, err := zw.Write(src)
 	if err == nil {
-		err = g.zw.Close()
+		err = zw.Close()
 	}
 	dst, g.out = g.out, nil
 	return dst, err
