@@ -220,6 +220,7 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header) error) (int64, 
 		padding int64       // padding still to skip before the next header
 		pending *tar.Header // header awaiting its file record
 		ended   bool        // the end-of-archive blocks have been seen
+		headers tarHeaderReader
 	)
 	for {
 		rec, err := r.next()
@@ -254,7 +255,7 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header) error) (int64, 
 		if ended || len(seg) == 0 {
 			continue
 		}
-		hdr, pad, err := readTarHeader(seg)
+		hdr, pad, err := headers.read(seg)
 		if err == io.EOF {
 			ended = true
 			continue

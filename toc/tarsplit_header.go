@@ -12,17 +12,27 @@ import (
 
 const tarBlockSize = 512
 
-// readTarHeader parses the tar header at the start of seg, a tar-split
-// segment without the previous entry's padding, as archive/tar's
-// Reader.Next does, and returns it with the padding that follows the
-// entry's contents. At the end-of-archive blocks the error is io.EOF.
+// tarHeaderReader parses the tar header at the start of each tar-split
+// segment it is given. The zero value is ready to use.
+type tarHeaderReader struct {
+	block []tar.Header // unused headers of the current allocation
+}
+
+// read parses the tar header at the start of seg, a tar-split segment
+// without the previous entry's padding, as archive/tar's Reader.Next does,
+// and returns it with the padding that follows the entry's contents. At
+// the end-of-archive blocks the error is io.EOF.
 //
 // Most headers are a single USTAR or GNU block, which parsePlainTarHeader
-// reads several times faster than a tar.Reader; it leaves every other
-// header to archive/tar, and fills only the fields CheckTarSplit
-// compares.
-func readTarHeader(seg []byte) (hdr *tar.Header, padding int64, err error) {
-	if hdr, padding, ok := parsePlainTarHeader(seg); ok {
+// reads several times faster than a tar.Reader, into headers allocated in
+// blocks; it leaves every other header to archive/tar, and fills only the
+// fields CheckTarSplit compares.
+func (r *tarHeaderReader) read(seg []byte) (hdr *tar.Header, padding int64, err error) {
+	if len(r.block) == 0 {
+		r.block = make([]tar.Header, allocBlockSize)
+	}
+	if padding, ok := parsePlainTarHeader(seg, &r.block[0]); ok {
+		hdr, r.block = &r.block[0], r.block[1:]
 		return hdr, padding, nil
 	}
 	tr := tar.NewReader(bytes.NewReader(seg))
@@ -32,46 +42,46 @@ func readTarHeader(seg []byte) (hdr *tar.Header, padding int64, err error) {
 	return hdr, tr.ExpectedPadding(), nil
 }
 
-// parsePlainTarHeader parses a header that is one USTAR or GNU block of
-// a regular file, hard or symbolic link, device, directory or FIFO, with
-// octal numbers only and, for GNU, without access or change times. It
-// fills Name, Linkname, Typeflag, Mode, Uid, Gid, Size, ModTime, Devmajor
-// and Devminor exactly as archive/tar does (not Uname, Gname or Format),
-// and reports false for anything else, including blocks archive/tar would
-// reject.
-func parsePlainTarHeader(seg []byte) (hdr *tar.Header, padding int64, ok bool) {
+// parsePlainTarHeader parses into hdr a header that is one USTAR or GNU
+// block of a regular file, hard or symbolic link, device, directory or
+// FIFO, with octal numbers only and, for GNU, without access or change
+// times. It sets Name, Linkname, Typeflag, Mode, Uid, Gid, Size, ModTime,
+// Devmajor and Devminor exactly as archive/tar does (and no other field),
+// and reports false, leaving hdr alone, for anything else, including
+// blocks archive/tar would reject.
+func parsePlainTarHeader(seg []byte, hdr *tar.Header) (padding int64, ok bool) {
 	if len(seg) < tarBlockSize {
-		return nil, 0, false
+		return 0, false
 	}
 	b := seg[:tarBlockSize:tarBlockSize]
 	if b[0] == 0 {
-		return nil, 0, false // an empty name, or the end-of-archive blocks
+		return 0, false // an empty name, or the end-of-archive blocks
 	}
 	typeflag := b[156]
 	switch typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
 	default:
-		return nil, 0, false // extension headers, sparse files, vendor types
+		return 0, false // extension headers, sparse files, vendor types
 	}
 	if !validTarChecksum(b) {
-		return nil, 0, false
+		return 0, false
 	}
 	magic, version := string(b[257:263]), string(b[263:265])
 	switch {
 	case magic == "ustar\x00" && string(b[508:512]) == "tar\x00":
-		return nil, 0, false // star, with its own time fields
+		return 0, false // star, with its own time fields
 	case magic == "ustar\x00":
 	case magic == "ustar " && version == " \x00":
 		if b[345] != 0 || b[357] != 0 {
-			return nil, 0, false // GNU access and change times
+			return 0, false // GNU access and change times
 		}
 	default:
-		return nil, 0, false // V7
+		return 0, false // V7
 	}
 	var numbers [7]int64
 	for i, field := range [...][]byte{b[100:108], b[108:116], b[116:124], b[124:136], b[136:148], b[329:337], b[337:345]} {
 		if numbers[i], ok = parseTarOctal(field); !ok {
-			return nil, 0, false
+			return 0, false
 		}
 	}
 	name := tarString(b[0:100])
@@ -87,7 +97,7 @@ func parsePlainTarHeader(seg []byte) (hdr *tar.Header, padding int64, ok bool) {
 			typeflag = tar.TypeDir
 		}
 	}
-	hdr = &tar.Header{
+	*hdr = tar.Header{
 		Typeflag: typeflag,
 		Name:     name,
 		Linkname: tarString(b[157:257]),
@@ -104,7 +114,7 @@ func parsePlainTarHeader(seg []byte) (hdr *tar.Header, padding int64, ok bool) {
 	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
 		contents = 0 // whatever the size field says
 	}
-	return hdr, -contents & (tarBlockSize - 1), true
+	return -contents & (tarBlockSize - 1), true
 }
 
 // validTarChecksum reports whether b's checksum field holds the sum of its
@@ -141,9 +151,15 @@ func validTarChecksum(b []byte) bool {
 // for anything else, which archive/tar either rejects or reads otherwise
 // (base-256 numbers, digits cut short by a NUL).
 func parseTarOctal(field []byte) (int64, bool) {
-	digits := bytes.Trim(field, " \x00")
+	padding := func(c byte) bool { return c == ' ' || c == 0 }
+	for len(field) > 0 && padding(field[0]) {
+		field = field[1:]
+	}
+	for len(field) > 0 && padding(field[len(field)-1]) {
+		field = field[:len(field)-1]
+	}
 	var n int64
-	for _, c := range digits { // at most 12 digits: no overflow
+	for _, c := range field { // at most 12 digits: no overflow
 		if c < '0' || c > '7' {
 			return 0, false
 		}

@@ -17,7 +17,8 @@ import (
 // with the same compared fields and the same padding.
 func FuzzTarHeaderFastPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seg []byte) {
-		hdr, padding, ok := parsePlainTarHeader(seg)
+		var hdr tar.Header
+		padding, ok := parsePlainTarHeader(seg, &hdr)
 		if !ok {
 			return
 		}
@@ -26,7 +27,7 @@ func FuzzTarHeaderFastPath(f *testing.F) {
 		if err != nil {
 			t.Fatalf("fast path accepted a header archive/tar rejects: %v", err)
 		}
-		if !sameComparedTarFields(hdr, want) || len(want.PAXRecords) != 0 || padding != tr.ExpectedPadding() {
+		if !sameComparedTarFields(&hdr, want) || len(want.PAXRecords) != 0 || padding != tr.ExpectedPadding() {
 			t.Fatalf("fast path and archive/tar disagree:\nfast: %+v padding %d\ntar:  %+v padding %d", hdr, padding, want, tr.ExpectedPadding())
 		}
 	})
@@ -50,7 +51,7 @@ func tarHeaderBlocks(t testing.TB, hdr *tar.Header) []byte {
 	return buf.Bytes()
 }
 
-func TestReadTarHeader(t *testing.T) {
+func TestTarHeaderReader(t *testing.T) {
 	mt := time.Unix(1700000000, 0)
 	long := strings.Repeat("d/", 60) + "file"
 	for _, tc := range []struct {
@@ -72,10 +73,10 @@ func TestReadTarHeader(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			seg := append(tarHeaderBlocks(t, &tc.hdr), make([]byte, 100)...)
-			if _, _, ok := parsePlainTarHeader(seg); ok != tc.fast {
+			if _, ok := parsePlainTarHeader(seg, new(tar.Header)); ok != tc.fast {
 				t.Errorf("parsePlainTarHeader accepted: %v, want %v", ok, tc.fast)
 			}
-			hdr, padding, err := readTarHeader(seg)
+			hdr, padding, err := new(tarHeaderReader).read(seg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,17 +86,18 @@ func TestReadTarHeader(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !sameComparedTarFields(hdr, want) || padding != tr.ExpectedPadding() {
-				t.Errorf("readTarHeader = %+v, %d; archive/tar: %+v, %d", hdr, padding, want, tr.ExpectedPadding())
+				t.Errorf("read = %+v, %d; archive/tar: %+v, %d", hdr, padding, want, tr.ExpectedPadding())
 			}
 		})
 	}
 	// The end of the archive, and damage, are archive/tar's to report.
-	if _, _, err := readTarHeader(make([]byte, 1024)); err != io.EOF {
+	var r tarHeaderReader
+	if _, _, err := r.read(make([]byte, 1024)); err != io.EOF {
 		t.Errorf("end-of-archive blocks: error %v, want io.EOF", err)
 	}
 	bad := tarHeaderBlocks(t, &tar.Header{Name: "a", ModTime: mt, Format: tar.FormatUSTAR})
 	bad[100]++ // the mode, so the checksum no longer matches
-	if _, _, err := readTarHeader(bad); err != tar.ErrHeader {
+	if _, _, err := r.read(bad); err != tar.ErrHeader {
 		t.Errorf("bad checksum: error %v, want tar.ErrHeader", err)
 	}
 }
