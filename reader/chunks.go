@@ -225,6 +225,9 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 		return nil, fmt.Errorf("fetch frame %v: %w", frame, err)
 	}
 
+	// An eStargz frame is a gzip member, which an inflater decodes in
+	// place; anything it does not decode streams through the layer's
+	// decompressor.
 	plan = disjoint(plan)
 	res := make(frameResult, len(plan))
 	if l.toc.Format == toc.FormatEStargz && l.inflateSpans(compressed, plan, res) {

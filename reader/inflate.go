@@ -166,6 +166,7 @@ func (z *inflater) take(n uint) uint32 {
 	return v
 }
 
+// blockHeader reads a block's header, and a dynamic block's code tables.
 func (z *inflater) blockHeader() error {
 	if z.final {
 		z.state = inflateDone
@@ -205,6 +206,8 @@ func (z *inflater) blockHeader() error {
 	return nil
 }
 
+// copyStored copies the current stored block to the output, up to limit
+// bytes of output.
 func (z *inflater) copyStored(limit int) error {
 	n := min(z.stored, limit-len(z.out))
 	if n > len(z.in)-z.pos {
