@@ -154,7 +154,7 @@ func WithMinChunkSize(size int64) Option {
 // gzip level, from gzip.HuffmanOnly to gzip.BestCompression (-2 to 9 as in
 // compress/gzip; the default is DefaultCompressionLevel); at levels 7 to 9,
 // members of at most 1 KiB are compressed at level 6, whose encoder costs
-// far less to start for the same result. For zstd:chunked
+// far less to start for almost the same result. For zstd:chunked
 // it is the zstd level, 1 to 22 as the zstd command line counts, mapped to
 // the nearest klauspost/compress encoder speed: below 3 fastest, 3-5
 // default, 6-9 better, 10 and above best (the default is

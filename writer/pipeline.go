@@ -103,11 +103,9 @@ func (m *member) compress(enc frameEncoder, spares *spareBuffers) error {
 		m.digests = append(m.digests, digest.NewDigestFromBytes(digest.SHA256, sum[:]))
 	}
 	// Compressed output seldom outgrows its input by more than a little
-	// framing: a buffer that size saves growing out step by step.
-	if need := len(m.raw) + len(m.raw)/64 + 1024; need > keptBuffer && cap(m.out) < need {
-		if cap(m.out) > keptBuffer {
-			spares.put(m.out)
-		}
+	// framing: a buffer that size saves growing out step by step. (An
+	// idle member's out is never larger than keptBuffer; see reset.)
+	if need := len(m.raw) + len(m.raw)/64 + 1024; need > keptBuffer {
 		m.out = spares.get(need)
 	}
 	var err error
