@@ -51,7 +51,7 @@ func inflateCorpus(t testing.TB) [][]byte {
 	}
 	// A binary with long matches and literals of all kinds.
 	if exe, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "bin", "gofmt")); err == nil {
-		corpus = append(corpus, exe[:min(len(exe), 4<<20)])
+		corpus = append(corpus, exe[:min(len(exe), 1<<20)])
 	}
 	return corpus
 }
