@@ -230,8 +230,14 @@ func (z *inflater) huffman(limit int) error {
 	}
 	buf, n := z.out[:limit], len(z.out)
 	in, pos, bitBuf, nb := z.in, z.pos, z.bits, z.nb
-	lit, litMask, litBits := z.lit.entries, uint64(1)<<z.lit.tableBits-1, z.lit.tableBits
-	dist, distMask, distBits := z.dist.entries, uint64(1)<<z.dist.tableBits-1, z.dist.tableBits
+	// Literal/length tables always have litTableBits, distance tables
+	// distTableBits: as arrays, their primary tables need no bounds
+	// checks.
+	lit, dist := z.lit.entries, z.dist.entries
+	litPrimary := (*[1 << litTableBits]tableEntry)(lit)
+	distPrimary := (*[1 << distTableBits]tableEntry)(dist)
+	const litMask, litBits = 1<<litTableBits - 1, litTableBits
+	const distMask, distBits = 1<<distTableBits - 1, distTableBits
 	err := errInflate
 	for n < len(buf) {
 		// 56 bits hold a length with its extra bits (15 + 5) and a
@@ -248,13 +254,13 @@ func (z *inflater) huffman(limit int) error {
 				pos++
 			}
 		}
-		e := lit[bitBuf&litMask]
+		e := litPrimary[bitBuf&litMask]
 		if e.kind() == kindLiteral {
 			bitBuf >>= e.bits()
 			nb -= e.bits()
 			buf[n] = byte(e.value())
 			n++
-			if e = lit[bitBuf&litMask]; e.kind() != kindLiteral || n == len(buf) {
+			if e = litPrimary[bitBuf&litMask]; e.kind() != kindLiteral || n == len(buf) {
 				continue
 			}
 			bitBuf >>= e.bits()
@@ -289,7 +295,7 @@ func (z *inflater) huffman(limit int) error {
 		length := int(e.value() + uint32(bitBuf&(1<<e.extra()-1)))
 		bitBuf >>= e.extra()
 		nb -= e.extra()
-		e = dist[bitBuf&distMask]
+		e = distPrimary[bitBuf&distMask]
 		if e.kind() == kindSub {
 			bitBuf >>= distBits
 			nb -= distBits
