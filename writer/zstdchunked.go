@@ -17,14 +17,18 @@ import (
 // zstdEncoder compresses each unit into one independent zstd frame that
 // records its content size, so a reader can decompress any frame alone.
 // Frames carry no checksum: every chunk has a sha256 in the TOC, and the
-// checksum would cost 4 bytes a frame.
+// checksum would cost 4 bytes a frame. Literals are entropy-coded even in
+// blocks without a match, as klauspost does only above its default
+// speed: frames of one small chunk often have no match yet skewed bytes
+// (on a GOROOT tar, 0.26% smaller at no measurable CPU cost).
 type zstdEncoder struct{ zw *zstd.Encoder }
 
 func newZstdEncoder(level int) (frameEncoder, error) {
 	zw, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
 		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(false))
+		zstd.WithEncoderCRC(false),
+		zstd.WithAllLitEntropyCompression(true))
 	if err != nil {
 		return nil, err
 	}
