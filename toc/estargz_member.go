@@ -9,25 +9,43 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
+// EStargzTOCTar returns the uncompressed contents of an eStargz TOC
+// member: a tar stream holding the single entry TOCTarName with tocJSON as
+// its contents, then the tar end-of-archive blocks, byte for byte as the
+// reference writer produces them. WriteEStargzTOCMember compresses exactly
+// these bytes, so a writer can hash them for the layer's DiffID instead of
+// decompressing the member it wrote.
+func EStargzTOCTar(tocJSON []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	// A header block, the JSON padded to a block, two zero blocks.
+	buf.Grow(len(tocJSON) + 4*tarBlockSize)
+	tw := tar.NewWriter(&buf)
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: int64(len(tocJSON))}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return nil, fmt.Errorf("toc: TOC member: %w", err)
+	}
+	if _, err := tw.Write(tocJSON); err != nil {
+		return nil, fmt.Errorf("toc: TOC member: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("toc: TOC member: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
 // WriteEStargzTOCMember writes the gzip member that ends an eStargz blob's
-// data: a tar stream holding the single entry TOCTarName with tocJSON as its
-// contents, then the tar end-of-archive blocks, compressed at the given
-// gzip level. The tar bytes are those the reference writer produces. The
+// data: EStargzTOCTar(tocJSON) compressed at the given gzip level. The
 // footer (EStargzFooter) follows the member in the blob.
 func WriteEStargzTOCMember(w io.Writer, tocJSON []byte, level int) error {
+	tocTar, err := EStargzTOCTar(tocJSON)
+	if err != nil {
+		return err
+	}
 	zw, err := gzip.NewWriterLevel(w, level)
 	if err != nil {
 		return fmt.Errorf("toc: TOC member: %w", err)
 	}
-	tw := tar.NewWriter(zw)
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: int64(len(tocJSON))}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("toc: TOC member: %w", err)
-	}
-	if _, err := tw.Write(tocJSON); err != nil {
-		return fmt.Errorf("toc: TOC member: %w", err)
-	}
-	if err := tw.Close(); err != nil {
+	if _, err := zw.Write(tocTar); err != nil {
 		return fmt.Errorf("toc: TOC member: %w", err)
 	}
 	if err := zw.Close(); err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -203,20 +202,15 @@ func finishBlob(cfg *config, sink *blobSink, a *assembler, res *Result) error {
 	}
 	t.Digest = digest.FromBytes(tocJSON)
 
+	// The DiffID covers the TOC's tar entry too: hash the bytes the
+	// member compresses, which are what a gunzip of the blob yields.
+	tocTar, err := toc.EStargzTOCTar(tocJSON)
+	if err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
 	var member bytes.Buffer
 	if err := toc.WriteEStargzTOCMember(&member, tocJSON, cfg.level); err != nil {
 		return fmt.Errorf("writer: %w", err)
-	}
-	// The DiffID covers the TOC's tar entry too: hash what the member
-	// decompresses to, so that it is exactly what a gunzip of the blob
-	// yields.
-	zr, err := gzip.NewReader(bytes.NewReader(member.Bytes()))
-	if err != nil {
-		return fmt.Errorf("writer: TOC member: %w", err)
-	}
-	tocTar, err := io.ReadAll(zr)
-	if err != nil {
-		return fmt.Errorf("writer: TOC member: %w", err)
 	}
 	if err := sink.write(member.Bytes(), tocTar); err != nil {
 		return fmt.Errorf("writer: %w", err)
