@@ -2,6 +2,7 @@ package writer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -200,16 +201,18 @@ func finishBlob(cfg *config, sink *blobSink, a *assembler, res *Result) error {
 	if err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	t.Digest = digest.FromBytes(tocJSON)
 
-	// The DiffID covers the TOC's tar entry too: hash the bytes the
-	// member compresses, which are what a gunzip of the blob yields.
-	tocTar, err := toc.EStargzTOCTar(tocJSON)
-	if err != nil {
-		return fmt.Errorf("writer: %w", err)
-	}
+	// Compressing the TOC member is the longest step after the data, and
+	// the pipeline's workers are idle by now: compress on one core while
+	// this one digests the TOC and builds the member's tar bytes. The
+	// DiffID covers those bytes; they are exactly what the member
+	// compresses, so what a gunzip of the blob yields.
 	var member bytes.Buffer
-	if err := toc.WriteEStargzTOCMember(&member, tocJSON, cfg.level); err != nil {
+	compressed := make(chan error, 1)
+	go func() { compressed <- toc.WriteEStargzTOCMember(&member, tocJSON, cfg.level) }()
+	t.Digest = digest.FromBytes(tocJSON)
+	tocTar, tarErr := toc.EStargzTOCTar(tocJSON)
+	if err := cmp.Or(<-compressed, tarErr); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
 	if err := sink.write(member.Bytes(), tocTar); err != nil {
