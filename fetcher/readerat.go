@@ -17,8 +17,8 @@ type ReaderAt struct {
 
 // FromReaderAt returns a Fetcher over ra, whose size is size: a local file,
 // a bytes.Reader, or any other random-access source. ra must be safe for
-// concurrent ReadAt calls, as io.ReaderAt requires. Every range is one
-// ReadAt call and counts as one request in Stats.
+// concurrent ReadAt calls, as io.ReaderAt requires. Every ReadAt call
+// counts as one request in Stats.
 func FromReaderAt(ra io.ReaderAt, size int64, opts ...ReaderAtOption) *ReaderAt {
 	f := &ReaderAt{ra: ra, size: size}
 	for _, o := range opts {
@@ -30,19 +30,25 @@ func FromReaderAt(ra io.ReaderAt, size int64, opts ...ReaderAtOption) *ReaderAt 
 // Size returns the size given to FromReaderAt.
 func (f *ReaderAt) Size(context.Context) (int64, error) { return f.size, nil }
 
-// Fetch reads each range with one ReadAt call, in the order given. It
-// checks every range against the size before reading any.
+// Fetch reads the ranges in the order given, each run of ranges that
+// follow one another without a gap with one ReadAt call. It checks every
+// range against the size before reading any.
 func (f *ReaderAt) Fetch(ctx context.Context, ranges []Range, fn func(Range, []byte) error) error {
 	if err := checkRanges(ranges, f.size); err != nil {
 		return err
 	}
-	for _, r := range ranges {
+	for len(ranges) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data := make([]byte, r.Length)
+		run := 1
+		for run < len(ranges) && ranges[run].Offset == ranges[run-1].End() {
+			run++
+		}
+		span := Range{Offset: ranges[0].Offset, Length: ranges[run-1].End() - ranges[0].Offset}
+		data := make([]byte, span.Length)
 		start := time.Now()
-		n, err := f.ra.ReadAt(data, r.Offset)
+		n, err := f.ra.ReadAt(data, span.Offset)
 		// io.ReaderAt may report io.EOF along with a full read at the end.
 		if n == len(data) {
 			err = nil
@@ -50,16 +56,20 @@ func (f *ReaderAt) Fetch(ctx context.Context, ranges []Range, fn func(Range, []b
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {
-			err = fmt.Errorf("fetcher: read %v: %w", r, err)
+			err = fmt.Errorf("fetcher: read %v: %w", span, err)
 		}
-		f.request(RequestInfo{Spans: []Range{r}, Attempt: 1, Bytes: int64(n), Latency: time.Since(start), Err: err})
+		f.request(RequestInfo{Spans: []Range{span}, Attempt: 1, Bytes: int64(n), Latency: time.Since(start), Err: err})
 		if err != nil {
 			return err
 		}
-		f.delivered(1)
-		if err := fn(r, data); err != nil {
-			return err
+		for _, r := range ranges[:run] {
+			f.delivered(1)
+			at := r.Offset - span.Offset
+			if err := fn(r, data[at:at+r.Length:at+r.Length]); err != nil {
+				return err
+			}
 		}
+		ranges = ranges[run:]
 	}
 	return nil
 }
