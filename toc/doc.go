@@ -14,9 +14,12 @@
 //   - EStargzFooter and ParseFooter encode and decode the 51-byte footer
 //     (and accept the legacy 47-byte and external-TOC 46-byte footers);
 //   - WriteEStargzTOCMember and ReadEStargzTOCMember wrap and unwrap the
-//     TOC JSON in its gzip member, holding the tar entry stargz.index.json;
+//     TOC JSON in its gzip member, holding the tar entry stargz.index.json
+//     (EStargzTOCTar gives the member's uncompressed bytes);
 //   - MarshalEStargz and UnmarshalEStargz convert between TOC JSON and the
 //     model, byte for byte as the reference implementation writes it;
+//     DecodeEStargz does both steps for a member in memory, and
+//     DecodeEStargzFrom for a member still arriving, decoding as it comes;
 //   - EStargzAnnotations and ParseEStargzAnnotations handle the layer
 //     descriptor annotations that pin the TOC digest.
 //
@@ -27,6 +30,6 @@
 // A decoded TOC is only as trustworthy as its Digest: callers compare it to
 // the digest pinned by the layer's annotations before using it.
 //
-// The package does no I/O beyond the io.Writer it is given, keeps no
+// The package does no I/O beyond the io.Reader or io.Writer it is given, keeps no
 // global state, and its functions are safe for concurrent use.
 package toc

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -83,7 +84,19 @@ type estargzScanner struct {
 
 	block    []estargzEntry    // unused entries of the current allocation
 	interned map[string]string // values of fields that repeat across entries
+
+	// more, if set, is how the scanner reads a document still arriving:
+	// data is a prefix of it, and more(n) waits for a prefix of at least
+	// n bytes and returns it, or returns the whole document if it is
+	// shorter. When an entry does not parse in what the scanner has, it
+	// parses the entry again in a prefix holding at least twice as much
+	// of it, so that no entry costs more than a few passes.
+	more func(n int) []byte
 }
+
+// entryLookahead is how many bytes the scanner of an arriving document
+// wants past an entry it parsed, so that the separator after it is there.
+const entryLookahead = 64
 
 // document reads the whole input as a TOC document.
 func (s *estargzScanner) document() (version int, entries []*estargzEntry, ok bool) {
@@ -110,22 +123,53 @@ func (s *estargzScanner) document() (version int, entries []*estargzEntry, ok bo
 func (s *estargzScanner) entries() ([]*estargzEntry, bool) {
 	entries := []*estargzEntry{}
 	ok := s.array(func() bool {
-		if s.peek() != '{' {
-			return false // null entries, among others, are left to encoding/json
+		start, n := s.pos, len(entries)
+		for {
+			if s.entryElement(&entries) {
+				if len(s.data)-s.pos < entryLookahead {
+					s.grow(s.pos + entryLookahead)
+				}
+				return true
+			}
+			if s.tooMany || !s.grow(start+2*(len(s.data)-start)+1) {
+				return false
+			}
+			s.pos, entries = start, entries[:n]
 		}
-		if len(entries) == s.maxEntries {
-			s.tooMany = true
-			return false
-		}
-		if len(s.block) == 0 {
-			s.block = make([]estargzEntry, allocBlockSize)
-		}
-		je := &s.block[0]
-		s.block = s.block[1:]
-		entries = append(entries, je)
-		return s.entry(je)
 	})
+	// The rest of the document is short; take it all.
+	s.grow(math.MaxInt)
 	return entries, ok
+}
+
+// grow extends data to at least n bytes of an arriving document, or to
+// all of it, and reports whether data grew.
+func (s *estargzScanner) grow(n int) bool {
+	if s.more == nil || n <= len(s.data) {
+		return false
+	}
+	have := len(s.data)
+	s.data = s.more(n)
+	return len(s.data) > have
+}
+
+// entryElement parses one element of the entries array into a new entry
+// appended to entries.
+func (s *estargzScanner) entryElement(entries *[]*estargzEntry) bool {
+	if s.peek() != '{' {
+		return false // null entries, among others, are left to encoding/json
+	}
+	if len(*entries) == s.maxEntries {
+		s.tooMany = true
+		return false
+	}
+	if len(s.block) == 0 {
+		s.block = make([]estargzEntry, allocBlockSize)
+	}
+	je := &s.block[0]
+	s.block = s.block[1:]
+	*entries = append(*entries, je)
+	return s.entry(je)
 }
 
 func (s *estargzScanner) entry(je *estargzEntry) bool {

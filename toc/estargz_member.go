@@ -61,9 +61,27 @@ func WriteEStargzTOCMember(w io.Writer, tocJSON []byte, level int) error {
 // compressed bomb costs no more than the limit.
 func ReadEStargzTOCMember(member []byte, opts ...DecodeOption) ([]byte, error) {
 	cfg := newDecodeConfig(opts)
-	zr, err := gzip.NewReader(bytes.NewReader(member))
+	json, size, err := openEStargzTOCMember(bytes.NewReader(member), cfg)
 	if err != nil {
-		return nil, fmt.Errorf("toc: estargz TOC member: %w: %w", ErrInvalidTOC, err)
+		return nil, err
+	}
+	// Grow the buffer with the data actually inflated rather than trusting
+	// the header's size for one big allocation.
+	var buf bytes.Buffer
+	buf.Grow(int(min(size, int64(len(member)), 1<<20)))
+	if _, err := buf.ReadFrom(json); err != nil {
+		return nil, fmt.Errorf("toc: estargz TOC member: reading %d bytes of JSON: %w: %w", size, ErrInvalidTOC, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// openEStargzTOCMember starts reading an eStargz TOC member from r: it
+// checks the member's tar header and returns a reader of the TOC JSON and
+// its size. What it may inflate is bounded by the TOC size limit.
+func openEStargzTOCMember(r io.Reader, cfg decodeConfig) (io.Reader, int64, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, 0, fmt.Errorf("toc: estargz TOC member: %w: %w", ErrInvalidTOC, err)
 	}
 	zr.Multistream(false)
 	// Bound what the tar reader may inflate: the JSON, plus room for its
@@ -72,25 +90,18 @@ func ReadEStargzTOCMember(member []byte, opts ...DecodeOption) ([]byte, error) {
 	tr := tar.NewReader(io.LimitReader(zr, cfg.maxTOCSize+headerAllowance))
 	hdr, err := tr.Next()
 	if err != nil {
-		return nil, fmt.Errorf("toc: estargz TOC member: no tar header: %w: %w", ErrInvalidTOC, err)
+		return nil, 0, fmt.Errorf("toc: estargz TOC member: no tar header: %w: %w", ErrInvalidTOC, err)
 	}
 	if hdr.Name != TOCTarName {
-		return nil, fmt.Errorf("toc: estargz TOC member: tar entry %q, want %q: %w", hdr.Name, TOCTarName, ErrInvalidTOC)
+		return nil, 0, fmt.Errorf("toc: estargz TOC member: tar entry %q, want %q: %w", hdr.Name, TOCTarName, ErrInvalidTOC)
 	}
 	if hdr.Typeflag != tar.TypeReg {
-		return nil, fmt.Errorf("toc: estargz TOC member: tar entry type %q is not a regular file: %w", hdr.Typeflag, ErrInvalidTOC)
+		return nil, 0, fmt.Errorf("toc: estargz TOC member: tar entry type %q is not a regular file: %w", hdr.Typeflag, ErrInvalidTOC)
 	}
 	if hdr.Size > cfg.maxTOCSize {
-		return nil, fmt.Errorf("toc: estargz TOC JSON is %d bytes, limit %d: %w", hdr.Size, cfg.maxTOCSize, ErrTOCTooLarge)
+		return nil, 0, fmt.Errorf("toc: estargz TOC JSON is %d bytes, limit %d: %w", hdr.Size, cfg.maxTOCSize, ErrTOCTooLarge)
 	}
-	// Grow the buffer with the data actually inflated rather than trusting
-	// hdr.Size for one big allocation.
-	var buf bytes.Buffer
-	buf.Grow(int(min(hdr.Size, int64(len(member)), 1<<20)))
-	if _, err := buf.ReadFrom(tr); err != nil {
-		return nil, fmt.Errorf("toc: estargz TOC member: reading %d bytes of JSON: %w: %w", hdr.Size, ErrInvalidTOC, err)
-	}
-	return buf.Bytes(), nil
+	return tr, hdr.Size, nil
 }
 
 // DecodeEStargz decodes an eStargz TOC member (see ReadEStargzTOCMember)

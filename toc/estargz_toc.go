@@ -232,7 +232,12 @@ func unmarshalEStargz(data []byte, tocOffset int64, cfg decodeConfig,
 	sum := make(chan digest.Digest, 1)
 	go func() { sum <- digest.FromBytes(data) }()
 	version, entries, err := decode(data, cfg.maxEntries)
-	dgst := <-sum
+	return buildEStargzTOC(version, entries, err, <-sum, tocOffset, cfg)
+}
+
+// buildEStargzTOC turns decoded TOC JSON, or the error decoding it, into a
+// TOC whose digest is dgst.
+func buildEStargzTOC(version *int, entries []*estargzEntry, err error, dgst digest.Digest, tocOffset int64, cfg decodeConfig) (*TOC, error) {
 	if errors.Is(err, errTooManyEntries) {
 		return nil, fmt.Errorf("toc: estargz TOC has more than %d entries: %w", cfg.maxEntries, ErrTOCTooLarge)
 	}
