@@ -33,10 +33,13 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	if annotated != nil {
 		return openZstdChunkedLayer(ctx, f, size, blobRange{}, *annotated, cfg)
 	}
-	tail, err := fetchRange(ctx, f, size-min(size, max(cfg.tailHint, toc.MaxFooterSize)), size)
+	// The tail is decoded as an eStargz TOC as it arrives, in case it
+	// starts with one; the footer says afterwards.
+	tail, early, err := fetchDecoding(ctx, f, size-min(size, max(cfg.tailHint, toc.MaxFooterSize)), size, size-toc.MaxFooterSize, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("reader: fetch blob tail: %w", err)
 	}
+	defer early.stop()
 	footer, err := toc.ParseFooter(tail.data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -48,7 +51,7 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	var dataEnd int64
 	switch footer.Format {
 	case toc.FormatEStargz:
-		index, dataEnd, err = openEStargz(ctx, f, size, tail, footer, cfg)
+		index, dataEnd, err = openEStargz(ctx, f, size, tail, early, footer, cfg)
 	case toc.FormatZstdChunked:
 		return openZstdChunkedLayer(ctx, f, size, tail, footer, cfg)
 	default:
@@ -90,7 +93,7 @@ func fetchRange(ctx context.Context, f fetcher.Fetcher, from, to int64) (blobRan
 
 // openEStargz reads and decodes an eStargz TOC: the gzip member between
 // footer.TOCOffset and the footer. File data lies before the TOC.
-func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*toc.TOC, int64, error) {
+func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, early *tocDecoding, footer toc.Footer, cfg config) (*toc.TOC, int64, error) {
 	if footer.ExternalTOC {
 		return nil, 0, fmt.Errorf("reader: estargz with an external TOC: %w", ErrUnsupportedFormat)
 	}
@@ -102,27 +105,29 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 		return nil, 0, fmt.Errorf("reader: %d-byte TOC member exceeds the %d-byte TOC limit: %w: %w",
 			memberLen, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
 	}
-	member, ok := tail.slice(footer.TOCOffset, tocEnd)
-	if !ok {
-		r, err := fetchRange(ctx, f, footer.TOCOffset, tocEnd)
-		if err != nil {
-			return nil, 0, fmt.Errorf("reader: fetch TOC: %w", err)
+	var index *toc.TOC
+	var data []byte
+	var err error
+	if member, ok := tail.slice(footer.TOCOffset, tocEnd); !ok {
+		r, d, ferr := fetchDecoding(ctx, f, footer.TOCOffset, tocEnd, tocEnd, cfg)
+		if ferr != nil {
+			return nil, 0, fmt.Errorf("reader: fetch TOC: %w", ferr)
 		}
-		member = r.data
+		index, data, err = d.finish(r.offset + int64(len(r.data)))
+	} else if footer.TOCOffset == early.from {
+		index, data, err = early.finish(tocEnd)
+	} else {
+		index, data, err = decodeEStargzMember(member, footer.TOCOffset, cfg)
 	}
-	limit := toc.WithMaxTOCSize(cfg.maxTOCSize)
-	data, err := toc.ReadEStargzTOCMember(member, limit)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
-	// The decoder is bounded and hashes while it decodes; nothing it
+	// The decoder is bounded and hashes what it decodes; nothing it
 	// returns is used unless the hash is the pinned one.
-	index, err := toc.UnmarshalEStargz(data, footer.TOCOffset, limit)
 	if err != nil {
 		// A TOC that is not the pinned one is reported as that,
 		// whatever else is wrong with it.
-		if derr := checkTOCDigest(cfg, data); derr != nil {
-			return nil, 0, derr
+		if data != nil {
+			if derr := checkTOCDigest(cfg, data); derr != nil {
+				return nil, 0, derr
+			}
 		}
 		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
