@@ -166,15 +166,13 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 			fetch = append(fetch, i)
 		}
 	}
+	// The requests go out first; a goroutine per frame waiting for its
+	// load takes a few milliseconds to start for thousands of frames.
 	var wg sync.WaitGroup
-	for i, f := range frames {
-		wg.Go(func() {
-			res, _, err := l.flights.wait(run.ctx, f.frame.Offset, loads[i])
-			run.finished(i, res, err)
-		})
-	}
+	waiting := make(chan struct{})
 	go func() {
 		run.fetch(planBatches(frames, fetch))
+		<-waiting
 		wg.Wait()
 		stop()
 		p.err = context.Cause(run.ctx)
@@ -184,6 +182,13 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 		}
 		close(p.done)
 	}()
+	for i, f := range frames {
+		wg.Go(func() {
+			res, _, err := l.flights.wait(run.ctx, f.frame.Offset, loads[i])
+			run.finished(i, res, err)
+		})
+	}
+	close(waiting)
 	return p, nil
 }
 
