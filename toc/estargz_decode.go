@@ -121,17 +121,39 @@ func (s *estargzScanner) document() (version int, entries []*estargzEntry, ok bo
 }
 
 func (s *estargzScanner) entries() ([]*estargzEntry, bool) {
-	entries := []*estargzEntry{}
+	return scanEntries(s, &s.block, s.entry)
+}
+
+// scanEntries reads an array of entry objects with entry, allocating them
+// from block in batches. In an arriving document (see more), an entry
+// that does not parse in what has arrived is parsed again once at least
+// twice as much of it is in.
+func scanEntries[E any](s *estargzScanner, block *[]E, entry func(*E) bool) ([]*E, bool) {
+	entries := []*E{}
 	ok := s.array(func() bool {
 		start, n := s.pos, len(entries)
 		for {
-			if s.entryElement(&entries) {
-				if len(s.data)-s.pos < entryLookahead {
-					s.grow(s.pos + entryLookahead)
+			if s.peek() == '{' {
+				if len(entries) == s.maxEntries {
+					s.tooMany = true
+					return false
 				}
-				return true
+				if len(*block) == 0 {
+					*block = make([]E, allocBlockSize)
+				}
+				je := &(*block)[0]
+				*block = (*block)[1:]
+				entries = append(entries, je)
+				if entry(je) {
+					if len(s.data)-s.pos < entryLookahead {
+						s.grow(s.pos + entryLookahead)
+					}
+					return true
+				}
 			}
-			if s.tooMany || !s.grow(start+2*(len(s.data)-start)+1) {
+			// Null entries, among others, are left to encoding/json,
+			// unless the entry may only be cut short.
+			if !s.grow(start + 2*(len(s.data)-start) + 1) {
 				return false
 			}
 			s.pos, entries = start, entries[:n]
@@ -151,25 +173,6 @@ func (s *estargzScanner) grow(n int) bool {
 	have := len(s.data)
 	s.data = s.more(n)
 	return len(s.data) > have
-}
-
-// entryElement parses one element of the entries array into a new entry
-// appended to entries.
-func (s *estargzScanner) entryElement(entries *[]*estargzEntry) bool {
-	if s.peek() != '{' {
-		return false // null entries, among others, are left to encoding/json
-	}
-	if len(*entries) == s.maxEntries {
-		s.tooMany = true
-		return false
-	}
-	if len(s.block) == 0 {
-		s.block = make([]estargzEntry, allocBlockSize)
-	}
-	je := &s.block[0]
-	s.block = s.block[1:]
-	*entries = append(*entries, je)
-	return s.entry(je)
 }
 
 func (s *estargzScanner) entry(je *estargzEntry) bool {

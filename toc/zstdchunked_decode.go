@@ -111,24 +111,7 @@ func (s *zstdChunkedScanner) document() (doc zstdChunkedDocument, ok bool) {
 }
 
 func (s *zstdChunkedScanner) entries() ([]*zstdChunkedEntry, bool) {
-	entries := []*zstdChunkedEntry{}
-	ok := s.array(func() bool {
-		if s.peek() != '{' {
-			return false // null entries, among others, are left to encoding/json
-		}
-		if len(entries) == s.maxEntries {
-			s.tooMany = true
-			return false
-		}
-		if len(s.block) == 0 {
-			s.block = make([]zstdChunkedEntry, allocBlockSize)
-		}
-		je := &s.block[0]
-		s.block = s.block[1:]
-		entries = append(entries, je)
-		return s.entry(je)
-	})
-	return entries, ok
+	return scanEntries(&s.estargzScanner, &s.block, s.entry)
 }
 
 func (s *zstdChunkedScanner) entry(je *zstdChunkedEntry) bool {
