@@ -98,8 +98,9 @@ func (p *Preloader) fetch(ctx context.Context) {
 func (p *Preloader) Size(ctx context.Context) (int64, error) { return p.f.Size(ctx) }
 
 // Fetch serves each range that lies inside the preloaded region once its
-// pieces have arrived, each as soon as it can, and fetches the others,
-// and those whose pieces failed, through the underlying fetcher.
+// pieces have arrived, each as soon as it can, and meanwhile fetches the
+// others through the underlying fetcher; ranges whose pieces failed are
+// fetched through it afterwards. fn may be called concurrently.
 func (p *Preloader) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
 	var rest []fetcher.Range
 	var inside []fetcher.Range
@@ -112,14 +113,24 @@ func (p *Preloader) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(f
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var mu sync.Mutex
 	var wg sync.WaitGroup
+	if len(rest) > 0 {
+		// Not after the region: a caller asking for the blob's tail
+		// and some of the region at once pays one round trip, not two.
+		wg.Go(func() {
+			if err := p.f.Fetch(ctx, rest, fn); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	var mu sync.Mutex
+	var failed []fetcher.Range
 	for _, r := range inside {
 		wg.Go(func() {
 			data, ok := p.serve(ctx, r)
 			if !ok {
 				mu.Lock()
-				rest = append(rest, r)
+				failed = append(failed, r)
 				mu.Unlock()
 				return
 			}
@@ -132,10 +143,10 @@ func (p *Preloader) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(f
 	if err := context.Cause(ctx); err != nil {
 		return err
 	}
-	if len(rest) == 0 {
+	if len(failed) == 0 {
 		return nil
 	}
-	return p.f.Fetch(ctx, rest, fn)
+	return p.f.Fetch(ctx, failed, fn)
 }
 
 // serve waits for the pieces covering r and returns a copy of its bytes;
