@@ -316,10 +316,13 @@ func (l *Layer) inflateSpans(frame []byte, plan []span, res frameResult) bool {
 	}
 	last := plan[len(plan)-1]
 	out := make([]byte, last.inner+last.size)
-	z := inflaters.Get().(*inflater)
+	z, _ := l.inflaters.Get().(*inflater)
+	if z == nil {
+		z = new(inflater)
+	}
 	defer func() {
 		z.in, z.out = nil, nil // an idle inflater holds no frame
-		inflaters.Put(z)
+		l.inflaters.Put(z)
 	}()
 	if z.reset(frame, out) != nil {
 		return false

@@ -4,17 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/bits"
-	"sync"
 )
 
 // errInflate reports a gzip member that inflater does not decode. The
 // caller then decodes the member with klauspost/compress, which says
 // what is wrong with it, if anything: inflater is only a faster path.
 var errInflate = errors.New("inflate: cannot decode member")
-
-// inflaters holds idle inflaters: their tables cost more to allocate
-// than a small chunk costs to decode.
-var inflaters = sync.Pool{New: func() any { return new(inflater) }}
 
 // An inflater decodes one gzip member (RFC 1952, RFC 1951) held in memory
 // into a buffer in memory. Knowing both ends whole, it reads the input

@@ -67,12 +67,15 @@ type Layer struct {
 	frames map[int64][]chunkRef
 
 	// ctx lives until Close; it bounds fetches that outlive one caller.
-	ctx      context.Context
-	cancel   context.CancelFunc
-	flights  flightGroup
-	gzips    sync.Pool
-	zstds    sync.Pool
-	accesses accessLog
+	ctx     context.Context
+	cancel  context.CancelFunc
+	flights flightGroup
+	gzips   sync.Pool
+	zstds   sync.Pool
+	// inflaters holds idle inflaters (see inflateSpans): their tables
+	// cost more to allocate than a small frame costs to inflate.
+	inflaters sync.Pool
+	accesses  accessLog
 	// foreground counts chunk loads that reads are waiting for; a
 	// background fetch pauses while there are any.
 	foreground atomic.Int64
