@@ -20,40 +20,43 @@ const tocPiece = 64 << 10
 // A tocDecoding fetches blob bytes and decodes them, as they arrive, as
 // an eStargz TOC member starting at the first of them: the start of the
 // blob's tail is the TOC's when the tail hint is exact, and the start of a
-// fetched TOC member always is. Bytes past feedTo are held back until
-// finish knows where the member ends; until then a hostile member cannot
-// run on into the footer.
+// fetched TOC member always is. The decoder reads the bytes in place, as
+// an io.Reader that waits for them; it may not read past limit, which
+// finish moves to the member's end once the footer has said where that
+// is, so that a hostile member cannot run on into the footer.
 type tocDecoding struct {
-	from, feedTo int64
-	buf          []byte // blob bytes [from, from+len(buf)), filled as pieces arrive
-	got          []bool // by piece
-	fed          int64  // bytes of buf handed to the decoder
+	from int64
+	buf  []byte // blob bytes [from, from+len(buf)), filled as pieces arrive
 
-	pw   *io.PipeWriter
+	mu      sync.Mutex
+	cond    sync.Cond
+	got     []bool // by piece
+	arrived int64  // bytes of buf arrived without a gap
+	limit   int64  // bytes of buf the decoder may read
+	final   bool   // limit is the member's end: reading up to it ends the member
+	stopped bool   // the decoding is abandoned
+	read    int64  // bytes of buf the decoder has read
+
 	done chan struct{} // closed when the decoder has returned
 	// The decoder's results.
 	index *toc.TOC
 	json  []byte
 	err   error
-
-	mu sync.Mutex // serialises feeding
 }
 
-// errDecoderDone ends a feed the decoder no longer reads.
-var errDecoderDone = errors.New("decoder done")
+// errDecoderStopped ends the read of an abandoned decoding.
+var errDecoderStopped = errors.New("TOC decoding abandoned")
 
 // fetchDecoding fetches blob bytes [from, to) and decodes them as they
-// arrive (see tocDecoding), feeding the decoder no further than feedTo.
-// The caller must call finish or stop.
-func fetchDecoding(ctx context.Context, f fetcher.Fetcher, from, to, feedTo int64, cfg config) (blobRange, *tocDecoding, error) {
+// arrive (see tocDecoding), letting the decoder read no further than
+// limit for now. The caller must call finish or stop.
+func fetchDecoding(ctx context.Context, f fetcher.Fetcher, from, to, limit int64, cfg config) (blobRange, *tocDecoding, error) {
 	n := (to - from + tocPiece - 1) / tocPiece
-	d := &tocDecoding{from: from, feedTo: feedTo, buf: make([]byte, to-from), got: make([]bool, n), done: make(chan struct{})}
-	pr, pw := io.Pipe()
-	d.pw = pw
+	d := &tocDecoding{from: from, buf: make([]byte, to-from), got: make([]bool, n), limit: limit - from, done: make(chan struct{})}
+	d.cond.L = &d.mu
 	go func() {
 		defer close(d.done)
-		d.index, d.json, d.err = toc.DecodeEStargzFrom(pr, from, toc.WithMaxTOCSize(cfg.maxTOCSize))
-		pr.CloseWithError(errDecoderDone)
+		d.index, d.json, d.err = toc.DecodeEStargzFrom(d, from, toc.WithMaxTOCSize(cfg.maxTOCSize))
 	}()
 	ranges := make([]fetcher.Range, n)
 	for i := range ranges {
@@ -69,9 +72,15 @@ func fetchDecoding(ctx context.Context, f fetcher.Fetcher, from, to, feedTo int6
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.got[i] = true
-		d.feed(d.feedTo)
+		for k := d.arrived / tocPiece; k < n && d.got[k]; k++ {
+			d.arrived = min((k+1)*tocPiece, int64(len(d.buf)))
+		}
+		d.cond.Broadcast()
 		return nil
 	})
+	if err == nil && d.arrived != int64(len(d.buf)) {
+		err = fmt.Errorf("fetcher skipped a range: %w", ErrCorrupt)
+	}
 	if err != nil {
 		d.stop()
 		return blobRange{}, nil, err
@@ -79,35 +88,44 @@ func fetchDecoding(ctx context.Context, f fetcher.Fetcher, from, to, feedTo int6
 	return blobRange{from, d.buf}, d, nil
 }
 
-// feed hands the decoder the bytes that have arrived without a gap, up to
-// blob offset limit. d.mu must be held.
-func (d *tocDecoding) feed(limit int64) {
-	end := d.fed
-	for i := end / tocPiece; i < int64(len(d.got)) && d.got[i]; i++ {
-		end = min((i+1)*tocPiece, int64(len(d.buf)))
-	}
-	end = min(end, limit-d.from)
-	if end > d.fed {
-		// A decoder that has stopped reading fails the write at once.
-		d.pw.Write(d.buf[d.fed:end])
-		d.fed = end
+// Read gives the decoder the bytes that have arrived, up to the limit,
+// waiting for more while there may be more.
+func (d *tocDecoding) Read(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		if d.stopped {
+			return 0, errDecoderStopped
+		}
+		if end := min(d.arrived, d.limit); d.read < end {
+			n := copy(p, d.buf[d.read:end])
+			d.read += int64(n)
+			return n, nil
+		}
+		if d.final && d.read >= d.limit {
+			return 0, io.EOF
+		}
+		d.cond.Wait()
 	}
 }
 
-// finish feeds the decoder the member up to blob offset tocEnd, its end,
-// and returns what it decoded.
+// finish lets the decoder read the member up to blob offset tocEnd, its
+// end, and returns what it decoded.
 func (d *tocDecoding) finish(tocEnd int64) (*toc.TOC, []byte, error) {
 	d.mu.Lock()
-	d.feed(tocEnd)
+	d.limit, d.final = tocEnd-d.from, true
+	d.cond.Broadcast()
 	d.mu.Unlock()
-	d.pw.Close()
 	<-d.done
 	return d.index, d.json, d.err
 }
 
 // stop abandons the decoding.
 func (d *tocDecoding) stop() {
-	d.pw.CloseWithError(errDecoderDone)
+	d.mu.Lock()
+	d.stopped = true
+	d.cond.Broadcast()
+	d.mu.Unlock()
 	<-d.done
 }
 
