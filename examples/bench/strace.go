@@ -86,8 +86,13 @@ func readPath(call string) (string, bool) {
 	if eq < 0 {
 		return "", false
 	}
+	// A successful call returns a descriptor or 0, printed in decimal
+	// digits (Atoi alone would also take a sign).
 	ret, _, _ := strings.Cut(call[eq+len(") = "):], " ")
-	if n, err := strconv.Atoi(ret); err != nil || n < 0 {
+	if ret == "" || ret[0] < '0' || ret[0] > '9' {
+		return "", false
+	}
+	if _, err := strconv.Atoi(ret); err != nil {
 		return "", false
 	}
 	if !strings.HasPrefix(args, `"`) {
