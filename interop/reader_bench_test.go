@@ -52,6 +52,22 @@ func loadGorootBlob(tb testing.TB) ([]byte, []string, int64) {
 // through the reference reader (which verifies nothing). MB/s counts
 // uncompressed file bytes.
 func BenchmarkReadGoroot(b *testing.B) {
+	readEachFile(b, func(l *reader.Layer, name string) error {
+		_, err := l.ReadFile(name)
+		return err
+	}, func(r *estargz.Reader, name string) error {
+		sr, err := r.OpenFile(name)
+		if err != nil {
+			return err
+		}
+		_, err = io.ReadFull(sr, make([]byte, sr.Size()))
+		return err
+	})
+}
+
+// readEachFile runs two sub-benchmarks over the GOROOT blob: each opens
+// the blob with one reader and hands every regular file to read.
+func readEachFile(b *testing.B, lazy func(*reader.Layer, string) error, ref func(*estargz.Reader, string) error) {
 	blob, files, total := loadGorootBlob(b)
 	b.Run("lazylayer", func(b *testing.B) {
 		b.SetBytes(total)
@@ -62,7 +78,7 @@ func BenchmarkReadGoroot(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, name := range files {
-				if _, err := l.ReadFile(name); err != nil {
+				if err := lazy(l, name); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -78,12 +94,7 @@ func BenchmarkReadGoroot(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, name := range files {
-				sr, err := r.OpenFile(name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				buf := make([]byte, sr.Size())
-				if _, err := io.ReadFull(sr, buf); err != nil {
+				if err := ref(r, name); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -101,51 +112,24 @@ func BenchmarkReadGoroot(b *testing.B) {
 // pass is slow (about a minute on a 2-core machine): run it with
 // -benchtime 1x.
 func BenchmarkReadGorootStreaming(b *testing.B) {
-	blob, files, total := loadGorootBlob(b)
 	buf := make([]byte, 32<<10)
 	stream := func(r io.Reader) error {
 		_, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{r}, buf)
 		return err
 	}
-	b.Run("lazylayer", func(b *testing.B) {
-		b.SetBytes(total)
-		defer reportCPU(b)()
-		for b.Loop() {
-			l, err := reader.Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))))
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, name := range files {
-				f, err := l.Open(name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := stream(f); err != nil {
-					b.Fatal(err)
-				}
-				f.Close()
-			}
-			l.Close()
+	readEachFile(b, func(l *reader.Layer, name string) error {
+		f, err := l.Open(name)
+		if err != nil {
+			return err
 		}
-	})
-	b.Run("reference", func(b *testing.B) {
-		b.SetBytes(total)
-		defer reportCPU(b)()
-		for b.Loop() {
-			r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, name := range files {
-				sr, err := r.OpenFile(name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := stream(sr); err != nil {
-					b.Fatal(err)
-				}
-			}
+		defer f.Close()
+		return stream(f)
+	}, func(r *estargz.Reader, name string) error {
+		sr, err := r.OpenFile(name)
+		if err != nil {
+			return err
 		}
+		return stream(sr)
 	})
 }
 

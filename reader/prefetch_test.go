@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -41,10 +42,7 @@ func wholeFiles(names ...string) []FileRange {
 func TestPrefetchFillsCacheSoReadsFetchNothing(t *testing.T) {
 	for _, share := range []bool{false, true} {
 		l, f, _, contents := manyFiles(t, 40, share, WithCache(newMapCache()))
-		var names []string
-		for name := range contents {
-			names = append(names, name)
-		}
+		names := slices.Collect(maps.Keys(contents))
 		if err := l.Prefetch(context.Background(), wholeFiles(names...)); err != nil {
 			t.Fatal(err)
 		}
@@ -70,10 +68,7 @@ func TestPrefetchFillsCacheSoReadsFetchNothing(t *testing.T) {
 
 func TestPrefetchCoalescesIntoFewRequests(t *testing.T) {
 	l, f, _, contents := manyFiles(t, 200, false, WithCache(newMapCache()))
-	var names []string
-	for name := range contents {
-		names = append(names, name)
-	}
+	names := slices.Collect(maps.Keys(contents))
 	if err := l.Prefetch(context.Background(), wholeFiles(names...)); err != nil {
 		t.Fatal(err)
 	}
@@ -228,10 +223,7 @@ func TestPrefetchCancelLeavesWaitingReadsWorking(t *testing.T) {
 
 func TestPrefetchProgress(t *testing.T) {
 	l, _, _, contents := manyFiles(t, 30, false, WithCache(newMapCache()))
-	var names []string
-	for name := range contents {
-		names = append(names, name)
-	}
+	names := slices.Collect(maps.Keys(contents))
 	var calls []PrefetchProgress
 	err := l.Prefetch(context.Background(), wholeFiles(names...), WithPrefetchProgress(func(p PrefetchProgress) {
 		calls = append(calls, p)
