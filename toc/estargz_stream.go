@@ -3,7 +3,9 @@ package toc
 import (
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
+	"math"
 	"slices"
 	"sync"
 
@@ -69,7 +71,7 @@ func newJSONStream() *jsonStream {
 }
 
 // inflate reads the member from r and publishes its JSON piece bytes at a
-// time.
+// time, with the JSON's digest.
 func (st *jsonStream) inflate(r io.Reader, cfg decodeConfig, piece int) {
 	json, size, err := openEStargzTOCMember(r, cfg)
 	if err != nil {
@@ -77,30 +79,50 @@ func (st *jsonStream) inflate(r io.Reader, cfg decodeConfig, piece int) {
 		return
 	}
 	h := sha256.New()
-	// Grow with the data actually inflated rather than trusting the
-	// header's size for one big allocation.
-	buf := make([]byte, 0, min(size, 1<<20))
-	for int64(len(buf)) < size {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, int(min(size-int64(len(buf)), int64(cap(buf)))))
-		}
-		end := min(int64(cap(buf)), int64(len(buf)+piece), size)
-		n, err := io.ReadFull(json, buf[len(buf):end])
-		h.Write(buf[len(buf) : len(buf)+n])
-		buf = buf[:len(buf)+n]
-		if err != nil {
-			st.finish(fmt.Errorf("toc: estargz TOC member: reading %d bytes of JSON: %w: %w", size, ErrInvalidTOC, err))
-			return
-		}
-		st.mu.Lock()
-		st.data = buf
-		st.mu.Unlock()
-		st.cond.Broadcast()
+	if err := st.fill(json, size, piece, h); err != nil {
+		st.finish(fmt.Errorf("toc: estargz TOC member: reading %d bytes of JSON: %w: %w", size, ErrInvalidTOC, err))
+		return
 	}
 	st.mu.Lock()
 	st.sum = digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
 	st.mu.Unlock()
 	st.finish(nil)
+}
+
+// fill reads the document from src and publishes it piece bytes at a
+// time: size bytes, or, if size is negative, all src holds (the caller
+// bounds src). h, if not nil, hashes what is published. It does not
+// finish the stream.
+func (st *jsonStream) fill(src io.Reader, size int64, piece int, h hash.Hash) error {
+	want := size
+	if size < 0 {
+		want = math.MaxInt64
+	}
+	// Grow with the data actually read rather than trusting a claimed
+	// size for one big allocation.
+	buf := make([]byte, 0, min(want, 1<<20))
+	for int64(len(buf)) < want {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(want-int64(len(buf)), int64(cap(buf)))))
+		}
+		end := min(int64(cap(buf)), int64(len(buf)+piece), want)
+		n, err := io.ReadFull(src, buf[len(buf):end])
+		if h != nil {
+			h.Write(buf[len(buf) : len(buf)+n])
+		}
+		buf = buf[:len(buf)+n]
+		st.mu.Lock()
+		st.data = buf
+		st.mu.Unlock()
+		st.cond.Broadcast()
+		if err != nil {
+			if size < 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func (st *jsonStream) finish(err error) {

@@ -112,10 +112,6 @@ type TarSplitReader struct {
 // the error wraps ErrInvalidTarSplit: records are never yielded from
 // unverified bytes. Close releases the decoder.
 func NewTarSplitReader(compressed []byte, want digest.Digest, opts ...TarSplitOption) (*TarSplitReader, error) {
-	cfg := tarSplitConfig{maxSize: DefaultMaxTarSplitSize}
-	for _, o := range opts {
-		o(&cfg)
-	}
 	if want != "" {
 		if err := want.Validate(); err != nil {
 			return nil, fmt.Errorf("toc: tar-split digest %q: %w: %w", want, ErrInvalidTarSplit, err)
@@ -124,7 +120,20 @@ func NewTarSplitReader(compressed []byte, want digest.Digest, opts ...TarSplitOp
 			return nil, fmt.Errorf("toc: tar-split has digest %s, TOC pins %s: %w", got, want, ErrInvalidTarSplit)
 		}
 	}
-	zr, err := newZstdReader(bytes.NewReader(compressed), cfg.maxSize)
+	return NewTarSplitReaderFrom(bytes.NewReader(compressed), opts...)
+}
+
+// NewTarSplitReaderFrom returns a reader of the compressed tar-split
+// stream that r delivers, for parsing a tar-split as it downloads. It
+// verifies nothing: the caller must check the bytes r delivered against
+// the digest the TOC pins before trusting any record. Close releases the
+// decoder.
+func NewTarSplitReaderFrom(r io.Reader, opts ...TarSplitOption) (*TarSplitReader, error) {
+	cfg := tarSplitConfig{maxSize: DefaultMaxTarSplitSize}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	zr, err := newZstdReader(r, cfg.maxSize)
 	if err != nil {
 		return nil, fmt.Errorf("toc: tar-split: %w", err)
 	}
