@@ -1,11 +1,11 @@
 package reader
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
+	"io"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
@@ -53,10 +53,11 @@ func annotatedIndex(cfg *config) (*toc.Footer, error) {
 
 // openZstdChunkedLayer opens a zstd:chunked layer whose TOC and tar-split
 // frames footer locates (from the blob's footer or from annotations, the
-// latter with Size 0). Both frames come from tail when it holds them, or
-// else from one fetch. The TOC is checked against the pinned digest, the
-// tar-split against the digest the TOC pins, and then the two against each
-// other, before either is used.
+// latter with Size 0). Frames the tail does not hold are fetched with one
+// fetch. The TOC is decoded and the tar-split parsed as their bytes
+// arrive; the TOC is checked against the pinned digest, the tar-split
+// against the digest the TOC pins, and then the two against each other,
+// before either is used.
 func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*Layer, error) {
 	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -70,85 +71,146 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 		return nil, fmt.Errorf("reader: %d-byte compressed tar-split exceeds the %d-byte limit: %w",
 			footer.TarSplitLength, int64(toc.DefaultMaxTarSplitSize), ErrCorrupt)
 	}
-	frames, err := fetchIndexFrames(ctx, f, tail, footer)
-	if err != nil {
-		return nil, err
-	}
-	compressed, err := toc.SkippableFramePayload(frames[0].data, frames[0].offset, footer.TOCOffset, footer.TOCLength)
-	if err != nil {
-		return nil, fmt.Errorf("reader: TOC: %w: %w", ErrCorrupt, err)
-	}
-	// The pinned digest (manifest-checksum) covers the compressed TOC.
-	if err := checkTOCDigest(cfg, compressed); err != nil {
-		return nil, err
-	}
-	var tarSplit []byte
+	a := indexArrival(tail, footer)
+	defer a.stop()
+	opened := make(chan openedZstdTOC, 1)
+	go func() { opened <- openZstdTOC(ctx, f, a, footer, cfg) }()
 	var split <-chan parsedTarSplit
 	if hasTarSplit {
-		if tarSplit, err = toc.SkippableFramePayload(frames[1].data, frames[1].offset, footer.TarSplitOffset, footer.TarSplitLength); err != nil {
-			return nil, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err)
-		}
-		split = parseTarSplitAhead(tarSplit, footer.TarSplitUncompressedLength)
+		split = parseTarSplitAhead(a.reader(footer.TarSplitOffset, footer.TarSplitOffset+footer.TarSplitLength, true), footer.TarSplitUncompressedLength)
 	}
-	index, tarSplitDigest, err := toc.DecodeZstdChunked(compressed, footer, toc.WithMaxTOCSize(cfg.maxTOCSize))
+	err := a.fetch(ctx, f)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		a.stop()
 	}
+	o := <-opened
+	if err == nil && o.undecodable {
+		// A TOC that is not the pinned one is reported as that, whatever
+		// else is wrong with it.
+		if compressed, ok := a.slice(footer.TOCOffset, footer.TOCOffset+footer.TOCLength); ok {
+			err = checkTOCDigest(cfg, compressed)
+		}
+	}
+	switch {
+	case err != nil:
+		return nil, closeOnError(o.layer, fmt.Errorf("reader: fetch TOC and tar-split: %w", err))
+	case o.err != nil:
+		return nil, o.err
+	}
+	l := o.layer
 	// Without a digest in the TOC the tar-split is nobody's word (the
 	// first zstd:chunked writer had none): it is not used.
-	if tarSplitDigest == "" {
-		tarSplit = nil
-	} else {
-		if !hasTarSplit {
-			return nil, fmt.Errorf("reader: TOC pins tar-split %s, the blob has none: %w", tarSplitDigest, ErrCorrupt)
-		}
-		if err := checkTarSplit(tarSplit, tarSplitDigest, split, index); err != nil {
-			return nil, err
-		}
-		index.TarSplitDigest = tarSplitDigest
+	if o.tarSplitDigest == "" {
+		return l, nil
 	}
-	l, err := newLayer(ctx, f, index, footer.TOCOffset-toc.SkippableFrameHeaderSize, cfg)
+	if !hasTarSplit {
+		return nil, closeOnError(l, fmt.Errorf("reader: TOC pins tar-split %s, the blob has none: %w", o.tarSplitDigest, ErrCorrupt))
+	}
+	frame, _ := a.slice(footer.TarSplitOffset-toc.SkippableFrameHeaderSize, footer.TarSplitOffset+footer.TarSplitLength)
+	tarSplit, err := toc.SkippableFramePayload(frame, footer.TarSplitOffset-toc.SkippableFrameHeaderSize, footer.TarSplitOffset, footer.TarSplitLength)
 	if err != nil {
-		return nil, err
+		return nil, closeOnError(l, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err))
+	}
+	if err := checkTarSplit(tarSplit, o.tarSplitDigest, split, l.toc); err != nil {
+		return nil, closeOnError(l, err)
 	}
 	l.tarSplit = tarSplit
 	return l, nil
 }
 
-// parsedTarSplit is the outcome of parsing a tar-split's headers.
+// closeOnError closes l, if not nil, and returns err.
+func closeOnError(l *Layer, err error) error {
+	if l != nil {
+		l.Close()
+	}
+	return err
+}
+
+// openedZstdTOC is the TOC half of opening a zstd:chunked layer.
+type openedZstdTOC struct {
+	layer          *Layer // the view of the verified TOC
+	tarSplitDigest digest.Digest
+	err            error
+	undecodable    bool // err is the decoder's, about bytes not yet checked against the pin
+}
+
+// openZstdTOC decodes the TOC from a as it arrives, checks its frame and
+// the pinned digest, and builds the layer's view of it, so that all this
+// is done while the tar-split is still arriving. The layer is not handed
+// out before the tar-split is checked too.
+func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.Footer, cfg config) openedZstdTOC {
+	frameStart, tocEnd := footer.TOCOffset-toc.SkippableFrameHeaderSize, footer.TOCOffset+footer.TOCLength
+	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, toc.WithMaxTOCSize(cfg.maxTOCSize))
+	if err != nil {
+		return openedZstdTOC{err: fmt.Errorf("%w: %w", ErrCorrupt, err), undecodable: true}
+	}
+	// The decoder read the whole payload; the frame header may still be
+	// on its way.
+	var header [toc.SkippableFrameHeaderSize]byte
+	if _, err := io.ReadFull(a.reader(frameStart, footer.TOCOffset, true), header[:]); err != nil {
+		return openedZstdTOC{err: fmt.Errorf("reader: TOC frame header: %w", err)}
+	}
+	frame, _ := a.slice(frameStart, tocEnd)
+	compressed, err := toc.SkippableFramePayload(frame, frameStart, footer.TOCOffset, footer.TOCLength)
+	if err != nil {
+		return openedZstdTOC{err: fmt.Errorf("reader: TOC: %w: %w", ErrCorrupt, err)}
+	}
+	// The pinned digest (manifest-checksum) covers the compressed TOC.
+	if err := checkTOCSum(cfg, compressed, index.Digest); err != nil {
+		return openedZstdTOC{err: err}
+	}
+	index.TarSplitDigest = tarSplitDigest
+	l, err := newLayer(ctx, f, index, frameStart, cfg)
+	return openedZstdTOC{layer: l, tarSplitDigest: tarSplitDigest, err: err}
+}
+
+// parsedTarSplit is the outcome of parsing a tar-split's headers: the
+// headers and the digest of the compressed bytes they came from.
 type parsedTarSplit struct {
 	headers *toc.TarSplitHeaders
+	sum     digest.Digest
 	err     error
 }
 
 // maxSpeculativeTarSplit bounds the tar-split that Open parses before the
 // TOC has vouched for it. Parsing takes as long as decoding the TOC, so
-// doing both at once shortens Open; but the work is wasted if the TOC then
-// pins other bytes, so a tar-split claiming more than this is parsed only
-// after it is verified.
+// doing both at once, as the bytes arrive, shortens Open; but the work is
+// wasted if the TOC then pins other bytes, so a tar-split claiming more
+// than this is parsed only after it is verified.
 const maxSpeculativeTarSplit = 64 << 20
 
-// parseTarSplitAhead starts parsing the headers of a tar-split that the TOC
-// has not vouched for yet, if it claims to be small enough (see
-// maxSpeculativeTarSplit); nothing of it is used before checkTarSplit
-// verifies its digest. It returns nil if it did not start.
-func parseTarSplitAhead(compressed []byte, claimed int64) <-chan parsedTarSplit {
+// parseTarSplitAhead starts parsing the headers of a compressed tar-split
+// that the TOC has not vouched for yet, as r delivers it, if it claims to
+// be small enough (see maxSpeculativeTarSplit); nothing of it is used
+// before checkTarSplit compares the digest of what r delivered with the
+// one the TOC pins. It returns nil if it did not start.
+func parseTarSplitAhead(r io.Reader, claimed int64) <-chan parsedTarSplit {
 	if claimed <= 0 || claimed > maxSpeculativeTarSplit {
 		return nil
 	}
 	c := make(chan parsedTarSplit, 1)
-	go func() { c <- parseTarSplit(compressed, "", toc.WithMaxTarSplitSize(maxSpeculativeTarSplit)) }()
+	go func() {
+		h := digest.Canonical.Digester()
+		tee := io.TeeReader(r, h.Hash())
+		p := parseTarSplit(tee, toc.WithMaxTarSplitSize(maxSpeculativeTarSplit))
+		// The digest covers every byte, including any the parse left.
+		if _, err := io.Copy(io.Discard, tee); err != nil && p.err == nil {
+			p.err = err
+		}
+		p.sum = h.Digest()
+		c <- p
+	}()
 	return c
 }
 
-func parseTarSplit(compressed []byte, want digest.Digest, opts ...toc.TarSplitOption) parsedTarSplit {
-	r, err := toc.NewTarSplitReader(compressed, want, opts...)
+func parseTarSplit(r io.Reader, opts ...toc.TarSplitOption) parsedTarSplit {
+	tr, err := toc.NewTarSplitReaderFrom(r, opts...)
 	if err != nil {
 		return parsedTarSplit{err: err}
 	}
-	defer r.Close()
-	hdrs, err := toc.ReadTarSplitHeaders(r, 0)
-	return parsedTarSplit{hdrs, err}
+	defer tr.Close()
+	hdrs, err := toc.ReadTarSplitHeaders(tr, 0)
+	return parsedTarSplit{headers: hdrs, err: err}
 }
 
 // checkTarSplit verifies the compressed tar-split against the digest the
@@ -158,14 +220,17 @@ func checkTarSplit(compressed []byte, want digest.Digest, ahead <-chan parsedTar
 	if err := want.Validate(); err != nil {
 		return fmt.Errorf("reader: tar-split digest %q: %w: %w: %w", want, ErrCorrupt, toc.ErrInvalidTarSplit, err)
 	}
-	if got := want.Algorithm().FromBytes(compressed); got != want {
-		return fmt.Errorf("reader: tar-split has digest %s, TOC pins %s: %w: %w", got, want, ErrCorrupt, toc.ErrInvalidTarSplit)
-	}
 	var p parsedTarSplit
 	if ahead != nil {
 		p = <-ahead
-	} else {
-		p = parseTarSplit(compressed, "") // verified just above
+	}
+	if p.sum != want {
+		if got := want.Algorithm().FromBytes(compressed); got != want {
+			return fmt.Errorf("reader: tar-split has digest %s, TOC pins %s: %w: %w", got, want, ErrCorrupt, toc.ErrInvalidTarSplit)
+		}
+	}
+	if ahead == nil {
+		p = parseTarSplit(bytes.NewReader(compressed)) // verified just above
 	}
 	if p.err != nil {
 		return fmt.Errorf("reader: %w: %w", ErrCorrupt, p.err)
@@ -176,75 +241,40 @@ func checkTarSplit(compressed []byte, want digest.Digest, ahead <-chan parsedTar
 	return nil
 }
 
-// fetchIndexFrames returns the blob bytes of the TOC frame and, if the blob
-// has one, the tar-split frame, headers included: from tail when it holds
-// them, or else with one fetch. containers/storage writes the two frames
-// next to each other, so one range covers both; frames further apart are
-// asked for as two ranges of the same fetch.
-func fetchIndexFrames(ctx context.Context, f fetcher.Fetcher, tail blobRange, footer toc.Footer) ([]blobRange, error) {
-	ranges := []fetcher.Range{{
-		Offset: footer.TOCOffset - toc.SkippableFrameHeaderSize,
-		Length: footer.TOCLength + toc.SkippableFrameHeaderSize,
+// indexArrival returns the arrival of the TOC frame and, if the blob has
+// one, the tar-split frame, headers included: from tail when it holds
+// them, the rest to be fetched. containers/storage writes the two frames
+// next to each other, so one span covers both; frames further apart are
+// two spans of the same fetch.
+func indexArrival(tail blobRange, footer toc.Footer) *arrival {
+	frames := []arrivalSpan{{
+		offset: footer.TOCOffset - toc.SkippableFrameHeaderSize,
+		length: footer.TOCLength + toc.SkippableFrameHeaderSize,
 	}}
 	if footer.TarSplitLength > 0 {
-		ranges = append(ranges, fetcher.Range{
-			Offset: footer.TarSplitOffset - toc.SkippableFrameHeaderSize,
-			Length: footer.TarSplitLength + toc.SkippableFrameHeaderSize,
+		frames = append(frames, arrivalSpan{
+			offset: footer.TarSplitOffset - toc.SkippableFrameHeaderSize,
+			length: footer.TarSplitLength + toc.SkippableFrameHeaderSize,
 		})
 	}
-	frames := make([]blobRange, len(ranges))
-	var missing []fetcher.Range
-	var from, to, wanted int64
-	for i, r := range ranges {
-		if data, ok := tail.slice(r.Offset, r.Offset+r.Length); ok {
-			frames[i] = blobRange{r.Offset, data}
-			continue
-		}
-		if len(missing) == 0 {
-			from, to = r.Offset, r.Offset+r.Length
-		}
-		from, to = min(from, r.Offset), max(to, r.Offset+r.Length)
-		wanted += r.Length
-		missing = append(missing, r)
-	}
-	if len(missing) == 0 {
-		return frames, nil
-	}
-	got := make(map[fetcher.Range][]byte, len(missing))
-	if to-from-wanted <= maxIndexGap {
-		all, err := fetchRange(ctx, f, from, to)
-		if err != nil {
-			return nil, fmt.Errorf("reader: fetch TOC and tar-split: %w", err)
-		}
-		for _, r := range missing {
-			got[r], _ = all.slice(r.Offset, r.Offset+r.Length)
-		}
-	} else {
-		var mu sync.Mutex // fetchers may call back concurrently
-		err := f.Fetch(ctx, missing, func(r fetcher.Range, data []byte) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if _, planned := got[r]; planned || int64(len(data)) != r.Length || !slices.Contains(missing, r) {
-				return fmt.Errorf("fetcher returned %d bytes at %d, not a planned range: %w", len(data), r.Offset, ErrCorrupt)
-			}
-			got[r] = data
-			return nil
-		})
-		if err == nil && len(got) != len(missing) {
-			err = fmt.Errorf("fetcher skipped a range: %w", ErrCorrupt)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reader: fetch TOC and tar-split: %w", err)
+	var spans, missing []arrivalSpan
+	for _, fr := range frames {
+		if data, ok := tail.slice(fr.offset, fr.offset+fr.length); ok {
+			spans = append(spans, arrivalSpan{fr.offset, fr.length, data})
+		} else {
+			missing = append(missing, fr)
 		}
 	}
-	for i, r := range ranges {
-		if data, ok := got[r]; ok {
-			frames[i] = blobRange{r.Offset, data}
+	if len(missing) == 2 {
+		from := min(missing[0].offset, missing[1].offset)
+		to := max(missing[0].offset+missing[0].length, missing[1].offset+missing[1].length)
+		if to-from-missing[0].length-missing[1].length <= maxIndexGap {
+			missing = []arrivalSpan{{offset: from, length: to - from}}
 		}
 	}
-	return frames, nil
+	return newArrival(append(spans, missing...)...)
 }
 
 // maxIndexGap is how many bytes between the TOC and tar-split frames
-// fetchIndexFrames fetches for nothing rather than ask for two ranges.
+// indexArrival fetches for nothing rather than ask for two ranges.
 const maxIndexGap = 64 << 10
