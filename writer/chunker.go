@@ -40,11 +40,13 @@ const (
 )
 
 // chunker cuts one file's content, read from r, into chunks of at most max
-// bytes. It reuses its buffer from file to file.
+// bytes, content-defined unless fixed, when every chunk but the last is
+// max bytes. It reuses its buffer from file to file.
 type chunker struct {
-	r    io.Reader
-	left int64 // bytes of the file not yet read into buf
-	max  int
+	r     io.Reader
+	left  int64 // bytes of the file not yet read into buf
+	max   int
+	fixed bool
 	// s1 and s2 are the rolling sums over the window, the rollWindow
 	// bytes before buf[start]. Those bytes stay in buf (zeros before the
 	// file's first byte), so that the byte leaving the window is read
@@ -58,8 +60,8 @@ type chunker struct {
 	shortZeros int
 }
 
-func newChunker(max int) *chunker {
-	return &chunker{max: max, buf: make([]byte, rollWindow+2*(max+zeroRunMin))}
+func newChunker(max int, fixed bool) *chunker {
+	return &chunker{max: max, fixed: fixed, buf: make([]byte, rollWindow+2*(max+zeroRunMin))}
 }
 
 // reset starts a file of size bytes read from r.
@@ -85,6 +87,9 @@ func (c *chunker) next() ([]byte, bool, error) {
 	// fill guarantees max+zeroRunMin bytes unless the file ends sooner,
 	// so a zero run starting before limit is seen whole up to zeroRunMin.
 	limit := min(len(w), c.max)
+	if c.fixed {
+		return c.take(limit), false, nil
+	}
 	// The sums live in locals for the byte loop: this is the writer's
 	// hottest loop after compression itself.
 	s1, s2 := c.s1, c.s2

@@ -36,6 +36,7 @@ type config struct {
 	allowMissing bool
 	chunkSize    int64
 	minChunkSize int64
+	fixedChunks  bool
 	level        int
 	levelSet     bool // WithCompressionLevel was given
 	concurrency  int
@@ -133,9 +134,19 @@ func WithAllowMissingPrioritized() Option {
 // holds; larger files are split into chunks, each verifiable and fetchable
 // on its own. The default is DefaultChunkSize. Memory use grows with it.
 // zstd:chunked chunks are content-defined, about 64 KiB on average; the
-// size only caps them.
+// size only caps them, unless WithFixedChunks is given.
 func WithChunkSize(size int64) Option {
 	return func(c *config) { c.chunkSize = size }
+}
+
+// WithFixedChunks makes a zstd:chunked blob cut files into chunks of the
+// chunk size (WithChunkSize) instead of content-defined ones, as estargz's
+// zstdchunked compressor does. Fewer, larger frames compress better (by
+// 2.7% on the Go toolchain at 4 MiB), but a lazy read fetches and
+// decompresses a whole chunk, and an edit inside a file changes every
+// chunk after it rather than one. eStargz chunks are always fixed.
+func WithFixedChunks() Option {
+	return func(c *config) { c.fixedChunks = true }
 }
 
 // WithMinChunkSize lets small files share a member: a file's data starts a

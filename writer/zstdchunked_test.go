@@ -187,6 +187,22 @@ func TestBuildZstdChunkedChunks(t *testing.T) {
 	}
 }
 
+func TestBuildZstdChunkedFixedChunks(t *testing.T) {
+	in := chunkedTar(t)
+	blob, _ := build(t, in, WithFormat(toc.FormatZstdChunked), WithFixedChunks(), WithChunkSize(100<<10))
+	got, _ := decodeZstdChunked(t, blob)
+	for _, e := range got.Entries {
+		for i, c := range e.Chunks {
+			if c.Zeros || (i < len(e.Chunks)-1 && c.Size != 100<<10) {
+				t.Errorf("%s: chunk %d of %d bytes (zeros %v), want 100 KiB ones", e.Name, i, c.Size, c.Zeros)
+			}
+		}
+	}
+	if !bytes.Equal(unzstd(t, blob), in) {
+		t.Error("the blob does not decompress to the input tar")
+	}
+}
+
 func TestBuildZstdChunkedIsDeterministic(t *testing.T) {
 	input := chunkedTar(t)
 	want, _ := build(t, input, WithFormat(toc.FormatZstdChunked), WithConcurrency(1))
@@ -238,7 +254,7 @@ func TestChunkerBoundariesAreContentDefined(t *testing.T) {
 		data[i] = byte(rng.Uint32())
 	}
 	cut := func(b []byte) []int {
-		c := newChunker(DefaultChunkSize)
+		c := newChunker(DefaultChunkSize, false)
 		c.reset(bytes.NewReader(b), int64(len(b)))
 		var ends []int
 		end := 0
@@ -357,7 +373,7 @@ func TestChunkerMatchesNaiveRule(t *testing.T) {
 	}
 	for _, max := range []int{DefaultChunkSize, 8 << 10, 1500} {
 		wantEnds, wantZeros := naiveCuts(data, max)
-		c := newChunker(max)
+		c := newChunker(max, false)
 		c.reset(bytes.NewReader(data), int64(len(data)))
 		end := 0
 		for i := 0; ; i++ {
@@ -387,7 +403,7 @@ func BenchmarkChunker(b *testing.B) {
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	c := newChunker(DefaultChunkSize)
+	c := newChunker(DefaultChunkSize, false)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		c.reset(bytes.NewReader(data), int64(len(data)))
