@@ -1,8 +1,8 @@
 // Package reader opens seekable container layers lazily.
 //
 // Open reads a layer blob's footer and index through a fetcher.Fetcher,
-// normally in a single request of the blob's tail (an eStargz index is
-// decoded while that request's bytes still arrive), checks the index
+// normally in a single request of the blob's tail (an index is decoded
+// while that request's bytes still arrive), checks the index
 // against the digest the caller expects, and returns a Layer: an io/fs
 // file system whose file contents are fetched only when read. Each read
 // fetches the compressed frames holding the chunks it needs, decompresses

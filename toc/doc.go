@@ -23,6 +23,22 @@
 //   - EStargzAnnotations and ParseEStargzAnnotations handle the layer
 //     descriptor annotations that pin the TOC digest.
 //
+// For zstd:chunked:
+//
+//   - ZstdChunkedFooter and ParseFooter encode and decode the 64-byte footer
+//     (and accept the 40-byte one); AppendSkippableFrame and
+//     SkippableFramePayload wrap and unwrap the frames around the TOC and
+//     tar-split;
+//   - MarshalZstdChunked and UnmarshalZstdChunked convert between TOC JSON
+//     and the model; DecodeZstdChunked decodes a compressed TOC in memory, and
+//     DecodeZstdChunkedFrom one still arriving, decoding as it comes;
+//   - the tar-split that rebuilds the original tar is written by a
+//     TarSplitWriter, read by a TarSplitReader (NewTarSplitReader for
+//     verified bytes, NewTarSplitReaderFrom for a stream) and checked
+//     against the TOC by CheckTarSplit;
+//   - ZstdChunkedAnnotations and ParseZstdChunkedAnnotations handle the
+//     three descriptor annotations.
+//
 // Everything here parses untrusted bytes: decoders validate structure
 // (names, chunk tiling, offsets), bound memory with DecodeOption limits,
 // never panic, and report problems with errors wrapping the sentinels

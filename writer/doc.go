@@ -38,8 +38,9 @@
 // archive between contents fill the frames between them. Chunks are
 // content-defined as in containers/storage (a bup rolling sum over 64
 // bytes, cutting where its low 16 bits are all ones, so about 64 KiB on
-// average, capped by WithChunkSize), and runs of at least 1 KiB of zeros
-// inside a file become "zeros" chunks that readers never fetch. The TOC
+// average, capped by WithChunkSize; WithFixedChunks cuts chunks of the
+// chunk size instead, as estargz does), and runs of at least 1 KiB of
+// zeros inside a file become "zeros" chunks that readers never fetch. The TOC
 // (entries named as the tar spells them), the tar-split that rebuilds the
 // tar's headers, and the footer follow in skippable frames; Result carries
 // the three annotations that locate them. The input's order is kept, so
