@@ -33,6 +33,29 @@ type Verifying interface {
 	VerifiesContent() bool
 }
 
+// VerifiedAdder is implemented by caches that hash what is added to them
+// and can skip that for data whose caller has just hashed it. A lazy
+// reader verifies every chunk it decompresses; adding the chunk through
+// AddVerified spares a second hash of every byte it reads.
+type VerifiedAdder interface {
+	Cache
+	// AddVerified is Add for data that the caller has found, by hashing
+	// it, to have the digest key. Passing anything else corrupts the
+	// cache.
+	AddVerified(key digest.Digest, data []byte)
+}
+
+// AddVerified stores in c data that the caller has found to have the
+// digest key: through c's AddVerified if it is a VerifiedAdder, else
+// through Add.
+func AddVerified(c Cache, key digest.Digest, data []byte) {
+	if v, ok := c.(VerifiedAdder); ok {
+		v.AddVerified(key, data)
+		return
+	}
+	c.Add(key, data)
+}
+
 // Errors returned by the error-reporting methods of the caches in this
 // package (for example [Dir.Store] and [Dir.Load]). Test for them with
 // [errors.Is]; the returned errors wrap them with the key and the reason.

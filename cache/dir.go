@@ -9,6 +9,7 @@ import (
 	_ "crypto/sha512"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -150,6 +151,14 @@ func (d *Dir) Add(key digest.Digest, data []byte) {
 	_ = d.Store(key, data)
 }
 
+// AddVerified is Add without the hash, for data the caller has verified
+// to have the digest key (see [VerifiedAdder]).
+func (d *Dir) AddVerified(key digest.Digest, data []byte) {
+	if validateKey(key) == nil && int64(len(data)) <= d.maxBytes {
+		_ = d.store(key, bytes.NewReader(data), true)
+	}
+}
+
 // Load returns the data stored under key and marks the entry most recently
 // used. The error wraps [ErrInvalidKey], [ErrNotFound], [ErrTooLarge] (a
 // file larger than this Dir's budget, perhaps written by a process with a
@@ -218,7 +227,7 @@ func (d *Dir) Store(key digest.Digest, data []byte) error {
 		err = fmt.Errorf("%d bytes, budget %d: %w", len(data), d.maxBytes, ErrTooLarge)
 	}
 	if err == nil {
-		err = d.store(key, bytes.NewReader(data))
+		err = d.store(key, bytes.NewReader(data), false)
 	}
 	if err != nil {
 		return fmt.Errorf("cache: store %q: %w", key, err)
@@ -226,9 +235,10 @@ func (d *Dir) Store(key digest.Digest, data []byte) error {
 	return nil
 }
 
-// store writes the content of r under key, which must be valid. It reads
-// r as a stream, so a test can stop a writer midway.
-func (d *Dir) store(key digest.Digest, r io.Reader) error {
+// store writes the content of r under key, which must be valid, checking
+// that it matches key unless verified says the caller has. It reads r as a
+// stream, so a test can stop a writer midway.
+func (d *Dir) store(key digest.Digest, r io.Reader, verified bool) error {
 	path := d.path(key)
 	if d.touch(path) == nil {
 		return nil // already stored
@@ -250,16 +260,23 @@ func (d *Dir) store(key digest.Digest, r io.Reader) error {
 		}
 	}()
 
-	h := key.Algorithm().Hash()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, d.maxBytes+1))
+	var h hash.Hash
+	w := io.Writer(f)
+	if !verified {
+		h = key.Algorithm().Hash()
+		w = io.MultiWriter(f, h)
+	}
+	n, err := io.Copy(w, io.LimitReader(r, d.maxBytes+1))
 	if err != nil {
 		return err
 	}
 	if n > d.maxBytes {
 		return fmt.Errorf("more than %d bytes: %w", d.maxBytes, ErrTooLarge)
 	}
-	if got := digest.NewDigest(key.Algorithm(), h); got != key {
-		return fmt.Errorf("data has digest %s: %w", got, ErrDigestMismatch)
+	if h != nil {
+		if got := digest.NewDigest(key.Algorithm(), h); got != key {
+			return fmt.Errorf("data has digest %s: %w", got, ErrDigestMismatch)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err

@@ -362,7 +362,7 @@ func TestDirCrashHelper(t *testing.T) {
 		os.Exit(2)
 	}
 	data := crashEntry.data
-	_ = d.store(crashEntry.key, &stallingReader{rest: data, half: len(data) / 2})
+	_ = d.store(crashEntry.key, &stallingReader{rest: data, half: len(data) / 2}, false)
 	os.Exit(3) // unreachable: the reader never finishes
 }
 

@@ -19,7 +19,9 @@
 //   - [Tiered], a fast cache over a slow one (typically a Memory over a
 //     Dir) that promotes entries found only in the slow one.
 //
-// Each reports its counters as a [Stats]. The Cache interface has no room
+// Memory and Dir hash what is added to them; a caller that has just hashed
+// the data itself, as a lazy reader has every chunk it verified, adds it
+// with [AddVerified] to skip that. Each reports its counters as a [Stats]. The Cache interface has no room
 // for errors; [Dir.Store] and [Dir.Load] report them, wrapping the
 // sentinel errors of this package ([ErrNotFound], [ErrInvalidKey],
 // [ErrTooLarge], [ErrDigestMismatch], [ErrCorrupt]).

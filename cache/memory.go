@@ -70,7 +70,13 @@ func (m *Memory) Get(key digest.Digest) ([]byte, bool) {
 // already present, Add only marks it most recently used. Data longer than
 // the whole budget is not stored, nor is data that does not match key (a
 // key this package cannot compute, see [ErrInvalidKey], never matches).
-func (m *Memory) Add(key digest.Digest, data []byte) {
+func (m *Memory) Add(key digest.Digest, data []byte) { m.add(key, data, false) }
+
+// AddVerified is Add without the hash, for data the caller has verified
+// to have the digest key (see [VerifiedAdder]).
+func (m *Memory) AddVerified(key digest.Digest, data []byte) { m.add(key, data, true) }
+
+func (m *Memory) add(key digest.Digest, data []byte, verified bool) {
 	size := int64(len(data))
 	if size > m.maxBytes {
 		return
@@ -81,7 +87,7 @@ func (m *Memory) Add(key digest.Digest, data []byte) {
 	if present {
 		return // same key, same content
 	}
-	if validateKey(key) != nil || key.Algorithm().FromBytes(data) != key {
+	if validateKey(key) != nil || !verified && key.Algorithm().FromBytes(data) != key {
 		m.mu.Lock()
 		m.refused++
 		m.mu.Unlock()

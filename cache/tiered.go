@@ -39,7 +39,11 @@ func (t *Tiered) Get(key digest.Digest) ([]byte, bool) {
 		return nil, false
 	}
 	t.hits.Add(1)
-	t.upper.Add(key, data)
+	if verifies(t.lower) {
+		AddVerified(t.upper, key, data)
+	} else {
+		t.upper.Add(key, data)
+	}
 	return data, true
 }
 
@@ -59,6 +63,13 @@ func verifies(c Cache) bool {
 func (t *Tiered) Add(key digest.Digest, data []byte) {
 	t.upper.Add(key, data)
 	t.lower.Add(key, data)
+}
+
+// AddVerified is Add for data the caller has verified to have the digest
+// key (see [VerifiedAdder]): tiers that hash what they add skip that.
+func (t *Tiered) AddVerified(key digest.Digest, data []byte) {
+	AddVerified(t.upper, key, data)
+	AddVerified(t.lower, key, data)
 }
 
 // Stats reports the lookups of this Tiered as its callers saw them: Hits

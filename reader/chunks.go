@@ -12,6 +12,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
@@ -300,7 +301,7 @@ func (l *Layer) readSpans(plan []span, res frameResult, src spanSource, copyOut 
 		}
 		res[sp] = spanResult{data: data}
 		if l.cfg.cache != nil {
-			l.cfg.cache.Add(sp.digest, data)
+			cache.AddVerified(l.cfg.cache, sp.digest, data) // readChunk hashed it
 		}
 	}
 	return nil
