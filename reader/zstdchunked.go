@@ -79,22 +79,21 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	if hasTarSplit {
 		split = parseTarSplitAhead(a.reader(footer.TarSplitOffset, footer.TarSplitOffset+footer.TarSplitLength, true), footer.TarSplitUncompressedLength)
 	}
-	err := a.fetch(ctx, f)
-	if err != nil {
+	if err := a.fetch(ctx, f); err != nil {
 		a.stop()
+		o := <-opened
+		return nil, closeOnError(o.layer, fmt.Errorf("reader: fetch TOC and tar-split: %w", err))
 	}
 	o := <-opened
-	if err == nil && o.undecodable {
+	if o.undecodable {
 		// A TOC that is not the pinned one is reported as that, whatever
 		// else is wrong with it.
-		if compressed, ok := a.slice(footer.TOCOffset, footer.TOCOffset+footer.TOCLength); ok {
-			err = checkTOCDigest(cfg, compressed)
+		compressed, _ := a.slice(footer.TOCOffset, footer.TOCOffset+footer.TOCLength)
+		if err := checkTOCDigest(cfg, compressed); err != nil {
+			return nil, err
 		}
 	}
-	switch {
-	case err != nil:
-		return nil, closeOnError(o.layer, fmt.Errorf("reader: fetch TOC and tar-split: %w", err))
-	case o.err != nil:
+	if o.err != nil {
 		return nil, o.err
 	}
 	l := o.layer

@@ -246,6 +246,18 @@ func TestZstdChunkedBadIndexFrames(t *testing.T) {
 	if _, _, err := openZstdChunkedBlob(t, lying); !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrInvalidFrame) {
 		t.Errorf("frame header lying about its length: error %v, want ErrCorrupt and toc.ErrInvalidFrame", err)
 	}
+	// A damaged TOC whose digest is pinned is reported as not the pinned
+	// one, whether or not it still decodes.
+	damaged := bytes.Clone(blob)
+	for i := footer.TOCOffset + footer.TOCLength/2; i < footer.TOCOffset+footer.TOCLength/2+16; i++ {
+		damaged[i] ^= 0xff
+	}
+	if _, _, err := openZstdChunkedBlob(t, damaged, WithAnnotations(res.Annotations)); !errors.Is(err, ErrTOCDigest) {
+		t.Errorf("damaged pinned TOC: error %v, want ErrTOCDigest", err)
+	}
+	if _, _, err := openZstdChunkedBlob(t, damaged, WithTailHint(100)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("damaged unpinned TOC: error %v, want ErrCorrupt", err)
+	}
 	// Annotations that place the tar-split one byte off.
 	off := maps.Clone(res.Annotations)
 	off[toc.AnnotationZstdChunkedTarSplitPosition] = fmt.Sprintf("%d:%d:%d", footer.TarSplitOffset+1, footer.TarSplitLength-1, footer.TarSplitUncompressedLength)
