@@ -21,8 +21,10 @@
 //
 // Memory and Dir hash what is added to them; a caller that has just hashed
 // the data itself, as a lazy reader has every chunk it verified, adds it
-// with [AddVerified] to skip that. Each reports its counters as a [Stats]. The Cache interface has no room
-// for errors; [Dir.Store] and [Dir.Load] report them, wrapping the
+// with [AddVerified] to skip that.
+//
+// Each cache reports its counters as a [Stats]. The Cache interface has no
+// room for errors; [Dir.Store] and [Dir.Load] report them, wrapping the
 // sentinel errors of this package ([ErrNotFound], [ErrInvalidKey],
 // [ErrTooLarge], [ErrDigestMismatch], [ErrCorrupt]).
 //
