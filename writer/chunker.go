@@ -40,8 +40,8 @@ const (
 )
 
 // chunker cuts one file's content, read from r, into chunks of at most max
-// bytes, content-defined unless fixed, when every chunk but the last is
-// max bytes. It reuses its buffer from file to file.
+// bytes: content-defined ones or, if fixed, chunks of max bytes but the
+// last. It reuses its buffer from file to file.
 type chunker struct {
 	r     io.Reader
 	left  int64 // bytes of the file not yet read into buf
