@@ -111,3 +111,18 @@ func ExampleNewTiered() {
 	// disk hits: 1
 	// memory hits: 2
 }
+
+func ExampleAddVerified() {
+	c := cache.NewMemory(1 << 20)
+	chunk := []byte("a chunk the caller has just hashed")
+	key := digest.FromBytes(chunk)
+	// A reader that verified chunk against key stores it without a
+	// second hash; Add would hash it again.
+	if key == digest.FromBytes(chunk) {
+		cache.AddVerified(c, key, chunk)
+	}
+	data, ok := c.Get(key)
+	fmt.Println(ok, string(data))
+	// Output:
+	// true a chunk the caller has just hashed
+}

@@ -2,8 +2,10 @@ package toc_test
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
 )
 
 // A zstd:chunked blob ends with a skippable frame that locates the TOC and
@@ -30,4 +32,38 @@ func ExampleZstdChunkedFooter() {
 	// zstd:chunked 72 1016 1937
 	// 1016:913:2556:1
 	// 1937:1070:15960
+}
+
+// A reader decodes a zstd:chunked TOC while it downloads: here the
+// compressed TOC arrives through a pipe, a few bytes at a time.
+func ExampleDecodeZstdChunkedFrom() {
+	js := []byte(`{"version":1,"entries":[{"type":"dir","name":"etc/","mode":493},` +
+		`{"type":"symlink","name":"etc/localtime","linkName":"/usr/share/zoneinfo/UTC","mode":511}]}`)
+	compressed, err := toc.CompressZstd(js, 3)
+	if err != nil {
+		panic(err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		for b := compressed; len(b) > 0; b = b[min(len(b), 7):] {
+			pw.Write(b[:min(len(b), 7)])
+		}
+		pw.Close()
+	}()
+	// The footer (or the manifest-position annotation) says where the
+	// TOC is and how long it is.
+	f := toc.Footer{Format: toc.FormatZstdChunked, TOCOffset: 4096, TOCLength: int64(len(compressed)), TOCUncompressedLength: int64(len(js))}
+	t, _, err := toc.DecodeZstdChunkedFrom(pr, f)
+	if err != nil {
+		panic(err)
+	}
+	for _, e := range t.Entries {
+		fmt.Printf("%v %q %q\n", e.Type, e.Name, e.LinkName)
+	}
+	// Compare with the manifest-checksum annotation before use.
+	fmt.Println(t.Digest == digest.FromBytes(compressed))
+	// Output:
+	// dir "etc" ""
+	// symlink "etc/localtime" "/usr/share/zoneinfo/UTC"
+	// true
 }

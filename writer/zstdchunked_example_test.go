@@ -46,3 +46,28 @@ func ExampleWithFormat() {
 	// io.github.containers.zstd-chunked.manifest-position true
 	// io.github.containers.zstd-chunked.tarsplit-position true
 }
+
+func ExampleWithFixedChunks() {
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320,000 bytes
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "data", Mode: 0o644, Size: int64(len(data))})
+	tw.Write(data)
+	tw.Close()
+
+	// Chunks of 100,000 bytes, each its own zstd frame, as estargz cuts
+	// them, instead of content-defined ones.
+	res, err := writer.Build(context.Background(), io.Discard, &layer,
+		writer.WithFormat(toc.FormatZstdChunked), writer.WithFixedChunks(), writer.WithChunkSize(100_000))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range res.TOC.Entries[0].Chunks {
+		fmt.Println(c.Offset, c.Size)
+	}
+	// Output:
+	// 0 100000
+	// 100000 100000
+	// 200000 100000
+	// 300000 20000
+}
