@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -94,48 +96,90 @@ func cutQuoted(s string) (val, rest string) {
 	return b.String(), ""
 }
 
-// credential is a username and password for one registry host.
-type credential struct{ username, password string }
+// credential is what authenticates to one registry host: a username and
+// password, or an identity token (an OAuth2 refresh token, as `docker
+// login` stores for some registries and credential helpers return).
+type credential struct{ username, password, identityToken string }
 
-// maxConfigSize bounds how much of a docker config.json or a token
-// response is read.
+// maxConfigSize bounds how much of a docker config.json, a token response
+// or a credential helper's answer is read.
 const maxConfigSize = 4 << 20
 
-// parseDockerConfig reads the "auths" map of a docker config.json: for
-// each registry, either a base64 "auth" of "user:password" or separate
-// "username" and "password". Keys are normalised to host[:port].
-// Credential helpers ("credsStore", "credHelpers") are not consulted.
-func parseDockerConfig(data []byte) (map[string]credential, error) {
-	var cfg struct {
+// dockerConfig is what a docker config.json says about credentials.
+type dockerConfig struct {
+	auths       map[string]credential // by host[:port]
+	credsStore  string                // the helper for every registry
+	credHelpers map[string]string     // helpers by host[:port]; before credsStore
+}
+
+// parseDockerConfig reads the credentials of a docker config.json: the
+// "auths" map (for each registry a base64 "auth" of "user:password",
+// separate "username" and "password", or an "identitytoken") and the
+// credential helpers it names ("credsStore", "credHelpers"). Keys are
+// normalised to host[:port].
+func parseDockerConfig(data []byte) (dockerConfig, error) {
+	var raw struct {
 		Auths map[string]struct {
-			Auth     string `json:"auth"`
-			Username string `json:"username"`
-			Password string `json:"password"`
+			Auth          string `json:"auth"`
+			Username      string `json:"username"`
+			Password      string `json:"password"`
+			IdentityToken string `json:"identitytoken"`
 		} `json:"auths"`
+		CredsStore  string            `json:"credsStore"`
+		CredHelpers map[string]string `json:"credHelpers"`
 	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return nil, fmt.Errorf("fetcher: docker config: %w", err)
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return dockerConfig{}, fmt.Errorf("fetcher: docker config: %w", err)
 	}
-	creds := make(map[string]credential, len(cfg.Auths))
-	for key, a := range cfg.Auths {
-		c := credential{username: a.Username, password: a.Password}
+	cfg := dockerConfig{auths: make(map[string]credential, len(raw.Auths)), credsStore: raw.CredsStore}
+	for key, a := range raw.Auths {
+		c := credential{username: a.Username, password: a.Password, identityToken: a.IdentityToken}
 		if a.Auth != "" {
-			raw, err := base64.StdEncoding.DecodeString(a.Auth)
+			decoded, err := base64.StdEncoding.DecodeString(a.Auth)
 			if err != nil {
-				return nil, fmt.Errorf("fetcher: docker config: auths[%q]: auth is not base64: %w", key, err)
+				return dockerConfig{}, fmt.Errorf("fetcher: docker config: auths[%q]: auth is not base64: %w", key, err)
 			}
-			user, pass, ok := strings.Cut(string(raw), ":")
+			user, pass, ok := strings.Cut(string(decoded), ":")
 			if !ok {
-				return nil, fmt.Errorf("fetcher: docker config: auths[%q]: auth is not user:password", key)
+				return dockerConfig{}, fmt.Errorf("fetcher: docker config: auths[%q]: auth is not user:password", key)
 			}
-			c = credential{username: user, password: pass}
+			c.username, c.password = user, pass
 		}
-		if c.username == "" && c.password == "" {
-			continue // e.g. an identity token only, which needs OAuth2
+		if c == (credential{}) {
+			continue // a placeholder, as docker writes next to a credsStore
 		}
-		creds[configKeyHost(key)] = c
+		cfg.auths[configKeyHost(key)] = c
 	}
-	return creds, nil
+	for key, helper := range raw.CredHelpers {
+		if cfg.credHelpers == nil {
+			cfg.credHelpers = make(map[string]string)
+		}
+		cfg.credHelpers[configKeyHost(key)] = helper
+	}
+	for _, helper := range append(slices.Collect(maps.Values(cfg.credHelpers)), cfg.credsStore) {
+		if helper != "" && !validHelperName(helper) {
+			return dockerConfig{}, fmt.Errorf("fetcher: docker config: credential helper %q: not a helper name", truncate(helper, 80))
+		}
+	}
+	return cfg, nil
+}
+
+// lookup returns how to authenticate to host, as docker does: with the
+// helper credHelpers names for it, else with the credsStore helper, else
+// with its "auths" entry. Both results are nil for anonymous access.
+func (c dockerConfig) lookup(host string) (*credential, *credentialHelper) {
+	host = strings.ToLower(host)
+	name := c.credHelpers[host]
+	if name == "" {
+		name = c.credsStore
+	}
+	if name != "" {
+		return nil, newCredentialHelper(name, host)
+	}
+	if cred, ok := c.auths[host]; ok {
+		return &cred, nil
+	}
+	return nil, nil
 }
 
 // configKeyHost turns a docker config key ("https://index.docker.io/v1/",
@@ -155,17 +199,21 @@ func configKeyHost(key string) string {
 // authenticator answers a registry's 401 challenges and remembers the
 // resulting Authorization header for later requests.
 type authenticator struct {
-	registry *url.URL    // scheme and host of the registry
-	repo     string      // for the default pull scope
-	cred     *credential // nil for anonymous access
+	registry *url.URL // scheme and host of the registry
+	repo     string   // for the default pull scope
 	client   *http.Client
 
 	refreshing chan struct{}          // held while answering a challenge; a channel so waiting honours ctx
 	header     atomic.Pointer[string] // Authorization for requests to the registry host
+	// cred is nil for anonymous access. A credential helper is asked
+	// for it at the first challenge, since a registry that never asks
+	// needs none. Both are used only while refreshing is held.
+	cred   *credential
+	helper *credentialHelper
 }
 
-func newAuthenticator(registry *url.URL, repo string, cred *credential, client *http.Client) *authenticator {
-	return &authenticator{registry: registry, repo: repo, cred: cred, client: client, refreshing: make(chan struct{}, 1)}
+func newAuthenticator(registry *url.URL, repo string, cred *credential, helper *credentialHelper, client *http.Client) *authenticator {
+	return &authenticator{registry: registry, repo: repo, cred: cred, helper: helper, client: client, refreshing: make(chan struct{}, 1)}
 }
 
 func (a *authenticator) current() string {
@@ -191,6 +239,13 @@ func (a *authenticator) refresh(ctx context.Context, resp *http.Response, used s
 	if a.current() != used {
 		return nil
 	}
+	if a.helper != nil {
+		cred, err := a.helper.get(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: %w", err, ErrUnauthorized)
+		}
+		a.cred, a.helper = cred, nil
+	}
 	chs := parseChallenges(resp.Header.Values("Www-Authenticate"))
 	for _, c := range chs {
 		if c.scheme == "bearer" {
@@ -203,7 +258,7 @@ func (a *authenticator) refresh(ctx context.Context, resp *http.Response, used s
 		}
 	}
 	for _, c := range chs {
-		if c.scheme == "basic" && a.cred != nil && used == "" {
+		if c.scheme == "basic" && a.cred != nil && a.cred.identityToken == "" && used == "" {
 			a.set("Basic " + base64.StdEncoding.EncodeToString([]byte(a.cred.username+":"+a.cred.password)))
 			return nil
 		}
@@ -224,27 +279,42 @@ func (a *authenticator) token(ctx context.Context, params map[string]string) (st
 	if a.registry.Scheme == "https" && realm.Scheme != "https" {
 		return "", fmt.Errorf("fetcher: %s: refusing plain-http token realm %s for an https registry: %w", a.registry.Host, realm.Host, ErrUnauthorized)
 	}
-	q := realm.Query()
-	if s := params["service"]; s != "" {
-		q.Set("service", s)
-	}
 	scope := params["scope"]
 	if scope == "" {
 		scope = "repository:" + a.repo + ":pull"
 	}
-	for _, s := range strings.Fields(scope) {
-		q.Add("scope", s)
+	var req *http.Request
+	if a.cred != nil && a.cred.identityToken != "" {
+		// An identity token is an OAuth2 refresh token, POSTed as a
+		// form (the OAuth2 variant of the docker token protocol).
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.cred.identityToken},
+			"client_id": {"lazylayer"}, "scope": {scope}}
+		if s := params["service"]; s != "" {
+			form.Set("service", s)
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, realm.String(), strings.NewReader(form.Encode()))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+	} else {
+		q := realm.Query()
+		if s := params["service"]; s != "" {
+			q.Set("service", s)
+		}
+		for _, s := range strings.Fields(scope) {
+			q.Add("scope", s)
+		}
+		if a.cred != nil {
+			q.Set("account", a.cred.username)
+		}
+		realm.RawQuery = q.Encode()
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, realm.String(), nil)
+		if err == nil && a.cred != nil {
+			req.SetBasicAuth(a.cred.username, a.cred.password)
+		}
 	}
-	if a.cred != nil {
-		q.Set("account", a.cred.username)
-	}
-	realm.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, realm.String(), nil)
 	if err != nil {
 		return "", fmt.Errorf("fetcher: token request: %w", err)
-	}
-	if a.cred != nil {
-		req.SetBasicAuth(a.cred.username, a.cred.password)
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
@@ -252,7 +322,7 @@ func (a *authenticator) token(ctx context.Context, params map[string]string) (st
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		err := &StatusError{Method: http.MethodGet, URL: realm.Scheme + "://" + realm.Host + realm.Path, Code: resp.StatusCode}
+		err := &StatusError{Method: req.Method, URL: realm.Scheme + "://" + realm.Host + realm.Path, Code: resp.StatusCode}
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return "", fmt.Errorf("fetcher: token: %w: %w", err, ErrUnauthorized)
 		}

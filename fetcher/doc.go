@@ -12,8 +12,9 @@
 //     requests, and falls back to single ranges or to reading the wanted
 //     bytes from a whole-blob answer for servers that need it, remembering
 //     what it learnt. It follows redirects without carrying credentials
-//     to other hosts, answers bearer-token and Basic auth challenges,
-//     retries lost connections, 429 and 5xx answers with jittered
+//     to other hosts, answers bearer-token (including OAuth2 identity
+//     tokens) and Basic auth challenges with credentials given or found in
+//     a docker config.json or the credential helpers it names, retries lost connections, 429 and 5xx answers with jittered
 //     exponential backoff, and bounds each attempt with a timeout.
 //
 // Fetchers know nothing of layer formats and do not verify content: a

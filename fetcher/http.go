@@ -91,8 +91,12 @@ func WithCredentials(username, password string) HTTPOption {
 
 // WithDockerConfig takes credentials for the registry's host from a docker
 // config.json at path, or from path/config.json if path is a directory
-// (what $DOCKER_CONFIG names). Nothing is read from the environment
-// unless the caller passes it here. WithCredentials takes precedence.
+// (what $DOCKER_CONFIG names), as docker does: from the credential helper
+// its "credHelpers" name for the host, else from its "credsStore" helper,
+// else from its "auths" entry, which may hold an identity token. A helper
+// (docker-credential-<name> on $PATH) runs only when the registry first
+// asks for credentials. Nothing is read from the environment unless the
+// caller passes it here. WithCredentials takes precedence.
 func WithDockerConfig(path string) HTTPOption {
 	return httpOptionFunc(func(f *HTTP) { f.configPath = path })
 }
@@ -184,12 +188,13 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 		return nil, fmt.Errorf("fetcher: %q: digest: %w", ref, err)
 	}
 
+	var helper *credentialHelper
 	if f.cred == nil && f.configPath != "" {
-		cred, err := loadDockerConfig(f.configPath, f.url.Host)
+		cfg, err := loadDockerConfig(f.configPath)
 		if err != nil {
 			return nil, err
 		}
-		f.cred = cred
+		f.cred, helper = cfg.lookup(f.url.Host)
 	}
 	if f.transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -199,38 +204,34 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 	f.conns = make(chan struct{}, f.maxConns)
 	f.sizeLock = make(chan struct{}, 1)
 	f.client = &http.Client{Transport: f.transport, CheckRedirect: dropAuthOffHost}
-	f.auth = newAuthenticator(&url.URL{Scheme: f.url.Scheme, Host: f.url.Host}, repo, f.cred,
+	f.auth = newAuthenticator(&url.URL{Scheme: f.url.Scheme, Host: f.url.Host}, repo, f.cred, helper,
 		&http.Client{Transport: f.transport, Timeout: f.timeout})
 	return f, nil
 }
 
-// loadDockerConfig returns the credential for host from the docker config
-// at path (a file, or a directory holding config.json), or nil if the
-// config has none.
-func loadDockerConfig(path, host string) (*credential, error) {
+// loadDockerConfig reads the docker config at path (a file, or a
+// directory holding config.json).
+func loadDockerConfig(path string) (dockerConfig, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, "config.json")
 	}
 	file, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("fetcher: docker config: %w", err)
+		return dockerConfig{}, fmt.Errorf("fetcher: docker config: %w", err)
 	}
 	defer file.Close()
 	data, err := io.ReadAll(io.LimitReader(file, maxConfigSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetcher: docker config %s: %w", path, err)
+		return dockerConfig{}, fmt.Errorf("fetcher: docker config %s: %w", path, err)
 	}
 	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("fetcher: docker config %s: larger than %d bytes", path, maxConfigSize)
+		return dockerConfig{}, fmt.Errorf("fetcher: docker config %s: larger than %d bytes", path, maxConfigSize)
 	}
-	creds, err := parseDockerConfig(data)
+	cfg, err := parseDockerConfig(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, path)
+		return dockerConfig{}, fmt.Errorf("%w (in %s)", err, path)
 	}
-	if c, ok := creds[strings.ToLower(host)]; ok {
-		return &c, nil
-	}
-	return nil, nil
+	return cfg, nil
 }
 
 // errTooManyRedirects stops a redirect loop.

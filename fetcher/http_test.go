@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -305,18 +304,19 @@ func TestHTTPBearer(t *testing.T) {
 
 func TestHTTPDockerConfig(t *testing.T) {
 	blob := testBlob(1000)
-	srv := registrytest.NewBlobServer(t, blob, registrytest.WithServerBasicAuth("carol", "pa:ss"))
-	host := strings.TrimPrefix(srv.URL, "http://")
-	for name, entry := range map[string]string{
-		"auth":              `{"auth":"` + base64.StdEncoding.EncodeToString([]byte("carol:pa:ss")) + `"}`,
-		"username/password": `{"username":"carol","password":"pa:ss"}`,
+	basic := registrytest.NewBlobServer(t, blob, registrytest.WithServerBasicAuth("carol", "pa:ss"))
+	oauth := registrytest.NewBlobServer(t, blob, registrytest.WithRefreshToken("refresh-me"))
+	for name, tc := range map[string]struct {
+		srv   *registrytest.BlobServer
+		entry string
+	}{
+		"auth":              {basic, `{"auth":"` + base64.StdEncoding.EncodeToString([]byte("carol:pa:ss")) + `"}`},
+		"username/password": {basic, `{"username":"carol","password":"pa:ss"}`},
+		"identity token":    {oauth, `{"identitytoken":"refresh-me"}`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			cfg := `{"auths":{"other.example":{"auth":"eDp5"},"http://` + host + `":` + entry + `}}`
-			if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			srv := tc.srv
+			dir := writeDockerConfig(t, `{"auths":{"other.example":{"auth":"eDp5"},"`+srv.URL+`":`+tc.entry+`}}`)
 			f, err := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithDockerConfig(dir), fast)
 			if err != nil {
 				t.Fatal(err)
@@ -328,7 +328,7 @@ func TestHTTPDockerConfig(t *testing.T) {
 			checkBytes(t, blob, got)
 		})
 	}
-	if _, err := fetcher.NewHTTP(srv.BlobURL(), fetcher.WithDockerConfig(filepath.Join(t.TempDir(), "absent.json"))); err == nil {
+	if _, err := fetcher.NewHTTP(basic.BlobURL(), fetcher.WithDockerConfig(filepath.Join(t.TempDir(), "absent.json"))); err == nil {
 		t.Error("NewHTTP with a missing docker config: no error")
 	}
 }

@@ -3,6 +3,7 @@ package fetcher
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -83,18 +84,41 @@ func FuzzParseChallenges(f *testing.F) {
 }
 
 func TestParseDockerConfig(t *testing.T) {
-	creds, err := parseDockerConfig([]byte(`{"auths":{
+	cfg, err := parseDockerConfig([]byte(`{"auths":{
 		"https://index.docker.io/v1/":{"auth":"dTpw"},
 		"REG.example:5000":{"username":"a","password":"b"},
-		"token.example":{"identitytoken":"x"}}}`))
+		"token.example":{"identitytoken":"x"},
+		"store.example":{}},
+		"credsStore":"desktop",
+		"credHelpers":{"https://GCR.io":"gcloud","reg.example:5000":"ecr-login"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "map[reg.example:5000:{a b} registry-1.docker.io:{u p}]"
-	if fmt.Sprint(creds) != want {
-		t.Errorf("parseDockerConfig = %v, want %s", creds, want)
+	want := "map[reg.example:5000:{a b } registry-1.docker.io:{u p } token.example:{  x}]"
+	if fmt.Sprint(cfg.auths) != want {
+		t.Errorf("auths = %v, want %s", cfg.auths, want)
 	}
-	for _, bad := range []string{`{"auths":{"x":{"auth":"!!"}}}`, `{"auths":{"x":{"auth":"bm9jb2xvbg=="}}}`, `[`} {
+	// credHelpers come first, then credsStore, as in docker.
+	for host, want := range map[string]string{
+		"gcr.io":               "docker-credential-gcloud gcr.io",
+		"REG.example:5000":     "docker-credential-ecr-login reg.example:5000",
+		"registry-1.docker.io": "docker-credential-desktop https://index.docker.io/v1/",
+		"other.example":        "docker-credential-desktop other.example",
+	} {
+		cred, helper := cfg.lookup(host)
+		if cred != nil || helper == nil || helper.program+" "+helper.serverURL != want {
+			t.Errorf("lookup(%s) = %v, %+v; want the helper %s", host, cred, helper, want)
+		}
+	}
+	cfg.credsStore = ""
+	if cred, helper := cfg.lookup("token.example"); helper != nil || cred == nil || cred.identityToken != "x" {
+		t.Errorf("lookup(token.example) = %v, %v; want the identity token", cred, helper)
+	}
+	if cred, helper := cfg.lookup("nowhere.example"); cred != nil || helper != nil {
+		t.Errorf("lookup(nowhere.example) = %v, %v; want anonymous", cred, helper)
+	}
+	for _, bad := range []string{`{"auths":{"x":{"auth":"!!"}}}`, `{"auths":{"x":{"auth":"bm9jb2xvbg=="}}}`, `[`,
+		`{"credsStore":"../../bin/sh"}`, `{"credHelpers":{"x":"/bin/sh"}}`, `{"credsStore":"-x"}`} {
 		if _, err := parseDockerConfig([]byte(bad)); err == nil {
 			t.Errorf("parseDockerConfig(%s): no error", bad)
 		}
@@ -103,10 +127,19 @@ func TestParseDockerConfig(t *testing.T) {
 
 func FuzzParseDockerConfig(f *testing.F) {
 	f.Add([]byte(`{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"},"r:5000":{"username":"a","password":"b"}}}`))
+	f.Add([]byte(`{"auths":{"t":{"identitytoken":"x"}},"credsStore":"desktop","credHelpers":{"gcr.io":"gcloud"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		creds, err := parseDockerConfig(data)
-		if err == nil && creds == nil {
+		cfg, err := parseDockerConfig(data)
+		if err != nil {
+			return
+		}
+		if cfg.auths == nil {
 			t.Fatal("nil map without error")
+		}
+		for _, name := range append(slices.Collect(maps.Values(cfg.credHelpers)), cfg.credsStore) {
+			if name != "" && (strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, "-")) {
+				t.Fatalf("helper name %q accepted", name)
+			}
 		}
 	})
 }

@@ -90,6 +90,7 @@ type serverConfig struct {
 	basicUser    string
 	basicPass    string
 	bearer       bool
+	refreshToken string // the identity token /token takes as an OAuth2 refresh token
 	redirect     bool
 	slowInterval time.Duration
 }
@@ -130,6 +131,13 @@ func WithServerBasicAuth(username, password string) ServerOption {
 // both are empty (anonymous tokens).
 func WithBearerAuth(username, password string) ServerOption {
 	return func(c *serverConfig) { c.bearer, c.basicUser, c.basicPass = true, username, password }
+}
+
+// WithRefreshToken requires a bearer token from the server's /token
+// endpoint, which gives one only for an OAuth2 POST of the refresh token
+// tok (an identity token, as docker stores for some registries).
+func WithRefreshToken(tok string) ServerOption {
+	return func(c *serverConfig) { c.bearer, c.refreshToken = true, tok }
 }
 
 // WithRedirect makes blob GETs answer 307 to a second server, an "object
@@ -220,13 +228,22 @@ func (s *BlobServer) authorized(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (s *BlobServer) serveToken(w http.ResponseWriter, r *http.Request) {
+	params := r.URL.Query()
+	if s.cfg.refreshToken != "" {
+		if r.Method != http.MethodPost || r.ParseForm() != nil || r.PostForm.Get("grant_type") != "refresh_token" ||
+			r.PostForm.Get("refresh_token") != s.cfg.refreshToken {
+			http.Error(w, "bad refresh token", http.StatusUnauthorized)
+			return
+		}
+		params = r.PostForm
+	}
 	if s.cfg.basicUser != "" {
 		if u, p, ok := r.BasicAuth(); !ok || u != s.cfg.basicUser || p != s.cfg.basicPass {
 			http.Error(w, "bad credentials", http.StatusUnauthorized)
 			return
 		}
 	}
-	if r.URL.Query().Get("scope") != "repository:"+s.Repo+":pull" || r.URL.Query().Get("service") != "registrytest" {
+	if params.Get("scope") != "repository:"+s.Repo+":pull" || params.Get("service") != "registrytest" {
 		http.Error(w, "bad scope or service", http.StatusBadRequest)
 		return
 	}
@@ -234,6 +251,10 @@ func (s *BlobServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.tokens++
 	tok := fmt.Sprintf("token-%d", s.tokens)
 	s.mu.Unlock()
+	if s.cfg.refreshToken != "" {
+		json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "expires_in": 300})
+		return
+	}
 	json.NewEncoder(w).Encode(map[string]any{"token": tok, "expires_in": 300})
 }
 
