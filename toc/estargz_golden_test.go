@@ -37,6 +37,17 @@ func readGolden(t testing.TB, name string) []byte {
 	return b
 }
 
+// readGoldenFooter returns a golden blob with its footer.
+func readGoldenFooter(t testing.TB, name string) ([]byte, Footer) {
+	t.Helper()
+	blob := readGolden(t, name)
+	f, err := ParseFooter(blob)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return blob, f
+}
+
 // decodeBlob opens a whole eStargz blob the way a lazy reader would: footer
 // from the tail, then the TOC member.
 func decodeBlob(t testing.TB, blob []byte) (*TOC, Footer) {
@@ -184,11 +195,7 @@ func TestGoldenMinChunkSharing(t *testing.T) {
 // TOC member is byte-identical to the reference's (the gzip bytes differ:
 // the reference compresses with compress/gzip, we with klauspost).
 func TestTOCMemberTarMatchesReference(t *testing.T) {
-	blob := readGolden(t, "estargz-small.blob")
-	f, err := ParseFooter(blob)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, f := readGoldenFooter(t, "estargz-small.blob")
 	refMember := blob[f.TOCOffset : len(blob)-f.Size]
 	tocJSON, err := ReadEStargzTOCMember(refMember)
 	if err != nil {

@@ -53,14 +53,7 @@ func TestDecodeEStargzFromGoldens(t *testing.T) {
 		t.Fatal("no golden blobs")
 	}
 	for _, name := range blobs {
-		blob, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		footer, err := ParseFooter(blob)
-		if err != nil {
-			t.Fatal(err)
-		}
+		blob, footer := readGoldenFooter(t, filepath.Base(name))
 		member := blob[footer.TOCOffset : len(blob)-footer.Size]
 		want, err := DecodeEStargz(member, footer.TOCOffset)
 		if err != nil {

@@ -3,26 +3,22 @@ package toc
 import (
 	"bytes"
 	"errors"
-	"os"
 	"reflect"
 	"testing"
 	"testing/iotest"
 )
+
+// zstdChunkedGoldens are blobs of containers/storage's and estargz's
+// zstd:chunked writers, in testdata.
+var zstdChunkedGoldens = []string{"zstdchunked-storage.blob", "zstdchunked-estargz.blob"}
 
 // FuzzDecodeZstdChunkedFrom checks that a zstd:chunked TOC decoded as it
 // arrives, a few bytes at a time, gives what the in-memory decoder gives:
 // the same TOC and tar-split digest, or an error of the same kind. data is
 // TOC JSON, compressed here, or with raw set a compressed TOC as is.
 func FuzzDecodeZstdChunkedFrom(f *testing.F) {
-	for _, name := range []string{"testdata/zstdchunked-storage.blob", "testdata/zstdchunked-estargz.blob"} {
-		blob, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		footer, err := ParseFooter(blob)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, name := range zstdChunkedGoldens {
+		blob, footer := readGoldenFooter(f, name)
 		compressed := blob[footer.TOCOffset : footer.TOCOffset+footer.TOCLength]
 		js, err := DecompressZstdChunkedTOC(compressed, footer.TOCUncompressedLength)
 		if err != nil {
@@ -65,15 +61,8 @@ func FuzzDecodeZstdChunkedFrom(f *testing.F) {
 // TestDecodeZstdChunkedFromGoldens decodes the TOCs of containers/storage's
 // and estargz's zstd:chunked blobs as they arrive a byte at a time.
 func TestDecodeZstdChunkedFromGoldens(t *testing.T) {
-	for _, name := range []string{"testdata/zstdchunked-storage.blob", "testdata/zstdchunked-estargz.blob"} {
-		blob, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		footer, err := ParseFooter(blob)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, name := range zstdChunkedGoldens {
+		blob, footer := readGoldenFooter(t, name)
 		compressed := blob[footer.TOCOffset : footer.TOCOffset+footer.TOCLength]
 		want, wantSplit, err := DecodeZstdChunked(compressed, footer)
 		if err != nil {
