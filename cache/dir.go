@@ -154,9 +154,7 @@ func (d *Dir) Add(key digest.Digest, data []byte) {
 // AddVerified is Add without the hash, for data the caller has verified
 // to have the digest key (see [VerifiedAdder]).
 func (d *Dir) AddVerified(key digest.Digest, data []byte) {
-	if validateKey(key) == nil && int64(len(data)) <= d.maxBytes {
-		_ = d.store(key, bytes.NewReader(data), true)
-	}
+	_ = d.put(key, data, true)
 }
 
 // Load returns the data stored under key and marks the entry most recently
@@ -222,12 +220,17 @@ func (d *Dir) load(key digest.Digest) ([]byte, error) {
 // [ErrInvalidKey], [ErrTooLarge], [ErrDigestMismatch] or the error of the
 // failed file operation.
 func (d *Dir) Store(key digest.Digest, data []byte) error {
+	return d.put(key, data, false)
+}
+
+// put is Store, trusting that data matches key if verified.
+func (d *Dir) put(key digest.Digest, data []byte, verified bool) error {
 	err := validateKey(key)
 	if err == nil && int64(len(data)) > d.maxBytes {
 		err = fmt.Errorf("%d bytes, budget %d: %w", len(data), d.maxBytes, ErrTooLarge)
 	}
 	if err == nil {
-		err = d.store(key, bytes.NewReader(data), false)
+		err = d.store(key, bytes.NewReader(data), verified)
 	}
 	if err != nil {
 		return fmt.Errorf("cache: store %q: %w", key, err)

@@ -36,17 +36,7 @@ func FuzzUnmarshalEStargzFastPath(f *testing.F) {
 		cfg := newDecodeConfig([]DecodeOption{WithMaxEntries(64)})
 		fast, fastErr := unmarshalEStargz(data, tocOffset, cfg, decodeEStargzDocument)
 		slow, slowErr := unmarshalEStargz(data, tocOffset, cfg, decodeEStargzDocumentJSON)
-		switch {
-		case (fastErr == nil) != (slowErr == nil):
-			t.Fatalf("fast path error %v, encoding/json error %v", fastErr, slowErr)
-		case errors.Is(fastErr, ErrTOCTooLarge) || errors.Is(slowErr, ErrTOCTooLarge):
-			// The scanner stops at the entry limit, possibly before an
-			// error encoding/json reports.
-		case fastErr != nil && fastErr.Error() != slowErr.Error():
-			t.Fatalf("errors differ:\nfast: %v\njson: %v", fastErr, slowErr)
-		case !reflect.DeepEqual(fast, slow):
-			t.Fatalf("TOCs differ:\nfast: %+v\njson: %+v", fast, slow)
-		}
+		checkSameDecoding(t, fastErr, slowErr, reflect.DeepEqual(fast, slow), fast, slow)
 	})
 }
 
@@ -144,5 +134,23 @@ func TestParseModTime(t *testing.T) {
 		if (gotErr == nil) != (wantErr == nil) || gotErr == nil && !reflect.DeepEqual(got.UTC(), want.UTC()) {
 			t.Errorf("parseModTime(%q) = %v, %v; time.Parse: %v, %v", s, got, gotErr, want, wantErr)
 		}
+	}
+}
+
+// checkSameDecoding fails t unless a TOC decoded through the fast scanner
+// and through encoding/json came out the same: both failed with the same
+// error, or both succeeded with equal results (same reports that).
+func checkSameDecoding(t *testing.T, fastErr, slowErr error, same bool, fast, slow any) {
+	t.Helper()
+	switch {
+	case (fastErr == nil) != (slowErr == nil):
+		t.Fatalf("fast path error %v, encoding/json error %v", fastErr, slowErr)
+	case errors.Is(fastErr, ErrTOCTooLarge) || errors.Is(slowErr, ErrTOCTooLarge):
+		// The scanner stops at the entry limit, possibly before an error
+		// encoding/json reports.
+	case fastErr != nil && fastErr.Error() != slowErr.Error():
+		t.Fatalf("errors differ:\nfast: %v\njson: %v", fastErr, slowErr)
+	case fastErr == nil && !same:
+		t.Fatalf("TOCs differ:\nfast: %+v\njson: %+v", fast, slow)
 	}
 }

@@ -133,10 +133,11 @@ func TestTarSplitDecoderReusesBuffers(t *testing.T) {
 	}
 }
 
-func TestTarSplitReaderRejectsTypeOutOfRange(t *testing.T) {
-	// 257 narrowed to a byte would be a file record.
-	records := `{"type":257,"name":"a","size":0,"payload":null,"position":0}` + "\n"
-	compressed, err := CompressZstd([]byte(records), 1)
+// tarSplitReaderOf returns a reader of the tar-split records, compressed,
+// closed when the test ends.
+func tarSplitReaderOf(t *testing.T, records []byte) *TarSplitReader {
+	t.Helper()
+	compressed, err := CompressZstd(records, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,13 @@ func TestTarSplitReaderRejectsTypeOutOfRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestTarSplitReaderRejectsTypeOutOfRange(t *testing.T) {
+	// 257 narrowed to a byte would be a file record.
+	r := tarSplitReaderOf(t, []byte(`{"type":257,"name":"a","size":0,"payload":null,"position":0}`+"\n"))
 	if rec, err := r.Next(); !errors.Is(err, ErrInvalidTarSplit) {
 		t.Errorf("Next = %+v, %v; want ErrInvalidTarSplit", rec, err)
 	}
@@ -163,15 +170,7 @@ func TestTarSplitReaderNextCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	compressed, err := CompressZstd(buf.Bytes(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewTarSplitReader(compressed, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := tarSplitReaderOf(t, buf.Bytes())
 	var got []*TarSplitRecord
 	for {
 		rec, err := r.Next()

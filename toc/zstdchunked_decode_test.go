@@ -27,17 +27,8 @@ func FuzzUnmarshalZstdChunkedFastPath(f *testing.F) {
 		cfg := newDecodeConfig([]DecodeOption{WithMaxEntries(64)})
 		fast, fastDigest, fastErr := unmarshalZstdChunked(data, tocOffset, cfg, decodeZstdChunkedDocument)
 		slow, slowDigest, slowErr := unmarshalZstdChunked(data, tocOffset, cfg, decodeZstdChunkedDocumentJSON)
-		switch {
-		case (fastErr == nil) != (slowErr == nil):
-			t.Fatalf("fast path error %v, encoding/json error %v", fastErr, slowErr)
-		case errors.Is(fastErr, ErrTOCTooLarge) || errors.Is(slowErr, ErrTOCTooLarge):
-			// The scanner stops at the entry limit, possibly before an
-			// error encoding/json reports.
-		case fastErr != nil && fastErr.Error() != slowErr.Error():
-			t.Fatalf("errors differ:\nfast: %v\njson: %v", fastErr, slowErr)
-		case fastDigest != slowDigest || !reflect.DeepEqual(fast, slow):
-			t.Fatalf("TOCs differ:\nfast: %+v %s\njson: %+v %s", fast, fastDigest, slow, slowDigest)
-		}
+		checkSameDecoding(t, fastErr, slowErr, fastDigest == slowDigest && reflect.DeepEqual(fast, slow),
+			[]any{fast, fastDigest}, []any{slow, slowDigest})
 	})
 }
 
