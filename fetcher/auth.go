@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
 // challenge is one parsed WWW-Authenticate challenge.
@@ -158,7 +160,7 @@ func parseDockerConfig(data []byte) (dockerConfig, error) {
 	}
 	for _, helper := range append(slices.Collect(maps.Values(cfg.credHelpers)), cfg.credsStore) {
 		if helper != "" && !validHelperName(helper) {
-			return dockerConfig{}, fmt.Errorf("fetcher: docker config: credential helper %q: not a helper name", truncate(helper, 80))
+			return dockerConfig{}, fmt.Errorf("fetcher: docker config: credential helper %q: not a helper name", untrusted.Short(helper))
 		}
 	}
 	return cfg, nil
@@ -274,7 +276,7 @@ func (a *authenticator) refresh(ctx context.Context, resp *http.Response, used s
 func (a *authenticator) token(ctx context.Context, params map[string]string) (string, error) {
 	realm, err := url.Parse(params["realm"])
 	if err != nil || (realm.Scheme != "https" && realm.Scheme != "http") || realm.Host == "" {
-		return "", fmt.Errorf("fetcher: %s: bearer realm %q is not an http(s) URL: %w", a.registry.Host, truncate(params["realm"], 80), ErrUnauthorized)
+		return "", fmt.Errorf("fetcher: %s: bearer realm %q is not an http(s) URL: %w", a.registry.Host, untrusted.Short(params["realm"]), ErrUnauthorized)
 	}
 	if a.registry.Scheme == "https" && realm.Scheme != "https" {
 		return "", fmt.Errorf("fetcher: %s: refusing plain-http token realm %s for an https registry: %w", a.registry.Host, realm.Host, ErrUnauthorized)

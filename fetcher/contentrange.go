@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
 // parseContentRange parses a Content-Range value of the form
 // "bytes first-last/total" where total may be "*" (reported as -1).
 func parseContentRange(s string) (r Range, total int64, err error) {
 	bad := func() (Range, int64, error) {
-		return Range{}, 0, fmt.Errorf("fetcher: Content-Range %q: %w", truncate(s, 80), ErrBadContentRange)
+		return Range{}, 0, fmt.Errorf("fetcher: Content-Range %q: %w", untrusted.Short(s), ErrBadContentRange)
 	}
 	spec, ok := strings.CutPrefix(s, "bytes ")
 	if !ok {
@@ -57,12 +59,4 @@ func rangeHeader(spans []Range) string {
 		b.WriteString(s.String())
 	}
 	return b.String()
-}
-
-// truncate shortens untrusted text for an error message.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

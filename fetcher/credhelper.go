@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
 // A credentialHelper is a docker credential helper: the program
@@ -57,7 +59,7 @@ func (h *credentialHelper) get(ctx context.Context) (*credential, error) {
 			return nil, nil
 		}
 		msg := strings.TrimSpace(out.String() + " " + errOut.String())
-		return nil, fmt.Errorf("fetcher: credential helper %s for %s: %w (%s)", h.program, h.serverURL, err, truncate(msg, 200))
+		return nil, fmt.Errorf("fetcher: credential helper %s for %s: %w (%s)", h.program, h.serverURL, err, untrusted.Short(msg))
 	}
 	if out.overflow {
 		return nil, fmt.Errorf("fetcher: credential helper %s for %s: answer longer than %d bytes", h.program, h.serverURL, maxConfigSize)
