@@ -11,6 +11,20 @@
 // verified chunks are kept by digest and shared across layers; concurrent
 // reads of one frame are collapsed into one fetch.
 //
+// Open bounds what an index may cost, with options whose defaults real
+// layers stay far below: WithMaxTOCSize, the decompressed index (150 MiB,
+// DefaultMaxTOCSize); WithMaxNameLength, the bytes of one name or link
+// target (4096, PATH_MAX); WithMaxPathDepth, its elements (256);
+// WithMaxImpliedDirs, the directories names imply without the index
+// listing them (1 Mi); WithMaxNameBytes, all names and link targets
+// together (128 MiB). The name limits are checked as the index is
+// decoded, before the directory tree is built, and an index beyond any
+// of them fails Open with an error matching ErrCorrupt and
+// toc.ErrInvalidTOC (a name too long or deep) or toc.ErrTOCTooLarge.
+// Looking a name up walks the tree from the directory the previous lookup
+// ended in, when that lies on its path, so that fs.WalkDir takes a step
+// or two per directory, however deep.
+//
 // The reader trusts nothing but the index digest the caller supplies:
 // truncated blobs, damaged footers, inconsistent indexes, link cycles and
 // corrupted data are reported as errors that match ErrCorrupt,

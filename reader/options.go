@@ -37,6 +37,7 @@ type config struct {
 	// matching its key.
 	cacheVerifies bool
 	maxTOCSize    int64
+	names         nameLimits
 	tailHint      int64
 	concurrency   int
 	observer      func(Access)
@@ -45,7 +46,13 @@ type config struct {
 
 func newConfig(opts []Option) config {
 	c := config{
-		maxTOCSize:  DefaultMaxTOCSize,
+		maxTOCSize: DefaultMaxTOCSize,
+		names: nameLimits{
+			length:  toc.DefaultMaxNameLength,
+			depth:   toc.DefaultMaxPathDepth,
+			implied: toc.DefaultMaxImpliedDirs,
+			bytes:   toc.DefaultMaxNameBytes,
+		},
 		tailHint:    DefaultTailHint,
 		concurrency: max(runtime.GOMAXPROCS(0), minConcurrency),
 	}
@@ -100,6 +107,79 @@ func WithMaxTOCSize(n int64) Option {
 			n = DefaultMaxTOCSize
 		}
 		c.maxTOCSize = n
+	}
+}
+
+// nameLimits bound the names of an index; see WithMaxNameLength.
+type nameLimits struct {
+	length, depth, implied int
+	bytes                  int64
+}
+
+// decodeOptions passes the limits Open was given to the index decoders.
+func (c *config) decodeOptions() []toc.DecodeOption {
+	return []toc.DecodeOption{
+		toc.WithMaxTOCSize(c.maxTOCSize),
+		toc.WithMaxNameLength(c.names.length),
+		toc.WithMaxPathDepth(c.names.depth),
+		toc.WithMaxImpliedDirs(c.names.implied),
+		toc.WithMaxNameBytes(c.names.bytes),
+	}
+}
+
+// WithMaxNameLength bounds the length in bytes of every name and link
+// target the index lists; a longer one makes Open fail with an error
+// matching ErrCorrupt and toc.ErrInvalidTOC. Non-positive n means
+// toc.DefaultMaxNameLength (4096, PATH_MAX).
+//
+// This and the three options after it bound the directory tree an index
+// makes a Layer build: Open checks them while it decodes the index, and
+// again while it builds the tree.
+func WithMaxNameLength(n int) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = toc.DefaultMaxNameLength
+		}
+		c.names.length = n
+	}
+}
+
+// WithMaxPathDepth bounds the number of elements of every name and link
+// target the index lists; a deeper one makes Open fail with an error
+// matching ErrCorrupt and toc.ErrInvalidTOC. Non-positive n means
+// toc.DefaultMaxPathDepth (256).
+func WithMaxPathDepth(n int) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = toc.DefaultMaxPathDepth
+		}
+		c.names.depth = n
+	}
+}
+
+// WithMaxImpliedDirs bounds how many directories the index's names may
+// imply without listing them (see toc.WithMaxImpliedDirs); more make Open
+// fail with an error matching ErrCorrupt and toc.ErrTOCTooLarge.
+// Non-positive n means toc.DefaultMaxImpliedDirs (1 Mi).
+func WithMaxImpliedDirs(n int) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = toc.DefaultMaxImpliedDirs
+		}
+		c.names.implied = n
+	}
+}
+
+// WithMaxNameBytes bounds the total length in bytes of all names and link
+// targets the index lists; more make Open fail with an error matching
+// ErrCorrupt and toc.ErrTOCTooLarge. Non-positive n means
+// toc.DefaultMaxNameBytes (128 MiB).
+func WithMaxNameBytes(n int64) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = toc.DefaultMaxNameBytes
+		}
+		c.names.bytes = n
 	}
 }
 

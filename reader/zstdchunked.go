@@ -139,7 +139,7 @@ type openedZstdTOC struct {
 // out before the tar-split is checked too.
 func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.Footer, cfg config) openedZstdTOC {
 	frameStart, tocEnd := footer.TOCOffset-toc.SkippableFrameHeaderSize, footer.TOCOffset+footer.TOCLength
-	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, toc.WithMaxTOCSize(cfg.maxTOCSize))
+	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, cfg.decodeOptions()...)
 	if err != nil {
 		return openedZstdTOC{err: fmt.Errorf("%w: %w", ErrCorrupt, err), undecodable: true}
 	}
