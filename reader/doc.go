@@ -13,7 +13,10 @@
 //
 // Open bounds what an index may cost, with options whose defaults real
 // layers stay far below: WithMaxTOCSize, the decompressed index (150 MiB,
-// DefaultMaxTOCSize); WithMaxNameLength, the bytes of one name or link
+// DefaultMaxTOCSize); WithMaxChunkSize, the bytes a read decompresses and
+// holds for one chunk, and the compressed frame it comes from (64 MiB,
+// DefaultMaxChunkSize; an index with a larger chunk fails Open with
+// ErrCorrupt); WithMaxNameLength, the bytes of one name or link
 // target (4096, PATH_MAX); WithMaxPathDepth, its elements (256);
 // WithMaxImpliedDirs, the directories names imply without the index
 // listing them (1 Mi); WithMaxNameBytes, all names and link targets

@@ -135,7 +135,7 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 			resolveHardlinks(root)
 		}
 	}()
-	err := validateChunks(t, dataEnd)
+	err := validateChunks(t, dataEnd, cfg.maxChunkSize)
 	var frames map[int64][]chunkRef
 	if err == nil {
 		frames, err = indexFrames(t)
@@ -164,41 +164,59 @@ func (l *Layer) Close() error {
 }
 
 // validateChunks checks that every regular file's chunks cover its
-// content exactly and point at frames inside [0, dataEnd).
-func validateChunks(t *toc.TOC, dataEnd int64) error {
+// content exactly, point at frames inside [0, dataEnd), and cost a read
+// no more than maxChunk bytes (see WithMaxChunkSize).
+func validateChunks(t *toc.TOC, dataEnd, maxChunk int64) error {
 	for _, e := range t.Entries {
 		if e.Type != toc.TypeReg {
 			continue
 		}
 		if e.Size < 0 {
-			return fmt.Errorf("reader: entry %q: negative size %d: %w", e.Name, e.Size, ErrCorrupt)
+			return fmt.Errorf("reader: entry %q: negative size %d: %w", untrusted.Short(e.Name), e.Size, ErrCorrupt)
 		}
 		var covered int64
 		for i := range e.Chunks {
 			c := &e.Chunks[i]
 			if c.Offset != covered || c.Size < 0 || c.Size > e.Size-covered {
 				return fmt.Errorf("reader: entry %q: chunk %d [%d+%d) does not continue the file's %d bytes at %d: %w",
-					e.Name, i, c.Offset, c.Size, e.Size, covered, ErrCorrupt)
+					untrusted.Short(e.Name), i, c.Offset, c.Size, e.Size, covered, ErrCorrupt)
 			}
 			covered += c.Size
-			if c.Zeros || c.Size == 0 {
-				continue
-			}
-			if c.FrameOffset < 0 || c.FrameEnd <= c.FrameOffset || c.FrameEnd > dataEnd || c.InnerOffset < 0 {
-				return fmt.Errorf("reader: entry %q: chunk %d: frame [%d,%d) inner offset %d outside data [0,%d): %w",
-					e.Name, i, c.FrameOffset, c.FrameEnd, c.InnerOffset, dataEnd, ErrCorrupt)
-			}
-			if frame, ratio := c.FrameEnd-c.FrameOffset, maxExpansion(t.Format); frame < math.MaxInt64/ratio/2 {
-				limit := frame*ratio + 1<<10
-				if c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
-					return fmt.Errorf("reader: entry %q: chunk %d: %d bytes at %d cannot come from a %d-byte frame: %w",
-						e.Name, i, c.Size, c.InnerOffset, frame, ErrCorrupt)
-				}
+			if err := checkChunk(c, t.Format, dataEnd, maxChunk); err != nil {
+				return fmt.Errorf("reader: entry %q: chunk %d: %w", untrusted.Short(e.Name), i, err)
 			}
 		}
 		if covered != e.Size {
-			return fmt.Errorf("reader: entry %q: chunks cover %d of %d bytes: %w", e.Name, covered, e.Size, ErrCorrupt)
+			return fmt.Errorf("reader: entry %q: chunks cover %d of %d bytes: %w", untrusted.Short(e.Name), covered, e.Size, ErrCorrupt)
 		}
+	}
+	return nil
+}
+
+// checkChunk checks that a chunk of a layer in format f lies in a frame
+// inside [0, dataEnd) that can hold it, and that loading it decompresses
+// and holds no more than maxChunk bytes, from a frame that can hold no
+// more than maxChunk bytes compressed.
+func checkChunk(c *toc.Chunk, f toc.Format, dataEnd, maxChunk int64) error {
+	if c.Size > maxChunk {
+		return fmt.Errorf("%d bytes exceed the %d-byte chunk limit: %w", c.Size, maxChunk, ErrCorrupt)
+	}
+	if c.Zeros || c.Size == 0 {
+		return nil
+	}
+	frame := c.FrameEnd - c.FrameOffset
+	switch {
+	case c.FrameOffset < 0 || c.FrameEnd <= c.FrameOffset || c.FrameEnd > dataEnd || c.InnerOffset < 0:
+		return fmt.Errorf("frame [%d,%d) inner offset %d outside data [0,%d): %w",
+			c.FrameOffset, c.FrameEnd, c.InnerOffset, dataEnd, ErrCorrupt)
+	case c.InnerOffset > maxChunk-c.Size:
+		return fmt.Errorf("ends %d bytes into its frame, past the %d-byte chunk limit: %w",
+			c.InnerOffset+c.Size, maxChunk, ErrCorrupt)
+	case frame > maxCompressed(maxChunk):
+		return fmt.Errorf("%d-byte frame exceeds the %d-byte chunk limit, compressed: %w", frame, maxChunk, ErrCorrupt)
+	}
+	if ratio := maxExpansion(f); frame < math.MaxInt64/ratio/2 && c.InnerOffset+c.Size > frame*ratio+1<<10 {
+		return fmt.Errorf("%d bytes at %d cannot come from a %d-byte frame: %w", c.Size, c.InnerOffset, frame, ErrCorrupt)
 	}
 	return nil
 }

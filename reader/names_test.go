@@ -21,15 +21,22 @@ func deepName(depth int) string {
 	return strings.TrimSuffix(strings.Repeat("d/", depth), "/")
 }
 
-// namesTar returns a tar of the given headers, with no content.
-func namesTar(t testing.TB, headers ...tar.Header) []byte {
+// tarOf returns a tar of the given headers; contents[i], if given, is
+// the content of headers[i].
+func tarOf(t testing.TB, headers []tar.Header, contents ...[]byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, h := range headers {
+	for i, h := range headers {
 		h.Format = tar.FormatPAX
+		if i < len(contents) {
+			h.Size = int64(len(contents[i]))
+		}
 		if err := tw.WriteHeader(&h); err != nil {
 			t.Fatal(err)
+		}
+		if i < len(contents) {
+			tw.Write(contents[i])
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -44,7 +51,7 @@ func openNames(t *testing.T, headers []tar.Header, opts ...Option) map[toc.Forma
 	t.Helper()
 	errs := make(map[toc.Format]error)
 	for _, format := range []toc.Format{toc.FormatEStargz, toc.FormatZstdChunked} {
-		blob, _ := writerBlob(t, namesTar(t, headers...), writer.WithFormat(format))
+		blob, _ := writerBlob(t, tarOf(t, headers), writer.WithFormat(format))
 		l, err := openBlob(blob, opts...)
 		if err == nil {
 			l.Close()
@@ -99,7 +106,7 @@ func TestOpenBoundsNames(t *testing.T) {
 func TestOpenRejectsHostileNamesCheaply(t *testing.T) {
 	headers := []tar.Header{{Typeflag: tar.TypeDir, Name: deepName(400_000), Mode: 0o755}}
 	for _, format := range []toc.Format{toc.FormatEStargz, toc.FormatZstdChunked} {
-		blob, _ := writerBlob(t, namesTar(t, headers...), writer.WithFormat(format))
+		blob, _ := writerBlob(t, tarOf(t, headers), writer.WithFormat(format))
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)

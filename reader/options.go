@@ -19,6 +19,16 @@ const (
 	// WithMaxTOCSize is not given: toc.DefaultMaxTOCSize, the 150 MiB
 	// limit of containers/storage.
 	DefaultMaxTOCSize = toc.DefaultMaxTOCSize
+
+	// DefaultMaxChunkSize bounds the chunks a layer serves when
+	// WithMaxChunkSize is not given: 64 MiB, 16 times the largest chunk
+	// eStargz writers make by default (4 MiB, the reference's and ours)
+	// and a thousand times the average content-defined zstd:chunked
+	// chunk (64 KiB). containers/storage puts no maximum on its chunks,
+	// but cuts at about every 64 KiB of varied content: only a run of 64
+	// MiB of zeros (a sparse file's hole) or of one repeated byte makes a
+	// larger one.
+	DefaultMaxChunkSize = 64 << 20
 )
 
 // minConcurrency is the least default concurrency: chunk loads wait on the
@@ -37,6 +47,7 @@ type config struct {
 	// matching its key.
 	cacheVerifies bool
 	maxTOCSize    int64
+	maxChunkSize  int64
 	names         nameLimits
 	tailHint      int64
 	concurrency   int
@@ -46,7 +57,8 @@ type config struct {
 
 func newConfig(opts []Option) config {
 	c := config{
-		maxTOCSize: DefaultMaxTOCSize,
+		maxTOCSize:   DefaultMaxTOCSize,
+		maxChunkSize: DefaultMaxChunkSize,
 		names: nameLimits{
 			length:  toc.DefaultMaxNameLength,
 			depth:   toc.DefaultMaxPathDepth,
@@ -107,6 +119,24 @@ func WithMaxTOCSize(n int64) Option {
 			n = DefaultMaxTOCSize
 		}
 		c.maxTOCSize = n
+	}
+}
+
+// WithMaxChunkSize bounds the memory one chunk costs: a read decompresses
+// and verifies a whole chunk, from the start of the frame holding it,
+// before it returns any of its bytes (a zstd:chunked chunk of zeros too,
+// which it makes rather than fetches). Open fails with ErrCorrupt if a
+// chunk of the index is larger than n bytes, ends more than n bytes into
+// its frame (eStargz frames hold several chunks when the blob was written
+// with a minimum chunk size), or lies in a frame that could not hold n
+// bytes compressed. A read then holds at most n bytes per chunk it loads
+// at once (see WithConcurrency). Non-positive n means DefaultMaxChunkSize.
+func WithMaxChunkSize(n int64) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = DefaultMaxChunkSize
+		}
+		c.maxChunkSize = n
 	}
 }
 
