@@ -74,6 +74,9 @@ type Layer struct {
 	hint atomic.Pointer[node]
 	// lookups, if set, counts the steps lookups take, for tests.
 	lookups *atomic.Int64
+	// fileSums holds the outcome of checking files' whole digests (see
+	// fileSum), by *toc.Entry: nil, or the error reads of it return.
+	fileSums sync.Map
 
 	// ctx lives until Close; it bounds fetches that outlive one caller.
 	ctx     context.Context
@@ -165,7 +168,8 @@ func (l *Layer) Close() error {
 
 // validateChunks checks that every regular file's chunks cover its
 // content exactly, point at frames inside [0, dataEnd), and cost a read
-// no more than maxChunk bytes (see WithMaxChunkSize).
+// no more than maxChunk bytes (see WithMaxChunkSize), and that the
+// digest of a file of one chunk or none agrees with its content's.
 func validateChunks(t *toc.TOC, dataEnd, maxChunk int64) error {
 	for _, e := range t.Entries {
 		if e.Type != toc.TypeReg {
@@ -188,6 +192,9 @@ func validateChunks(t *toc.TOC, dataEnd, maxChunk int64) error {
 		}
 		if covered != e.Size {
 			return fmt.Errorf("reader: entry %q: chunks cover %d of %d bytes: %w", untrusted.Short(e.Name), covered, e.Size, ErrCorrupt)
+		}
+		if err := checkFileDigest(e); err != nil {
+			return fmt.Errorf("reader: entry %q: %w", untrusted.Short(e.Name), err)
 		}
 	}
 	return nil
