@@ -114,12 +114,7 @@ func WithCache(c cache.Cache) Option {
 // larger indexes fail with ErrCorrupt. Non-positive n means
 // DefaultMaxTOCSize.
 func WithMaxTOCSize(n int64) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = DefaultMaxTOCSize
-		}
-		c.maxTOCSize = n
-	}
+	return func(c *config) { c.maxTOCSize = positiveOr(n, DefaultMaxTOCSize) }
 }
 
 // WithMaxChunkSize bounds the memory one chunk costs: a read decompresses
@@ -132,12 +127,7 @@ func WithMaxTOCSize(n int64) Option {
 // bytes compressed. A read then holds at most n bytes per chunk it loads
 // at once (see WithConcurrency). Non-positive n means DefaultMaxChunkSize.
 func WithMaxChunkSize(n int64) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = DefaultMaxChunkSize
-		}
-		c.maxChunkSize = n
-	}
+	return func(c *config) { c.maxChunkSize = positiveOr(n, DefaultMaxChunkSize) }
 }
 
 // nameLimits bound the names of an index; see WithMaxNameLength.
@@ -166,12 +156,7 @@ func (c *config) decodeOptions() []toc.DecodeOption {
 // makes a Layer build: Open checks them while it decodes the index, and
 // again while it builds the tree.
 func WithMaxNameLength(n int) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = toc.DefaultMaxNameLength
-		}
-		c.names.length = n
-	}
+	return func(c *config) { c.names.length = positiveOr(n, toc.DefaultMaxNameLength) }
 }
 
 // WithMaxPathDepth bounds the number of elements of every name and link
@@ -179,12 +164,7 @@ func WithMaxNameLength(n int) Option {
 // matching ErrCorrupt and toc.ErrInvalidTOC. Non-positive n means
 // toc.DefaultMaxPathDepth (256).
 func WithMaxPathDepth(n int) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = toc.DefaultMaxPathDepth
-		}
-		c.names.depth = n
-	}
+	return func(c *config) { c.names.depth = positiveOr(n, toc.DefaultMaxPathDepth) }
 }
 
 // WithMaxImpliedDirs bounds how many directories the index's names may
@@ -192,12 +172,7 @@ func WithMaxPathDepth(n int) Option {
 // fail with an error matching ErrCorrupt and toc.ErrTOCTooLarge.
 // Non-positive n means toc.DefaultMaxImpliedDirs (1 Mi).
 func WithMaxImpliedDirs(n int) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = toc.DefaultMaxImpliedDirs
-		}
-		c.names.implied = n
-	}
+	return func(c *config) { c.names.implied = positiveOr(n, toc.DefaultMaxImpliedDirs) }
 }
 
 // WithMaxNameBytes bounds the total length in bytes of all names and link
@@ -205,12 +180,7 @@ func WithMaxImpliedDirs(n int) Option {
 // ErrCorrupt and toc.ErrTOCTooLarge. Non-positive n means
 // toc.DefaultMaxNameBytes (128 MiB).
 func WithMaxNameBytes(n int64) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = toc.DefaultMaxNameBytes
-		}
-		c.names.bytes = n
-	}
+	return func(c *config) { c.names.bytes = positiveOr(n, toc.DefaultMaxNameBytes) }
 }
 
 // WithTailHint sets how many bytes at the end of the blob Open fetches in
@@ -218,12 +188,7 @@ func WithMaxNameBytes(n int64) Option {
 // request; a hint larger than the index wastes bandwidth, a smaller one
 // costs a second round trip. Non-positive n means DefaultTailHint.
 func WithTailHint(n int64) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = DefaultTailHint
-		}
-		c.tailHint = n
-	}
+	return func(c *config) { c.tailHint = positiveOr(n, DefaultTailHint) }
 }
 
 // WithConcurrency bounds how many chunks one read fetches and decompresses
@@ -231,4 +196,13 @@ func WithTailHint(n int64) Option {
 // that is less.
 func WithConcurrency(n int) Option {
 	return func(c *config) { c.concurrency = max(n, 1) }
+}
+
+// positiveOr returns n, or def if n <= 0: how every limit option reads
+// its value.
+func positiveOr[T int | int64](n, def T) T {
+	if n <= 0 {
+		return def
+	}
+	return n
 }

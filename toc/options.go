@@ -65,35 +65,20 @@ func newDecodeConfig(opts []DecodeOption) decodeConfig {
 // more than about n bytes are ever decompressed. A value <= 0 selects
 // DefaultMaxTOCSize.
 func WithMaxTOCSize(n int64) DecodeOption {
-	return func(c *decodeConfig) {
-		if n <= 0 {
-			n = DefaultMaxTOCSize
-		}
-		c.maxTOCSize = n
-	}
+	return func(c *decodeConfig) { c.maxTOCSize = positiveOr(n, DefaultMaxTOCSize) }
 }
 
 // WithMaxEntries limits the number of entries an index may list to n,
 // counting each chunk entry. A value <= 0 selects DefaultMaxEntries.
 func WithMaxEntries(n int) DecodeOption {
-	return func(c *decodeConfig) {
-		if n <= 0 {
-			n = DefaultMaxEntries
-		}
-		c.maxEntries = n
-	}
+	return func(c *decodeConfig) { c.maxEntries = positiveOr(n, DefaultMaxEntries) }
 }
 
 // WithMaxNameLength limits the length of every entry name and link
 // target to n bytes, as the index spells it; a longer one is an error
 // wrapping ErrInvalidTOC. A value <= 0 selects DefaultMaxNameLength.
 func WithMaxNameLength(n int) DecodeOption {
-	return func(c *decodeConfig) {
-		if n <= 0 {
-			n = DefaultMaxNameLength
-		}
-		c.maxNameLength = n
-	}
+	return func(c *decodeConfig) { c.maxNameLength = positiveOr(n, DefaultMaxNameLength) }
 }
 
 // WithMaxPathDepth limits every entry name and link target to n
@@ -101,12 +86,7 @@ func WithMaxNameLength(n int) DecodeOption {
 // and link targets as the index spells them; a deeper one is an error
 // wrapping ErrInvalidTOC. A value <= 0 selects DefaultMaxPathDepth.
 func WithMaxPathDepth(n int) DecodeOption {
-	return func(c *decodeConfig) {
-		if n <= 0 {
-			n = DefaultMaxPathDepth
-		}
-		c.maxPathDepth = n
-	}
+	return func(c *decodeConfig) { c.maxPathDepth = positiveOr(n, DefaultMaxPathDepth) }
 }
 
 // WithMaxImpliedDirs limits to n the parent directories that entry names
@@ -119,22 +99,21 @@ func WithMaxPathDepth(n int) DecodeOption {
 // order it is at least the number a reader creates. More is an error
 // wrapping ErrTOCTooLarge. A value <= 0 selects DefaultMaxImpliedDirs.
 func WithMaxImpliedDirs(n int) DecodeOption {
-	return func(c *decodeConfig) {
-		if n <= 0 {
-			n = DefaultMaxImpliedDirs
-		}
-		c.maxImpliedDirs = n
-	}
+	return func(c *decodeConfig) { c.maxImpliedDirs = positiveOr(n, DefaultMaxImpliedDirs) }
 }
 
 // WithMaxNameBytes limits the total length of all entry names and link
 // targets of an index to n bytes; more is an error wrapping
 // ErrTOCTooLarge. A value <= 0 selects DefaultMaxNameBytes.
 func WithMaxNameBytes(n int64) DecodeOption {
-	return func(c *decodeConfig) {
-		if n <= 0 {
-			n = DefaultMaxNameBytes
-		}
-		c.maxNameBytes = n
+	return func(c *decodeConfig) { c.maxNameBytes = positiveOr(n, DefaultMaxNameBytes) }
+}
+
+// positiveOr returns n, or def if n <= 0: how every limit option reads
+// its value.
+func positiveOr[T int | int64](n, def T) T {
+	if n <= 0 {
+		return def
 	}
+	return n
 }
