@@ -11,6 +11,35 @@
 // verified chunks are kept by digest and shared across layers; concurrent
 // reads of one frame are collapsed into one fetch.
 //
+// A file's own digest (toc.Entry.Digest) is verified too. Open checks
+// that the digest of a file of one chunk is that chunk's, and that of an
+// empty file the digest of no bytes (zstd:chunked leaves it empty, which
+// is allowed), so that verifying the chunk verifies the file. The content
+// of a file of several chunks is hashed as it is read from start to end,
+// in order, by ReadFile, by Read or WriteTo of an open file (io.ReadAll,
+// io.Copy) or by Layer.WriteTar; if it does not match, the read that
+// would return the file's last bytes fails with ErrChunkDigest instead,
+// and so does every read of the file after it. Reads of part of a file,
+// ReadAt included, are verified chunk by chunk until a whole read has
+// checked the file. A file is hashed whole at most once per Layer.
+//
+// Open bounds what an index may cost, with options whose defaults real
+// layers stay far below: WithMaxTOCSize, the decompressed index (150 MiB,
+// DefaultMaxTOCSize); WithMaxChunkSize, the bytes a read decompresses and
+// holds for one chunk, and the compressed frame it comes from (64 MiB,
+// DefaultMaxChunkSize; an index with a larger chunk fails Open with
+// ErrCorrupt); WithMaxNameLength, the bytes of one name or link
+// target (4096, PATH_MAX); WithMaxPathDepth, its elements (256);
+// WithMaxImpliedDirs, the directories names imply without the index
+// listing them (1 Mi); WithMaxNameBytes, all names and link targets
+// together (128 MiB). The name limits are checked as the index is
+// decoded, before the directory tree is built, and an index beyond any
+// of them fails Open with an error matching ErrCorrupt and
+// toc.ErrInvalidTOC (a name too long or deep) or toc.ErrTOCTooLarge.
+// Looking a name up walks the tree from the directory the previous lookup
+// ended in, when that lies on its path, so that fs.WalkDir takes a step
+// or two per directory, however deep.
+//
 // The reader trusts nothing but the index digest the caller supplies:
 // truncated blobs, damaged footers, inconsistent indexes, link cycles and
 // corrupted data are reported as errors that match ErrCorrupt,

@@ -15,7 +15,10 @@ var (
 	ErrTOCDigest = errors.New("reader: TOC digest mismatch")
 
 	// ErrChunkDigest reports chunk bytes whose digest differs from the one
-	// the index records for them. No byte of such a chunk is returned.
+	// the index records for them, or a file's whole content whose digest
+	// differs from the file's. No byte of such a chunk is returned, nor
+	// the last bytes of such a file, and no read of the file succeeds
+	// once that is known.
 	ErrChunkDigest = errors.New("reader: chunk digest mismatch")
 
 	// ErrUnverifiable reports file content for which the index records no

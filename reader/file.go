@@ -24,6 +24,9 @@ type file struct {
 
 	offset int64
 	closed atomic.Bool
+	// sum checks the file's digest when Read or WriteTo hands out its
+	// last byte.
+	sum fileSum
 
 	// last is the most recently loaded chunk, so that a run of small
 	// reads within one chunk loads it once even without a cache.
@@ -49,6 +52,9 @@ func (f *file) Read(p []byte) (int, error) {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
 	}
 	n, err := f.readAt(p, f.offset, "read")
+	if serr := f.sum.add(f.layer, f.entry, p[:n], f.offset); serr != nil {
+		return 0, &fs.PathError{Op: "read", Path: f.path, Err: serr}
+	}
 	f.offset += int64(n)
 	if err == io.EOF && n > 0 {
 		err = nil
@@ -105,6 +111,9 @@ func (f *file) WriteTo(w io.Writer) (int64, error) {
 			buf = make([]byte, want)
 		}
 		n, err := f.readAt(buf[:want], f.offset, "read")
+		if serr := f.sum.add(f.layer, f.entry, buf[:n], f.offset); serr != nil {
+			return written, &fs.PathError{Op: "read", Path: f.path, Err: serr}
+		}
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			written += int64(m)
@@ -136,6 +145,9 @@ func maxChunkSize(e *toc.Entry) int64 {
 func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 	if off < 0 {
 		return 0, &fs.PathError{Op: op, Path: f.path, Err: fs.ErrInvalid}
+	}
+	if err := f.layer.fileErr(f.entry); err != nil {
+		return 0, &fs.PathError{Op: op, Path: f.path, Err: err}
 	}
 	size := f.entry.Size
 	if off >= size {

@@ -115,6 +115,9 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 	if _, err := f.readAt(data, 0, "readfile"); err != nil {
 		return nil, err
 	}
+	if err := f.sum.add(l, f.entry, data, 0); err != nil {
+		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
+	}
 	return data, nil
 }
 

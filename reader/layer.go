@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -66,6 +67,17 @@ type Layer struct {
 	// than one chunk are listed.
 	frames map[int64][]chunkRef
 
+	// hint is the directory the last lookup ended in, or the parent of
+	// the file it ended at, when it followed no symbolic link: a lookup
+	// of a name below it starts there, so that walking a tree resolves
+	// each directory from its parent rather than from the root.
+	hint atomic.Pointer[node]
+	// lookups, if set, counts the steps lookups take, for tests.
+	lookups *atomic.Int64
+	// fileSums holds the outcome of checking files' whole digests (see
+	// fileSum), by *toc.Entry: nil, or the error reads of it return.
+	fileSums sync.Map
+
 	// ctx lives until Close; it bounds fetches that outlive one caller.
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -86,8 +98,9 @@ type Layer struct {
 
 // node is one name in the layer's directory tree.
 type node struct {
-	path  string     // full cleaned path, "." for the root
-	entry *toc.Entry // as listed, or synthesised for an implied directory
+	path   string     // full cleaned path, "." for the root
+	entry  *toc.Entry // as listed, or synthesised for an implied directory
+	parent *node      // nil for the root
 
 	// children of a directory, by base name; sorted is built once the
 	// tree is complete.
@@ -118,17 +131,22 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 	// checks of the chunk table only read the index: they run at once.
 	var root *node
 	built := make(chan struct{})
+	var treeErr error
 	go func() {
 		defer close(built)
-		root = buildTree(t)
-		resolveHardlinks(root)
+		if root, treeErr = buildTree(t, cfg.names); treeErr == nil {
+			resolveHardlinks(root)
+		}
 	}()
-	err := validateChunks(t, dataEnd)
+	err := validateChunks(t, dataEnd, cfg.maxChunkSize)
 	var frames map[int64][]chunkRef
 	if err == nil {
 		frames, err = indexFrames(t)
 	}
 	<-built
+	if err == nil {
+		err = treeErr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -149,41 +167,63 @@ func (l *Layer) Close() error {
 }
 
 // validateChunks checks that every regular file's chunks cover its
-// content exactly and point at frames inside [0, dataEnd).
-func validateChunks(t *toc.TOC, dataEnd int64) error {
+// content exactly, point at frames inside [0, dataEnd), and cost a read
+// no more than maxChunk bytes (see WithMaxChunkSize), and that the
+// digest of a file of one chunk or none agrees with its content's.
+func validateChunks(t *toc.TOC, dataEnd, maxChunk int64) error {
 	for _, e := range t.Entries {
 		if e.Type != toc.TypeReg {
 			continue
 		}
 		if e.Size < 0 {
-			return fmt.Errorf("reader: entry %q: negative size %d: %w", e.Name, e.Size, ErrCorrupt)
+			return fmt.Errorf("reader: entry %q: negative size %d: %w", untrusted.Short(e.Name), e.Size, ErrCorrupt)
 		}
 		var covered int64
 		for i := range e.Chunks {
 			c := &e.Chunks[i]
 			if c.Offset != covered || c.Size < 0 || c.Size > e.Size-covered {
 				return fmt.Errorf("reader: entry %q: chunk %d [%d+%d) does not continue the file's %d bytes at %d: %w",
-					e.Name, i, c.Offset, c.Size, e.Size, covered, ErrCorrupt)
+					untrusted.Short(e.Name), i, c.Offset, c.Size, e.Size, covered, ErrCorrupt)
 			}
 			covered += c.Size
-			if c.Zeros || c.Size == 0 {
-				continue
-			}
-			if c.FrameOffset < 0 || c.FrameEnd <= c.FrameOffset || c.FrameEnd > dataEnd || c.InnerOffset < 0 {
-				return fmt.Errorf("reader: entry %q: chunk %d: frame [%d,%d) inner offset %d outside data [0,%d): %w",
-					e.Name, i, c.FrameOffset, c.FrameEnd, c.InnerOffset, dataEnd, ErrCorrupt)
-			}
-			if frame, ratio := c.FrameEnd-c.FrameOffset, maxExpansion(t.Format); frame < math.MaxInt64/ratio/2 {
-				limit := frame*ratio + 1<<10
-				if c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
-					return fmt.Errorf("reader: entry %q: chunk %d: %d bytes at %d cannot come from a %d-byte frame: %w",
-						e.Name, i, c.Size, c.InnerOffset, frame, ErrCorrupt)
-				}
+			if err := checkChunk(c, t.Format, dataEnd, maxChunk); err != nil {
+				return fmt.Errorf("reader: entry %q: chunk %d: %w", untrusted.Short(e.Name), i, err)
 			}
 		}
 		if covered != e.Size {
-			return fmt.Errorf("reader: entry %q: chunks cover %d of %d bytes: %w", e.Name, covered, e.Size, ErrCorrupt)
+			return fmt.Errorf("reader: entry %q: chunks cover %d of %d bytes: %w", untrusted.Short(e.Name), covered, e.Size, ErrCorrupt)
 		}
+		if err := checkFileDigest(e); err != nil {
+			return fmt.Errorf("reader: entry %q: %w", untrusted.Short(e.Name), err)
+		}
+	}
+	return nil
+}
+
+// checkChunk checks that a chunk of a layer in format f lies in a frame
+// inside [0, dataEnd) that can hold it, and that loading it decompresses
+// and holds no more than maxChunk bytes, from a frame that can hold no
+// more than maxChunk bytes compressed.
+func checkChunk(c *toc.Chunk, f toc.Format, dataEnd, maxChunk int64) error {
+	if c.Size > maxChunk {
+		return fmt.Errorf("%d bytes exceed the %d-byte chunk limit: %w", c.Size, maxChunk, ErrCorrupt)
+	}
+	if c.Zeros || c.Size == 0 {
+		return nil
+	}
+	frame := c.FrameEnd - c.FrameOffset
+	switch {
+	case c.FrameOffset < 0 || c.FrameEnd <= c.FrameOffset || c.FrameEnd > dataEnd || c.InnerOffset < 0:
+		return fmt.Errorf("frame [%d,%d) inner offset %d outside data [0,%d): %w",
+			c.FrameOffset, c.FrameEnd, c.InnerOffset, dataEnd, ErrCorrupt)
+	case c.InnerOffset > maxChunk-c.Size:
+		return fmt.Errorf("ends %d bytes into its frame, past the %d-byte chunk limit: %w",
+			c.InnerOffset+c.Size, maxChunk, ErrCorrupt)
+	case frame > maxCompressed(maxChunk):
+		return fmt.Errorf("%d-byte frame exceeds the %d-byte chunk limit, compressed: %w", frame, maxChunk, ErrCorrupt)
+	}
+	if ratio := maxExpansion(f); frame < math.MaxInt64/ratio/2 && c.InnerOffset+c.Size > frame*ratio+1<<10 {
+		return fmt.Errorf("%d bytes at %d cannot come from a %d-byte frame: %w", c.Size, c.InnerOffset, frame, ErrCorrupt)
 	}
 	return nil
 }
@@ -248,14 +288,23 @@ func impliedDir(p string) *node {
 	}
 }
 
-// buildTree replays the entries like a tar extraction would.
-func buildTree(t *toc.TOC) *node {
+// buildTree replays the entries like a tar extraction would. It holds
+// the names to limits, as the index decoders do, since the index may come
+// from elsewhere: an error matches ErrCorrupt and toc.ErrInvalidTOC or
+// toc.ErrTOCTooLarge, as the decoders' would.
+func buildTree(t *toc.TOC, limits nameLimits) (*node, error) {
 	root := impliedDir(".")
+	var nameBytes int64
+	implied := 0
 	for _, e := range t.Entries {
 		if isLandmark(e) || e.Type == 0 {
 			continue
 		}
-		p := cleanName(e.Name)
+		nameBytes += int64(len(e.Name) + len(e.LinkName))
+		p, err := limits.check(e, nameBytes)
+		if err != nil {
+			return nil, fmt.Errorf("reader: entry %q: %w: %w", untrusted.Short(e.Name), ErrCorrupt, err)
+		}
 		if p == "." {
 			if e.Type == toc.TypeDir {
 				root.entry = e
@@ -271,6 +320,10 @@ func buildTree(t *toc.TOC) *node {
 			}
 			child := parent.children[elem]
 			if child == nil || !child.isDir() {
+				if implied++; implied > limits.implied {
+					return nil, fmt.Errorf("reader: names imply more than %d directories the index does not list: %w: %w",
+						limits.implied, ErrCorrupt, toc.ErrTOCTooLarge)
+				}
 				child = impliedDir(p[:len(p)-len(more)-1])
 				parent.children[elem] = child
 			}
@@ -295,7 +348,7 @@ func buildTree(t *toc.TOC) *node {
 		d.sorted = make([]*node, 0, len(d.children))
 		for _, c := range d.children {
 			d.sorted = append(d.sorted, c)
-			c.content = c.entry
+			c.parent, c.content = d, c.entry
 			if c.isDir() {
 				stack = append(stack, c)
 			}
@@ -303,7 +356,32 @@ func buildTree(t *toc.TOC) *node {
 		slices.SortFunc(d.sorted, func(a, b *node) int { return strings.Compare(a.path, b.path) })
 	}
 	root.content = root.entry
-	return root
+	return root, nil
+}
+
+// check holds entry e, whose name and link target bring the names so far
+// to nameBytes bytes, to the limits, and returns its cleaned name.
+func (limits nameLimits) check(e *toc.Entry, nameBytes int64) (string, error) {
+	if len(e.Name) > limits.length || len(e.LinkName) > limits.length {
+		return "", fmt.Errorf("name or link target over %d bytes: %w", limits.length, toc.ErrInvalidTOC)
+	}
+	if nameBytes > limits.bytes {
+		return "", fmt.Errorf("names and link targets exceed %d bytes in all: %w", limits.bytes, toc.ErrTOCTooLarge)
+	}
+	p := cleanName(e.Name)
+	if pathDepth(p) > limits.depth || pathDepth(e.LinkName) > limits.depth {
+		return "", fmt.Errorf("name or link target of over %d elements: %w", limits.depth, toc.ErrInvalidTOC)
+	}
+	return p, nil
+}
+
+// pathDepth returns the number of elements of the name or link target p
+// (at least that of p once cleaned), 0 for the root.
+func pathDepth(p string) int {
+	if p == "" || p == "." {
+		return 0
+	}
+	return strings.Count(p, "/") + 1
 }
 
 // resolveHardlinks points every hard link at the entry at the end of its
@@ -386,23 +464,80 @@ func lookupNoFollow(root *node, p string) *node {
 // lookup finds the node named by the valid path name, following symbolic
 // links in every element but the last, and in the last too if followLast.
 func (l *Layer) lookup(name string, followLast bool) (*node, error) {
+	n, steps, err := l.resolve(name, followLast)
+	if l.lookups != nil {
+		l.lookups.Add(int64(steps))
+	}
+	if err == nil && n.path == name {
+		// Resolved without a symbolic link: n's directory is where a
+		// lookup of a name below it can start.
+		d := n
+		if !n.isDir() {
+			d = n.parent
+		}
+		if l.hint.Load() != d {
+			l.hint.Store(d)
+		}
+	}
+	return n, err
+}
+
+// start returns the deepest directory on the path of the valid name that
+// the last lookup (see Layer.hint) resolved, and the rest of name below
+// it ("" for the directory itself), with how many steps up the tree it
+// took to find it.
+func (l *Layer) start(name string) (dir *node, rest string, steps int) {
+	h := l.hint.Load()
+	if h == nil || h == l.root {
+		return l.root, name, 0
+	}
+	// i is the length of the longest common prefix of name and the
+	// hint's path that ends at an element boundary of both.
+	p, i := h.path, 0
+	for i < len(p) && i < len(name) && p[i] == name[i] {
+		i++
+	}
+	if (i < len(p) && p[i] != '/') || (i < len(name) && name[i] != '/') {
+		if i = strings.LastIndexByte(p[:i], '/'); i < 0 {
+			return l.root, name, 0
+		}
+	}
+	// The hint's ancestors are the directories named by the prefixes of
+	// its path.
+	for len(h.path) > i {
+		h = h.parent
+		steps++
+	}
+	if i == len(name) {
+		return h, "", steps
+	}
+	return h, name[i+1:], steps
+}
+
+// resolve is lookup, which it counts the steps of: directories looked
+// into and climbed out of.
+func (l *Layer) resolve(name string, followLast bool) (n *node, steps int, err error) {
 	if name == "." {
-		return l.root, nil
+		return l.root, 0, nil
 	}
 	hops := 0
-	dir, rest := l.root, name
+	dir, rest, steps := l.start(name)
+	if rest == "" {
+		return dir, steps, nil
+	}
 	for {
 		elem, more, found := strings.Cut(rest, "/")
-		var n *node
+		steps++
+		n = nil
 		if dir.children != nil {
 			n = dir.children[elem]
 		}
 		if n == nil {
-			return nil, errNotExist
+			return nil, steps, errNotExist
 		}
 		if n.entry.Type == toc.TypeSymlink && (found || followLast) {
 			if hops++; hops > maxSymlinks {
-				return nil, fmt.Errorf("following %q: %w", n.path, ErrLinkLoop)
+				return nil, steps, fmt.Errorf("following %q: %w", untrusted.Short(n.path), ErrLinkLoop)
 			}
 			// Resolve against the layer root: path.Clean drops ".." at
 			// "/", so no target leaves the layer.
@@ -415,12 +550,12 @@ func (l *Layer) lookup(name string, followLast bool) (*node, error) {
 			}
 			dir, rest = l.root, cleanName(target)
 			if rest == "." {
-				return l.root, nil
+				return l.root, steps, nil
 			}
 			continue
 		}
 		if !found {
-			return n, nil
+			return n, steps, nil
 		}
 		dir, rest = n, more
 	}

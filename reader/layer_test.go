@@ -442,13 +442,24 @@ func equalStrings(a, b []string) bool {
 
 func TestMalformedDigestsAreErrors(t *testing.T) {
 	for _, d := range []digest.Digest{"sha256", "sha256:zz", "md5:abcd", ":", "sha512:00"} {
+		// A file of one chunk, whose digest is the chunk's.
 		b := &blobBuilder{}
 		b.add(&toc.Entry{Name: "f"}, []byte("content"))
 		blob, index := b.finish()
 		index.Entries[0].Chunks[0].Digest = d
+		index.Entries[0].Digest = d
 		l, _ := testLayer(t, blob, index)
 		if _, err := l.ReadFile("f"); !errors.Is(err, ErrChunkDigest) {
 			t.Errorf("digest %q: error = %v, want ErrChunkDigest", d, err)
+		}
+		// A file of several chunks, whose whole digest is malformed.
+		b = &blobBuilder{chunkSize: 4}
+		b.add(&toc.Entry{Name: "f"}, []byte("content"))
+		blob, index = b.finish()
+		index.Entries[0].Digest = d
+		l, _ = testLayer(t, blob, index)
+		if _, err := l.ReadFile("f"); !errors.Is(err, ErrChunkDigest) {
+			t.Errorf("file digest %q: error = %v, want ErrChunkDigest", d, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package reader
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
@@ -101,7 +102,7 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 	if footer.TOCOffset < 0 || footer.TOCOffset >= tocEnd {
 		return nil, 0, fmt.Errorf("reader: TOC offset %d outside blob data [0,%d): %w", footer.TOCOffset, tocEnd, ErrCorrupt)
 	}
-	if memberLen := tocEnd - footer.TOCOffset; memberLen > maxCompressedTOC(cfg.maxTOCSize) {
+	if memberLen := tocEnd - footer.TOCOffset; memberLen > maxCompressed(cfg.maxTOCSize) {
 		return nil, 0, fmt.Errorf("reader: %d-byte TOC member exceeds the %d-byte TOC limit: %w: %w",
 			memberLen, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
 	}
@@ -137,10 +138,12 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 	return index, footer.TOCOffset, nil
 }
 
-// maxCompressedTOC is the largest compressed index that can hold at most
-// limit bytes: compressors add a few bytes per block to incompressible
-// data, and never more.
-func maxCompressedTOC(limit int64) int64 { return limit + limit/64 + 64<<10 }
+// maxCompressed is the largest compressed stream (an index, or a frame)
+// that can hold at most limit bytes: compressors add a few bytes per
+// block to incompressible data, and never more.
+func maxCompressed(limit int64) int64 {
+	return limit + min(limit/64+64<<10, math.MaxInt64-limit)
+}
 
 // checkTOCDigest verifies the index bytes the pinned digest covers.
 func checkTOCDigest(cfg config, data []byte) error { return checkTOCSum(cfg, data, "") }

@@ -19,6 +19,16 @@ const (
 	// WithMaxTOCSize is not given: toc.DefaultMaxTOCSize, the 150 MiB
 	// limit of containers/storage.
 	DefaultMaxTOCSize = toc.DefaultMaxTOCSize
+
+	// DefaultMaxChunkSize bounds the chunks a layer serves when
+	// WithMaxChunkSize is not given: 64 MiB, 16 times the largest chunk
+	// eStargz writers make by default (4 MiB, the reference's and ours)
+	// and a thousand times the average content-defined zstd:chunked
+	// chunk (64 KiB). containers/storage puts no maximum on its chunks,
+	// but cuts at about every 64 KiB of varied content: only a run of 64
+	// MiB of zeros (a sparse file's hole) or of one repeated byte makes a
+	// larger one.
+	DefaultMaxChunkSize = 64 << 20
 )
 
 // minConcurrency is the least default concurrency: chunk loads wait on the
@@ -37,6 +47,8 @@ type config struct {
 	// matching its key.
 	cacheVerifies bool
 	maxTOCSize    int64
+	maxChunkSize  int64
+	names         nameLimits
 	tailHint      int64
 	concurrency   int
 	observer      func(Access)
@@ -45,7 +57,14 @@ type config struct {
 
 func newConfig(opts []Option) config {
 	c := config{
-		maxTOCSize:  DefaultMaxTOCSize,
+		maxTOCSize:   DefaultMaxTOCSize,
+		maxChunkSize: DefaultMaxChunkSize,
+		names: nameLimits{
+			length:  toc.DefaultMaxNameLength,
+			depth:   toc.DefaultMaxPathDepth,
+			implied: toc.DefaultMaxImpliedDirs,
+			bytes:   toc.DefaultMaxNameBytes,
+		},
 		tailHint:    DefaultTailHint,
 		concurrency: max(runtime.GOMAXPROCS(0), minConcurrency),
 	}
@@ -95,12 +114,73 @@ func WithCache(c cache.Cache) Option {
 // larger indexes fail with ErrCorrupt. Non-positive n means
 // DefaultMaxTOCSize.
 func WithMaxTOCSize(n int64) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = DefaultMaxTOCSize
-		}
-		c.maxTOCSize = n
+	return func(c *config) { c.maxTOCSize = positiveOr(n, DefaultMaxTOCSize) }
+}
+
+// WithMaxChunkSize bounds the memory one chunk costs: a read decompresses
+// and verifies a whole chunk, from the start of the frame holding it,
+// before it returns any of its bytes (a zstd:chunked chunk of zeros too,
+// which it makes rather than fetches). Open fails with ErrCorrupt if a
+// chunk of the index is larger than n bytes, ends more than n bytes into
+// its frame (eStargz frames hold several chunks when the blob was written
+// with a minimum chunk size), or lies in a frame that could not hold n
+// bytes compressed. A read then holds at most n bytes per chunk it loads
+// at once (see WithConcurrency). Non-positive n means DefaultMaxChunkSize.
+func WithMaxChunkSize(n int64) Option {
+	return func(c *config) { c.maxChunkSize = positiveOr(n, DefaultMaxChunkSize) }
+}
+
+// nameLimits bound the names of an index; see WithMaxNameLength.
+type nameLimits struct {
+	length, depth, implied int
+	bytes                  int64
+}
+
+// decodeOptions passes the limits Open was given to the index decoders.
+func (c *config) decodeOptions() []toc.DecodeOption {
+	return []toc.DecodeOption{
+		toc.WithMaxTOCSize(c.maxTOCSize),
+		toc.WithMaxNameLength(c.names.length),
+		toc.WithMaxPathDepth(c.names.depth),
+		toc.WithMaxImpliedDirs(c.names.implied),
+		toc.WithMaxNameBytes(c.names.bytes),
 	}
+}
+
+// WithMaxNameLength bounds the length in bytes of every name and link
+// target the index lists; a longer one makes Open fail with an error
+// matching ErrCorrupt and toc.ErrInvalidTOC. Non-positive n means
+// toc.DefaultMaxNameLength (4096, PATH_MAX).
+//
+// This and the three options after it bound the directory tree an index
+// makes a Layer build: Open checks them while it decodes the index, and
+// again while it builds the tree.
+func WithMaxNameLength(n int) Option {
+	return func(c *config) { c.names.length = positiveOr(n, toc.DefaultMaxNameLength) }
+}
+
+// WithMaxPathDepth bounds the number of elements of every name and link
+// target the index lists; a deeper one makes Open fail with an error
+// matching ErrCorrupt and toc.ErrInvalidTOC. Non-positive n means
+// toc.DefaultMaxPathDepth (256).
+func WithMaxPathDepth(n int) Option {
+	return func(c *config) { c.names.depth = positiveOr(n, toc.DefaultMaxPathDepth) }
+}
+
+// WithMaxImpliedDirs bounds how many directories the index's names may
+// imply without listing them (see toc.WithMaxImpliedDirs); more make Open
+// fail with an error matching ErrCorrupt and toc.ErrTOCTooLarge.
+// Non-positive n means toc.DefaultMaxImpliedDirs (1 Mi).
+func WithMaxImpliedDirs(n int) Option {
+	return func(c *config) { c.names.implied = positiveOr(n, toc.DefaultMaxImpliedDirs) }
+}
+
+// WithMaxNameBytes bounds the total length in bytes of all names and link
+// targets the index lists; more make Open fail with an error matching
+// ErrCorrupt and toc.ErrTOCTooLarge. Non-positive n means
+// toc.DefaultMaxNameBytes (128 MiB).
+func WithMaxNameBytes(n int64) Option {
+	return func(c *config) { c.names.bytes = positiveOr(n, toc.DefaultMaxNameBytes) }
 }
 
 // WithTailHint sets how many bytes at the end of the blob Open fetches in
@@ -108,12 +188,7 @@ func WithMaxTOCSize(n int64) Option {
 // request; a hint larger than the index wastes bandwidth, a smaller one
 // costs a second round trip. Non-positive n means DefaultTailHint.
 func WithTailHint(n int64) Option {
-	return func(c *config) {
-		if n <= 0 {
-			n = DefaultTailHint
-		}
-		c.tailHint = n
-	}
+	return func(c *config) { c.tailHint = positiveOr(n, DefaultTailHint) }
 }
 
 // WithConcurrency bounds how many chunks one read fetches and decompresses
@@ -121,4 +196,13 @@ func WithTailHint(n int64) Option {
 // that is less.
 func WithConcurrency(n int) Option {
 	return func(c *config) { c.concurrency = max(n, 1) }
+}
+
+// positiveOr returns n, or def if n <= 0: how every limit option reads
+// its value.
+func positiveOr[T int | int64](n, def T) T {
+	if n <= 0 {
+		return def
+	}
+	return n
 }

@@ -131,6 +131,7 @@ type chunkReader struct {
 	src   frameSource
 	next  int    // next chunk to load
 	buf   []byte // unread bytes of the loaded chunk
+	sum   fileSum
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
@@ -139,6 +140,9 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		data, _, err := r.layer.chunkData(r.ctx, r.entry, r.next, r.src)
+		if err == nil {
+			err = r.sum.add(r.layer, r.entry, data, r.entry.Chunks[r.next].Offset)
+		}
 		if err != nil {
 			return 0, err
 		}

@@ -200,7 +200,7 @@ func fetchDecoding(ctx context.Context, f fetcher.Fetcher, from, to, limit int64
 	d := &tocDecoding{from: from, a: a, r: a.reader(from, limit, false), done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		d.index, d.json, d.err = toc.DecodeEStargzFrom(d.r, from, toc.WithMaxTOCSize(cfg.maxTOCSize))
+		d.index, d.json, d.err = toc.DecodeEStargzFrom(d.r, from, cfg.decodeOptions()...)
 	}()
 	if err := a.fetch(ctx, f); err != nil {
 		d.stop()
@@ -226,5 +226,5 @@ func (d *tocDecoding) stop() {
 // decodeEStargzMember decodes a TOC member held in memory, inflating and
 // decoding at once.
 func decodeEStargzMember(member []byte, tocOffset int64, cfg config) (*toc.TOC, []byte, error) {
-	return toc.DecodeEStargzFrom(bytes.NewReader(member), tocOffset, toc.WithMaxTOCSize(cfg.maxTOCSize))
+	return toc.DecodeEStargzFrom(bytes.NewReader(member), tocOffset, cfg.decodeOptions()...)
 }

@@ -4,9 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"runtime"
 	"strings"
 
+	"github.com/lazylayer/lazylayer/internal/untrusted"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -92,6 +95,92 @@ func checkSum(want digest.Digest, sum []byte) error {
 	hex.Encode(hexSum[:], sum)
 	if encoded != string(hexSum[:]) {
 		return fmt.Errorf("%w: bytes do not match %s", ErrChunkDigest, want)
+	}
+	return nil
+}
+
+// wholeDigest reports whether reads of e check its whole content against
+// e.Digest as they go (see fileSum): it has a digest and more than one
+// chunk. A file of one chunk has the chunk's digest, which Open checked.
+func wholeDigest(e *toc.Entry) bool {
+	return e.Digest != "" && len(e.Chunks) > 1
+}
+
+// A fileSum checks a file's whole content against its digest as reads
+// return it, from the start and in order: it hashes each read's bytes
+// that continue those hashed before, and when they complete the file,
+// compares the sum with the digest before the read returns them. The
+// layer remembers the outcome, so that a file is hashed whole at most
+// once, and once it fails, every read of it fails. The zero value is
+// ready for use.
+type fileSum struct {
+	h    hash.Hash // nil until the first byte
+	next int64     // the file's first next bytes are hashed
+	done bool      // the digest was checked, here or by another read
+}
+
+// add takes p, the bytes of e at off that a read is about to return. It
+// returns an error matching ErrChunkDigest if they complete a content
+// that does not match e.Digest, or if an earlier read found so; the read
+// must then fail instead.
+func (s *fileSum) add(l *Layer, e *toc.Entry, p []byte, off int64) error {
+	if s.done || !wholeDigest(e) || off > s.next || off+int64(len(p)) <= s.next {
+		return nil
+	}
+	if s.h == nil {
+		if v, checked := l.fileSums.Load(e); checked {
+			s.done = true
+			err, _ := v.(error)
+			return err
+		}
+		if err := e.Digest.Validate(); err != nil {
+			s.done = true
+			err = fmt.Errorf("%w: invalid file digest %q: %v", ErrChunkDigest, untrusted.Short(string(e.Digest)), err)
+			l.fileSums.Store(e, err)
+			return err
+		}
+		s.h = e.Digest.Algorithm().Hash()
+	}
+	s.h.Write(p[s.next-off:])
+	if s.next = off + int64(len(p)); s.next < e.Size {
+		return nil
+	}
+	var err error
+	if digest.NewDigestFromBytes(e.Digest.Algorithm(), s.h.Sum(nil)) != e.Digest {
+		err = fmt.Errorf("%w: file content does not match its digest %s", ErrChunkDigest, e.Digest)
+	}
+	s.h, s.done = nil, true
+	l.fileSums.Store(e, err)
+	return err
+}
+
+// fileErr returns the error a read of e found checking its whole digest,
+// if any: no read of it may return bytes then.
+func (l *Layer) fileErr(e *toc.Entry) error {
+	if !wholeDigest(e) {
+		return nil
+	}
+	v, _ := l.fileSums.Load(e)
+	err, _ := v.(error)
+	return err
+}
+
+// checkFileDigest checks, at Open, the digest of a regular file whose
+// content one chunk holds, or none: it must be the chunk's, or that of no
+// bytes, so that reads verify the file whole by verifying its chunk.
+func checkFileDigest(e *toc.Entry) error {
+	switch {
+	case e.Digest == "":
+		return nil
+	case len(e.Chunks) == 0:
+		if err := verify(e.Digest, nil); err != nil {
+			return fmt.Errorf("empty file's digest %q: %w: %w", untrusted.Short(string(e.Digest)), ErrCorrupt, err)
+		}
+	case len(e.Chunks) == 1:
+		if c := e.Chunks[0].Digest; c != "" && c != e.Digest {
+			return fmt.Errorf("file digest %q is not its one chunk's %q: %w",
+				untrusted.Short(string(e.Digest)), untrusted.Short(string(c)), ErrCorrupt)
+		}
 	}
 	return nil
 }

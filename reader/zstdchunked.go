@@ -62,12 +62,12 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	if footer.TOCLength > maxCompressedTOC(cfg.maxTOCSize) {
+	if footer.TOCLength > maxCompressed(cfg.maxTOCSize) {
 		return nil, fmt.Errorf("reader: %d-byte compressed TOC exceeds the %d-byte TOC limit: %w: %w",
 			footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
 	}
 	hasTarSplit := footer.TarSplitLength > 0
-	if hasTarSplit && footer.TarSplitLength > maxCompressedTOC(toc.DefaultMaxTarSplitSize) {
+	if hasTarSplit && footer.TarSplitLength > maxCompressed(toc.DefaultMaxTarSplitSize) {
 		return nil, fmt.Errorf("reader: %d-byte compressed tar-split exceeds the %d-byte limit: %w",
 			footer.TarSplitLength, int64(toc.DefaultMaxTarSplitSize), ErrCorrupt)
 	}
@@ -139,7 +139,7 @@ type openedZstdTOC struct {
 // out before the tar-split is checked too.
 func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.Footer, cfg config) openedZstdTOC {
 	frameStart, tocEnd := footer.TOCOffset-toc.SkippableFrameHeaderSize, footer.TOCOffset+footer.TOCLength
-	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, toc.WithMaxTOCSize(cfg.maxTOCSize))
+	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, cfg.decodeOptions()...)
 	if err != nil {
 		return openedZstdTOC{err: fmt.Errorf("%w: %w", ErrCorrupt, err), undecodable: true}
 	}

@@ -40,9 +40,27 @@
 //     three descriptor annotations.
 //
 // Everything here parses untrusted bytes: decoders validate structure
-// (names, chunk tiling, offsets), bound memory with DecodeOption limits,
-// never panic, and report problems with errors wrapping the sentinels
-// ErrInvalidFooter, ErrInvalidTOC, ErrTOCTooLarge and ErrUnsupportedVersion.
+// (names, chunk tiling, offsets), never panic, and report problems with
+// errors wrapping the sentinels ErrInvalidFooter, ErrInvalidTOC,
+// ErrTOCTooLarge and ErrUnsupportedVersion. DecodeOption limits bound what
+// an index may cost its decoder and its readers, and are checked as the
+// index is decoded, before anything is allocated for what exceeds them:
+//
+//   - WithMaxTOCSize: the uncompressed index, 150 MiB
+//     (DefaultMaxTOCSize); ErrTOCTooLarge;
+//   - WithMaxEntries: entries, counting each chunk entry, 2 Mi
+//     (DefaultMaxEntries); ErrTOCTooLarge;
+//   - WithMaxNameLength: bytes of one name or link target, 4096
+//     (DefaultMaxNameLength); ErrInvalidTOC;
+//   - WithMaxPathDepth: elements of one name or link target, 256
+//     (DefaultMaxPathDepth); ErrInvalidTOC;
+//   - WithMaxImpliedDirs: parent directories the names imply without the
+//     index listing them, 1 Mi (DefaultMaxImpliedDirs); ErrTOCTooLarge;
+//   - WithMaxNameBytes: all names and link targets together, 128 MiB
+//     (DefaultMaxNameBytes); ErrTOCTooLarge.
+//
+// A name too long or too deep is invalid, as a path beyond PATH_MAX is; the
+// other limits are sizes that real layers stay far below.
 // A decoded TOC is only as trustworthy as its Digest: callers compare it to
 // the digest pinned by the layer's annotations before using it.
 //

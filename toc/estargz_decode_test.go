@@ -33,7 +33,7 @@ func FuzzUnmarshalEStargzFastPath(f *testing.F) {
 					version, dumpEntries(entries), jsonVersion, dumpEntries(jsonEntries))
 			}
 		}
-		cfg := newDecodeConfig([]DecodeOption{WithMaxEntries(64)})
+		cfg := newDecodeConfig(fuzzLimits)
 		fast, fastErr := unmarshalEStargz(data, tocOffset, cfg, decodeEStargzDocument)
 		slow, slowErr := unmarshalEStargz(data, tocOffset, cfg, decodeEStargzDocumentJSON)
 		checkSameDecoding(t, fastErr, slowErr, reflect.DeepEqual(fast, slow), fast, slow)

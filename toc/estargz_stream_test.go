@@ -28,7 +28,7 @@ func FuzzDecodeEStargzFrom(f *testing.F) {
 		if err := WriteEStargzTOCMember(&member, data, 1); err != nil {
 			t.Fatal(err)
 		}
-		opts := []DecodeOption{WithMaxEntries(64), WithMaxTOCSize(1 << 20)}
+		opts := fuzzLimits
 		want, wantErr := DecodeEStargz(member.Bytes(), tocOffset, opts...)
 		got, js, err := decodeEStargzFrom(iotest.HalfReader(bytes.NewReader(member.Bytes())), tocOffset,
 			newDecodeConfig(opts), 1+int(piece)%16)

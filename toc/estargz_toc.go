@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -253,12 +254,7 @@ func buildEStargzTOC(version *int, entries []*estargzEntry, err error, dgst dige
 	if len(entries) > cfg.maxEntries {
 		return nil, fmt.Errorf("toc: estargz TOC has %d entries, limit %d: %w", len(entries), cfg.maxEntries, ErrTOCTooLarge)
 	}
-	d := estargzDecoder{
-		toc:        &TOC{Format: FormatEStargz, Digest: dgst, Entries: make([]*Entry, 0, len(entries))},
-		tocOffset:  tocOffset,
-		userNames:  make(map[int]string),
-		groupNames: make(map[int]string),
-	}
+	d := newEStargzDecoder(&TOC{Format: FormatEStargz, Digest: dgst, Entries: make([]*Entry, 0, len(entries))}, tocOffset, cfg)
 	for i, je := range entries {
 		if err := d.add(i, je); err != nil {
 			return nil, err
@@ -276,6 +272,7 @@ type estargzDecoder struct {
 	tocOffset int64
 
 	userNames, groupNames map[int]string
+	names                 nameBudget
 
 	// file is the regular file whose chunk entries may follow, or nil.
 	file *Entry
@@ -284,6 +281,18 @@ type estargzDecoder struct {
 	// all alive together anyway, and one allocation per entry dominated.
 	entryBlock []Entry
 	chunkBlock []Chunk
+}
+
+// newEStargzDecoder returns a decoder adding entries to t, whose file
+// data lies before tocOffset.
+func newEStargzDecoder(t *TOC, tocOffset int64, cfg decodeConfig) estargzDecoder {
+	return estargzDecoder{
+		toc:        t,
+		tocOffset:  tocOffset,
+		userNames:  make(map[int]string),
+		groupNames: make(map[int]string),
+		names:      newNameBudget(cfg),
+	}
 }
 
 // add decodes the i-th JSON entry. Errors carry the entry's position.
@@ -301,14 +310,20 @@ func (d *estargzDecoder) add(i int, je *estargzEntry) error {
 		err = d.addEntry(je)
 	}
 	if err != nil {
-		return fmt.Errorf("toc: entry %d %q: %w", i, je.Name, err)
+		return fmt.Errorf("toc: entry %d %q: %w", i, untrusted.Short(je.Name), err)
 	}
 	return nil
 }
 
 func (d *estargzDecoder) addEntry(je *estargzEntry) error {
+	if err := d.names.spend(je.Name, je.LinkName); err != nil {
+		return err
+	}
 	name, err := cleanName(je.Name)
 	if err != nil {
+		return err
+	}
+	if err := d.names.place(name, je.Type == TypeDir.String(), je.LinkName); err != nil {
 		return err
 	}
 	if len(d.entryBlock) == 0 {
@@ -360,7 +375,7 @@ func (d *estargzDecoder) addEntry(je *estargzEntry) error {
 	}
 	if e.Type == TypeHardlink {
 		if e.LinkName, err = cleanName(je.LinkName); err != nil {
-			return fmt.Errorf("hardlink target %q: %w", je.LinkName, err)
+			return fmt.Errorf("hardlink target %q: %w", untrusted.Short(je.LinkName), err)
 		}
 	}
 	if e.Type == TypeReg {

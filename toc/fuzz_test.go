@@ -8,6 +8,14 @@ import (
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/.
 
+// fuzzLimits are the decoding limits of the fuzz targets that compare two
+// decoders: low enough that small inputs reach every limit, high enough
+// for the golden TOCs.
+var fuzzLimits = []DecodeOption{
+	WithMaxEntries(64), WithMaxTOCSize(1 << 20),
+	WithMaxNameLength(256), WithMaxPathDepth(16), WithMaxImpliedDirs(16), WithMaxNameBytes(4 << 10),
+}
+
 func FuzzParseFooter(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tail []byte) {
 		footer, err := ParseFooter(tail)

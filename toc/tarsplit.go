@@ -53,12 +53,7 @@ type tarSplitConfig struct{ maxSize int64 }
 // to n bytes; reading past it fails with ErrTarSplitTooLarge. A value <= 0
 // selects DefaultMaxTarSplitSize.
 func WithMaxTarSplitSize(n int64) TarSplitOption {
-	return func(c *tarSplitConfig) {
-		if n <= 0 {
-			n = DefaultMaxTarSplitSize
-		}
-		c.maxSize = n
-	}
+	return func(c *tarSplitConfig) { c.maxSize = positiveOr(n, DefaultMaxTarSplitSize) }
 }
 
 // TarSplitRecordType is the kind of a tar-split record.

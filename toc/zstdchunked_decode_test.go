@@ -24,7 +24,7 @@ func FuzzUnmarshalZstdChunkedFastPath(f *testing.F) {
 				t.Fatalf("scanner and encoding/json disagree:\nscanner: %+v\njson:    %+v", doc, jsonDoc)
 			}
 		}
-		cfg := newDecodeConfig([]DecodeOption{WithMaxEntries(64)})
+		cfg := newDecodeConfig(fuzzLimits)
 		fast, fastDigest, fastErr := unmarshalZstdChunked(data, tocOffset, cfg, decodeZstdChunkedDocument)
 		slow, slowDigest, slowErr := unmarshalZstdChunked(data, tocOffset, cfg, decodeZstdChunkedDocumentJSON)
 		checkSameDecoding(t, fastErr, slowErr, fastDigest == slowDigest && reflect.DeepEqual(fast, slow),

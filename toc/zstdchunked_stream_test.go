@@ -39,7 +39,7 @@ func FuzzDecodeZstdChunkedFrom(f *testing.F) {
 			}
 		}
 		footer := Footer{Format: FormatZstdChunked, TOCOffset: 1 << 20, TOCLength: int64(len(compressed)), TOCUncompressedLength: length}
-		opts := []DecodeOption{WithMaxEntries(64), WithMaxTOCSize(1 << 20)}
+		opts := fuzzLimits
 		want, wantSplit, wantErr := DecodeZstdChunked(compressed, footer, opts...)
 		got, gotSplit, err := decodeZstdChunkedFrom(iotest.HalfReader(bytes.NewReader(compressed)), footer,
 			newDecodeConfig(opts), 1+int(piece)%16)

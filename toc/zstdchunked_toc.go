@@ -233,12 +233,7 @@ func unmarshalZstdChunked(data []byte, tocOffset int64, cfg decodeConfig,
 
 	// The eStargz decoder validates names, types, ids, chunk tiling and
 	// frame order; what zstd:chunked adds is applied afterwards.
-	d := estargzDecoder{
-		toc:        &TOC{Format: FormatZstdChunked, Entries: make([]*Entry, 0, len(doc.Entries))},
-		tocOffset:  dataEnd,
-		userNames:  make(map[int]string),
-		groupNames: make(map[int]string),
-	}
+	d := newEStargzDecoder(&TOC{Format: FormatZstdChunked, Entries: make([]*Entry, 0, len(doc.Entries))}, dataEnd, cfg)
 	var converted estargzEntry // d.add keeps nothing of it
 	for i, je := range doc.Entries {
 		if err := d.add(i, je.eStargz(&converted)); err != nil {
