@@ -71,6 +71,16 @@ func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int, src frameSou
 	return data, exclusive, err
 }
 
+// zeroChunk is chunkData for a chunk of zeros, which reads serve from
+// zeroPage rather than build: the index says what its bytes are, and
+// checkZeros that its digest, if any, agrees.
+func (l *Layer) zeroChunk(ctx context.Context, e *toc.Entry, i int) error {
+	done := l.observe(e, i)
+	err := l.checkZeros(ctx, chunkDigest(e, i), e.Chunks[i].Size)
+	done(err)
+	return err
+}
+
 // observe notes a read of e.Chunks[i] starting now; the function it
 // returns reports the read's outcome to the observer if it was the
 // chunk's first.

@@ -2,9 +2,14 @@ package reader
 
 import (
 	"archive/tar"
+	"bytes"
+	"crypto/sha256"
 	"errors"
+	"io"
+	"runtime"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
 	"github.com/opencontainers/go-digest"
@@ -30,8 +35,7 @@ func TestOpenRejectsHugeChunks(t *testing.T) {
 		file(toc.Chunk{Size: huge, Digest: d}),
 	}})
 
-	// A zstd frame can decompress 64 KiB to 2 GiB; a zeros chunk needs
-	// no frame at all.
+	// A zstd frame can decompress 64 KiB to 2 GiB.
 	zstdFrame := pseudoRandom(huge/32768+1<<10, 2)
 	zstdBlob := func(e *toc.Entry) []byte {
 		js, err := toc.MarshalZstdChunked(&toc.TOC{Format: toc.FormatZstdChunked, Entries: []*toc.Entry{e}}, "")
@@ -41,12 +45,8 @@ func TestOpenRejectsHugeChunks(t *testing.T) {
 		return reassemble(t, zstdFrame, js, []byte("unused: the TOC pins no tar-split"))
 	}
 	zstdData := zstdBlob(file(toc.Chunk{Size: huge, Digest: d, FrameEnd: int64(len(zstdFrame))}))
-	zstdZeros := zstdBlob(file(
-		toc.Chunk{Size: huge, Digest: d, Zeros: true, FrameEnd: int64(len(zstdFrame)) - 1},
-		toc.Chunk{Offset: huge, Size: 1, Digest: d, FrameOffset: int64(len(zstdFrame)) - 1, FrameEnd: int64(len(zstdFrame))},
-	))
 
-	for name, blob := range map[string][]byte{"estargz": estargz, "zstd:chunked": zstdData, "zstd:chunked zeros": zstdZeros} {
+	for name, blob := range map[string][]byte{"estargz": estargz, "zstd:chunked": zstdData} {
 		l, err := openBlob(blob)
 		if err == nil {
 			l.Close()
@@ -113,5 +113,115 @@ func TestChunkLimitBoundsFrames(t *testing.T) {
 		}
 		l, _ := testLayer(t, tc.blob, tc.index) // the default limit admits both
 		l.Close()
+	}
+}
+
+// TestZerosChunksCostNoMemory reads a file whose hole is one zstd:chunked
+// zeros chunk far over the chunk limit, as containers/storage writes a
+// sparse file's hole: the layer opens, and reads of the hole, through every
+// read path, neither build the chunk nor hash it more than once.
+func TestZerosChunksCostNoMemory(t *testing.T) {
+	const hole = 4 * DefaultMaxChunkSize
+	tail := []byte("x")
+	zeroSum := sha256.New()
+	for range hole / len(zeroPage) {
+		zeroSum.Write(zeroPage[:])
+	}
+	zerosDigest := digest.NewDigestFromBytes(digest.SHA256, zeroSum.Sum(nil))
+	zeroSum.Write(tail)
+	fileDigest := digest.NewDigestFromBytes(digest.SHA256, zeroSum.Sum(nil))
+
+	// The stream holds the hole as a frame, which readers never fetch.
+	var holeBuf bytes.Buffer
+	enc, err := zstd.NewWriter(&holeBuf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range hole / len(zeroPage) {
+		enc.Write(zeroPage[:])
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	holeFrame := holeBuf.Bytes()
+	frame, err := toc.CompressZstd(tail, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := int64(len(holeFrame) + len(frame))
+	open := func(zeros digest.Digest) *Layer {
+		e := &toc.Entry{Name: "sparse", Type: toc.TypeReg, Mode: 0o644, Size: hole + 1, Digest: fileDigest, Chunks: []toc.Chunk{
+			{Size: hole, Digest: zeros, Zeros: true, FrameEnd: int64(len(holeFrame))},
+			{Offset: hole, Size: 1, Digest: digest.FromBytes(tail), FrameOffset: int64(len(holeFrame)), FrameEnd: end},
+		}}
+		js, err := toc.MarshalZstdChunked(&toc.TOC{Format: toc.FormatZstdChunked, Entries: []*toc.Entry{e}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := openBlob(reassemble(t, append(holeFrame, frame...), js, []byte("unused: the TOC pins no tar-split")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+
+	l := open(zerosDigest)
+	f, err := l.Open("sparse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ra := f.(io.ReaderAt)
+	allocated := func(read func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		read()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	buf := bytes.Repeat([]byte{0xff}, 4096)
+	for _, at := range []int64{0, hole / 2, hole - 4095} {
+		if got := allocated(func() {
+			n, err := ra.ReadAt(buf, at)
+			if n != len(buf) || (err != nil && err != io.EOF) {
+				t.Fatalf("ReadAt(%d) = %d, %v", at, n, err)
+			}
+		}); got > 1<<20 {
+			t.Errorf("ReadAt(%d) of a %d-byte hole allocated %d bytes", at, hole, got)
+		}
+		if at < hole-4095 && !bytes.Equal(buf, make([]byte, len(buf))) {
+			t.Errorf("ReadAt(%d) of the hole read non-zero bytes", at)
+		}
+	}
+	if buf[len(buf)-1] != 'x' {
+		t.Errorf("the byte after the hole reads %q", buf[len(buf)-1])
+	}
+	hashed := 0
+	l.zeroSums.Range(func(any, any) bool { hashed++; return true })
+	if hashed != 1 {
+		t.Errorf("the hole's digest was checked %d times, want once", hashed)
+	}
+
+	// A whole sequential read streams the hole, and checks the file digest.
+	if got := allocated(func() {
+		f, _ := l.Open("sparse")
+		defer f.Close()
+		n, err := io.Copy(io.Discard, struct{ io.Reader }{f})
+		if n != hole+1 || err != nil {
+			t.Fatalf("io.Copy = %d, %v", n, err)
+		}
+	}); got > 8<<20 {
+		t.Errorf("reading the file sequentially allocated %d bytes", got)
+	}
+	// A hole whose digest is not that of its zeros reads as damage.
+	l = open(digest.FromString("not zeros"))
+	if _, err := l.Open("sparse"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ = l.Open("sparse")
+	defer f.Close()
+	if _, err := f.(io.ReaderAt).ReadAt(buf, 10); !errors.Is(err, ErrChunkDigest) {
+		t.Errorf("ReadAt of a hole with a wrong digest: %v, want ErrChunkDigest", err)
 	}
 }

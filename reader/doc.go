@@ -28,7 +28,8 @@
 // DefaultMaxTOCSize); WithMaxChunkSize, the bytes a read decompresses and
 // holds for one chunk, and the compressed frame it comes from (64 MiB,
 // DefaultMaxChunkSize; an index with a larger chunk fails Open with
-// ErrCorrupt); WithMaxNameLength, the bytes of one name or link
+// ErrCorrupt, but for chunks of zeros, which reads serve without building
+// them); WithMaxNameLength, the bytes of one name or link
 // target (4096, PATH_MAX); WithMaxPathDepth, its elements (256);
 // WithMaxImpliedDirs, the directories names imply without the index
 // listing them (1 Mi); WithMaxNameBytes, all names and link targets

@@ -171,6 +171,14 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 		return copy(p[lo-off:hi-off], data[lo-c.Offset:hi-c.Offset])
 	}
 	fill := func(i int, src frameSource) (int, error) {
+		if c := &chunks[i]; c.Zeros {
+			if err := f.layer.zeroChunk(f.layer.ctx, f.entry, i); err != nil {
+				return 0, &fs.PathError{Op: op, Path: f.path, Err: fmt.Errorf("chunk %d: %w", i, f.layer.closedErr(err))}
+			}
+			lo, hi := max(off, c.Offset), min(end, c.Offset+c.Size)
+			clear(p[lo-off : hi-off])
+			return int(hi - lo), nil
+		}
 		data, err := f.chunk(i, src)
 		if err != nil {
 			return 0, &fs.PathError{Op: op, Path: f.path, Err: err}

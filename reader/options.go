@@ -25,9 +25,9 @@ const (
 	// eStargz writers make by default (4 MiB, the reference's and ours)
 	// and a thousand times the average content-defined zstd:chunked
 	// chunk (64 KiB). containers/storage puts no maximum on its chunks,
-	// but cuts at about every 64 KiB of varied content: only a run of 64
-	// MiB of zeros (a sparse file's hole) or of one repeated byte makes a
-	// larger one.
+	// but cuts at about every 64 KiB of varied content: only 64 MiB of
+	// one repeated byte makes a larger one. Chunks of zeros (a sparse
+	// file's hole) are exempt: reads serve them without building them.
 	DefaultMaxChunkSize = 64 << 20
 )
 
@@ -119,8 +119,10 @@ func WithMaxTOCSize(n int64) Option {
 
 // WithMaxChunkSize bounds the memory one chunk costs: a read decompresses
 // and verifies a whole chunk, from the start of the frame holding it,
-// before it returns any of its bytes (a zstd:chunked chunk of zeros too,
-// which it makes rather than fetches). Open fails with ErrCorrupt if a
+// before it returns any of its bytes. Chunks of zeros (zstd:chunked
+// "zeros", a sparse file's holes) are exempt: reads copy their bytes from
+// a page of zeros, and check their digest once per Layer, hashing the
+// run of zeros as it would the data. Open fails with ErrCorrupt if a
 // chunk of the index is larger than n bytes, ends more than n bytes into
 // its frame (eStargz frames hold several chunks when the blob was written
 // with a minimum chunk size), or lies in a frame that could not hold n

@@ -132,16 +132,38 @@ type chunkReader struct {
 	next  int    // next chunk to load
 	buf   []byte // unread bytes of the loaded chunk
 	sum   fileSum
+	// zeros is how many bytes of a chunk of zeros remain to be served
+	// from zeroPage, starting at file offset zerosAt.
+	zeros, zerosAt int64
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
+		if r.zeros > 0 {
+			page := zeroPage[:min(r.zeros, int64(len(zeroPage)))]
+			if err := r.sum.add(r.layer, r.entry, page, r.zerosAt); err != nil {
+				return 0, err
+			}
+			r.buf = page
+			r.zeros -= int64(len(page))
+			r.zerosAt += int64(len(page))
+			break
+		}
 		if r.next == len(r.entry.Chunks) {
 			return 0, io.EOF
 		}
+		c := &r.entry.Chunks[r.next]
+		if c.Zeros {
+			if err := r.layer.zeroChunk(r.ctx, r.entry, r.next); err != nil {
+				return 0, err
+			}
+			r.zeros, r.zerosAt = c.Size, c.Offset
+			r.next++
+			continue
+		}
 		data, _, err := r.layer.chunkData(r.ctx, r.entry, r.next, r.src)
 		if err == nil {
-			err = r.sum.add(r.layer, r.entry, data, r.entry.Chunks[r.next].Offset)
+			err = r.sum.add(r.layer, r.entry, data, c.Offset)
 		}
 		if err != nil {
 			return 0, err
