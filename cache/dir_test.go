@@ -236,12 +236,51 @@ func TestDirFileOverBudgetIsMissButKept(t *testing.T) {
 
 	// A process with a smaller budget neither reads the file into memory
 	// nor destroys another process's valid entry, though it may evict it.
-	d := &Dir{root: root, maxBytes: 100, staleTempAge: defaultStaleTempAge, now: time.Now}
+	d := &Dir{root: root, maxBytes: 100, maxEntry: 100, staleTempAge: defaultStaleTempAge, now: time.Now}
 	_, err = d.Load(big.key)
 	require.ErrorIs(t, err, ErrTooLarge)
 	assert.Zero(t, d.Stats().VerifyFailures)
 	_, ok := generous.Get(big.key)
 	assert.True(t, ok)
+}
+
+// TestDirHugeFileIsNotRead plants a 4 GiB sparse file (no disk blocks) at
+// an entry's path, under a budget that admits it. Load must refuse it by
+// its length, before reading or allocating any of it.
+func TestDirHugeFileIsNotRead(t *testing.T) {
+	d, err := NewDir(t.TempDir(), 8<<30)
+	require.NoError(t, err)
+	e := newEntry(1, 1000)
+	require.NoError(t, d.Store(e.key, e.data))
+	path := d.path(e.key)
+	require.NoError(t, os.Truncate(path, 4<<30))
+
+	got, err := d.Load(e.key)
+	require.ErrorIs(t, err, ErrTooLarge)
+	assert.Nil(t, got)
+	assert.Equal(t, uint64(1), d.Stats().Misses)
+}
+
+func TestDirMaxEntrySize(t *testing.T) {
+	root := t.TempDir()
+	d, err := NewDir(root, 1<<20, WithMaxEntrySize(100))
+	require.NoError(t, err)
+	big := newEntry(1, 101)
+	require.ErrorIs(t, d.Store(big.key, big.data), ErrTooLarge)
+	_, entries, temps := diskState(t, root)
+	assert.Empty(t, entries)
+	assert.Empty(t, temps)
+	small := newEntry(2, 100)
+	require.NoError(t, d.Store(small.key, small.data))
+
+	// A Dir with a larger bound stores what this one then refuses to read.
+	generous, err := NewDir(root, 1<<20, WithMaxEntrySize(-1))
+	require.NoError(t, err)
+	require.NoError(t, generous.Store(big.key, big.data))
+	_, err = d.Load(big.key)
+	require.ErrorIs(t, err, ErrTooLarge)
+	_, ok := generous.Get(big.key)
+	assert.True(t, ok, "an entry too large for one Dir is left to the others")
 }
 
 func TestDirEvictsLeastRecentlyUsed(t *testing.T) {
@@ -362,7 +401,7 @@ func TestDirCrashHelper(t *testing.T) {
 		os.Exit(2)
 	}
 	data := crashEntry.data
-	_ = d.store(crashEntry.key, &stallingReader{rest: data, half: len(data) / 2}, false)
+	_ = d.store(crashEntry.key, &stallingReader{rest: data, half: len(data) / 2}, int64(len(data)), false)
 	os.Exit(3) // unreachable: the reader never finishes
 }
 
