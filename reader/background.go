@@ -58,7 +58,7 @@ func (l *Layer) startBackground() {
 // of making their own.
 func (l *Layer) FetchAll(ctx context.Context) error {
 	if l.cfg.cache == nil {
-		return ErrNoCache
+		return fmt.Errorf("reader: fetch all: %w", ErrNoCache)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -15,7 +15,7 @@ import (
 
 // ErrNoCache is returned by Prefetch on a layer opened without WithCache:
 // prefetched chunks would have nowhere to wait for their reads.
-var ErrNoCache = errors.New("reader: prefetch needs a cache")
+var ErrNoCache = errors.New("prefetch needs a cache")
 
 // FileRange names bytes [Offset, Offset+Length) of the file at Name, a path
 // as Open takes it; Length 0 means the whole file.
@@ -125,7 +125,7 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 		o(&cfg)
 	}
 	if l.cfg.cache == nil {
-		return nil, ErrNoCache
+		return nil, fmt.Errorf("reader: prefetch: %w", ErrNoCache)
 	}
 	if l.ctx.Err() != nil {
 		return nil, fs.ErrClosed
