@@ -27,6 +27,12 @@ var (
 	// reaches a file, or that is longer than the reader follows.
 	ErrLinkLoop = errors.New("too many links")
 
+	// ErrNotSeekable reports a blob that ends in no footer of a seekable
+	// format and begins like a plain layer: a gzip or zstd stream, or a
+	// tar archive. Such a layer can only be pulled whole. (A seekable blob
+	// cut short enough to lose its footer looks the same.)
+	ErrNotSeekable = errors.New("layer is not seekable")
+
 	// ErrUnsupportedFormat reports a blob in a seekable format this reader
 	// cannot serve (yet), such as eStargz with an external TOC.
 	ErrUnsupportedFormat = errors.New("unsupported layer format")

@@ -3,11 +3,16 @@ package reader
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -96,6 +101,43 @@ func TestTOCDigestErrorNamesBothDigests(t *testing.T) {
 		msg := err.Error()
 		if !strings.Contains(msg, tc.want.String()) || !strings.Contains(msg, "got "+string(tc.got)) {
 			t.Errorf("%s: error %q does not say want %s, got %s", tc.name, msg, tc.want, tc.got)
+		}
+	}
+}
+
+// TestOpenPlainLayersAreNotSeekable opens plain gzip, zstd and tar layers:
+// each must fail with ErrNotSeekable, not ErrCorrupt, after the tail and
+// at most one request for the blob's first bytes.
+func TestOpenPlainLayersAreNotSeekable(t *testing.T) {
+	tarData, _ := sampleTar(t)
+	var gz, zs bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(tarData)
+	gw.Close()
+	zw, _ := zstd.NewWriter(&zs)
+	zw.Write(tarData)
+	zw.Close()
+	for _, tc := range []struct {
+		name string
+		blob []byte
+	}{{"gzip", gz.Bytes()}, {"zstd", zs.Bytes()}, {"tar", tarData}} {
+		for _, hint := range []int64{0, 100} { // the tail holds the head, or not
+			f := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(tc.blob), int64(len(tc.blob)))}
+			l, err := Open(context.Background(), f, WithTailHint(hint))
+			if err == nil {
+				l.Close()
+			}
+			if !errors.Is(err, ErrNotSeekable) || errors.Is(err, ErrCorrupt) || !strings.Contains(fmt.Sprint(err), tc.name) {
+				t.Errorf("%s, tail hint %d: error %v, want ErrNotSeekable naming %s", tc.name, hint, err, tc.name)
+			}
+			var asked int64
+			for _, r := range f.asked {
+				asked += r.Length
+			}
+			tail := min(int64(len(tc.blob)), max(newConfig([]Option{WithTailHint(hint)}).tailHint, toc.MaxFooterSize))
+			if f.calls.Load() > 2 || asked > tail+plainHeadSize {
+				t.Errorf("%s, tail hint %d: fetched %v in %d calls, want the tail and at most %d bytes more", tc.name, hint, f.asked, f.calls.Load(), plainHeadSize)
+			}
 		}
 	}
 }

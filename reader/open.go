@@ -1,7 +1,9 @@
 package reader
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/lazylayer/lazylayer/fetcher"
@@ -42,6 +44,15 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	}
 	defer early.stop()
 	footer, err := toc.ParseFooter(tail.data)
+	if errors.Is(err, toc.ErrNoFooter) {
+		kind, herr := plainLayerKind(ctx, f, tail)
+		if herr != nil {
+			return nil, fmt.Errorf("reader: %w (fetching the blob's head: %w)", err, herr)
+		}
+		if kind != "" {
+			return nil, fmt.Errorf("reader: %s blob: %w: %w", kind, ErrNotSeekable, err)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
@@ -62,6 +73,34 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 		return nil, err
 	}
 	return newLayer(ctx, f, index, dataEnd, cfg)
+}
+
+// plainHeadSize is how many bytes at a blob's start plainLayerKind looks
+// at: a tar header block, whose magic lies at offset 257.
+const plainHeadSize = 512
+
+// plainLayerKind tells, from the blob's first bytes, whether a blob
+// without a footer is a plain layer: "gzip", "zstd", "tar", or "" for
+// none of these. It fetches those bytes unless tail holds them.
+func plainLayerKind(ctx context.Context, f fetcher.Fetcher, tail blobRange) (string, error) {
+	end := min(tail.offset+int64(len(tail.data)), plainHeadSize)
+	head, ok := tail.slice(0, end)
+	if !ok {
+		r, err := fetchRange(ctx, f, 0, end)
+		if err != nil {
+			return "", err
+		}
+		head = r.data
+	}
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return "gzip", nil
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return "zstd", nil
+	case len(head) >= 262 && string(head[257:262]) == "ustar":
+		return "tar", nil
+	}
+	return "", nil
 }
 
 // blobRange is bytes [offset, offset+len(data)) of the blob.
