@@ -27,8 +27,9 @@ const (
 // open, so that the whole layer ends up in the cache while a workload
 // already reads it lazily: once it is done, reads no longer need the
 // registry. done, if not nil, is called with FetchAll's result. Close
-// stops the fetch (done then gets fs.ErrClosed). It needs WithCache:
-// without one, done gets ErrNoCache and nothing is fetched.
+// stops the fetch (done then gets fs.ErrClosed) and returns after done
+// did. It needs WithCache: without one, done gets ErrNoCache and nothing
+// is fetched.
 func WithBackgroundFetch(done func(error)) Option {
 	return func(c *config) {
 		if done == nil {
@@ -43,7 +44,7 @@ func (l *Layer) startBackground() {
 	if l.cfg.background == nil {
 		return
 	}
-	go func() { l.cfg.background(l.FetchAll(l.ctx)) }()
+	l.goTask(func() { l.cfg.background(l.FetchAll(l.ctx)) })
 }
 
 // FetchAll fetches every chunk of the layer that the cache lacks into the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"sync"
 
@@ -46,6 +47,11 @@ func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int, src frameSou
 	if want == "" {
 		return nil, false, ErrUnverifiable
 	}
+	// A load may add to the cache: Close waits for it.
+	if !l.tasks.add() {
+		return nil, false, fs.ErrClosed
+	}
+	defer l.tasks.done()
 	if data, ok := l.cachedChunk(e, i); ok {
 		return data, false, nil
 	}
@@ -152,7 +158,7 @@ func (b *frameBatch) get(ctx context.Context, frame fetcher.Range) ([]byte, erro
 	if slot == nil {
 		return b.layer.fetchFrame(ctx, frame)
 	}
-	b.start.Do(func() { go b.fetch() })
+	b.start.Do(func() { b.layer.goTask(b.fetch) })
 	select {
 	case <-slot.done:
 		if slot.err == nil && int64(len(slot.data)) != frame.Length {
@@ -400,6 +406,9 @@ const maxZstdWindow = 64 << 20
 // runs under the layer's context and is cancelled only when every caller
 // waiting for it has given up.
 type flightGroup struct {
+	// spawn runs a load of its own on a new goroutine (Layer.goTask).
+	spawn func(func())
+
 	mu sync.Mutex
 	m  map[int64]*flight
 }
@@ -439,7 +448,7 @@ func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context
 func (g *flightGroup) join(base context.Context, key int64, load func(context.Context) (frameResult, error)) (f *flight, started bool) {
 	f, started = g.enter(base, key)
 	if started {
-		go g.run(key, f, load)
+		g.spawn(func() { g.run(key, f, load) })
 	}
 	return f, started
 }
