@@ -125,12 +125,15 @@ func (l *Layer) blobFrames() []chunkRef {
 }
 
 // loadBatch loads the chunks of batch, whose frames are ranges, with one
-// Fetch. Loading a chunk caches every chunk of its frame.
+// Fetch. Loading a chunk caches every chunk of its frame. Unless it fails,
+// it returns only once that Fetch has returned too, so that the requests
+// of a FetchAll that returned nil are over, and observed.
 func (l *Layer) loadBatch(ctx context.Context, batch []chunkRef, ranges []fetcher.Range) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	src := l.newFrameBatch(ranges).get
+	b := l.newFrameBatch(ranges)
+	src := b.get
 	errs := make([]error, len(batch))
 	sem := make(chan struct{}, l.cfg.concurrency)
 	var wg sync.WaitGroup
@@ -149,6 +152,8 @@ func (l *Layer) loadBatch(ctx context.Context, batch []chunkRef, ranges []fetche
 			return err
 		}
 	}
+	// Every frame arrived; the Fetch may still be finishing its request.
+	b.wait()
 	return nil
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lazylayer/lazylayer/cache"
@@ -108,4 +110,48 @@ func TestFetchAllNeedsCacheAndStopsAtClose(t *testing.T) {
 	if err := <-done; !errors.Is(err, fs.ErrClosed) {
 		t.Errorf("background fetch after Close = %v, want fs.ErrClosed", err)
 	}
+}
+
+// lingeringFetcher delivers ranges at once and then takes a second (of
+// a synctest bubble's fake time) to finish each Fetch, as an HTTP fetcher
+// finishes its request and reports it to its observer after the last
+// byte was delivered. It counts the calls in progress.
+type lingeringFetcher struct {
+	fetcher.Fetcher
+	active atomic.Int64
+}
+
+func (f *lingeringFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
+	f.active.Add(1)
+	defer f.active.Add(-1)
+	err := f.Fetcher.Fetch(ctx, ranges, fn)
+	time.Sleep(time.Second)
+	return err
+}
+
+// TestFetchAllReturnsAfterItsRequests checks that when FetchAll returns,
+// none of its Fetch calls is still in progress: a caller counting
+// requests after it must see them all.
+func TestFetchAllReturnsAfterItsRequests(t *testing.T) {
+	tarData, _ := corpusTar(t, 20, 64<<10, 2)
+	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	index, err := openBlob(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index.Close()
+	synctest.Test(t, func(t *testing.T) {
+		f := &lingeringFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+		l, err := newLayer(t.Context(), f, index.TOC(), int64(len(blob)), newConfig([]Option{WithCache(newMapCache())}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if err := l.FetchAll(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.active.Load(); n != 0 {
+			t.Errorf("%d Fetch calls still in progress after FetchAll returned", n)
+		}
+	})
 }
