@@ -151,19 +151,29 @@ func TestDirStoreRejectsDataNotMatchingKey(t *testing.T) {
 }
 
 func TestDirDoesNotStoreEntryLargerThanCache(t *testing.T) {
-	root := t.TempDir()
-	d, err := NewDir(root, 100)
-	require.NoError(t, err)
-	big := newEntry(1, 101)
-	require.ErrorIs(t, d.Store(big.key, big.data), ErrTooLarge)
-	_, entries, temps := diskState(t, root)
-	assert.Empty(t, entries)
-	assert.Empty(t, temps)
+	for name, tc := range map[string]struct {
+		budget int64
+		opts   []DirOption
+	}{
+		"budget":      {100, nil},
+		"entry bound": {1 << 20, []DirOption{WithMaxEntrySize(100)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			d, err := NewDir(root, tc.budget, tc.opts...)
+			require.NoError(t, err)
+			big := newEntry(1, 101)
+			require.ErrorIs(t, d.Store(big.key, big.data), ErrTooLarge)
+			_, entries, temps := diskState(t, root)
+			assert.Empty(t, entries)
+			assert.Empty(t, temps)
 
-	whole := newEntry(2, 100)
-	require.NoError(t, d.Store(whole.key, whole.data))
-	_, ok := d.Get(whole.key)
-	assert.True(t, ok, "an entry of exactly the budget fits")
+			whole := newEntry(2, 100)
+			require.NoError(t, d.Store(whole.key, whole.data))
+			_, ok := d.Get(whole.key)
+			assert.True(t, ok, "an entry of exactly the bound fits")
+		})
+	}
 }
 
 func TestDirRejectsNonPositiveBudget(t *testing.T) {
@@ -261,26 +271,21 @@ func TestDirHugeFileIsNotRead(t *testing.T) {
 	assert.Equal(t, uint64(1), d.Stats().Misses)
 }
 
-func TestDirMaxEntrySize(t *testing.T) {
+// TestDirEntryTooLargeForOneDirIsLeftToOthers checks that a Dir with a
+// smaller entry bound neither reads nor removes a larger entry that a
+// Dir with a larger bound stored.
+func TestDirEntryTooLargeForOneDirIsLeftToOthers(t *testing.T) {
 	root := t.TempDir()
 	d, err := NewDir(root, 1<<20, WithMaxEntrySize(100))
 	require.NoError(t, err)
-	big := newEntry(1, 101)
-	require.ErrorIs(t, d.Store(big.key, big.data), ErrTooLarge)
-	_, entries, temps := diskState(t, root)
-	assert.Empty(t, entries)
-	assert.Empty(t, temps)
-	small := newEntry(2, 100)
-	require.NoError(t, d.Store(small.key, small.data))
-
-	// A Dir with a larger bound stores what this one then refuses to read.
 	generous, err := NewDir(root, 1<<20, WithMaxEntrySize(-1))
 	require.NoError(t, err)
+	big := newEntry(1, 101)
 	require.NoError(t, generous.Store(big.key, big.data))
 	_, err = d.Load(big.key)
 	require.ErrorIs(t, err, ErrTooLarge)
 	_, ok := generous.Get(big.key)
-	assert.True(t, ok, "an entry too large for one Dir is left to the others")
+	assert.True(t, ok)
 }
 
 func TestDirEvictsLeastRecentlyUsed(t *testing.T) {

@@ -32,6 +32,15 @@ func manyFiles(t *testing.T, n int, share bool, opts ...Option) (*Layer, *counti
 	return l, f, index, contents
 }
 
+// entryNames lists the names of index's entries, in index order.
+func entryNames(index *toc.TOC) []string {
+	names := make([]string, len(index.Entries))
+	for i, e := range index.Entries {
+		names[i] = e.Name
+	}
+	return names
+}
+
 func wholeFiles(names ...string) []FileRange {
 	out := make([]FileRange, len(names))
 	for i, n := range names {
@@ -136,10 +145,7 @@ func TestPrefetchSharesFetchWithConcurrentRead(t *testing.T) {
 		c := newMapCache()
 		l, f, index, contents := manyFiles(t, 20, false, WithCache(c))
 		f.gate = make(chan struct{})
-		var names []string
-		for _, e := range index.Entries {
-			names = append(names, e.Name)
-		}
+		names := entryNames(index)
 		p, err := l.StartPrefetch(context.Background(), wholeFiles(names...))
 		if err != nil {
 			t.Fatal(err)
@@ -188,10 +194,7 @@ func TestPrefetchCancelLeavesWaitingReadsWorking(t *testing.T) {
 		c := newMapCache()
 		l, f, index, contents := manyFiles(t, 20, false, WithCache(c))
 		f.gate = make(chan struct{})
-		var names []string
-		for _, e := range index.Entries {
-			names = append(names, e.Name)
-		}
+		names := entryNames(index)
 		ctx, cancel := context.WithCancel(context.Background())
 		p, err := l.StartPrefetch(ctx, wholeFiles(names...))
 		if err != nil {
@@ -283,10 +286,7 @@ func TestPrefetchSkipsFramesAReadIsLoading(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Go(func() { got, readErr = l.ReadFile(first.Name) })
 		waitFor(t, func() bool { return f.calls.Load() == 1 })
-		var names []string
-		for _, e := range index.Entries {
-			names = append(names, e.Name)
-		}
+		names := entryNames(index)
 		p, err := l.StartPrefetch(context.Background(), wholeFiles(names...))
 		if err != nil {
 			t.Fatal(err)
