@@ -66,9 +66,10 @@ var (
 	// algorithm this package can compute (sha256, sha384 or sha512).
 	// [Dir] rejects such keys, since it derives file names from keys.
 	ErrInvalidKey = errors.New("invalid key")
-	// ErrTooLarge reports an entry larger than the whole cache; such an
-	// entry is never stored.
-	ErrTooLarge = errors.New("entry larger than the cache")
+	// ErrTooLarge reports an entry longer than a cache accepts: longer
+	// than its whole budget or, for [Dir], than its entry bound (see
+	// [WithMaxEntrySize]). Such an entry is never stored.
+	ErrTooLarge = errors.New("entry too large")
 	// ErrDigestMismatch reports data that is not the content addressed
 	// by the key it was stored under.
 	ErrDigestMismatch = errors.New("data does not match key")

@@ -32,6 +32,12 @@ const (
 	defaultStaleTempAge = time.Hour
 )
 
+// DefaultMaxEntrySize bounds the length of one [Dir] entry when
+// [WithMaxEntrySize] is not given: 64 MiB, sixteen times the chunk size of
+// the writer package. Load reads an entry whole into memory, so this, not
+// the directory's budget, bounds what one lookup allocates.
+const DefaultMaxEntrySize = 64 << 20
+
 // Dir is a [Cache] that keeps entries as files under a directory, so that
 // they survive restarts and can be shared by several processes.
 //
@@ -67,6 +73,7 @@ const (
 type Dir struct {
 	root         string
 	maxBytes     int64
+	maxEntry     int64 // min(maxBytes, the WithMaxEntrySize bound)
 	staleTempAge time.Duration
 	now          func() time.Time
 
@@ -101,6 +108,19 @@ func WithStaleTempAge(age time.Duration) DirOption {
 	}
 }
 
+// WithMaxEntrySize bounds the length of one entry: Store refuses longer
+// data and Load refuses longer files, before reading them, with
+// [ErrTooLarge]. The bound is also never above the directory's budget. The
+// default is [DefaultMaxEntrySize]; non-positive values select it.
+func WithMaxEntrySize(n int64) DirOption {
+	return func(d *Dir) {
+		if n <= 0 {
+			n = DefaultMaxEntrySize
+		}
+		d.maxEntry = n
+	}
+}
+
 // withClock replaces the clock that stamps access times and ages
 // temporary files, so tests can order accesses without sleeping.
 func withClock(now func() time.Time) DirOption {
@@ -118,12 +138,14 @@ func NewDir(dir string, maxBytes int64, opts ...DirOption) (*Dir, error) {
 	d := &Dir{
 		root:         dir,
 		maxBytes:     maxBytes,
+		maxEntry:     DefaultMaxEntrySize,
 		staleTempAge: defaultStaleTempAge,
 		now:          time.Now,
 	}
 	for _, opt := range opts {
 		opt(d)
 	}
+	d.maxEntry = min(d.maxEntry, maxBytes)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cache: NewDir: %w", err)
 	}
@@ -158,10 +180,14 @@ func (d *Dir) AddVerified(key digest.Digest, data []byte) {
 }
 
 // Load returns the data stored under key and marks the entry most recently
-// used. The error wraps [ErrInvalidKey], [ErrNotFound], [ErrTooLarge] (a
-// file larger than this Dir's budget, perhaps written by a process with a
-// larger one), [ErrCorrupt] (the file did not match its key and has been
-// removed) or the error of the failed file operation.
+// used. It checks what the file is before reading it, so that no file
+// under the directory can make it block or allocate more than the entry
+// bound (see [WithMaxEntrySize]). The error wraps [ErrInvalidKey],
+// [ErrNotFound], [ErrTooLarge] (a file longer than this Dir's entry bound,
+// perhaps written by a process with a larger one; it is left alone),
+// [ErrCorrupt] (the file did not match its key, or was no regular file but
+// a symbolic link, a named pipe or the like, and has been removed) or the
+// error of the failed file operation.
 func (d *Dir) Load(key digest.Digest) ([]byte, error) {
 	data, err := d.load(key)
 	if err != nil {
@@ -177,11 +203,18 @@ func (d *Dir) load(key digest.Digest) ([]byte, error) {
 		return nil, err
 	}
 	path := d.path(key)
-	f, err := os.Open(path)
+	// A Dir creates only regular files. Opening anything else must not
+	// block (a named pipe without a writer would, forever) nor follow a
+	// link out of the directory: openFlags refuses links and makes the
+	// open itself return at once, and the opened file's own Stat decides.
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
+		if info, lerr := os.Lstat(path); lerr == nil && !info.Mode().IsRegular() {
+			return nil, d.notRegular(path, info)
+		}
 		return nil, err
 	}
 	defer f.Close()
@@ -190,10 +223,10 @@ func (d *Dir) load(key digest.Digest) ([]byte, error) {
 		return nil, err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file: %w", path, ErrNotFound)
+		return nil, d.notRegular(path, info)
 	}
-	if info.Size() > d.maxBytes {
-		return nil, fmt.Errorf("%s has %d bytes: %w", path, info.Size(), ErrTooLarge)
+	if info.Size() > d.maxEntry {
+		return nil, fmt.Errorf("%s has %d bytes, more than %d: %w", path, info.Size(), d.maxEntry, ErrTooLarge)
 	}
 	data := make([]byte, info.Size())
 	_, err = io.ReadFull(f, data)
@@ -213,6 +246,14 @@ func (d *Dir) load(key digest.Digest) ([]byte, error) {
 	return data, nil
 }
 
+// notRegular discards the file at path, which is not a regular file and
+// so cannot be an entry, and returns the error Load reports for it.
+func (d *Dir) notRegular(path string, info fs.FileInfo) error {
+	d.verifyFailures.Add(1)
+	d.discard(path, info)
+	return fmt.Errorf("%s is not a regular file (mode %v): %w", path, info.Mode().Type(), ErrCorrupt)
+}
+
 // Store stores data under key unless it is already present, in which case
 // it only marks the entry most recently used. Store hashes data and
 // refuses data that does not match key ([ErrDigestMismatch]) rather than
@@ -226,11 +267,11 @@ func (d *Dir) Store(key digest.Digest, data []byte) error {
 // put is Store, trusting that data matches key if verified.
 func (d *Dir) put(key digest.Digest, data []byte, verified bool) error {
 	err := validateKey(key)
-	if err == nil && int64(len(data)) > d.maxBytes {
-		err = fmt.Errorf("%d bytes, budget %d: %w", len(data), d.maxBytes, ErrTooLarge)
+	if err == nil && int64(len(data)) > d.maxEntry {
+		err = fmt.Errorf("%d bytes, at most %d: %w", len(data), d.maxEntry, ErrTooLarge)
 	}
 	if err == nil {
-		err = d.store(key, bytes.NewReader(data), verified)
+		err = d.store(key, bytes.NewReader(data), int64(len(data)), verified)
 	}
 	if err != nil {
 		return fmt.Errorf("cache: store %q: %w", key, err)
@@ -238,12 +279,14 @@ func (d *Dir) put(key digest.Digest, data []byte, verified bool) error {
 	return nil
 }
 
-// store writes the content of r under key, which must be valid, checking
-// that it matches key unless verified says the caller has. It reads r as a
-// stream, so a test can stop a writer midway.
-func (d *Dir) store(key digest.Digest, r io.Reader, verified bool) error {
+// store writes the size bytes of r under key, which must be valid,
+// checking that they match key unless verified says the caller has. It
+// reads r as a stream, so a test can stop a writer midway.
+func (d *Dir) store(key digest.Digest, r io.Reader, size int64, verified bool) error {
 	path := d.path(key)
-	if d.touch(path) == nil {
+	// A file that cannot be the entry (not regular, or of another length)
+	// is damage; the rename below replaces it.
+	if info, err := os.Lstat(path); err == nil && info.Mode().IsRegular() && info.Size() == size && d.touch(path) == nil {
 		return nil // already stored
 	}
 	dir := filepath.Dir(path)
@@ -269,12 +312,12 @@ func (d *Dir) store(key digest.Digest, r io.Reader, verified bool) error {
 		h = key.Algorithm().Hash()
 		w = io.MultiWriter(f, h)
 	}
-	n, err := io.Copy(w, io.LimitReader(r, d.maxBytes+1))
+	n, err := io.Copy(w, io.LimitReader(r, d.maxEntry+1))
 	if err != nil {
 		return err
 	}
-	if n > d.maxBytes {
-		return fmt.Errorf("more than %d bytes: %w", d.maxBytes, ErrTooLarge)
+	if n > d.maxEntry {
+		return fmt.Errorf("more than %d bytes: %w", d.maxEntry, ErrTooLarge)
 	}
 	if h != nil {
 		if got := digest.NewDigest(key.Algorithm(), h); got != key {
@@ -341,8 +384,9 @@ func (d *Dir) touch(path string) error {
 	return os.Chtimes(path, now, now)
 }
 
-// discard removes the damaged entry file at path, which was opened as
-// info, unless another writer has meanwhile replaced it with a new file.
+// discard removes the damaged entry file at path, which was opened (or,
+// if not a regular file, found) as info, unless another writer has
+// meanwhile replaced it with a new file.
 func (d *Dir) discard(path string, info fs.FileInfo) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -350,8 +394,8 @@ func (d *Dir) discard(path string, info fs.FileInfo) {
 	if err != nil || !os.SameFile(info, current) {
 		return
 	}
-	if os.Remove(path) != nil {
-		return
+	if os.Remove(path) != nil || !info.Mode().IsRegular() {
+		return // scans count only regular files
 	}
 	d.entries.Add(-1)
 	// The file may have changed size since it was counted; subtracting the

@@ -151,19 +151,29 @@ func TestDirStoreRejectsDataNotMatchingKey(t *testing.T) {
 }
 
 func TestDirDoesNotStoreEntryLargerThanCache(t *testing.T) {
-	root := t.TempDir()
-	d, err := NewDir(root, 100)
-	require.NoError(t, err)
-	big := newEntry(1, 101)
-	require.ErrorIs(t, d.Store(big.key, big.data), ErrTooLarge)
-	_, entries, temps := diskState(t, root)
-	assert.Empty(t, entries)
-	assert.Empty(t, temps)
+	for name, tc := range map[string]struct {
+		budget int64
+		opts   []DirOption
+	}{
+		"budget":      {100, nil},
+		"entry bound": {1 << 20, []DirOption{WithMaxEntrySize(100)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			d, err := NewDir(root, tc.budget, tc.opts...)
+			require.NoError(t, err)
+			big := newEntry(1, 101)
+			require.ErrorIs(t, d.Store(big.key, big.data), ErrTooLarge)
+			_, entries, temps := diskState(t, root)
+			assert.Empty(t, entries)
+			assert.Empty(t, temps)
 
-	whole := newEntry(2, 100)
-	require.NoError(t, d.Store(whole.key, whole.data))
-	_, ok := d.Get(whole.key)
-	assert.True(t, ok, "an entry of exactly the budget fits")
+			whole := newEntry(2, 100)
+			require.NoError(t, d.Store(whole.key, whole.data))
+			_, ok := d.Get(whole.key)
+			assert.True(t, ok, "an entry of exactly the bound fits")
+		})
+	}
 }
 
 func TestDirRejectsNonPositiveBudget(t *testing.T) {
@@ -236,10 +246,44 @@ func TestDirFileOverBudgetIsMissButKept(t *testing.T) {
 
 	// A process with a smaller budget neither reads the file into memory
 	// nor destroys another process's valid entry, though it may evict it.
-	d := &Dir{root: root, maxBytes: 100, staleTempAge: defaultStaleTempAge, now: time.Now}
+	d := &Dir{root: root, maxBytes: 100, maxEntry: 100, staleTempAge: defaultStaleTempAge, now: time.Now}
 	_, err = d.Load(big.key)
 	require.ErrorIs(t, err, ErrTooLarge)
 	assert.Zero(t, d.Stats().VerifyFailures)
+	_, ok := generous.Get(big.key)
+	assert.True(t, ok)
+}
+
+// TestDirHugeFileIsNotRead plants a 4 GiB sparse file (no disk blocks) at
+// an entry's path, under a budget that admits it. Load must refuse it by
+// its length, before reading or allocating any of it.
+func TestDirHugeFileIsNotRead(t *testing.T) {
+	d, err := NewDir(t.TempDir(), 8<<30)
+	require.NoError(t, err)
+	e := newEntry(1, 1000)
+	require.NoError(t, d.Store(e.key, e.data))
+	path := d.path(e.key)
+	require.NoError(t, os.Truncate(path, 4<<30))
+
+	got, err := d.Load(e.key)
+	require.ErrorIs(t, err, ErrTooLarge)
+	assert.Nil(t, got)
+	assert.Equal(t, uint64(1), d.Stats().Misses)
+}
+
+// TestDirEntryTooLargeForOneDirIsLeftToOthers checks that a Dir with a
+// smaller entry bound neither reads nor removes a larger entry that a
+// Dir with a larger bound stored.
+func TestDirEntryTooLargeForOneDirIsLeftToOthers(t *testing.T) {
+	root := t.TempDir()
+	d, err := NewDir(root, 1<<20, WithMaxEntrySize(100))
+	require.NoError(t, err)
+	generous, err := NewDir(root, 1<<20, WithMaxEntrySize(-1))
+	require.NoError(t, err)
+	big := newEntry(1, 101)
+	require.NoError(t, generous.Store(big.key, big.data))
+	_, err = d.Load(big.key)
+	require.ErrorIs(t, err, ErrTooLarge)
 	_, ok := generous.Get(big.key)
 	assert.True(t, ok)
 }
@@ -362,7 +406,7 @@ func TestDirCrashHelper(t *testing.T) {
 		os.Exit(2)
 	}
 	data := crashEntry.data
-	_ = d.store(crashEntry.key, &stallingReader{rest: data, half: len(data) / 2}, false)
+	_ = d.store(crashEntry.key, &stallingReader{rest: data, half: len(data) / 2}, int64(len(data)), false)
 	os.Exit(3) // unreachable: the reader never finishes
 }
 

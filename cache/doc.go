@@ -15,7 +15,10 @@
 //     evicted least recently used first. It survives restarts, can be
 //     shared by several processes, publishes entries atomically and
 //     verifies every entry it reads, so a crash or a damaged disk costs a
-//     miss, never wrong bytes.
+//     miss, never wrong bytes. One entry is at most [DefaultMaxEntrySize]
+//     (64 MiB) long unless [WithMaxEntrySize] says otherwise, and never
+//     longer than the budget; a lookup checks a file's type and length
+//     before it reads any of it.
 //   - [Tiered], a fast cache over a slow one (typically a Memory over a
 //     Dir) that promotes entries found only in the slow one.
 //

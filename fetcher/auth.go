@@ -324,7 +324,7 @@ func (a *authenticator) token(ctx context.Context, params map[string]string) (st
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		err := &StatusError{Method: req.Method, URL: realm.Scheme + "://" + realm.Host + realm.Path, Code: resp.StatusCode}
+		err := newStatusError(resp, req.Method, realm.Scheme+"://"+realm.Host+realm.Path)
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return "", fmt.Errorf("fetcher: token: %w: %w", err, ErrUnauthorized)
 		}

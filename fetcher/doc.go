@@ -20,7 +20,11 @@
 // Fetchers know nothing of layer formats and do not verify content: a
 // server that flips bytes is caught by the digest checks of the caller
 // (package reader). They never trust a response's lengths: memory use is
-// bounded by the bytes asked for, whatever a server sends.
+// bounded by the bytes asked for, whatever a server sends, and of an
+// unexpected answer's body at most 16 KiB is read, for the registry's
+// error code and message (see [StatusError]). Errors wrap [ErrBlobUnknown]
+// when the registry does not have the blob, [ErrUnauthorized] when it
+// refuses the credentials, and [ErrRange] for ranges outside the blob.
 //
 // Both fetchers count requests, retries, failures, ranges, bytes and
 // latency; Stats returns a snapshot and [WithObserver] reports each

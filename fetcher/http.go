@@ -238,12 +238,12 @@ func loadDockerConfig(path string) (dockerConfig, error) {
 var errTooManyRedirects = errors.New("stopped after 10 redirects")
 
 // permanentTransportError tells errors a retry cannot fix: a redirect loop,
-// a certificate the client refuses.
+// a certificate the client refuses, a plain-HTTP server asked for HTTPS.
 func permanentTransportError(err error) bool {
 	var certErr *tls.CertificateVerificationError
 	var unknownAuthority x509.UnknownAuthorityError
 	var hostname x509.HostnameError
-	return errors.Is(err, errTooManyRedirects) || errors.As(err, &certErr) ||
+	return errors.Is(err, errTooManyRedirects) || errors.Is(err, http.ErrSchemeMismatch) || errors.As(err, &certErr) ||
 		errors.As(err, &unknownAuthority) || errors.As(err, &hostname)
 }
 
@@ -559,6 +559,9 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 		resp, err := f.client.Do(req)
 		if err != nil {
 			err = fmt.Errorf("fetcher: %s %s: %w", method, f.where(), err)
+			if errors.Is(err, http.ErrSchemeMismatch) {
+				err = fmt.Errorf("%w (the registry speaks plain HTTP: see WithPlainHTTP)", err)
+			}
 			if ctx.Err() != nil || permanentTransportError(err) {
 				return nil, err
 			}
@@ -579,12 +582,15 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 func (f *HTTP) statusError(resp *http.Response, method string) error {
 	u := *resp.Request.URL
 	u.RawQuery, u.Fragment, u.User = "", "", nil
-	err := fmt.Errorf("fetcher: %w", &StatusError{Method: method, URL: u.String(), Code: resp.StatusCode})
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+	status := newStatusError(resp, method, u.String())
+	err := fmt.Errorf("fetcher: %w", status)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return fmt.Errorf("%w: %w", err, ErrUnauthorized)
-	}
-	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		return fmt.Errorf("%w: %w", err, ErrRange)
+	case resp.StatusCode == http.StatusNotFound || status.RegistryCode == "BLOB_UNKNOWN":
+		return fmt.Errorf("%w: %w", err, ErrBlobUnknown)
 	}
 	return statusRetry(resp, err)
 }

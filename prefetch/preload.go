@@ -30,15 +30,19 @@ const (
 // of one round trip after decoding them:
 //
 //	p := prefetch.Preload(ctx, f, fetcher.Range{Offset: 0, Length: prefetchEnd})
+//	defer p.Close()
 //	layer, err := reader.Open(ctx, p, reader.WithCache(c))
 //
 // The region is fetched in pieces of growing size, a few at a time, so
 // that its consumer can decompress the first pieces while the rest
-// arrive. A Preloader is safe for concurrent use.
+// arrive. A Preloader is safe for concurrent use; Close stops it.
 type Preloader struct {
 	f      fetcher.Fetcher
 	region fetcher.Range
 	pieces []*piece
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the preload's goroutines
 }
 
 // piece is one request of the preloaded region.
@@ -50,9 +54,11 @@ type piece struct {
 }
 
 // Preload starts fetching region of the blob f serves, until it has it
-// all or ctx is done, and returns the Preloader that serves it.
+// all, ctx is done or the Preloader is closed, and returns the Preloader
+// that serves it.
 func Preload(ctx context.Context, f fetcher.Fetcher, region fetcher.Range) *Preloader {
 	p := &Preloader{f: f, region: region}
+	ctx, p.cancel = context.WithCancel(ctx)
 	size := int64(firstPiece)
 	for off := region.Offset; off < region.End(); {
 		n := min(size, region.End()-off)
@@ -60,8 +66,17 @@ func Preload(ctx context.Context, f fetcher.Fetcher, region fetcher.Range) *Prel
 		off += n
 		size = min(2*size, maxPiece)
 	}
-	go p.fetch(ctx)
+	p.wg.Go(func() { p.fetch(ctx) })
 	return p
+}
+
+// Close stops the preload and returns once none of its requests is in
+// progress. Fetch calls still go to the underlying fetcher afterwards,
+// and pieces that had arrived are still served.
+func (p *Preloader) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	return nil
 }
 
 // fetch requests the pieces in order, piecesInFlight at a time.
@@ -77,7 +92,7 @@ func (p *Preloader) fetch(ctx context.Context) {
 			close(pc.done)
 			continue
 		}
-		go func() {
+		p.wg.Go(func() {
 			defer func() { <-sem }()
 			pc.err = p.f.Fetch(ctx, []fetcher.Range{pc.Range}, func(r fetcher.Range, data []byte) error {
 				if r != pc.Range || int64(len(data)) != r.Length {
@@ -90,7 +105,7 @@ func (p *Preloader) fetch(ctx context.Context) {
 				pc.err = fmt.Errorf("prefetch: preload: fetcher skipped range %v", pc.Range)
 			}
 			close(pc.done)
-		}()
+		})
 	}
 }
 

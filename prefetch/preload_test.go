@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lazylayer/lazylayer/fetcher"
@@ -68,6 +69,37 @@ func TestPreloadServesRegionAndFallsBack(t *testing.T) {
 			if r == ranges[0] || r == ranges[2] {
 				t.Errorf("range %v was fetched again: %v", r, f.calls)
 			}
+		}
+	}
+}
+
+// stalledFetcher answers no Fetch until its context is done, and counts
+// the calls in progress.
+type stalledFetcher struct {
+	fetcher.Fetcher
+	active  atomic.Int64
+	started chan struct{}
+}
+
+func (s *stalledFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	s.started <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestPreloadCloseWaitsForItsRequests checks that once Close returns, no
+// request of the preload is still in progress.
+func TestPreloadCloseWaitsForItsRequests(t *testing.T) {
+	blob := make([]byte, 4<<20)
+	for range 20 {
+		f := &stalledFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), started: make(chan struct{}, 16)}
+		p := prefetch.Preload(context.Background(), f, fetcher.Range{Offset: 0, Length: 4 << 20})
+		<-f.started
+		p.Close()
+		if n := f.active.Load(); n != 0 {
+			t.Fatalf("%d requests in progress after Close", n)
 		}
 	}
 }

@@ -27,8 +27,9 @@ const (
 // open, so that the whole layer ends up in the cache while a workload
 // already reads it lazily: once it is done, reads no longer need the
 // registry. done, if not nil, is called with FetchAll's result. Close
-// stops the fetch (done then gets fs.ErrClosed). It needs WithCache:
-// without one, done gets ErrNoCache and nothing is fetched.
+// stops the fetch (done then gets fs.ErrClosed) and returns after done
+// did. It needs WithCache: without one, done gets ErrNoCache and nothing
+// is fetched.
 func WithBackgroundFetch(done func(error)) Option {
 	return func(c *config) {
 		if done == nil {
@@ -43,7 +44,7 @@ func (l *Layer) startBackground() {
 	if l.cfg.background == nil {
 		return
 	}
-	go func() { l.cfg.background(l.FetchAll(l.ctx)) }()
+	l.goTask(func() { l.cfg.background(l.FetchAll(l.ctx)) })
 }
 
 // FetchAll fetches every chunk of the layer that the cache lacks into the
@@ -58,7 +59,7 @@ func (l *Layer) startBackground() {
 // of making their own.
 func (l *Layer) FetchAll(ctx context.Context) error {
 	if l.cfg.cache == nil {
-		return ErrNoCache
+		return fmt.Errorf("reader: fetch all: %w", ErrNoCache)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -124,12 +125,15 @@ func (l *Layer) blobFrames() []chunkRef {
 }
 
 // loadBatch loads the chunks of batch, whose frames are ranges, with one
-// Fetch. Loading a chunk caches every chunk of its frame.
+// Fetch. Loading a chunk caches every chunk of its frame. Unless it fails,
+// it returns only once that Fetch has returned too, so that the requests
+// of a FetchAll that returned nil are over, and observed.
 func (l *Layer) loadBatch(ctx context.Context, batch []chunkRef, ranges []fetcher.Range) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	src := l.newFrameBatch(ranges).get
+	b := l.newFrameBatch(ranges)
+	src := b.get
 	errs := make([]error, len(batch))
 	sem := make(chan struct{}, l.cfg.concurrency)
 	var wg sync.WaitGroup
@@ -148,6 +152,8 @@ func (l *Layer) loadBatch(ctx context.Context, batch []chunkRef, ranges []fetche
 			return err
 		}
 	}
+	// Every frame arrived; the Fetch may still be finishing its request.
+	b.wait()
 	return nil
 }
 

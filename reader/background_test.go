@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lazylayer/lazylayer/cache"
@@ -50,62 +52,110 @@ func TestBackgroundFetchSurvivesRegistryLoss(t *testing.T) {
 }
 
 func TestFetchAllYieldsToReads(t *testing.T) {
-	tarData, _ := corpusTar(t, 20, 64<<10, 2)
-	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
-	cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
-	l, err := Open(t.Context(), cf, WithCache(newMapCache()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	cf.reset()
+	synctest.Test(t, func(t *testing.T) {
+		tarData, _ := corpusTar(t, 20, 64<<10, 2)
+		blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+		cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+		l, err := Open(t.Context(), cf, WithCache(newMapCache()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		cf.reset()
 
-	l.foreground.Add(1) // a read is loading a chunk
-	done := make(chan error, 1)
-	go func() { done <- l.FetchAll(context.Background()) }()
-	time.Sleep(20 * time.Millisecond) // lets a FetchAll that did not wait show itself
-	if n := cf.calls.Load(); n != 0 {
-		t.Errorf("FetchAll made %d requests while a read was loading", n)
-	}
-	l.foreground.Add(-1)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if cf.calls.Load() == 0 {
-		t.Error("FetchAll fetched nothing")
-	}
-	// Everything is cached: a second FetchAll has nothing to do.
-	cf.reset()
-	if err := l.FetchAll(context.Background()); err != nil || cf.calls.Load() != 0 {
-		t.Errorf("second FetchAll = %v after %d requests, want nil after none", err, cf.calls.Load())
-	}
+		l.foreground.Add(1) // a read is loading a chunk
+		done := make(chan error, 1)
+		go func() { done <- l.FetchAll(context.Background()) }()
+		synctest.Wait() // FetchAll waits, or has fetched
+		if n := cf.calls.Load(); n != 0 {
+			t.Errorf("FetchAll made %d requests while a read was loading", n)
+		}
+		l.foreground.Add(-1)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if cf.calls.Load() == 0 {
+			t.Error("FetchAll fetched nothing")
+		}
+		// Everything is cached: a second FetchAll has nothing to do.
+		cf.reset()
+		if err := l.FetchAll(context.Background()); err != nil || cf.calls.Load() != 0 {
+			t.Errorf("second FetchAll = %v after %d requests, want nil after none", err, cf.calls.Load())
+		}
+	})
 }
 
 func TestFetchAllNeedsCacheAndStopsAtClose(t *testing.T) {
-	tarData, _ := corpusTar(t, 10, 64<<10, 3)
-	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
-	l, err := openBlob(blob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.FetchAll(context.Background()); !errors.Is(err, ErrNoCache) {
-		t.Errorf("FetchAll without a cache = %v, want ErrNoCache", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tarData, _ := corpusTar(t, 10, 64<<10, 3)
+		blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+		l, err := openBlob(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if err := l.FetchAll(context.Background()); !errors.Is(err, ErrNoCache) {
+			t.Errorf("FetchAll without a cache = %v, want ErrNoCache", err)
+		}
 
-	// The same index over a fetcher that never answers, with a
-	// background fetch: Close must end it.
-	stalled := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), gate: make(chan struct{})}
-	done := make(chan error, 1)
-	bg, err := newLayer(context.Background(), stalled, l.TOC(), int64(len(blob)), newConfig([]Option{
-		WithCache(newMapCache()), WithBackgroundFetch(func(err error) { done <- err }),
-	}))
+		// The same index over a fetcher that never answers, with a
+		// background fetch: Close must end it.
+		stalled := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), gate: make(chan struct{})}
+		done := make(chan error, 1)
+		bg, err := newLayer(context.Background(), stalled, l.TOC(), int64(len(blob)), newConfig([]Option{
+			WithCache(newMapCache()), WithBackgroundFetch(func(err error) { done <- err }),
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return stalled.calls.Load() > 0 })
+		bg.Close()
+		if err := <-done; !errors.Is(err, fs.ErrClosed) {
+			t.Errorf("background fetch after Close = %v, want fs.ErrClosed", err)
+		}
+	})
+}
+
+// lingeringFetcher delivers ranges at once and then takes a second (of
+// a synctest bubble's fake time) to finish each Fetch, as an HTTP fetcher
+// finishes its request and reports it to its observer after the last
+// byte was delivered. It counts the calls in progress.
+type lingeringFetcher struct {
+	fetcher.Fetcher
+	active atomic.Int64
+}
+
+func (f *lingeringFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
+	f.active.Add(1)
+	defer f.active.Add(-1)
+	err := f.Fetcher.Fetch(ctx, ranges, fn)
+	time.Sleep(time.Second)
+	return err
+}
+
+// TestFetchAllReturnsAfterItsRequests checks that when FetchAll returns,
+// none of its Fetch calls is still in progress: a caller counting
+// requests after it must see them all.
+func TestFetchAllReturnsAfterItsRequests(t *testing.T) {
+	tarData, _ := corpusTar(t, 20, 64<<10, 2)
+	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	index, err := openBlob(blob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return stalled.calls.Load() > 0 })
-	bg.Close()
-	if err := <-done; !errors.Is(err, fs.ErrClosed) {
-		t.Errorf("background fetch after Close = %v, want fs.ErrClosed", err)
-	}
+	index.Close()
+	synctest.Test(t, func(t *testing.T) {
+		f := &lingeringFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+		l, err := newLayer(t.Context(), f, index.TOC(), int64(len(blob)), newConfig([]Option{WithCache(newMapCache())}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if err := l.FetchAll(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.active.Load(); n != 0 {
+			t.Errorf("%d Fetch calls still in progress after FetchAll returned", n)
+		}
+	})
 }

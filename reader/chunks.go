@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -43,6 +45,11 @@ func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int, src frameSou
 	if want == "" {
 		return nil, false, ErrUnverifiable
 	}
+	// A load may add to the cache: Close waits for it.
+	if !l.tasks.add() {
+		return nil, false, fs.ErrClosed
+	}
+	defer l.tasks.done()
 	if data, ok := l.cachedChunk(e, i); ok {
 		return data, false, nil
 	}
@@ -110,10 +117,12 @@ func (l *Layer) fetchFrame(ctx context.Context, frame fetcher.Range) ([]byte, er
 // spanning many chunks costs the fetcher one request it can coalesce
 // rather than one per chunk. The fetch starts at the first get.
 type frameBatch struct {
-	layer  *Layer
-	start  sync.Once
-	ranges []fetcher.Range
-	slots  map[int64]*frameSlot // by frame offset
+	layer   *Layer
+	start   sync.Once
+	started atomic.Bool
+	fetched chan struct{} // closed when the Fetch has returned
+	ranges  []fetcher.Range
+	slots   map[int64]*frameSlot // by frame offset
 }
 
 type frameSlot struct {
@@ -132,7 +141,7 @@ func (s *frameSlot) fill(data []byte, err error) {
 
 // newFrameBatch plans one fetch of the distinct frames in frames.
 func (l *Layer) newFrameBatch(frames []fetcher.Range) *frameBatch {
-	b := &frameBatch{layer: l, slots: make(map[int64]*frameSlot, len(frames))}
+	b := &frameBatch{layer: l, fetched: make(chan struct{}), slots: make(map[int64]*frameSlot, len(frames))}
 	for _, r := range frames {
 		if _, dup := b.slots[r.Offset]; !dup {
 			b.slots[r.Offset] = &frameSlot{done: make(chan struct{})}
@@ -149,7 +158,10 @@ func (b *frameBatch) get(ctx context.Context, frame fetcher.Range) ([]byte, erro
 	if slot == nil {
 		return b.layer.fetchFrame(ctx, frame)
 	}
-	b.start.Do(func() { go b.fetch() })
+	b.start.Do(func() {
+		b.started.Store(true)
+		b.layer.goTask(b.fetch)
+	})
 	select {
 	case <-slot.done:
 		if slot.err == nil && int64(len(slot.data)) != frame.Length {
@@ -161,9 +173,20 @@ func (b *frameBatch) get(ctx context.Context, frame fetcher.Range) ([]byte, erro
 	}
 }
 
+// wait returns once the batch's Fetch, if a get started it, has returned.
+// A frame arrives before its Fetch returns, which may still be finishing
+// its request and reporting it to the fetcher's observer: a caller that
+// promises its requests are over when it returns waits for this.
+func (b *frameBatch) wait() {
+	if b.started.Load() {
+		<-b.fetched
+	}
+}
+
 // fetch runs the batch's one Fetch under the layer's context, so that it
 // ends with the layer, and releases every slot whatever happens.
 func (b *frameBatch) fetch() {
+	defer close(b.fetched)
 	err := b.layer.fetcher.Fetch(b.layer.ctx, b.ranges, func(r fetcher.Range, data []byte) error {
 		slot := b.slots[r.Offset]
 		if slot == nil || int64(len(data)) != r.Length {
@@ -397,6 +420,9 @@ const maxZstdWindow = 64 << 20
 // runs under the layer's context and is cancelled only when every caller
 // waiting for it has given up.
 type flightGroup struct {
+	// spawn runs a load of its own on a new goroutine (Layer.goTask).
+	spawn func(func())
+
 	mu sync.Mutex
 	m  map[int64]*flight
 }
@@ -436,7 +462,7 @@ func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context
 func (g *flightGroup) join(base context.Context, key int64, load func(context.Context) (frameResult, error)) (f *flight, started bool) {
 	f, started = g.enter(base, key)
 	if started {
-		go g.run(key, f, load)
+		g.spawn(func() { g.run(key, f, load) })
 	}
 	return f, started
 }

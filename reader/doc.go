@@ -76,4 +76,10 @@
 // dispatches on the footer's format and where a Layer picks a
 // decompressor for its frames. Blobs whose index lives elsewhere (eStargz
 // with an external TOC) are reported as ErrUnsupportedFormat.
+//
+// A plain layer (a gzip or zstd stream or a tar archive without a seekable
+// format's footer) is reported as ErrNotSeekable, so that a caller can
+// pull it whole instead. Open finds this out from the tail it fetches
+// anyway (see WithTailHint), which ends in no footer, and the blob's first
+// 512 bytes, which cost one more small request unless the tail holds them.
 package reader

@@ -3,33 +3,40 @@ package reader
 import "errors"
 
 // Errors that callers can test for with errors.Is. The reader wraps them
-// with what failed and where, often inside an *fs.PathError.
+// with what failed and where, often inside an *fs.PathError; their own
+// text carries no package prefix, so that the wrapping names it once.
 var (
 	// ErrCorrupt reports a blob that is not a well-formed seekable layer:
 	// a truncated blob, a damaged footer or index, offsets or sizes that
 	// point outside the blob, or compressed data that does not decompress.
-	ErrCorrupt = errors.New("reader: corrupt layer blob")
+	ErrCorrupt = errors.New("corrupt layer blob")
 
 	// ErrTOCDigest reports an index whose digest differs from the one the
 	// caller pinned with WithTOCDigest.
-	ErrTOCDigest = errors.New("reader: TOC digest mismatch")
+	ErrTOCDigest = errors.New("TOC digest mismatch")
 
 	// ErrChunkDigest reports chunk bytes whose digest differs from the one
 	// the index records for them, or a file's whole content whose digest
 	// differs from the file's. No byte of such a chunk is returned, nor
 	// the last bytes of such a file, and no read of the file succeeds
 	// once that is known.
-	ErrChunkDigest = errors.New("reader: chunk digest mismatch")
+	ErrChunkDigest = errors.New("chunk digest mismatch")
 
 	// ErrUnverifiable reports file content for which the index records no
 	// digest at all, so its bytes cannot be checked and are not returned.
-	ErrUnverifiable = errors.New("reader: chunk has no digest")
+	ErrUnverifiable = errors.New("chunk has no digest")
 
 	// ErrLinkLoop reports a chain of hard or symbolic links that never
 	// reaches a file, or that is longer than the reader follows.
-	ErrLinkLoop = errors.New("reader: too many links")
+	ErrLinkLoop = errors.New("too many links")
+
+	// ErrNotSeekable reports a blob that ends in no footer of a seekable
+	// format and begins like a plain layer: a gzip or zstd stream, or a
+	// tar archive. Such a layer can only be pulled whole. (A seekable blob
+	// cut short enough to lose its footer looks the same.)
+	ErrNotSeekable = errors.New("layer is not seekable")
 
 	// ErrUnsupportedFormat reports a blob in a seekable format this reader
 	// cannot serve (yet), such as eStargz with an external TOC.
-	ErrUnsupportedFormat = errors.New("reader: unsupported layer format")
+	ErrUnsupportedFormat = errors.New("unsupported layer format")
 )

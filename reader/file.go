@@ -223,7 +223,7 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 			src = f.layer.newFrameBatch(frames).get
 		}
 		for _, load := range ahead {
-			go f.loadAhead(load, src)
+			f.layer.goTask(func() { f.loadAhead(load, src) })
 		}
 		errs := make([]error, last-first+1)
 		sem := make(chan struct{}, f.layer.cfg.concurrency)

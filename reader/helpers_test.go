@@ -6,7 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/lazylayer/lazylayer/fetcher"
@@ -165,15 +165,14 @@ func (c *mapCache) Add(k digest.Digest, d []byte) {
 	c.adds++
 }
 
-// waitFor polls cond; used only to line goroutines up, never to judge.
+// waitFor waits until every other goroutine of the test's synctest
+// bubble is blocked, and then requires cond: it lines goroutines up
+// without polling.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
+	synctest.Wait()
+	if !cond() {
+		t.Fatal("condition not reached once the test's goroutines were blocked")
 	}
 }
 

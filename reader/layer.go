@@ -82,8 +82,11 @@ type Layer struct {
 	zeroSums sync.Map
 
 	// ctx lives until Close; it bounds fetches that outlive one caller.
-	ctx     context.Context
-	cancel  context.CancelFunc
+	ctx    context.Context
+	cancel context.CancelFunc
+	// tasks counts chunk loads and the goroutines the layer started, so
+	// that Close can wait for them.
+	tasks   tasks
 	flights flightGroup
 	gzips   sync.Pool
 	zstds   sync.Pool
@@ -155,6 +158,7 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 	}
 	l := &Layer{fetcher: f, toc: t, cfg: cfg, frames: frames, root: root}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	l.flights.spawn = l.goTask
 	l.startBackground()
 	return l, nil
 }
@@ -163,10 +167,61 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 func (l *Layer) TOC() *toc.TOC { return l.toc }
 
 // Close releases the layer. Reads in progress and later reads of files
-// opened from it fail with fs.ErrClosed.
+// opened from it fail with fs.ErrClosed. Close stops and waits for what
+// the layer does on its own (background fetch, read-ahead, prefetch) and
+// for chunk loads of reads in progress: once it returns, the layer adds
+// nothing more to its cache and makes no more requests, so the cache may
+// be deleted. Callbacks the layer calls (WithBackgroundFetch's done, the
+// access observer, prefetch progress) must therefore not call Close.
 func (l *Layer) Close() error {
 	l.cancel()
+	l.tasks.close()
 	return nil
+}
+
+// tasks counts work under way: goroutines a Layer started, and chunk
+// loads, which may add to the cache. Once closed it refuses new work.
+type tasks struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// add counts a task unless close was called; after true, the caller must
+// call done.
+func (t *tasks) add() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *tasks) done() { t.wg.Done() }
+
+// close refuses new tasks and waits for those under way.
+func (t *tasks) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// goTask runs fn on a goroutine that Close waits for. Once the layer is
+// closed it runs fn on the caller's goroutine instead: every fn the layer
+// starts works under the layer's context, which is then done, so fn ends
+// at once.
+func (l *Layer) goTask(fn func()) {
+	if !l.tasks.add() {
+		fn()
+		return
+	}
+	go func() {
+		defer l.tasks.done()
+		fn()
+	}()
 }
 
 // validateChunks checks that every regular file's chunks cover its

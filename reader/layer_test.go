@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"testing/synctest"
 	"time"
 
 	"github.com/lazylayer/lazylayer/fetcher"
@@ -318,77 +319,81 @@ func TestRandomReadsTouchOnlyTheirChunks(t *testing.T) {
 }
 
 func TestConcurrentReadsShareOneFetch(t *testing.T) {
-	for _, share := range []bool{false, true} {
-		b := &blobBuilder{share: share}
-		b.add(&toc.Entry{Name: "a"}, pseudoRandom(5000, 1))
-		b.add(&toc.Entry{Name: "b"}, pseudoRandom(5000, 2))
-		blob, index := b.finish()
-		c := newMapCache()
-		l, f := testLayer(t, blob, index, WithCache(c))
-		f.gate = make(chan struct{})
-		const readers = 8
-		var wg sync.WaitGroup
-		errs := make([]error, readers)
-		for i := range readers {
-			wg.Go(func() { _, errs[i] = l.ReadFile("a") })
-		}
-		frame := index.Entries[0].Chunks[0].FrameOffset
-		waitFor(t, func() bool {
-			l.flights.mu.Lock()
-			defer l.flights.mu.Unlock()
-			fl := l.flights.m[frame]
-			return fl != nil && fl.waiters == readers
-		})
-		close(f.gate)
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		for _, share := range []bool{false, true} {
+			b := &blobBuilder{share: share}
+			b.add(&toc.Entry{Name: "a"}, pseudoRandom(5000, 1))
+			b.add(&toc.Entry{Name: "b"}, pseudoRandom(5000, 2))
+			blob, index := b.finish()
+			c := newMapCache()
+			l, f := testLayer(t, blob, index, WithCache(c))
+			f.gate = make(chan struct{})
+			const readers = 8
+			var wg sync.WaitGroup
+			errs := make([]error, readers)
+			for i := range readers {
+				wg.Go(func() { _, errs[i] = l.ReadFile("a") })
+			}
+			frame := index.Entries[0].Chunks[0].FrameOffset
+			waitFor(t, func() bool {
+				l.flights.mu.Lock()
+				defer l.flights.mu.Unlock()
+				fl := l.flights.m[frame]
+				return fl != nil && fl.waiters == readers
+			})
+			close(f.gate)
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := f.calls.Load(); got != 1 {
+				t.Errorf("share=%v: %d readers made %d fetches", share, readers, got)
+			}
+			// In a shared frame the sibling was verified and cached too.
+			f.reset()
+			if _, err := l.ReadFile("b"); err != nil {
 				t.Fatal(err)
 			}
+			if want := map[bool]int64{false: 1, true: 0}[share]; f.calls.Load() != want {
+				t.Errorf("share=%v: reading the sibling fetched %d times, want %d", share, f.calls.Load(), want)
+			}
 		}
-		if got := f.calls.Load(); got != 1 {
-			t.Errorf("share=%v: %d readers made %d fetches", share, readers, got)
-		}
-		// In a shared frame the sibling was verified and cached too.
-		f.reset()
-		if _, err := l.ReadFile("b"); err != nil {
-			t.Fatal(err)
-		}
-		if want := map[bool]int64{false: 1, true: 0}[share]; f.calls.Load() != want {
-			t.Errorf("share=%v: reading the sibling fetched %d times, want %d", share, f.calls.Load(), want)
-		}
-	}
+	})
 }
 
 func TestCancelledReaderDoesNotCancelOthers(t *testing.T) {
-	b := &blobBuilder{}
-	b.add(&toc.Entry{Name: "a"}, pseudoRandom(5000, 1))
-	blob, index := b.finish()
-	l, f := testLayer(t, blob, index)
-	f.gate = make(chan struct{})
-	e := index.Entries[0]
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { _, _, err := l.chunkData(ctx, e, 0, nil); done <- err }()
-	var data []byte
-	var err2 error
-	finished := make(chan struct{})
-	go func() { data, _, err2 = l.chunkData(context.Background(), e, 0, nil); close(finished) }()
-	waitFor(t, func() bool {
-		l.flights.mu.Lock()
-		defer l.flights.mu.Unlock()
-		fl := l.flights.m[0]
-		return fl != nil && fl.waiters == 2
+	synctest.Test(t, func(t *testing.T) {
+		b := &blobBuilder{}
+		b.add(&toc.Entry{Name: "a"}, pseudoRandom(5000, 1))
+		blob, index := b.finish()
+		l, f := testLayer(t, blob, index)
+		f.gate = make(chan struct{})
+		e := index.Entries[0]
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { _, _, err := l.chunkData(ctx, e, 0, nil); done <- err }()
+		var data []byte
+		var err2 error
+		finished := make(chan struct{})
+		go func() { data, _, err2 = l.chunkData(context.Background(), e, 0, nil); close(finished) }()
+		waitFor(t, func() bool {
+			l.flights.mu.Lock()
+			defer l.flights.mu.Unlock()
+			fl := l.flights.m[0]
+			return fl != nil && fl.waiters == 2
+		})
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled reader error = %v", err)
+		}
+		close(f.gate)
+		<-finished
+		if err2 != nil || len(data) != 5000 {
+			t.Errorf("other reader = %d bytes, %v", len(data), err2)
+		}
 	})
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled reader error = %v", err)
-	}
-	close(f.gate)
-	<-finished
-	if err2 != nil || len(data) != 5000 {
-		t.Errorf("other reader = %d bytes, %v", len(data), err2)
-	}
 }
 
 func TestCacheServesAndIsChecked(t *testing.T) {

@@ -1,11 +1,14 @@
 package reader
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -42,8 +45,17 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	}
 	defer early.stop()
 	footer, err := toc.ParseFooter(tail.data)
+	if errors.Is(err, toc.ErrNoFooter) {
+		kind, herr := plainLayerKind(ctx, f, tail)
+		if herr != nil {
+			return nil, fmt.Errorf("reader: %w (fetching the blob's head: %w)", err, herr)
+		}
+		if kind != "" {
+			return nil, fmt.Errorf("reader: %s blob: %w: %w", kind, ErrNotSeekable, err)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	if int64(footer.Size) > size {
 		return nil, fmt.Errorf("reader: %d-byte footer in a %d-byte blob: %w", footer.Size, size, ErrCorrupt)
@@ -62,6 +74,34 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 		return nil, err
 	}
 	return newLayer(ctx, f, index, dataEnd, cfg)
+}
+
+// plainHeadSize is how many bytes at a blob's start plainLayerKind looks
+// at: a tar header block, whose magic lies at offset 257.
+const plainHeadSize = 512
+
+// plainLayerKind tells, from the blob's first bytes, whether a blob
+// without a footer is a plain layer: "gzip", "zstd", "tar", or "" for
+// none of these. It fetches those bytes unless tail holds them.
+func plainLayerKind(ctx context.Context, f fetcher.Fetcher, tail blobRange) (string, error) {
+	end := min(tail.offset+int64(len(tail.data)), plainHeadSize)
+	head, ok := tail.slice(0, end)
+	if !ok {
+		r, err := fetchRange(ctx, f, 0, end)
+		if err != nil {
+			return "", err
+		}
+		head = r.data
+	}
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return "gzip", nil
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return "zstd", nil
+	case len(head) >= 262 && string(head[257:262]) == "ustar":
+		return "tar", nil
+	}
+	return "", nil
 }
 
 // blobRange is bytes [offset, offset+len(data)) of the blob.
@@ -130,7 +170,7 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 				return nil, 0, derr
 			}
 		}
-		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, 0, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	if err := checkTOCSum(cfg, data, index.Digest); err != nil {
 		return nil, 0, err
@@ -156,18 +196,14 @@ func checkTOCSum(cfg config, data []byte, sum digest.Digest) error {
 		return nil
 	}
 	if err := want.Validate(); err != nil {
-		return fmt.Errorf("reader: pinned TOC digest %q: %w", want, err)
+		return fmt.Errorf("reader: pinned TOC digest %q: %w", untrusted.Short(string(want)), err)
 	}
-	if sum != "" && sum.Algorithm() == want.Algorithm() {
-		if sum != want {
-			return fmt.Errorf("reader: TOC does not match %s: %w", want, ErrTOCDigest)
-		}
-		return nil
+	got := sum
+	if got == "" || got.Algorithm() != want.Algorithm() {
+		got = want.Algorithm().FromBytes(data)
 	}
-	v := want.Verifier()
-	v.Write(data)
-	if !v.Verified() {
-		return fmt.Errorf("reader: TOC does not match %s: %w", want, ErrTOCDigest)
+	if got != want {
+		return fmt.Errorf("reader: TOC: want %s, got %s: %w", want, got, ErrTOCDigest)
 	}
 	return nil
 }

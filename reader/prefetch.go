@@ -15,7 +15,7 @@ import (
 
 // ErrNoCache is returned by Prefetch on a layer opened without WithCache:
 // prefetched chunks would have nowhere to wait for their reads.
-var ErrNoCache = errors.New("reader: prefetch needs a cache")
+var ErrNoCache = errors.New("prefetch needs a cache")
 
 // FileRange names bytes [Offset, Offset+Length) of the file at Name, a path
 // as Open takes it; Length 0 means the whole file.
@@ -125,13 +125,15 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 		o(&cfg)
 	}
 	if l.cfg.cache == nil {
-		return nil, ErrNoCache
+		return nil, fmt.Errorf("reader: prefetch: %w", ErrNoCache)
 	}
-	if l.ctx.Err() != nil {
+	// The prefetch is one task, until its last goroutine is done.
+	if !l.tasks.add() {
 		return nil, fs.ErrClosed
 	}
 	frames, err := l.prefetchFrames(ranges)
 	if err != nil {
+		l.tasks.done()
 		return nil, err
 	}
 	run := &prefetchRun{layer: l, cfg: cfg, frames: frames, workers: make(chan struct{}, cfg.workers)}
@@ -144,6 +146,7 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 	}
 	p := &Prefetching{done: make(chan struct{})}
 	if len(frames) == 0 {
+		l.tasks.done()
 		close(p.done)
 		return p, nil
 	}
@@ -171,6 +174,7 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 	var wg sync.WaitGroup
 	waiting := make(chan struct{})
 	go func() {
+		defer l.tasks.done()
 		run.fetch(planBatches(frames, fetch))
 		<-waiting
 		wg.Wait()

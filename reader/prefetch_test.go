@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
@@ -29,6 +30,15 @@ func manyFiles(t *testing.T, n int, share bool, opts ...Option) (*Layer, *counti
 	blob, index := b.finish()
 	l, f := testLayer(t, blob, index, opts...)
 	return l, f, index, contents
+}
+
+// entryNames lists the names of index's entries, in index order.
+func entryNames(index *toc.TOC) []string {
+	names := make([]string, len(index.Entries))
+	for i, e := range index.Entries {
+		names[i] = e.Name
+	}
+	return names
 }
 
 func wholeFiles(names ...string) []FileRange {
@@ -131,94 +141,92 @@ func TestPrefetchCorruptChunkFails(t *testing.T) {
 }
 
 func TestPrefetchSharesFetchWithConcurrentRead(t *testing.T) {
-	c := newMapCache()
-	l, f, index, contents := manyFiles(t, 20, false, WithCache(c))
-	f.gate = make(chan struct{})
-	var names []string
-	for _, e := range index.Entries {
-		names = append(names, e.Name)
-	}
-	p, err := l.StartPrefetch(context.Background(), wholeFiles(names...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The prefetch has claimed its frames: a read now waits for them.
-	name := names[len(names)-1]
-	var got []byte
-	var readErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { got, readErr = l.ReadFile(name) })
-	frame := index.Entries[len(index.Entries)-1].Chunks[0].FrameOffset
-	waitFor(t, func() bool {
-		l.flights.mu.Lock()
-		defer l.flights.mu.Unlock()
-		fl := l.flights.m[frame]
-		return fl != nil && fl.waiters == 2
-	})
-	close(f.gate)
-	wg.Wait()
-	if err := p.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if readErr != nil || !bytes.Equal(got, contents[name]) {
-		t.Fatalf("read during prefetch: %d bytes, %v", len(got), readErr)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	seen := make(map[int64]bool)
-	for _, r := range f.asked {
-		for _, e := range index.Entries {
-			for _, c := range e.Chunks {
-				if c.FrameOffset >= r.Offset && c.FrameEnd <= r.End() {
-					if seen[c.FrameOffset] {
-						t.Fatalf("frame at %d fetched twice", c.FrameOffset)
+	synctest.Test(t, func(t *testing.T) {
+		c := newMapCache()
+		l, f, index, contents := manyFiles(t, 20, false, WithCache(c))
+		f.gate = make(chan struct{})
+		names := entryNames(index)
+		p, err := l.StartPrefetch(context.Background(), wholeFiles(names...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The prefetch has claimed its frames: a read now waits for them.
+		name := names[len(names)-1]
+		var got []byte
+		var readErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { got, readErr = l.ReadFile(name) })
+		frame := index.Entries[len(index.Entries)-1].Chunks[0].FrameOffset
+		waitFor(t, func() bool {
+			l.flights.mu.Lock()
+			defer l.flights.mu.Unlock()
+			fl := l.flights.m[frame]
+			return fl != nil && fl.waiters == 2
+		})
+		close(f.gate)
+		wg.Wait()
+		if err := p.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if readErr != nil || !bytes.Equal(got, contents[name]) {
+			t.Fatalf("read during prefetch: %d bytes, %v", len(got), readErr)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		seen := make(map[int64]bool)
+		for _, r := range f.asked {
+			for _, e := range index.Entries {
+				for _, c := range e.Chunks {
+					if c.FrameOffset >= r.Offset && c.FrameEnd <= r.End() {
+						if seen[c.FrameOffset] {
+							t.Fatalf("frame at %d fetched twice", c.FrameOffset)
+						}
+						seen[c.FrameOffset] = true
 					}
-					seen[c.FrameOffset] = true
 				}
 			}
 		}
-	}
+	})
 }
 
 func TestPrefetchCancelLeavesWaitingReadsWorking(t *testing.T) {
-	c := newMapCache()
-	l, f, index, contents := manyFiles(t, 20, false, WithCache(c))
-	f.gate = make(chan struct{})
-	var names []string
-	for _, e := range index.Entries {
-		names = append(names, e.Name)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := l.StartPrefetch(ctx, wholeFiles(names...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := names[0]
-	var got []byte
-	var readErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { got, readErr = l.ReadFile(name) })
-	frame := index.Entries[0].Chunks[0].FrameOffset
-	waitFor(t, func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		c := newMapCache()
+		l, f, index, contents := manyFiles(t, 20, false, WithCache(c))
+		f.gate = make(chan struct{})
+		names := entryNames(index)
+		ctx, cancel := context.WithCancel(context.Background())
+		p, err := l.StartPrefetch(ctx, wholeFiles(names...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := names[0]
+		var got []byte
+		var readErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { got, readErr = l.ReadFile(name) })
+		frame := index.Entries[0].Chunks[0].FrameOffset
+		waitFor(t, func() bool {
+			l.flights.mu.Lock()
+			defer l.flights.mu.Unlock()
+			fl := l.flights.m[frame]
+			return fl != nil && fl.waiters == 2
+		})
+		cancel()
+		if err := p.Wait(); !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled prefetch: %v", err)
+		}
+		close(f.gate) // the read's own fetch may proceed
+		wg.Wait()
+		if readErr != nil || !bytes.Equal(got, contents[name]) {
+			t.Fatalf("read that waited on a cancelled prefetch: %d bytes, %v", len(got), readErr)
+		}
 		l.flights.mu.Lock()
 		defer l.flights.mu.Unlock()
-		fl := l.flights.m[frame]
-		return fl != nil && fl.waiters == 2
+		if len(l.flights.m) != 0 {
+			t.Errorf("%d loads left in flight after cancel", len(l.flights.m))
+		}
 	})
-	cancel()
-	if err := p.Wait(); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled prefetch: %v", err)
-	}
-	close(f.gate) // the read's own fetch may proceed
-	wg.Wait()
-	if readErr != nil || !bytes.Equal(got, contents[name]) {
-		t.Fatalf("read that waited on a cancelled prefetch: %d bytes, %v", len(got), readErr)
-	}
-	l.flights.mu.Lock()
-	defer l.flights.mu.Unlock()
-	if len(l.flights.m) != 0 {
-		t.Errorf("%d loads left in flight after cancel", len(l.flights.m))
-	}
 }
 
 func TestPrefetchProgress(t *testing.T) {
@@ -269,37 +277,36 @@ func TestPlanBatchesFollowPriority(t *testing.T) {
 }
 
 func TestPrefetchSkipsFramesAReadIsLoading(t *testing.T) {
-	l, f, index, contents := manyFiles(t, 10, false, WithCache(newMapCache()))
-	f.gate = make(chan struct{})
-	first := index.Entries[0]
-	var got []byte
-	var readErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { got, readErr = l.ReadFile(first.Name) })
-	waitFor(t, func() bool { return f.calls.Load() == 1 })
-	var names []string
-	for _, e := range index.Entries {
-		names = append(names, e.Name)
-	}
-	p, err := l.StartPrefetch(context.Background(), wholeFiles(names...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	close(f.gate)
-	wg.Wait()
-	if err := p.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if readErr != nil || !bytes.Equal(got, contents[first.Name]) {
-		t.Fatalf("read: %d bytes, %v", len(got), readErr)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, r := range f.asked[1:] {
-		for _, c := range first.Chunks {
-			if c.FrameOffset < r.End() && r.Offset < c.FrameEnd {
-				t.Errorf("prefetch asked for %v, which holds the frame at %d a read was loading", r, c.FrameOffset)
+	synctest.Test(t, func(t *testing.T) {
+		l, f, index, contents := manyFiles(t, 10, false, WithCache(newMapCache()))
+		f.gate = make(chan struct{})
+		first := index.Entries[0]
+		var got []byte
+		var readErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { got, readErr = l.ReadFile(first.Name) })
+		waitFor(t, func() bool { return f.calls.Load() == 1 })
+		names := entryNames(index)
+		p, err := l.StartPrefetch(context.Background(), wholeFiles(names...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		close(f.gate)
+		wg.Wait()
+		if err := p.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if readErr != nil || !bytes.Equal(got, contents[first.Name]) {
+			t.Fatalf("read: %d bytes, %v", len(got), readErr)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, r := range f.asked[1:] {
+			for _, c := range first.Chunks {
+				if c.FrameOffset < r.End() && r.Offset < c.FrameEnd {
+					t.Errorf("prefetch asked for %v, which holds the frame at %d a read was loading", r, c.FrameOffset)
+				}
 			}
 		}
-	}
+	})
 }

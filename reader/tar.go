@@ -15,7 +15,7 @@ import (
 // ErrNoTarSplit reports a layer that cannot rebuild its original tar
 // stream: it is not zstd:chunked, or its index pins no tar-split (the
 // first zstd:chunked writers wrote none).
-var ErrNoTarSplit = errors.New("reader: layer has no tar-split")
+var ErrNoTarSplit = errors.New("layer has no tar-split")
 
 // tarBatchBytes bounds the compressed frames WriteTar fetches in one
 // request, and so the memory it holds at once.

@@ -60,7 +60,7 @@ func annotatedIndex(cfg *config) (*toc.Footer, error) {
 // before either is used.
 func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*Layer, error) {
 	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	if footer.TOCLength > maxCompressed(cfg.maxTOCSize) {
 		return nil, fmt.Errorf("reader: %d-byte compressed TOC exceeds the %d-byte TOC limit: %w: %w",
@@ -141,7 +141,7 @@ func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.
 	frameStart, tocEnd := footer.TOCOffset-toc.SkippableFrameHeaderSize, footer.TOCOffset+footer.TOCLength
 	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, cfg.decodeOptions()...)
 	if err != nil {
-		return openedZstdTOC{err: fmt.Errorf("%w: %w", ErrCorrupt, err), undecodable: true}
+		return openedZstdTOC{err: fmt.Errorf("reader: %w: %w", ErrCorrupt, err), undecodable: true}
 	}
 	// The decoder read the whole payload; the frame header may still be
 	// on its way.

@@ -9,6 +9,11 @@ var (
 	// format, or a malformed one.
 	ErrInvalidFooter = errors.New("invalid footer")
 
+	// ErrNoFooter means a blob's tail ends in no footer of any known
+	// format at all: the blob is not seekable, or has lost its end. Errors
+	// wrapping it wrap ErrInvalidFooter too.
+	ErrNoFooter = errors.New("no known footer")
+
 	// ErrInvalidTOC means an index is malformed or inconsistent: bad JSON,
 	// an unknown entry type, an unsafe name, chunks that do not tile a
 	// file, offsets outside the blob, and the like.

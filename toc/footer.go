@@ -62,7 +62,9 @@ func footerParsers() []footerParser {
 // footer. tail must be the last len(tail) bytes of the blob; passing
 // MaxFooterSize bytes (or more, e.g. a tail that also holds the index) is
 // always enough. A tail shorter than a format's footer cannot match that
-// format. If no format matches, the error wraps ErrInvalidFooter.
+// format. If no format matches, the error wraps ErrNoFooter and
+// ErrInvalidFooter; a footer that matches a format but is malformed
+// yields an error wrapping ErrInvalidFooter only.
 func ParseFooter(tail []byte) (Footer, error) {
 	for _, parse := range footerParsers() {
 		f, ok, err := parse(tail)
@@ -73,5 +75,5 @@ func ParseFooter(tail []byte) (Footer, error) {
 			return f, nil
 		}
 	}
-	return Footer{}, fmt.Errorf("toc: no known footer in the last %d bytes: %w", len(tail), ErrInvalidFooter)
+	return Footer{}, fmt.Errorf("toc: last %d bytes: %w: %w", len(tail), ErrNoFooter, ErrInvalidFooter)
 }

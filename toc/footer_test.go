@@ -118,6 +118,25 @@ func TestParseFooterRejectsCorruption(t *testing.T) {
 	}
 }
 
+// TestParseFooterTellsNoFooterFromDamage checks that a tail with no
+// footer at all (a plain layer's) is told apart from a damaged footer.
+func TestParseFooterTellsNoFooterFromDamage(t *testing.T) {
+	var plain bytes.Buffer
+	zw := gzip.NewWriter(&plain)
+	zw.Write(bytes.Repeat([]byte("plain gzip layer "), 100))
+	zw.Close()
+	for name, tail := range map[string][]byte{"empty": nil, "zeros": make([]byte, 100), "plain gzip": plain.Bytes()} {
+		if _, err := ParseFooter(tail); !errors.Is(err, ErrNoFooter) || !errors.Is(err, ErrInvalidFooter) {
+			t.Errorf("%s: error %v, want ErrNoFooter and ErrInvalidFooter", name, err)
+		}
+	}
+	damaged := EStargzFooter(0x1234)
+	damaged[20] = 'g' // not a hex digit
+	if _, err := ParseFooter(damaged); !errors.Is(err, ErrInvalidFooter) || errors.Is(err, ErrNoFooter) {
+		t.Errorf("damaged footer: error %v, want ErrInvalidFooter only", err)
+	}
+}
+
 func TestMaxFooterSizeCoversEStargz(t *testing.T) {
 	for _, n := range []int{EStargzFooterSize, LegacyEStargzFooterSize, EStargzExternalTOCFooterSize} {
 		if n > MaxFooterSize {

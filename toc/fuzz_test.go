@@ -2,6 +2,7 @@ package toc
 
 import (
 	"bytes"
+	"errors"
 	"io/fs"
 	"testing"
 )
@@ -20,6 +21,9 @@ func FuzzParseFooter(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tail []byte) {
 		footer, err := ParseFooter(tail)
 		if err != nil {
+			if !errors.Is(err, ErrInvalidFooter) {
+				t.Fatalf("error %v does not wrap ErrInvalidFooter", err)
+			}
 			return
 		}
 		if footer.Size <= 0 || footer.Size > len(tail) || footer.Size > MaxFooterSize || footer.TOCOffset < 0 {

@@ -138,7 +138,9 @@ func (r lazyRun) run(ctx context.Context) (Result, error) {
 	clock := r.env.StartClock()
 	var src fetcher.Fetcher = f
 	if r.preload > 0 {
-		src = prefetch.Preload(ctx, f, fetcher.Range{Offset: 0, Length: r.preload})
+		p := prefetch.Preload(ctx, f, fetcher.Range{Offset: 0, Length: r.preload})
+		defer p.Close()
+		src = p
 	}
 	opts := []reader.Option{
 		reader.WithTOCDigest(r.blob.TOCDigest),
