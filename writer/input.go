@@ -11,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/toc"
 )
 
 var (
@@ -153,21 +154,10 @@ func (er *entryReader) drain() (int64, error) {
 	return er.tap.n, nil
 }
 
-// isSparse reports whether h is a GNU sparse file, old style (type 'S') or
-// PAX (GNU.sparse.* records). archive/tar reads its contents expanded,
-// holes as zeros, and sets Size to the expanded size, not the size of the
-// data the tar stores.
-func isSparse(h *tar.Header) bool {
-	if h.Typeflag == tar.TypeGNUSparse {
-		return true
-	}
-	for k := range h.PAXRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return true
-		}
-	}
-	return false
-}
+// isSparse reports whether h is a GNU sparse file (see toc.IsSparseTar).
+// archive/tar reads its contents expanded, holes as zeros, and sets Size
+// to the expanded size, not the size of the data the tar stores.
+func isSparse(h *tar.Header) bool { return toc.IsSparseTar(h.Typeflag, h.PAXRecords) }
 
 // expandSparse turns rec, a sparse file, into the plain regular file that
 // archive/tar reads: a header re-encoded without the sparse map, and the
