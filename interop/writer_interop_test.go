@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -236,5 +238,46 @@ func checkChunkDigests(t *testing.T, blob []byte, tc *toc.TOC) {
 				t.Fatalf("%q chunk %d: digest %s, TOC says %s", e.Name, i, d, c.Digest)
 			}
 		}
+	}
+}
+
+// TestWriterSparseFilesWithReference checks that the reference reader
+// reads the sparse files of GNU and PAX sparse tars, which our eStargz
+// writer expands, as the expanded files, verified against our TOC digest;
+// and that zstd:chunked refuses them rather than write a blob that does
+// not decompress to its input (containers/storage's compressor refuses
+// old GNU sparse files and writes PAX ones corrupt).
+func TestWriterSparseFilesWithReference(t *testing.T) {
+	t.Parallel()
+	want := make([]byte, 1<<20)
+	copy(want[300000:], "hello")
+	copy(want[900000:], "world")
+	for _, name := range []string{"sparse-gnu.tar", "sparse-pax.tar"} {
+		t.Run(name, func(t *testing.T) {
+			input, err := os.ReadFile(filepath.Join("..", "writer", "testdata", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			blob, res := buildBlob(t, input)
+			r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
+			if err != nil {
+				t.Fatalf("estargz.Open: %v", err)
+			}
+			if _, err := r.VerifyTOC(res.TOCDigest); err != nil {
+				t.Fatalf("reference VerifyTOC: %v", err)
+			}
+			sr, err := r.OpenFile("sparse")
+			if err != nil {
+				t.Fatalf("reference OpenFile: %v", err)
+			}
+			got, err := io.ReadAll(io.NewSectionReader(sr, 0, sr.Size()))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("reference reads %d bytes (err %v), want the %d-byte expanded file", len(got), err, len(want))
+			}
+			_, err = writer.Build(context.Background(), io.Discard, bytes.NewReader(input), writer.WithFormat(toc.FormatZstdChunked))
+			if !errors.Is(err, writer.ErrUnsupportedEntry) {
+				t.Errorf("zstd:chunked: error %v, want ErrUnsupportedEntry", err)
+			}
+		})
 	}
 }

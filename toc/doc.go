@@ -35,7 +35,9 @@
 //   - the tar-split that rebuilds the original tar is written by a
 //     TarSplitWriter, read by a TarSplitReader (NewTarSplitReader for
 //     verified bytes, NewTarSplitReaderFrom for a stream) and checked
-//     against the TOC by CheckTarSplit;
+//     against the TOC by CheckTarSplit, which refuses sparse files: a
+//     tar-split records their expanded size, so the tar it rebuilds would
+//     extract to other contents than the TOC describes;
 //   - ZstdChunkedAnnotations and ParseZstdChunkedAnnotations handle the
 //     three descriptor annotations.
 //

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -267,6 +268,13 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header) error) (int64, 
 		if err != nil {
 			return 0, fmt.Errorf("toc: tar-split record %d: tar header: %w: %w", r.n-1, ErrInvalidTarSplit, err)
 		}
+		if IsSparseTar(hdr.Typeflag, hdr.PAXRecords) {
+			// The file record stands for the expanded contents, the
+			// tar for its sparse map and the data it lists: the tar
+			// the tar-split rebuilds (and the blob holds) extracts
+			// to other contents than the TOC's.
+			return 0, fmt.Errorf("toc: tar-split record %d: %q is a sparse file, which a tar-split cannot describe: %w", r.n-1, untrusted.Short(hdr.Name), ErrTarSplitMismatch)
+		}
 		pending, padding = hdr, pad
 	}
 	if pending != nil {
@@ -279,7 +287,8 @@ func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header) error) (int64, 
 // TOC that pins it: the tar headers must list the TOC's entries one for
 // one, in order, with the same names (after cleaning), types, modes, uids
 // and gids, sizes, link targets, device numbers, times and extended
-// attributes, and each header's file record must follow it. A reader must
+// attributes, and each header's file record must follow it. Sparse files
+// are refused: a tar-split cannot rebuild them. A reader must
 // check this before trusting either, as containers/storage does. It
 // returns the size of the tar stream the tar-split describes (the layer's
 // uncompressed size). Disagreements wrap ErrTarSplitMismatch.
@@ -431,6 +440,24 @@ func sameTarTime(a, b time.Time) bool {
 		return unset(a) && unset(b)
 	}
 	return a.Equal(b)
+}
+
+// IsSparseTar reports whether a tar header with this type flag and these
+// PAX records is a GNU sparse file: old style (type 'S') or PAX (format
+// 0.0, 0.1 or 1.0, GNU.sparse.* records). Tar readers extract its sparse
+// map and the data it lists as the expanded file, but a tar-split records
+// the expanded size, so it cannot rebuild such a tar: CheckTarSplit
+// refuses them, and writers of tar-splits must.
+func IsSparseTar(typeflag byte, paxRecords map[string]string) bool {
+	if typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range paxRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // tarEntryType maps a tar type flag to the model, 0 for types the model

@@ -17,8 +17,8 @@ var (
 	// ErrPrioritizedNotFound reports a prioritised file that is not in the
 	// input (see WithAllowMissingPrioritized).
 	ErrPrioritizedNotFound = errors.New("prioritized file not found in input")
-	// ErrUnsupportedEntry reports a tar entry type that a layer cannot
-	// carry, such as a GNU multi-volume header.
+	// ErrUnsupportedEntry reports a tar entry that a layer cannot carry,
+	// such as a GNU multi-volume header, or a sparse file in zstd:chunked.
 	ErrUnsupportedEntry = errors.New("unsupported tar entry type")
 	// ErrInvalidOption reports an option value out of range.
 	ErrInvalidOption = errors.New("invalid option")

@@ -395,7 +395,9 @@ func TestBuildWriteError(t *testing.T) {
 }
 
 // TestBuildSparseFiles checks that GNU and PAX sparse files, which
-// archive/tar reads expanded, are written as plain regular files.
+// archive/tar reads expanded, are written as plain regular files in
+// eStargz, and refused by zstd:chunked, which must keep the tar's bytes
+// (sparse_test.go extracts them with real tar implementations).
 func TestBuildSparseFiles(t *testing.T) {
 	want := make([]byte, 1<<20)
 	copy(want[300000:], "hello")
@@ -427,6 +429,11 @@ func TestBuildSparseFiles(t *testing.T) {
 			}
 			if !bytes.Equal(got["sparse"], want) || string(got["plain"]) != "plain\n" {
 				t.Error("the gunzipped blob does not hold the expanded sparse file and the plain one")
+			}
+
+			_, err = Build(t.Context(), io.Discard, bytes.NewReader(input), WithFormat(toc.FormatZstdChunked))
+			if !errors.Is(err, ErrUnsupportedEntry) || !strings.Contains(err.Error(), `"sparse": sparse file`) {
+				t.Errorf("zstd:chunked: error %v, want ErrUnsupportedEntry naming the sparse file", err)
 			}
 		})
 	}

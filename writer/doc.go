@@ -6,9 +6,11 @@
 // gunzips, as a whole, to a tar stream holding the same entries followed by
 // the TOC entry stargz.index.json. Each entry's header bytes are copied from
 // the input unchanged (USTAR, PAX and GNU headers, long names, xattrs), with
-// one exception: sparse files are written expanded, under a re-encoded
-// header. An input that is already eStargz loses its old TOC and landmarks,
-// which Build writes anew.
+// one exception: a sparse file (GNU tar --sparse: an old GNU header or a PAX
+// 0.0, 0.1 or 1.0 sparse map) is written as the regular file that tar
+// readers extract, its holes filled with zeros, under a header re-encoded
+// without the sparse map. An input that is already eStargz loses its old
+// TOC and landmarks, which Build writes anew.
 //
 // The blob is a series of gzip members. A new member starts at the blob's
 // start, at every chunk of a non-empty regular file (files larger than the
@@ -45,6 +47,11 @@
 // tar's headers, and the footer follow in skippable frames; Result carries
 // the three annotations that locate them. The input's order is kept, so
 // prioritised files and shared frames (WithMinChunkSize) are refused, as
-// are entries containers/storage cannot index: sparse files and PAX global
-// headers.
+// are PAX global headers, which containers/storage cannot index, and sparse
+// files: the blob would have to hold the sparse map and only the data it
+// lists, yet a tar-split file record stands for the file's expanded size,
+// so no reader could rebuild the tar (containers/storage refuses old GNU
+// sparse files and writes PAX ones corrupt). Build fails with
+// ErrUnsupportedEntry naming the entry; expand sparse files first, or write
+// eStargz.
 package writer

@@ -11,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/toc"
 )
 
 var (
@@ -76,8 +77,8 @@ func (t *tapReader) Read(p []byte) (int, error) {
 type record struct {
 	hdr *tar.Header
 	// raw is the entry's header as it appears in the input: the header
-	// block plus any PAX or GNU extension records before it. Sparse files,
-	// whose payload Build writes expanded, get a re-encoded header instead.
+	// block plus any PAX or GNU extension records before it and, for a
+	// PAX 1.0 sparse file, the sparse map that begins its data.
 	raw []byte
 	// lead is raw preceded by the previous entry's padding, exactly as
 	// the input has it: together with the payloads, the leads and the
@@ -125,35 +126,13 @@ func (er *entryReader) next() (*record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writer: tar input at offset %d: %w", start, err)
 	}
-	rec := &record{
+	return &record{
 		hdr:     hdr,
 		lead:    er.tap.recorded,
 		raw:     er.tap.recorded[start-(er.tap.n-int64(len(er.tap.recorded))):],
 		start:   start,
 		payload: er.tr,
-	}
-	if isSparse(hdr) {
-		// archive/tar reads sparse files expanded; describe them as the
-		// plain regular files that the output holds.
-		h := *hdr
-		h.Typeflag = tar.TypeReg
-		h.Format = tar.FormatUnknown
-		h.Xattrs = nil // the same records as PAXRecords, filtered below
-		h.PAXRecords = nil
-		for k, v := range hdr.PAXRecords {
-			if !strings.HasPrefix(k, "GNU.sparse.") {
-				if h.PAXRecords == nil {
-					h.PAXRecords = make(map[string]string)
-				}
-				h.PAXRecords[k] = v
-			}
-		}
-		if rec.raw, err = encodeHeader(&h); err != nil {
-			return nil, fmt.Errorf("writer: entry %q: re-encoding sparse file header: %w", hdr.Name, err)
-		}
-		rec.hdr = &h
-	}
-	return rec, nil
+	}, nil
 }
 
 // trailer returns, once next has returned io.EOF, the input bytes that
@@ -175,16 +154,34 @@ func (er *entryReader) drain() (int64, error) {
 	return er.tap.n, nil
 }
 
-func isSparse(h *tar.Header) bool {
-	if h.Typeflag == tar.TypeGNUSparse {
-		return true
-	}
-	for k := range h.PAXRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return true
+// isSparse reports whether h is a GNU sparse file (see toc.IsSparseTar).
+// archive/tar reads its contents expanded, holes as zeros, and sets Size
+// to the expanded size, not the size of the data the tar stores.
+func isSparse(h *tar.Header) bool { return toc.IsSparseTar(h.Typeflag, h.PAXRecords) }
+
+// expandSparse turns rec, a sparse file, into the plain regular file that
+// archive/tar reads: a header re-encoded without the sparse map, and the
+// contents expanded.
+func expandSparse(rec *record) error {
+	h := *rec.hdr
+	h.Typeflag = tar.TypeReg
+	h.Format = tar.FormatUnknown
+	h.Xattrs = nil // the same records as PAXRecords, filtered below
+	h.PAXRecords = nil
+	for k, v := range rec.hdr.PAXRecords {
+		if !strings.HasPrefix(k, "GNU.sparse.") {
+			if h.PAXRecords == nil {
+				h.PAXRecords = make(map[string]string)
+			}
+			h.PAXRecords[k] = v
 		}
 	}
-	return false
+	raw, err := encodeHeader(&h)
+	if err != nil {
+		return fmt.Errorf("writer: entry %q: re-encoding sparse file header: %w", h.Name, err)
+	}
+	rec.hdr, rec.raw, rec.lead = &h, raw, nil
+	return nil
 }
 
 // encodeHeader returns the tar header blocks for h, without payload.

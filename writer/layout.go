@@ -147,6 +147,14 @@ func (a *assembler) add(rec *record, newMember bool) error {
 	if err := a.ctx.Err(); err != nil {
 		return err
 	}
+	if isSparse(rec.hdr) {
+		// An eStargz tar is written anew: a sparse file becomes the
+		// regular file tar readers extract, so that its chunks in the
+		// TOC are bytes the tar holds.
+		if err := expandSparse(rec); err != nil {
+			return err
+		}
+	}
 	e, err := tocEntry(rec.hdr)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -154,9 +155,17 @@ func (l *chunkedLayout) add(rec *record) error {
 		return err
 	}
 	hdr := rec.hdr
-	if isSparse(hdr) || hdr.Typeflag == tar.TypeXGlobalHeader {
-		// Sparse files would need their holes rebuilt, and a global
-		// header has no TOC entry: containers/storage refuses both.
+	if isSparse(hdr) {
+		// The blob must hold the tar's own bytes: the sparse map and
+		// only the data it lists. A tar-split file record stands for
+		// hdr.Size bytes of contents, the expanded size, so no
+		// tar-split can rebuild that tar from the file, and
+		// containers/storage would write it corrupt.
+		return fmt.Errorf("writer: entry %q: sparse file: zstd:chunked cannot keep its sparse map (no tar-split rebuilds it): %w", untrusted.Short(hdr.Name), ErrUnsupportedEntry)
+	}
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		// A global header has no TOC entry: containers/storage refuses
+		// it.
 		return fmt.Errorf("writer: entry %q: tar type %q in zstd:chunked: %w", hdr.Name, hdr.Typeflag, ErrUnsupportedEntry)
 	}
 	e, err := tocEntry(hdr)

@@ -136,3 +136,33 @@ func WriteTar(entries []Entry) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// SparseTar returns a tar holding one GNU sparse file in PAX format 0.1
+// (as GNU tar --sparse --sparse-version=0.1 writes it): name, of size
+// bytes, zeros but for data at its start, which is all the tar stores.
+// archive/tar reads it as the expanded file; it writes no sparse files
+// itself, so the records are written under other names and renamed in
+// the PAX data, which no checksum covers.
+func SparseTar(name string, size int64, data []byte) ([]byte, error) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	err := tw.WriteHeader(&tar.Header{
+		Typeflag: tar.TypeReg, Name: name, Size: int64(len(data)), Mode: 0o644, Format: tar.FormatPAX,
+		PAXRecords: map[string]string{
+			"XXX.sparse.numblocks": "1",
+			"XXX.sparse.map":       fmt.Sprintf("0,%d", len(data)),
+			"XXX.sparse.size":      fmt.Sprint(size),
+			"XXX.sparse.name":      name,
+		},
+	})
+	if err == nil {
+		_, err = tw.Write(data)
+	}
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tartest: sparse tar: %w", err)
+	}
+	return bytes.ReplaceAll(b.Bytes(), []byte("XXX.sparse."), []byte("GNU.sparse.")), nil
+}

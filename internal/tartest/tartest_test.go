@@ -1,6 +1,9 @@
 package tartest
 
 import (
+	"archive/tar"
+	"bytes"
+	"io"
 	"reflect"
 	"testing"
 )
@@ -31,5 +34,31 @@ func TestSmallKindsMatchesKinds(t *testing.T) {
 	}
 	if smallSize*4 > fullSize || largest <= 2*512<<10 {
 		t.Errorf("SmallKinds holds %d bytes (largest file %d), Kinds %d", smallSize, largest, fullSize)
+	}
+}
+
+// TestSparseTar checks that archive/tar reads SparseTar's file as the
+// expanded sparse file it describes.
+func TestSparseTar(t *testing.T) {
+	b, err := SparseTar("dir/s", 100000, []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(bytes.NewReader(b))
+	h, err := tr.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 100000)
+	copy(want, "hello")
+	if h.Name != "dir/s" || h.PAXRecords["GNU.sparse.map"] != "0,5" || !bytes.Equal(got, want) {
+		t.Errorf("read %q (records %v), %d bytes; want the expanded sparse file dir/s", h.Name, h.PAXRecords, len(got))
+	}
+	if _, err := tr.Next(); err != io.EOF {
+		t.Errorf("after the file: %v, want io.EOF", err)
 	}
 }

@@ -186,3 +186,9 @@ func KindsTar(tb testing.TB) []byte {
 
 // WriteTar encodes entries as a tar stream, each header in its own Format.
 func WriteTar(entries []Entry) ([]byte, error) { return tartest.WriteTar(entries) }
+
+// SparseTar returns a tar holding one GNU PAX sparse file: see
+// tartest.SparseTar.
+func SparseTar(name string, size int64, data []byte) ([]byte, error) {
+	return tartest.SparseTar(name, size, data)
+}
