@@ -11,6 +11,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
 )
 
@@ -110,5 +111,45 @@ func BenchmarkWarmSequentialRead(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkWarmZerosRead4K reads 4 KiB at random offsets of a zstd:chunked
+// file's 16 MiB hole (chunks of zeros) and, as the anchor, of its cached
+// data chunks around it.
+func BenchmarkWarmZerosRead4K(b *testing.B) {
+	const data, hole = 4 << 20, 16 << 20
+	content := append(pseudoRandom(data, 1), make([]byte, hole)...)
+	content = append(content, pseudoRandom(data, 2)...)
+	tarData := tarOf(b, []tar.Header{{Typeflag: tar.TypeReg, Name: "f", Mode: 0o644}}, content)
+	blob, _ := writerBlob(b, tarData, writer.WithFormat(toc.FormatZstdChunked))
+	l, err := Open(context.Background(), fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob))), WithCache(cache.NewMemory(256<<20)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	if err := l.FetchAll(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	for _, region := range []struct {
+		name     string
+		from, to int64
+	}{{"data", 0, data}, {"zeros", data, data + hole}} {
+		b.Run(region.name, func(b *testing.B) {
+			f, err := l.Open("f")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			ra := f.(io.ReaderAt)
+			rng := rand.New(rand.NewPCG(1, 2))
+			buf := make([]byte, 4<<10)
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				if _, err := ra.ReadAt(buf, region.from+rng.Int64N(region.to-region.from-int64(len(buf)))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
