@@ -97,8 +97,8 @@ func BenchmarkZstdChunkedBuild(b *testing.B) {
 // (examples/bench/testdata) against GOROOT layers in a simulated registry
 // 20 ms away behind 50 MB/s, as eStargz and as zstd:chunked, both written
 // by our writer without prioritised files. Each run opens the layer (one
-// request: eStargz with a tail hint covering its TOC, zstd:chunked with its
-// annotations), fetches every frame the trace's files need in one Fetch
+// request, from the layer's annotations, as a client with the manifest
+// has them), fetches every frame the trace's files need in one Fetch
 // (which the HTTP fetcher coalesces), then reads the files through the
 // reader, which decompresses and verifies them. Reported: requests and
 // MB fetched per start, the physical limit for the bytes fetched
@@ -117,7 +117,7 @@ func BenchmarkZstdChunkedLazyStart(b *testing.B) {
 			blob, res := buildLayer(b, tarPath, format)
 			d := srv.AddBlob("goroot/"+strings.ReplaceAll(format.String(), ":", "-"), blob.Bytes())
 			ref := srv.Host() + "/goroot/" + strings.ReplaceAll(format.String(), ":", "-") + "@" + d.String()
-			opts := []reader.Option{reader.WithAnnotations(res.Annotations), reader.WithTailHint(indexTail(res))}
+			opts := []reader.Option{reader.WithAnnotations(res.Annotations)}
 
 			var fetched int64
 			var opening time.Duration
@@ -157,7 +157,7 @@ func BenchmarkZstdChunkedOpen(b *testing.B) {
 		b.Run(strings.ReplaceAll(format.String(), ":", "-"), func(b *testing.B) {
 			blob, res := buildLayer(b, tarPath, format)
 			f := fetcher.FromReaderAt(bytes.NewReader(blob.Bytes()), int64(blob.Len()))
-			opts := []reader.Option{reader.WithAnnotations(res.Annotations), reader.WithTailHint(indexTail(res))}
+			opts := []reader.Option{reader.WithAnnotations(res.Annotations)}
 			b.ReportAllocs()
 			runtime.GC()
 			cpuStart := cpuSeconds()
@@ -187,18 +187,6 @@ func buildLayer(b *testing.B, tarPath string, format toc.Format) (*bytes.Buffer,
 		b.Fatal(err)
 	}
 	return &blob, res
-}
-
-// indexTail is how many bytes at the blob's end hold its index: the tail
-// hint that makes an eStargz open one request.
-func indexTail(res *writer.Result) int64 {
-	tail := res.Size
-	for _, e := range res.TOC.Entries {
-		for _, c := range e.Chunks {
-			tail = min(tail, res.Size-c.FrameEnd)
-		}
-	}
-	return tail
 }
 
 // loadStartupTrace returns the files examples/bench's go-build trace

@@ -11,6 +11,26 @@
 // verified chunks are kept by digest and shared across layers; concurrent
 // reads of one frame are collapsed into one fetch.
 //
+// Given the layer descriptor's annotations (WithAnnotations) as the writer
+// package makes them, Open fetches index and footer in one request of
+// exactly their bytes, whatever the index's size: a 1.6 GB layer has a
+// 3.5 MB eStargz TOC, a layer of 300,000 files one of 16 MB. Without
+// them it fetches the blob's last WithTailHint bytes (1 MiB by default),
+// and, if the footer there says the index starts before them, exactly the
+// bytes missing in one more request: never more than two round trips. The
+// blob's size comes first, from the fetcher: give an HTTP fetcher the
+// descriptor's size (fetcher.WithSize), or it asks for it with a request
+// of its own.
+//
+// The index position annotation (toc.AnnotationIndexPosition) is trusted
+// only to say where to fetch; what Open fetches is read and verified from
+// its footer as without it. One that does not end at the blob's end, or
+// spans more than the largest compressed TOC that WithMaxTOCSize admits
+// plus a footer (the limit, a 64th more and 64 KiB, for incompressible
+// data: 152.4 MiB by default), fails Open with ErrCorrupt (the latter
+// also with toc.ErrTOCTooLarge) before anything is fetched. One that
+// starts too late costs the second request above; too early, bytes.
+//
 // A file's own digest (toc.Entry.Digest) is verified too. Open checks
 // that the digest of a file of one chunk is that chunk's, and that of an
 // empty file the digest of no bytes (zstd:chunked leaves it empty, which

@@ -13,17 +13,18 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// Open opens the layer blob that f serves. It fetches the blob's tail,
-// which holds the footer and, when the tail is large enough (see
-// WithTailHint), the whole index; otherwise it fetches the index with one
-// more request. With zstd:chunked annotations (WithAnnotations) the footer
-// is not needed: the index comes in one request. The index is checked
+// Open opens the layer blob that f serves. It asks f for the blob's size,
+// then fetches the blob's tail, which holds the footer and, when the tail
+// is large enough, the whole index; otherwise it fetches the bytes of the
+// index the tail lacks with one more request. With the annotations the
+// writer package makes (WithAnnotations) the tail is exactly index and
+// footer; without, the last WithTailHint bytes. The index is checked
 // against WithTOCDigest, decoded and validated against the blob's size
 // before Open returns. ctx bounds Open only; reads from the returned Layer
 // run until the Layer is closed.
 func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error) {
 	cfg := newConfig(opts)
-	annotated, err := annotatedIndex(&cfg)
+	frames, region, err := annotatedIndex(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -34,12 +35,16 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	if size <= 0 {
 		return nil, fmt.Errorf("reader: blob of %d bytes: %w", size, ErrCorrupt)
 	}
-	if annotated != nil {
-		return openZstdChunkedLayer(ctx, f, size, blobRange{}, *annotated, cfg)
+	if frames != nil {
+		return openZstdChunkedLayer(ctx, f, size, blobRange{}, *frames, cfg)
+	}
+	from, err := firstFetch(size, region, cfg)
+	if err != nil {
+		return nil, err
 	}
 	// The tail is decoded as an eStargz TOC as it arrives, in case it
 	// starts with one; the footer says afterwards.
-	tail, early, err := fetchDecoding(ctx, f, size-min(size, max(cfg.tailHint, toc.MaxFooterSize)), size, size-toc.MaxFooterSize, cfg)
+	tail, early, err := fetchDecoding(ctx, f, blobRange{}, from, size, size-toc.MaxFooterSize, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("reader: fetch blob tail: %w", err)
 	}
@@ -75,6 +80,78 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	}
 	return newLayer(ctx, f, index, dataEnd, cfg)
 }
+
+// annotatedIndex reads the layer descriptor annotations given with
+// WithAnnotations. For a zstd:chunked layer it returns the frame positions
+// they record (so Open needs no footer) and pins the manifest checksum.
+// Otherwise it returns the range toc.AnnotationIndexPosition gives, if
+// any (Length 0 if not), to be checked against the blob by firstFetch,
+// and for an eStargz layer it pins the TOC digest. Other annotations are
+// ignored. A pin that contradicts WithTOCDigest fails with ErrTOCDigest.
+func annotatedIndex(cfg *config) (*toc.Footer, fetcher.Range, error) {
+	if cfg.annotations == nil {
+		return nil, fetcher.Range{}, nil
+	}
+	var region fetcher.Range
+	var err error
+	region.Offset, region.Length, err = toc.ParseIndexPositionAnnotations(cfg.annotations)
+	if err != nil && !errors.Is(err, toc.ErrMissingAnnotation) {
+		return nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+	}
+	pin := func(d digest.Digest) error {
+		if cfg.tocDigest != "" && cfg.tocDigest != d {
+			return fmt.Errorf("reader: annotations pin TOC digest %s, WithTOCDigest %s: %w", d, cfg.tocDigest, ErrTOCDigest)
+		}
+		cfg.tocDigest = d
+		return nil
+	}
+	tocDigest, f, err := toc.ParseZstdChunkedAnnotations(cfg.annotations)
+	switch {
+	case err == nil:
+		if err := pin(tocDigest); err != nil {
+			return nil, fetcher.Range{}, err
+		}
+		return &f, fetcher.Range{}, nil
+	case !errors.Is(err, toc.ErrMissingAnnotation):
+		return nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+	}
+	tocDigest, _, err = toc.ParseEStargzAnnotations(cfg.annotations)
+	switch {
+	case err == nil:
+		if err := pin(tocDigest); err != nil {
+			return nil, fetcher.Range{}, err
+		}
+	case !errors.Is(err, toc.ErrMissingAnnotation):
+		return nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+	}
+	return nil, region, nil
+}
+
+// firstFetch returns where the tail Open fetches first starts: at the
+// start of region, the range of index and footer that the annotations
+// give (toc.AnnotationIndexPosition), or, without one, WithTailHint bytes
+// before the blob's end. The region must end at the blob's end and be no
+// larger than an index Open accepts (maxIndexRegion); it is trusted for
+// nothing else: what the tail holds is found from its footer.
+func firstFetch(size int64, region fetcher.Range, cfg config) (int64, error) {
+	if region.Length == 0 {
+		return size - min(size, max(cfg.tailHint, toc.MaxFooterSize)), nil
+	}
+	if region.End() != size {
+		return 0, fmt.Errorf("reader: annotation %s: %d bytes at %d do not end at the end of the %d-byte blob: %w",
+			toc.AnnotationIndexPosition, region.Length, region.Offset, size, ErrCorrupt)
+	}
+	if limit := maxIndexRegion(cfg); region.Length > limit {
+		return 0, fmt.Errorf("reader: annotation %s: %d bytes of index and footer exceed the %d bytes a %d-byte TOC takes: %w: %w",
+			toc.AnnotationIndexPosition, region.Length, limit, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
+	}
+	return min(region.Offset, size-min(size, toc.MaxFooterSize)), nil
+}
+
+// maxIndexRegion is the most bytes the index position annotation may ask
+// Open to fetch: the largest compressed TOC WithMaxTOCSize admits, and a
+// footer.
+func maxIndexRegion(cfg config) int64 { return maxCompressed(cfg.maxTOCSize) + toc.MaxFooterSize }
 
 // plainHeadSize is how many bytes at a blob's start plainLayerKind looks
 // at: a tar header block, whose magic lies at offset 257.
@@ -150,7 +227,8 @@ func openEStargz(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRa
 	var data []byte
 	var err error
 	if member, ok := tail.slice(footer.TOCOffset, tocEnd); !ok {
-		r, d, ferr := fetchDecoding(ctx, f, footer.TOCOffset, tocEnd, tocEnd, cfg)
+		// The tail holds the member's end: fetch the bytes before it.
+		r, d, ferr := fetchDecoding(ctx, f, tail, footer.TOCOffset, tocEnd, tocEnd, cfg)
 		if ferr != nil {
 			return nil, 0, fmt.Errorf("reader: fetch TOC: %w", ferr)
 		}

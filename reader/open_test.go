@@ -110,9 +110,9 @@ func TestOpenFetchesTailOnceWhenItHoldsTheTOC(t *testing.T) {
 	}{
 		{0, []fetcher.Range{{Offset: int64(len(blob)) - min(DefaultTailHint, int64(len(blob))), Length: min(DefaultTailHint, int64(len(blob)))}}},
 		{int64(len(blob)) - footer.TOCOffset, []fetcher.Range{{Offset: footer.TOCOffset, Length: int64(len(blob)) - footer.TOCOffset}}},
-		{10, []fetcher.Range{
+		{10, []fetcher.Range{ // then only the TOC's bytes the tail lacks
 			{Offset: int64(len(blob) - toc.MaxFooterSize), Length: toc.MaxFooterSize},
-			{Offset: footer.TOCOffset, Length: int64(len(blob)-footer.Size) - footer.TOCOffset},
+			{Offset: footer.TOCOffset, Length: int64(len(blob)-toc.MaxFooterSize) - footer.TOCOffset},
 		}},
 	} {
 		// Open asks for the bytes in pieces, which the fetcher reads in

@@ -11,8 +11,10 @@ import (
 
 const (
 	// DefaultTailHint is how many bytes at the end of a blob Open reads in
-	// its first request when WithTailHint is not given. The TOC of most
-	// layers fits in it, so footer and TOC arrive in one round trip.
+	// its first request when WithTailHint is not given and the annotations
+	// do not locate the index. The TOC of most layers fits in it (the
+	// eStargz TOC of the Go toolchain's 15,000 files takes 0.86 MB), so
+	// footer and TOC arrive in one round trip.
 	DefaultTailHint = 1 << 20
 
 	// DefaultMaxTOCSize bounds the decompressed size of an index when
@@ -90,9 +92,12 @@ func WithTOCDigest(d digest.Digest) Option {
 // tarsplit-position) they pin the compressed TOC, as WithTOCDigest does,
 // and locate the TOC and tar-split, so that Open fetches both in one
 // request and never reads the footer. For an eStargz layer the TOC digest
-// annotation pins the TOC. Other annotations are ignored; malformed ones
-// make Open fail with ErrCorrupt, and a digest contradicting WithTOCDigest
-// with ErrTOCDigest.
+// annotation pins the TOC, and toc.AnnotationIndexPosition, which the
+// writer package adds to both formats, locates TOC and footer: Open
+// fetches exactly them, in one request, instead of the WithTailHint
+// bytes (see the package documentation for how little it trusts it).
+// Other annotations are ignored; malformed ones make Open fail with
+// ErrCorrupt, and a digest contradicting WithTOCDigest with ErrTOCDigest.
 func WithAnnotations(a map[string]string) Option {
 	return func(c *config) { c.annotations = maps.Clone(a) }
 }
@@ -186,9 +191,11 @@ func WithMaxNameBytes(n int64) Option {
 }
 
 // WithTailHint sets how many bytes at the end of the blob Open fetches in
-// its first request. When the index lies within them, Open needs no second
+// its first request when the annotations (WithAnnotations) do not locate
+// the index. When the index lies within them, Open needs no second
 // request; a hint larger than the index wastes bandwidth, a smaller one
-// costs a second round trip. Non-positive n means DefaultTailHint.
+// costs a second round trip, for the bytes the tail lacks. Non-positive n
+// means DefaultTailHint.
 func WithTailHint(n int64) Option {
 	return func(c *config) { c.tailHint = positiveOr(n, DefaultTailHint) }
 }

@@ -42,30 +42,44 @@ type arrivalPiece struct {
 // errDecoderStopped ends the read of an abandoned decoding.
 var errDecoderStopped = errors.New("index decoding abandoned")
 
-// newArrival returns an arrival of the given spans: those with data are
-// there already, the others (offset and length only) are to be fetched.
-func newArrival(spans ...arrivalSpan) *arrival {
+// newArrival returns an arrival of the given spans of the blob. The bytes
+// of them that have holds are there already, and the rest is to be
+// fetched: a span that have holds whole shares have's bytes, and one that
+// have holds in part gets a buffer of its own with that part copied in.
+func newArrival(have blobRange, spans ...fetcher.Range) *arrival {
 	a := &arrival{}
 	a.cond.L = &a.mu
 	for _, sp := range spans {
-		data, got := sp.data, sp.data != nil
-		if !got {
-			data = make([]byte, sp.length)
+		if data, ok := have.slice(sp.Offset, sp.End()); ok {
+			a.spans = append(a.spans, blobRange{sp.Offset, data})
+			a.pieces = append(a.pieces, arrivalPiece{sp.Offset, data, true})
+			continue
 		}
-		a.spans = append(a.spans, blobRange{sp.offset, data})
-		for off := int64(0); off < int64(len(data)); off += tocPiece {
-			a.pieces = append(a.pieces, arrivalPiece{sp.offset + off, data[off:min(off+tocPiece, int64(len(data)))], got})
+		data := make([]byte, sp.Length)
+		a.spans = append(a.spans, blobRange{sp.Offset, data})
+		// have's part of the span, [from, to), is copied; the bytes
+		// before and after it are fetched.
+		from, to := max(sp.Offset, have.offset), min(sp.End(), have.offset+int64(len(have.data)))
+		if from < to {
+			part := data[from-sp.Offset : to-sp.Offset]
+			copy(part, have.data[from-have.offset:])
+			a.pieces = append(a.pieces, arrivalPiece{from, part, true})
+		} else {
+			from, to = sp.End(), sp.End()
 		}
+		a.addMissing(sp.Offset, data[:from-sp.Offset])
+		a.addMissing(to, data[to-sp.Offset:])
 	}
 	slices.SortFunc(a.pieces, func(x, y arrivalPiece) int { return cmp.Compare(x.offset, y.offset) })
 	return a
 }
 
-// An arrivalSpan is a span for newArrival: blob bytes [offset,
-// offset+length), with data if they are already at hand.
-type arrivalSpan struct {
-	offset, length int64
-	data           []byte
+// addMissing adds pieces to fetch into data, blob bytes [offset,
+// offset+len(data)).
+func (a *arrival) addMissing(offset int64, data []byte) {
+	for off := 0; off < len(data); off += tocPiece {
+		a.pieces = append(a.pieces, arrivalPiece{offset + int64(off), data[off:min(off+tocPiece, len(data))], false})
+	}
 }
 
 // fetch fetches the pieces not already there, as one fetch whose ranges
@@ -192,11 +206,11 @@ type tocDecoding struct {
 	err   error
 }
 
-// fetchDecoding fetches blob bytes [from, to) and decodes them as they
-// arrive (see tocDecoding), letting the decoder read no further than
-// limit for now. The caller must call finish or stop.
-func fetchDecoding(ctx context.Context, f fetcher.Fetcher, from, to, limit int64, cfg config) (blobRange, *tocDecoding, error) {
-	a := newArrival(arrivalSpan{offset: from, length: to - from})
+// fetchDecoding fetches blob bytes [from, to), but for those have holds,
+// and decodes them as they arrive (see tocDecoding), letting the decoder
+// read no further than limit for now. The caller must call finish or stop.
+func fetchDecoding(ctx context.Context, f fetcher.Fetcher, have blobRange, from, to, limit int64, cfg config) (blobRange, *tocDecoding, error) {
+	a := newArrival(have, fetcher.Range{Offset: from, Length: to - from})
 	d := &tocDecoding{from: from, a: a, r: a.reader(from, limit, false), done: make(chan struct{})}
 	go func() {
 		defer close(d.done)

@@ -3,7 +3,6 @@ package reader
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -11,45 +10,6 @@ import (
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
-
-// annotatedIndex reads the layer descriptor annotations given with
-// WithAnnotations. For a zstd:chunked layer it returns the frame positions
-// they record (so Open needs no footer) and pins the manifest checksum;
-// for an eStargz layer it pins the TOC digest. Other annotations are
-// ignored. A pin that contradicts WithTOCDigest fails with ErrTOCDigest.
-func annotatedIndex(cfg *config) (*toc.Footer, error) {
-	if cfg.annotations == nil {
-		return nil, nil
-	}
-	pin := func(d digest.Digest) error {
-		if cfg.tocDigest != "" && cfg.tocDigest != d {
-			return fmt.Errorf("reader: annotations pin TOC digest %s, WithTOCDigest %s: %w", d, cfg.tocDigest, ErrTOCDigest)
-		}
-		return nil
-	}
-	tocDigest, f, err := toc.ParseZstdChunkedAnnotations(cfg.annotations)
-	switch {
-	case err == nil:
-		if err := pin(tocDigest); err != nil {
-			return nil, err
-		}
-		cfg.tocDigest = tocDigest
-		return &f, nil
-	case !errors.Is(err, toc.ErrMissingAnnotation):
-		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
-	}
-	tocDigest, _, err = toc.ParseEStargzAnnotations(cfg.annotations)
-	switch {
-	case err == nil:
-		if err := pin(tocDigest); err != nil {
-			return nil, err
-		}
-		cfg.tocDigest = tocDigest
-	case !errors.Is(err, toc.ErrMissingAnnotation):
-		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
-	}
-	return nil, nil
-}
 
 // openZstdChunkedLayer opens a zstd:chunked layer whose TOC and tar-split
 // frames footer locates (from the blob's footer or from annotations, the
@@ -241,37 +201,28 @@ func checkTarSplit(compressed []byte, want digest.Digest, ahead <-chan parsedTar
 }
 
 // indexArrival returns the arrival of the TOC frame and, if the blob has
-// one, the tar-split frame, headers included: from tail when it holds
+// one, the tar-split frame, headers included, from tail as far as it holds
 // them, the rest to be fetched. containers/storage writes the two frames
 // next to each other, so one span covers both; frames further apart are
 // two spans of the same fetch.
 func indexArrival(tail blobRange, footer toc.Footer) *arrival {
-	frames := []arrivalSpan{{
-		offset: footer.TOCOffset - toc.SkippableFrameHeaderSize,
-		length: footer.TOCLength + toc.SkippableFrameHeaderSize,
+	spans := []fetcher.Range{{
+		Offset: footer.TOCOffset - toc.SkippableFrameHeaderSize,
+		Length: footer.TOCLength + toc.SkippableFrameHeaderSize,
 	}}
 	if footer.TarSplitLength > 0 {
-		frames = append(frames, arrivalSpan{
-			offset: footer.TarSplitOffset - toc.SkippableFrameHeaderSize,
-			length: footer.TarSplitLength + toc.SkippableFrameHeaderSize,
-		})
-	}
-	var spans, missing []arrivalSpan
-	for _, fr := range frames {
-		if data, ok := tail.slice(fr.offset, fr.offset+fr.length); ok {
-			spans = append(spans, arrivalSpan{fr.offset, fr.length, data})
+		ts := fetcher.Range{
+			Offset: footer.TarSplitOffset - toc.SkippableFrameHeaderSize,
+			Length: footer.TarSplitLength + toc.SkippableFrameHeaderSize,
+		}
+		from, to := min(spans[0].Offset, ts.Offset), max(spans[0].End(), ts.End())
+		if to-from-spans[0].Length-ts.Length <= maxIndexGap {
+			spans[0] = fetcher.Range{Offset: from, Length: to - from}
 		} else {
-			missing = append(missing, fr)
+			spans = append(spans, ts)
 		}
 	}
-	if len(missing) == 2 {
-		from := min(missing[0].offset, missing[1].offset)
-		to := max(missing[0].offset+missing[0].length, missing[1].offset+missing[1].length)
-		if to-from-missing[0].length-missing[1].length <= maxIndexGap {
-			missing = []arrivalSpan{{offset: from, length: to - from}}
-		}
-	}
-	return newArrival(append(spans, missing...)...)
+	return newArrival(tail, spans...)
 }
 
 // maxIndexGap is how many bytes between the TOC and tar-split frames

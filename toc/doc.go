@@ -41,6 +41,13 @@
 //   - ZstdChunkedAnnotations and ParseZstdChunkedAnnotations handle the
 //     three descriptor annotations.
 //
+// For both, IndexPositionAnnotations and ParseIndexPositionAnnotations
+// handle lazylayer's own descriptor annotation, AnnotationIndexPosition
+// ("offset:length"): the range at the blob's end that holds index and
+// footer, which a reader fetches first, in one request, whatever the
+// index's size. It only says where to fetch; nothing is trusted because
+// of it.
+//
 // Everything here parses untrusted bytes: decoders validate structure
 // (names, chunk tiling, offsets), never panic, and report problems with
 // errors wrapping the sentinels ErrInvalidFooter, ErrInvalidTOC,

@@ -3,6 +3,7 @@ package toc
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -45,11 +46,15 @@ func TestParseEStargzAnnotations(t *testing.T) {
 		{"bad digest", map[string]string{AnnotationEStargzTOCDigest: "sha256:zz"}, 0, ErrInvalidAnnotation},
 		{"bad size", map[string]string{AnnotationEStargzTOCDigest: d, AnnotationUncompressedSize: "1k"}, 0, ErrInvalidAnnotation},
 		{"negative size", map[string]string{AnnotationEStargzTOCDigest: d, AnnotationUncompressedSize: "-1"}, 0, ErrInvalidAnnotation},
+		{"huge size", map[string]string{AnnotationEStargzTOCDigest: d, AnnotationUncompressedSize: strings.Repeat("9", 1<<20)}, 0, ErrInvalidAnnotation},
 	}
 	for _, c := range cases {
 		_, size, err := ParseEStargzAnnotations(c.in)
 		if !errors.Is(err, c.wantErr) || (err == nil && size != c.wantSize) {
 			t.Errorf("%s: size %d, err %v; want %d, %v", c.name, size, err, c.wantSize, c.wantErr)
+		}
+		if err != nil && len(err.Error()) > 512 {
+			t.Errorf("%s: error of %d bytes", c.name, len(err.Error()))
 		}
 	}
 }

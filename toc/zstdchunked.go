@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -296,25 +294,4 @@ func ParseZstdChunkedAnnotations(a map[string]string) (tocDigest digest.Digest, 
 		return "", Footer{}, fmt.Errorf("toc: zstd:chunked annotations: %w: %w", err, ErrInvalidAnnotation)
 	}
 	return tocDigest, f, nil
-}
-
-// parsePosition parses n colon-separated unsigned decimal integers.
-func parsePosition(s string, n int) ([]int64, error) {
-	parts := strings.Split(s, ":")
-	if len(parts) != n {
-		return nil, fmt.Errorf("%q has %d fields, want %d: %w", s, len(parts), n, ErrInvalidAnnotation)
-	}
-	v := make([]int64, n)
-	for i, p := range parts {
-		// ParseInt alone would accept a sign.
-		if p == "" || strings.Trim(p, "0123456789") != "" {
-			return nil, fmt.Errorf("%q: field %d is not a decimal number: %w", s, i, ErrInvalidAnnotation)
-		}
-		x, err := strconv.ParseInt(p, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%q: field %d out of range: %w", s, i, ErrInvalidAnnotation)
-		}
-		v[i] = x
-	}
-	return v, nil
 }

@@ -43,8 +43,11 @@ type Result struct {
 	// Annotations are the layer descriptor annotations readers of the
 	// format expect: for eStargz the TOC digest and uncompressed size, for
 	// zstd:chunked the manifest checksum and the TOC and tar-split
-	// positions. Use them with OCI media types: Docker media types drop
-	// annotations.
+	// positions. Both formats also get toc.AnnotationIndexPosition, the
+	// range at the blob's end that holds index and footer, with which a
+	// reader (reader.WithAnnotations) opens the layer in one request
+	// whatever the index's size. Use them with OCI media types: Docker
+	// media types drop annotations.
 	Annotations map[string]string
 	// MissingPrioritized lists the prioritised names, as given, that the
 	// input lacked (only with WithAllowMissingPrioritized).
@@ -221,9 +224,5 @@ func finishBlob(cfg *config, sink *blobSink, a *assembler, res *Result) error {
 	if err := sink.write(toc.EStargzFooter(tocOffset), nil); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	if err := sink.finish(res, t); err != nil {
-		return err
-	}
-	res.Annotations = toc.EStargzAnnotations(t.Digest, sink.uncompressedSize)
-	return nil
+	return sink.finish(res, t, tocOffset, toc.EStargzAnnotations(t.Digest, sink.uncompressedSize))
 }

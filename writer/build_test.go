@@ -484,3 +484,25 @@ func TestBuildGlobalHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildAnnotatesIndexPosition checks that both formats publish where
+// index and footer lie: from the index's first byte (the eStargz TOC
+// member, the zstd:chunked TOC frame) to the blob's end.
+func TestBuildAnnotatesIndexPosition(t *testing.T) {
+	input := smallKindsTar(t)
+	for _, format := range []toc.Format{toc.FormatEStargz, toc.FormatZstdChunked} {
+		blob, res := build(t, input, WithFormat(format), WithChunkSize(64<<10))
+		footer, err := toc.ParseFooter(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := footer.TOCOffset
+		if format == toc.FormatZstdChunked {
+			start -= toc.SkippableFrameHeaderSize
+		}
+		off, n, err := toc.ParseIndexPositionAnnotations(res.Annotations)
+		if err != nil || off != start || off+n != int64(len(blob)) {
+			t.Errorf("%v: index position %d:%d, %v; want %d:%d", format, off, n, err, start, int64(len(blob))-start)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 
@@ -219,8 +220,10 @@ func newBlobSink(w io.Writer) *blobSink {
 }
 
 // finish flushes the blob and records in res what every format reports:
-// the blob's digest and size, the DiffID and uncompressed size, and the TOC.
-func (s *blobSink) finish(res *Result, t *toc.TOC) error {
+// the blob's digest and size, the DiffID and uncompressed size, the TOC,
+// and the format's annotations plus the position of the index, which
+// starts at blob offset indexOffset and runs to the end.
+func (s *blobSink) finish(res *Result, t *toc.TOC, indexOffset int64, annotations map[string]string) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
@@ -230,6 +233,8 @@ func (s *blobSink) finish(res *Result, t *toc.TOC) error {
 	res.UncompressedSize = s.uncompressedSize
 	res.TOCDigest = t.Digest
 	res.TOC = t
+	res.Annotations = annotations
+	maps.Copy(res.Annotations, toc.IndexPositionAnnotations(indexOffset, s.size))
 	return nil
 }
 

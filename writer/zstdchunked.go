@@ -321,11 +321,7 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplitBuf *bytes.Buffer, re
 	if err := sink.write(footer, nil); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	if err := sink.finish(res, t); err != nil {
-		return err
-	}
-	res.Annotations = toc.ZstdChunkedAnnotations(t.Digest, f)
-	return nil
+	return sink.finish(res, t, dataEnd, toc.ZstdChunkedAnnotations(t.Digest, f))
 }
 
 // utc returns t in UTC, keeping the zero Time (unknown) as it is.

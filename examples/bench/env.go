@@ -44,6 +44,10 @@ type Env struct {
 	// PrefetchWorkers and PrefetchRequests configure the lazy modes'
 	// prefetches (prefetch.WithWorkers, prefetch.WithRequests).
 	PrefetchWorkers, PrefetchRequests int
+	// NoAnnotations opens lazy layers with only their TOC digest, not
+	// the layer descriptor's annotations, leaving the reader's defaults
+	// to find the index.
+	NoAnnotations bool
 	// RequestLog, if not nil, receives every request of each lazy run.
 	RequestLog io.Writer
 

@@ -32,13 +32,10 @@ func fetchPolicy() fetcher.CoalescePolicy {
 	return fetcher.CoalescePolicy{MaxGap: 4 << 10, MaxRequestSize: 64 << 20, MaxSpansPerRequest: 1024}
 }
 
-// lazyBlob is a seekable blob of the layer in the registry.
+// lazyBlob is a seekable blob of the layer in the registry; its Result
+// holds what the layer descriptor would: digest, size and annotations.
 type lazyBlob struct {
 	*writer.Result
-	// tail is how many bytes at the blob's end hold the TOC and footer:
-	// the tail hint a producer can publish with the layer, so that a
-	// reader fetches both in its first request.
-	tail int64
 }
 
 // buildLazy builds the layer with opts (eStargz unless writer.WithFormat
@@ -57,13 +54,7 @@ func buildLazy(ctx context.Context, env *Env, opts ...writer.Option) (*lazyBlob,
 	if _, err := env.Registry.Push(ctx, env.Repo, buf.Bytes()); err != nil {
 		return nil, err
 	}
-	tail := res.Size
-	for _, e := range res.TOC.Entries {
-		for _, c := range e.Chunks {
-			tail = min(tail, res.Size-c.FrameEnd)
-		}
-	}
-	return &lazyBlob{Result: res, tail: tail}, nil
+	return &lazyBlob{Result: res}, nil
 }
 
 // lazyModes holds what the lazy modes share: the blobs, built once.
@@ -142,13 +133,16 @@ func (r lazyRun) run(ctx context.Context) (Result, error) {
 		defer p.Close()
 		src = p
 	}
-	opts := []reader.Option{
-		reader.WithTOCDigest(r.blob.TOCDigest),
-		// The descriptor's annotations: for zstd:chunked they locate
-		// TOC and tar-split, which then come in the first request.
-		reader.WithAnnotations(r.blob.Annotations),
-		reader.WithCache(cache.NewMemory(cacheBytes)),
-		reader.WithTailHint(r.blob.tail),
+	opts := []reader.Option{reader.WithCache(cache.NewMemory(cacheBytes))}
+	if r.env.NoAnnotations {
+		// Only the TOC digest: the reader finds the index from its
+		// default tail.
+		opts = append(opts, reader.WithTOCDigest(r.blob.TOCDigest))
+	} else {
+		// The descriptor's annotations, as a client with the manifest
+		// has them: they pin the TOC and locate index and footer, which
+		// then come in the first request.
+		opts = append(opts, reader.WithAnnotations(r.blob.Annotations))
 	}
 	if r.observer != nil {
 		opts = append(opts, reader.WithAccessObserver(r.observer))

@@ -28,13 +28,16 @@
 // ratio to the physical limit (2 RTTs plus the compressed bytes of the
 // chunks holding the trace's files, from the blob's own chunk table, over
 // the bandwidth), and the busy time of each stage. Every lazy open is given
-// the layer's TOC digest and a tail hint that covers footer and TOC, so
-// both arrive in one request.
+// the layer descriptor's annotations, as a client that has the image
+// manifest: they pin the TOC digest and locate index and footer, which
+// arrive in one request. With -annotations=false it is given only the TOC
+// digest: the reader's defaults then fetch the blob's last MiB and, if the
+// index starts before it, the rest of the index in a second request.
 //
 // Usage:
 //
 //	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-modes LIST]
-//	                       [-workers N] [-requests N] [-log] [-scratch DIR]
+//	                       [-workers N] [-requests N] [-annotations=false] [-log] [-scratch DIR]
 //
 // -registry sim (the default) serves blobs from memory; -registry docker
 // starts /usr/bin/docker-registry on a loopback port and shapes its
@@ -98,6 +101,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	only := fl.String("modes", "", `run only the modes whose names contain one of these comma-separated words ("full,trace")`)
 	workers := fl.Int("workers", runtime.GOMAXPROCS(0), "frames a prefetch decompresses and verifies at once")
 	requests := fl.Int("requests", reader.DefaultPrefetchRequests, "requests a prefetch keeps in flight")
+	annotations := fl.Bool("annotations", true, "open lazy layers with the descriptor's annotations (false: only the TOC digest, and the reader's default tail)")
 	logRequests := fl.Bool("log", false, "print each lazy run's requests to stderr")
 	straceLog := fl.String("strace", "", "convert this strace log (optionally .gz) into a trace of -dir on stdout, then exit")
 	if err := fl.Parse(args); err != nil {
@@ -155,6 +159,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	defer env.Close()
 	env.PrefetchWorkers, env.PrefetchRequests = *workers, *requests
+	env.NoAnnotations = !*annotations
 	if *logRequests {
 		env.RequestLog = stderr
 	}

@@ -23,6 +23,11 @@ func report(w io.Writer, env *Env, registry, traceName string, results []Result)
 	fmt.Fprintf(w, "trace   %s: %d files, %s (%.1f%% of the layer's file bytes)\n",
 		traceName, len(env.Trace), formatBytes(env.TraceBytes), 100*float64(env.TraceBytes)/float64(max(env.Tree.Bytes, 1)))
 	fmt.Fprintf(w, "link    %v; registry %s at %s\n", env.Link, registry, strings.TrimPrefix(env.Registry.URL(), "http://"))
+	if env.NoAnnotations {
+		fmt.Fprintln(w, "open    lazy layers with their TOC digest only, the reader's default tail")
+	} else {
+		fmt.Fprintln(w, "open    lazy layers with the descriptor's annotations")
+	}
 	fmt.Fprintf(w, "limit   2 x %v + %s at %s = %v (the trace's files gzipped one by one, an estimate; lazy modes use their blob's chunk table)\n\n",
 		env.Link.RTT, formatBytes(env.StartupCompressed), bandwidthString(env.Link.Bandwidth),
 		formatDuration(env.Link.PhysicalLimit(env.StartupCompressed)))
