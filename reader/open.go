@@ -53,7 +53,9 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	case toc.FormatEStargz:
 		index, dataEnd, err = openEStargz(ctx, f, size, tail, early, footer, cfg)
 	case toc.FormatZstdChunked:
-		return openZstdChunkedLayer(ctx, f, size, tail, footer, cfg)
+		// The 48-byte footer does not say where the tar-split is: it
+		// follows the TOC, and comes in the same request.
+		return openZstdChunkedLayer(ctx, f, size, tail, toc.LocateZstdChunkedTarSplit(footer, size), cfg)
 	default:
 		err = fmt.Errorf("reader: %v blobs: %w", footer.Format, ErrUnsupportedFormat)
 	}

@@ -286,9 +286,13 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplitBuf *bytes.Buffer, re
 	t.Digest = digest.FromBytes(compressedTOC)
 
 	_, tarSplitSize := l.split.Size()
+	// The 48-byte footer is the one every footer reader accepts
+	// (stargz-snapshotter knows no other); containers/storage never
+	// reads a footer when the annotations are there, and the tar-split
+	// follows the TOC, where readers without annotations find it.
 	f := toc.Footer{
 		Format:                     toc.FormatZstdChunked,
-		Size:                       toc.ZstdChunkedFooterSize,
+		Size:                       toc.LegacyZstdChunkedFooterSize,
 		TOCOffset:                  dataEnd + toc.SkippableFrameHeaderSize,
 		TOCLength:                  int64(len(compressedTOC)),
 		TOCUncompressedLength:      int64(len(tocJSON)),
@@ -315,7 +319,7 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplitBuf *bytes.Buffer, re
 	if err := sink.finish(res, t); err != nil {
 		return err
 	}
-	res.Annotations = toc.ZstdChunkedAnnotations(t.Digest, f)
+	res.Annotations = toc.ZstdChunkedAnnotations(t.Digest, t.TarSplitDigest, f)
 	return nil
 }
 
