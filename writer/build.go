@@ -42,9 +42,10 @@ type Result struct {
 	TOCDigest digest.Digest
 	// Annotations are the layer descriptor annotations readers of the
 	// format expect: for eStargz the TOC digest and uncompressed size, for
-	// zstd:chunked the manifest checksum and the TOC and tar-split
-	// positions. Use them with OCI media types: Docker media types drop
-	// annotations.
+	// zstd:chunked the manifest checksum and TOC position in both
+	// spellings, and the tar-split's position and checksum (see "zstd:chunked
+	// readers" in the package documentation). Use them with OCI media
+	// types: Docker media types drop annotations.
 	Annotations map[string]string
 	// MissingPrioritized lists the prioritised names, as given, that the
 	// input lacked (only with WithAllowMissingPrioritized).
