@@ -21,11 +21,15 @@ const (
 	SkippableFrameHeaderSize = 8
 
 	// ZstdChunkedFooterSize is the size of the footer frame that
-	// containers/storage writes: a skippable frame with a 64-byte payload.
+	// containers/storage writes since v1.50: a skippable frame with a
+	// 64-byte payload. No containers/storage version reads it when the
+	// layer's annotations are there.
 	ZstdChunkedFooterSize = SkippableFrameHeaderSize + 64
 	// LegacyZstdChunkedFooterSize is the size of the footer frame of the
-	// first zstd:chunked writers (stargz-snapshotter's estargz/zstdchunked):
-	// a skippable frame with a 40-byte payload and no tar-split.
+	// first zstd:chunked writers (stargz-snapshotter's estargz/zstdchunked,
+	// containers/storage up to v1.46): a skippable frame with a 40-byte
+	// payload and no tar-split. It is the only footer stargz-snapshotter
+	// reads, and the one lazylayer's writer writes.
 	LegacyZstdChunkedFooterSize = SkippableFrameHeaderSize + 40
 
 	// ZstdChunkedManifestType is the only manifest type zstd:chunked

@@ -42,12 +42,16 @@ func (p *podman) run(t *testing.T, args ...string) string {
 	return p.box.run(t, p.env, p.path, append(global, args...)...)
 }
 
-// pull pulls ref over plain HTTP and returns the directory that holds its
-// layer's files.
-func (p *podman) pull(t *testing.T, ref string) string {
+// pull pulls im from repo through the proxy, over plain HTTP, and returns
+// the directory that holds its layer's files and the requests for its
+// layer.
+func (p *podman) pull(t *testing.T, px *proxy, im *image, repo string) (string, []request) {
 	t.Helper()
+	ref := px.host + "/" + repo
 	p.run(t, "pull", "--quiet", "--tls-verify=false", ref)
-	return strings.TrimSpace(p.run(t, "image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", ref))
+	reqs := px.takeBlobRequests(im.layerDigest())
+	t.Logf("requests for the %d-byte layer:%s", len(im.layer), describeRequests(reqs))
+	return strings.TrimSpace(p.run(t, "image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", ref)), reqs
 }
 
 // TestPodmanPullsPartially pulls our images with podman 4.3
@@ -75,9 +79,7 @@ func TestPodmanPullsPartially(t *testing.T) {
 	third.push(t, reg, "e2e/third", "v1")
 
 	t.Run("empty store", func(t *testing.T) {
-		dir := pm.pull(t, px.host+"/e2e/first:v1")
-		reqs := px.takeBlobRequests(first.layerDigest())
-		t.Logf("requests for the %d-byte layer:%s", len(first.layer), describeRequests(reqs))
+		dir, reqs := pm.pull(t, px, first, "e2e/first:v1")
 		tocAsked, chunksAsked := false, false
 		for _, r := range reqs {
 			switch {
@@ -98,9 +100,7 @@ func TestPodmanPullsPartially(t *testing.T) {
 	})
 
 	t.Run("files already in the store", func(t *testing.T) {
-		dir := pm.pull(t, px.host+"/e2e/second:v1")
-		reqs := px.takeBlobRequests(second.layerDigest())
-		t.Logf("requests for the %d-byte layer:%s", len(second.layer), describeRequests(reqs))
+		dir, reqs := pm.pull(t, px, second, "e2e/second:v1")
 		if len(reqs) != 1 || reqs[0].Range != second.tocRange(t) {
 			t.Errorf("want one request, for the TOC (%s)", second.tocRange(t))
 		}
@@ -108,9 +108,7 @@ func TestPodmanPullsPartially(t *testing.T) {
 	})
 
 	t.Run("current keys only", func(t *testing.T) {
-		dir := pm.pull(t, px.host+"/e2e/third:v1")
-		reqs := px.takeBlobRequests(third.layerDigest())
-		t.Logf("requests for the %d-byte layer:%s", len(third.layer), describeRequests(reqs))
+		dir, reqs := pm.pull(t, px, third, "e2e/third:v1")
 		if len(reqs) != 1 || reqs[0].ranges() != 0 || reqs[0].Bytes != int64(len(third.layer)) {
 			t.Errorf("want one GET of the whole layer: podman 4.3 does not know the current keys")
 		}
