@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,8 +95,8 @@ func TestZstdChunkedWriterInterop(t *testing.T) {
 			if err != nil || d == nil || *d != res.TOCDigest {
 				t.Errorf("containers/storage reads TOC digest %v (%v) from our annotations, want %s", d, err, res.TOCDigest)
 			}
-			checkTarSplitWithReference(t, blob, input)
-			checkWithEStargzReader(t, blob, input)
+			checkTarSplitWithReference(t, blob, input, res.Annotations)
+			checkWithEStargzReader(t, blob, input, res)
 		})
 	}
 }
@@ -142,13 +141,19 @@ type storageFileMetadata struct {
 // containers/storage's ensureTOCMatchesTarSplit requires (that function is
 // unexported, and NewDiffer, which calls it, needs a store with an
 // overlay driver), and its assembler must rebuild the input tar.
-func checkTarSplitWithReference(t *testing.T, blob, input []byte) {
+//
+// Like containers/storage, it finds the TOC and tar-split from the
+// annotations alone, parsed as that reader parses them.
+func checkTarSplitWithReference(t *testing.T, blob, input []byte, annotations map[string]string) {
 	t.Helper()
-	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
-	if err != nil {
-		t.Fatal(err)
+	var tocOffset, tocLength, tocUncompressed, manifestType, tsOffset, tsLength, tsUncompressed int64
+	if _, err := fmt.Sscanf(annotations[toc.AnnotationZstdChunkedManifestPosition], "%d:%d:%d:%d", &tocOffset, &tocLength, &tocUncompressed, &manifestType); err != nil {
+		t.Fatalf("manifest position: %v", err)
 	}
-	tocJSON, err := toc.DecompressZstdChunkedTOC(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
+	if _, err := fmt.Sscanf(annotations[toc.AnnotationZstdChunkedTarSplitPosition], "%d:%d:%d", &tsOffset, &tsLength, &tsUncompressed); err != nil {
+		t.Fatalf("tar-split position: %v", err)
+	}
+	tocJSON, err := toc.DecompressZstdChunkedTOC(blob[tocOffset:tocOffset+tocLength], tocUncompressed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +174,10 @@ func checkTarSplitWithReference(t *testing.T, blob, input []byte) {
 		}
 		pending[e.Name] = e
 	}
-	compressed := blob[f.TarSplitOffset : f.TarSplitOffset+f.TarSplitLength]
-	if got := digest.FromBytes(compressed).String(); got != doc.TarSplitDigest {
-		t.Fatalf("tar-split digest %s, TOC pins %s", got, doc.TarSplitDigest)
+	compressed := blob[tsOffset : tsOffset+tsLength]
+	if got := digest.FromBytes(compressed).String(); got != doc.TarSplitDigest || got != annotations[toc.AnnotationZstdChunkedTarSplitChecksum] {
+		t.Fatalf("tar-split digest %s, TOC pins %s, the annotation (for containers/storage v1.47 to v1.53) %s",
+			got, doc.TarSplitDigest, annotations[toc.AnnotationZstdChunkedTarSplitChecksum])
 	}
 	zr, err := zstd.NewReader(bytes.NewReader(compressed))
 	if err != nil {
@@ -181,6 +187,9 @@ func checkTarSplitWithReference(t *testing.T, blob, input []byte) {
 	tarSplit, err := io.ReadAll(zr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if int64(len(tarSplit)) != tsUncompressed {
+		t.Fatalf("tar-split of %d bytes, the annotation says %d", len(tarSplit), tsUncompressed)
 	}
 	err = asm.IterateHeaders(storage.NewJSONUnpacker(bytes.NewReader(tarSplit)), func(hdr *splittar.Header) error {
 		e, ok := pending[hdr.Name]
@@ -268,35 +277,32 @@ func sameStorageMetadata(e storageFileMetadata, hdr *splittar.Header) error {
 }
 
 // checkWithEStargzReader opens our blob with estargz's reader and its
-// zstdchunked.Decompressor and reads every regular file back. That
-// decompressor knows only the 40-byte footer of the first zstd:chunked
-// writers, not containers/storage's 72-byte one (it rejects blobs of
-// containers/storage's compressor too), so the test gives it our blob with
-// the footer rewritten in the old layout; TOC and frames are untouched.
-func checkWithEStargzReader(t *testing.T, blob, input []byte) {
+// zstdchunked.Decompressor, as stargz-snapshotter and ctr-remote do, and
+// reads every regular file back. That decompressor knows only the 48-byte
+// footer, which is why our writer writes it, and only the first spelling
+// of the manifest annotations, which our writer writes too.
+func checkWithEStargzReader(t *testing.T, blob, input []byte, res *writer.Result) {
 	t.Helper()
+	r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))),
+		estargz.WithDecompressors(new(zstdchunked.Decompressor)))
+	if err != nil {
+		t.Fatalf("estargz.Open: %v", err)
+	}
 	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	legacy := make([]byte, 40)
-	binary.LittleEndian.PutUint64(legacy, uint64(f.TOCOffset))
-	binary.LittleEndian.PutUint64(legacy[8:], uint64(f.TOCLength))
-	binary.LittleEndian.PutUint64(legacy[16:], uint64(f.TOCUncompressedLength))
-	binary.LittleEndian.PutUint64(legacy[24:], toc.ZstdChunkedManifestType)
-	copy(legacy[32:], "GnUlInUx")
-	spliced, err := toc.AppendSkippableFrame(bytes.Clone(blob[:len(blob)-f.Size]), legacy)
+	tocJSON, err := toc.DecompressZstdChunkedTOC(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))),
-		estargz.WithDecompressors(new(zstdchunked.Decompressor))); err == nil {
-		t.Log("estargz now reads containers/storage's footer: the splice is no longer needed")
+	if got, want := r.TOCDigest(), digest.FromBytes(tocJSON); got != want {
+		t.Errorf("estargz reads TOC JSON digest %s, want %s", got, want)
 	}
-	r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(spliced), 0, int64(len(spliced))),
-		estargz.WithDecompressors(new(zstdchunked.Decompressor)))
-	if err != nil {
-		t.Fatalf("estargz.Open: %v", err)
+	wantPosition := fmt.Sprintf("%d:%d:%d:1", f.TOCOffset, f.TOCLength, f.TOCUncompressedLength)
+	if a := res.Annotations; a[zstdchunked.ManifestChecksumAnnotation] != res.TOCDigest.String() || a[zstdchunked.ManifestPositionAnnotation] != wantPosition {
+		t.Errorf("annotations %v: estargz's keys %q and %q should hold %s and %s", a,
+			zstdchunked.ManifestChecksumAnnotation, zstdchunked.ManifestPositionAnnotation, res.TOCDigest, wantPosition)
 	}
 	checked := 0
 	for name, want := range tarFiles(t, input) {

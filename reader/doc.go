@@ -87,9 +87,12 @@
 // Supported formats: eStargz (including legacy stargz footers and
 // min-chunk-size blobs whose chunks share gzip members) and zstd:chunked
 // (both footer generations; WithTOCDigest then pins the compressed TOC, as
-// the manifest-checksum annotation does). For zstd:chunked, WithAnnotations
-// takes the layer descriptor's annotations instead: Open then fetches the
-// TOC and tar-split in one request without reading the footer. Open checks
+// the manifest-checksum annotation does; behind the 48-byte footer, which
+// does not locate the tar-split, Open takes it from the frame after the
+// TOC, fetched with it). For zstd:chunked, WithAnnotations takes the layer
+// descriptor's annotations instead, in either spelling of their keys
+// (spellings that disagree are refused): Open then fetches the TOC and
+// tar-split in one request without reading the footer. Open checks
 // a zstd:chunked tar-split against the TOC before returning, and
 // Layer.WriteTar rebuilds the layer's original tar stream and DiffID from
 // it, streaming. A new format plugs in where Open

@@ -71,7 +71,9 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	case toc.FormatEStargz:
 		index, dataEnd, err = openEStargz(ctx, f, size, tail, early, footer, cfg)
 	case toc.FormatZstdChunked:
-		return openZstdChunkedLayer(ctx, f, size, tail, footer, cfg)
+		// The 48-byte footer does not say where the tar-split is: it
+		// follows the TOC, and comes in the same request.
+		return openZstdChunkedLayer(ctx, f, size, tail, toc.LocateZstdChunkedTarSplit(footer, size), cfg)
 	default:
 		err = fmt.Errorf("reader: %v blobs: %w", footer.Format, ErrUnsupportedFormat)
 	}
@@ -83,7 +85,9 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 
 // annotatedIndex reads the layer descriptor annotations given with
 // WithAnnotations. For a zstd:chunked layer it returns the frame positions
-// they record (so Open needs no footer) and pins the manifest checksum.
+// they record (so Open needs no footer) and pins the manifest checksum;
+// annotations that do not locate a tar-split only pin it, and the footer
+// is read.
 // Otherwise it returns the range toc.AnnotationIndexPosition gives, if
 // any (Length 0 if not), to be checked against the blob by firstFetch,
 // and for an eStargz layer it pins the TOC digest. Other annotations are
@@ -110,6 +114,11 @@ func annotatedIndex(cfg *config) (*toc.Footer, fetcher.Range, error) {
 	case err == nil:
 		if err := pin(tocDigest); err != nil {
 			return nil, fetcher.Range{}, err
+		}
+		if f.TarSplitOffset == 0 && f.TarSplitLength == 0 {
+			// Annotations of a tool that knew no tar-split, or that
+			// dropped its key: the footer path finds one if there is.
+			return nil, region, nil
 		}
 		return &f, fetcher.Range{}, nil
 	case !errors.Is(err, toc.ErrMissingAnnotation):

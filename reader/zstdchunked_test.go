@@ -119,16 +119,33 @@ func TestZstdChunkedAnnotationsFetchIndexOnce(t *testing.T) {
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(res.Annotations), WithTOCDigest(digest.FromString("other"))); !errors.Is(err, ErrTOCDigest) {
 		t.Errorf("contradicting WithTOCDigest: error %v, want ErrTOCDigest", err)
 	}
-	bad := maps.Clone(res.Annotations)
-	bad[toc.AnnotationZstdChunkedManifestChecksum] = digest.FromString("other").String()
+	other := digest.FromString("other").String()
+	bad := withAnnotation(res.Annotations, toc.AnnotationZstdChunkedManifestChecksum, other)
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(bad)); !errors.Is(err, ErrTOCDigest) {
 		t.Errorf("wrong manifest checksum: error %v, want ErrTOCDigest", err)
 	}
-	bad = maps.Clone(res.Annotations)
-	bad[toc.AnnotationZstdChunkedManifestPosition] = "1:-2:3:1"
+	bad = withAnnotation(res.Annotations, toc.AnnotationZstdChunkedManifestPosition, "1:-2:3:1")
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(bad)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("malformed position: error %v, want ErrCorrupt", err)
 	}
+	// The two spellings of a key pin different TOCs: neither is trusted.
+	bad = maps.Clone(res.Annotations)
+	bad[toc.LegacyAnnotationZstdChunkedManifestChecksum] = other
+	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(bad)); !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrInvalidAnnotation) {
+		t.Errorf("spellings disagree: error %v, want ErrCorrupt and toc.ErrInvalidAnnotation", err)
+	}
+}
+
+// withAnnotation returns a copy of a with the zstd:chunked manifest
+// annotation key (and its first spelling) set to v.
+func withAnnotation(a map[string]string, key, v string) map[string]string {
+	legacy := map[string]string{
+		toc.AnnotationZstdChunkedManifestChecksum: toc.LegacyAnnotationZstdChunkedManifestChecksum,
+		toc.AnnotationZstdChunkedManifestPosition: toc.LegacyAnnotationZstdChunkedManifestPosition,
+	}
+	a = maps.Clone(a)
+	a[key], a[legacy[key]] = v, v
+	return a
 }
 
 func TestZstdChunkedZerosAreNeverFetched(t *testing.T) {
@@ -198,6 +215,7 @@ func indexParts(t *testing.T, blob []byte) (data, tocJSON, tarSplit []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f = toc.LocateZstdChunkedTarSplit(f, int64(len(blob)))
 	tocJSON, err = toc.DecompressZstdChunkedTOC(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
 	if err != nil {
 		t.Fatal(err)
@@ -233,8 +251,7 @@ func TestZstdChunkedBadIndexFrames(t *testing.T) {
 	if _, _, err := openZstdChunkedBlob(t, blob, WithMaxTOCSize(64)); !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrTOCTooLarge) {
 		t.Errorf("TOC over the limit: error %v, want ErrCorrupt and toc.ErrTOCTooLarge", err)
 	}
-	huge := maps.Clone(res.Annotations)
-	huge[toc.AnnotationZstdChunkedManifestPosition] = "8:1000000000000:1:1"
+	huge := withAnnotation(res.Annotations, toc.AnnotationZstdChunkedManifestPosition, "8:1000000000000:1:1")
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(huge)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("TOC longer than the blob: error %v, want ErrCorrupt", err)
 	}

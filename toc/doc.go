@@ -25,10 +25,12 @@
 //
 // For zstd:chunked:
 //
-//   - ZstdChunkedFooter and ParseFooter encode and decode the 64-byte footer
-//     (and accept the 40-byte one); AppendSkippableFrame and
-//     SkippableFramePayload wrap and unwrap the frames around the TOC and
-//     tar-split;
+//   - ZstdChunkedFooter and ParseFooter encode and decode the footer frame
+//     of either generation: the 72-byte one of containers/storage and the
+//     48-byte one every footer reader accepts, which does not locate the
+//     tar-split (LocateZstdChunkedTarSplit finds it after the TOC);
+//     AppendSkippableFrame and SkippableFramePayload wrap and unwrap the
+//     frames around the TOC and tar-split;
 //   - MarshalZstdChunked and UnmarshalZstdChunked convert between TOC JSON
 //     and the model; DecodeZstdChunked decodes a compressed TOC in memory, and
 //     DecodeZstdChunkedFrom one still arriving, decoding as it comes;
@@ -39,7 +41,8 @@
 //     tar-split records their expanded size, so the tar it rebuilds would
 //     extract to other contents than the TOC describes;
 //   - ZstdChunkedAnnotations and ParseZstdChunkedAnnotations handle the
-//     three descriptor annotations.
+//     descriptor annotations, in the spellings of every generation of
+//     readers.
 //
 // For both, IndexPositionAnnotations and ParseIndexPositionAnnotations
 // handle lazylayer's own descriptor annotation, AnnotationIndexPosition

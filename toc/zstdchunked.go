@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -18,11 +19,15 @@ const (
 	SkippableFrameHeaderSize = 8
 
 	// ZstdChunkedFooterSize is the size of the footer frame that
-	// containers/storage writes: a skippable frame with a 64-byte payload.
+	// containers/storage writes since v1.50: a skippable frame with a
+	// 64-byte payload. No containers/storage version reads it when the
+	// layer's annotations are there.
 	ZstdChunkedFooterSize = SkippableFrameHeaderSize + 64
 	// LegacyZstdChunkedFooterSize is the size of the footer frame of the
-	// first zstd:chunked writers (stargz-snapshotter's estargz/zstdchunked):
-	// a skippable frame with a 40-byte payload and no tar-split.
+	// first zstd:chunked writers (stargz-snapshotter's estargz/zstdchunked,
+	// containers/storage up to v1.46): a skippable frame with a 40-byte
+	// payload and no tar-split. It is the only footer stargz-snapshotter
+	// reads, and the one lazylayer's writer writes.
 	LegacyZstdChunkedFooterSize = SkippableFrameHeaderSize + 40
 
 	// ZstdChunkedManifestType is the only manifest type zstd:chunked
@@ -43,10 +48,18 @@ const (
 	// "offset:length:uncompressedLength".
 	AnnotationZstdChunkedTarSplitPosition = "io.github.containers.zstd-chunked.tarsplit-position"
 
+	// AnnotationZstdChunkedTarSplitChecksum pins the digest of the
+	// compressed tar-split for containers/storage v1.47 to v1.53, which
+	// require it beside the tar-split position; later versions take the
+	// digest from the TOC's tarSplitDigest.
+	AnnotationZstdChunkedTarSplitChecksum = "io.github.containers.zstd-chunked.tarsplit-checksum"
+
 	// LegacyAnnotationZstdChunkedManifestChecksum and
-	// LegacyAnnotationZstdChunkedManifestPosition are the keys the first
-	// writer (estargz/zstdchunked) used. ParseZstdChunkedAnnotations
-	// falls back to them.
+	// LegacyAnnotationZstdChunkedManifestPosition are the first spellings
+	// of the manifest keys, the only ones estargz/zstdchunked and
+	// containers/storage up to v1.43 (podman 4.3) know.
+	// ZstdChunkedAnnotations writes both spellings;
+	// ParseZstdChunkedAnnotations reads either.
 	LegacyAnnotationZstdChunkedManifestChecksum = "io.containers.zstd-chunked.manifest-checksum"
 	LegacyAnnotationZstdChunkedManifestPosition = "io.containers.zstd-chunked.manifest-position"
 )
@@ -124,23 +137,41 @@ func SkippableFramePayload(region []byte, regionOffset, payloadOffset, length in
 	return payload, nil
 }
 
-// ZstdChunkedFooter returns the 72-byte footer frame containers/storage
-// writes: a skippable frame whose payload is, as little-endian uint64s, the
-// TOC offset, compressed and uncompressed length, the manifest type (1),
-// the tar-split offset, compressed and uncompressed length, then the magic
-// "GNUlInUx". Offsets point at the frames' payloads. Negative fields are a
-// caller error.
+// ZstdChunkedFooter returns the footer frame of the layout f.Size names,
+// a skippable frame whose payload holds little-endian uint64s:
+//
+//   - ZstdChunkedFooterSize (72 bytes; also for Size 0), the footer of
+//     containers/storage since v1.50: the TOC offset, compressed and
+//     uncompressed length, the manifest type (1), the tar-split offset,
+//     compressed and uncompressed length, then the magic "GNUlInUx";
+//   - LegacyZstdChunkedFooterSize (48 bytes), the footer of
+//     estargz/zstdchunked and of containers/storage up to v1.46, which
+//     stargz-snapshotter still requires: the first four fields, then the
+//     magic "GnUlInUx". It has no room for the tar-split's position:
+//     readers take that from the tarsplit-position annotation, or find the
+//     tar-split as LocateZstdChunkedTarSplit does.
+//
+// Offsets point at the frames' payloads. Negative fields and other sizes
+// are a caller error.
 func ZstdChunkedFooter(f Footer) ([]byte, error) {
-	fields := []int64{f.TOCOffset, f.TOCLength, f.TOCUncompressedLength, ZstdChunkedManifestType,
-		f.TarSplitOffset, f.TarSplitLength, f.TarSplitUncompressedLength}
-	payload := make([]byte, 0, ZstdChunkedFooterSize-SkippableFrameHeaderSize)
+	fields := []int64{f.TOCOffset, f.TOCLength, f.TOCUncompressedLength, ZstdChunkedManifestType}
+	magic := zstdChunkedMagic
+	switch f.Size {
+	case 0, ZstdChunkedFooterSize:
+		fields = append(fields, f.TarSplitOffset, f.TarSplitLength, f.TarSplitUncompressedLength)
+	case LegacyZstdChunkedFooterSize:
+		magic = legacyZstdChunkedMagic
+	default:
+		return nil, fmt.Errorf("toc: no zstd:chunked footer of %d bytes: %w", f.Size, ErrInvalidFooter)
+	}
+	payload := make([]byte, 0, 8*len(fields)+len(magic))
 	for i, v := range fields {
 		if v < 0 {
 			return nil, fmt.Errorf("toc: zstd:chunked footer field %d is negative (%d): %w", i, v, ErrInvalidFooter)
 		}
 		payload = binary.LittleEndian.AppendUint64(payload, uint64(v))
 	}
-	payload = append(payload, zstdChunkedMagic[:]...)
+	payload = append(payload, magic[:]...)
 	return AppendSkippableFrame(nil, payload)
 }
 
@@ -236,17 +267,55 @@ func CheckZstdChunkedFooter(f Footer, blobSize int64) error {
 	return nil
 }
 
+// LocateZstdChunkedTarSplit returns f, read from a footer that does not
+// locate the tar-split (the 48-byte one), with the tar-split where every
+// writer puts it: in the skippable frame that follows the TOC's and runs
+// up to the footer. Its uncompressed length stays 0, unknown. f comes
+// back unchanged when it locates a tar-split already, when it does not
+// come from a footer (Size 0), or when no frame fits between the TOC and
+// the footer (estargz/zstdchunked writes no tar-split). Nothing is
+// checked here: the frame header is checked when its bytes arrive, and
+// the payload is only used if the TOC pins its digest.
+func LocateZstdChunkedTarSplit(f Footer, blobSize int64) Footer {
+	if f.Format != FormatZstdChunked || f.Size == 0 || f.TarSplitOffset != 0 || f.TarSplitLength != 0 ||
+		blobSize < int64(f.Size) || f.TOCOffset < 0 || f.TOCLength < 0 || f.TOCLength > math.MaxInt64-f.TOCOffset {
+		return f
+	}
+	frame, end := f.TOCOffset+f.TOCLength, blobSize-int64(f.Size)
+	if end-frame <= SkippableFrameHeaderSize {
+		return f
+	}
+	f.TarSplitOffset = frame + SkippableFrameHeaderSize
+	f.TarSplitLength = end - f.TarSplitOffset
+	return f
+}
+
 // ZstdChunkedAnnotations returns the layer descriptor annotations of a
-// zstd:chunked layer whose compressed TOC has digest tocDigest and whose
-// frames f locates, as containers/storage writes them. The tar-split
-// position is omitted when f has no tar-split.
-func ZstdChunkedAnnotations(tocDigest digest.Digest, f Footer) map[string]string {
+// zstd:chunked layer whose compressed TOC has digest tocDigest, whose
+// compressed tar-split has digest tarSplitDigest, and whose frames f
+// locates, in the spellings of every generation of readers:
+//
+//   - the manifest checksum and position under the current keys
+//     (containers/storage since v1.44) and under the first ones
+//     (io.containers.zstd-chunked.*: containers/storage up to v1.43, as in
+//     podman 4.3, and estargz/zstdchunked);
+//   - the tar-split position, when f locates a tar-split;
+//   - the tar-split checksum, when tarSplitDigest is set too, which
+//     containers/storage v1.47 to v1.53 require beside the position (later
+//     versions read the digest from the TOC and ignore it).
+func ZstdChunkedAnnotations(tocDigest, tarSplitDigest digest.Digest, f Footer) map[string]string {
+	position := fmt.Sprintf("%d:%d:%d:%d", f.TOCOffset, f.TOCLength, f.TOCUncompressedLength, ZstdChunkedManifestType)
 	a := map[string]string{
-		AnnotationZstdChunkedManifestChecksum: tocDigest.String(),
-		AnnotationZstdChunkedManifestPosition: fmt.Sprintf("%d:%d:%d:%d", f.TOCOffset, f.TOCLength, f.TOCUncompressedLength, ZstdChunkedManifestType),
+		AnnotationZstdChunkedManifestChecksum:       tocDigest.String(),
+		AnnotationZstdChunkedManifestPosition:       position,
+		LegacyAnnotationZstdChunkedManifestChecksum: tocDigest.String(),
+		LegacyAnnotationZstdChunkedManifestPosition: position,
 	}
 	if f.TarSplitOffset != 0 {
 		a[AnnotationZstdChunkedTarSplitPosition] = fmt.Sprintf("%d:%d:%d", f.TarSplitOffset, f.TarSplitLength, f.TarSplitUncompressedLength)
+		if tarSplitDigest != "" {
+			a[AnnotationZstdChunkedTarSplitChecksum] = tarSplitDigest.String()
+		}
 	}
 	return a
 }
@@ -255,25 +324,26 @@ func ZstdChunkedAnnotations(tocDigest digest.Digest, f Footer) map[string]string
 // descriptor: the digest of the compressed TOC and the positions of the TOC
 // and tar-split frames, returned as a Footer of Size 0 (a reader that has
 // them need not fetch the footer). The checksum and manifest position are
-// required (the keys of estargz/zstdchunked are accepted in their absence);
-// without them the error wraps ErrMissingAnnotation. The tar-split position
-// is optional. Values are parsed strictly: unsigned decimal fields, nothing
-// else; malformed values yield an error wrapping ErrInvalidAnnotation.
+// required, each under its current key or its first one
+// (io.containers.zstd-chunked.*); without them the error wraps
+// ErrMissingAnnotation. A value given under both keys must be the same
+// under both: layers whose two spellings disagree would show different
+// readers different TOCs, and are refused. The tar-split position is
+// optional; the tar-split checksum is not read (the TOC pins the
+// tar-split). Values are parsed strictly: unsigned decimal fields, nothing
+// else. Malformed or disagreeing values yield an error wrapping
+// ErrInvalidAnnotation.
 func ParseZstdChunkedAnnotations(a map[string]string) (tocDigest digest.Digest, f Footer, err error) {
-	checksumKey, positionKey := AnnotationZstdChunkedManifestChecksum, AnnotationZstdChunkedManifestPosition
-	if _, ok := a[checksumKey]; !ok {
-		checksumKey, positionKey = LegacyAnnotationZstdChunkedManifestChecksum, LegacyAnnotationZstdChunkedManifestPosition
-	}
-	s, ok := a[checksumKey]
-	if !ok {
-		return "", Footer{}, fmt.Errorf("toc: annotation %q: %w", AnnotationZstdChunkedManifestChecksum, ErrMissingAnnotation)
+	checksumKey, s, err := zstdChunkedAnnotation(a, AnnotationZstdChunkedManifestChecksum, LegacyAnnotationZstdChunkedManifestChecksum)
+	if err != nil {
+		return "", Footer{}, err
 	}
 	if tocDigest, err = digest.Parse(s); err != nil {
 		return "", Footer{}, fmt.Errorf("toc: annotation %q: %w: %w", checksumKey, ErrInvalidAnnotation, err)
 	}
-	pos, ok := a[positionKey]
-	if !ok {
-		return "", Footer{}, fmt.Errorf("toc: annotation %q: %w", positionKey, ErrMissingAnnotation)
+	positionKey, pos, err := zstdChunkedAnnotation(a, AnnotationZstdChunkedManifestPosition, LegacyAnnotationZstdChunkedManifestPosition)
+	if err != nil {
+		return "", Footer{}, err
 	}
 	m, err := parsePosition(pos, 4)
 	if err != nil {
@@ -294,4 +364,23 @@ func ParseZstdChunkedAnnotations(a map[string]string) (tocDigest digest.Digest, 
 		return "", Footer{}, fmt.Errorf("toc: zstd:chunked annotations: %w: %w", err, ErrInvalidAnnotation)
 	}
 	return tocDigest, f, nil
+}
+
+// zstdChunkedAnnotation returns the value of a zstd:chunked annotation
+// spelled key or legacyKey, and the key it was found under. Both
+// spellings present with different values are an error wrapping
+// ErrInvalidAnnotation; neither, one wrapping ErrMissingAnnotation.
+func zstdChunkedAnnotation(a map[string]string, key, legacyKey string) (string, string, error) {
+	v, ok := a[key]
+	lv, lok := a[legacyKey]
+	switch {
+	case ok && lok && v != lv:
+		return "", "", fmt.Errorf("toc: annotations %q and %q disagree (%q, %q): %w",
+			key, legacyKey, untrusted.Short(v), untrusted.Short(lv), ErrInvalidAnnotation)
+	case ok:
+		return key, v, nil
+	case lok:
+		return legacyKey, lv, nil
+	}
+	return "", "", fmt.Errorf("toc: annotation %q: %w", key, ErrMissingAnnotation)
 }

@@ -25,7 +25,7 @@ func ExampleZstdChunkedFooter() {
 	}
 	fmt.Println(parsed.Format, parsed.Size, parsed.TOCOffset, parsed.TarSplitOffset)
 
-	a := toc.ZstdChunkedAnnotations("sha256:19039f52c7df80ea9e7d699aa82203a4b4bca3163fbe7b7c468e8a26041902c9", parsed)
+	a := toc.ZstdChunkedAnnotations("sha256:19039f52c7df80ea9e7d699aa82203a4b4bca3163fbe7b7c468e8a26041902c9", "", parsed)
 	fmt.Println(a[toc.AnnotationZstdChunkedManifestPosition])
 	fmt.Println(a[toc.AnnotationZstdChunkedTarSplitPosition])
 	// Output:

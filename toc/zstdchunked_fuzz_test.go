@@ -19,20 +19,70 @@ func FuzzParseZstdChunkedFooter(f *testing.F) {
 		if err := checkZstdChunkedPositions(footer); err != nil {
 			t.Fatalf("accepted footer %+v: %v", footer, err)
 		}
-		if footer.Size != ZstdChunkedFooterSize {
-			return
+		// A tar-split located after the TOC keeps a blob of the tail's
+		// size valid, if it was.
+		size := int64(len(tail))
+		if CheckZstdChunkedFooter(footer, size) == nil {
+			if located := LocateZstdChunkedTarSplit(footer, size); CheckZstdChunkedFooter(located, size) != nil {
+				t.Fatalf("located tar-split %+v in a valid %d-byte blob with footer %+v", located, size, footer)
+			}
 		}
-		// A parsed 72-byte footer encodes back to the same bytes, except
-		// for the magic variant and the skippable magic's low nibble.
+		// A parsed footer encodes back to the same bytes, except for the
+		// magic variant and the skippable magic's low nibble.
 		got, err := ZstdChunkedFooter(footer)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := bytes.Clone(tail[len(tail)-ZstdChunkedFooterSize:])
+		want := bytes.Clone(tail[len(tail)-footer.Size:])
 		want[0] = got[0]
 		copy(want[len(want)-8:], got[len(got)-8:])
 		if !bytes.Equal(got, want) {
 			t.Fatalf("ZstdChunkedFooter(%+v) = %x, parsed from %x", footer, got, want)
+		}
+	})
+}
+
+// FuzzParseZstdChunkedAnnotations checks that any annotations accepted
+// are written back the same by ZstdChunkedAnnotations, under both
+// spellings.
+func FuzzParseZstdChunkedAnnotations(f *testing.F) {
+	const d = "sha256:dc0e9c3658a1a3ed1ec94274d8b19925c93e1abb7ddba294923ad9bde30f8cb8"
+	f.Add(d, "100:20:80:1", d, "100:20:80:1", "128:30:90")
+	f.Add(d, "100:20:80:1", "", "", "")
+	f.Add("", "", d, "8:1:1:1", "")
+	f.Add(d, "100:20:80:1", d, "100:20:81:1", "")
+	f.Fuzz(func(t *testing.T, checksum, position, legacyChecksum, legacyPosition, tarSplit string) {
+		a := make(map[string]string)
+		for k, v := range map[string]string{
+			AnnotationZstdChunkedManifestChecksum:       checksum,
+			AnnotationZstdChunkedManifestPosition:       position,
+			LegacyAnnotationZstdChunkedManifestChecksum: legacyChecksum,
+			LegacyAnnotationZstdChunkedManifestPosition: legacyPosition,
+			AnnotationZstdChunkedTarSplitPosition:       tarSplit,
+		} {
+			if v != "" {
+				a[k] = v
+			}
+		}
+		tocDigest, footer, err := ParseZstdChunkedAnnotations(a)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidAnnotation) && !errors.Is(err, ErrMissingAnnotation) {
+				t.Fatalf("error %v wraps neither sentinel", err)
+			}
+			return
+		}
+		b := ZstdChunkedAnnotations(tocDigest, "", footer)
+		for k, v := range a {
+			if b[k] != v && (k == AnnotationZstdChunkedManifestChecksum || k == LegacyAnnotationZstdChunkedManifestChecksum) {
+				t.Fatalf("%s: %q written back as %q", k, v, b[k])
+			}
+		}
+		if b[AnnotationZstdChunkedManifestPosition] != b[LegacyAnnotationZstdChunkedManifestPosition] {
+			t.Fatalf("written back with two positions: %v", b)
+		}
+		again, againFooter, err := ParseZstdChunkedAnnotations(b)
+		if err != nil || again != tocDigest || againFooter != footer {
+			t.Fatalf("annotations %v written back as %v: %s, %+v, %v", a, b, again, againFooter, err)
 		}
 	})
 }

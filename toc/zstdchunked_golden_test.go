@@ -163,8 +163,23 @@ func TestZstdChunkedGoldenStorage(t *testing.T) {
 	if !bytes.Equal(footer, g.blob[len(g.blob)-ZstdChunkedFooterSize:]) {
 		t.Fatalf("footer\n got %x\nwant %x", footer, g.blob[len(g.blob)-ZstdChunkedFooterSize:])
 	}
-	if a := ZstdChunkedAnnotations(toc.Digest, f); !maps.Equal(a, g.annotations) {
-		t.Fatalf("annotations\n got %v\nwant %v", a, g.annotations)
+	// Ours are the reference's, plus the first spellings of the manifest
+	// keys and the tar-split checksum, for older readers.
+	a := ZstdChunkedAnnotations(toc.Digest, tarSplitDigest, f)
+	want := maps.Clone(g.annotations)
+	want[LegacyAnnotationZstdChunkedManifestChecksum] = want[AnnotationZstdChunkedManifestChecksum]
+	want[LegacyAnnotationZstdChunkedManifestPosition] = want[AnnotationZstdChunkedManifestPosition]
+	want[AnnotationZstdChunkedTarSplitChecksum] = tarSplitDigest.String()
+	if !maps.Equal(a, want) {
+		t.Fatalf("annotations\n got %v\nwant %v", a, want)
+	}
+
+	// A footer that does not say where the tar-split is (the 48-byte
+	// one) leaves it where containers/storage writes it.
+	bare := f
+	bare.TarSplitOffset, bare.TarSplitLength, bare.TarSplitUncompressedLength = 0, 0, 0
+	if lf := LocateZstdChunkedTarSplit(bare, int64(len(g.blob))); lf.TarSplitOffset != f.TarSplitOffset || lf.TarSplitLength != f.TarSplitLength {
+		t.Fatalf("LocateZstdChunkedTarSplit = %+v, the footer says %+v", lf, f)
 	}
 
 	files := tarContents(t, g.tar)
@@ -321,6 +336,17 @@ func TestZstdChunkedGoldenEStargz(t *testing.T) {
 	}
 	if !toc.NoPrefetch {
 		t.Fatal("the .no.prefetch.landmark was not noticed")
+	}
+	// The 48-byte footer we write is the reference's, byte for byte.
+	footer, err := ZstdChunkedFooter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tail := g.blob[len(g.blob)-LegacyZstdChunkedFooterSize:]; !bytes.Equal(footer, tail) {
+		t.Fatalf("footer\n got %x\nwant %x", footer, tail)
+	}
+	if lf := LocateZstdChunkedTarSplit(f, int64(len(g.blob))); lf != f {
+		t.Fatalf("found a tar-split in a blob without one: %+v", lf)
 	}
 	verifyChunks(t, g.blob, toc, tarContents(t, g.tar))
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"maps"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +48,54 @@ func TestParseLegacyZstdChunkedFooter(t *testing.T) {
 	want := Footer{Format: FormatZstdChunked, Size: LegacyZstdChunkedFooterSize, TOCOffset: 0x10008, TOCLength: 100, TOCUncompressedLength: 200}
 	if got != want {
 		t.Fatalf("ParseFooter = %+v, want %+v", got, want)
+	}
+}
+
+func TestLegacyZstdChunkedFooter(t *testing.T) {
+	// The 48-byte footer has no room for the tar-split, which is dropped.
+	f := Footer{Format: FormatZstdChunked, Size: LegacyZstdChunkedFooterSize, TOCOffset: 0x10008, TOCLength: 100, TOCUncompressedLength: 200,
+		TarSplitOffset: 0x10008 + 108, TarSplitLength: 5, TarSplitUncompressedLength: 9}
+	b, err := ZstdChunkedFooter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "502a4d1828000000" + "0800010000000000" + "6400000000000000" + "c800000000000000" + "0100000000000000" + "476e556c496e5578"
+	if got := hex.EncodeToString(b); got != want {
+		t.Fatalf("footer bytes\n got %s\nwant %s", got, want)
+	}
+	if _, err := ZstdChunkedFooter(Footer{Size: 56, TOCOffset: 8, TOCLength: 1, TOCUncompressedLength: 1}); !errors.Is(err, ErrInvalidFooter) {
+		t.Fatalf("56-byte footer: err = %v, want ErrInvalidFooter", err)
+	}
+}
+
+func TestLocateZstdChunkedTarSplit(t *testing.T) {
+	// TOC frame [100, 130), then a tar-split frame [130, 160), then the
+	// 48-byte footer: a 208-byte blob.
+	f := Footer{Format: FormatZstdChunked, Size: LegacyZstdChunkedFooterSize, TOCOffset: 108, TOCLength: 22, TOCUncompressedLength: 50}
+	located := f
+	located.TarSplitOffset, located.TarSplitLength = 138, 22
+	given := located
+	given.TarSplitUncompressedLength = 70
+	fromAnnotations := f
+	fromAnnotations.Size = 0
+	for _, tc := range []struct {
+		name string
+		f    Footer
+		size int64
+		want Footer
+	}{
+		{"after the TOC", f, 208, located},
+		{"a footer that says", given, 208, given},
+		{"annotations", fromAnnotations, 208, fromAnnotations},
+		{"footer right after the TOC", f, 130 + 48, f},
+		{"an empty frame between", f, 130 + 8 + 48, f},
+		{"TOC past the footer", f, 150, f},
+		{"blob smaller than the footer", f, 40, f},
+		{"eStargz", Footer{Format: FormatEStargz, Size: 51, TOCOffset: 10}, 208, Footer{Format: FormatEStargz, Size: 51, TOCOffset: 10}},
+	} {
+		if got := LocateZstdChunkedTarSplit(tc.f, tc.size); got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -123,24 +173,52 @@ func TestZstdChunkedAnnotations(t *testing.T) {
 	f := Footer{Format: FormatZstdChunked, TOCOffset: 100, TOCLength: 20, TOCUncompressedLength: 80,
 		TarSplitOffset: 128, TarSplitLength: 30, TarSplitUncompressedLength: 90}
 	const d = "sha256:dc0e9c3658a1a3ed1ec94274d8b19925c93e1abb7ddba294923ad9bde30f8cb8"
-	a := ZstdChunkedAnnotations(d, f)
-	if a[AnnotationZstdChunkedManifestPosition] != "100:20:80:1" || a[AnnotationZstdChunkedTarSplitPosition] != "128:30:90" {
-		t.Fatalf("annotations %v", a)
+	const ts = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	a := ZstdChunkedAnnotations(d, ts, f)
+	want := map[string]string{
+		AnnotationZstdChunkedManifestChecksum:       d,
+		AnnotationZstdChunkedManifestPosition:       "100:20:80:1",
+		LegacyAnnotationZstdChunkedManifestChecksum: d,
+		LegacyAnnotationZstdChunkedManifestPosition: "100:20:80:1",
+		AnnotationZstdChunkedTarSplitPosition:       "128:30:90",
+		AnnotationZstdChunkedTarSplitChecksum:       ts,
+	}
+	if !maps.Equal(a, want) {
+		t.Fatalf("annotations\n got %v\nwant %v", a, want)
 	}
 	gotD, gotF, err := ParseZstdChunkedAnnotations(a)
 	if err != nil || gotD != d || gotF != f {
 		t.Fatalf("ParseZstdChunkedAnnotations = %s, %+v, %v", gotD, gotF, err)
 	}
-	legacy := map[string]string{LegacyAnnotationZstdChunkedManifestChecksum: d, LegacyAnnotationZstdChunkedManifestPosition: "100:20:80:1"}
-	if _, gotF, err := ParseZstdChunkedAnnotations(legacy); err != nil || gotF.TOCOffset != 100 || gotF.TarSplitOffset != 0 {
-		t.Fatalf("legacy keys: %+v, %v", gotF, err)
+	noTarSplit := f
+	noTarSplit.TarSplitOffset, noTarSplit.TarSplitLength, noTarSplit.TarSplitUncompressedLength = 0, 0, 0
+	if a := ZstdChunkedAnnotations(d, ts, noTarSplit); len(a) != 4 {
+		t.Fatalf("annotations without a tar-split: %v", a)
+	}
+	// Either spelling of each key will do, alone or beside the other.
+	for _, keys := range [][2]string{
+		{LegacyAnnotationZstdChunkedManifestChecksum, LegacyAnnotationZstdChunkedManifestPosition},
+		{AnnotationZstdChunkedManifestChecksum, LegacyAnnotationZstdChunkedManifestPosition},
+		{LegacyAnnotationZstdChunkedManifestChecksum, AnnotationZstdChunkedManifestPosition},
+	} {
+		m := map[string]string{keys[0]: d, keys[1]: "100:20:80:1"}
+		if gotD, gotF, err := ParseZstdChunkedAnnotations(m); err != nil || gotD != d || gotF.TOCOffset != 100 || gotF.TarSplitOffset != 0 {
+			t.Fatalf("%v: %s, %+v, %v", keys, gotD, gotF, err)
+		}
 	}
 	with := func(k, v string) map[string]string {
-		m := ZstdChunkedAnnotations(d, f)
+		m := ZstdChunkedAnnotations(d, ts, f)
 		if v == "" {
 			delete(m, k)
 		} else {
 			m[k] = v
+		}
+		return m
+	}
+	without := func(keys ...string) map[string]string {
+		m := ZstdChunkedAnnotations(d, ts, f)
+		for _, k := range keys {
+			delete(m, k)
 		}
 		return m
 	}
@@ -149,19 +227,30 @@ func TestZstdChunkedAnnotations(t *testing.T) {
 		a    map[string]string
 		want error
 	}{
-		{"no checksum", with(AnnotationZstdChunkedManifestChecksum, ""), ErrMissingAnnotation},
-		{"no position", with(AnnotationZstdChunkedManifestPosition, ""), ErrMissingAnnotation},
+		{"no checksum", without(AnnotationZstdChunkedManifestChecksum, LegacyAnnotationZstdChunkedManifestChecksum), ErrMissingAnnotation},
+		{"no position", without(AnnotationZstdChunkedManifestPosition, LegacyAnnotationZstdChunkedManifestPosition), ErrMissingAnnotation},
+		{"checksums disagree", with(LegacyAnnotationZstdChunkedManifestChecksum, ts), ErrInvalidAnnotation},
+		{"positions disagree", with(AnnotationZstdChunkedManifestPosition, "100:21:80:1"), ErrInvalidAnnotation},
 		{"bad digest", with(AnnotationZstdChunkedManifestChecksum, "sha256:zz"), ErrInvalidAnnotation},
 		{"three fields", with(AnnotationZstdChunkedManifestPosition, "100:20:80"), ErrInvalidAnnotation},
-		{"manifest type 2", with(AnnotationZstdChunkedManifestPosition, "100:20:80:2"), ErrInvalidAnnotation},
 		{"sign", with(AnnotationZstdChunkedManifestPosition, "+100:20:80:1"), ErrInvalidAnnotation},
-		{"space", with(AnnotationZstdChunkedManifestPosition, "100: 20:80:1"), ErrInvalidAnnotation},
-		{"overflow", with(AnnotationZstdChunkedManifestPosition, "99999999999999999999:20:80:1"), ErrInvalidAnnotation},
 		{"tar-split four fields", with(AnnotationZstdChunkedTarSplitPosition, "128:30:90:1"), ErrInvalidAnnotation},
 		{"tar-split overlaps TOC", with(AnnotationZstdChunkedTarSplitPosition, "110:30:90"), ErrInvalidAnnotation},
 	} {
 		if _, _, err := ParseZstdChunkedAnnotations(tc.a); !errors.Is(err, tc.want) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// Malformed values of one spelling (the other absent).
+	for _, pos := range []string{"100:20:80:2", "100: 20:80:1", "99999999999999999999:20:80:1", strings.Repeat("9", 1000)} {
+		for _, key := range []string{AnnotationZstdChunkedManifestPosition, LegacyAnnotationZstdChunkedManifestPosition} {
+			m := map[string]string{AnnotationZstdChunkedManifestChecksum: d, key: pos}
+			_, _, err := ParseZstdChunkedAnnotations(m)
+			if !errors.Is(err, ErrInvalidAnnotation) {
+				t.Errorf("%s=%.20q: err = %v, want ErrInvalidAnnotation", key, pos, err)
+			} else if len(err.Error()) > 400 {
+				t.Errorf("%s=%.20q: error of %d bytes", key, pos, len(err.Error()))
+			}
 		}
 	}
 }

@@ -42,12 +42,13 @@ type Result struct {
 	TOCDigest digest.Digest
 	// Annotations are the layer descriptor annotations readers of the
 	// format expect: for eStargz the TOC digest and uncompressed size, for
-	// zstd:chunked the manifest checksum and the TOC and tar-split
-	// positions. Both formats also get toc.AnnotationIndexPosition, the
-	// range at the blob's end that holds index and footer, with which a
-	// reader (reader.WithAnnotations) opens the layer in one request
-	// whatever the index's size. Use them with OCI media types: Docker
-	// media types drop annotations.
+	// zstd:chunked the manifest checksum and TOC position in both
+	// spellings, and the tar-split's position and checksum (see "zstd:chunked
+	// readers" in the package documentation). Both formats also get
+	// toc.AnnotationIndexPosition, the range at the blob's end that holds
+	// index and footer, with which a reader (reader.WithAnnotations) opens
+	// the layer in one request whatever the index's size. Use them with OCI
+	// media types: Docker media types drop annotations.
 	Annotations map[string]string
 	// MissingPrioritized lists the prioritised names, as given, that the
 	// input lacked (only with WithAllowMissingPrioritized).

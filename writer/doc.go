@@ -55,7 +55,7 @@
 // zeros inside a file become "zeros" chunks that readers never fetch. The TOC
 // (entries named as the tar spells them), the tar-split that rebuilds the
 // tar's headers, and the footer follow in skippable frames; Result carries
-// the three annotations that locate them. The input's order is kept, so
+// the annotations that locate them. The input's order is kept, so
 // prioritised files and shared frames (WithMinChunkSize) are refused, as
 // are PAX global headers, which containers/storage cannot index, and sparse
 // files: the blob would have to hold the sparse map and only the data it
@@ -64,4 +64,35 @@
 // sparse files and writes PAX ones corrupt). Build fails with
 // ErrUnsupportedEntry naming the entry; expand sparse files first, or write
 // eStargz.
+//
+// # zstd:chunked readers
+//
+// Readers of three generations are in use, and one blob serves them all,
+// so Build has no option for it. Readers find the TOC either from the
+// layer descriptor's annotations or from the footer, never both:
+//
+//	reader                            needs                                     Build's blob
+//	containers/storage >= v1.54       io.github.containers.zstd-chunked.*       pulled partially
+//	                                  manifest and tarsplit-position keys;
+//	                                  the tar-split digest from the TOC
+//	containers/storage v1.47-v1.53    the same, and the tarsplit-checksum key   pulled partially
+//	containers/storage v1.44-v1.46    io.github... manifest keys, no tar-split  pulled partially
+//	containers/storage <= v1.43       io.containers.zstd-chunked.* manifest     pulled partially
+//	  (podman 4.3, Debian 12)         keys only
+//	stargz-snapshotter, ctr-remote    the 48-byte footer only (magic GnUlInUx)  read
+//	  (estargz/zstdchunked)
+//	lazylayer's reader                annotations of either spelling, or        read, with its
+//	                                  either footer                             tar-split
+//
+// containers/storage reads a footer only when the manifest-position
+// annotation is missing, so Build writes the 48-byte footer, the one
+// stargz-snapshotter requires, and annotations in every spelling: the
+// manifest checksum and position under both keys, the tar-split position,
+// and the tar-split checksum. The 48-byte footer has no room for the
+// tar-split, which sits in the frame between the TOC and the footer; a
+// reader without annotations finds it there (toc.LocateZstdChunkedTarSplit)
+// and trusts it only if the TOC pins its digest. The tests of interop/e2e
+// run podman 4.3 and ctr-remote 0.12 on Build's blobs; the rows of later
+// containers/storage versions come from their source, and the interop
+// module checks v1.59.1's annotation parser and tar-split rules.
 package writer

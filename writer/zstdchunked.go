@@ -295,9 +295,13 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplitBuf *bytes.Buffer, re
 	t.Digest = digest.FromBytes(compressedTOC)
 
 	_, tarSplitSize := l.split.Size()
+	// The 48-byte footer is the one every footer reader accepts
+	// (stargz-snapshotter knows no other); containers/storage never
+	// reads a footer when the annotations are there, and the tar-split
+	// follows the TOC, where readers without annotations find it.
 	f := toc.Footer{
 		Format:                     toc.FormatZstdChunked,
-		Size:                       toc.ZstdChunkedFooterSize,
+		Size:                       toc.LegacyZstdChunkedFooterSize,
 		TOCOffset:                  dataEnd + toc.SkippableFrameHeaderSize,
 		TOCLength:                  int64(len(compressedTOC)),
 		TOCUncompressedLength:      int64(len(tocJSON)),
@@ -321,7 +325,7 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplitBuf *bytes.Buffer, re
 	if err := sink.write(footer, nil); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	return sink.finish(res, t, dataEnd, toc.ZstdChunkedAnnotations(t.Digest, f))
+	return sink.finish(res, t, dataEnd, toc.ZstdChunkedAnnotations(t.Digest, t.TarSplitDigest, f))
 }
 
 // utc returns t in UTC, keeping the zero Time (unknown) as it is.

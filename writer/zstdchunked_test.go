@@ -29,13 +29,20 @@ func unzstd(t testing.TB, blob []byte) []byte {
 }
 
 // decodeZstdChunked reads a blob's TOC back as a reader would, checks the
-// tar-split against it, and returns both.
+// tar-split against it, and returns both. The returned footer locates the
+// tar-split, which the 48-byte footer Build writes does not: it is found
+// after the TOC, and its uncompressed length measured.
 func decodeZstdChunked(t testing.TB, blob []byte) (*toc.TOC, toc.Footer) {
 	t.Helper()
 	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
+	if f.Size != toc.LegacyZstdChunkedFooterSize {
+		t.Fatalf("%d-byte footer, want the %d-byte one every footer reader accepts", f.Size, toc.LegacyZstdChunkedFooterSize)
+	}
+	f = toc.LocateZstdChunkedTarSplit(f, int64(len(blob)))
+	f.TarSplitUncompressedLength = int64(len(unzstd(t, blob[f.TarSplitOffset:f.TarSplitOffset+f.TarSplitLength])))
 	if err := toc.CheckZstdChunkedFooter(f, int64(len(blob))); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +120,13 @@ func TestBuildZstdChunkedKeepsTheTar(t *testing.T) {
 			af.Size = f.Size
 			if tocDigest != res.TOCDigest || af != f {
 				t.Errorf("annotations %v disagree with the footer %+v", res.Annotations, f)
+			}
+			// Every reader's spelling is there.
+			a := res.Annotations
+			if a[toc.LegacyAnnotationZstdChunkedManifestChecksum] != a[toc.AnnotationZstdChunkedManifestChecksum] ||
+				a[toc.LegacyAnnotationZstdChunkedManifestPosition] != a[toc.AnnotationZstdChunkedManifestPosition] ||
+				a[toc.AnnotationZstdChunkedTarSplitChecksum] != res.TOC.TarSplitDigest.String() || res.TOC.TarSplitDigest == "" {
+				t.Errorf("annotations %v lack the first spellings or the tar-split checksum %s", a, res.TOC.TarSplitDigest)
 			}
 			checkChunkFrames(t, blob, got, input)
 		})

@@ -10,5 +10,6 @@
 //
 // [Client] pushes blobs to any distribution registry with the monolithic
 // upload of the distribution API (POST to open an upload, PUT with the
-// digest); a Registry pushes through one.
+// digest), and manifests with a PUT by tag or digest; a Registry pushes
+// through one.
 package localregistry

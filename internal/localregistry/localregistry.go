@@ -251,7 +251,7 @@ type Client struct {
 func (c *Client) Push(ctx context.Context, repo string, blob []byte) (digest.Digest, error) {
 	d := digest.FromBytes(blob)
 	start := strings.TrimSuffix(c.URL, "/") + "/v2/" + repo + "/blobs/uploads/"
-	resp, err := c.do(ctx, http.MethodPost, start, nil)
+	resp, err := c.do(ctx, http.MethodPost, start, nil, "")
 	if err != nil {
 		return "", fmt.Errorf("localregistry: push to %s: %w", repo, err)
 	}
@@ -266,7 +266,7 @@ func (c *Client) Push(ctx context.Context, repo string, blob []byte) (digest.Dig
 	q := loc.Query()
 	q.Set("digest", d.String())
 	loc.RawQuery = q.Encode()
-	resp, err = c.do(ctx, http.MethodPut, loc.String(), blob)
+	resp, err = c.do(ctx, http.MethodPut, loc.String(), blob, "")
 	if err != nil {
 		return "", fmt.Errorf("localregistry: push to %s: %w", repo, err)
 	}
@@ -277,14 +277,40 @@ func (c *Client) Push(ctx context.Context, repo string, blob []byte) (digest.Dig
 	return d, nil
 }
 
-func (c *Client) do(ctx context.Context, method, target string, body []byte) (*http.Response, error) {
+// PushManifest stores manifest, of the given media type, in repository
+// repo under ref (a tag, or its digest), and returns its digest. The
+// blobs it names must have been pushed first.
+func (c *Client) PushManifest(ctx context.Context, repo, ref, mediaType string, manifest []byte) (digest.Digest, error) {
+	target := strings.TrimSuffix(c.URL, "/") + "/v2/" + repo + "/manifests/" + ref
+	resp, err := c.do(ctx, http.MethodPut, target, manifest, mediaType)
+	if err != nil {
+		return "", fmt.Errorf("localregistry: push manifest to %s: %w", repo, err)
+	}
+	msg := readMessage(resp)
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("localregistry: push manifest: PUT %s: %s%s", target, resp.Status, msg)
+	}
+	return digest.FromBytes(manifest), nil
+}
+
+// PushManifest is Client.PushManifest with the registry's credentials.
+func (r *Registry) PushManifest(ctx context.Context, repo, ref, mediaType string, manifest []byte) (digest.Digest, error) {
+	return r.client.PushManifest(ctx, repo, ref, mediaType, manifest)
+}
+
+// do sends a request with body, if not nil, as contentType ("" for
+// application/octet-stream).
+func (c *Client) do(ctx context.Context, method, target string, body []byte, contentType string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.ContentLength = int64(len(body))
 	if body != nil {
-		req.Header.Set("Content-Type", "application/octet-stream")
+		if contentType == "" {
+			contentType = "application/octet-stream"
+		}
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.Username != "" {
 		req.SetBasicAuth(c.Username, c.Password)

@@ -71,6 +71,42 @@ func TestPushAndRangedGet(t *testing.T) {
 	}
 }
 
+func TestPushManifest(t *testing.T) {
+	r := startOrSkip(t)
+	ctx := context.Background()
+	config := []byte("{}")
+	d, err := r.Push(ctx, "a/b", config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mediaType = "application/vnd.oci.image.manifest.v1+json"
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"` + mediaType + `","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` +
+		d.String() + `","size":2},"layers":[]}`)
+	md, err := r.PushManifest(ctx, "a/b", "v1", mediaType, manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"v1", md.String()} {
+		req, err := http.NewRequest(http.MethodGet, r.URL()+"/v2/a/b/manifests/"+ref, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", mediaType)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, manifest) {
+			t.Errorf("GET manifest %s = %d %q, %v", ref, resp.StatusCode, body, err)
+		}
+	}
+	if _, err := r.PushManifest(ctx, "a/b", "v2", mediaType, []byte("{not a manifest")); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("pushing a malformed manifest: %v, want a 400 error", err)
+	}
+}
+
 func TestBasicAuth(t *testing.T) {
 	r := startOrSkip(t, WithBasicAuth("alice", "s3cret"))
 	data := []byte("behind auth")

@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
+)
+
+// containerd is a containerd daemon of the test's own, for ctr-remote,
+// which reads layers from containerd's content store only.
+type containerd struct {
+	box     *sandbox
+	ctr     string // ctr-remote
+	address string // its socket
+}
+
+// startContainerd runs containerd with its root, state and socket in a
+// sandbox until the test ends. Its garbage collector is off, so that
+// content ingested without a lease stays.
+func startContainerd(t *testing.T) *containerd {
+	t.Helper()
+	path := lookTool(t, "containerd", "containerd")
+	c := &containerd{box: newSandbox(t), ctr: lookTool(t, "ctr-remote", "stargz-snapshotter")}
+	c.address = c.box.path("c.sock")
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, c.box.path("root"), c.box.path("state"), c.address, c.address+".ttrpc", c.box.path("opt"))
+	configPath := c.box.path("config.toml")
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var log bytes.Buffer
+	cmd := c.box.command(ctx, nil, path, "--config", configPath)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cancel(); <-exited })
+
+	// Ready when its socket answers.
+	deadline := time.After(30 * time.Second)
+	for {
+		if conn, err := net.Dial("unix", c.address); err == nil {
+			conn.Close()
+			return c
+		}
+		select {
+		case <-exited:
+			t.Fatalf("containerd exited before it listened:\n%s", tail(log.String()))
+		case <-deadline:
+			t.Fatalf("containerd did not listen on %s in 30s:\n%s", c.address, tail(log.String()))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// run runs ctr-remote against the daemon.
+func (c *containerd) run(t *testing.T, stdin []byte, args ...string) (string, error) {
+	t.Helper()
+	var in io.Reader
+	if stdin != nil {
+		in = bytes.NewReader(stdin)
+	}
+	return c.box.try(t, in, nil, c.ctr, append([]string{"--address", c.address}, args...)...)
+}
+
+// ingest stores blob in the content store and returns its digest.
+func (c *containerd) ingest(t *testing.T, blob []byte) digest.Digest {
+	t.Helper()
+	d := digest.FromBytes(blob)
+	if _, err := c.run(t, blob, "content", "ingest", "--expected-digest", d.String(),
+		"--expected-size", strconv.Itoa(len(blob)), "e2e-"+d.Encoded()); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestCtrRemoteParsesOurFooter has ctr-remote 0.12 (stargz-snapshotter's
+// estargz/zstdchunked reader, which parses only the 48-byte footer) find
+// and decode the TOC of our layer from its footer alone: the digest it
+// prints is that of our TOC JSON, and the TOC it dumps lists our files.
+// The same layer ending in containers/storage's 72-byte footer, as our
+// writer wrote it before, is refused.
+func TestCtrRemoteParsesOurFooter(t *testing.T) {
+	c := startContainerd(t)
+	im := buildImage(t, baseFiles())
+	f := im.position(t)
+	tocJSON, err := toc.DecompressZstdChunkedTOC(im.layer[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d := c.ingest(t, im.layer)
+	out, err := c.run(t, nil, "images", "get-toc-digest", "--zstdchunked", d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(out), digest.FromBytes(tocJSON).String(); got != want {
+		t.Errorf("ctr-remote reads TOC digest %s, want that of our TOC JSON, %s", got, want)
+	}
+	out, err = c.run(t, nil, "images", "get-toc-digest", "--zstdchunked", "--dump-toc", d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dumped struct {
+		Entries []struct{ Name, Type string }
+	}
+	if err := json.Unmarshal([]byte(out), &dumped); err != nil {
+		t.Fatalf("ctr-remote dumped a TOC that is not JSON: %v", err)
+	}
+	names := map[string]bool{}
+	for _, e := range dumped.Entries {
+		names[e.Name] = true
+	}
+	for _, file := range im.files {
+		if !names[file.name] {
+			t.Errorf("the TOC ctr-remote dumped lacks %s", file.name)
+		}
+	}
+
+	old := c.ingest(t, im.withNewFooter(t))
+	if _, err := c.run(t, nil, "images", "get-toc-digest", "--zstdchunked", old.String()); err == nil || !strings.Contains(err.Error(), "invalid magic number") {
+		t.Errorf("the 72-byte footer: %v, want ctr-remote's \"invalid magic number\"", err)
+	}
+}

@@ -1,0 +1,25 @@
+// Package e2e tests lazylayer's zstd:chunked output with the tools people
+// run, as Debian 12 ships them, end to end over a registry on loopback:
+//
+//   - podman 4.3 (package podman) pulls our images partially from
+//     docker-registry (package docker-registry): ranged requests only, and
+//     nothing but the TOC for a layer whose files its store already has;
+//   - stargz-snapshotter's ctr-remote 0.12 (package stargz-snapshotter),
+//     over a containerd of the test's own (package containerd), parses the
+//     footer and TOC of our blobs;
+//   - skopeo 1.9 (package skopeo) copies our images between registries and
+//     into an OCI layout with manifests, annotations and blobs unchanged,
+//     and our reader opens the copied layer from the copied annotations.
+//
+// Each tool also gets the blob as our writer wrote it before it served
+// every reader, which it could not use, so that the tests show what each
+// one needs.
+//
+// A test whose tool is missing skips, naming the Debian package to
+// install, unless LAZYLAYER_REQUIRE_TOOLS=1 (set by .ci/run): then it
+// fails. A missing docker-registry fails the same way under
+// LAZYLAYER_REQUIRE_REGISTRY=1. The tools run as root in a mount namespace
+// of their own, with /run, /var/lib and TMPDIR bound to the test's
+// temporary directories, so they leave nothing behind: no cache, no run
+// state, no mount. The package holds tests only.
+package e2e
