@@ -280,10 +280,9 @@ type estargzDecoder struct {
 	// file is the regular file whose chunk entries may follow, or nil.
 	file *Entry
 
-	// Entries and first chunks are allocated in blocks: a TOC keeps them
-	// all alive together anyway, and one allocation per entry dominated.
-	entryBlock []Entry
-	chunkBlock []Chunk
+	// Entries and first chunks are allocated in slabs.
+	entries slab[Entry]
+	chunks  slab[Chunk]
 }
 
 // add decodes the i-th JSON entry. Errors carry the entry's position.
@@ -311,11 +310,7 @@ func (d *estargzDecoder) addEntry(je *estargzEntry) error {
 	if err != nil {
 		return err
 	}
-	if len(d.entryBlock) == 0 {
-		d.entryBlock = make([]Entry, allocBlockSize)
-	}
-	e := &d.entryBlock[0]
-	d.entryBlock = d.entryBlock[1:]
+	e := d.entries.new()
 	*e = Entry{
 		Name:     name,
 		Type:     parseEntryType(je.Type),
@@ -436,11 +431,7 @@ func (d *estargzDecoder) appendChunk(je *estargzEntry) error {
 		c.Digest = dgst
 	}
 	if f.Chunks == nil {
-		if len(d.chunkBlock) == 0 {
-			d.chunkBlock = make([]Chunk, allocBlockSize)
-		}
-		f.Chunks = d.chunkBlock[:0:1] // a further chunk moves the file's chunks to their own array
-		d.chunkBlock = d.chunkBlock[1:]
+		f.Chunks = d.chunks.next()[:0] // a further chunk moves the file's chunks to their own array
 	}
 	f.Chunks = append(f.Chunks, c)
 	return nil
