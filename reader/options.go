@@ -19,6 +19,11 @@ const (
 	// WithMaxTOCSize is not given: toc.DefaultMaxTOCSize, the 150 MiB
 	// limit of containers/storage.
 	DefaultMaxTOCSize = toc.DefaultMaxTOCSize
+
+	// DefaultMaxTarSplitSize bounds the decompressed size of a
+	// zstd:chunked tar-split when WithMaxTarSplitSize is not given:
+	// toc.DefaultMaxTarSplitSize, 1 GiB.
+	DefaultMaxTarSplitSize = toc.DefaultMaxTarSplitSize
 )
 
 // minConcurrency is the least default concurrency: chunk loads wait on the
@@ -37,6 +42,7 @@ type config struct {
 	// matching its key.
 	cacheVerifies bool
 	maxTOCSize    int64
+	maxTarSplit   int64
 	tailHint      int64
 	concurrency   int
 	observer      func(Access)
@@ -46,6 +52,7 @@ type config struct {
 func newConfig(opts []Option) config {
 	c := config{
 		maxTOCSize:  DefaultMaxTOCSize,
+		maxTarSplit: DefaultMaxTarSplitSize,
 		tailHint:    DefaultTailHint,
 		concurrency: max(runtime.GOMAXPROCS(0), minConcurrency),
 	}
@@ -100,6 +107,20 @@ func WithMaxTOCSize(n int64) Option {
 			n = DefaultMaxTOCSize
 		}
 		c.maxTOCSize = n
+	}
+}
+
+// WithMaxTarSplitSize bounds the decompressed size of the zstd:chunked
+// tar-split Open accepts, and so the compressed bytes of it Open fetches;
+// larger ones fail with ErrCorrupt. Open also holds a tar-split to what
+// its verified TOC's entries can need (toc.MaxTarSplitSizeFor) before
+// fetching it. Non-positive n means DefaultMaxTarSplitSize.
+func WithMaxTarSplitSize(n int64) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = DefaultMaxTarSplitSize
+		}
+		c.maxTarSplit = n
 	}
 }
 

@@ -32,7 +32,7 @@ func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error
 	if l.tarSplit == nil {
 		return "", fmt.Errorf("reader: %v layer: %w", l.toc.Format, ErrNoTarSplit)
 	}
-	r, err := toc.NewTarSplitReader(l.tarSplit, l.toc.TarSplitDigest, toc.WithMaxTarSplitSize(toc.DefaultMaxTarSplitSize))
+	r, err := toc.NewTarSplitReader(l.tarSplit, l.toc.TarSplitDigest, toc.WithMaxTarSplitSize(l.cfg.maxTarSplit))
 	if err != nil {
 		return "", fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}

@@ -1,6 +1,7 @@
 package reader
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,28 +54,32 @@ func annotatedIndex(cfg *config) (*toc.Footer, error) {
 
 // openZstdChunkedLayer opens a zstd:chunked layer whose TOC and tar-split
 // frames footer locates (from the blob's footer or from annotations, the
-// latter with Size 0). Frames the tail does not hold are fetched with one
-// fetch. The TOC is decoded as its bytes arrive and checked against the
-// pinned digest; then the tar-split is checked against the TOC as its
+// latter with Size 0). What footer claims is bounded before any of it is
+// fetched. Frames the tail does not hold are fetched with one fetch; the
+// tar-split comes along only if its claimed size is plausible for the
+// TOC's (see maxUnvouchedTarSplit), and otherwise once the verified TOC
+// bounds it. The TOC is decoded as its bytes arrive and checked against
+// the pinned digest; then the tar-split is checked against the TOC as its
 // bytes arrive, and against the digest the TOC pins; only then is either
 // used.
 func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*Layer, error) {
 	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	if footer.TOCLength > maxCompressedTOC(cfg.maxTOCSize) {
-		return nil, fmt.Errorf("reader: %d-byte compressed TOC exceeds the %d-byte TOC limit: %w: %w",
-			footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
+	if footer.TOCLength > maxCompressedTOC(cfg.maxTOCSize) || footer.TOCUncompressedLength > cfg.maxTOCSize {
+		return nil, fmt.Errorf("reader: TOC of %d bytes (%d compressed) exceeds the %d-byte TOC limit: %w: %w",
+			footer.TOCUncompressedLength, footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
+	}
+	if footer.TarSplitLength > maxCompressedTOC(cfg.maxTarSplit) || footer.TarSplitUncompressedLength > cfg.maxTarSplit {
+		return nil, fmt.Errorf("reader: tar-split of %d bytes (%d compressed) exceeds the %d-byte limit: %w: %w",
+			footer.TarSplitUncompressedLength, footer.TarSplitLength, cfg.maxTarSplit, ErrCorrupt, toc.ErrTarSplitTooLarge)
 	}
 	hasTarSplit := footer.TarSplitLength > 0
-	if hasTarSplit && footer.TarSplitLength > maxCompressedTOC(toc.DefaultMaxTarSplitSize) {
-		return nil, fmt.Errorf("reader: %d-byte compressed tar-split exceeds the %d-byte limit: %w",
-			footer.TarSplitLength, int64(toc.DefaultMaxTarSplitSize), ErrCorrupt)
-	}
-	a := indexArrival(tail, footer)
+	withTOC := hasTarSplit && footer.TarSplitLength <= footer.TOCLength+maxUnvouchedTarSplit
+	a := indexArrival(tail, footer, withTOC)
 	defer a.stop()
 	opened := make(chan openedZstdTOC, 1)
-	go func() { opened <- openZstdTOC(ctx, f, a, footer, cfg) }()
+	go func() { opened <- openZstdTOC(ctx, f, a, footer, withTOC, cfg) }()
 	if err := a.fetch(ctx, f); err != nil {
 		a.stop()
 		o := <-opened
@@ -101,15 +106,42 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	if !hasTarSplit {
 		return nil, closeOnError(l, fmt.Errorf("reader: TOC pins tar-split %s, the blob has none: %w", o.tarSplitDigest, ErrCorrupt))
 	}
-	frameStart := footer.TarSplitOffset - toc.SkippableFrameHeaderSize
-	frame, _ := a.slice(frameStart, footer.TarSplitOffset+footer.TarSplitLength)
+	frameStart, end := footer.TarSplitOffset-toc.SkippableFrameHeaderSize, footer.TarSplitOffset+footer.TarSplitLength
+	frame, ok := a.slice(frameStart, end)
+	if !ok {
+		if frame, ok = tail.slice(frameStart, end); !ok {
+			if err := toc.CheckTarSplitPosition(footer, l.toc); err != nil {
+				return nil, closeOnError(l, fmt.Errorf("%w: %w", ErrCorrupt, err))
+			}
+			r, err := fetchRange(ctx, f, frameStart, end)
+			if err != nil {
+				return nil, closeOnError(l, fmt.Errorf("reader: fetch tar-split: %w", err))
+			}
+			frame = r.data
+		}
+	}
 	tarSplit, err := toc.SkippableFramePayload(frame, frameStart, footer.TarSplitOffset, footer.TarSplitLength)
 	if err != nil {
 		return nil, closeOnError(l, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err))
 	}
+	if !withTOC {
+		if err := checkTarSplit(bytes.NewReader(tarSplit), o.tarSplitDigest, footer, l.toc, cfg); err != nil {
+			return nil, closeOnError(l, err)
+		}
+	}
 	l.tarSplit = tarSplit
 	return l, nil
 }
+
+// maxUnvouchedTarSplit is how many bytes more than the compressed TOC a
+// compressed tar-split may claim and still be fetched with the TOC, before
+// the TOC has vouched for its size: a tar-split is about the TOC's size
+// (0.77 times it for containers/storage's layer of the Go toolchain), a
+// few KiB for a small layer. A larger claim is checked against the
+// verified TOC first (toc.CheckTarSplitPosition), at the cost of a second
+// request; so what a footer can make Open fetch for nothing is bounded
+// by twice the TOC limit.
+const maxUnvouchedTarSplit = 1 << 20
 
 // closeOnError closes l, if not nil, and returns err.
 func closeOnError(l *Layer, err error) error {
@@ -128,11 +160,11 @@ type openedZstdTOC struct {
 }
 
 // openZstdTOC decodes the TOC from a as it arrives, checks its frame and
-// the pinned digest, and builds the layer's view of it; then it checks the
-// tar-split, if the TOC pins one, against the TOC as it arrives. So all
-// this is done while the bytes are still arriving. The layer is not
-// handed out before the tar-split is checked.
-func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.Footer, cfg config) openedZstdTOC {
+// the pinned digest, and builds the layer's view of it; then, if a brings
+// the tar-split too (withTarSplit), it checks the tar-split against the
+// TOC as it arrives. So all this is done while the bytes are still
+// arriving. The layer is not handed out before the tar-split is checked.
+func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.Footer, withTarSplit bool, cfg config) openedZstdTOC {
 	frameStart, tocEnd := footer.TOCOffset-toc.SkippableFrameHeaderSize, footer.TOCOffset+footer.TOCLength
 	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, toc.WithMaxTOCSize(cfg.maxTOCSize))
 	if err != nil {
@@ -155,22 +187,26 @@ func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.
 	}
 	index.TarSplitDigest = tarSplitDigest
 	l, err := newLayer(ctx, f, index, frameStart, cfg)
-	if err == nil && footer.TarSplitLength > 0 && tarSplitDigest != "" {
-		err = checkTarSplit(a.reader(footer.TarSplitOffset, footer.TarSplitOffset+footer.TarSplitLength, true), tarSplitDigest, footer, index)
+	if err == nil && withTarSplit && tarSplitDigest != "" {
+		err = checkTarSplit(a.reader(footer.TarSplitOffset, footer.TarSplitOffset+footer.TarSplitLength, true), tarSplitDigest, footer, index, cfg)
 	}
 	return openedZstdTOC{layer: l, tarSplitDigest: tarSplitDigest, err: err}
 }
 
 // checkTarSplit checks the compressed tar-split r delivers, which footer
 // locates, against index, the verified TOC that pins it with digest want:
-// its records, as they arrive (toc.CheckTarSplit), in bounded memory. The
-// digest covers every byte r delivers; a tar-split that is not the pinned
-// one is reported as that, whatever else is wrong with it.
-func checkTarSplit(r io.Reader, want digest.Digest, footer toc.Footer, index *toc.TOC) error {
+// its claimed size first (toc.CheckTarSplitPosition), then its records,
+// as they arrive (toc.CheckTarSplit), in bounded memory. The digest covers
+// every byte r delivers; a tar-split that is not the pinned one is
+// reported as that, whatever else is wrong with it.
+func checkTarSplit(r io.Reader, want digest.Digest, footer toc.Footer, index *toc.TOC, cfg config) error {
 	if err := want.Validate(); err != nil {
 		return fmt.Errorf("reader: tar-split digest %q: %w: %w: %w", untrusted.Short(string(want)), ErrCorrupt, toc.ErrInvalidTarSplit, err)
 	}
-	limit := int64(toc.DefaultMaxTarSplitSize)
+	if err := toc.CheckTarSplitPosition(footer, index); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	limit := cfg.maxTarSplit
 	if footer.TarSplitUncompressedLength > 0 {
 		limit = min(limit, footer.TarSplitUncompressedLength)
 	}
@@ -193,17 +229,17 @@ func checkTarSplit(r io.Reader, want digest.Digest, footer toc.Footer, index *to
 	return nil
 }
 
-// indexArrival returns the arrival of the TOC frame and, if the blob has
-// one, the tar-split frame, headers included: from tail when it holds
-// them, the rest to be fetched. containers/storage writes the two frames
-// next to each other, so one span covers both; frames further apart are
-// two spans of the same fetch.
-func indexArrival(tail blobRange, footer toc.Footer) *arrival {
+// indexArrival returns the arrival of the TOC frame and, if withTarSplit,
+// the tar-split frame, headers included: from tail when it holds them,
+// the rest to be fetched. containers/storage writes the two frames next
+// to each other, so one span covers both; frames further apart are two
+// spans of the same fetch.
+func indexArrival(tail blobRange, footer toc.Footer, withTarSplit bool) *arrival {
 	frames := []arrivalSpan{{
 		offset: footer.TOCOffset - toc.SkippableFrameHeaderSize,
 		length: footer.TOCLength + toc.SkippableFrameHeaderSize,
 	}}
-	if footer.TarSplitLength > 0 {
+	if withTarSplit {
 		frames = append(frames, arrivalSpan{
 			offset: footer.TarSplitOffset - toc.SkippableFrameHeaderSize,
 			length: footer.TarSplitLength + toc.SkippableFrameHeaderSize,

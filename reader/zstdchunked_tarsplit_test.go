@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
@@ -277,4 +279,91 @@ func (p tarSplitPacker) AddEntry(e storage.Entry) (int, error) {
 		return 0, p.w.AddSegment(e.Payload)
 	}
 	return 0, p.w.AddFile(e.GetName(), e.Size, e.Payload)
+}
+
+// sparseBlob is a blob of size bytes: head at its start, tail at its end,
+// zeros between, none of which is held.
+type sparseBlob struct {
+	head, tail []byte
+	size       int64
+}
+
+func (b sparseBlob) ReadAt(p []byte, off int64) (int, error) {
+	if off >= b.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), b.size-off))
+	for i := range n {
+		pos := off + int64(i)
+		switch {
+		case pos < int64(len(b.head)):
+			p[i] = b.head[pos]
+		case pos >= b.size-int64(len(b.tail)):
+			p[i] = b.tail[pos-(b.size-int64(len(b.tail)))]
+		default:
+			p[i] = 0
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// boundedFetcher counts the bytes asked of it and refuses to fetch more
+// than limit in all.
+type boundedFetcher struct {
+	fetcher.Fetcher
+	limit, asked int64
+}
+
+func (f *boundedFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
+	for _, r := range ranges {
+		f.asked += r.Length
+	}
+	if f.asked > f.limit {
+		return fmt.Errorf("asked for %d bytes in all", f.asked)
+	}
+	return f.Fetcher.Fetch(ctx, ranges, fn)
+}
+
+// TestZstdChunkedFooterClaimingHugeTarSplit keeps a blob's TOC, pinned,
+// and rewrites only the footer (or the annotation) to claim a 1 GiB
+// tar-split, in a blob that large: Open must refuse the claim having
+// fetched little.
+func TestZstdChunkedFooterClaimingHugeTarSplit(t *testing.T) {
+	blob, res := buildZstdChunked(t, zstdChunkedInput(t, 0o644))
+	pin, f, err := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := bytes.Clone(blob[:f.TOCOffset+f.TOCLength])
+	f.TarSplitOffset = int64(len(head)) + toc.SkippableFrameHeaderSize
+	f.TarSplitLength, f.TarSplitUncompressedLength = 1<<30, 1<<30
+	head = binary.LittleEndian.AppendUint32(head, 0x184D2A50)
+	head = binary.LittleEndian.AppendUint32(head, uint32(f.TarSplitLength))
+	footer, err := toc.ZstdChunkedFooter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := sparseBlob{head: head, tail: footer, size: f.TarSplitOffset + f.TarSplitLength + int64(len(footer))}
+	annotations := toc.ZstdChunkedAnnotations(pin, f)
+	for name, opts := range map[string][]Option{
+		"footer":      {WithTOCDigest(pin)},
+		"annotations": {WithAnnotations(annotations)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bf := &boundedFetcher{Fetcher: fetcher.FromReaderAt(huge, huge.size), limit: 64 << 20}
+			l, err := Open(context.Background(), bf, opts...)
+			if err == nil {
+				l.Close()
+			}
+			if !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrTarSplitTooLarge) {
+				t.Errorf("Open: error %v, want ErrCorrupt and toc.ErrTarSplitTooLarge", err)
+			}
+			if bf.asked > DefaultTailHint+f.TOCLength+toc.SkippableFrameHeaderSize {
+				t.Errorf("Open asked for %d bytes", bf.asked)
+			}
+		})
+	}
 }

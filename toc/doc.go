@@ -35,7 +35,10 @@
 //   - the tar-split that rebuilds the original tar is written by a
 //     TarSplitWriter, read by a TarSplitReader (NewTarSplitReader for
 //     verified bytes, NewTarSplitReaderFrom for a stream) and checked
-//     against the TOC by CheckTarSplit;
+//     against the TOC by CheckTarSplit, record by record: the tar stream
+//     it rebuilds must hold exactly the TOC's entries, as archive/tar and
+//     GNU tar read it; CheckTarSplitPosition bounds the tar-split a footer
+//     claims by what the TOC's entries can need, before it is fetched;
 //   - ZstdChunkedAnnotations and ParseZstdChunkedAnnotations handle the
 //     three descriptor annotations.
 //
@@ -43,6 +46,13 @@
 // (names, chunk tiling, offsets), bound memory with DecodeOption limits,
 // never panic, and report problems with errors wrapping the sentinels
 // ErrInvalidFooter, ErrInvalidTOC, ErrTOCTooLarge and ErrUnsupportedVersion.
+// Tar-split readers take TarSplitOption limits: the uncompressed stream
+// (DefaultMaxTarSplitSize, 1 GiB, and never more than
+// MaxTarSplitSizeFor the TOC), one record (DefaultMaxTarSplitRecordSize,
+// 4 MiB) and one entry's tar headers (DefaultMaxTarHeaderSize, 1 MiB);
+// their errors wrap ErrInvalidTarSplit, ErrTarSplitMismatch and
+// ErrTarSplitTooLarge. Error messages quote input cut short
+// (internal/untrusted).
 // A decoded TOC is only as trustworthy as its Digest: callers compare it to
 // the digest pinned by the layer's annotations before using it.
 //
