@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -156,14 +157,14 @@ func validateChunks(t *toc.TOC, dataEnd int64) error {
 			continue
 		}
 		if e.Size < 0 {
-			return fmt.Errorf("reader: entry %q: negative size %d: %w", e.Name, e.Size, ErrCorrupt)
+			return fmt.Errorf("reader: entry %q: negative size %d: %w", untrusted.Short(e.Name), e.Size, ErrCorrupt)
 		}
 		var covered int64
 		for i := range e.Chunks {
 			c := &e.Chunks[i]
 			if c.Offset != covered || c.Size < 0 || c.Size > e.Size-covered {
 				return fmt.Errorf("reader: entry %q: chunk %d [%d+%d) does not continue the file's %d bytes at %d: %w",
-					e.Name, i, c.Offset, c.Size, e.Size, covered, ErrCorrupt)
+					untrusted.Short(e.Name), i, c.Offset, c.Size, e.Size, covered, ErrCorrupt)
 			}
 			covered += c.Size
 			if c.Zeros || c.Size == 0 {
@@ -171,18 +172,18 @@ func validateChunks(t *toc.TOC, dataEnd int64) error {
 			}
 			if c.FrameOffset < 0 || c.FrameEnd <= c.FrameOffset || c.FrameEnd > dataEnd || c.InnerOffset < 0 {
 				return fmt.Errorf("reader: entry %q: chunk %d: frame [%d,%d) inner offset %d outside data [0,%d): %w",
-					e.Name, i, c.FrameOffset, c.FrameEnd, c.InnerOffset, dataEnd, ErrCorrupt)
+					untrusted.Short(e.Name), i, c.FrameOffset, c.FrameEnd, c.InnerOffset, dataEnd, ErrCorrupt)
 			}
 			if frame, ratio := c.FrameEnd-c.FrameOffset, maxExpansion(t.Format); frame < math.MaxInt64/ratio/2 {
 				limit := frame*ratio + 1<<10
 				if c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
 					return fmt.Errorf("reader: entry %q: chunk %d: %d bytes at %d cannot come from a %d-byte frame: %w",
-						e.Name, i, c.Size, c.InnerOffset, frame, ErrCorrupt)
+						untrusted.Short(e.Name), i, c.Size, c.InnerOffset, frame, ErrCorrupt)
 				}
 			}
 		}
 		if covered != e.Size {
-			return fmt.Errorf("reader: entry %q: chunks cover %d of %d bytes: %w", e.Name, covered, e.Size, ErrCorrupt)
+			return fmt.Errorf("reader: entry %q: chunks cover %d of %d bytes: %w", untrusted.Short(e.Name), covered, e.Size, ErrCorrupt)
 		}
 	}
 	return nil
@@ -215,7 +216,7 @@ func indexFrames(t *toc.TOC) (map[int64][]chunkRef, error) {
 			prev, c := refs[k-1].chunk(), refs[k].chunk()
 			if c.InnerOffset < prev.InnerOffset+prev.Size || c.FrameEnd != prev.FrameEnd {
 				return nil, fmt.Errorf("reader: entries %q and %q: chunks overlap, or disagree on where the frame at %d ends: %w",
-					refs[k-1].entry.Name, refs[k].entry.Name, off, ErrCorrupt)
+					untrusted.Short(refs[k-1].entry.Name), untrusted.Short(refs[k].entry.Name), off, ErrCorrupt)
 			}
 		}
 		shared[off] = refs
@@ -339,7 +340,7 @@ func resolveHardlinks(root *node) {
 				break
 			}
 			if inProgress[n] {
-				err = fmt.Errorf("hard link %q is part of a cycle: %w", start.path, ErrLinkLoop)
+				err = fmt.Errorf("hard link %q is part of a cycle: %w", untrusted.Short(start.path), ErrLinkLoop)
 				break
 			}
 			inProgress[n] = true
@@ -347,9 +348,9 @@ func resolveHardlinks(root *node) {
 			target := lookupNoFollow(root, cleanName(n.entry.LinkName))
 			switch {
 			case target == nil:
-				err = fmt.Errorf("hard link %q: target %q does not exist: %w", n.path, n.entry.LinkName, ErrCorrupt)
+				err = fmt.Errorf("hard link %q: target %q does not exist: %w", untrusted.Short(n.path), untrusted.Short(n.entry.LinkName), ErrCorrupt)
 			case target.isDir():
-				err = fmt.Errorf("hard link %q: target %q is a directory: %w", n.path, n.entry.LinkName, ErrCorrupt)
+				err = fmt.Errorf("hard link %q: target %q is a directory: %w", untrusted.Short(n.path), untrusted.Short(n.entry.LinkName), ErrCorrupt)
 			}
 			if err != nil {
 				break
@@ -402,7 +403,7 @@ func (l *Layer) lookup(name string, followLast bool) (*node, error) {
 		}
 		if n.entry.Type == toc.TypeSymlink && (found || followLast) {
 			if hops++; hops > maxSymlinks {
-				return nil, fmt.Errorf("following %q: %w", n.path, ErrLinkLoop)
+				return nil, fmt.Errorf("following %q: %w", untrusted.Short(n.path), ErrLinkLoop)
 			}
 			// Resolve against the layer root: path.Clean drops ".." at
 			// "/", so no target leaves the layer.

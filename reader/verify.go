@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -73,7 +74,7 @@ func verify(want digest.Digest, data []byte) error {
 		return checkSum(want, sum[:])
 	}
 	if err := want.Validate(); err != nil {
-		return fmt.Errorf("%w: invalid digest %q: %v", ErrChunkDigest, want, err)
+		return fmt.Errorf("%w: invalid digest %q: %v", ErrChunkDigest, untrusted.Short(string(want)), err)
 	}
 	v := want.Verifier()
 	v.Write(data)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -229,7 +230,7 @@ func ParseEStargzAnnotations(a map[string]string) (tocDigest digest.Digest, unco
 	if s, ok := a[AnnotationUncompressedSize]; ok {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			return "", 0, fmt.Errorf("toc: annotation %q: %q is not a size: %w", AnnotationUncompressedSize, s, ErrInvalidAnnotation)
+			return "", 0, fmt.Errorf("toc: annotation %q: %q is not a size: %w", AnnotationUncompressedSize, untrusted.Short(s), ErrInvalidAnnotation)
 		}
 		uncompressedSize = n
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -349,17 +350,17 @@ func ParseZstdChunkedAnnotations(a map[string]string) (tocDigest digest.Digest, 
 func parsePosition(s string, n int) ([]int64, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) != n {
-		return nil, fmt.Errorf("%q has %d fields, want %d: %w", s, len(parts), n, ErrInvalidAnnotation)
+		return nil, fmt.Errorf("%q has %d fields, want %d: %w", untrusted.Short(s), len(parts), n, ErrInvalidAnnotation)
 	}
 	v := make([]int64, n)
 	for i, p := range parts {
 		// ParseInt alone would accept a sign.
 		if p == "" || strings.Trim(p, "0123456789") != "" {
-			return nil, fmt.Errorf("%q: field %d is not a decimal number: %w", s, i, ErrInvalidAnnotation)
+			return nil, fmt.Errorf("%q: field %d is not a decimal number: %w", untrusted.Short(s), i, ErrInvalidAnnotation)
 		}
 		x, err := strconv.ParseInt(p, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%q: field %d out of range: %w", s, i, ErrInvalidAnnotation)
+			return nil, fmt.Errorf("%q: field %d out of range: %w", untrusted.Short(s), i, ErrInvalidAnnotation)
 		}
 		v[i] = x
 	}
