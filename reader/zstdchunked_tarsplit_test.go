@@ -53,12 +53,7 @@ func packRecords(t *testing.T, records []*toc.TarSplitRecord) []byte {
 		t.Fatal(err)
 	}
 	for _, rec := range records {
-		if rec.Type == toc.TarSplitSegment {
-			err = w.AddSegment(rec.Payload)
-		} else {
-			err = w.AddFile(rec.Name, rec.Size, rec.Payload)
-		}
-		if err != nil {
+		if err := w.Add(rec); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -382,6 +382,15 @@ func (t *TarSplitWriter) AddFile(name string, size int64, crc []byte) error {
 	return nil
 }
 
+// Add records rec, a record as a TarSplitReader returns it: a segment or
+// a file.
+func (t *TarSplitWriter) Add(rec *TarSplitRecord) error {
+	if rec.Type == TarSplitSegment {
+		return t.AddSegment(rec.Payload)
+	}
+	return t.AddFile(rec.Name, rec.Size, rec.Payload)
+}
+
 // Close flushes the compressed stream. It does not close the underlying
 // writer.
 func (t *TarSplitWriter) Close() error {
