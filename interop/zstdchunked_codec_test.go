@@ -237,12 +237,7 @@ func checkTarSplitRepacks(t *testing.T, payload []byte, f toc.Footer, want diges
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rec.Type == toc.TarSplitSegment {
-			err = w.AddSegment(rec.Payload)
-		} else {
-			err = w.AddFile(rec.Name, rec.Size, rec.Payload)
-		}
-		if err != nil {
+		if err := w.Add(rec); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -21,11 +21,11 @@ func TestWriteZstdChunkedFuzzSeeds(t *testing.T) {
 	if os.Getenv("LAZYLAYER_WRITE_SEEDS") != "1" {
 		t.Skip("set LAZYLAYER_WRITE_SEEDS=1 to rewrite reader/testdata/fuzz")
 	}
-	random := make([]byte, 3000)
+	random := make([]byte, 600)
 	for i := range random {
 		random[i] = byte(i*7 + i/13)
 	}
-	holes := append(append(bytes.Clone(random[:1500]), make([]byte, 2048)...), random[1500:]...)
+	holes := append(append(bytes.Clone(random[:300]), make([]byte, 2048)...), random[300:]...)
 	small, err := corpus.WriteTar([]corpus.Entry{
 		{Header: &tar.Header{Typeflag: tar.TypeDir, Name: "./etc/", Mode: 0o755}},
 		{Header: &tar.Header{Typeflag: tar.TypeReg, Name: "./etc/hostname", Mode: 0o644, Size: 5}, Content: []byte("lazy\n")},

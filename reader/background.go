@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -142,7 +143,7 @@ func (l *Layer) loadBatch(ctx context.Context, batch []chunkRef, ranges []fetche
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if _, _, err := l.loadChunk(ctx, ref.entry, ref.index, src); err != nil {
-				errs[k] = fmt.Errorf("entry %q: chunk %d: %w", ref.entry.Name, ref.index, err)
+				errs[k] = fmt.Errorf("entry %q: chunk %d: %w", untrusted.Short(ref.entry.Name), ref.index, err)
 			}
 		})
 	}

@@ -92,10 +92,16 @@
 // TOC, fetched with it). For zstd:chunked, WithAnnotations takes the layer
 // descriptor's annotations instead, in either spelling of their keys
 // (spellings that disagree are refused): Open then fetches the TOC and
-// tar-split in one request without reading the footer. Open checks
-// a zstd:chunked tar-split against the TOC before returning, and
-// Layer.WriteTar rebuilds the layer's original tar stream and DiffID from
-// it, streaming. A new format plugs in where Open
+// tar-split in one request without reading the footer. Open checks a
+// zstd:chunked tar-split against the TOC before returning, as it arrives,
+// in bounded memory (toc.CheckTarSplit: the tar it rebuilds holds exactly
+// the TOC's entries), and Layer.WriteTar rebuilds the layer's original
+// tar stream and DiffID from it, streaming. What a footer or annotation
+// claims is bounded before it is fetched: the TOC by WithMaxTOCSize, the
+// tar-split by WithMaxTarSplitSize (1 GiB, DefaultMaxTarSplitSize) and by
+// what the verified TOC's entries can need (toc.CheckTarSplitPosition); a
+// tar-split claiming more than twice the TOC's size and 1 MiB is fetched only
+// once the TOC is verified. A new format plugs in where Open
 // dispatches on the footer's format and where a Layer picks a
 // decompressor for its frames. Blobs whose index lives elsewhere (eStargz
 // with an external TOC) are reported as ErrUnsupportedFormat.

@@ -316,7 +316,7 @@ func indexFrames(t *toc.TOC) (map[int64][]chunkRef, error) {
 			prev, c := refs[k-1].chunk(), refs[k].chunk()
 			if c.InnerOffset < prev.InnerOffset+prev.Size || c.FrameEnd != prev.FrameEnd {
 				return nil, fmt.Errorf("reader: entries %q and %q: chunks overlap, or disagree on where the frame at %d ends: %w",
-					refs[k-1].entry.Name, refs[k].entry.Name, off, ErrCorrupt)
+					untrusted.Short(refs[k-1].entry.Name), untrusted.Short(refs[k].entry.Name), off, ErrCorrupt)
 			}
 		}
 		shared[off] = refs
@@ -478,7 +478,7 @@ func resolveHardlinks(root *node) {
 				break
 			}
 			if inProgress[n] {
-				err = fmt.Errorf("hard link %q is part of a cycle: %w", start.path, ErrLinkLoop)
+				err = fmt.Errorf("hard link %q is part of a cycle: %w", untrusted.Short(start.path), ErrLinkLoop)
 				break
 			}
 			inProgress[n] = true
@@ -486,9 +486,9 @@ func resolveHardlinks(root *node) {
 			target := lookupNoFollow(root, cleanName(n.entry.LinkName))
 			switch {
 			case target == nil:
-				err = fmt.Errorf("hard link %q: target %q does not exist: %w", n.path, n.entry.LinkName, ErrCorrupt)
+				err = fmt.Errorf("hard link %q: target %q does not exist: %w", untrusted.Short(n.path), untrusted.Short(n.entry.LinkName), ErrCorrupt)
 			case target.isDir():
-				err = fmt.Errorf("hard link %q: target %q is a directory: %w", n.path, n.entry.LinkName, ErrCorrupt)
+				err = fmt.Errorf("hard link %q: target %q is a directory: %w", untrusted.Short(n.path), untrusted.Short(n.entry.LinkName), ErrCorrupt)
 			}
 			if err != nil {
 				break

@@ -31,6 +31,11 @@ const (
 	// one repeated byte makes a larger one. Chunks of zeros (a sparse
 	// file's hole) are exempt: reads serve them without building them.
 	DefaultMaxChunkSize = 64 << 20
+
+	// DefaultMaxTarSplitSize bounds the decompressed size of a
+	// zstd:chunked tar-split when WithMaxTarSplitSize is not given:
+	// toc.DefaultMaxTarSplitSize, 1 GiB.
+	DefaultMaxTarSplitSize = toc.DefaultMaxTarSplitSize
 )
 
 // minConcurrency is the least default concurrency: chunk loads wait on the
@@ -51,6 +56,7 @@ type config struct {
 	maxTOCSize    int64
 	maxChunkSize  int64
 	names         nameLimits
+	maxTarSplit   int64
 	tailHint      int64
 	concurrency   int
 	observer      func(Access)
@@ -67,6 +73,7 @@ func newConfig(opts []Option) config {
 			implied: toc.DefaultMaxImpliedDirs,
 			bytes:   toc.DefaultMaxNameBytes,
 		},
+		maxTarSplit: DefaultMaxTarSplitSize,
 		tailHint:    DefaultTailHint,
 		concurrency: max(runtime.GOMAXPROCS(0), minConcurrency),
 	}
@@ -188,6 +195,15 @@ func WithMaxImpliedDirs(n int) Option {
 // toc.DefaultMaxNameBytes (128 MiB).
 func WithMaxNameBytes(n int64) Option {
 	return func(c *config) { c.names.bytes = positiveOr(n, toc.DefaultMaxNameBytes) }
+}
+
+// WithMaxTarSplitSize bounds the decompressed size of the zstd:chunked
+// tar-split Open accepts, and so the compressed bytes of it Open fetches;
+// larger ones fail with ErrCorrupt. Open also holds a tar-split to what
+// its verified TOC's entries can need (toc.MaxTarSplitSizeFor) before
+// fetching it. Non-positive n means DefaultMaxTarSplitSize.
+func WithMaxTarSplitSize(n int64) Option {
+	return func(c *config) { c.maxTarSplit = positiveOr(n, DefaultMaxTarSplitSize) }
 }
 
 // WithTailHint sets how many bytes at the end of the blob Open fetches in

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -249,7 +250,7 @@ func (run *prefetchRun) finished(i int, res frameResult, err error) {
 		err = res[span{c.InnerOffset, c.Size, chunkDigest(f.ref.entry, f.ref.index)}].err
 	}
 	if err != nil {
-		run.cancel(fmt.Errorf("entry %q: chunk %d: %w", f.ref.entry.Name, f.ref.index, err))
+		run.cancel(fmt.Errorf("entry %q: chunk %d: %w", untrusted.Short(f.ref.entry.Name), f.ref.index, err))
 		return
 	}
 	run.mu.Lock()

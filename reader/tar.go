@@ -32,7 +32,7 @@ func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error
 	if l.tarSplit == nil {
 		return "", fmt.Errorf("reader: %v layer: %w", l.toc.Format, ErrNoTarSplit)
 	}
-	r, err := toc.NewTarSplitReader(l.tarSplit, l.toc.TarSplitDigest)
+	r, err := toc.NewTarSplitReader(l.tarSplit, l.toc.TarSplitDigest, toc.WithMaxTarSplitSize(l.cfg.maxTarSplit))
 	if err != nil {
 		return "", fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
@@ -52,46 +52,42 @@ func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error
 // Open checked is the index's order: each batch fetches the frames of the
 // next files in one request.
 type tarContents struct {
-	ctx    context.Context
-	layer  *Layer
-	files  []*toc.Entry // regular files with content, in index order
-	byName map[string]*toc.Entry
-	next   int // files[next] is the file expected next
+	ctx   context.Context
+	layer *Layer
+	files []*toc.Entry // regular files with content, in index order
+	next  int          // files[next] is the file expected next
 	// batch serves the frames of files[:batchEnd].
 	batch    *frameBatch
 	batchEnd int
 }
 
 func newTarContents(ctx context.Context, l *Layer) *tarContents {
-	c := &tarContents{ctx: ctx, layer: l, byName: make(map[string]*toc.Entry)}
+	c := &tarContents{ctx: ctx, layer: l}
 	for _, e := range l.toc.Entries {
 		if e.Type == toc.TypeReg && e.Size > 0 {
 			c.files = append(c.files, e)
-			c.byName[e.Name] = e
 		}
 	}
 	return c
 }
 
-// open returns the contents of the named file, which must have size
-// bytes.
+// open returns the contents of the named file, which must have size bytes
+// and be the next file with contents in the index: Open checked that the
+// tar-split lists the index's entries in order, so a file in another
+// place is a tar-split other than the one checked.
 func (c *tarContents) open(name string, size int64) (io.ReadCloser, error) {
 	if err := c.ctx.Err(); err != nil {
 		return nil, err
 	}
-	e := c.byName[name]
-	if e == nil || e.Size != size {
-		return nil, fmt.Errorf("no %d-byte file in the index: %w", size, ErrCorrupt)
+	if c.next == len(c.files) || c.files[c.next].Name != name || c.files[c.next].Size != size {
+		return nil, fmt.Errorf("not the index's next %d-byte file: %w", size, ErrCorrupt)
 	}
-	src := c.layer.fetchFrame
-	if c.next < len(c.files) && c.files[c.next] == e {
-		if c.next >= c.batchEnd {
-			c.planBatch()
-		}
-		src = c.batch.get
-		c.next++
+	e := c.files[c.next]
+	if c.next >= c.batchEnd {
+		c.planBatch()
 	}
-	return &chunkReader{ctx: c.ctx, layer: c.layer, entry: e, src: src}, nil
+	c.next++
+	return &chunkReader{ctx: c.ctx, layer: c.layer, entry: e, src: c.batch.get}, nil
 }
 
 // planBatch plans one fetch of the frames of the files from c.next on, up

@@ -7,38 +7,39 @@ import (
 	"io"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
 
 // openZstdChunkedLayer opens a zstd:chunked layer whose TOC and tar-split
 // frames footer locates (from the blob's footer or from annotations, the
-// latter with Size 0). Frames the tail does not hold are fetched with one
-// fetch. The TOC is decoded and the tar-split parsed as their bytes
-// arrive; the TOC is checked against the pinned digest, the tar-split
-// against the digest the TOC pins, and then the two against each other,
-// before either is used.
+// latter with Size 0). What footer claims is bounded before any of it is
+// fetched. Frames the tail does not hold are fetched with one fetch; the
+// tar-split comes along only if its claimed size is plausible for the
+// TOC's (see maxUnvouchedTarSplit), and otherwise once the verified TOC
+// bounds it. The TOC is decoded as its bytes arrive and checked against
+// the pinned digest; then the tar-split is checked against the TOC as its
+// bytes arrive, and against the digest the TOC pins; only then is either
+// used.
 func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*Layer, error) {
 	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
 		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
-	if footer.TOCLength > maxCompressed(cfg.maxTOCSize) {
-		return nil, fmt.Errorf("reader: %d-byte compressed TOC exceeds the %d-byte TOC limit: %w: %w",
-			footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
+	if footer.TOCLength > maxCompressed(cfg.maxTOCSize) || footer.TOCUncompressedLength > cfg.maxTOCSize {
+		return nil, fmt.Errorf("reader: TOC of %d bytes (%d compressed) exceeds the %d-byte TOC limit: %w: %w",
+			footer.TOCUncompressedLength, footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
+	}
+	if footer.TarSplitLength > maxCompressed(cfg.maxTarSplit) || footer.TarSplitUncompressedLength > cfg.maxTarSplit {
+		return nil, fmt.Errorf("reader: tar-split of %d bytes (%d compressed) exceeds the %d-byte limit: %w: %w",
+			footer.TarSplitUncompressedLength, footer.TarSplitLength, cfg.maxTarSplit, ErrCorrupt, toc.ErrTarSplitTooLarge)
 	}
 	hasTarSplit := footer.TarSplitLength > 0
-	if hasTarSplit && footer.TarSplitLength > maxCompressed(toc.DefaultMaxTarSplitSize) {
-		return nil, fmt.Errorf("reader: %d-byte compressed tar-split exceeds the %d-byte limit: %w",
-			footer.TarSplitLength, int64(toc.DefaultMaxTarSplitSize), ErrCorrupt)
-	}
-	a := indexArrival(tail, footer)
+	withTOC := hasTarSplit && footer.TarSplitLength <= 2*footer.TOCLength+maxUnvouchedTarSplit
+	a := indexArrival(tail, footer, withTOC)
 	defer a.stop()
 	opened := make(chan openedZstdTOC, 1)
-	go func() { opened <- openZstdTOC(ctx, f, a, footer, cfg) }()
-	var split <-chan parsedTarSplit
-	if hasTarSplit {
-		split = parseTarSplitAhead(a.reader(footer.TarSplitOffset, footer.TarSplitOffset+footer.TarSplitLength, true), footer.TarSplitUncompressedLength)
-	}
+	go func() { opened <- openZstdTOC(ctx, f, a, footer, withTOC, cfg) }()
 	if err := a.fetch(ctx, f); err != nil {
 		a.stop()
 		o := <-opened
@@ -54,7 +55,7 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 		}
 	}
 	if o.err != nil {
-		return nil, o.err
+		return nil, closeOnError(o.layer, o.err)
 	}
 	l := o.layer
 	// Without a digest in the TOC the tar-split is nobody's word (the
@@ -65,17 +66,43 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	if !hasTarSplit {
 		return nil, closeOnError(l, fmt.Errorf("reader: TOC pins tar-split %s, the blob has none: %w", o.tarSplitDigest, ErrCorrupt))
 	}
-	frame, _ := a.slice(footer.TarSplitOffset-toc.SkippableFrameHeaderSize, footer.TarSplitOffset+footer.TarSplitLength)
-	tarSplit, err := toc.SkippableFramePayload(frame, footer.TarSplitOffset-toc.SkippableFrameHeaderSize, footer.TarSplitOffset, footer.TarSplitLength)
+	frameStart, end := footer.TarSplitOffset-toc.SkippableFrameHeaderSize, footer.TarSplitOffset+footer.TarSplitLength
+	frame, ok := a.slice(frameStart, end)
+	if !ok {
+		if frame, ok = tail.slice(frameStart, end); !ok {
+			if err := toc.CheckTarSplitPosition(footer, l.toc); err != nil {
+				return nil, closeOnError(l, fmt.Errorf("reader: %w: %w", ErrCorrupt, err))
+			}
+			r, err := fetchRange(ctx, f, frameStart, end)
+			if err != nil {
+				return nil, closeOnError(l, fmt.Errorf("reader: fetch tar-split: %w", err))
+			}
+			frame = r.data
+		}
+	}
+	tarSplit, err := toc.SkippableFramePayload(frame, frameStart, footer.TarSplitOffset, footer.TarSplitLength)
 	if err != nil {
 		return nil, closeOnError(l, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err))
 	}
-	if err := checkTarSplit(tarSplit, o.tarSplitDigest, split, l.toc); err != nil {
-		return nil, closeOnError(l, err)
+	if !withTOC {
+		if err := checkTarSplit(bytes.NewReader(tarSplit), o.tarSplitDigest, footer, l.toc, cfg); err != nil {
+			return nil, closeOnError(l, err)
+		}
 	}
 	l.tarSplit = tarSplit
 	return l, nil
 }
+
+// maxUnvouchedTarSplit is how many bytes more than twice the compressed
+// TOC a compressed tar-split may claim and still be fetched with the TOC,
+// before the TOC has vouched for its size: a tar-split is about the TOC's
+// size (0.77 times it for containers/storage's layer of the Go toolchain,
+// 0.9 times for 300,000 small files, 1.2 times for long names), a few KiB
+// for a small layer. A larger claim is checked against the verified TOC
+// first (toc.CheckTarSplitPosition), at the cost of a second request; so
+// what a footer can make Open fetch for nothing is bounded by three times
+// the TOC limit.
+const maxUnvouchedTarSplit = 1 << 20
 
 // closeOnError closes l, if not nil, and returns err.
 func closeOnError(l *Layer, err error) error {
@@ -94,10 +121,11 @@ type openedZstdTOC struct {
 }
 
 // openZstdTOC decodes the TOC from a as it arrives, checks its frame and
-// the pinned digest, and builds the layer's view of it, so that all this
-// is done while the tar-split is still arriving. The layer is not handed
-// out before the tar-split is checked too.
-func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.Footer, cfg config) openedZstdTOC {
+// the pinned digest, and builds the layer's view of it; then, if a brings
+// the tar-split too (withTarSplit), it checks the tar-split against the
+// TOC as it arrives. So all this is done while the bytes are still
+// arriving. The layer is not handed out before the tar-split is checked.
+func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.Footer, withTarSplit bool, cfg config) openedZstdTOC {
 	frameStart, tocEnd := footer.TOCOffset-toc.SkippableFrameHeaderSize, footer.TOCOffset+footer.TOCLength
 	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, cfg.decodeOptions()...)
 	if err != nil {
@@ -120,97 +148,59 @@ func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.
 	}
 	index.TarSplitDigest = tarSplitDigest
 	l, err := newLayer(ctx, f, index, frameStart, cfg)
+	if err == nil && withTarSplit && tarSplitDigest != "" {
+		err = checkTarSplit(a.reader(footer.TarSplitOffset, footer.TarSplitOffset+footer.TarSplitLength, true), tarSplitDigest, footer, index, cfg)
+	}
 	return openedZstdTOC{layer: l, tarSplitDigest: tarSplitDigest, err: err}
 }
 
-// parsedTarSplit is the outcome of parsing a tar-split's headers: the
-// headers and the digest of the compressed bytes they came from.
-type parsedTarSplit struct {
-	headers *toc.TarSplitHeaders
-	sum     digest.Digest
-	err     error
-}
-
-// maxSpeculativeTarSplit bounds the tar-split that Open parses before the
-// TOC has vouched for it. Parsing takes as long as decoding the TOC, so
-// doing both at once, as the bytes arrive, shortens Open; but the work is
-// wasted if the TOC then pins other bytes, so a tar-split claiming more
-// than this is parsed only after it is verified.
-const maxSpeculativeTarSplit = 64 << 20
-
-// parseTarSplitAhead starts parsing the headers of a compressed tar-split
-// that the TOC has not vouched for yet, as r delivers it, if it claims to
-// be small enough (see maxSpeculativeTarSplit); nothing of it is used
-// before checkTarSplit compares the digest of what r delivered with the
-// one the TOC pins. It returns nil if it did not start.
-func parseTarSplitAhead(r io.Reader, claimed int64) <-chan parsedTarSplit {
-	if claimed <= 0 || claimed > maxSpeculativeTarSplit {
-		return nil
-	}
-	c := make(chan parsedTarSplit, 1)
-	go func() {
-		h := digest.Canonical.Digester()
-		tee := io.TeeReader(r, h.Hash())
-		p := parseTarSplit(tee, toc.WithMaxTarSplitSize(maxSpeculativeTarSplit))
-		// The digest covers every byte, including any the parse left.
-		if _, err := io.Copy(io.Discard, tee); err != nil && p.err == nil {
-			p.err = err
-		}
-		p.sum = h.Digest()
-		c <- p
-	}()
-	return c
-}
-
-func parseTarSplit(r io.Reader, opts ...toc.TarSplitOption) parsedTarSplit {
-	tr, err := toc.NewTarSplitReaderFrom(r, opts...)
-	if err != nil {
-		return parsedTarSplit{err: err}
-	}
-	defer tr.Close()
-	hdrs, err := toc.ReadTarSplitHeaders(tr, 0)
-	return parsedTarSplit{headers: hdrs, err: err}
-}
-
-// checkTarSplit verifies the compressed tar-split against the digest the
-// TOC pins and checks that it lists the same entries as the TOC. ahead, if
-// not nil, delivers its headers parsed before the digest was known.
-func checkTarSplit(compressed []byte, want digest.Digest, ahead <-chan parsedTarSplit, index *toc.TOC) error {
+// checkTarSplit checks the compressed tar-split r delivers, which footer
+// locates, against index, the verified TOC that pins it with digest want:
+// its claimed size first (toc.CheckTarSplitPosition), then its records,
+// as they arrive (toc.CheckTarSplit), in bounded memory. The digest covers
+// every byte r delivers; a tar-split that is not the pinned one is
+// reported as that, whatever else is wrong with it.
+func checkTarSplit(r io.Reader, want digest.Digest, footer toc.Footer, index *toc.TOC, cfg config) error {
 	if err := want.Validate(); err != nil {
-		return fmt.Errorf("reader: tar-split digest %q: %w: %w: %w", want, ErrCorrupt, toc.ErrInvalidTarSplit, err)
+		return fmt.Errorf("reader: tar-split digest %q: %w: %w: %w", untrusted.Short(string(want)), ErrCorrupt, toc.ErrInvalidTarSplit, err)
 	}
-	var p parsedTarSplit
-	if ahead != nil {
-		p = <-ahead
+	if err := toc.CheckTarSplitPosition(footer, index); err != nil {
+		return fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
-	if p.sum != want {
-		if got := want.Algorithm().FromBytes(compressed); got != want {
-			return fmt.Errorf("reader: tar-split has digest %s, TOC pins %s: %w: %w", got, want, ErrCorrupt, toc.ErrInvalidTarSplit)
-		}
+	limit := cfg.maxTarSplit
+	if footer.TarSplitUncompressedLength > 0 {
+		limit = min(limit, footer.TarSplitUncompressedLength)
 	}
-	if ahead == nil {
-		p = parseTarSplit(bytes.NewReader(compressed)) // verified just above
+	h := want.Algorithm().Hash()
+	tee := io.TeeReader(r, h)
+	tr, err := toc.NewTarSplitReaderFrom(tee, toc.WithMaxTarSplitSize(limit))
+	if err == nil {
+		_, err = toc.CheckTarSplit(tr, index)
+		tr.Close()
 	}
-	if p.err != nil {
-		return fmt.Errorf("reader: %w: %w", ErrCorrupt, p.err)
+	if _, rerr := io.Copy(io.Discard, tee); rerr != nil {
+		return fmt.Errorf("reader: read tar-split: %w", rerr)
 	}
-	if err := p.headers.Check(index); err != nil {
+	if got := digest.NewDigest(want.Algorithm(), h); got != want {
+		return fmt.Errorf("reader: tar-split has digest %s, TOC pins %s: %w: %w", got, want, ErrCorrupt, toc.ErrInvalidTarSplit)
+	}
+	if err != nil {
 		return fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	return nil
 }
 
-// indexArrival returns the arrival of the TOC frame and, if the blob has
-// one, the tar-split frame, headers included, from tail as far as it holds
-// them, the rest to be fetched. containers/storage writes the two frames
-// next to each other, so one span covers both; frames further apart are
-// two spans of the same fetch.
-func indexArrival(tail blobRange, footer toc.Footer) *arrival {
+// indexArrival returns the arrival of the TOC frame and, if withTarSplit,
+// the tar-split frame, headers included: from tail when it holds them,
+// the rest to be fetched. containers/storage writes the two frames next
+// to each other, so one span covers both; frames further apart are two
+// spans of the same fetch.
+func indexArrival(tail blobRange, footer toc.Footer, withTarSplit bool) *arrival {
 	spans := []fetcher.Range{{
 		Offset: footer.TOCOffset - toc.SkippableFrameHeaderSize,
 		Length: footer.TOCLength + toc.SkippableFrameHeaderSize,
 	}}
-	if footer.TarSplitLength > 0 {
+	if withTarSplit {
 		ts := fetcher.Range{
 			Offset: footer.TarSplitOffset - toc.SkippableFrameHeaderSize,
 			Length: footer.TarSplitLength + toc.SkippableFrameHeaderSize,

@@ -19,10 +19,11 @@ import (
 
 // FuzzWriteTar opens arbitrary bytes as a layer blob and rebuilds its tar.
 // Nothing may panic or hang; a rebuilt tar must have the digest WriteTar
-// reports, and hold exactly the file contents the layer serves. The seed
-// corpus (testdata/fuzz) holds small zstd:chunked blobs of our writer and
-// damaged copies; the interop module's TestWriteZstdChunkedFuzzSeeds
-// regenerates it.
+// reports, list exactly the index's entries, in order, with only zeros
+// after the end of the archive, and hold exactly the file contents the
+// layer serves. The seed corpus (testdata/fuzz) holds small zstd:chunked
+// blobs of our writer and damaged copies; the interop module's
+// TestWriteZstdChunkedFuzzSeeds regenerates it.
 func FuzzWriteTar(f *testing.F) {
 	f.Fuzz(func(t *testing.T, blob []byte) {
 		ctx := context.Background()
@@ -39,19 +40,37 @@ func FuzzWriteTar(f *testing.F) {
 		if got := digest.FromBytes(out.Bytes()); got != d {
 			t.Fatalf("WriteTar reports %s for a tar with digest %s", d, got)
 		}
-		tr := tar.NewReader(&out)
-		for {
+		r := bytes.NewReader(out.Bytes())
+		tr := tar.NewReader(r)
+		entries := l.TOC().Entries
+		last := make(map[string]int) // a name's last entry is the one the layer serves
+		for i, e := range entries {
+			last[e.Name] = i
+		}
+		for i := 0; ; i++ {
 			hdr, err := tr.Next()
-			if err != nil {
-				return // what follows the headers the TOC matched is not ours to judge
+			if err == io.EOF {
+				if i != len(entries) {
+					t.Fatalf("the rebuilt tar lists %d entries, the index %d", i, len(entries))
+				}
+				break
 			}
-			if hdr.Typeflag != tar.TypeReg || hdr.Size == 0 {
-				continue
+			if err != nil {
+				t.Fatalf("the rebuilt tar fails after %d entries: %v", i, err)
 			}
 			name := path.Clean("/" + hdr.Name)[1:]
+			if name == "" {
+				name = "."
+			}
+			if i == len(entries) || entries[i].Name != name {
+				t.Fatalf("the rebuilt tar lists %q as entry %d, beyond or other than the index's", hdr.Name, i)
+			}
+			if hdr.Typeflag != tar.TypeReg || hdr.Size == 0 || last[name] != i {
+				continue
+			}
 			data, err := io.ReadAll(tr)
 			if err != nil {
-				return
+				t.Fatalf("%s: %v", name, err)
 			}
 			served, err := l.ReadFile(name)
 			if err != nil {
@@ -60,6 +79,10 @@ func FuzzWriteTar(f *testing.F) {
 			if !bytes.Equal(served, data) {
 				t.Fatalf("%s: rebuilt tar and ReadFile disagree", name)
 			}
+		}
+		rest, _ := io.ReadAll(r)
+		if bytes.Count(rest, []byte{0}) != len(rest) {
+			t.Fatalf("non-zero bytes after the end of the rebuilt tar")
 		}
 	})
 }

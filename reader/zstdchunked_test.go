@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -198,13 +199,28 @@ func reassembleApart(t *testing.T, data, tocJSON, tarSplit []byte, gap int) []by
 		blob, _ = toc.AppendSkippableFrame(blob, make([]byte, gap))
 	}
 	f.TarSplitOffset, f.TarSplitLength = int64(len(blob))+8, int64(len(tarSplit))
-	f.TarSplitUncompressedLength = 1
+	f.TarSplitUncompressedLength = uncompressedSize(t, tarSplit)
 	blob, _ = toc.AppendSkippableFrame(blob, tarSplit)
 	footer, err := toc.ZstdChunkedFooter(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return append(blob, footer...)
+}
+
+// uncompressedSize returns the size of zstd-compressed data.
+func uncompressedSize(t *testing.T, compressed []byte) int64 {
+	t.Helper()
+	zr, err := zstd.NewReader(bytes.NewReader(compressed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	n, err := io.Copy(io.Discard, zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // indexParts splits a zstd:chunked blob into its data, TOC JSON and

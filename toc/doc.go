@@ -37,9 +37,13 @@
 //   - the tar-split that rebuilds the original tar is written by a
 //     TarSplitWriter, read by a TarSplitReader (NewTarSplitReader for
 //     verified bytes, NewTarSplitReaderFrom for a stream) and checked
-//     against the TOC by CheckTarSplit, which refuses sparse files: a
-//     tar-split records their expanded size, so the tar it rebuilds would
-//     extract to other contents than the TOC describes;
+//     against the TOC by CheckTarSplit, record by record: the tar stream
+//     it rebuilds must hold exactly the TOC's entries, as archive/tar and
+//     GNU tar read it; CheckTarSplitPosition bounds the tar-split a footer
+//     claims by what the TOC's entries can need, before it is fetched;
+//     sparse files are refused: a tar-split records their expanded size,
+//     so the tar it rebuilds would extract to other contents than the TOC
+//     describes;
 //   - ZstdChunkedAnnotations and ParseZstdChunkedAnnotations handle the
 //     descriptor annotations, in the spellings of every generation of
 //     readers.
@@ -73,6 +77,13 @@
 //
 // A name too long or too deep is invalid, as a path beyond PATH_MAX is; the
 // other limits are sizes that real layers stay far below.
+//
+// Tar-split readers take TarSplitOption limits: the uncompressed stream
+// (DefaultMaxTarSplitSize, 1 GiB, and never more than MaxTarSplitSizeFor
+// the TOC), one record (DefaultMaxTarSplitRecordSize, 4 MiB) and one
+// entry's tar headers (DefaultMaxTarHeaderSize, 1 MiB); their errors wrap
+// ErrInvalidTarSplit, ErrTarSplitMismatch and ErrTarSplitTooLarge. Error
+// messages quote input cut short (internal/untrusted).
 // A decoded TOC is only as trustworthy as its Digest: callers compare it to
 // the digest pinned by the layer's annotations before using it.
 //

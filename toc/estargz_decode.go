@@ -66,8 +66,8 @@ const (
 	// maxSkipDepth bounds the nesting of unknown values the scanner skips;
 	// deeper ones are left to encoding/json.
 	maxSkipDepth = 64
-	// allocBlockSize is how many entries or chunks decoding allocates at
-	// once.
+	// allocBlockSize is the most entries or chunks decoding allocates at
+	// once (see slab).
 	allocBlockSize = 256
 	// maxInterned bounds the table of repeated short strings.
 	maxInterned = 4096
@@ -82,7 +82,7 @@ type estargzScanner struct {
 	maxEntries int
 	tooMany    bool // stopped because there are over maxEntries entries
 
-	block    []estargzEntry    // unused entries of the current allocation
+	block    slab[estargzEntry]
 	interned map[string]string // values of fields that repeat across entries
 
 	// more, if set, is how the scanner reads a document still arriving:
@@ -124,11 +124,34 @@ func (s *estargzScanner) entries() ([]*estargzEntry, bool) {
 	return scanEntries(s, &s.block, s.entry)
 }
 
+// A slab hands out zeroed values of T from arrays allocated together:
+// a TOC keeps its entries all alive anyway, and one allocation per value
+// dominated decoding. The arrays grow from 8 values to allocBlockSize, so
+// that a small TOC allocates little. The zero value is ready to use.
+type slab[T any] struct {
+	free []T
+	n    int // length of the last array
+}
+
+// next returns a fresh value as a slice of length and capacity 1.
+func (s *slab[T]) next() []T {
+	if len(s.free) == 0 {
+		s.n = min(max(2*s.n, 8), allocBlockSize)
+		s.free = make([]T, s.n)
+	}
+	v := s.free[:1:1]
+	s.free = s.free[1:]
+	return v
+}
+
+// new returns a pointer to a fresh value.
+func (s *slab[T]) new() *T { return &s.next()[0] }
+
 // scanEntries reads an array of entry objects with entry, allocating them
 // from block in batches. In an arriving document (see more), an entry
 // that does not parse in what has arrived is parsed again once at least
 // twice as much of it is in.
-func scanEntries[E any](s *estargzScanner, block *[]E, entry func(*E) bool) ([]*E, bool) {
+func scanEntries[E any](s *estargzScanner, block *slab[E], entry func(*E) bool) ([]*E, bool) {
 	entries := []*E{}
 	ok := s.array(func() bool {
 		start, n := s.pos, len(entries)
@@ -138,11 +161,7 @@ func scanEntries[E any](s *estargzScanner, block *[]E, entry func(*E) bool) ([]*
 					s.tooMany = true
 					return false
 				}
-				if len(*block) == 0 {
-					*block = make([]E, allocBlockSize)
-				}
-				je := &(*block)[0]
-				*block = (*block)[1:]
+				je := block.new()
 				entries = append(entries, je)
 				if entry(je) {
 					if len(s.data)-s.pos < entryLookahead {

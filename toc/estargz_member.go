@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
 // EStargzTOCTar returns the uncompressed contents of an eStargz TOC
@@ -93,7 +94,7 @@ func openEStargzTOCMember(r io.Reader, cfg decodeConfig) (io.Reader, int64, erro
 		return nil, 0, fmt.Errorf("toc: estargz TOC member: no tar header: %w: %w", ErrInvalidTOC, err)
 	}
 	if hdr.Name != TOCTarName {
-		return nil, 0, fmt.Errorf("toc: estargz TOC member: tar entry %q, want %q: %w", hdr.Name, TOCTarName, ErrInvalidTOC)
+		return nil, 0, fmt.Errorf("toc: estargz TOC member: tar entry %q, want %q: %w", untrusted.Short(hdr.Name), TOCTarName, ErrInvalidTOC)
 	}
 	if hdr.Typeflag != tar.TypeReg {
 		return nil, 0, fmt.Errorf("toc: estargz TOC member: tar entry type %q is not a regular file: %w", hdr.Typeflag, ErrInvalidTOC)

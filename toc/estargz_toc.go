@@ -92,13 +92,13 @@ func newEStargzDocument(t *TOC) (*estargzTOC, error) {
 	groupNames := make(map[int]string)
 	for _, e := range t.Entries {
 		if !validName(e.Name) {
-			return nil, fmt.Errorf("toc: entry %q: name is not clean: %w", e.Name, ErrInvalidTOC)
+			return nil, fmt.Errorf("toc: entry %q: name is not clean: %w", untrusted.Short(e.Name), ErrInvalidTOC)
 		}
 		if parseEntryType(e.Type.String()) == 0 {
-			return nil, fmt.Errorf("toc: entry %q: unknown type %d: %w", e.Name, e.Type, ErrInvalidTOC)
+			return nil, fmt.Errorf("toc: entry %q: unknown type %d: %w", untrusted.Short(e.Name), e.Type, ErrInvalidTOC)
 		}
 		if e.Type == TypeHardlink && !validName(e.LinkName) {
-			return nil, fmt.Errorf("toc: entry %q: hardlink target %q is not clean: %w", e.Name, e.LinkName, ErrInvalidTOC)
+			return nil, fmt.Errorf("toc: entry %q: hardlink target %q is not clean: %w", untrusted.Short(e.Name), untrusted.Short(e.LinkName), ErrInvalidTOC)
 		}
 		je := newEntry()
 		*je = estargzEntry{
@@ -175,26 +175,26 @@ func formatModTime(t time.Time) string {
 // in order, without gaps or overlaps. Encoder and decoder share it.
 func checkChunkTiling(e *Entry) error {
 	if e.Size < 0 {
-		return fmt.Errorf("toc: entry %q: negative size %d: %w", e.Name, e.Size, ErrInvalidTOC)
+		return fmt.Errorf("toc: entry %q: negative size %d: %w", untrusted.Short(e.Name), e.Size, ErrInvalidTOC)
 	}
 	if e.Size == 0 {
 		if len(e.Chunks) != 0 {
-			return fmt.Errorf("toc: entry %q: empty file has %d chunks: %w", e.Name, len(e.Chunks), ErrInvalidTOC)
+			return fmt.Errorf("toc: entry %q: empty file has %d chunks: %w", untrusted.Short(e.Name), len(e.Chunks), ErrInvalidTOC)
 		}
 		return nil
 	}
 	var next int64
 	for i, c := range e.Chunks {
 		if c.Offset != next {
-			return fmt.Errorf("toc: entry %q: chunk %d: offset %d, want %d: %w", e.Name, i, c.Offset, next, ErrInvalidTOC)
+			return fmt.Errorf("toc: entry %q: chunk %d: offset %d, want %d: %w", untrusted.Short(e.Name), i, c.Offset, next, ErrInvalidTOC)
 		}
 		if c.Size <= 0 || c.Size > e.Size-c.Offset {
-			return fmt.Errorf("toc: entry %q: chunk %d: size %d does not fit file size %d at offset %d: %w", e.Name, i, c.Size, e.Size, c.Offset, ErrInvalidTOC)
+			return fmt.Errorf("toc: entry %q: chunk %d: size %d does not fit file size %d at offset %d: %w", untrusted.Short(e.Name), i, c.Size, e.Size, c.Offset, ErrInvalidTOC)
 		}
 		next = c.Offset + c.Size
 	}
 	if next != e.Size {
-		return fmt.Errorf("toc: entry %q: chunks cover %d of %d bytes: %w", e.Name, next, e.Size, ErrInvalidTOC)
+		return fmt.Errorf("toc: entry %q: chunks cover %d of %d bytes: %w", untrusted.Short(e.Name), next, e.Size, ErrInvalidTOC)
 	}
 	return nil
 }
@@ -243,7 +243,7 @@ func buildEStargzTOC(version *int, entries []*estargzEntry, err error, dgst dige
 		return nil, fmt.Errorf("toc: estargz TOC has more than %d entries: %w", cfg.maxEntries, ErrTOCTooLarge)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("toc: estargz TOC JSON: %w: %w", ErrInvalidTOC, err)
+		return nil, fmt.Errorf("toc: estargz TOC JSON: %w: %w", ErrInvalidTOC, untrusted.Err(err))
 	}
 	if version == nil {
 		return nil, fmt.Errorf("toc: estargz TOC has no version: %w", ErrUnsupportedVersion)
@@ -277,10 +277,9 @@ type estargzDecoder struct {
 	// file is the regular file whose chunk entries may follow, or nil.
 	file *Entry
 
-	// Entries and first chunks are allocated in blocks: a TOC keeps them
-	// all alive together anyway, and one allocation per entry dominated.
-	entryBlock []Entry
-	chunkBlock []Chunk
+	// Entries and first chunks are allocated in slabs.
+	entries slab[Entry]
+	chunks  slab[Chunk]
 }
 
 // newEStargzDecoder returns a decoder adding entries to t, whose file
@@ -326,11 +325,7 @@ func (d *estargzDecoder) addEntry(je *estargzEntry) error {
 	if err := d.names.place(name, je.Type == TypeDir.String(), je.LinkName); err != nil {
 		return err
 	}
-	if len(d.entryBlock) == 0 {
-		d.entryBlock = make([]Entry, allocBlockSize)
-	}
-	e := &d.entryBlock[0]
-	d.entryBlock = d.entryBlock[1:]
+	e := d.entries.new()
 	*e = Entry{
 		Name:     name,
 		Type:     parseEntryType(je.Type),
@@ -342,7 +337,7 @@ func (d *estargzDecoder) addEntry(je *estargzEntry) error {
 		DevMinor: je.DevMinor,
 	}
 	if e.Type == 0 {
-		return fmt.Errorf("unknown type %q: %w", je.Type, ErrInvalidTOC)
+		return fmt.Errorf("unknown type %q: %w", untrusted.Short(je.Type), ErrInvalidTOC)
 	}
 	if name == "." && e.Type != TypeDir {
 		return fmt.Errorf("the layer root must be a directory, not a %s: %w", e.Type, ErrInvalidTOC)
@@ -358,12 +353,12 @@ func (d *estargzDecoder) addEntry(je *estargzEntry) error {
 	if je.ModTime != "" {
 		t, err := parseModTime(je.ModTime)
 		if err != nil {
-			return fmt.Errorf("modtime %q is not RFC 3339: %w", je.ModTime, ErrInvalidTOC)
+			return fmt.Errorf("modtime %q is not RFC 3339: %w", untrusted.Short(je.ModTime), ErrInvalidTOC)
 		}
 		t = t.UTC().Truncate(time.Second)
 		if t.Year() < 0 || t.Year() > 9999 {
 			// RFC 3339 cannot express it, so it could not be encoded back.
-			return fmt.Errorf("modtime %q out of range: %w", je.ModTime, ErrInvalidTOC)
+			return fmt.Errorf("modtime %q out of range: %w", untrusted.Short(je.ModTime), ErrInvalidTOC)
 		}
 		e.ModTime = t
 	}
@@ -419,7 +414,7 @@ func (d *estargzDecoder) addChunk(je *estargzEntry) error {
 			return err
 		}
 		if name != d.file.Name {
-			return fmt.Errorf("chunk entry follows file %q: %w", d.file.Name, ErrInvalidTOC)
+			return fmt.Errorf("chunk entry follows file %q: %w", untrusted.Short(d.file.Name), ErrInvalidTOC)
 		}
 	}
 	return d.appendChunk(je)
@@ -451,11 +446,7 @@ func (d *estargzDecoder) appendChunk(je *estargzEntry) error {
 		c.Digest = dgst
 	}
 	if f.Chunks == nil {
-		if len(d.chunkBlock) == 0 {
-			d.chunkBlock = make([]Chunk, allocBlockSize)
-		}
-		f.Chunks = d.chunkBlock[:0:1] // a further chunk moves the file's chunks to their own array
-		d.chunkBlock = d.chunkBlock[1:]
+		f.Chunks = d.chunks.next()[:0] // a further chunk moves the file's chunks to their own array
 	}
 	f.Chunks = append(f.Chunks, c)
 	return nil
@@ -512,7 +503,7 @@ func (d *estargzDecoder) checkExpansion() error {
 			limit := frameLen * maxDeflateRatio
 			if c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
 				return fmt.Errorf("toc: entry %q: chunk %d: %d bytes at innerOffset %d cannot come from %d compressed bytes: %w",
-					e.Name, i, c.Size, c.InnerOffset, frameLen, ErrInvalidTOC)
+					untrusted.Short(e.Name), i, c.Size, c.InnerOffset, frameLen, ErrInvalidTOC)
 			}
 		}
 	}
@@ -531,10 +522,10 @@ func (d *estargzDecoder) checkFrameOrder() error {
 				switch {
 				case c.FrameOffset < prev.FrameOffset:
 					return fmt.Errorf("toc: entry %q: chunk %d: offset %d precedes the previous chunk's %d: %w",
-						e.Name, i, c.FrameOffset, prev.FrameOffset, ErrInvalidTOC)
+						untrusted.Short(e.Name), i, c.FrameOffset, prev.FrameOffset, ErrInvalidTOC)
 				case c.FrameOffset == prev.FrameOffset && c.InnerOffset-prev.InnerOffset < prev.Size:
 					return fmt.Errorf("toc: entry %q: chunk %d: innerOffset %d overlaps the previous chunk in member %d: %w",
-						e.Name, i, c.InnerOffset, c.FrameOffset, ErrInvalidTOC)
+						untrusted.Short(e.Name), i, c.InnerOffset, c.FrameOffset, ErrInvalidTOC)
 				}
 			}
 			prev = c

@@ -8,28 +8,35 @@ import (
 	"hash"
 	"hash/crc64"
 	"io"
-	"maps"
-	"strings"
-	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
-	"github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
 )
 
-// Tar-split decoding limits.
+// Tar-split limits. Every one of them is checked before the bytes it
+// bounds are held or processed.
 const (
 	// DefaultMaxTarSplitSize is the default limit on the uncompressed size
 	// of a tar-split stream: 1 GiB. The stream is processed record by
-	// record, so the limit bounds work, not memory.
+	// record, so the limit bounds work, not memory. CheckTarSplit also
+	// holds a stream to what its TOC's entries can need (see
+	// MaxTarSplitSizeFor).
 	DefaultMaxTarSplitSize = 1 << 30
 
-	// MaxTarSplitRecordSize is the largest tar-split record (one JSON line)
-	// accepted. Records hold raw header blocks (PAX headers are capped at
-	// 1 MiB by tar readers) or padding, base64-encoded.
-	MaxTarSplitRecordSize = 4 << 20
+	// DefaultMaxTarSplitRecordSize is the default limit on one tar-split
+	// record (one JSON line): 4 MiB. A record holds an entry's headers,
+	// with the previous entry's padding, or a stretch of the end of the
+	// archive, base64-encoded; tar-split writes the latter in pieces of
+	// 1 MiB.
+	DefaultMaxTarSplitRecordSize = 4 << 20
+
+	// DefaultMaxTarHeaderSize is the default limit on one entry's tar
+	// headers, as CheckTarSplit reads them: its header block and the PAX
+	// and GNU long-name headers before it, their data included: 1 MiB,
+	// the cap archive/tar puts on PAX and long-name data.
+	DefaultMaxTarHeaderSize = 1 << 20
 )
 
 // Errors of the tar-split functions.
@@ -38,23 +45,40 @@ var (
 	// have the digest its TOC pins.
 	ErrInvalidTarSplit = errors.New("invalid tar-split")
 	// ErrTarSplitMismatch means a tar-split stream disagrees with its TOC
-	// (entries, types, modes, ids, sizes, times, order), or file contents
-	// replayed into it disagree with its checksums.
+	// (entries, types, modes, ids, sizes, times, order), would rebuild a
+	// tar stream that a tar reader sees more in than the TOC lists, or
+	// that file contents replayed into it disagree with its checksums.
 	ErrTarSplitMismatch = errors.New("tar-split does not match")
-	// ErrTarSplitTooLarge means a tar-split stream exceeds its size limit.
+	// ErrTarSplitTooLarge means a tar-split stream, one of its records or
+	// one entry's tar headers exceed a limit.
 	ErrTarSplitTooLarge = errors.New("tar-split too large")
 )
 
 // A TarSplitOption configures a tar-split reader.
 type TarSplitOption func(*tarSplitConfig)
 
-type tarSplitConfig struct{ maxSize int64 }
+type tarSplitConfig struct{ maxSize, maxRecord, maxHeader int64 }
 
 // WithMaxTarSplitSize limits the uncompressed size of a tar-split stream
 // to n bytes; reading past it fails with ErrTarSplitTooLarge. A value <= 0
 // selects DefaultMaxTarSplitSize.
 func WithMaxTarSplitSize(n int64) TarSplitOption {
 	return func(c *tarSplitConfig) { c.maxSize = positiveOr(n, DefaultMaxTarSplitSize) }
+}
+
+// WithMaxTarSplitRecordSize limits one record of a tar-split stream to n
+// bytes; a longer one fails with ErrTarSplitTooLarge before it is held
+// whole. A value <= 0 selects DefaultMaxTarSplitRecordSize.
+func WithMaxTarSplitRecordSize(n int64) TarSplitOption {
+	return func(c *tarSplitConfig) { c.maxRecord = positiveOr(n, DefaultMaxTarSplitRecordSize) }
+}
+
+// WithMaxTarHeaderSize limits the tar headers of one entry that
+// CheckTarSplit reads (see DefaultMaxTarHeaderSize) to n bytes, and at
+// least one 512-byte block; more fail with ErrTarSplitTooLarge. A value
+// <= 0 selects DefaultMaxTarHeaderSize.
+func WithMaxTarHeaderSize(n int64) TarSplitOption {
+	return func(c *tarSplitConfig) { c.maxHeader = max(positiveOr(n, DefaultMaxTarHeaderSize), tarBlockSize) }
 }
 
 // TarSplitRecordType is the kind of a tar-split record.
@@ -92,10 +116,10 @@ var tarSplitCRCTable = crc64.MakeTable(crc64.ISO)
 // TarSplitReader reads the records of a zstd-compressed tar-split stream,
 // one at a time, in bounded memory. It is not safe for concurrent use.
 type TarSplitReader struct {
+	cfg   tarSplitConfig
 	zr    *zstd.Decoder
 	lr    *io.LimitedReader
 	br    *bufio.Reader
-	limit int64
 	line  []byte // a record spanning more than br's buffer
 	n     int    // records read
 	dec   tarSplitDecoder
@@ -110,7 +134,7 @@ type TarSplitReader struct {
 func NewTarSplitReader(compressed []byte, want digest.Digest, opts ...TarSplitOption) (*TarSplitReader, error) {
 	if want != "" {
 		if err := want.Validate(); err != nil {
-			return nil, fmt.Errorf("toc: tar-split digest %q: %w: %w", want, ErrInvalidTarSplit, err)
+			return nil, fmt.Errorf("toc: tar-split digest %q: %w: %w", untrusted.Short(string(want)), ErrInvalidTarSplit, err)
 		}
 		if got := want.Algorithm().FromBytes(compressed); got != want {
 			return nil, fmt.Errorf("toc: tar-split has digest %s, TOC pins %s: %w", got, want, ErrInvalidTarSplit)
@@ -125,7 +149,7 @@ func NewTarSplitReader(compressed []byte, want digest.Digest, opts ...TarSplitOp
 // the digest the TOC pins before trusting any record. Close releases the
 // decoder.
 func NewTarSplitReaderFrom(r io.Reader, opts ...TarSplitOption) (*TarSplitReader, error) {
-	cfg := tarSplitConfig{maxSize: DefaultMaxTarSplitSize}
+	cfg := tarSplitConfig{maxSize: DefaultMaxTarSplitSize, maxRecord: DefaultMaxTarSplitRecordSize, maxHeader: DefaultMaxTarHeaderSize}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -134,7 +158,15 @@ func NewTarSplitReaderFrom(r io.Reader, opts ...TarSplitOption) (*TarSplitReader
 		return nil, fmt.Errorf("toc: tar-split: %w", err)
 	}
 	lr := &io.LimitedReader{R: zr, N: cfg.maxSize + 1}
-	return &TarSplitReader{zr: zr, lr: lr, br: bufio.NewReaderSize(lr, 64<<10), limit: cfg.maxSize}, nil
+	return &TarSplitReader{cfg: cfg, zr: zr, lr: lr, br: bufio.NewReaderSize(lr, 64<<10)}, nil
+}
+
+// limit lowers the stream's size limit to n bytes, if that is lower.
+func (r *TarSplitReader) limit(n int64) {
+	if n < r.cfg.maxSize {
+		r.lr.N -= r.cfg.maxSize - n
+		r.cfg.maxSize = n
+	}
 }
 
 // Close releases the reader's resources. It always returns nil.
@@ -163,7 +195,7 @@ func (r *TarSplitReader) next() (*tarSplitEntry, error) {
 	}
 	e := &r.entry
 	if err := r.dec.decode(line, e); err != nil {
-		return nil, fmt.Errorf("toc: tar-split record %d: %w: %w", r.n, ErrInvalidTarSplit, err)
+		return nil, fmt.Errorf("toc: tar-split record %d: %w: %w", r.n, ErrInvalidTarSplit, untrusted.Err(err))
 	}
 	switch e.typ {
 	case int64(TarSplitSegment):
@@ -174,7 +206,7 @@ func (r *TarSplitReader) next() (*tarSplitEntry, error) {
 		}
 		if e.size < 0 || len(e.payload) != wantLen {
 			return nil, fmt.Errorf("toc: tar-split record %d: file %q of %d bytes with a %d-byte checksum: %w",
-				r.n, e.name, e.size, len(e.payload), ErrInvalidTarSplit)
+				r.n, untrusted.Short(string(e.name)), e.size, len(e.payload), ErrInvalidTarSplit)
 		}
 	default:
 		return nil, fmt.Errorf("toc: tar-split record %d: unknown type %d: %w", r.n, e.typ, ErrInvalidTarSplit)
@@ -184,17 +216,16 @@ func (r *TarSplitReader) next() (*tarSplitEntry, error) {
 }
 
 // readLine returns the next newline-terminated record, refusing records
-// over MaxTarSplitRecordSize and streams over the size limit. The line is
-// valid until the next call.
+// and streams over their limits. The line is valid until the next call.
 func (r *TarSplitReader) readLine() ([]byte, error) {
 	r.line = r.line[:0]
 	for {
 		chunk, err := r.br.ReadSlice('\n')
-		if err == nil && len(r.line) == 0 && len(chunk) <= MaxTarSplitRecordSize {
+		if err == nil && len(r.line) == 0 && int64(len(chunk)) <= r.cfg.maxRecord {
 			return chunk, nil // the whole line is in br's buffer: no copy
 		}
-		if len(r.line)+len(chunk) > MaxTarSplitRecordSize {
-			return nil, fmt.Errorf("toc: tar-split record %d exceeds %d bytes: %w", r.n, MaxTarSplitRecordSize, ErrInvalidTarSplit)
+		if int64(len(r.line)+len(chunk)) > r.cfg.maxRecord {
+			return nil, fmt.Errorf("toc: tar-split record %d exceeds the %d-byte limit: %w", r.n, r.cfg.maxRecord, ErrTarSplitTooLarge)
 		}
 		r.line = append(r.line, chunk...)
 		switch {
@@ -203,7 +234,7 @@ func (r *TarSplitReader) readLine() ([]byte, error) {
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case r.lr.N <= 0:
-			return nil, fmt.Errorf("toc: tar-split exceeds the %d-byte limit: %w", r.limit, ErrTarSplitTooLarge)
+			return nil, fmt.Errorf("toc: tar-split exceeds the %d-byte limit: %w", r.cfg.maxSize, ErrTarSplitTooLarge)
 		case err == io.EOF && len(r.line) == 0:
 			return nil, io.EOF
 		case err == io.EOF:
@@ -212,274 +243,6 @@ func (r *TarSplitReader) readLine() ([]byte, error) {
 			return nil, fmt.Errorf("toc: tar-split: decompressing: %w: %w", ErrInvalidTarSplit, err)
 		}
 	}
-}
-
-// tarSplitHeaders walks a tar-split stream's tar headers: it parses each
-// header out of its segment (skipping the previous entry's padding), and
-// checks that the file record that must follow it agrees. fn is called
-// with each header; the return value is the size of the tar stream the
-// records describe.
-func tarSplitHeaders(r *TarSplitReader, fn func(hdr *tar.Header) error) (int64, error) {
-	var (
-		size    int64
-		padding int64       // padding still to skip before the next header
-		pending *tar.Header // header awaiting its file record
-		ended   bool        // the end-of-archive blocks have been seen
-		headers tarHeaderReader
-	)
-	for {
-		rec, err := r.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, err
-		}
-		if rec.typ == int64(TarSplitFile) {
-			if pending == nil {
-				return 0, fmt.Errorf("toc: tar-split record %d: file %q without a tar header: %w", r.n-1, rec.name, ErrTarSplitMismatch)
-			}
-			if string(rec.name) != pending.Name || rec.size != pending.Size {
-				return 0, fmt.Errorf("toc: tar-split record %d: file %q of %d bytes follows header %q of %d bytes: %w",
-					r.n-1, rec.name, rec.size, pending.Name, pending.Size, ErrTarSplitMismatch)
-			}
-			if err := fn(pending); err != nil {
-				return 0, err
-			}
-			pending = nil
-			size += rec.size
-			continue
-		}
-		size += int64(len(rec.payload))
-		if pending != nil {
-			return 0, fmt.Errorf("toc: tar-split record %d: header %q is not followed by its file record: %w", r.n-1, pending.Name, ErrTarSplitMismatch)
-		}
-		seg := rec.payload
-		skip := min(padding, int64(len(seg)))
-		seg, padding = seg[skip:], padding-skip
-		if ended || len(seg) == 0 {
-			continue
-		}
-		hdr, pad, err := headers.read(seg)
-		if err == io.EOF {
-			ended = true
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("toc: tar-split record %d: tar header: %w: %w", r.n-1, ErrInvalidTarSplit, err)
-		}
-		if IsSparseTar(hdr.Typeflag, hdr.PAXRecords) {
-			// The file record stands for the expanded contents, the
-			// tar for its sparse map and the data it lists: the tar
-			// the tar-split rebuilds (and the blob holds) extracts
-			// to other contents than the TOC's.
-			return 0, fmt.Errorf("toc: tar-split record %d: %q is a sparse file, which a tar-split cannot describe: %w", r.n-1, untrusted.Short(hdr.Name), ErrTarSplitMismatch)
-		}
-		pending, padding = hdr, pad
-	}
-	if pending != nil {
-		return 0, fmt.Errorf("toc: tar-split ends after header %q without its file record: %w", pending.Name, ErrTarSplitMismatch)
-	}
-	return size, nil
-}
-
-// CheckTarSplit reads the tar-split stream r and checks it against t, the
-// TOC that pins it: the tar headers must list the TOC's entries one for
-// one, in order, with the same names (after cleaning), types, modes, uids
-// and gids, sizes, link targets, device numbers, times and extended
-// attributes, and each header's file record must follow it. Sparse files
-// are refused: a tar-split cannot rebuild them. A reader must
-// check this before trusting either, as containers/storage does. It
-// returns the size of the tar stream the tar-split describes (the layer's
-// uncompressed size). Disagreements wrap ErrTarSplitMismatch.
-func CheckTarSplit(r *TarSplitReader, t *TOC) (tarSize int64, err error) {
-	m := tarSplitMatcher{toc: t}
-	size, err := tarSplitHeaders(r, m.match)
-	if err != nil {
-		return 0, err
-	}
-	return size, m.finish()
-}
-
-// TarSplitHeaders are the tar headers of a tar-split stream, in order,
-// read apart from the TOC they must match (ReadTarSplitHeaders), so that a
-// reader can parse the tar-split while it decodes the TOC.
-type TarSplitHeaders struct {
-	headers []*tar.Header
-	size    int64
-}
-
-// ReadTarSplitHeaders reads the tar-split stream r to its end and keeps
-// its tar headers, each checked to be followed by its file record. It
-// fails with ErrTOCTooLarge beyond max headers (max <= 0 means
-// DefaultMaxEntries), which no TOC could match.
-func ReadTarSplitHeaders(r *TarSplitReader, max int) (*TarSplitHeaders, error) {
-	if max <= 0 {
-		max = DefaultMaxEntries
-	}
-	h := new(TarSplitHeaders)
-	size, err := tarSplitHeaders(r, func(hdr *tar.Header) error {
-		if len(h.headers) == max {
-			return fmt.Errorf("toc: tar-split has more than %d entries: %w", max, ErrTOCTooLarge)
-		}
-		h.headers = append(h.headers, hdr)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	h.size = size
-	return h, nil
-}
-
-// TarSize returns the size of the tar stream the tar-split describes.
-func (h *TarSplitHeaders) TarSize() int64 { return h.size }
-
-// Check checks the headers against t exactly as CheckTarSplit checks a
-// tar-split stream.
-func (h *TarSplitHeaders) Check(t *TOC) error {
-	m := tarSplitMatcher{toc: t}
-	for _, hdr := range h.headers {
-		if err := m.match(hdr); err != nil {
-			return err
-		}
-	}
-	return m.finish()
-}
-
-// tarSplitMatcher pairs tar-split headers, in order, with TOC entries.
-type tarSplitMatcher struct {
-	toc  *TOC
-	next int
-}
-
-func (m *tarSplitMatcher) match(hdr *tar.Header) error {
-	if m.next >= len(m.toc.Entries) {
-		return fmt.Errorf("toc: tar-split entry %q is not in the TOC: %w", hdr.Name, ErrTarSplitMismatch)
-	}
-	e := m.toc.Entries[m.next]
-	m.next++
-	if err := compareTarHeader(e, hdr); err != nil {
-		return fmt.Errorf("toc: tar-split entry %q, TOC entry %d %q: %w", hdr.Name, m.next-1, e.Name, err)
-	}
-	return nil
-}
-
-// finish reports TOC entries the tar-split did not list.
-func (m *tarSplitMatcher) finish() error {
-	if m.next < len(m.toc.Entries) {
-		return fmt.Errorf("toc: TOC entry %d %q (and %d more) missing from the tar-split: %w", m.next, m.toc.Entries[m.next].Name, len(m.toc.Entries)-m.next-1, ErrTarSplitMismatch)
-	}
-	return nil
-}
-
-// compareTarHeader reports the first attribute in which e and hdr differ.
-func compareTarHeader(e *Entry, hdr *tar.Header) error {
-	mismatch := func(what string, toc, tarValue any) error {
-		return fmt.Errorf("%s %v in the TOC, %v in the tar-split: %w", what, toc, tarValue, ErrTarSplitMismatch)
-	}
-	name, err := cleanName(hdr.Name)
-	if err != nil {
-		return fmt.Errorf("tar name: %w: %w", ErrTarSplitMismatch, err)
-	}
-	if name != e.Name {
-		return mismatch("name", e.Name, name)
-	}
-	if typ := tarEntryType(hdr.Typeflag); typ != e.Type {
-		return mismatch("type", e.Type, fmt.Sprintf("%q", hdr.Typeflag))
-	}
-	if hdr.Mode != e.Mode {
-		return mismatch("mode", fmt.Sprintf("%#o", e.Mode), fmt.Sprintf("%#o", hdr.Mode))
-	}
-	if hdr.Uid != e.UID || hdr.Gid != e.GID {
-		return mismatch("uid:gid", fmt.Sprintf("%d:%d", e.UID, e.GID), fmt.Sprintf("%d:%d", hdr.Uid, hdr.Gid))
-	}
-	if hdr.Size != e.Size {
-		return mismatch("size", e.Size, hdr.Size)
-	}
-	link := hdr.Linkname
-	if e.Type == TypeHardlink {
-		if link, err = cleanName(hdr.Linkname); err != nil {
-			return fmt.Errorf("tar link name: %w: %w", ErrTarSplitMismatch, err)
-		}
-	}
-	if link != e.LinkName {
-		return mismatch("link name", e.LinkName, link)
-	}
-	if hdr.Devmajor != e.DevMajor || hdr.Devminor != e.DevMinor {
-		return mismatch("device", fmt.Sprintf("%d,%d", e.DevMajor, e.DevMinor), fmt.Sprintf("%d,%d", hdr.Devmajor, hdr.Devminor))
-	}
-	for _, tt := range []struct {
-		what     string
-		toc, tar time.Time
-	}{{"modtime", e.ModTime, hdr.ModTime}, {"accesstime", e.AccessTime, hdr.AccessTime}, {"changetime", e.ChangeTime, hdr.ChangeTime}} {
-		if !sameTarTime(tt.toc, tt.tar) {
-			return mismatch(tt.what, tt.toc, tt.tar)
-		}
-	}
-	var xattrs map[string]string // most headers have none: no map
-	for k, v := range hdr.PAXRecords {
-		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
-			if xattrs == nil {
-				xattrs = make(map[string]string)
-			}
-			xattrs[name] = v
-		}
-	}
-	if !maps.Equal(xattrs, e.Xattrs) && len(xattrs)+len(e.Xattrs) > 0 {
-		return mismatch("xattrs", e.Xattrs, xattrs)
-	}
-	return nil
-}
-
-// sameTarTime compares timestamps as containers/storage does: the zero
-// time and the Unix epoch both mean "not set".
-func sameTarTime(a, b time.Time) bool {
-	unset := func(t time.Time) bool { return t.IsZero() || t.Unix() == 0 && t.Nanosecond() == 0 }
-	if unset(a) || unset(b) {
-		return unset(a) && unset(b)
-	}
-	return a.Equal(b)
-}
-
-// IsSparseTar reports whether a tar header with this type flag and these
-// PAX records is a GNU sparse file: old style (type 'S') or PAX (format
-// 0.0, 0.1 or 1.0, GNU.sparse.* records). Tar readers extract its sparse
-// map and the data it lists as the expanded file, but a tar-split records
-// the expanded size, so it cannot rebuild such a tar: CheckTarSplit
-// refuses them, and writers of tar-splits must.
-func IsSparseTar(typeflag byte, paxRecords map[string]string) bool {
-	if typeflag == tar.TypeGNUSparse {
-		return true
-	}
-	for k := range paxRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return true
-		}
-	}
-	return false
-}
-
-// tarEntryType maps a tar type flag to the model, 0 for types the model
-// lacks.
-func tarEntryType(flag byte) EntryType {
-	switch flag {
-	case tar.TypeReg, tar.TypeRegA:
-		return TypeReg
-	case tar.TypeLink:
-		return TypeHardlink
-	case tar.TypeSymlink:
-		return TypeSymlink
-	case tar.TypeChar:
-		return TypeChar
-	case tar.TypeBlock:
-		return TypeBlock
-	case tar.TypeDir:
-		return TypeDir
-	case tar.TypeFifo:
-		return TypeFIFO
-	}
-	return 0
 }
 
 // WriteTarFromTarSplit regenerates, byte for byte, the tar stream a
@@ -515,7 +278,7 @@ func WriteTarFromTarSplit(w io.Writer, r *TarSplitReader, open func(name string,
 		}
 		name, err := cleanName(string(rec.name))
 		if err != nil {
-			return written, fmt.Errorf("toc: tar-split file %q: %w: %w", rec.name, ErrInvalidTarSplit, err)
+			return written, fmt.Errorf("toc: tar-split file %q: %w: %w", untrusted.Short(string(rec.name)), ErrInvalidTarSplit, err)
 		}
 		n, err := copyFileContents(w, crc, buf, name, rec.size, open)
 		written += n
@@ -523,7 +286,7 @@ func WriteTarFromTarSplit(w io.Writer, r *TarSplitReader, open func(name string,
 			return written, err
 		}
 		if got := crc.Sum(nil); !bytes.Equal(got, rec.payload) {
-			return written, fmt.Errorf("toc: tar-split file %q: contents have CRC-64 %x, tar-split records %x: %w", name, got, rec.payload, ErrTarSplitMismatch)
+			return written, fmt.Errorf("toc: tar-split file %q: contents have CRC-64 %x, tar-split records %x: %w", untrusted.Short(name), got, rec.payload, ErrTarSplitMismatch)
 		}
 	}
 }
@@ -533,16 +296,16 @@ func WriteTarFromTarSplit(w io.Writer, r *TarSplitReader, open func(name string,
 func copyFileContents(w io.Writer, crc hash.Hash64, buf []byte, name string, size int64, open func(string, int64) (io.ReadCloser, error)) (int64, error) {
 	f, err := open(name, size)
 	if err != nil {
-		return 0, fmt.Errorf("toc: tar-split file %q: %w", name, err)
+		return 0, fmt.Errorf("toc: tar-split file %q: %w", untrusted.Short(name), err)
 	}
 	defer f.Close()
 	crc.Reset()
 	n, err := io.CopyBuffer(io.MultiWriter(w, crc), io.LimitReader(f, size), buf)
 	if err != nil {
-		return n, fmt.Errorf("toc: tar-split file %q: %w", name, err)
+		return n, fmt.Errorf("toc: tar-split file %q: %w", untrusted.Short(name), err)
 	}
 	if n != size {
-		return n, fmt.Errorf("toc: tar-split file %q: %d of %d bytes: %w", name, n, size, ErrTarSplitMismatch)
+		return n, fmt.Errorf("toc: tar-split file %q: %d of %d bytes: %w", untrusted.Short(name), n, size, ErrTarSplitMismatch)
 	}
 	return n, nil
 }
@@ -606,9 +369,18 @@ func (t *TarSplitWriter) AddFile(name string, size int64, crc []byte) error {
 	e := storage.Entry{Type: storage.FileType, Size: size, Payload: crc}
 	e.SetName(name)
 	if _, err := t.packer.AddEntry(e); err != nil {
-		return fmt.Errorf("toc: tar-split: file %q: %w", name, err)
+		return fmt.Errorf("toc: tar-split: file %q: %w", untrusted.Short(name), err)
 	}
 	return nil
+}
+
+// Add records rec, a record as a TarSplitReader returns it: a segment or
+// a file.
+func (t *TarSplitWriter) Add(rec *TarSplitRecord) error {
+	if rec.Type == TarSplitSegment {
+		return t.AddSegment(rec.Payload)
+	}
+	return t.AddFile(rec.Name, rec.Size, rec.Payload)
 }
 
 // Close flushes the compressed stream. It does not close the underlying

@@ -1,87 +1,147 @@
 package toc
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 	"strings"
 	"time"
 
-	"github.com/vbatts/tar-split/archive/tar"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
 const tarBlockSize = 512
 
-// tarHeaderReader parses the tar header at the start of each tar-split
-// segment it is given. The zero value is ready to use.
-type tarHeaderReader struct {
-	block []tar.Header // unused headers of the current allocation
-}
+// paxXattr prefixes the PAX records of extended attributes.
+const paxXattr = "SCHILY.xattr."
 
-// read parses the tar header at the start of seg, a tar-split segment
-// without the previous entry's padding, as archive/tar's Reader.Next does,
-// and returns it with the padding that follows the entry's contents. At
-// the end-of-archive blocks the error is io.EOF.
+// parseTarHeaders parses b, one entry's tar headers and nothing more, into
+// hdr, as archive/tar's Reader.Next does. Before the header block it
+// accepts at most one PAX header, one GNU long-name and one GNU long-link
+// header, each of which tar readers let override another's fields in
+// their own order; it refuses what a tar reader would read as more than
+// one entry, or read otherwise than the TOC can describe.
 //
 // Most headers are a single USTAR or GNU block, which parsePlainTarHeader
-// reads several times faster than a tar.Reader, into headers allocated in
-// blocks; it leaves every other header to archive/tar, and fills only the
-// fields CheckTarSplit compares.
-func (r *tarHeaderReader) read(seg []byte) (hdr *tar.Header, padding int64, err error) {
-	if len(r.block) == 0 {
-		r.block = make([]tar.Header, allocBlockSize)
+// reads several times faster than a tar.Reader; it fills only the fields
+// CheckTarSplit compares.
+func parseTarHeaders(b []byte, hdr *tar.Header) error {
+	if len(b) == tarBlockSize && parsePlainTarHeader(b, hdr) {
+		return nil
 	}
-	if padding, ok := parsePlainTarHeader(seg, &r.block[0]); ok {
-		hdr, r.block = &r.block[0], r.block[1:]
-		return hdr, padding, nil
+	const extensions = "xLK" // PAX, GNU long name, GNU long link
+	var seen [len(extensions)]bool
+	pos := 0
+	for {
+		if len(b)-pos < tarBlockSize {
+			return fmt.Errorf("%d bytes of tar headers end inside a block: %w", len(b), ErrTarSplitMismatch)
+		}
+		flag := b[pos+156]
+		if flag == tar.TypeXGlobalHeader {
+			return fmt.Errorf("global PAX header, which tar readers apply to all later entries: %w", ErrTarSplitMismatch)
+		}
+		i := strings.IndexByte(extensions, flag)
+		if i < 0 {
+			break
+		}
+		size, ok := parseTarOctal(b[pos+124 : pos+136])
+		if seen[i] || !ok || size > int64(len(b)) {
+			return fmt.Errorf("a second %q header, or one of unusual size: %w", flag, ErrTarSplitMismatch)
+		}
+		seen[i] = true
+		pos += tarBlockSize + int((size+tarBlockSize-1)&^(tarBlockSize-1))
 	}
-	tr := tar.NewReader(bytes.NewReader(seg))
-	if hdr, err = tr.Next(); err != nil {
-		return nil, 0, err
+	if extra := len(b) - pos - tarBlockSize; extra != 0 {
+		return fmt.Errorf("%d bytes after a tar header, before its data: %w", extra, ErrTarSplitMismatch)
 	}
-	return hdr, tr.ExpectedPadding(), nil
+	if last := b[pos:]; string(last[257:263]) == "ustar\x00" && string(last[508:512]) == "tar\x00" {
+		// GNU tar and archive/tar tell star headers from POSIX ones
+		// differently, and so read their name prefixes differently.
+		return fmt.Errorf("star header: %w", ErrTarSplitMismatch)
+	}
+	r := bytes.NewReader(b)
+	h, err := tar.NewReader(r).Next()
+	if err != nil {
+		return fmt.Errorf("tar header: %w: %w", ErrInvalidTarSplit, err)
+	}
+	if r.Len() != 0 {
+		return fmt.Errorf("archive/tar reads %d bytes of %d as tar headers: %w", len(b)-r.Len(), len(b), ErrTarSplitMismatch)
+	}
+	*hdr = *h
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return fmt.Errorf("sparse file: %w", ErrTarSplitMismatch)
+	}
+	for k := range hdr.PAXRecords {
+		if unrepresentablePAX(k) {
+			return fmt.Errorf("PAX record %q: %w", untrusted.Short(k), ErrTarSplitMismatch)
+		}
+	}
+	// GNU tar lets PAX records override long names, archive/tar the
+	// reverse.
+	_, path := hdr.PAXRecords["path"]
+	_, linkpath := hdr.PAXRecords["linkpath"]
+	if seen[1] && path || seen[2] && linkpath {
+		return fmt.Errorf("both a GNU long name and a PAX record spell a name: %w", ErrTarSplitMismatch)
+	}
+	return nil
 }
 
-// parsePlainTarHeader parses into hdr a header that is one USTAR or GNU
-// block of a regular file, hard or symbolic link, device, directory or
-// FIFO, with octal numbers only and, for GNU, without access or change
-// times. It sets Name, Linkname, Typeflag, Mode, Uid, Gid, Size, ModTime,
-// Devmajor and Devminor exactly as archive/tar does (and no other field),
-// and reports false, leaving hdr alone, for anything else, including
-// blocks archive/tar would reject.
-func parsePlainTarHeader(seg []byte, hdr *tar.Header) (padding int64, ok bool) {
-	if len(seg) < tarBlockSize {
-		return 0, false
+// unrepresentablePAX reports whether a PAX record carries what tar readers
+// act on and the TOC cannot describe: the layout of sparse files, and
+// metadata that GNU tar or libarchive restore (ACLs, file flags, SELinux
+// labels, libarchive's own xattrs). Other unknown records (comments,
+// inode numbers) change nothing a reader extracts.
+func unrepresentablePAX(key string) bool {
+	for _, prefix := range []string{"GNU.sparse.", "SCHILY.acl.", "LIBARCHIVE.xattr.", "SCHILY.fflags", "RHT.security.selinux"} {
+		if strings.HasPrefix(key, prefix) {
+			return true
+		}
 	}
-	b := seg[:tarBlockSize:tarBlockSize]
+	return false
+}
+
+// parsePlainTarHeader parses into hdr a header block b that is one USTAR
+// or GNU block of a regular file, hard or symbolic link, device,
+// directory or FIFO, with octal numbers only and, for GNU, without access
+// or change times. It sets Name, Linkname, Typeflag, Mode, Uid, Gid, Size,
+// ModTime, Devmajor and Devminor exactly as archive/tar does (and no other
+// field), and reports false, leaving hdr alone, for anything else,
+// including blocks archive/tar would reject.
+func parsePlainTarHeader(b []byte, hdr *tar.Header) bool {
+	if len(b) != tarBlockSize {
+		return false
+	}
 	if b[0] == 0 {
-		return 0, false // an empty name, or the end-of-archive blocks
+		return false // an empty name, or the end-of-archive blocks
 	}
 	typeflag := b[156]
 	switch typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
 	default:
-		return 0, false // extension headers, sparse files, vendor types
+		return false // extension headers, sparse files, vendor types
 	}
 	if !validTarChecksum(b) {
-		return 0, false
+		return false
 	}
 	magic, version := string(b[257:263]), string(b[263:265])
 	switch {
 	case magic == "ustar\x00" && string(b[508:512]) == "tar\x00":
-		return 0, false // star, with its own time fields
+		return false // star, with its own time fields
 	case magic == "ustar\x00":
 	case magic == "ustar " && version == " \x00":
 		if b[345] != 0 || b[357] != 0 {
-			return 0, false // GNU access and change times
+			return false // GNU access and change times
 		}
 	default:
-		return 0, false // V7
+		return false // V7
 	}
 	var numbers [7]int64
 	for i, field := range [...][]byte{b[100:108], b[108:116], b[116:124], b[124:136], b[136:148], b[329:337], b[337:345]} {
+		var ok bool
 		if numbers[i], ok = parseTarOctal(field); !ok {
-			return 0, false
+			return false
 		}
 	}
 	name := tarString(b[0:100])
@@ -109,12 +169,7 @@ func parsePlainTarHeader(seg []byte, hdr *tar.Header) (padding int64, ok bool) {
 		Devmajor: numbers[5],
 		Devminor: numbers[6],
 	}
-	contents := hdr.Size
-	switch typeflag {
-	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
-		contents = 0 // whatever the size field says
-	}
-	return -contents & (tarBlockSize - 1), true
+	return true
 }
 
 // validTarChecksum reports whether b's checksum field holds the sum of its

@@ -229,7 +229,8 @@ func parseZstdChunkedFooterFrame(tail []byte, size int) (Footer, bool, error) {
 // checkZstdChunkedPositions checks what can be checked of the frame
 // positions without the blob size: each payload follows its 8-byte frame
 // header, ends before 2^63, and the tar-split (if any) does not overlap the
-// TOC.
+// TOC; and each frame's compressed and uncompressed lengths are ones zstd
+// can turn into each other (an uncompressed length of 0 is unknown).
 func checkZstdChunkedPositions(f Footer) error {
 	if f.TOCOffset < SkippableFrameHeaderSize || f.TOCLength <= 0 || f.TOCLength > math.MaxInt64-f.TOCOffset {
 		return fmt.Errorf("TOC at %d, %d bytes: impossible position", f.TOCOffset, f.TOCLength)
@@ -237,11 +238,17 @@ func checkZstdChunkedPositions(f Footer) error {
 	if f.TOCUncompressedLength <= 0 {
 		return fmt.Errorf("TOC uncompressed length %d", f.TOCUncompressedLength)
 	}
+	if !zstdLengths(f.TOCLength, f.TOCUncompressedLength) {
+		return fmt.Errorf("TOC of %d bytes cannot compress to %d", f.TOCUncompressedLength, f.TOCLength)
+	}
 	if f.TarSplitOffset == 0 && f.TarSplitLength == 0 && f.TarSplitUncompressedLength == 0 {
 		return nil
 	}
 	if f.TarSplitOffset < SkippableFrameHeaderSize || f.TarSplitLength <= 0 || f.TarSplitLength > math.MaxInt64-f.TarSplitOffset {
 		return fmt.Errorf("tar-split at %d, %d bytes: impossible position", f.TarSplitOffset, f.TarSplitLength)
+	}
+	if f.TarSplitUncompressedLength < 0 || f.TarSplitUncompressedLength > 0 && !zstdLengths(f.TarSplitLength, f.TarSplitUncompressedLength) {
+		return fmt.Errorf("tar-split of %d bytes cannot compress to %d", f.TarSplitUncompressedLength, f.TarSplitLength)
 	}
 	tocFrame, tsFrame := f.TOCOffset-SkippableFrameHeaderSize, f.TarSplitOffset-SkippableFrameHeaderSize
 	if tocFrame < f.TarSplitOffset+f.TarSplitLength && tsFrame < f.TOCOffset+f.TOCLength {
@@ -249,6 +256,18 @@ func checkZstdChunkedPositions(f Footer) error {
 	}
 	return nil
 }
+
+// zstdLengths reports whether zstd can compress uncompressed bytes to
+// compressed ones: no byte expands beyond maxZstdRatio, and stored blocks
+// add a few bytes per 128 KiB (maxZstdCompressed).
+func zstdLengths(compressed, uncompressed int64) bool {
+	return uncompressed/maxZstdRatio <= compressed && compressed <= maxZstdCompressed(uncompressed)
+}
+
+// maxZstdCompressed returns the most bytes a zstd frame of n
+// uncompressed bytes takes: a frame of stored blocks with its headers,
+// rounded up generously.
+func maxZstdCompressed(n int64) int64 { return n + n/64 + 64<<10 }
 
 // CheckZstdChunkedFooter checks that the frames f locates (from a footer
 // or from annotations) lie inside a blob of blobSize bytes, before its
@@ -288,6 +307,34 @@ func LocateZstdChunkedTarSplit(f Footer, blobSize int64) Footer {
 	f.TarSplitOffset = frame + SkippableFrameHeaderSize
 	f.TarSplitLength = end - f.TarSplitOffset
 	return f
+}
+
+// CheckTarSplitPosition checks the tar-split frame that f locates against
+// t, the decoded and verified TOC that pins it, so that a reader can refuse
+// a footer's (or annotation's) claims before fetching a byte of the
+// tar-split: its lengths must fit what t's entries can need
+// (MaxTarSplitSizeFor; otherwise the error wraps ErrTarSplitTooLarge), and
+// the frame must lie after the data frames t's chunks describe (otherwise
+// ErrInvalidFooter). A blob without a tar-split passes.
+func CheckTarSplitPosition(f Footer, t *TOC) error {
+	if f.TarSplitLength == 0 {
+		return nil
+	}
+	limit := MaxTarSplitSizeFor(t)
+	if f.TarSplitUncompressedLength > limit || f.TarSplitLength > maxZstdCompressed(limit) {
+		return fmt.Errorf("toc: zstd:chunked tar-split of %d bytes (%d compressed) for %d TOC entries, which need at most %d: %w",
+			f.TarSplitUncompressedLength, f.TarSplitLength, len(t.Entries), limit, ErrTarSplitTooLarge)
+	}
+	var dataEnd int64
+	for _, e := range t.Entries {
+		for _, c := range e.Chunks {
+			dataEnd = max(dataEnd, c.FrameEnd)
+		}
+	}
+	if frame := f.TarSplitOffset - SkippableFrameHeaderSize; frame < dataEnd {
+		return fmt.Errorf("toc: zstd:chunked tar-split frame at %d overlaps data frames ending at %d: %w", frame, dataEnd, ErrInvalidFooter)
+	}
+	return nil
 }
 
 // ZstdChunkedAnnotations returns the layer descriptor annotations of a

@@ -81,8 +81,8 @@ const (
 // scanner's primitives.
 type zstdChunkedScanner struct {
 	estargzScanner
-	block []zstdChunkedEntry // unused entries of the current allocation
-	times []time.Time        // unused timestamps of the current allocation
+	block slab[zstdChunkedEntry]
+	times slab[time.Time]
 }
 
 func (s *zstdChunkedScanner) document() (doc zstdChunkedDocument, ok bool) {
@@ -188,11 +188,7 @@ func (s *zstdChunkedScanner) time() (*time.Time, bool) {
 	if !ok {
 		return nil, false
 	}
-	if len(s.times) == 0 {
-		s.times = make([]time.Time, allocBlockSize)
-	}
-	t := &s.times[0]
-	s.times = s.times[1:]
+	t := s.times.new()
 	if v, ok := parseZuluTime(raw); ok && !escaped {
 		*t = v
 		return t, true

@@ -284,12 +284,7 @@ func TestZstdChunkedGoldenStorage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rec.Type == TarSplitSegment {
-			err = w.AddSegment(rec.Payload)
-		} else {
-			err = w.AddFile(rec.Name, rec.Size, rec.Payload)
-		}
-		if err != nil {
+		if err := w.Add(rec); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -324,3 +324,47 @@ func TestMarshalZstdChunkedRejectsSharedFrames(t *testing.T) {
 		t.Fatalf("err = %v, want ErrInvalidTOC", err)
 	}
 }
+
+// TestZstdChunkedFooterSizes checks what a footer's lengths can claim:
+// sizes zstd cannot turn into each other, and a tar-split larger than its
+// verified TOC can need or placed over its data.
+func TestZstdChunkedFooterSizes(t *testing.T) {
+	ok := Footer{
+		Format: FormatZstdChunked, Size: ZstdChunkedFooterSize,
+		TOCOffset: 1008, TOCLength: 300, TOCUncompressedLength: 1000,
+		TarSplitOffset: 1316, TarSplitLength: 50, TarSplitUncompressedLength: 700,
+	}
+	if err := CheckZstdChunkedFooter(ok, 2000); err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(*Footer){
+		"TOC expanding beyond zstd":  func(f *Footer) { f.TOCUncompressedLength = 300*maxZstdRatio + maxZstdRatio },
+		"TOC compressing to more":    func(f *Footer) { f.TOCUncompressedLength, f.TOCLength = 1, 100<<10 },
+		"tar-split beyond zstd":      func(f *Footer) { f.TarSplitUncompressedLength = 1 << 30 },
+		"tar-split compressing more": func(f *Footer) { f.TarSplitOffset, f.TarSplitLength, f.TarSplitUncompressedLength = 1<<30, 1<<30, 1 },
+	} {
+		f := ok
+		mutate(&f)
+		if err := CheckZstdChunkedFooter(f, 1<<31); !errors.Is(err, ErrInvalidFooter) {
+			t.Errorf("%s: error %v, want ErrInvalidFooter", name, err)
+		}
+	}
+
+	toc := &TOC{Entries: []*Entry{
+		{Name: "f", Type: TypeReg, Size: 10, Chunks: []Chunk{{Size: 10, FrameOffset: 0, FrameEnd: 900}}},
+		{Name: "d", Type: TypeDir},
+	}}
+	if err := CheckTarSplitPosition(ok, toc); err != nil {
+		t.Fatal(err)
+	}
+	huge := ok
+	huge.TarSplitLength, huge.TarSplitUncompressedLength = 1<<30, 1<<30
+	if err := CheckTarSplitPosition(huge, toc); !errors.Is(err, ErrTarSplitTooLarge) {
+		t.Errorf("1 GiB tar-split for two entries: error %v, want ErrTarSplitTooLarge", err)
+	}
+	over := ok
+	over.TarSplitOffset = 500
+	if err := CheckTarSplitPosition(over, toc); !errors.Is(err, ErrInvalidFooter) {
+		t.Errorf("tar-split over the data: error %v, want ErrInvalidFooter", err)
+	}
+}

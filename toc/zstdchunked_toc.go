@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -112,7 +113,7 @@ func MarshalZstdChunked(t *TOC, tarSplitDigest digest.Digest) ([]byte, error) {
 			return nil, fmt.Errorf("toc: entry with empty name: %w", ErrInvalidTOC)
 		}
 		if e.Type.String() == "invalid" {
-			return nil, fmt.Errorf("toc: entry %q: unknown type %d: %w", e.Name, e.Type, ErrInvalidTOC)
+			return nil, fmt.Errorf("toc: entry %q: unknown type %d: %w", untrusted.Short(e.Name), e.Type, ErrInvalidTOC)
 		}
 		je := &zstdChunkedEntry{
 			Type: e.Type.String(), Name: e.Name, LinkName: e.LinkName, Mode: e.Mode,
@@ -139,7 +140,7 @@ func MarshalZstdChunked(t *TOC, tarSplitDigest digest.Digest) ([]byte, error) {
 		}
 		for i, c := range e.Chunks {
 			if c.InnerOffset != 0 {
-				return nil, fmt.Errorf("toc: entry %q: chunk %d: innerOffset %d: zstd:chunked has one chunk per frame: %w", e.Name, i, c.InnerOffset, ErrInvalidTOC)
+				return nil, fmt.Errorf("toc: entry %q: chunk %d: innerOffset %d: zstd:chunked has one chunk per frame: %w", untrusted.Short(e.Name), i, c.InnerOffset, ErrInvalidTOC)
 			}
 		}
 		first, last := e.Chunks[0], e.Chunks[len(e.Chunks)-1]
@@ -212,7 +213,7 @@ func unmarshalZstdChunked(data []byte, tocOffset int64, cfg decodeConfig,
 		return nil, "", fmt.Errorf("toc: zstd:chunked TOC has more than %d entries: %w", cfg.maxEntries, ErrTOCTooLarge)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("toc: zstd:chunked TOC JSON: %w: %w", ErrInvalidTOC, err)
+		return nil, "", fmt.Errorf("toc: zstd:chunked TOC JSON: %w: %w", ErrInvalidTOC, untrusted.Err(err))
 	}
 	if doc.Version == nil {
 		return nil, "", fmt.Errorf("toc: zstd:chunked TOC has no version: %w", ErrUnsupportedVersion)
@@ -275,7 +276,7 @@ func applyZstdChunkedFields(t *TOC, entries []*zstdChunkedEntry, dataEnd int64) 
 			next++
 			chunk = 0
 			if err := setZstdChunkedTimes(e, je); err != nil {
-				return fmt.Errorf("toc: entry %d %q: %w", i, je.Name, err)
+				return fmt.Errorf("toc: entry %d %q: %w", i, untrusted.Short(je.Name), err)
 			}
 			if len(e.Chunks) == 1 && e.Chunks[0].Digest == "" {
 				e.Chunks[0].Digest = e.Digest
@@ -283,7 +284,7 @@ func applyZstdChunkedFields(t *TOC, entries []*zstdChunkedEntry, dataEnd int64) 
 			if je.EndOffset != 0 && len(e.Chunks) > 0 {
 				c := &e.Chunks[len(e.Chunks)-1]
 				if je.EndOffset <= c.FrameOffset || je.EndOffset > dataEnd {
-					return fmt.Errorf("toc: entry %d %q: endOffset %d outside (%d, %d]: %w", i, je.Name, je.EndOffset, c.FrameOffset, dataEnd, ErrInvalidTOC)
+					return fmt.Errorf("toc: entry %d %q: endOffset %d outside (%d, %d]: %w", i, untrusted.Short(je.Name), je.EndOffset, c.FrameOffset, dataEnd, ErrInvalidTOC)
 				}
 				c.FrameEnd = je.EndOffset
 			}
@@ -292,7 +293,7 @@ func applyZstdChunkedFields(t *TOC, entries []*zstdChunkedEntry, dataEnd int64) 
 		}
 		if len(e.Chunks) == 0 {
 			if je.ChunkType != "" {
-				return fmt.Errorf("toc: entry %d %q: chunkType on an entry without data: %w", i, je.Name, ErrInvalidTOC)
+				return fmt.Errorf("toc: entry %d %q: chunkType on an entry without data: %w", i, untrusted.Short(je.Name), ErrInvalidTOC)
 			}
 			continue
 		}
@@ -302,7 +303,7 @@ func applyZstdChunkedFields(t *TOC, entries []*zstdChunkedEntry, dataEnd int64) 
 		case chunkTypeZeros:
 			c.Zeros = true
 		default:
-			return fmt.Errorf("toc: entry %d %q: unknown chunkType %q: %w", i, je.Name, je.ChunkType, ErrInvalidTOC)
+			return fmt.Errorf("toc: entry %d %q: unknown chunkType %q: %w", i, untrusted.Short(je.Name), untrusted.Short(je.ChunkType), ErrInvalidTOC)
 		}
 	}
 	for _, e := range t.Entries {
@@ -313,7 +314,7 @@ func applyZstdChunkedFields(t *TOC, entries []*zstdChunkedEntry, dataEnd int64) 
 			}
 			if limit := frameLen * maxZstdRatio; c.InnerOffset > limit || c.Size > limit-c.InnerOffset {
 				return fmt.Errorf("toc: entry %q: chunk %d: %d bytes at innerOffset %d cannot come from a %d-byte zstd frame: %w",
-					e.Name, i, c.Size, c.InnerOffset, frameLen, ErrInvalidTOC)
+					untrusted.Short(e.Name), i, c.Size, c.InnerOffset, frameLen, ErrInvalidTOC)
 			}
 		}
 	}

@@ -345,7 +345,8 @@ func TestBuildZstdChunkedKeepsGNUTars(t *testing.T) {
 	}
 
 	// Bytes that tar readers skip: garbage in padding and after the end
-	// of the archive, and archives that end early.
+	// of the archive, which readers of a tar-split refuse (GNU tar -i
+	// reads past the end), and archives that end early.
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
 	for _, h := range []*tar.Header{
@@ -361,13 +362,17 @@ func TestBuildZstdChunkedKeepsGNUTars(t *testing.T) {
 	for i := 512 + 3; i < 1024; i++ {
 		garbagePadding[i] = 0xaa
 	}
-	for name, archive := range map[string][]byte{
-		"garbage in padding":    garbagePadding,
-		"garbage after the end": append(bytes.Clone(plain), bytes.Repeat([]byte{0x55}, 1000)...),
-		"one end block":         plain[:len(plain)-512],
-		"no end blocks":         plain[:len(plain)-1024],
+	for name, tc := range map[string]struct {
+		archive []byte
+		refused bool
+	}{
+		"garbage in padding":    {garbagePadding, true},
+		"garbage after the end": {append(bytes.Clone(plain), bytes.Repeat([]byte{0x55}, 1000)...), true},
+		"zeros after the end":   {append(bytes.Clone(plain), make([]byte, 1000)...), false},
+		"one end block":         {plain[:len(plain)-512], false},
+		"no end blocks":         {plain[:len(plain)-1024], false},
 	} {
-		t.Run(name, func(t *testing.T) { checkZstdChunkedKeeps(t, archive, false) })
+		t.Run(name, func(t *testing.T) { checkZstdChunkedKeeps(t, tc.archive, tc.refused) })
 	}
 }
 

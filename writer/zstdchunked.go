@@ -270,6 +270,9 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplitBuf *bytes.Buffer, re
 	dataEnd := sink.size
 	l.resolve(dataEnd)
 	t := &toc.TOC{Format: toc.FormatZstdChunked, Entries: l.entries, TarSplitDigest: l.split.Digest()}
+	if err := selfCheckTarSplit(tarSplit, t); err != nil {
+		return err
+	}
 
 	// The TOC names entries as the tar does: containers/storage compares
 	// them with the tar-split's headers byte for byte.
@@ -334,4 +337,22 @@ func utc(t time.Time) time.Time {
 		return t
 	}
 	return t.UTC()
+}
+
+// selfCheckTarSplit checks the tar-split a build wrote against its TOC as
+// readers do (toc.CheckTarSplit), so that Build never writes a blob that
+// readers refuse. Inputs that tar readers read, but whose tar-split the
+// check refuses, are refused too: bytes other than zeros in padding or
+// after the end of the archive, which a reader told to ignore zero blocks
+// (GNU tar -i) could read as entries that the TOC does not list.
+func selfCheckTarSplit(tarSplit []byte, t *toc.TOC) error {
+	r, err := toc.NewTarSplitReader(tarSplit, t.TarSplitDigest)
+	if err == nil {
+		defer r.Close()
+		_, err = toc.CheckTarSplit(r, t)
+	}
+	if err != nil {
+		return fmt.Errorf("writer: zstd:chunked: the input's tar stream cannot be kept as a tar-split readers accept: %w: %w", ErrUnsupportedEntry, err)
+	}
+	return nil
 }

@@ -23,3 +23,18 @@ func Short(s string) string {
 	}
 	return s[:cut] + "...(" + strconv.Itoa(len(s)) + " bytes)"
 }
+
+// Err returns err with its message cut by Short, for errors of other
+// packages (encoding/json, time) that quote the input they reject; errors.Is
+// and errors.As still see err.
+func Err(err error) error {
+	if err == nil || len(err.Error()) <= MaxQuoted {
+		return err
+	}
+	return shortError{err}
+}
+
+type shortError struct{ err error }
+
+func (e shortError) Error() string { return Short(e.err.Error()) }
+func (e shortError) Unwrap() error { return e.err }

@@ -1,6 +1,7 @@
 package untrusted
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -28,4 +29,15 @@ func ExampleShort() {
 	err := fmt.Errorf("toc: entry %q: too deep", Short(name))
 	fmt.Println(len(err.Error()) < 200)
 	// Output: true
+}
+
+func TestErr(t *testing.T) {
+	if Err(nil) != nil {
+		t.Error("Err(nil) is not nil")
+	}
+	base := errors.New(strings.Repeat("x", 1<<20))
+	err := fmt.Errorf("decoding: %w", Err(base))
+	if len(err.Error()) > MaxQuoted+64 || !errors.Is(err, base) {
+		t.Errorf("Err of a 1 MiB error: %d bytes, wraps it: %v", len(err.Error()), errors.Is(err, base))
+	}
 }
