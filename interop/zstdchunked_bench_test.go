@@ -193,7 +193,7 @@ func buildLayer(b *testing.B, tarPath string, format toc.Format) (*bytes.Buffer,
 // hint that makes an eStargz open one request.
 func indexTail(res *writer.Result) int64 {
 	tail := res.Size
-	for _, e := range res.TOC.Entries {
+	for _, e := range res.TOC().Entries {
 		for _, c := range e.Chunks {
 			tail = min(tail, res.Size-c.FrameEnd)
 		}

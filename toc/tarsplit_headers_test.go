@@ -72,7 +72,7 @@ func TestCheckTarSplitRefusesSparseFiles(t *testing.T) {
 	crc := NewTarSplitCRC()
 	crc.Write(expanded)
 	var compressed bytes.Buffer
-	w, err := NewTarSplitWriter(&compressed, 1)
+	w, err := NewTarSplitWriter(&compressed, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

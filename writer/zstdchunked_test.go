@@ -180,7 +180,7 @@ func TestBuildZstdChunkedChunks(t *testing.T) {
 	if e := byName["link"]; e.LinkName != "small" {
 		t.Errorf("hardlink target %q, want the cleaned %q", e.LinkName, "small")
 	}
-	for i, e := range res.TOC.Entries {
+	for i, e := range res.TOC().Entries {
 		if g := got.Entries[i]; g.Name != e.Name || len(g.Chunks) != len(e.Chunks) || g.Digest != e.Digest {
 			t.Errorf("Result.TOC entry %d is %q, the blob's is %q", i, e.Name, g.Name)
 		}

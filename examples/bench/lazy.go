@@ -58,7 +58,7 @@ func buildLazy(ctx context.Context, env *Env, opts ...writer.Option) (*lazyBlob,
 		return nil, err
 	}
 	tail := res.Size
-	for _, e := range res.TOC.Entries {
+	for _, e := range res.TOC().Entries {
 		for _, c := range e.Chunks {
 			tail = min(tail, res.Size-c.FrameEnd)
 		}
@@ -343,7 +343,7 @@ func (m *lazyModes) lazyRecorded(ctx context.Context, env *Env) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	return lazyRun{env: env, blob: blob, preload: blob.TOC.PrefetchEnd, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
+	return lazyRun{env: env, blob: blob, preload: blob.TOC().PrefetchEnd, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
 		return prefetch.FromLandmark(0, layer.TOC()), nil
 	}}.run(ctx)
 }
