@@ -68,16 +68,23 @@ func MarshalEStargz(t *TOC) ([]byte, error) {
 	// Entries of the TOC of a real layer average about 320 bytes; room
 	// for more saves copying the whole document when the guess is short.
 	b := bytes.NewBuffer(make([]byte, 0, 64+400*len(t.Entries)))
-	enc := NewEStargzEncoder(b, t.ChunkSize)
-	for _, e := range t.Entries {
-		if err := enc.Encode(e); err != nil {
-			return nil, err
-		}
-	}
-	if err := enc.Close(); err != nil {
+	if err := encodeAll(NewEStargzEncoder(b, t.ChunkSize), t.Entries); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// encodeAll encodes entries with enc and closes it.
+func encodeAll(enc interface {
+	Encode(*Entry) error
+	Close() error
+}, entries []*Entry) error {
+	for _, e := range entries {
+		if err := enc.Encode(e); err != nil {
+			return err
+		}
+	}
+	return enc.Close()
 }
 
 // EStargzEncoder writes eStargz TOC JSON one entry at a time: the bytes

@@ -103,13 +103,7 @@ func (je *zstdChunkedEntry) eStargz(dst *estargzEntry) *estargzEntry {
 // non-zero InnerOffset is an error wrapping ErrInvalidTOC.
 func MarshalZstdChunked(t *TOC, tarSplitDigest digest.Digest) ([]byte, error) {
 	var b bytes.Buffer
-	enc := NewZstdChunkedEncoder(&b, tarSplitDigest)
-	for _, e := range t.Entries {
-		if err := enc.Encode(e); err != nil {
-			return nil, err
-		}
-	}
-	if err := enc.Close(); err != nil {
+	if err := encodeAll(NewZstdChunkedEncoder(&b, tarSplitDigest), t.Entries); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
