@@ -98,11 +98,11 @@ func checkAgainstReference(t *testing.T, blob []byte, res *writer.Result, input 
 	}
 	// The reference sees our landmark where we say the prefetch region ends.
 	if lm, ok := r.Lookup(estargz.PrefetchLandmark); ok {
-		if lm.Offset != res.TOC.PrefetchEnd {
-			t.Errorf("reference sees %s at offset %d, Result.TOC.PrefetchEnd is %d", estargz.PrefetchLandmark, lm.Offset, res.TOC.PrefetchEnd)
+		if lm.Offset != res.TOC().PrefetchEnd {
+			t.Errorf("reference sees %s at offset %d, Result.TOC.PrefetchEnd is %d", estargz.PrefetchLandmark, lm.Offset, res.TOC().PrefetchEnd)
 		}
-	} else if _, ok := r.Lookup(estargz.NoPrefetchLandmark); !ok || !res.TOC.NoPrefetch {
-		t.Errorf("reference finds no landmark (NoPrefetch %v)", res.TOC.NoPrefetch)
+	} else if _, ok := r.Lookup(estargz.NoPrefetchLandmark); !ok || !res.TOC().NoPrefetch {
+		t.Errorf("reference finds no landmark (NoPrefetch %v)", res.TOC().NoPrefetch)
 	}
 	if got, want := res.Annotations[estargz.TOCJSONDigestAnnotation], res.TOCDigest.String(); got != want {
 		t.Errorf("TOC digest annotation %q, want %q", got, want)
@@ -178,7 +178,7 @@ func checkAgainstReference(t *testing.T, blob []byte, res *writer.Result, input 
 			t.Errorf("%q: read back %d bytes (err %v), want the %d input bytes", name, len(got), err, len(contents[name]))
 		}
 	}
-	checkChunkDigests(t, blob, res.TOC)
+	checkChunkDigests(t, blob, res.TOC())
 }
 
 func sameMetadata(e *estargz.TOCEntry, h *tar.Header) error {

@@ -225,7 +225,7 @@ func checkTarSplitRepacks(t *testing.T, payload []byte, f toc.Footer, want diges
 	}
 	defer r.Close()
 	var out bytes.Buffer
-	w, err := toc.NewTarSplitWriter(&out, 10)
+	w, err := toc.NewTarSplitWriter(&out, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func ExampleRecorder() {
 	// 3. Start fast: the landmark's region [0, PrefetchEnd), published
 	// with the layer, is fetched alongside the index, then prefetched
 	// into the cache.
-	region := fetcher.Range{Offset: 0, Length: res.TOC.PrefetchEnd}
+	region := fetcher.Range{Offset: 0, Length: res.TOC().PrefetchEnd}
 	layer, f := openBlob(rebuilt.Bytes(), func(f fetcher.Fetcher) fetcher.Fetcher {
 		return prefetch.Preload(ctx, f, region)
 	})

@@ -134,7 +134,7 @@ func TestPreloadedLandmarkCostsOneRoundTrip(t *testing.T) {
 		want[name] = true
 	}
 	c := newColdStart(t, prioritized)
-	end := c.blob.TOC.PrefetchEnd
+	end := c.blob.TOC().PrefetchEnd
 	if end <= 0 {
 		t.Fatal("blob has no landmark")
 	}

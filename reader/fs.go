@@ -33,8 +33,8 @@ func (l *Layer) Open(name string) (fs.File, error) {
 	switch {
 	case n.isDir():
 		return &dirFile{info: info}, nil
-	case n.content.Type == toc.TypeReg:
-		return &file{layer: l, entry: n.content, info: info, path: name}, nil
+	case n.content().Type == toc.TypeReg:
+		return &file{layer: l, entry: n.content(), info: info, path: name}, nil
 	default:
 		return &specialFile{info: info}, nil
 	}
@@ -92,16 +92,16 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.content.Type != toc.TypeReg {
+	if n.content().Type != toc.TypeReg {
 		if n.isDir() {
 			return nil, &fs.PathError{Op: "readfile", Path: name, Err: errIsDir}
 		}
 		return []byte{}, nil
 	}
-	if len(n.content.Chunks) == 1 {
+	if len(n.content().Chunks) == 1 {
 		// One chunk is the whole file: hand it over without a copy
 		// when nobody else holds it.
-		data, exclusive, err := l.chunkData(l.ctx, n.content, 0, nil)
+		data, exclusive, err := l.chunkData(l.ctx, n.content(), 0, nil)
 		if err != nil {
 			return nil, &fs.PathError{Op: "readfile", Path: name, Err: fmt.Errorf("chunk 0: %w", l.closedErr(err))}
 		}
@@ -110,8 +110,8 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 		}
 		return data, nil
 	}
-	f := &file{layer: l, entry: n.content, path: name}
-	data := make([]byte, n.content.Size)
+	f := &file{layer: l, entry: n.content(), path: name}
+	data := make([]byte, n.content().Size)
 	if _, err := f.readAt(data, 0, "readfile"); err != nil {
 		return nil, err
 	}
@@ -130,8 +130,8 @@ func (l *Layer) find(op, name string, followLast bool) (*node, error) {
 		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrClosed}
 	}
 	n, err := l.lookup(name, followLast)
-	if err == nil && n.linkErr != nil {
-		err = n.linkErr
+	if err == nil && n.linkErr() != nil {
+		err = n.linkErr()
 	}
 	if err != nil {
 		return nil, &fs.PathError{Op: op, Path: name, Err: err}
@@ -160,7 +160,7 @@ type fileInfo struct {
 func (fi *fileInfo) Name() string { return fi.name }
 
 func (fi *fileInfo) Size() int64 {
-	switch c := fi.node.content; c.Type {
+	switch c := fi.node.content(); c.Type {
 	case toc.TypeReg:
 		return c.Size
 	case toc.TypeSymlink:
@@ -170,8 +170,8 @@ func (fi *fileInfo) Size() int64 {
 	}
 }
 
-func (fi *fileInfo) Mode() fs.FileMode  { return fi.node.content.FileMode() }
-func (fi *fileInfo) ModTime() time.Time { return fi.node.content.ModTime }
+func (fi *fileInfo) Mode() fs.FileMode  { return fi.node.content().FileMode() }
+func (fi *fileInfo) ModTime() time.Time { return fi.node.content().ModTime }
 func (fi *fileInfo) IsDir() bool        { return fi.node.isDir() }
 
 // Sys returns the *toc.Entry listed under the name.
@@ -190,11 +190,11 @@ func (d *dirEntry) String() string             { return fs.FormatDirEntry(d) }
 func dirEntries(children []*node) []fs.DirEntry {
 	out := make([]fs.DirEntry, 0, len(children))
 	for _, c := range children {
-		if c.linkErr != nil {
+		if c.linkErr() != nil {
 			// A broken hard link has no content to describe; list it as
 			// the link entry so the name stays visible and Open reports
 			// why it fails.
-			out = append(out, &dirEntry{fileInfo{name: path.Base(c.path), node: &node{path: c.path, entry: c.entry, content: c.entry}}})
+			out = append(out, &dirEntry{fileInfo{name: path.Base(c.path), node: &node{path: c.path, entry: c.entry}}})
 			continue
 		}
 		out = append(out, &dirEntry{fileInfo{name: path.Base(c.path), node: c}})

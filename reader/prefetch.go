@@ -347,13 +347,13 @@ func (l *Layer) ContentEntry(name string) (*toc.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.linkErr != nil {
-		return nil, n.linkErr
+	if n.linkErr() != nil {
+		return nil, n.linkErr()
 	}
-	if n.content == nil || n.content.Type != toc.TypeReg {
+	if n.content() == nil || n.content().Type != toc.TypeReg {
 		return nil, fmt.Errorf("not a regular file: %w", fs.ErrInvalid)
 	}
-	return n.content, nil
+	return n.content(), nil
 }
 
 // A batch is what one Fetch of a Prefetch asks for: frames, by index into

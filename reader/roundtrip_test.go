@@ -83,7 +83,7 @@ func TestOpenRoundTrips(t *testing.T) {
 				}
 				perLink := int64(3700) // index bytes per symlink; zstd:chunked spells each twice
 				if format == toc.FormatZstdChunked {
-					perLink = 7000
+					perLink = 6700
 				}
 				tarData := indexHeavyTar(t, int(size.index/perLink))
 				blob, res := writerBlob(t, tarData, writer.WithFormat(format), writer.WithCompressionLevel(1))

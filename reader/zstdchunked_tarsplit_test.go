@@ -48,7 +48,7 @@ func tarSplitRecords(t *testing.T, compressed []byte) []*toc.TarSplitRecord {
 func packRecords(t *testing.T, records []*toc.TarSplitRecord) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	w, err := toc.NewTarSplitWriter(&b, 3)
+	w, err := toc.NewTarSplitWriter(&b, 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestZstdChunkedTarSplitCheckStreams(t *testing.T) {
 	}
 	tw.Close()
 	var split bytes.Buffer
-	w, err := toc.NewTarSplitWriter(&split, 1)
+	w, err := toc.NewTarSplitWriter(&split, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func syntheticZstdChunked(tb testing.TB, n int) (compressedTOC, compressedTarSpl
 	index, dataEnd := syntheticTOC(n)
 	index.Format = FormatZstdChunked
 	var split bytes.Buffer
-	tw, err := NewTarSplitWriter(&split, 10)
+	tw, err := NewTarSplitWriter(&split, 10, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -20,6 +20,8 @@
 //     model, byte for byte as the reference implementation writes it;
 //     DecodeEStargz does both steps for a member in memory, and
 //     DecodeEStargzFrom for a member still arriving, decoding as it comes;
+//     an EStargzEncoder and WriteEStargzTOCMemberFrom write the JSON and
+//     its member entry by entry, for a writer that does not hold them;
 //   - EStargzAnnotations and ParseEStargzAnnotations handle the layer
 //     descriptor annotations that pin the TOC digest.
 //
@@ -32,7 +34,8 @@
 //     AppendSkippableFrame and SkippableFramePayload wrap and unwrap the
 //     frames around the TOC and tar-split;
 //   - MarshalZstdChunked and UnmarshalZstdChunked convert between TOC JSON
-//     and the model; DecodeZstdChunked decodes a compressed TOC in memory, and
+//     and the model (a ZstdChunkedEncoder writes it entry by entry, through
+//     a NewZstdWriter); DecodeZstdChunked decodes a compressed TOC in memory, and
 //     DecodeZstdChunkedFrom one still arriving, decoding as it comes;
 //   - the tar-split that rebuilds the original tar is written by a
 //     TarSplitWriter, read by a TarSplitReader (NewTarSplitReader for

@@ -28,13 +28,22 @@ func appendEStargzDocument(b []byte, doc *estargzTOC) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, "\n\t\t"...)
+			b = append(b, estargzEntrySeparator...)
 			b = appendEStargzEntry(b, e)
 		}
-		b = append(b, "\n\t]"...)
+		b = append(b, estargzEntriesEnd...)
 	}
-	return append(b, "\n}"...)
+	return append(b, estargzDocumentEnd...)
 }
+
+// The framing of a TOC document of version 1 around its entries, as
+// json.MarshalIndent writes it.
+const (
+	estargzDocumentStart  = "{\n\t\"version\": 1,\n\t\"entries\": ["
+	estargzEntrySeparator = "\n\t\t"
+	estargzEntriesEnd     = "\n\t]"
+	estargzDocumentEnd    = "\n}"
+)
 
 // appendEStargzEntry appends one entry at the indentation of the entries
 // array's elements. Fields are in struct order; those tagged omitempty

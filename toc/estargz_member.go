@@ -20,34 +20,63 @@ func EStargzTOCTar(tocJSON []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	// A header block, the JSON padded to a block, two zero blocks.
 	buf.Grow(len(tocJSON) + 4*tarBlockSize)
-	tw := tar.NewWriter(&buf)
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: int64(len(tocJSON))}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, fmt.Errorf("toc: TOC member: %w", err)
-	}
-	if _, err := tw.Write(tocJSON); err != nil {
-		return nil, fmt.Errorf("toc: TOC member: %w", err)
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("toc: TOC member: %w", err)
+	if err := writeEStargzTOCTar(&buf, int64(len(tocJSON)), writeBytes(tocJSON)); err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// writeEStargzTOCTar writes the tar stream of a TOC member to w: the
+// header of a TOC JSON of size bytes, the JSON that encode writes, the
+// padding and the end-of-archive blocks.
+func writeEStargzTOCTar(w io.Writer, size int64, encode func(io.Writer) error) error {
+	tw := tar.NewWriter(w)
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: size}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("toc: TOC member: %w", err)
+	}
+	if err := encode(tw); err != nil {
+		return fmt.Errorf("toc: TOC member: %w", err)
+	}
+	// Close reports a JSON shorter than size; Write, a longer one.
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("toc: TOC member: %w", err)
+	}
+	return nil
+}
+
+func writeBytes(b []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	}
 }
 
 // WriteEStargzTOCMember writes the gzip member that ends an eStargz blob's
 // data: EStargzTOCTar(tocJSON) compressed at the given gzip level. The
 // footer (EStargzFooter) follows the member in the blob.
 func WriteEStargzTOCMember(w io.Writer, tocJSON []byte, level int) error {
-	tocTar, err := EStargzTOCTar(tocJSON)
-	if err != nil {
-		return err
-	}
+	return WriteEStargzTOCMemberFrom(w, nil, int64(len(tocJSON)), level, writeBytes(tocJSON))
+}
+
+// WriteEStargzTOCMemberFrom writes the TOC member of a TOC JSON of size
+// bytes without holding it: encode writes the JSON (with an
+// EStargzEncoder, say) to the writer it is given, and must write exactly
+// size bytes. The tar header that comes first needs the size, so a writer
+// counts the JSON in a first pass and streams it in a second. raw, if not
+// nil, receives the member's uncompressed bytes (what EStargzTOCTar
+// returns), for the layer's DiffID.
+func WriteEStargzTOCMemberFrom(w, raw io.Writer, size int64, level int, encode func(io.Writer) error) error {
 	zw, err := gzip.NewWriterLevel(w, level)
 	if err != nil {
 		return fmt.Errorf("toc: TOC member: %w", err)
 	}
-	if _, err := zw.Write(tocTar); err != nil {
-		return fmt.Errorf("toc: TOC member: %w", err)
+	var dst io.Writer = zw
+	if raw != nil {
+		dst = io.MultiWriter(zw, raw)
+	}
+	if err := writeEStargzTOCTar(dst, size, encode); err != nil {
+		return err
 	}
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("toc: TOC member: %w", err)

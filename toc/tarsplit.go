@@ -3,11 +3,16 @@ package toc
 import (
 	"bufio"
 	"bytes"
+	"container/heap"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"hash/crc64"
 	"io"
+	"path/filepath"
+	"slices"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
@@ -318,12 +323,21 @@ func copyFileContents(w io.Writer, crc hash.Hash64, buf []byte, name string, siz
 // header, the entry's file record (AddFile, also for entries without
 // contents). It is not safe for concurrent use.
 type TarSplitWriter struct {
-	zw           *zstd.Encoder
-	packer       storage.Packer
+	zw           io.WriteCloser
 	compressed   countingWriter
 	uncompressed countingWriter
 	digester     digest.Digester
+	pos          int // the next record's position
+	// names holds the first 128 bits of the sha256 of each file record's
+	// cleaned name, which tar-split allows only once; Close sorts them
+	// to find a name given twice. tar-split's own packer keeps the
+	// names themselves in a map: 70 MB for a layer of a million files,
+	// against 16 MB.
+	names [][][16]byte
+	line  []byte
 }
+
+const namesPage = 4096
 
 type countingWriter struct {
 	w io.Writer
@@ -337,17 +351,17 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // NewTarSplitWriter returns a writer that writes the compressed tar-split
-// stream to w at the given zstd level (see CompressZstd).
-func NewTarSplitWriter(w io.Writer, level int) (*TarSplitWriter, error) {
+// stream to w at the given zstd level and window (see NewZstdWriter; at
+// level 10 and window 0 its bytes are containers/storage's).
+func NewTarSplitWriter(w io.Writer, level, window int) (*TarSplitWriter, error) {
 	t := &TarSplitWriter{digester: digest.Canonical.Digester()}
 	t.compressed.w = io.MultiWriter(w, t.digester.Hash())
-	zw, err := zstd.NewWriter(&t.compressed, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderConcurrency(1))
+	zw, err := NewZstdWriter(&t.compressed, level, window)
 	if err != nil {
 		return nil, fmt.Errorf("toc: tar-split: %w", err)
 	}
 	t.zw = zw
 	t.uncompressed.w = zw
-	t.packer = storage.NewJSONPacker(&t.uncompressed)
 	return t, nil
 }
 
@@ -356,7 +370,7 @@ func (t *TarSplitWriter) AddSegment(raw []byte) error {
 	if len(raw) == 0 {
 		return nil
 	}
-	if _, err := t.packer.AddEntry(storage.Entry{Type: storage.SegmentType, Payload: raw}); err != nil {
+	if err := t.add(storage.Entry{Type: storage.SegmentType, Payload: raw}); err != nil {
 		return fmt.Errorf("toc: tar-split: %w", err)
 	}
 	return nil
@@ -364,11 +378,18 @@ func (t *TarSplitWriter) AddSegment(raw []byte) error {
 
 // AddFile records the contents of the entry whose header was just added:
 // its tar name, size and CRC-64 (NewTarSplitCRC; nil for size 0). As in
-// tar-split, a name may be recorded only once.
+// tar-split, a name may be recorded only once: Close reports a name given
+// twice.
 func (t *TarSplitWriter) AddFile(name string, size int64, crc []byte) error {
 	e := storage.Entry{Type: storage.FileType, Size: size, Payload: crc}
 	e.SetName(name)
-	if _, err := t.packer.AddEntry(e); err != nil {
+	sum := sha256.Sum256([]byte(filepath.Clean(name)))
+	if len(t.names) == 0 || len(t.names[len(t.names)-1]) == namesPage {
+		t.names = append(t.names, make([][16]byte, 0, namesPage))
+	}
+	last := len(t.names) - 1
+	t.names[last] = append(t.names[last], [16]byte(sum[:16]))
+	if err := t.add(e); err != nil {
 		return fmt.Errorf("toc: tar-split: file %q: %w", untrusted.Short(name), err)
 	}
 	return nil
@@ -383,9 +404,29 @@ func (t *TarSplitWriter) Add(rec *TarSplitRecord) error {
 	return t.AddFile(rec.Name, rec.Size, rec.Payload)
 }
 
+// add writes e as one line of JSON, as tar-split's JSON packer does.
+func (t *TarSplitWriter) add(e storage.Entry) error {
+	e.Position = t.pos
+	js, err := json.Marshal(&e)
+	if err != nil {
+		return err
+	}
+	t.line = append(append(t.line[:0], js...), '\n')
+	if _, err := t.uncompressed.Write(t.line); err != nil {
+		return err
+	}
+	t.pos++
+	return nil
+}
+
 // Close flushes the compressed stream. It does not close the underlying
-// writer.
+// writer. A name recorded twice by AddFile is an error wrapping
+// storage.ErrDuplicatePath: the tar-split readers refuse such a stream.
 func (t *TarSplitWriter) Close() error {
+	if repeated(t.names) {
+		return fmt.Errorf("toc: tar-split: two file records have the same name: %w", storage.ErrDuplicatePath)
+	}
+	t.names = nil
 	if err := t.zw.Close(); err != nil {
 		return fmt.Errorf("toc: tar-split: %w", err)
 	}
@@ -400,4 +441,45 @@ func (t *TarSplitWriter) Digest() digest.Digest { return t.digester.Digest() }
 // so far; after Close, the footer's and annotation's tar-split lengths.
 func (t *TarSplitWriter) Size() (compressed, uncompressed int64) {
 	return t.compressed.n, t.uncompressed.n
+}
+
+// repeated reports whether a key occurs twice in pages. It sorts each
+// page and merges them, so it needs no copy of all the keys.
+func repeated(pages [][][16]byte) bool {
+	h := make(keyHeap, 0, len(pages))
+	for _, p := range pages {
+		slices.SortFunc(p, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
+		if len(p) > 0 {
+			h = append(h, p)
+		}
+	}
+	heap.Init(&h)
+	var prev [16]byte
+	for first := true; len(h) > 0; first = false {
+		k := h[0][0]
+		if !first && k == prev {
+			return true
+		}
+		prev = k
+		if h[0] = h[0][1:]; len(h[0]) == 0 {
+			heap.Pop(&h)
+		} else {
+			heap.Fix(&h, 0)
+		}
+	}
+	return false
+}
+
+// keyHeap orders sorted pages of keys by their first key.
+type keyHeap [][][16]byte
+
+func (h keyHeap) Len() int           { return len(h) }
+func (h keyHeap) Less(i, j int) bool { return bytes.Compare(h[i][0][:], h[j][0][:]) < 0 }
+func (h keyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *keyHeap) Push(x any)        { *h = append(*h, x.([][16]byte)) }
+func (h *keyHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

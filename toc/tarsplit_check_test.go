@@ -128,7 +128,7 @@ func entryOfTarHeader(hdr *tar.Header) (*Entry, error) {
 func packTarSplit(t testing.TB, records []storage.Entry) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	w, err := NewTarSplitWriter(&b, 1)
+	w, err := NewTarSplitWriter(&b, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +413,7 @@ func TestCheckTarSplitRefusesSparseFiles(t *testing.T) {
 	crc := NewTarSplitCRC()
 	crc.Write(expanded)
 	var compressed bytes.Buffer
-	w, err := NewTarSplitWriter(&compressed, 1)
+	w, err := NewTarSplitWriter(&compressed, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,12 +85,22 @@ var (
 // payload, as zstd:chunked writes its TOC, tar-split and footer. Plain zstd
 // decoders skip such frames. The payload must be shorter than 4 GiB.
 func AppendSkippableFrame(dst, payload []byte) ([]byte, error) {
-	if uint64(len(payload)) > math.MaxUint32 {
-		return dst, fmt.Errorf("toc: skippable frame payload of %d bytes exceeds 4 GiB: %w", len(payload), ErrInvalidFrame)
+	dst, err := AppendSkippableFrameHeader(dst, int64(len(payload)))
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, payload...), nil
+}
+
+// AppendSkippableFrameHeader appends to dst the header of a skippable
+// frame of n bytes of payload, for a writer that streams the payload
+// after it. n must be shorter than 4 GiB.
+func AppendSkippableFrameHeader(dst []byte, n int64) ([]byte, error) {
+	if n < 0 || n > math.MaxUint32 {
+		return dst, fmt.Errorf("toc: skippable frame payload of %d bytes exceeds 4 GiB: %w", n, ErrInvalidFrame)
 	}
 	dst = binary.LittleEndian.AppendUint32(dst, skippableMagicBase)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
-	return append(dst, payload...), nil
+	return binary.LittleEndian.AppendUint32(dst, uint32(n)), nil
 }
 
 // ParseSkippableFrame decodes the skippable frame at the start of b and

@@ -267,7 +267,7 @@ func TestZstdChunkedGoldenStorage(t *testing.T) {
 
 	// Re-packing the tar-split records yields the reference's stream.
 	var repacked bytes.Buffer
-	w, err := NewTarSplitWriter(&repacked, 10)
+	w, err := NewTarSplitWriter(&repacked, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,8 @@
 package writer
 
 import (
-	"bytes"
-	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -53,9 +52,31 @@ type Result struct {
 	// MissingPrioritized lists the prioritised names, as given, that the
 	// input lacked (only with WithAllowMissingPrioritized).
 	MissingPrioritized []string
-	// TOC is the index written at the end of the blob, with every chunk's
-	// member bounds filled in.
-	TOC *toc.TOC
+
+	toc   toc.TOC // without entries
+	index *index
+}
+
+// TOC returns the index written at the end of the blob, with every
+// chunk's member bounds filled in. Build keeps the entries in a compact
+// form (about 50 bytes for a small file, against several hundred as
+// toc.Entry values) and TOC builds the model anew on each call, so that
+// the memory a layer of a million files needs is spent only by callers
+// that ask for it.
+func (r *Result) TOC() *toc.TOC {
+	t := r.toc
+	if r.index == nil {
+		return &t
+	}
+	t.Entries = make([]*toc.Entry, 0, r.index.log.n)
+	err := r.index.each(true, func(e *logEntry) error {
+		t.Entries = append(t.Entries, &e.Entry)
+		return nil
+	})
+	if err != nil {
+		panic(err) // the log is the writer's own: only a bug fails to decode it
+	}
+	return &t
 }
 
 // Build reads a tar stream from r (plain, gzip or zstd, recognised by its
@@ -191,39 +212,46 @@ func emitOrdered(a *assembler, spool io.ReaderAt, entries []spooledEntry, o orde
 // and fills in res.
 func finishBlob(cfg *config, sink *blobSink, a *assembler, res *Result) error {
 	tocOffset := sink.size
-	a.resolve(tocOffset)
-	t := &toc.TOC{Format: toc.FormatEStargz, Entries: a.entries, ChunkSize: cfg.chunkSize}
-	for _, e := range t.Entries {
-		switch e.Name {
-		case toc.PrefetchLandmark:
-			t.PrefetchEnd = e.Chunks[0].FrameOffset
-		case toc.NoPrefetchLandmark:
-			t.NoPrefetch = true
+	x := a.index(tocOffset)
+	t := toc.TOC{Format: toc.FormatEStargz, ChunkSize: cfg.chunkSize, NoPrefetch: a.noPrefetch}
+	if a.prefetchMember >= 0 {
+		t.PrefetchEnd, _ = x.member(a.prefetchMember)
+	}
+	encode := func(w io.Writer) error {
+		enc := toc.NewEStargzEncoder(w, cfg.chunkSize)
+		if err := x.each(false, func(e *logEntry) error { return enc.Encode(&e.Entry) }); err != nil {
+			return err
 		}
+		return enc.Close()
 	}
-	tocJSON, err := toc.MarshalEStargz(t)
-	if err != nil {
+	// The TOC is encoded twice rather than held (131 MB of JSON for
+	// 300,000 small files): once for the size its tar header needs and
+	// its digest, once into the member.
+	h := sha256.New()
+	json := countingWriter{w: h}
+	if err := encode(&json); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-
-	// Compressing the TOC member is the longest step after the data, and
-	// the pipeline's workers are idle by now: compress on one core while
-	// this one digests the TOC and builds the member's tar bytes. The
-	// DiffID covers those bytes; they are exactly what the member
-	// compresses, so what a gunzip of the blob yields.
-	var member bytes.Buffer
-	compressed := make(chan error, 1)
-	go func() { compressed <- toc.WriteEStargzTOCMember(&member, tocJSON, cfg.level) }()
-	t.Digest = digest.FromBytes(tocJSON)
-	tocTar, tarErr := toc.EStargzTOCTar(tocJSON)
-	if err := cmp.Or(<-compressed, tarErr); err != nil {
-		return fmt.Errorf("writer: %w", err)
-	}
-	if err := sink.write(member.Bytes(), tocTar); err != nil {
+	t.Digest = digest.NewDigest(digest.SHA256, h)
+	// The DiffID covers the member's uncompressed bytes, exactly what a
+	// gunzip of the blob yields.
+	if err := toc.WriteEStargzTOCMemberFrom(sink.compressed(), sink.raw(), json.n, cfg.level, encode); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
 	if err := sink.write(toc.EStargzFooter(tocOffset), nil); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	return sink.finish(res, t, tocOffset, toc.EStargzAnnotations(t.Digest, sink.uncompressedSize))
+	return sink.finish(res, &t, x, tocOffset, toc.EStargzAnnotations(t.Digest, sink.uncompressedSize))
+}
+
+// countingWriter counts the bytes written to w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

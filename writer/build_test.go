@@ -141,7 +141,7 @@ func TestBuildKeepsEveryEntryVerbatim(t *testing.T) {
 			t.Errorf("%q: digest %s, want %s", e.Name, e.Digest, digest.FromBytes(w.Content))
 		}
 	}
-	if !slices.EqualFunc(got.Entries, res.TOC.Entries, sameChunks) {
+	if !slices.EqualFunc(got.Entries, res.TOC().Entries, sameChunks) {
 		t.Error("the TOC in the blob and Result.TOC disagree on chunks")
 	}
 }
@@ -188,9 +188,9 @@ func TestBuildPrioritizedOrder(t *testing.T) {
 	if !slices.Equal(got[len(want):], rest) {
 		t.Errorf("TOC continues %q, want %q", got[len(want):], rest)
 	}
-	landmark := res.TOC.Entries[len(want)-1]
-	if res.TOC.PrefetchEnd == 0 || res.TOC.PrefetchEnd != landmark.Chunks[0].FrameOffset || landmark.Chunks[0].InnerOffset != 0 {
-		t.Errorf("PrefetchEnd %d, landmark chunk %+v: the landmark must start the member at PrefetchEnd", res.TOC.PrefetchEnd, landmark.Chunks[0])
+	landmark := res.TOC().Entries[len(want)-1]
+	if res.TOC().PrefetchEnd == 0 || res.TOC().PrefetchEnd != landmark.Chunks[0].FrameOffset || landmark.Chunks[0].InnerOffset != 0 {
+		t.Errorf("PrefetchEnd %d, landmark chunk %+v: the landmark must start the member at PrefetchEnd", res.TOC().PrefetchEnd, landmark.Chunks[0])
 	}
 	out := gunzip(t, blob)
 	if d := digest.FromBytes(out); d != res.DiffID {
@@ -209,7 +209,7 @@ func TestBuildMissingPrioritized(t *testing.T) {
 	if want := []string{"no/such/file", "/nor/this"}; !slices.Equal(res.MissingPrioritized, want) {
 		t.Errorf("MissingPrioritized %q, want %q", res.MissingPrioritized, want)
 	}
-	if got, want := names(res.TOC)[:4], []string{".", "etc", "etc/hostname", toc.PrefetchLandmark}; !slices.Equal(got, want) {
+	if got, want := names(res.TOC())[:4], []string{".", "etc", "etc/hostname", toc.PrefetchLandmark}; !slices.Equal(got, want) {
 		t.Errorf("TOC starts %q, want %q", got, want)
 	}
 }
@@ -226,10 +226,10 @@ func TestBuildDuplicateNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, res := build(t, input, WithPrioritizedFiles([]string{"a"}))
-	if got, want := names(res.TOC), []string{"a", toc.PrefetchLandmark, "b"}; !slices.Equal(got, want) {
+	if got, want := names(res.TOC()), []string{"a", toc.PrefetchLandmark, "b"}; !slices.Equal(got, want) {
 		t.Fatalf("TOC %q, want %q", got, want)
 	}
-	if res.TOC.Entries[0].Digest != digest.FromString("new") {
+	if res.TOC().Entries[0].Digest != digest.FromString("new") {
 		t.Error("the prioritised copy of a is not the last one in the input")
 	}
 }
@@ -268,7 +268,7 @@ func TestBuildLayout(t *testing.T) {
 		const chunk = 64 << 10
 		_, res := build(t, input, WithChunkSize(chunk))
 		seen := make(map[int64]bool)
-		for _, e := range res.TOC.Entries {
+		for _, e := range res.TOC().Entries {
 			for i, c := range e.Chunks {
 				if c.InnerOffset != 0 || seen[c.FrameOffset] || c.FrameEnd <= c.FrameOffset {
 					t.Fatalf("%q chunk %d %+v: every chunk must start its own member", e.Name, i, c)
@@ -279,14 +279,14 @@ func TestBuildLayout(t *testing.T) {
 				}
 			}
 		}
-		if e := findEntry(res.TOC, "usr/lib/big.bin"); len(e.Chunks) != 10 {
+		if e := findEntry(res.TOC(), "usr/lib/big.bin"); len(e.Chunks) != 10 {
 			t.Errorf("a file of 9 chunk sizes and 7 bytes has %d chunks, want 10", len(e.Chunks))
 		}
 	})
 	t.Run("min-chunk", func(t *testing.T) {
 		_, res := build(t, input, WithMinChunkSize(32<<10))
 		shared := 0
-		for _, e := range res.TOC.Entries {
+		for _, e := range res.TOC().Entries {
 			for _, c := range e.Chunks {
 				if c.InnerOffset > 0 {
 					shared++
@@ -296,7 +296,7 @@ func TestBuildLayout(t *testing.T) {
 		if shared < 30 {
 			t.Errorf("%d chunks share a member, want the small files to", shared)
 		}
-		if e := findEntry(res.TOC, toc.NoPrefetchLandmark); e.Chunks[0].InnerOffset != 0 {
+		if e := findEntry(res.TOC(), toc.NoPrefetchLandmark); e.Chunks[0].InnerOffset != 0 {
 			t.Error("the landmark shares a member")
 		}
 	})
@@ -409,7 +409,7 @@ func TestBuildSparseFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			blob, res := build(t, input)
-			if e := findEntry(res.TOC, "sparse"); e == nil || e.Size != int64(len(want)) || e.Digest != digest.FromBytes(want) {
+			if e := findEntry(res.TOC(), "sparse"); e == nil || e.Size != int64(len(want)) || e.Digest != digest.FromBytes(want) {
 				t.Fatalf("TOC entry %+v, want the expanded file", e)
 			}
 			tr := tar.NewReader(bytes.NewReader(gunzip(t, blob)))
@@ -461,7 +461,7 @@ func TestBuildGlobalHeader(t *testing.T) {
 			[]string{"b", toc.PrefetchLandmark, "a"}},
 	} {
 		blob, res := build(t, input, tc.opts...)
-		if got := names(res.TOC); !slices.Equal(got, tc.wantNames) {
+		if got := names(res.TOC()); !slices.Equal(got, tc.wantNames) {
 			t.Errorf("TOC %q, want %q", got, tc.wantNames)
 		}
 		var types []byte

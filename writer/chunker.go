@@ -61,11 +61,18 @@ type chunker struct {
 }
 
 func newChunker(max int, fixed bool) *chunker {
-	return &chunker{max: max, fixed: fixed, buf: make([]byte, rollWindow+2*(max+zeroRunMin))}
+	return &chunker{max: max, fixed: fixed}
 }
 
 // reset starts a file of size bytes read from r.
 func (c *chunker) reset(r io.Reader, size int64) {
+	// The buffer grows to what the largest file so far needs: a file
+	// that fits whole never moves, and a layer of small files does not
+	// pay for 8 MiB.
+	full := rollWindow + 2*(c.max+zeroRunMin)
+	if need := int(min(int64(full), rollWindow+size)); len(c.buf) < need {
+		c.buf = make([]byte, min(full, max(need, 2*len(c.buf))))
+	}
 	c.r, c.left = r, size
 	c.start, c.end, c.shortZeros = rollWindow, rollWindow, 0
 	clear(c.buf[:rollWindow])

@@ -32,7 +32,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	for _, e := range res.TOC.Entries {
+	for _, e := range res.TOC().Entries {
 		fmt.Println(e.Type, e.Name)
 	}
 	fmt.Println("blob size matches:", res.Size == int64(blob.Len()))

@@ -29,27 +29,23 @@ type assembler struct {
 	frames
 	pos int64 // offset in the uncompressed output stream
 
-	entries []*toc.Entry
-}
-
-// chunkRef remembers which member holds a chunk: the member's blob offset
-// is known only once everything before it is compressed, and the chunk's
-// digest once the member's worker has computed it.
-type chunkRef struct {
-	entry  *toc.Entry
-	chunk  int
-	member int
+	// prefetchMember is the member that starts with the
+	// .prefetch.landmark, or -1.
+	prefetchMember int
+	noPrefetch     bool
 }
 
 // frames is the compressed unit being filled (a gzip member or a zstd
-// frame), the count of those already handed to the pipeline, and the
-// chunks they hold, whose bounds and digests resolve fills in.
+// frame), the count of those already handed to the pipeline, and the log
+// of the entries laid out so far.
 type frames struct {
 	pipe    *pipeline
 	cur     *member // the open unit
 	members int     // units submitted; the open one has this index
 
-	refs []chunkRef // one per chunk, in the order of pipe.digests
+	log entryLog
+	// fileChunks are the chunks of the regular file being added.
+	fileChunks []loggedChunk
 	// fileHash is the running digest of a file of several chunks; the
 	// digest of a file of one chunk is its chunk's.
 	fileHash hash.Hash
@@ -63,51 +59,36 @@ func newFrames(pipe *pipeline) (frames, error) {
 	return frames{pipe: pipe, cur: cur, fileHash: sha256.New()}, nil
 }
 
-// addChunk records chunk c of e's content, which the open unit holds at
-// raw[inner:]. Its digest, and the file's if it is the only chunk, are
-// left to the pipeline's workers.
-func (f *frames) addChunk(e *toc.Entry, c toc.Chunk, inner int) {
-	data := f.cur.raw[inner : inner+int(c.Size)]
-	if c.Size < e.Size {
-		if c.Offset == 0 {
+// addChunk records a chunk of e's content at offset off, which the open
+// unit holds at raw[inner:inner+n]. Its digest, and the file's if it is
+// the only chunk, are left to the pipeline's workers.
+func (f *frames) addChunk(e *toc.Entry, off int64, inner, n int, zeros bool) {
+	data := f.cur.raw[inner : inner+n]
+	if int64(n) < e.Size {
+		if off == 0 {
 			f.fileHash.Reset()
 		}
 		f.fileHash.Write(data)
 	}
-	e.Chunks = append(e.Chunks, c)
-	f.cur.chunks = append(f.cur.chunks, span{off: inner, n: len(data)})
-	f.refs = append(f.refs, chunkRef{entry: e, chunk: len(e.Chunks) - 1, member: f.members})
+	f.fileChunks = append(f.fileChunks, loggedChunk{size: int64(n), inner: int64(inner), member: f.members, zeros: zeros})
+	f.cur.chunks = append(f.cur.chunks, span{off: inner, n: n})
 }
 
-// endContent sets the digest of a regular file whose chunks went through
-// addChunk, unless it has one chunk: resolve sets that.
-func (f *frames) endContent(e *toc.Entry) {
-	switch len(e.Chunks) {
-	case 0:
-		e.Digest = digest.SHA256.FromBytes(nil)
-	case 1:
-	default:
+// endEntry logs e with the chunks added since the last call; tarLink is
+// as for entryLog.add.
+func (f *frames) endEntry(e *toc.Entry, tarLink string) {
+	if len(f.fileChunks) > 1 {
 		e.Digest = digest.NewDigest(digest.SHA256, f.fileHash)
 	}
+	f.log.add(e, tarLink, f.fileChunks)
+	f.fileChunks = f.fileChunks[:0]
 }
 
-// resolve fills in every chunk's member bounds and digest, and the digest
-// of every file of one chunk, once the pipeline is closed; end is where
-// the last member ends.
-func (f *frames) resolve(end int64) {
-	offsets, digests := f.pipe.offsets, f.pipe.digests
-	for i, r := range f.refs {
-		c := &r.entry.Chunks[r.chunk]
-		c.Digest = digests[i]
-		c.FrameOffset = offsets[r.member]
-		c.FrameEnd = end
-		if r.member+1 < len(offsets) {
-			c.FrameEnd = offsets[r.member+1]
-		}
-		if len(r.entry.Chunks) == 1 {
-			r.entry.Digest = c.Digest
-		}
-	}
+// index returns the finished layout, once the pipeline is closed; end is
+// where the last member ends. It shares nothing else of f, which a
+// Result would otherwise keep alive with the pipeline's buffers.
+func (f *frames) index(end int64) *index {
+	return &index{log: f.log, offsets: f.pipe.offsets, sums: f.pipe.sums, end: end}
 }
 
 // next submits the open unit, unless it is empty, and opens a new one.
@@ -138,7 +119,7 @@ func newAssembler(ctx context.Context, cfg *config, pipe *pipeline) (*assembler,
 	if err != nil {
 		return nil, err
 	}
-	return &assembler{ctx: ctx, cfg: cfg, frames: f}, nil
+	return &assembler{ctx: ctx, cfg: cfg, frames: f, prefetchMember: -1}, nil
 }
 
 // add appends one entry: its header, then its payload, each padded to the
@@ -169,14 +150,19 @@ func (a *assembler) add(rec *record, newMember bool) error {
 	if e == nil {
 		return nil
 	}
-	a.entries = append(a.entries, e)
-	if e.Type != toc.TypeReg {
-		return nil
+	if e.Type == toc.TypeReg {
+		if err := a.addContent(e, rec.payload, newMember); err != nil {
+			return fmt.Errorf("writer: entry %q: %w", rec.hdr.Name, err)
+		}
+		a.pad()
 	}
-	if err := a.addContent(e, rec.payload, newMember); err != nil {
-		return fmt.Errorf("writer: entry %q: %w", rec.hdr.Name, err)
+	switch e.Name {
+	case toc.PrefetchLandmark:
+		a.prefetchMember = a.fileChunks[0].member
+	case toc.NoPrefetchLandmark:
+		a.noPrefetch = true
 	}
-	a.pad()
+	a.endEntry(e, "")
 	return nil
 }
 
@@ -202,12 +188,11 @@ func (a *assembler) addContent(e *toc.Entry, payload io.Reader, newMember bool) 
 			}
 			return fmt.Errorf("reading content at offset %d: %w", off, err)
 		}
-		a.addChunk(e, toc.Chunk{Offset: off, Size: n, InnerOffset: int64(inner)}, inner)
+		a.addChunk(e, off, inner, int(n), false)
 		a.pos += n
 		off += n
 		newMember = false
 	}
-	a.endContent(e)
 	return nil
 }
 

@@ -27,6 +27,13 @@ const (
 	DefaultZstdCompressionLevel = 3
 )
 
+// minZstdIndexLevel is the lowest zstd level of a zstd:chunked blob's TOC
+// and tar-split. They are compressed once and fetched by every lazy
+// reader; for a layer of 300,000 small files level 7 makes them 7% (TOC)
+// and 14% (tar-split) smaller than level 3, for about a second more of
+// CPU time.
+const minZstdIndexLevel = 7
+
 // An Option configures Build.
 type Option func(*config)
 
@@ -169,10 +176,14 @@ func WithMinChunkSize(size int64) Option {
 // it is the zstd level, 1 to 22 as the zstd command line counts, mapped to
 // the nearest klauspost/compress encoder speed: below 3 fastest, 3-5
 // default, 6-9 better, 10 and above best (the default is
-// DefaultZstdCompressionLevel).
+// DefaultZstdCompressionLevel). The TOC and tar-split of zstd:chunked are
+// compressed at this level or 7, whichever is higher.
 func WithCompressionLevel(level int) Option {
 	return func(c *config) { c.level, c.levelSet = level, true }
 }
+
+// indexLevel is the zstd level of a zstd:chunked TOC and tar-split.
+func (c *config) indexLevel() int { return max(c.level, minZstdIndexLevel) }
 
 // WithConcurrency sets how many members are compressed at once. The default
 // is runtime.GOMAXPROCS(0). It changes speed and memory, never the output.

@@ -84,8 +84,8 @@ type member struct {
 	// order; the worker digests them, so that the producer, the one
 	// goroutine reading the input, does not.
 	chunks  []span
-	digests []digest.Digest // of chunks, set by the worker
-	out     []byte          // raw compressed, set by the worker
+	digests [][32]byte // sha256 of chunks, set by the worker
+	out     []byte     // raw compressed, set by the worker
 	err     error
 	done    chan struct{} // closed once out, digests and err are set
 }
@@ -100,8 +100,7 @@ type span struct{ off, n int }
 // compress fills in m's compressed form and the digests of its chunks.
 func (m *member) compress(enc frameEncoder, spares *spareBuffers) error {
 	for _, c := range m.chunks {
-		sum := sha256.Sum256(m.raw[c.off : c.off+c.n])
-		m.digests = append(m.digests, digest.NewDigestFromBytes(digest.SHA256, sum[:]))
+		m.digests = append(m.digests, sha256.Sum256(m.raw[c.off:c.off+c.n]))
 	}
 	// Compressed output seldom outgrows its input by more than a little
 	// framing: a buffer that size saves growing out step by step. (An
@@ -223,7 +222,7 @@ func newBlobSink(w io.Writer) *blobSink {
 // the blob's digest and size, the DiffID and uncompressed size, the TOC,
 // and the format's annotations plus the position of the index, which
 // starts at blob offset indexOffset and runs to the end.
-func (s *blobSink) finish(res *Result, t *toc.TOC, indexOffset int64, annotations map[string]string) error {
+func (s *blobSink) finish(res *Result, t *toc.TOC, x *index, indexOffset int64, annotations map[string]string) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
@@ -232,7 +231,7 @@ func (s *blobSink) finish(res *Result, t *toc.TOC, indexOffset int64, annotation
 	res.DiffID = digest.NewDigest(digest.SHA256, s.diffID)
 	res.UncompressedSize = s.uncompressedSize
 	res.TOCDigest = t.Digest
-	res.TOC = t
+	res.toc, res.index = *t, x
 	res.Annotations = annotations
 	maps.Copy(res.Annotations, toc.IndexPositionAnnotations(indexOffset, s.size))
 	return nil
@@ -240,12 +239,34 @@ func (s *blobSink) finish(res *Result, t *toc.TOC, indexOffset int64, annotation
 
 // write appends one compressed member, whose uncompressed form is raw.
 func (s *blobSink) write(compressed, raw []byte) error {
-	s.blob.Write(compressed)
-	s.diffID.Write(raw)
-	s.uncompressedSize += int64(len(raw))
-	n, err := s.w.Write(compressed)
-	s.size += int64(n)
+	s.raw().Write(raw)
+	_, err := s.compressed().Write(compressed)
 	return err
+}
+
+// compressed returns a writer that appends compressed bytes to the blob.
+func (s *blobSink) compressed() io.Writer { return (*sinkCompressed)(s) }
+
+// raw returns a writer that takes the uncompressed form of what is
+// written to compressed, for the DiffID.
+func (s *blobSink) raw() io.Writer { return (*sinkRaw)(s) }
+
+type (
+	sinkCompressed blobSink
+	sinkRaw        blobSink
+)
+
+func (s *sinkCompressed) Write(p []byte) (int, error) {
+	s.blob.Write(p)
+	n, err := s.w.Write(p)
+	s.size += int64(n)
+	return n, err
+}
+
+func (s *sinkRaw) Write(p []byte) (int, error) {
+	s.diffID.Write(p)
+	s.uncompressedSize += int64(len(p))
+	return len(p), nil
 }
 
 // pipeline compresses members on concurrency workers and writes them to
@@ -267,11 +288,11 @@ type pipeline struct {
 	workers  sync.WaitGroup
 	sinkDone chan struct{}
 	sink     *blobSink
-	// offsets[i] is the blob offset of member i, and digests the digests
+	// offsets[i] is the blob offset of member i, and sums the digests
 	// of the members' chunks in submission order; owned by the sink
 	// goroutine until close returns.
-	offsets []int64
-	digests []digest.Digest
+	offsets paged[int64]
+	sums    paged[[32]byte]
 	err     error // first sink or encoder error, set by the sink goroutine
 	closed  bool
 
@@ -331,8 +352,10 @@ func (p *pipeline) drainInOrder() {
 		if p.err == nil {
 			p.err = m.err
 			if p.err == nil {
-				p.offsets = append(p.offsets, p.sink.size)
-				p.digests = append(p.digests, m.digests...)
+				p.offsets.add(p.sink.size)
+				for _, sum := range m.digests {
+					p.sums.add(sum)
+				}
 				p.err = p.sink.write(m.out, m.raw)
 			}
 			if p.err != nil {

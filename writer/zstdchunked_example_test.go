@@ -62,7 +62,7 @@ func ExampleWithFixedChunks() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	for _, c := range res.TOC.Entries[0].Chunks {
+	for _, c := range res.TOC().Entries[0].Chunks {
 		fmt.Println(c.Offset, c.Size)
 	}
 	// Output:

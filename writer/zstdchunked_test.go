@@ -125,8 +125,8 @@ func TestBuildZstdChunkedKeepsTheTar(t *testing.T) {
 			a := res.Annotations
 			if a[toc.LegacyAnnotationZstdChunkedManifestChecksum] != a[toc.AnnotationZstdChunkedManifestChecksum] ||
 				a[toc.LegacyAnnotationZstdChunkedManifestPosition] != a[toc.AnnotationZstdChunkedManifestPosition] ||
-				a[toc.AnnotationZstdChunkedTarSplitChecksum] != res.TOC.TarSplitDigest.String() || res.TOC.TarSplitDigest == "" {
-				t.Errorf("annotations %v lack the first spellings or the tar-split checksum %s", a, res.TOC.TarSplitDigest)
+				a[toc.AnnotationZstdChunkedTarSplitChecksum] != res.TOC().TarSplitDigest.String() || res.TOC().TarSplitDigest == "" {
+				t.Errorf("annotations %v lack the first spellings or the tar-split checksum %s", a, res.TOC().TarSplitDigest)
 			}
 			checkChunkFrames(t, blob, got, input)
 		})
@@ -194,7 +194,7 @@ func TestBuildZstdChunkedChunks(t *testing.T) {
 	if e := byName["link"]; e.LinkName != "small" {
 		t.Errorf("hardlink target %q, want the cleaned %q", e.LinkName, "small")
 	}
-	for i, e := range res.TOC.Entries {
+	for i, e := range res.TOC().Entries {
 		if g := got.Entries[i]; g.Name != e.Name || len(g.Chunks) != len(e.Chunks) || g.Digest != e.Digest {
 			t.Errorf("Result.TOC entry %d is %q, the blob's is %q", i, e.Name, g.Name)
 		}

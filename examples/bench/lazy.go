@@ -337,7 +337,7 @@ func (m *lazyModes) lazyRecorded(ctx context.Context, env *Env) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	return lazyRun{env: env, blob: blob, preload: blob.TOC.PrefetchEnd, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
+	return lazyRun{env: env, blob: blob, preload: blob.TOC().PrefetchEnd, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
 		return prefetch.FromLandmark(0, layer.TOC()), nil
 	}}.run(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -165,4 +166,44 @@ func SparseTar(name string, size int64, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("tartest: sparse tar: %w", err)
 	}
 	return bytes.ReplaceAll(b.Bytes(), []byte("XXX.sparse."), []byte("GNU.sparse.")), nil
+}
+
+// SmallFiles writes to w a tar of n regular files of 0 to 512 bytes
+// (uniformly random sizes, text-like content) in nested directories of
+// 100 files, the shape of a layer of sources or Python packages. It streams:
+// memory does not grow with n. The same n yields the same bytes.
+func SmallFiles(w io.Writer, n int) error {
+	rng := rand.New(rand.NewPCG(uint64(n), 512))
+	words := []string{"small ", "file ", "layer ", "index ", "entry ", "tar ", "\n"}
+	mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	tw := tar.NewWriter(w)
+	body := make([]byte, 0, 512+16)
+	for i := range n {
+		dir := fmt.Sprintf("pkg%03d/mod%03d/", i/100_000, i/100%1000)
+		if i%100 == 0 {
+			if i%100_000 == 0 {
+				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir[:len("pkg000/")], Mode: 0o755, ModTime: mtime}); err != nil {
+					return err
+				}
+			}
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: mtime}); err != nil {
+				return err
+			}
+		}
+		size := rng.IntN(513)
+		body = body[:0]
+		for len(body) < size {
+			body = append(body, words[rng.IntN(len(words))]...)
+		}
+		body = body[:size]
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("%sfile%06d.py", dir, i), Size: int64(size),
+			Mode: 0o644, Uid: 1000, Gid: 1000, Uname: "builder", Gname: "builder", ModTime: mtime}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := tw.Write(body); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
 }
