@@ -51,7 +51,7 @@ const (
 	stepNone   step = iota // not decided yet
 	stepDone               // every span is read
 	stepWait               // parked until an answer awaited comes in
-	stepSingle             // a request for the first unread span alone
+	stepSingle             // a single-range request for the first unread span, or a run's spans
 	stepMulti              // one multi-range request for every unread span
 	stepWhole              // one range from the first unread byte to the last: the host sends the whole blob anyway
 	stepSplit              // a single-range request per span, in parallel
@@ -63,6 +63,7 @@ type job struct {
 	ctx  context.Context
 	d    *delivery
 	idx  []int      // spans of d, by offset
+	run  bool       // its spans are read with one range from the first to the last
 	wake chan step  // a parked job's next step
 	done chan error // a job served by another's stream: the outcome
 
@@ -76,8 +77,8 @@ type job struct {
 	stop      func() bool        // ends the watch on ctx of a job served by another's stream
 }
 
-func newJob(ctx context.Context, d *delivery, idx []int) *job {
-	return &job{ctx: ctx, d: d, idx: idx, wake: make(chan step, 1), done: make(chan error, 1)}
+func newJob(ctx context.Context, d *delivery, idx []int, run bool) *job {
+	return &job{ctx: ctx, d: d, idx: idx, run: run, wake: make(chan step, 1), done: make(chan error, 1)}
 }
 
 // left returns the spans of j not read in full.
@@ -163,7 +164,7 @@ func (g *gate) decideLocked(j *job) step {
 	// Single ranges go freely to a host not suspected of ignoring them.
 	if h.ranges == supported || h.ranges == unknown && h.multi != multiWhole {
 		switch {
-		case len(left) == 1:
+		case len(left) == 1 || j.run:
 			return stepSingle
 		case h.multi == multiSupported:
 			return stepMulti

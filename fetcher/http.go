@@ -31,11 +31,11 @@ const (
 )
 
 // DefaultCoalescePolicy returns what NewHTTP coalesces with unless told
-// otherwise: gaps up to 64 KiB are cheaper to read than a round trip, 16
-// spans keep the Range header short, and 16 MiB keeps one request's
-// buffers modest.
+// otherwise: gaps up to 64 KiB are cheaper to read than a round trip,
+// whether the host serves multi-range requests or not, 16 spans keep the
+// Range header short, and 16 MiB keeps one request's buffers modest.
 func DefaultCoalescePolicy() CoalescePolicy {
-	return CoalescePolicy{MaxGap: 64 << 10, MaxRequestSize: 16 << 20, MaxSpansPerRequest: 16}
+	return CoalescePolicy{MaxGap: 64 << 10, MaxRequestSize: 16 << 20, MaxSpansPerRequest: 16, SingleRangeGap: 64 << 10}
 }
 
 // HTTP fetches ranges of one blob from an OCI distribution registry, or
@@ -369,7 +369,7 @@ func (f *HTTP) Fetch(ctx context.Context, ranges []Range, fn func(Range, []byte)
 		for i := range idx {
 			idx[i] = i
 		}
-		g.Go(func(ctx context.Context) error { return f.fetchJob(ctx, g, d, idx) })
+		g.Go(func(ctx context.Context) error { return f.fetchJob(ctx, g, d, idx, false) })
 	}
 	return g.Wait()
 }
@@ -379,9 +379,11 @@ var errSplit = errors.New("one request per span")
 
 // fetchJob reads the spans idx of d, in requests of the kind the gate
 // decides, with retries; a retry asks only for the bytes not yet
-// received. Spans to be fetched one per request become jobs of g.
-func (f *HTTP) fetchJob(ctx context.Context, g *group, d *delivery, idx []int) error {
-	j := newJob(ctx, d, idx)
+// received. If run, the spans are read with one single-range request.
+// Spans to be fetched with single ranges become jobs of g: runs of them
+// merged by the policy's SingleRangeGap.
+func (f *HTTP) fetchJob(ctx context.Context, g *group, d *delivery, idx []int, run bool) error {
+	j := newJob(ctx, d, idx, run)
 	err := f.retry.do(ctx, func(attempt int) error {
 		st := f.gate.decide(j)
 		for {
@@ -406,8 +408,18 @@ func (f *HTTP) fetchJob(ctx context.Context, g *group, d *delivery, idx []int) e
 		}
 	})
 	if err == errSplit {
-		for _, i := range j.left() {
-			g.Go(func(ctx context.Context) error { return f.fetchJob(ctx, g, d, []int{i}) })
+		left := j.left()
+		rest := d.missing(left)
+		for _, q := range Coalesce(rest, CoalescePolicy{
+			MaxGap:             max(f.policy.SingleRangeGap, f.policy.MaxGap),
+			MaxRequestSize:     f.policy.MaxRequestSize,
+			MaxSpansPerRequest: 1,
+		}) {
+			run := make([]int, len(q.Spans[0].Covers))
+			for k, c := range q.Spans[0].Covers {
+				run[k] = left[c]
+			}
+			g.Go(func(ctx context.Context) error { return f.fetchJob(ctx, g, d, run, true) })
 		}
 		return nil
 	}
@@ -426,10 +438,10 @@ func (f *HTTP) get(ctx context.Context, j *job, st step, attempt int) (step, err
 		for _, i := range left {
 			want = append(want, d.spans[i].Range)
 		}
-	case stepSingle:
-		left = left[:1]
-		want = d.missing(left)
-	case stepWhole:
+	default: // one range, from the first unread byte to the last
+		if st == stepSingle && !j.run {
+			left = left[:1]
+		}
 		m := d.missing(left)
 		want = []Range{{Offset: m[0].Offset, Length: m[len(m)-1].End() - m[0].Offset}}
 	}

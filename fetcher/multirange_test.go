@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -274,5 +275,33 @@ func TestHTTPWholeBlobSubscriberCancels(t *testing.T) {
 	<-secondDone
 	if n := requests.Load(); n != 2 || !aborted.Load() {
 		t.Errorf("%d requests, second aborted: %v; want the second aborted, its Fetch served by the first", n, aborted.Load())
+	}
+}
+
+// TestHTTPSingleRangeGap checks that for a host that refuses multi-range
+// requests, spans closer than SingleRangeGap are read with one range.
+func TestHTTPSingleRangeGap(t *testing.T) {
+	blob := testBlob(1 << 20)
+	var mu sync.Mutex
+	var asks []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asks = append(asks, r.Header.Get("Range"))
+		mu.Unlock()
+		rangeHosts[2].serve(w, r, blob, strings.Contains(r.Header.Get("Range"), ","))
+	}))
+	defer srv.Close()
+	f, _ := fetcher.NewHTTP(srv.URL+"/v2/a/blobs/sha256:"+strings.Repeat("0", 64), fetcher.WithSize(int64(len(blob))),
+		fetcher.WithCoalescing(fetcher.CoalescePolicy{MaxGap: 100, SingleRangeGap: 10_000}), fast)
+	ranges := []fetcher.Range{{Offset: 0, Length: 100}, {Offset: 5000, Length: 100}, {Offset: 9000, Length: 100},
+		{Offset: 500_000, Length: 100}, {Offset: 520_000, Length: 100}}
+	if err := fetchChecked(f, blob, ranges); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(asks[1:])
+	want := []string{"bytes=0-99,5000-5099,9000-9099,500000-500099,520000-520099",
+		"bytes=0-9099", "bytes=500000-500099", "bytes=520000-520099"}
+	if !slices.Equal(asks, want) {
+		t.Errorf("Range headers %q, want %q", asks, want)
 	}
 }
