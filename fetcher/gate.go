@@ -106,7 +106,8 @@ func (j *job) left() []int {
 // single range is read once for every job waiting or in flight, whose
 // requests are aborted, and then for every job that needs bytes it has
 // not passed yet. What is learnt is kept per host for the fetcher's
-// lifetime, a redirect's target host apart from the registry's.
+// lifetime, a redirect's target host apart from the registry's (up to
+// maxHosts of them).
 type gate struct {
 	mu       sync.Mutex
 	hosts    map[string]*hostSupport
@@ -123,9 +124,16 @@ func newGate(host string) *gate {
 	return &gate{hosts: make(map[string]*hostSupport), route: host}
 }
 
+// maxHosts bounds the hosts a gate remembers: a registry could redirect
+// every request to another.
+const maxHosts = 16
+
 func (g *gate) host(name string) *hostSupport {
 	h := g.hosts[name]
 	if h == nil {
+		if len(g.hosts) >= maxHosts {
+			clear(g.hosts) // learn again
+		}
 		h = new(hostSupport)
 		g.hosts[name] = h
 	}

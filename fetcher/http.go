@@ -44,18 +44,19 @@ func DefaultCoalescePolicy() CoalescePolicy {
 //
 // It learns what each host (the registry, or the host a redirect sends
 // blob requests to, such as an object store) does with range requests,
-// and remembers it for its lifetime. Until a host has answered a range
-// request, only one request goes to it, and until it has answered a
-// multi-range request, only one of those: the others, of every Fetch in
-// progress, wait for that answer. A host that answers multi-range
-// requests with 400 or 416 (as Google Cloud Storage does) or with the
-// whole blob (as S3 and many CDNs do) is sent one single range per span,
-// up to the connection limit in parallel; a whole-blob answer to a
-// multi-range request is dropped unread. A host that answers a single
-// range with the whole blob has that answer read once for every range
-// then waiting, of any Fetch, and later ranges it has not passed yet;
-// after that, each Fetch reads the blob from its start up to its last
-// range, sharing the download with the Fetches in progress.
+// and remembers it for its lifetime. Until a host has answered a
+// multi-range request, only one is sent to it: the others, of every Fetch
+// in progress, wait for its answer. A host that answers them with 400 or
+// 416 (as Google Cloud Storage does) or with the whole blob (as S3 and
+// many CDNs do) is then sent single ranges, up to the connection limit in
+// parallel, each covering the spans at most the policy's SingleRangeGap
+// apart. A whole-blob answer to a multi-range request is dropped unread;
+// since such a host may ignore ranges altogether, it is sent one single
+// range and other requests wait until the answer tells. A whole-blob
+// answer to a single range is read once for every range of every Fetch
+// waiting or in flight (those requests are aborted), and for later ranges
+// it has not passed yet; each later Fetch reads the blob from its start
+// up to its last range, sharing the download with those in progress.
 //
 // Fetch hands each range to its callback as soon as the range's bytes
 // have arrived, so the caller can work on it while the rest downloads; a
