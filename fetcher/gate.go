@@ -160,15 +160,13 @@ func (g *gate) decideLocked(j *job) step {
 	if len(left) == 0 {
 		return stepDone
 	}
-	h := g.host(g.route)
-	if h.ranges != supported {
-		for _, s := range g.streams {
-			if s.accepts(j) {
-				g.adopt(s, j)
-				return stepStream
-			}
+	for _, s := range g.streams {
+		if s.accepts(j) {
+			g.adopt(s, j)
+			return stepStream
 		}
 	}
+	h := g.host(g.route)
 	// Single ranges go freely to a host not suspected of ignoring them.
 	if h.ranges == supported || h.ranges == unknown && h.multi != multiWhole {
 		switch {
@@ -234,8 +232,9 @@ func (g *gate) sending(j *job, abort context.CancelFunc) {
 
 // answered records what host did with j's request, before its answer is
 // read. It returns false if j's request was aborted meanwhile: j's
-// answer must not be read. A whole-blob answer to a single range goes to
-// s, which j reads and which serves every job parked or in flight too.
+// answer must not be read. A single-range answer goes to s, which j
+// reads and other jobs may subscribe to; if it is the whole blob, every
+// job parked or in flight is subscribed.
 func (g *gate) answered(j *job, host string, a answer, s *stream) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -258,7 +257,6 @@ func (g *gate) answered(j *job, host string, a answer, s *stream) bool {
 		h.multi = multiWhole
 	case wholeForRange:
 		h.ranges = unsupported
-		s.shared = true
 		for _, k := range g.inflight {
 			k.abort()
 			k.abort, k.adopted = nil, true
@@ -273,6 +271,9 @@ func (g *gate) answered(j *job, host string, a answer, s *stream) bool {
 			k.wake <- stepStream
 		}
 		g.parked = nil
+	}
+	if s != nil {
+		j.err, j.cancelled = nil, false
 		g.streams = append(g.streams, s)
 	}
 	if j.probe {

@@ -9,23 +9,20 @@ import (
 const streamChunk = 64 << 10
 
 // stream is a response body of consecutive blob bytes, [pos, limit) from
-// where it has got to, that fills the spans of the jobs subscribed to it.
-// A shared stream is an answer of the whole blob: every job of the
-// fetcher that needs bytes it has not passed yet may subscribe, so the
-// blob is downloaded once for all of them. Its fields are guarded by
-// gate.mu.
+// where it has got to, that fills the spans of the jobs subscribed to it:
+// a job whose spans it has still to pass need not ask for them. An answer
+// of the whole blob serves every job so, and the blob is downloaded once
+// for all of them. Its fields are guarded by gate.mu.
 type stream struct {
 	pos, limit int64
 	owner      *job   // the job whose request it answers, which reads it
 	subs       []*job // owner first
-	shared     bool
 	closed     bool
 }
 
-// newStream returns a stream of [pos, limit) that owner reads. The owner
-// must be in no other stream.
+// newStream returns a stream of [pos, limit) that owner reads, once
+// gate.answered has accepted it.
 func newStream(owner *job, pos, limit int64) *stream {
-	owner.err, owner.cancelled = nil, false
 	return &stream{pos: pos, limit: limit, owner: owner, subs: []*job{owner}}
 }
 
@@ -37,18 +34,14 @@ func (s *stream) need(j *job, i int) (int64, bool) {
 	return at, at < sp.End() && at >= s.pos && at < s.limit
 }
 
-// accepts tells whether s can serve j's first unread span.
+// accepts tells whether s can serve every unread span of j.
 func (s *stream) accepts(j *job) bool {
-	if !s.shared || s.closed {
+	left := j.left()
+	if s.closed || len(left) == 0 {
 		return false
 	}
-	for _, i := range j.idx {
-		if !j.d.done(i) {
-			_, ok := s.need(j, i)
-			return ok
-		}
-	}
-	return false
+	_, ok := s.need(j, left[0])
+	return ok && j.d.spans[left[len(left)-1]].End() <= s.limit
 }
 
 // plan releases the subscribers s can give nothing more and returns the
