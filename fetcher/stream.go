@@ -140,18 +140,19 @@ func (f *HTTP) read(s *stream, body io.Reader) (int64, error) {
 
 		// Outside the lock: fn may take its time, and other jobs may
 		// subscribe meanwhile from beyond s.pos.
-		for _, j := range targets {
+		errs := make([]error, len(targets))
+		for k, j := range targets {
 			for _, i := range j.idx {
-				if err := j.d.put(i, at, buf[:m]); err != nil {
-					j.err = err
+				if errs[k] = j.d.put(i, at, buf[:m]); errs[k] != nil {
 					break
 				}
 			}
 		}
 
 		g.mu.Lock()
-		for _, j := range targets {
+		for k, j := range targets {
 			j.busy = false
+			j.err = errs[k]
 			if j.cancelled && j.err == nil {
 				j.err = j.ctx.Err()
 			}
