@@ -21,6 +21,13 @@ type CoalescePolicy struct {
 	// MaxSpansPerRequest caps the spans (the byte ranges of one HTTP
 	// multi-range request) in one Request; zero means no cap.
 	MaxSpansPerRequest int
+
+	// SingleRangeGap replaces MaxGap for a host that serves one range
+	// per request (it refuses multi-range requests, or answers them with
+	// the whole blob): there each span costs a request and a round trip
+	// of its own, so reading a wider gap is cheaper. Values below MaxGap
+	// mean MaxGap.
+	SingleRangeGap int64
 }
 
 // Span is one contiguous byte range to read and the caller ranges it

@@ -14,7 +14,8 @@ import (
 // a retry after a failure part-way never hands a range twice.
 //
 // Different spans may be read by different goroutines at once; one span
-// is read by one goroutine at a time.
+// is read by one goroutine at a time, its job's or the one reading a
+// stream the job is subscribed to.
 type delivery struct {
 	f      *HTTP
 	spans  []Span
@@ -53,17 +54,6 @@ func callerError(err error) error {
 
 // done tells whether span i has been read in full.
 func (d *delivery) done(i int) bool { return d.filled[i] == d.spans[i].Length }
-
-// unfinished returns the indexes of the spans not yet read in full.
-func (d *delivery) unfinished() []int {
-	var idx []int
-	for i := range d.spans {
-		if !d.done(i) {
-			idx = append(idx, i)
-		}
-	}
-	return idx
-}
 
 // missing returns the unread rest of each unfinished span among idx.
 func (d *delivery) missing(idx []int) []Range {
@@ -121,63 +111,17 @@ func (d *delivery) hand(i int) error {
 	return nil
 }
 
-// fill reads the rest of span i from r, which is positioned at the
-// span's first unread byte. It reads up to the end of the next range fn
-// lacks at a time and hands that range over before reading on.
-func (d *delivery) fill(i int, r io.Reader) (int64, error) {
+// put copies into span i what p, the blob's bytes from offset at, holds
+// of the span's unread bytes from its first on, and hands fn the ranges
+// that completes.
+func (d *delivery) put(i int, at int64, p []byte) error {
 	s := d.spans[i]
-	buf := d.buf(i)
-	var n int64
-	for !d.done(i) {
-		// hand leaves the next range ending past the bytes read, so
-		// every step reads at least one byte.
-		end := s.Length
-		if k := d.handed[i]; k < len(s.Covers) {
-			end = min(end, d.ranges[s.Covers[k]].End()-s.Offset)
-		}
-		m, err := io.ReadFull(r, buf[d.filled[i]:end])
-		n += int64(m)
-		d.filled[i] += int64(m)
-		if err != nil {
-			return n, bodyError(d.f, s.Range, err)
-		}
-		if err := d.hand(i); err != nil {
-			return n, err
-		}
+	from := s.Offset + d.filled[i]
+	if d.done(i) || from < at || from >= at+int64(len(p)) {
+		return nil
 	}
-	return n, nil
-}
-
-// readStream reads body, which starts at blob offset pos, into the unread
-// parts of the spans idx (sorted by offset), discarding bytes nobody asked
-// for and stopping after the last span: an endless body costs nothing
-// extra. Progress is kept, so a retry can resume.
-func (d *delivery) readStream(body io.Reader, pos int64, idx []int) (int64, error) {
-	var n int64
-	for _, i := range idx {
-		s := d.spans[i]
-		at := s.Offset + d.filled[i]
-		if at >= s.End() {
-			continue
-		}
-		if at < pos {
-			return n, fmt.Errorf("fetcher: %s: response starts at %d, past wanted byte %d: %w", d.f.where(), pos, at, ErrBadResponse)
-		}
-		if gap := at - pos; gap > 0 {
-			m, err := io.CopyN(io.Discard, body, gap)
-			n += m
-			if err != nil {
-				return n, bodyError(d.f, s.Range, err)
-			}
-		}
-		m, err := d.fill(i, body)
-		n += m
-		if err != nil {
-			return n, err
-		}
-		pos = s.End()
-	}
-	return n, nil
+	d.filled[i] += int64(copy(d.buf(i)[d.filled[i]:], p[from-at:]))
+	return d.hand(i)
 }
 
 // multipartSlack is how many bytes of part headers and boundaries a

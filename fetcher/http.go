@@ -13,11 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -30,19 +32,32 @@ const (
 )
 
 // DefaultCoalescePolicy returns what NewHTTP coalesces with unless told
-// otherwise: gaps up to 64 KiB are cheaper to read than a round trip, 16
-// spans keep the Range header short, and 16 MiB keeps one request's
-// buffers modest.
+// otherwise: gaps up to 64 KiB are cheaper to read than a round trip,
+// whether the host serves multi-range requests or not, 16 spans keep the
+// Range header short, and 16 MiB keeps one request's buffers modest.
 func DefaultCoalescePolicy() CoalescePolicy {
-	return CoalescePolicy{MaxGap: 64 << 10, MaxRequestSize: 16 << 20, MaxSpansPerRequest: 16}
+	return CoalescePolicy{MaxGap: 64 << 10, MaxRequestSize: 16 << 20, MaxSpansPerRequest: 16, SingleRangeGap: 64 << 10}
 }
 
 // HTTP fetches ranges of one blob from an OCI distribution registry, or
 // from any server that answers HTTP range requests. It is safe for
-// concurrent use; it learns, and remembers for its lifetime, when the
-// server ignores ranges or refuses multi-range requests. Against a server
-// that ignores ranges, each Fetch reads the blob once from its start up to
-// its last range.
+// concurrent use.
+//
+// It learns what each host (the registry, or the host a redirect sends
+// blob requests to, such as an object store) does with range requests,
+// and remembers it for its lifetime. Until a host has answered a
+// multi-range request, only one is sent to it: the others, of every Fetch
+// in progress, wait for its answer. A host that answers them with 400 or
+// 416 (as Google Cloud Storage does) or with the whole blob (as S3 and
+// many CDNs do) is then sent single ranges, up to the connection limit in
+// parallel, each covering the spans at most the policy's SingleRangeGap
+// apart. A whole-blob answer to a multi-range request is dropped unread;
+// since such a host may ignore ranges altogether, it is sent one single
+// range and other requests wait until the answer tells. A whole-blob
+// answer to a single range is read once for every range of every Fetch
+// waiting or in flight (those requests are aborted), and for later ranges
+// it has not passed yet; each later Fetch reads the blob from its start
+// up to its last range, sharing the download with those in progress.
 //
 // Fetch hands each range to its callback as soon as the range's bytes
 // have arrived, so the caller can work on it while the rest downloads; a
@@ -67,8 +82,7 @@ type HTTP struct {
 	sizeLock chan struct{} // held while learning the size; a channel so waiting honours ctx
 	size     atomic.Int64  // -1 until known
 
-	singleRangeOnly atomic.Bool // the server refused or mangled multi-range
-	ignoresRanges   atomic.Bool // the server answered 200 with the whole blob
+	gate *gate // what the hosts do with range requests, and the requests waiting to learn it
 
 	recorder
 }
@@ -201,6 +215,7 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 		t.MaxIdleConnsPerHost = f.maxConns
 		f.transport = t
 	}
+	f.gate = newGate(f.url.Host)
 	f.conns = make(chan struct{}, f.maxConns)
 	f.sizeLock = make(chan struct{}, 1)
 	f.client = &http.Client{Transport: f.transport, CheckRedirect: dropAuthOffHost}
@@ -344,85 +359,171 @@ func (f *HTTP) Fetch(ctx context.Context, ranges []Range, fn func(Range, []byte)
 		}
 	}
 	policy := f.policy
-	if f.ignoresRanges.Load() {
+	if f.gate.ignoresRanges() {
 		// Any request returns the blob from its start: read it once, as
 		// far as the last range, instead of once per request.
 		policy = CoalescePolicy{MaxGap: f.policy.MaxGap}
 	}
-	reqs := Coalesce(ranges, policy)
 	g := newGroup(ctx, f.maxConns)
-	for _, q := range reqs {
-		g.Go(func(ctx context.Context) error { return f.fetchRequest(ctx, g, q, ranges, fn) })
+	for _, q := range Coalesce(ranges, policy) {
+		d := newDelivery(f, q.Spans, ranges, fn)
+		idx := make([]int, len(q.Spans))
+		for i := range idx {
+			idx[i] = i
+		}
+		g.Go(func(ctx context.Context) error { return f.fetchJob(ctx, g, d, idx, false) })
 	}
 	return g.Wait()
 }
 
-// fetchRequest reads the spans of q: in one multi-range request when the
-// server is not known to mishandle those, otherwise one request per span.
-// The spans share one delivery, so a fallback to single ranges never
-// hands fn a range it already has.
-func (f *HTTP) fetchRequest(ctx context.Context, g *group, q Request, ranges []Range, fn func(Range, []byte) error) error {
-	d := newDelivery(f, q.Spans, ranges, fn)
-	if len(q.Spans) > 1 && !f.singleRangeOnly.Load() && !f.ignoresRanges.Load() {
-		if err := f.fetchMulti(ctx, d); err != nil {
-			return err
-		}
-	}
-	left := d.unfinished()
-	if len(left) > 1 && f.ignoresRanges.Load() {
-		// Every request would return the whole blob: read it once.
-		return f.fetchSpans(ctx, d, left)
-	}
-	for _, i := range left {
-		g.Go(func(ctx context.Context) error { return f.fetchSpans(ctx, d, []int{i}) })
-	}
-	return nil
-}
+// errSplit ends a job whose spans are to be fetched one per request.
+var errSplit = errors.New("one request per span")
 
-// fetchSpans reads the spans idx of d, in one request each when there is
-// one, with retries; a retry asks only for the bytes not yet received.
-func (f *HTTP) fetchSpans(ctx context.Context, d *delivery, idx []int) error {
+// fetchJob reads the spans idx of d, in requests of the kind the gate
+// decides, with retries; a retry asks only for the bytes not yet
+// received. If run, the spans are read with one single-range request.
+// Spans to be fetched with single ranges become jobs of g: runs of them
+// merged by the policy's SingleRangeGap.
+func (f *HTTP) fetchJob(ctx context.Context, g *group, d *delivery, idx []int, run bool) error {
+	j := newJob(ctx, d, idx, run)
 	err := f.retry.do(ctx, func(attempt int) error {
-		// Ask for what is missing, from the first unfinished byte to the
-		// end of the last span: several spans only come here for hosts
-		// that ignore ranges anyway.
-		want := d.missing(idx)
-		if len(want) > 1 {
-			want = []Range{{Offset: want[0].Offset, Length: want[len(want)-1].End() - want[0].Offset}}
-		}
-		return f.attempt(ctx, http.MethodGet, want, attempt, func(resp *http.Response) (int64, error) {
-			switch resp.StatusCode {
-			case http.StatusPartialContent:
-				got, total, err := parseContentRange(resp.Header.Get("Content-Range"))
-				if err != nil {
-					return 0, err
+		st := f.gate.decide(j)
+		for {
+			var err error
+			switch st {
+			case stepDone:
+				return nil
+			case stepSplit:
+				return errSplit
+			case stepWait:
+				st, err = f.gate.wait(ctx, j)
+			case stepStream:
+				if err = <-j.done; err == nil {
+					st = f.gate.decide(j)
 				}
-				if got != want[0] || total >= 0 && total != f.size.Load() {
-					return 0, fmt.Errorf("fetcher: %s: asked for bytes %v, got Content-Range %q: %w",
-						f.where(), want[0], resp.Header.Get("Content-Range"), ErrBadContentRange)
-				}
-				return d.readStream(resp.Body, want[0].Offset, idx)
-			case http.StatusOK:
-				if err := f.checkWhole(resp); err != nil {
-					return 0, err
-				}
-				return d.readStream(resp.Body, 0, idx)
 			default:
-				return 0, f.statusError(resp, http.MethodGet)
+				st, err = f.get(ctx, j, st, attempt)
 			}
-		})
+			if err != nil {
+				return err
+			}
+		}
 	})
+	if err == errSplit {
+		left := j.left()
+		rest := d.missing(left)
+		for _, q := range Coalesce(rest, CoalescePolicy{
+			MaxGap:             max(f.policy.SingleRangeGap, f.policy.MaxGap),
+			MaxRequestSize:     f.policy.MaxRequestSize,
+			MaxSpansPerRequest: 1,
+		}) {
+			run := make([]int, len(q.Spans[0].Covers))
+			for k, c := range q.Spans[0].Covers {
+				run[k] = left[c]
+			}
+			g.Go(func(ctx context.Context) error { return f.fetchJob(ctx, g, d, run, true) })
+		}
+		return nil
+	}
 	return callerError(err)
 }
 
-// checkWhole checks a 200 answer to a ranged request, which carries the
-// whole blob, and remembers that the server ignores ranges.
-func (f *HTTP) checkWhole(resp *http.Response) error {
-	if n := resp.ContentLength; n >= 0 && n != f.size.Load() {
-		return fmt.Errorf("fetcher: %s: whole-blob answer of %d bytes for a blob of %d: %w", f.where(), n, f.size.Load(), ErrBadResponse)
+// get sends j's request of kind st (stepSingle, stepMulti or stepWhole),
+// tells the gate what the answer says of the host's range support, and
+// reads the answer. It returns j's next step.
+func (f *HTTP) get(ctx context.Context, j *job, st step, attempt int) (step, error) {
+	d, left := j.d, j.left()
+	size := f.size.Load()
+	var want []Range
+	switch st {
+	case stepMulti:
+		for _, i := range left {
+			want = append(want, d.spans[i].Range)
+		}
+	default: // one range, from the first unread byte to the last
+		if st == stepSingle && !j.run {
+			left = left[:1]
+		}
+		m := d.missing(left)
+		want = []Range{{Offset: m[0].Offset, Length: m[len(m)-1].End() - m[0].Offset}}
 	}
-	f.ignoresRanges.Store(true)
-	return nil
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
+	f.gate.sending(j, abort)
+	err := f.attempt(ctx, http.MethodGet, want, attempt, func(resp *http.Response) (int64, error) {
+		host := resp.Request.URL.Host
+		answered := func(a answer, s *stream) error {
+			if !f.gate.answered(j, host, a, s) {
+				return errAborted
+			}
+			return nil
+		}
+		switch code := resp.StatusCode; {
+		case code == http.StatusOK:
+			if n := resp.ContentLength; n >= 0 && n != size {
+				return 0, fmt.Errorf("fetcher: %s: whole-blob answer of %d bytes for a blob of %d: %w", f.where(), n, size, ErrBadResponse)
+			}
+			if len(want) > 1 {
+				// Hosts that answer multi-range requests with the whole
+				// blob mostly serve single ranges: rather than read the
+				// blob for a few of its ranges, learn which.
+				if err := answered(wholeForMulti, nil); err != nil {
+					return 0, err
+				}
+				return 0, errNoMultiRange
+			}
+			s := newStream(j, 0, size)
+			if err := answered(wholeForRange, s); err != nil {
+				return 0, err
+			}
+			return f.read(s, resp.Body)
+		case code == http.StatusPartialContent:
+			mediaType, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+			if len(want) > 1 && err == nil && mediaType == "multipart/byteranges" {
+				if err := answered(multiServed, nil); err != nil {
+					return 0, err
+				}
+				return d.readMultipart(resp.Body, params["boundary"], left)
+			}
+			got, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+			if err != nil {
+				return 0, err
+			}
+			a := rangeServed
+			if len(want) > 1 {
+				// One range back for several asked: kept if it is one
+				// of them, and single ranges from now on.
+				a = onePartServed
+			}
+			// (d is not read before answered: a stream may be filling it.)
+			ours := slices.ContainsFunc(left, func(i int) bool { return d.spans[i].Range == got })
+			if a == rangeServed && got != want[0] || a == onePartServed && !ours || total >= 0 && total != size {
+				return 0, fmt.Errorf("fetcher: %s: asked for bytes %q, got Content-Range %q: %w",
+					f.where(), untrusted.Short(rangeHeader(want)), untrusted.Short(resp.Header.Get("Content-Range")), ErrBadContentRange)
+			}
+			s := newStream(j, got.Offset, got.End())
+			if err := answered(a, s); err != nil {
+				return 0, err
+			}
+			return f.read(s, resp.Body)
+		case len(want) > 1 && (code == http.StatusBadRequest || code == http.StatusRequestedRangeNotSatisfiable):
+			if err := answered(multiRejected, nil); err != nil {
+				return 0, err
+			}
+			return 0, errNoMultiRange
+		}
+		return 0, f.statusError(resp, http.MethodGet)
+	})
+	dropped := errors.Is(err, errNoMultiRange)
+	switch next := f.gate.settle(j, dropped); {
+	case next == stepStream: // aborted: another answer serves j
+		return next, nil
+	case dropped:
+		return next, nil
+	case err != nil:
+		return stepNone, err
+	}
+	return f.gate.decide(j), nil
 }
 
 // bodyError reports a body that ended or broke before r was read; it is
@@ -434,66 +535,13 @@ func bodyError(f *HTTP, r Range, err error) error {
 	return retryable(fmt.Errorf("fetcher: %s: reading bytes %v: %w", f.where(), r, err), 0)
 }
 
-// errNoMultiRange reports that the server will not do multi-range; the
-// caller falls back to single ranges.
+// errNoMultiRange reports an answer to a multi-range request that serves
+// none of its ranges: the host does not do multi-range.
 var errNoMultiRange = errors.New("multi-range not supported")
 
-// fetchMulti reads the spans of d in one multi-range request, with
-// retries that ask only for the spans not yet received. It returns nil
-// with spans left unfinished when the server turned out not to serve
-// multi-range requests properly: those are for single-range requests.
-func (f *HTTP) fetchMulti(ctx context.Context, d *delivery) error {
-	err := f.retry.do(ctx, func(attempt int) error {
-		left := d.unfinished()
-		if len(left) < 2 || f.singleRangeOnly.Load() {
-			return errNoMultiRange // the single-range path does the rest
-		}
-		want := make([]Range, len(left))
-		for k, i := range left {
-			want[k] = d.spans[i].Range
-		}
-		return f.attempt(ctx, http.MethodGet, want, attempt, func(resp *http.Response) (int64, error) {
-			switch resp.StatusCode {
-			case http.StatusOK:
-				if err := f.checkWhole(resp); err != nil {
-					return 0, err
-				}
-				return d.readStream(resp.Body, 0, left)
-			case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
-				f.singleRangeOnly.Store(true)
-				return 0, errNoMultiRange
-			case http.StatusPartialContent:
-			default:
-				return 0, f.statusError(resp, http.MethodGet)
-			}
-			mediaType, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-			if err == nil && mediaType == "multipart/byteranges" {
-				return d.readMultipart(resp.Body, params["boundary"], left)
-			}
-			// One range back for several asked: keep it if it is one of
-			// ours, and do the rest one by one from now on.
-			got, total, err := parseContentRange(resp.Header.Get("Content-Range"))
-			if err != nil {
-				return 0, err
-			}
-			i := d.spanIndex(left, got)
-			if i < 0 || total >= 0 && total != f.size.Load() {
-				return 0, fmt.Errorf("fetcher: %s: asked for %d ranges, got Content-Range %q: %w",
-					f.where(), len(want), resp.Header.Get("Content-Range"), ErrBadContentRange)
-			}
-			f.singleRangeOnly.Store(true)
-			n, err := d.readStream(resp.Body, got.Offset, []int{i})
-			if err != nil {
-				return n, err
-			}
-			return n, errNoMultiRange
-		})
-	})
-	if err != nil && !errors.Is(err, errNoMultiRange) {
-		return callerError(err)
-	}
-	return nil
-}
+// errAborted reports a request aborted because another's whole-blob
+// answer serves its ranges.
+var errAborted = errors.New("served by another request's whole-blob answer")
 
 // drainLimit is how much of a response's unread rest is read to keep its
 // connection for reuse.
@@ -534,9 +582,6 @@ func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attemp
 		err = retryable(fmt.Errorf("%w (attempt timeout %v)", err, f.timeout), 0)
 	}
 	info.Latency, info.Err = time.Since(start), err
-	if errors.Is(err, errNoMultiRange) && info.Status == http.StatusPartialContent {
-		info.Err = nil // one range came back for several: used, so not a failure
-	}
 	f.request(info)
 	return err
 }

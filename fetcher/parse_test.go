@@ -1,6 +1,8 @@
 package fetcher
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -173,6 +175,48 @@ func FuzzReadMultipart(f *testing.F) {
 			if n != 1 || !d.done(slices.Index(ranges, r)) {
 				t.Fatalf("range %v handed %d times, span done %v", r, n, d.filled)
 			}
+		}
+	})
+}
+
+// FuzzReadStream feeds arbitrary bodies, starting at blob offset 0, to a
+// stream serving two spans whose ranges overlap: it must never panic,
+// hand each range at most once and with the body's bytes, hand every
+// range on success, and never read past the last span.
+func FuzzReadStream(f *testing.F) {
+	f.Add([]byte("0123456789abcdefghijklmnopqrstuvwxyz"))
+	f.Add([]byte("0123456789abc"))
+	f.Add([]byte{})
+	h, err := NewHTTP("example.com/a@sha256:"+strings.Repeat("0", 64), WithSize(100))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ranges := []Range{{0, 4}, {2, 8}, {20, 5}}
+		spans := []Span{{Range: Range{0, 10}, Covers: []int{0, 1}}, {Range: ranges[2], Covers: []int{2}}}
+		handed := map[Range]int{}
+		d := newDelivery(h, spans, ranges, func(r Range, data []byte) error {
+			if r.End() > int64(len(body)) || !bytes.Equal(data, body[r.Offset:r.End()]) {
+				t.Fatalf("range %v handed %q, not the body's bytes", r, data)
+			}
+			handed[r]++
+			return nil
+		})
+		j := newJob(context.Background(), d, []int{0, 1}, false)
+		n, err := h.read(newStream(j, 0, 100), bytes.NewReader(body))
+		if n > 25 {
+			t.Fatalf("read %d bytes for spans ending at 25", n)
+		}
+		for r, k := range handed {
+			if k != 1 {
+				t.Fatalf("range %v handed %d times", r, k)
+			}
+		}
+		if err == nil && len(handed) != len(ranges) {
+			t.Fatalf("success with ranges %v handed", handed)
+		}
+		if (err == nil) != (len(body) >= 25) {
+			t.Fatalf("read of a %d-byte body: %v", len(body), err)
 		}
 	})
 }

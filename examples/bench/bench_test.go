@@ -146,10 +146,23 @@ func runBench(t *testing.T, registry string) string {
 
 func TestRunSim(t *testing.T) {
 	out := runBench(t, "sim")
-	for _, want := range []string{"trace", "2 files, 36.0 kB", "full pull", "decompress", "untar"} {
+	for _, want := range []string{"trace", "2 files, 36.0 kB", "full pull", "decompress", "untar",
+		// The trace prefetches, under each multi-range behaviour.
+		"lazy + trace prefetch   multi", "lazy + trace prefetch  single", "lazy + trace prefetch  reject",
+		"lazy zstd:chunked + trace prefetch  reject", "lazy + trace prefetch (single)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "full pull  single") {
+		t.Errorf("report has a full pull for each multi-range behaviour:\n%s", out)
+	}
+}
+
+func TestRunRejectsRanges(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"-ranges", "multi,some"}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "some") {
+		t.Errorf("run with -ranges multi,some: %v", err)
 	}
 }
 

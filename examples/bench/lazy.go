@@ -28,8 +28,12 @@ const (
 	fetchConnections = 8
 )
 
+// fetchPolicy merges frames 4 KiB apart into a span of a multi-range
+// request, where another span costs ~100 bytes, and frames 64 KiB apart
+// into one single-range request on a registry that serves one range per
+// request, where another request costs a round trip.
 func fetchPolicy() fetcher.CoalescePolicy {
-	return fetcher.CoalescePolicy{MaxGap: 4 << 10, MaxRequestSize: 64 << 20, MaxSpansPerRequest: 1024}
+	return fetcher.CoalescePolicy{MaxGap: 4 << 10, MaxRequestSize: 64 << 20, MaxSpansPerRequest: 1024, SingleRangeGap: 64 << 10}
 }
 
 // lazyBlob is a seekable blob of the layer in the registry; its Result

@@ -37,11 +37,16 @@
 // Usage:
 //
 //	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-modes LIST]
-//	                       [-workers N] [-requests N] [-annotations=false] [-log] [-scratch DIR]
+//	                       [-ranges multi,single,reject] [-workers N] [-requests N] [-annotations=false] [-log] [-scratch DIR]
 //
 // -registry sim (the default) serves blobs from memory; -registry docker
 // starts /usr/bin/docker-registry on a loopback port and shapes its
-// traffic with the same link model. Scratch files (the layer's tar, the
+// traffic with the same link model. The modes that ask for many ranges at
+// once (the trace prefetches) run again with the registry answering a
+// request for several ranges as each of -ranges says: multi serves them
+// (multipart/byteranges), single answers with the whole blob (as S3 and
+// many CDNs do), reject answers 400 (as Google Cloud Storage does); a
+// second table compares them. Scratch files (the layer's tar, the
 // full pull's extracted tree) go to -scratch, by default /dev/shm where it
 // exists, so that disk speed does not drown the network. The default layer is the Go toolchain
 // in use ($(go env GOROOT)) and the default trace its files that `go build`
@@ -69,6 +74,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,6 +105,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	registry := fl.String("registry", "sim", "sim (in-process) or docker (/usr/bin/docker-registry on loopback)")
 	scratch := fl.String("scratch", defaultScratch(), "directory for the layer's tar and extracted files")
 	only := fl.String("modes", "", `run only the modes whose names contain one of these comma-separated words ("full,trace")`)
+	rangesList := fl.String("ranges", "multi,single,reject", "how the registry answers a request for several ranges: multi (multipart), single (the whole blob, as S3), reject (400, as GCS); modes that ask for many ranges at once run under each")
 	workers := fl.Int("workers", runtime.GOMAXPROCS(0), "frames a prefetch decompresses and verifies at once")
 	requests := fl.Int("requests", reader.DefaultPrefetchRequests, "requests a prefetch keeps in flight")
 	annotations := fl.Bool("annotations", true, "open lazy layers with the descriptor's annotations (false: only the TOC digest, and the reader's default tail)")
@@ -113,6 +120,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	bandwidth, err := simregistry.ParseBandwidth(*bw)
 	if err != nil {
 		return err
+	}
+	var behaviours []simregistry.MultiRange
+	for word := range strings.SplitSeq(*rangesList, ",") {
+		m, err := simregistry.ParseMultiRange(strings.TrimSpace(word))
+		if err != nil {
+			return fmt.Errorf("-ranges: %w", err)
+		}
+		if !slices.Contains(behaviours, m) {
+			behaviours = append(behaviours, m)
+		}
 	}
 	if *dir == "" {
 		if *dir, err = goroot(); err != nil {
@@ -164,20 +181,38 @@ func run(args []string, stdout, stderr io.Writer) error {
 		env.RequestLog = stderr
 	}
 
-	var results []Result
+	// Every selected mode runs against the registry as it is (multi);
+	// those asking for many ranges at once run again under each other
+	// behaviour of -ranges.
+	var results, byRanges []Result
 	for _, m := range allModes() {
 		if !selected(m.Name, *only) {
 			continue
 		}
-		logf("running %s", m.Name)
-		res, err := m.Run(ctx, env)
-		if err != nil {
-			return fmt.Errorf("%s: %w", m.Name, err)
+		runs := []simregistry.MultiRange{simregistry.MultiRangeServe}
+		for _, b := range behaviours {
+			if m.MultiRange && b != simregistry.MultiRangeServe {
+				runs = append(runs, b)
+			}
 		}
-		res.Mode = m.Name
-		results = append(results, res)
+		for _, b := range runs {
+			logf("running %s (-ranges %s)", m.Name, b)
+			reg.SetMultiRange(b)
+			res, err := m.Run(ctx, env)
+			reg.SetMultiRange(simregistry.MultiRangeServe)
+			if err != nil {
+				return fmt.Errorf("%s (-ranges %s): %w", m.Name, b, err)
+			}
+			res.Mode, res.MultiRange = m.Name, b
+			if b == simregistry.MultiRangeServe {
+				results = append(results, res)
+			}
+			if m.MultiRange && slices.Contains(behaviours, b) {
+				byRanges = append(byRanges, res)
+			}
+		}
 	}
-	report(stdout, env, *registry, traceName, results)
+	report(stdout, env, *registry, traceName, results, byRanges)
 	return nil
 }
 

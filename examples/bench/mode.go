@@ -14,18 +14,24 @@ import (
 type Mode struct {
 	Name string
 	Run  func(ctx context.Context, env *Env) (Result, error)
+	// MultiRange says the mode asks for many ranges at once, so that
+	// its time depends on how the registry answers a request for several
+	// (-ranges): it is measured under each behaviour.
+	MultiRange bool
 }
 
 // allModes lists what a run measures, in report order.
 func allModes() []Mode {
 	lazy := new(lazyModes)
 	return []Mode{
-		{"full pull", fullPull},
-		{"lazy, no prefetch", lazy.lazyNoPrefetch},
-		{"lazy + trace prefetch", lazy.lazyTrace},
-		{"lazy zstd:chunked + trace prefetch", lazy.lazyZstdTrace},
-		{"lazy + image-config prefetch", lazy.lazyImageConfig},
-		{"lazy + recorded profile", lazy.lazyRecorded},
+		{"full pull", fullPull, false},
+		{"lazy, no prefetch", lazy.lazyNoPrefetch, false},
+		{"lazy + trace prefetch", lazy.lazyTrace, true},
+		{"lazy zstd:chunked + trace prefetch", lazy.lazyZstdTrace, true},
+		{"lazy + image-config prefetch", lazy.lazyImageConfig, false},
+		// Its measured run fetches one region; its recording run takes
+		// as long as "lazy, no prefetch".
+		{"lazy + recorded profile", lazy.lazyRecorded, false},
 	}
 }
 
@@ -38,10 +44,13 @@ type Stage struct {
 
 // Result is what one mode measured.
 type Result struct {
-	Mode     string
-	Total    time.Duration // from the first request to the last trace file read and verified
-	Requests int           // requests through the link in that time
-	Bytes    int64         // response body bytes through the link
+	Mode string
+	// MultiRange is how the registry answered requests for several
+	// ranges.
+	MultiRange simregistry.MultiRange
+	Total      time.Duration // from the first request to the last trace file read and verified
+	Requests   int           // requests through the link in that time
+	Bytes      int64         // response body bytes through the link
 	// Waves counts the requests sent while no other was in flight: the
 	// round trips on the critical path, whose latency nothing overlapped.
 	Waves int

@@ -22,6 +22,8 @@ type Registry interface {
 	// Stats and ResetStats count the pulls through the link.
 	Stats() simregistry.Stats
 	ResetStats()
+	// SetMultiRange sets how requests for several ranges are answered.
+	SetMultiRange(simregistry.MultiRange)
 	Close() error
 }
 

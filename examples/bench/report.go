@@ -15,9 +15,9 @@ import (
 // that are not here follow in the order first seen.
 var stageOrder = []string{"open", "toc", "prefetch", "fetch", "decompress", "untar", "read"}
 
-// report prints the run's setting, the results table and the stage
-// breakdown.
-func report(w io.Writer, env *Env, registry, traceName string, results []Result) {
+// report prints the run's setting, the results table, the results of the
+// modes run under each multi-range behaviour, and the stage breakdown.
+func report(w io.Writer, env *Env, registry, traceName string, results, byRanges []Result) {
 	fmt.Fprintf(w, "layer   %s: %d files, %s; gzip blob %s\n",
 		env.Dir, env.Tree.Files, formatBytes(env.Tree.Bytes), formatBytes(env.Gzip.Size))
 	fmt.Fprintf(w, "trace   %s: %d files, %s (%.1f%% of the layer's file bytes)\n",
@@ -32,26 +32,20 @@ func report(w io.Writer, env *Env, registry, traceName string, results []Result)
 		env.Link.RTT, formatBytes(env.StartupCompressed), bandwidthString(env.Link.Bandwidth),
 		formatDuration(env.Link.PhysicalLimit(env.StartupCompressed)))
 
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\ttime\trequests\twaves\tbytes\tlimit\tx limit\t")
-	for _, r := range results {
-		needed := r.NeededBytes
-		if needed == 0 {
-			needed = env.StartupCompressed
-		}
-		limit := env.Link.PhysicalLimit(needed)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%.2fx\t\n", r.Mode, formatDuration(r.Total), r.Requests, r.Waves,
-			formatBytes(r.Bytes), formatDuration(limit), float64(r.Total)/float64(limit))
-	}
-	tw.Flush()
+	table(w, env, results, false)
 	for _, r := range results {
 		if r.Note != "" {
 			fmt.Fprintf(w, "%s: %s\n", r.Mode, r.Note)
 		}
 	}
+	if len(byRanges) > 0 {
+		fmt.Fprintln(w, "\nregistry answering a request for several ranges with: multi, multipart (206);")
+		fmt.Fprintln(w, "single, the whole blob (200, as S3 and many CDNs); reject, 400 (as Google Cloud Storage)")
+		table(w, env, byRanges, true)
+	}
 
 	var names []string
-	for _, r := range results {
+	for _, r := range append(slices.Clone(results), byRanges...) {
 		for _, s := range r.Stages {
 			if !slices.Contains(names, s.Name) {
 				names = append(names, s.Name)
@@ -60,9 +54,16 @@ func report(w io.Writer, env *Env, registry, traceName string, results []Result)
 	}
 	slices.SortStableFunc(names, func(a, b string) int { return stageRank(a) - stageRank(b) })
 	fmt.Fprintln(w, "\nstage busy time (the stages of a pipelined mode overlap)")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "mode\t%s\t\n", strings.Join(names, "\t"))
-	for _, r := range results {
+	rows := slices.Clone(results)
+	for _, r := range byRanges {
+		if r.MultiRange != simregistry.MultiRangeServe {
+			r.Mode += " (" + r.MultiRange.String() + ")"
+			rows = append(rows, r)
+		}
+	}
+	for _, r := range rows {
 		cells := make([]string, len(names))
 		for i, name := range names {
 			cells[i] = "-"
@@ -73,6 +74,31 @@ func report(w io.Writer, env *Env, registry, traceName string, results []Result)
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t\n", r.Mode, strings.Join(cells, "\t"))
+	}
+	tw.Flush()
+}
+
+// table prints results, with the registry's multi-range behaviour if
+// ranges.
+func table(w io.Writer, env *Env, results []Result, ranges bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "mode\t"
+	if ranges {
+		head += "ranges\t"
+	}
+	fmt.Fprintln(tw, head+"time\trequests\twaves\tbytes\tlimit\tx limit\t")
+	for _, r := range results {
+		needed := r.NeededBytes
+		if needed == 0 {
+			needed = env.StartupCompressed
+		}
+		limit := env.Link.PhysicalLimit(needed)
+		row := r.Mode + "\t"
+		if ranges {
+			row += r.MultiRange.String() + "\t"
+		}
+		fmt.Fprintf(tw, "%s%s\t%d\t%d\t%s\t%s\t%.2fx\t\n", row, formatDuration(r.Total), r.Requests, r.Waves,
+			formatBytes(r.Bytes), formatDuration(limit), float64(r.Total)/float64(limit))
 	}
 	tw.Flush()
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -25,11 +26,11 @@ type Option func(*config)
 type config struct {
 	link       Link
 	fault      FaultFunc
-	multiRange bool
+	multiRange MultiRange
 }
 
 func newConfig(opts []Option) config {
-	c := config{multiRange: true}
+	var c config
 	for _, o := range opts {
 		o(&c)
 	}
@@ -53,17 +54,57 @@ func WithBandwidth(bytesPerSecond float64) Option {
 // choosing; see FaultFunc.
 func WithFault(f FaultFunc) Option { return func(c *config) { c.fault = f } }
 
-// WithoutMultiRange makes a Server answer a request for several ranges
-// with the whole blob (200), as many object stores and CDNs do. It has no
-// effect on a Proxy.
-func WithoutMultiRange() Option { return func(c *config) { c.multiRange = false } }
+// MultiRange is how a Server or Proxy answers a request for several
+// ranges. Single ranges are served either way.
+type MultiRange int32
+
+const (
+	// MultiRangeServe answers with what the blob store answers: a
+	// multipart/byteranges 206 from a Server.
+	MultiRangeServe MultiRange = iota
+	// MultiRangeWhole answers with the whole blob (200), as S3 and many
+	// CDNs do: the Range header is dropped.
+	MultiRangeWhole
+	// MultiRangeReject answers 400 Bad Request, as Google Cloud Storage
+	// does.
+	MultiRangeReject
+)
+
+var multiRangeNames = [...]string{"multi", "single", "reject"}
+
+// String returns "multi", "single" or "reject": what the registry does
+// with a request for several ranges, as ParseMultiRange reads it.
+func (m MultiRange) String() string {
+	if m >= 0 && int(m) < len(multiRangeNames) {
+		return multiRangeNames[m]
+	}
+	return fmt.Sprintf("MultiRange(%d)", int32(m))
+}
+
+// ParseMultiRange reads a MultiRange's String.
+func ParseMultiRange(s string) (MultiRange, error) {
+	for i, name := range multiRangeNames {
+		if s == name {
+			return MultiRange(i), nil
+		}
+	}
+	return 0, fmt.Errorf("simregistry: multi-range behaviour %q: want multi, single or reject", s)
+}
+
+// WithMultiRange sets how requests for several ranges are answered; the
+// default is MultiRangeServe. SetMultiRange changes it later.
+func WithMultiRange(m MultiRange) Option { return func(c *config) { c.multiRange = m } }
+
+// WithoutMultiRange is WithMultiRange(MultiRangeWhole).
+func WithoutMultiRange() Option { return WithMultiRange(MultiRangeWhole) }
 
 // listener is the loopback HTTP server common to Server and Proxy.
 type listener struct {
-	shaper *shaper
-	srv    *http.Server
-	url    string
-	done   chan struct{}
+	shaper     *shaper
+	srv        *http.Server
+	url        string
+	done       chan struct{}
+	multiRange atomic.Int32 // a MultiRange
 }
 
 func listen(h http.Handler, c config) (*listener, error) {
@@ -74,15 +115,33 @@ func listen(h http.Handler, c config) (*listener, error) {
 	s := &shaper{link: c.link, fault: c.fault}
 	l := &listener{
 		shaper: s,
-		srv:    &http.Server{Handler: s.wrap(h), ReadHeaderTimeout: time.Minute},
 		url:    "http://" + ln.Addr().String(),
 		done:   make(chan struct{}),
 	}
+	l.multiRange.Store(int32(c.multiRange))
+	l.srv = &http.Server{Handler: s.wrap(l.ranges(h)), ReadHeaderTimeout: time.Minute}
 	go func() {
 		defer close(l.done)
 		l.srv.Serve(ln) // returns http.ErrServerClosed on Close
 	}()
 	return l, nil
+}
+
+// ranges wraps h so that requests for several ranges are answered as
+// the listener's MultiRange says.
+func (l *listener) ranges(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.Header.Get("Range"), ",") {
+			switch MultiRange(l.multiRange.Load()) {
+			case MultiRangeWhole:
+				r.Header.Del("Range")
+			case MultiRangeReject:
+				writeError(w, http.StatusBadRequest, "RANGE_INVALID", "multiple ranges are not supported")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (l *listener) close() error {
@@ -102,12 +161,12 @@ func (l *listener) close() error {
 //
 // Ranges are served by http.ServeContent, as docker-registry's filesystem
 // driver serves them: in particular, a multi-range request whose ranges
-// add up to more than the blob gets the whole blob with 200.
+// add up to more than the blob gets the whole blob with 200. WithMultiRange
+// makes it answer multi-range requests as object stores do.
 //
 // A Server is safe for concurrent use.
 type Server struct {
-	l          *listener
-	multiRange bool
+	l *listener
 
 	mu    sync.RWMutex
 	blobs map[string]map[digest.Digest][]byte // repository -> digest -> blob
@@ -117,7 +176,7 @@ type Server struct {
 // done.
 func NewServer(opts ...Option) (*Server, error) {
 	c := newConfig(opts)
-	s := &Server{multiRange: c.multiRange, blobs: make(map[string]map[digest.Digest][]byte)}
+	s := &Server{blobs: make(map[string]map[digest.Digest][]byte)}
 	l, err := listen(http.HandlerFunc(s.serve), c)
 	if err != nil {
 		return nil, err
@@ -157,6 +216,10 @@ func (s *Server) Stats() Stats { return s.l.shaper.snapshot() }
 
 // ResetStats sets all counters to zero and empties the request log.
 func (s *Server) ResetStats() { s.l.shaper.reset() }
+
+// SetMultiRange changes how requests for several ranges are answered,
+// from the next request on.
+func (s *Server) SetMultiRange(m MultiRange) { s.l.multiRange.Store(int32(m)) }
 
 // Close stops the server and closes every open connection.
 func (s *Server) Close() error { return s.l.close() }
@@ -202,9 +265,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+d.String()+`"`)
-	if !s.multiRange && strings.Contains(r.Header.Get("Range"), ",") {
-		r.Header.Del("Range")
-	}
 	// ServeContent implements HEAD, single and multi-range requests, 416
 	// and If-Range exactly as Go's file server does, which is also what
 	// docker-registry's filesystem driver answers with.
@@ -234,8 +294,9 @@ type Proxy struct {
 }
 
 // NewProxy starts a Proxy to upstream ("http://127.0.0.1:5000") on a free
-// port of 127.0.0.1. Close it when done. WithoutMultiRange has no effect:
-// the upstream decides.
+// port of 127.0.0.1. Close it when done. Under MultiRangeServe, the
+// default, the upstream answers multi-range requests as it does;
+// otherwise the proxy drops their Range header or answers 400 itself.
 func NewProxy(upstream string, opts ...Option) (*Proxy, error) {
 	u, err := url.Parse(upstream)
 	if err != nil {
@@ -273,6 +334,10 @@ func (p *Proxy) Stats() Stats { return p.l.shaper.snapshot() }
 
 // ResetStats sets all counters to zero and empties the request log.
 func (p *Proxy) ResetStats() { p.l.shaper.reset() }
+
+// SetMultiRange changes how requests for several ranges are answered,
+// from the next request on.
+func (p *Proxy) SetMultiRange(m MultiRange) { p.l.multiRange.Store(int32(m)) }
 
 // Close stops the proxy and closes every open connection.
 func (p *Proxy) Close() error { return p.l.close() }

@@ -149,14 +149,47 @@ func TestBlobMultiRange(t *testing.T) {
 }
 
 func TestBlobWithoutMultiRange(t *testing.T) {
-	s, d := newTestServer(t, WithoutMultiRange())
-	resp, body := do(t, "GET", s.BlobURL("library/app", d), "Range", "bytes=0-9,100-109")
-	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, testBlob) {
-		t.Errorf("multi-range: status %d, %d bytes; want 200 and the whole blob", resp.StatusCode, len(body))
+	upstream, d := newTestServer(t)
+	proxy, err := NewProxy(upstream.URL())
+	if err != nil {
+		t.Fatal(err)
 	}
-	resp, body = do(t, "GET", s.BlobURL("library/app", d), "Range", "bytes=10-19")
-	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, testBlob[10:20]) {
-		t.Errorf("single range: status %d, %d bytes; want 206 and 10 bytes", resp.StatusCode, len(body))
+	defer proxy.Close()
+	for _, front := range []struct {
+		name string
+		url  string
+		set  func(MultiRange)
+	}{
+		{"server", upstream.URL(), upstream.SetMultiRange},
+		{"proxy", proxy.URL(), proxy.SetMultiRange},
+	} {
+		url := BlobURL(front.url, "library/app", d)
+		front.set(MultiRangeWhole)
+		resp, body := do(t, "GET", url, "Range", "bytes=0-9,100-109")
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, testBlob) {
+			t.Errorf("%s, single: multi-range: status %d, %d bytes; want 200 and the whole blob", front.name, resp.StatusCode, len(body))
+		}
+		front.set(MultiRangeReject)
+		if resp, _ := do(t, "GET", url, "Range", "bytes=0-9,100-109"); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s, reject: multi-range: status %d, want 400", front.name, resp.StatusCode)
+		}
+		resp, body = do(t, "GET", url, "Range", "bytes=10-19")
+		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, testBlob[10:20]) {
+			t.Errorf("%s, reject: single range: status %d, %d bytes; want 206 and 10 bytes", front.name, resp.StatusCode, len(body))
+		}
+		front.set(MultiRangeServe)
+	}
+	s, d := newTestServer(t, WithoutMultiRange())
+	if resp, _ := do(t, "GET", s.BlobURL("library/app", d), "Range", "bytes=0-9,100-109"); resp.StatusCode != http.StatusOK {
+		t.Errorf("WithoutMultiRange: multi-range: status %d, want 200", resp.StatusCode)
+	}
+	for _, m := range []MultiRange{MultiRangeServe, MultiRangeWhole, MultiRangeReject} {
+		if got, err := ParseMultiRange(m.String()); got != m || err != nil {
+			t.Errorf("ParseMultiRange(%q) = %v, %v", m, got, err)
+		}
+	}
+	if _, err := ParseMultiRange("some"); err == nil {
+		t.Error("ParseMultiRange accepted a name it does not know")
 	}
 }
 
