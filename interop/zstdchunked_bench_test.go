@@ -41,8 +41,9 @@ var benchTrees = flag.String("trees", "goroot,jdk=/usr/lib/jvm/java-17-openjdk-a
 // toolchain, a JDK with its 128 MB lib/modules, and a Python installation
 // with its site-packages). On every tree it runs estargz's zstdchunked
 // compressor (estargz.Build, zstd.SpeedDefault, fixed 4 MiB chunks) and
-// ours at its defaults and with estargz's fixed 4 MiB chunks (the same
-// frames, a like-for-like comparison of size). On the Go toolchain it also
+// ours at its defaults, with containers/storage's chunks of about 64 KiB
+// (WithContentChunkMin(0)), and with estargz's fixed 4 MiB chunks (the
+// same frames, a like-for-like comparison of size). On the Go toolchain it also
 // runs ours at levels 1, 6 and 10, and containers/storage's
 // compressor.ZstdCompressor (podman's and buildah's; its default level is
 // 10, also run at 3).
@@ -114,6 +115,7 @@ func benchZstdChunkedTree(b *testing.B, tree, path string, size int64) {
 		})
 	}
 	ours("default")
+	ours("storage-chunks", writer.WithContentChunkMin(0))
 	ours("fixed-4MiB", writer.WithFixedChunks())
 	if tree != "goroot" {
 		return

@@ -106,7 +106,7 @@ func newChunkedLayout(ctx context.Context, cfg *config, pipe *pipeline, tarSplit
 		ctx: ctx, cfg: cfg, frames: f,
 		tarLinks: make(map[int]string),
 		split:    split,
-		chunks:   newChunker(int(cfg.chunkSize), cfg.fixedChunks),
+		chunks:   newChunker(int(cfg.chunkSize), int(min(cfg.contentMin, cfg.chunkSize)), cfg.fixedChunks),
 		crc:      toc.NewTarSplitCRC(),
 	}, nil
 }
