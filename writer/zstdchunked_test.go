@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -480,21 +481,26 @@ func checkNaiveRule(t *testing.T, data []byte, max, minData int) {
 }
 
 // BenchmarkChunker measures content-defined chunking alone, on random
-// data; MB/s is input bytes.
+// data, with containers/storage's chunks (min-0) and with the default
+// minimum; MB/s is input bytes.
 func BenchmarkChunker(b *testing.B) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	data := make([]byte, 16<<20)
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	c := newChunker(DefaultChunkSize, 0, false)
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		c.reset(bytes.NewReader(data), int64(len(data)))
-		for {
-			if _, _, err := c.next(); err != nil {
-				break
+	for _, least := range []int{0, DefaultContentChunkMin} {
+		b.Run(fmt.Sprintf("min-%d", least), func(b *testing.B) {
+			c := newChunker(DefaultChunkSize, least, false)
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				c.reset(bytes.NewReader(data), int64(len(data)))
+				for {
+					if _, _, err := c.next(); err != nil {
+						break
+					}
+				}
 			}
-		}
+		})
 	}
 }
