@@ -67,7 +67,9 @@ func levelName(level int) string {
 	return fmt.Sprintf("level%d", level)
 }
 
-func benchBuild(b *testing.B, path string, size int64, build func(in *os.File, out io.Writer) error) {
+// benchBuild runs build on the tar at path and returns the size of its
+// output.
+func benchBuild(b *testing.B, path string, size int64, build func(in *os.File, out io.Writer) error) countingWriter {
 	b.SetBytes(size)
 	b.ReportAllocs()
 	var out countingWriter
@@ -87,6 +89,7 @@ func benchBuild(b *testing.B, path string, size int64, build func(in *os.File, o
 	b.ReportMetric((cpuSeconds()-cpuStart)/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(out), "out-bytes")
 	b.ReportMetric(float64(out)/float64(size), "out/in")
+	return out
 }
 
 type countingWriter int64

@@ -6,9 +6,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -28,40 +30,67 @@ import (
 	"github.com/lazylayer/lazylayer/writer"
 )
 
-// BenchmarkZstdChunkedBuild compares our zstd:chunked writer with the two
-// reference writers on a tar of the Go toolchain tree: estargz's
-// zstdchunked compressor (estargz.Build, zstd.SpeedDefault) and
-// containers/storage's compressor.ZstdCompressor (podman's and buildah's;
-// its default level is 10, also run at 3). Ours runs at its default (3),
-// at 1 and 6, at 10 to match containers/storage's default, and at its
-// default with estargz's fixed 4 MiB chunks. MB/s is tar
-// input per second,
-// out/in the blob size over the input size, cpu-s/op the process CPU time
-// per build. The references are slow: run with -benchtime=1x.
+// benchTrees lists the trees BenchmarkZstdChunkedBuild tars, as
+// name=directory pairs separated by commas; a directory that does not exist
+// skips its tree. "goroot" with no directory is `go env GOROOT`.
+var benchTrees = flag.String("trees", "goroot,jdk=/usr/lib/jvm/java-17-openjdk-amd64,python=/root/.pyenv/versions/3.11.7",
+	"trees of BenchmarkZstdChunkedBuild: name=dir,... (goroot alone is go env GOROOT)")
+
+// BenchmarkZstdChunkedBuild compares our zstd:chunked writer with the
+// reference writers on tars of real trees (-trees: by default the Go
+// toolchain, a JDK with its 128 MB lib/modules, and a Python installation
+// with its site-packages). On every tree it runs estargz's zstdchunked
+// compressor (estargz.Build, zstd.SpeedDefault, fixed 4 MiB chunks) and
+// ours at its defaults, with containers/storage's chunks of about 64 KiB
+// (WithContentChunkMin(0)), and with estargz's fixed 4 MiB chunks (the
+// same frames, a like-for-like comparison of size). On the Go toolchain it also
+// runs ours at levels 1, 6 and 10, and containers/storage's
+// compressor.ZstdCompressor (podman's and buildah's; its default level is
+// 10, also run at 3).
+//
+// MB/s is tar input per second, cpu-s/op the process's user+system CPU
+// time per build (which a busy machine disturbs less than wall time),
+// out/in the blob size over the input size, and x-estargz-size our blob's
+// size over estargz's on the same tree (reported once estargz has run).
+// The references are slow: run with -benchtime=1x.
 func BenchmarkZstdChunkedBuild(b *testing.B) {
-	path, size := corpus.GorootTar(b)
-	for _, level := range []int{0, 1, 6, 10} {
-		b.Run("lazylayer/"+levelName(level), func(b *testing.B) {
-			opts := []writer.Option{writer.WithFormat(toc.FormatZstdChunked)}
-			if level != 0 {
-				opts = append(opts, writer.WithCompressionLevel(level))
+	for _, tree := range parseBenchTrees(b, *benchTrees) {
+		b.Run(tree.name, func(b *testing.B) {
+			if _, err := os.Stat(tree.dir); err != nil {
+				b.Skipf("tree %s: %v", tree.name, err)
 			}
-			benchBuild(b, path, size, func(in *os.File, out io.Writer) error {
-				_, err := writer.Build(context.Background(), out, in, opts...)
-				return err
-			})
+			path, size := corpus.TreeTar(b, tree.dir)
+			benchZstdChunkedTree(b, tree.name, path, size)
 		})
 	}
-	// Fixed 4 MiB chunks, as estargz's compressor cuts them: the same
-	// frames, so a like-for-like comparison of size.
-	b.Run("lazylayer/fixed-4MiB", func(b *testing.B) {
-		benchBuild(b, path, size, func(in *os.File, out io.Writer) error {
-			_, err := writer.Build(context.Background(), out, in, writer.WithFormat(toc.FormatZstdChunked), writer.WithFixedChunks())
-			return err
-		})
-	})
+}
+
+type benchTree struct{ name, dir string }
+
+func parseBenchTrees(tb testing.TB, s string) []benchTree {
+	var trees []benchTree
+	for _, f := range strings.Split(s, ",") {
+		name, dir, ok := strings.Cut(f, "=")
+		if !ok && name == "goroot" {
+			out, err := exec.Command("go", "env", "GOROOT").Output()
+			if err != nil {
+				tb.Fatalf("go env GOROOT: %v", err)
+			}
+			dir, ok = strings.TrimSpace(string(out)), true
+		}
+		if !ok || name == "" || dir == "" {
+			tb.Fatalf("-trees: %q is not name=dir", f)
+		}
+		trees = append(trees, benchTree{name, dir})
+	}
+	return trees
+}
+
+func benchZstdChunkedTree(b *testing.B, tree, path string, size int64) {
+	// estargz runs first, so that ours can report its size against it.
+	var estargzSize countingWriter
 	b.Run("estargz-zstdchunked/default", func(b *testing.B) {
-		benchBuild(b, path, size, func(in *os.File, out io.Writer) error {
+		estargzSize = benchBuild(b, path, size, func(in *os.File, out io.Writer) error {
 			c := zstdCompression{&zstdchunked.Compressor{CompressionLevel: zstd.SpeedDefault}, &zstdchunked.Decompressor{}}
 			blob, err := estargz.Build(io.NewSectionReader(in, 0, size), estargz.WithCompression(c))
 			if err != nil {
@@ -73,6 +102,27 @@ func BenchmarkZstdChunkedBuild(b *testing.B) {
 			return blob.Close()
 		})
 	})
+	ours := func(name string, opts ...writer.Option) {
+		b.Run("lazylayer/"+name, func(b *testing.B) {
+			opts := append([]writer.Option{writer.WithFormat(toc.FormatZstdChunked)}, opts...)
+			out := benchBuild(b, path, size, func(in *os.File, out io.Writer) error {
+				_, err := writer.Build(context.Background(), out, in, opts...)
+				return err
+			})
+			if estargzSize > 0 {
+				b.ReportMetric(float64(out)/float64(estargzSize), "x-estargz-size")
+			}
+		})
+	}
+	ours("default")
+	ours("storage-chunks", writer.WithContentChunkMin(0))
+	ours("fixed-4MiB", writer.WithFixedChunks())
+	if tree != "goroot" {
+		return
+	}
+	for _, level := range []int{1, 6, 10} {
+		ours(levelName(level), writer.WithCompressionLevel(level))
+	}
 	for _, level := range []int{0, 3} {
 		b.Run("containers-storage/"+levelName(level), func(b *testing.B) {
 			benchBuild(b, path, size, func(in *os.File, out io.Writer) error {

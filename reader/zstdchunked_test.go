@@ -47,10 +47,13 @@ func zstdChunkedInput(t testing.TB, mode int64) []byte {
 	return b.Bytes()
 }
 
+// buildZstdChunked writes input as zstd:chunked with containers/storage's
+// chunks of about 64 KiB, so that the files of zstdChunkedInput span
+// several.
 func buildZstdChunked(t testing.TB, input []byte) ([]byte, *writer.Result) {
 	t.Helper()
 	var blob bytes.Buffer
-	res, err := writer.Build(context.Background(), &blob, bytes.NewReader(input), writer.WithFormat(toc.FormatZstdChunked))
+	res, err := writer.Build(context.Background(), &blob, bytes.NewReader(input), writer.WithFormat(toc.FormatZstdChunked), writer.WithContentChunkMin(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,7 +192,7 @@ func BenchmarkChunkerText(b *testing.B) {
 		data[i] = byte(' ' + rng.IntN(95))
 	}
 	b.SetBytes(int64(len(data)))
-	c := newChunker(DefaultChunkSize, false)
+	c := newChunker(DefaultChunkSize, 0, false)
 	for b.Loop() {
 		c.reset(bytes.NewReader(data), int64(len(data)))
 		for {

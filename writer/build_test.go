@@ -345,6 +345,7 @@ func TestBuildInvalidOptions(t *testing.T) {
 	for name, o := range map[string]Option{
 		"chunk":       WithChunkSize(0),
 		"min-chunk":   WithMinChunkSize(-1),
+		"content-min": WithContentChunkMin(-1),
 		"level":       WithCompressionLevel(12),
 		"concurrency": WithConcurrency(0),
 	} {

@@ -1,17 +1,27 @@
 package writer
 
 import (
-	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 )
 
-// Content-defined chunking of zstd:chunked files, compatible with
-// containers/storage: a bup-style rolling sum over a 64-byte window cuts a
-// chunk after a byte that leaves the sum's low 16 bits all ones (about
-// 64 KiB on average), and a run of at least 1 KiB of zeros becomes a chunk
-// of its own that readers never fetch. Boundaries then depend on content
-// only, so an edit moves the chunks around it and no others.
+// Content-defined chunking of zstd:chunked files. Boundaries are those of
+// containers/storage: a bup-style rolling sum over a 64-byte window marks
+// a boundary after a byte that leaves the sum's low 16 bits all ones
+// (about every 64 KiB). A chunk ends at the first boundary at least a
+// minimum size past its start (containers/storage has no minimum, so its
+// chunks are about 64 KiB; ours default to DefaultContentChunkMin), or at
+// the chunk size; a run of at least 1 KiB of zeros becomes a chunk of its
+// own that readers never fetch, as in containers/storage. Boundaries depend
+// on content only, so an edit moves the chunks around it and no others,
+// and unless the chunk size ends it, each of our chunks ends where one of
+// containers/storage's does.
+//
+// The sum depends only on the bytes in its window, so the chunker computes
+// it only where a boundary may end a chunk: from the minimum size on.
+// Bytes before that are neither rolled nor looked at, but for a sparse
+// probe for zero runs.
 const (
 	rollWindow = 64 // bytes; a power of two
 	rollOffset = 31 // added to every byte, as bup does
@@ -21,47 +31,50 @@ const (
 	// zeroRunMin is the shortest run of zero bytes that becomes a zeros
 	// chunk.
 	zeroRunMin = 1 << 10
+	// zeroProbe is the stride at which the chunker probes for zero runs:
+	// a run of zeroRunMin zeros covers an aligned zeroProbe-byte block.
+	zeroProbe = zeroRunMin / 2
 	// minCDCChunk is the shortest data chunk a rolling-sum boundary may
-	// end (containers/storage has no minimum). Ordinary data almost never
-	// meets it; it stops periodic input whose sum hits the split value
-	// every few bytes from producing a TOC many times larger than the file.
+	// end, whatever the minimum asked for (containers/storage has no
+	// minimum). Ordinary data almost never meets it; it stops periodic
+	// input whose sum hits the split value every few bytes from producing
+	// a TOC many times larger than the file.
 	minCDCChunk = 1 << 10
-
-	// zeroScanStep is how far ahead the chunker looks for zero bytes at
-	// a time.
-	zeroScanStep = 16 << 10
 )
 
-// The rolling sums' values at the start of a file, whose window starts
-// as zero bytes.
+// The rolling sums' values for a window of zero bytes.
 const (
 	rollInitS1 = rollWindow * rollOffset
 	rollInitS2 = rollWindow * (rollWindow - 1) * rollOffset
 )
 
+// A boundary is never sought within rollWindow bytes of a chunk's start,
+// so the window before it always lies inside the chunk.
+var _ [minCDCChunk - rollWindow]struct{}
+
 // chunker cuts one file's content, read from r, into chunks of at most max
-// bytes: content-defined ones or, if fixed, chunks of max bytes but the
+// bytes: content-defined ones of at least minData bytes (but the last, and
+// data cut short by a zero run) or, if fixed, chunks of max bytes but the
 // last. It reuses its buffer from file to file.
 type chunker struct {
-	r     io.Reader
-	left  int64 // bytes of the file not yet read into buf
-	max   int
-	fixed bool
-	// s1 and s2 are the rolling sums over the window, the rollWindow
-	// bytes before buf[start]. Those bytes stay in buf (zeros before the
-	// file's first byte), so that the byte leaving the window is read
-	// from where it is rather than copied into a window of its own.
-	s1, s2 uint32
+	r       io.Reader
+	left    int64 // bytes of the file not yet read into buf
+	max     int
+	minData int
+	fixed   bool
 
 	buf        []byte
-	start, end int // unconsumed bytes are buf[start:end]; start >= rollWindow
-	// shortZeros is the buf index below which every zero byte belongs to
-	// a run already found too short for a zeros chunk.
-	shortZeros int
+	start, end int   // unconsumed bytes are buf[start:end]
+	bufOff     int64 // the file offset of buf[0]
+	// probed is the file offset of the first block (see findZeroRun)
+	// not yet probed for zeros.
+	probed int64
 }
 
-func newChunker(max int, fixed bool) *chunker {
-	return &chunker{max: max, fixed: fixed}
+// newChunker returns a chunker of chunks of at most max bytes, cut by
+// content at least minData bytes into a chunk unless fixed.
+func newChunker(max, minData int, fixed bool) *chunker {
+	return &chunker{max: max, minData: minData, fixed: fixed}
 }
 
 // reset starts a file of size bytes read from r.
@@ -74,9 +87,7 @@ func (c *chunker) reset(r io.Reader, size int64) {
 		c.buf = make([]byte, min(full, max(need, 2*len(c.buf))))
 	}
 	c.r, c.left = r, size
-	c.start, c.end, c.shortZeros = rollWindow, rollWindow, 0
-	clear(c.buf[:rollWindow])
-	c.s1, c.s2 = rollInitS1, rollInitS2
+	c.start, c.end, c.bufOff, c.probed = 0, 0, 0, 0
 }
 
 // next returns the next chunk, valid until the following call, and whether
@@ -89,68 +100,93 @@ func (c *chunker) next() ([]byte, bool, error) {
 	if len(w) == 0 {
 		return nil, false, io.EOF
 	}
-	// out[i] is the byte that leaves the window as w[i] enters it.
-	out := c.buf[c.start-rollWindow : c.end-rollWindow]
 	// fill guarantees max+zeroRunMin bytes unless the file ends sooner,
 	// so a zero run starting before limit is seen whole up to zeroRunMin.
 	limit := min(len(w), c.max)
 	if c.fixed {
 		return c.take(limit), false, nil
 	}
-	// The sums live in locals for the byte loop: this is the writer's
-	// hottest loop after compression itself.
-	s1, s2 := c.s1, c.s2
-	for i := 0; i < limit; {
-		// Roll up to the next zero byte that might start a zeros chunk.
-		// The search looks one zeroScanStep ahead at a time: a cut ends
-		// the call after about 64 KiB, and searching the whole buffer
-		// for a zero that text never holds would cost more than rolling.
-		stop := min(limit, i+zeroScanStep)
-		if from := max(i, c.shortZeros-c.start); from < stop {
-			if z := bytes.IndexByte(w[from:stop], 0); z >= 0 {
-				stop = from + z
-			}
+	end := limit
+	switch z := c.findZeroRun(w, limit); {
+	case z == 0:
+		return c.take(zeroRun(w, limit)), true, nil
+	case z > 0:
+		end = z
+	}
+	return c.take(c.boundary(w, end)), false, nil
+}
+
+// boundary returns where the chunk w[:end] ends: at the first boundary of
+// the rolling sum at least minData (and minCDCChunk) bytes in, or at end.
+func (c *chunker) boundary(w []byte, end int) int {
+	from := max(c.minData, minCDCChunk)
+	if from >= end {
+		return end
+	}
+	// The sum at from is that of the window before it: roll the window's
+	// bytes into the sum of a window of zeros.
+	s1, s2 := uint32(rollInitS1), uint32(rollInitS2)
+	for _, b := range w[from-rollWindow : from] {
+		s1 += uint32(b)
+		s2 += s1 - rollWindow*rollOffset
+	}
+	if s2&splitMask == splitMask {
+		return from
+	}
+	// out[i] is the byte that leaves the window as in[i] enters it. The
+	// sums live in locals: with the default minimum this loop sees a
+	// sixteenth of a large file, but all of it with a minimum of zero.
+	in := w[from:end]
+	out := w[from-rollWindow : end-rollWindow]
+	out = out[:len(in)]
+	for i, b := range in {
+		drop := uint32(out[i])
+		s1 += uint32(b) - drop
+		s2 += s1 - rollWindow*(drop+rollOffset)
+		if s2&splitMask == splitMask {
+			return from + i + 1
 		}
-		in := w[i:stop]
-		leaving := out[i:stop]
-		leaving = leaving[:len(in)]
-		for j, b := range in {
-			drop := uint32(leaving[j])
-			s1 += uint32(b) - drop
-			s2 += s1 - rollWindow*(drop+rollOffset)
-			if s2&splitMask == splitMask && i+j+1 >= minCDCChunk {
-				c.s1, c.s2 = s1, s2
-				return c.take(i + j + 1), false, nil
-			}
-		}
-		i = stop
-		if i == limit {
+	}
+	return end
+}
+
+// findZeroRun returns where in w the first run of at least zeroRunMin
+// zeros that starts before limit starts, or -1. A run that began before w
+// is judged by its part in w.
+func (c *chunker) findZeroRun(w []byte, limit int) int {
+	// Such a run covers a whole block of zeroProbe bytes aligned in the
+	// file, so probing one word of each block finds it, and blocks whose
+	// word is zero get a closer look. Blocks are probed in order, so the
+	// first run found is the first one. A block once rejected stays
+	// rejected for later chunks, which see less of the run around it.
+	wOff := c.bufOff + int64(c.start) // the file offset of w[0]
+	a := int((max(c.probed, wOff)+zeroProbe-1)/zeroProbe*zeroProbe - wOff)
+	// A run that starts before limit covers a block that starts before
+	// limit+zeroProbe-1.
+	for ; a < limit+zeroProbe-1; a += zeroProbe {
+		if a+zeroProbe > len(w) {
+			// The file ends within the block: a run long enough
+			// covers an earlier one.
 			break
 		}
-		if w[i] != 0 {
-			continue // the search step ended before a zero
-		}
-		if run := zeroRun(w[i:], zeroRunMin); run < zeroRunMin {
-			// Too short: these zeros are rolled as data.
-			c.shortZeros = c.start + i + run
+		if binary.LittleEndian.Uint64(w[a:]) != 0 {
 			continue
 		}
-		if i > 0 {
-			c.s1, c.s2 = s1, s2
-			return c.take(i), false, nil
+		s := a
+		for s > 0 && w[s-1] == 0 {
+			s--
 		}
-		// Once the window holds only zeros the sums no longer change, so
-		// rolling the run's first window's worth of zeros is enough.
-		n := zeroRun(w, limit)
-		for _, drop := range out[:min(n, rollWindow)] {
-			s1 -= uint32(drop)
-			s2 += s1 - rollWindow*(uint32(drop)+rollOffset)
+		if zeroRun(w[s:], zeroRunMin) >= zeroRunMin {
+			// A later chunk that starts before the run finds it again.
+			c.probed = wOff + int64(a)
+			if s >= limit {
+				return -1
+			}
+			return s
 		}
-		c.s1, c.s2 = s1, s2
-		return c.take(n), true, nil
 	}
-	c.s1, c.s2 = s1, s2
-	return c.take(limit), false, nil
+	c.probed = wOff + int64(a)
+	return -1
 }
 
 // zeroRun counts the zero bytes at the start of b, up to limit.
@@ -177,11 +213,10 @@ func (c *chunker) fill() error {
 		return nil
 	}
 	if len(c.buf)-c.start < need {
-		// Move the unconsumed bytes, and the window before them, to the
-		// front.
-		n := copy(c.buf, c.buf[c.start-rollWindow:c.end])
-		c.shortZeros = max(c.shortZeros-c.start+rollWindow, 0)
-		c.start, c.end = rollWindow, n
+		// Move the unconsumed bytes to the front.
+		n := copy(c.buf, c.buf[c.start:c.end])
+		c.bufOff += int64(c.start)
+		c.start, c.end = 0, n
 	}
 	n := int(min(c.left, int64(len(c.buf)-c.end)))
 	if _, err := io.ReadFull(c.r, c.buf[c.end:c.end+n]); err != nil {

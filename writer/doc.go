@@ -54,11 +54,9 @@
 // cut into independent zstd frames: every chunk of a regular file's
 // content is a frame of its own, and the headers, padding and end of the
 // archive between contents fill the frames between them. Chunks are
-// content-defined as in containers/storage (a bup rolling sum over 64
-// bytes, cutting where its low 16 bits are all ones, so about 64 KiB on
-// average, capped by WithChunkSize; WithFixedChunks cuts chunks of the
-// chunk size instead, as estargz does), and runs of at least 1 KiB of
-// zeros inside a file become "zeros" chunks that readers never fetch. The TOC
+// content-defined (see below; WithFixedChunks cuts chunks of the chunk
+// size instead, as estargz does), and runs of at least 1 KiB of zeros
+// inside a file become "zeros" chunks that readers never fetch. The TOC
 // (entries named as the tar spells them), the tar-split that rebuilds the
 // tar's headers, and the footer follow in skippable frames; Result carries
 // the annotations that locate them. The input's order is kept, so
@@ -101,4 +99,36 @@
 // run podman 4.3 and ctr-remote 0.12 on Build's blobs; the rows of later
 // containers/storage versions come from their source, and the interop
 // module checks v1.59.1's annotation parser and tar-split rules.
+//
+// # Chunks of zstd:chunked files
+//
+// Chunk boundaries are those of containers/storage's compressor: a bup
+// rolling sum over 64 bytes marks one where its low 16 bits are all ones,
+// about every 64 KiB. containers/storage cuts a chunk at each; Build cuts
+// one at the first boundary at least WithContentChunkMin bytes (1 MiB by
+// default) past the chunk's start, or at the chunk size (WithChunkSize,
+// 4 MiB by default). Files of up to 1 MiB are thus one frame, and larger
+// files have frames of about 1.06 MiB, each ending where one of
+// containers/storage's chunks ends. What that trades:
+//
+//   - Size and time. Every frame starts without history, and costs a
+//     frame header and entropy tables. Against containers/storage's
+//     chunks, the default makes blobs 2.5% (the Go toolchain) to 4.8% (a
+//     JDK, with its 128 MB lib/modules) smaller, and Build 8% to 18%
+//     cheaper in CPU: fewer frames, and the sum rolls over only the last
+//     64 KiB or so of each chunk. A minimum of 2 MiB would save another 0.5% of the JDK's
+//     size and 5% of its CPU time.
+//   - Deduplication. containers/storage reuses a file found in another
+//     local layer by its digest, whatever the chunks, and that works
+//     alike. When a file changed, it can still reuse the chunks of it
+//     whose digests it finds elsewhere: that needs chunks cut alike, so
+//     with the default it finds them in files over 1 MiB of layers Build
+//     wrote with the same minimum, at about 1 MiB granularity, not in
+//     layers containers/storage wrote. WithContentChunkMin(0) cuts containers/storage's chunks.
+//   - Lazy reads. A read decompresses and verifies every chunk it
+//     touches: a cold 4 KiB read at a random place in a large file costs
+//     about 1.1 ms with 1 MiB chunks and 4 to 5 ms with 4 MiB ones, and a
+//     small read of a file under 1 MiB fetches the whole file. Readers cap
+//     the chunk they accept (reader.DefaultMaxChunkSize, 64 MiB), far
+//     above the 4 MiB chunk size.
 package writer

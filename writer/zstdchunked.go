@@ -102,7 +102,7 @@ func newChunkedLayout(ctx context.Context, cfg *config, pipe *pipeline, tarSplit
 	return &chunkedLayout{
 		ctx: ctx, cfg: cfg, frames: f,
 		split:  split,
-		chunks: newChunker(int(cfg.chunkSize), cfg.fixedChunks),
+		chunks: newChunker(int(cfg.chunkSize), int(min(cfg.contentMin, cfg.chunkSize)), cfg.fixedChunks),
 		crc:    toc.NewTarSplitCRC(),
 	}, nil
 }

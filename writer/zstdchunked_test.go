@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -173,8 +174,8 @@ func TestBuildZstdChunkedChunks(t *testing.T) {
 	for _, e := range got.Entries {
 		byName[e.Name] = e
 	}
-	if n := len(byName["random"].Chunks); n < 3 || n > 40 {
-		t.Errorf("600 KiB of random data in %d chunks, want about ten", n)
+	if n := len(byName["random"].Chunks); n != 1 {
+		t.Errorf("600 KiB of random data in %d chunks, want one below the %d-byte minimum", n, DefaultContentChunkMin)
 	}
 	var zeros []toc.Chunk
 	for _, c := range byName["holes"].Chunks {
@@ -197,6 +198,40 @@ func TestBuildZstdChunkedChunks(t *testing.T) {
 	for i, e := range res.TOC().Entries {
 		if g := got.Entries[i]; g.Name != e.Name || len(g.Chunks) != len(e.Chunks) || g.Digest != e.Digest {
 			t.Errorf("Result.TOC entry %d is %q, the blob's is %q", i, e.Name, g.Name)
+		}
+	}
+}
+
+// TestBuildZstdChunkedContentChunkMin checks that chunks end at content
+// boundaries no sooner than the minimum: containers/storage's chunks at
+// zero, chunks of at least the minimum (but the last) above it.
+func TestBuildZstdChunkedContentChunkMin(t *testing.T) {
+	in := chunkedTar(t)
+	for _, tc := range []struct {
+		min        int64
+		minN, maxN int // chunks of the 600 KiB random file
+		smallest   int64
+	}{
+		{0, 3, 40, minCDCChunk},
+		{200 << 10, 2, 3, 200 << 10},
+	} {
+		blob, _ := build(t, in, WithFormat(toc.FormatZstdChunked), WithContentChunkMin(tc.min))
+		got, _ := decodeZstdChunked(t, blob)
+		for _, e := range got.Entries {
+			if e.Name != "random" {
+				continue
+			}
+			if n := len(e.Chunks); n < tc.minN || n > tc.maxN {
+				t.Errorf("minimum %d: 600 KiB of random data in %d chunks, want %d to %d", tc.min, n, tc.minN, tc.maxN)
+			}
+			for i, c := range e.Chunks[:len(e.Chunks)-1] {
+				if c.Size < tc.smallest {
+					t.Errorf("minimum %d: chunk %d of %d bytes", tc.min, i, c.Size)
+				}
+			}
+		}
+		if !bytes.Equal(unzstd(t, blob), in) {
+			t.Errorf("minimum %d: the blob does not decompress to the input tar", tc.min)
 		}
 	}
 }
@@ -268,7 +303,7 @@ func TestChunkerBoundariesAreContentDefined(t *testing.T) {
 		data[i] = byte(rng.Uint32())
 	}
 	cut := func(b []byte) []int {
-		c := newChunker(DefaultChunkSize, false)
+		c := newChunker(DefaultChunkSize, 0, false)
 		c.reset(bytes.NewReader(b), int64(len(b)))
 		var ends []int
 		end := 0
@@ -334,13 +369,13 @@ func (r *rollSum) rollZeros(n int) {
 func (r *rollSum) atSplit() bool { return r.s2&splitMask == splitMask }
 
 // naiveCuts is the chunking rule written plainly, one byte at a time.
-func naiveCuts(data []byte, max int) (ends []int, zeros []bool) {
+func naiveCuts(data []byte, maxSize, minData int) (ends []int, zeros []bool) {
 	var sum rollSum
 	sum.reset()
 	start := 0
 	for start < len(data) {
-		w := data[start:min(len(data), start+max+zeroRunMin)]
-		limit := min(len(w), max)
+		w := data[start:min(len(data), start+maxSize+zeroRunMin)]
+		limit := min(len(w), maxSize)
 		n, z := limit, false
 		for i := 0; i < limit; i++ {
 			// A zero run is judged where it starts (a shorter tail of a
@@ -355,7 +390,7 @@ func naiveCuts(data []byte, max int) (ends []int, zeros []bool) {
 				break
 			}
 			sum.roll(w[i])
-			if i+1 >= minCDCChunk && sum.atSplit() {
+			if i+1 >= max(minCDCChunk, minData) && sum.atSplit() {
 				n = i + 1
 				break
 			}
@@ -385,46 +420,101 @@ func TestChunkerMatchesNaiveRule(t *testing.T) {
 			}
 		}
 	}
-	for _, max := range []int{DefaultChunkSize, 8 << 10, 1500} {
-		wantEnds, wantZeros := naiveCuts(data, max)
-		c := newChunker(max, false)
-		c.reset(bytes.NewReader(data), int64(len(data)))
-		end := 0
-		for i := 0; ; i++ {
-			chunk, zeros, err := c.next()
-			if err == io.EOF {
-				if i != len(wantEnds) {
-					t.Fatalf("max %d: %d chunks, want %d", max, i, len(wantEnds))
-				}
-				break
+	for _, size := range []struct{ max, min int }{
+		{DefaultChunkSize, 0}, {8 << 10, 0}, {1500, 0},
+		{DefaultChunkSize, 100 << 10}, {DefaultChunkSize, DefaultContentChunkMin}, {300 << 10, 200 << 10},
+	} {
+		checkNaiveRule(t, data, size.max, size.min)
+	}
+
+	// Boundaries every few KiB and zero runs just over the threshold,
+	// with chunk sizes that move the buffer every few chunks.
+	dense := boundaryPattern(rng)
+	data = data[:0]
+	for len(data) < 2<<20 {
+		switch rng.IntN(3) {
+		case 0:
+			data = append(data, make([]byte, zeroRunMin+rng.IntN(zeroRunMin))...)
+		case 1:
+			for range rng.IntN(64) {
+				data = append(data, dense...)
 			}
-			if err != nil {
-				t.Fatal(err)
+		default:
+			for range rng.IntN(4000) {
+				data = append(data, byte(rng.Uint32()|1))
 			}
-			end += len(chunk)
-			if i >= len(wantEnds) || end != wantEnds[i] || zeros != wantZeros[i] {
-				t.Fatalf("max %d: chunk %d ends at %d (zeros %v), want %v", max, i, end, zeros, wantEnds[i:min(i+1, len(wantEnds))])
+		}
+	}
+	for _, max := range []int{3000, 5000, 7919} {
+		checkNaiveRule(t, data, max, 0)
+	}
+}
+
+// boundaryPattern returns 64 bytes without zeros that, repeated, put a
+// boundary of the rolling sum in every repetition.
+func boundaryPattern(rng *rand.Rand) []byte {
+	pattern := make([]byte, rollWindow)
+	for {
+		for i := range pattern {
+			pattern[i] = byte(rng.Uint32() | 0x80)
+		}
+		var sum rollSum
+		sum.reset()
+		for i := range 3 * rollWindow {
+			sum.roll(pattern[i%rollWindow])
+			if i >= 2*rollWindow && sum.atSplit() {
+				return pattern
 			}
 		}
 	}
 }
 
+// checkNaiveRule checks that the chunker cuts data where naiveCuts does.
+func checkNaiveRule(t *testing.T, data []byte, max, minData int) {
+	t.Helper()
+	wantEnds, wantZeros := naiveCuts(data, max, minData)
+	c := newChunker(max, minData, false)
+	c.reset(bytes.NewReader(data), int64(len(data)))
+	end := 0
+	for i := 0; ; i++ {
+		chunk, zeros, err := c.next()
+		if err == io.EOF {
+			if i != len(wantEnds) {
+				t.Fatalf("max %d, min %d: %d chunks, want %d", max, minData, i, len(wantEnds))
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		end += len(chunk)
+		if i >= len(wantEnds) || end != wantEnds[i] || zeros != wantZeros[i] {
+			t.Fatalf("max %d, min %d: chunk %d ends at %d (zeros %v), want %v", max, minData, i, end, zeros, wantEnds[i:min(i+1, len(wantEnds))])
+		}
+	}
+}
+
 // BenchmarkChunker measures content-defined chunking alone, on random
-// data; MB/s is input bytes.
+// data, with containers/storage's chunks (min-0) and with the default
+// minimum; MB/s is input bytes.
 func BenchmarkChunker(b *testing.B) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	data := make([]byte, 16<<20)
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	c := newChunker(DefaultChunkSize, false)
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		c.reset(bytes.NewReader(data), int64(len(data)))
-		for {
-			if _, _, err := c.next(); err != nil {
-				break
+	for _, least := range []int{0, DefaultContentChunkMin} {
+		b.Run(fmt.Sprintf("min-%d", least), func(b *testing.B) {
+			c := newChunker(DefaultChunkSize, least, false)
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				c.reset(bytes.NewReader(data), int64(len(data)))
+				for {
+					if _, _, err := c.next(); err != nil {
+						break
+					}
+				}
 			}
-		}
+		})
 	}
 }

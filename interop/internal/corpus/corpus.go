@@ -1,6 +1,7 @@
 // Package corpus builds the tar inputs that the interop tests and
-// benchmarks share: a tar of the Go toolchain tree (a large, realistic
-// layer) and a small generated tree holding every kind of tar entry.
+// benchmarks share: tars of real trees such as the Go toolchain (large,
+// realistic layers) and a small generated tree holding every kind of tar
+// entry.
 package corpus
 
 import (
@@ -19,26 +20,53 @@ import (
 	"github.com/lazylayer/lazylayer/internal/tartest"
 )
 
-var goroot struct {
-	once sync.Once
+// trees holds the tars TreeTar built, by root, and the directory they
+// are in.
+var trees struct {
+	mu   sync.Mutex
 	dir  string
+	tars map[string]*treeTar
+}
+
+type treeTar struct {
+	once sync.Once
+	n    int // the tar is the n-th built
 	path string
 	size int64
 	err  error
 }
 
-// GorootTar returns the path and size of a tar of the tree that
-// `go env GOROOT` names. It is built once per process into a temporary
+// TreeTar returns the path and size of a tar of the tree under root (see
+// TarDir). It is built once per process and root into a temporary
 // directory; call Cleanup (from TestMain) to remove it.
+func TreeTar(tb testing.TB, root string) (path string, size int64) {
+	tb.Helper()
+	trees.mu.Lock()
+	if trees.tars == nil {
+		trees.tars = make(map[string]*treeTar)
+	}
+	t := trees.tars[root]
+	if t == nil {
+		t = &treeTar{n: len(trees.tars)}
+		trees.tars[root] = t
+	}
+	trees.mu.Unlock()
+	t.once.Do(func() { t.path, t.size, t.err = buildTreeTar(root, t.n) })
+	if t.err != nil {
+		tb.Fatalf("corpus: tar of %s: %v", root, t.err)
+	}
+	return t.path, t.size
+}
+
+// GorootTar returns the path and size of a tar of the tree that
+// `go env GOROOT` names (see TreeTar).
 func GorootTar(tb testing.TB) (path string, size int64) {
 	tb.Helper()
-	goroot.once.Do(func() {
-		goroot.path, goroot.size, goroot.err = buildGorootTar()
-	})
-	if goroot.err != nil {
-		tb.Fatalf("corpus: GOROOT tar: %v", goroot.err)
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		tb.Fatalf("corpus: go env GOROOT: %v", err)
 	}
-	return goroot.path, goroot.size
+	return TreeTar(tb, strings.TrimSpace(string(out)))
 }
 
 var gorootBytes struct {
@@ -61,25 +89,29 @@ func GorootBytes(tb testing.TB) []byte {
 	return gorootBytes.data
 }
 
-// Cleanup removes the files GorootTar built. Call it once, after m.Run.
+// Cleanup removes the files TreeTar built. Call it once, after m.Run.
 func Cleanup() {
-	if goroot.dir != "" {
-		os.RemoveAll(goroot.dir)
+	trees.mu.Lock()
+	defer trees.mu.Unlock()
+	if trees.dir != "" {
+		os.RemoveAll(trees.dir)
 	}
 }
 
-func buildGorootTar() (string, int64, error) {
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		return "", 0, fmt.Errorf("go env GOROOT: %w", err)
+// buildTreeTar tars root into the n-th file of the corpus directory.
+func buildTreeTar(root string, n int) (string, int64, error) {
+	trees.mu.Lock()
+	if trees.dir == "" {
+		dir, err := os.MkdirTemp("", "lazylayer-corpus-")
+		if err != nil {
+			trees.mu.Unlock()
+			return "", 0, err
+		}
+		trees.dir = dir
 	}
-	root := strings.TrimSpace(string(out))
-	dir, err := os.MkdirTemp("", "lazylayer-corpus-")
-	if err != nil {
-		return "", 0, err
-	}
-	goroot.dir = dir
-	path := filepath.Join(dir, "goroot.tar")
+	dir := trees.dir
+	trees.mu.Unlock()
+	path := filepath.Join(dir, fmt.Sprintf("tree%d.tar", n))
 	f, err := os.Create(path)
 	if err != nil {
 		return "", 0, err
