@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/lazylayer/lazylayer/internal/iox"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
@@ -324,8 +326,8 @@ func copyFileContents(w io.Writer, crc hash.Hash64, buf []byte, name string, siz
 // contents). It is not safe for concurrent use.
 type TarSplitWriter struct {
 	zw           io.WriteCloser
-	compressed   countingWriter
-	uncompressed countingWriter
+	compressed   iox.CountingWriter
+	uncompressed iox.CountingWriter
 	digester     digest.Digester
 	pos          int // the next record's position
 	// names holds the first 128 bits of the sha256 of each file record's
@@ -339,29 +341,18 @@ type TarSplitWriter struct {
 
 const namesPage = 4096
 
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // NewTarSplitWriter returns a writer that writes the compressed tar-split
 // stream to w at the given zstd level and window (see NewZstdWriter; at
 // level 10 and window 0 its bytes are containers/storage's).
 func NewTarSplitWriter(w io.Writer, level, window int) (*TarSplitWriter, error) {
 	t := &TarSplitWriter{digester: digest.Canonical.Digester()}
-	t.compressed.w = io.MultiWriter(w, t.digester.Hash())
+	t.compressed.W = io.MultiWriter(w, t.digester.Hash())
 	zw, err := NewZstdWriter(&t.compressed, level, window)
 	if err != nil {
 		return nil, fmt.Errorf("toc: tar-split: %w", err)
 	}
 	t.zw = zw
-	t.uncompressed.w = zw
+	t.uncompressed.W = zw
 	return t, nil
 }
 
@@ -440,7 +431,7 @@ func (t *TarSplitWriter) Digest() digest.Digest { return t.digester.Digest() }
 // Size returns the compressed and uncompressed sizes of the stream written
 // so far; after Close, the footer's and annotation's tar-split lengths.
 func (t *TarSplitWriter) Size() (compressed, uncompressed int64) {
-	return t.compressed.n, t.uncompressed.n
+	return t.compressed.N, t.uncompressed.N
 }
 
 // repeated reports whether a key occurs twice in pages. It sorts each

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/iox"
+
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
@@ -126,7 +128,7 @@ func (s *tarStream) segment(p []byte) error {
 	s.size += int64(len(p))
 	for len(p) > 0 {
 		if s.trailer >= 0 {
-			if !allZero(p) {
+			if !iox.AllZero(p) {
 				return fmt.Errorf("bytes other than zeros after the end of the archive: %w", ErrTarSplitMismatch)
 			}
 			s.trailer += int64(len(p))
@@ -142,8 +144,8 @@ func (s *tarStream) segment(p []byte) error {
 			n = min(n, int64(first-len(s.group)))
 		}
 		s.group, p = append(s.group, p[:n]...), p[n:]
-		if len(s.group) == s.padding+tarBlockSize && allZero(s.group[s.padding:]) {
-			if !allZero(s.group[:s.padding]) {
+		if len(s.group) == s.padding+tarBlockSize && iox.AllZero(s.group[s.padding:]) {
+			if !iox.AllZero(s.group[:s.padding]) {
 				return errNonZeroPadding
 			}
 			s.trailer, s.group = tarBlockSize, s.group[:0]
@@ -161,7 +163,7 @@ func (s *tarStream) file(name []byte, size int64) (*tar.Header, error) {
 	if s.trailer >= 0 {
 		return nil, fmt.Errorf("file %q after the end of the archive: %w", untrusted.Short(string(name)), ErrTarSplitMismatch)
 	}
-	if len(s.group) < s.padding || !allZero(s.group[:s.padding]) {
+	if len(s.group) < s.padding || !iox.AllZero(s.group[:s.padding]) {
 		return nil, errNonZeroPadding
 	}
 	headers := s.group[s.padding:]
@@ -201,7 +203,7 @@ func (s *tarStream) end() error {
 		return nil
 	case s.trailer >= 0:
 		return fmt.Errorf("the archive ends in %d zero bytes, which tar readers find truncated: %w", s.trailer, ErrTarSplitMismatch)
-	case len(s.group) != s.padding || !allZero(s.group):
+	case len(s.group) != s.padding || !iox.AllZero(s.group):
 		return fmt.Errorf("the archive ends in %d bytes that are neither padding nor a whole entry: %w", len(s.group), ErrTarSplitMismatch)
 	}
 	return nil
@@ -216,15 +218,6 @@ func headerOnly(flag byte) bool {
 		return true
 	}
 	return false
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // compareTarHeader reports the first attribute in which e and hdr differ.

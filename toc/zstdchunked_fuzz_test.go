@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/lazylayer/lazylayer/internal/iox"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/. They are kept to a few
@@ -211,13 +213,13 @@ func FuzzTarSplit(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer r.Close()
-		var out countingWriter
-		out.w = io.Discard
+		var out iox.CountingWriter
+		out.W = io.Discard
 		n, _ := WriteTarFromTarSplit(&out, r, func(name string, size int64) (io.ReadCloser, error) {
 			return io.NopCloser(io.LimitReader(zeroReader{}, min(size, limit))), nil
 		})
-		if n != out.n {
-			t.Fatalf("replay reports %d bytes, wrote %d", n, out.n)
+		if n != out.N {
+			t.Fatalf("replay reports %d bytes, wrote %d", n, out.N)
 		}
 	})
 }
@@ -274,7 +276,7 @@ func checkRebuiltTar(t *testing.T, rebuilt []byte, entries []*Entry) {
 		}
 	}
 	rest, _ := io.ReadAll(r)
-	if !allZero(rest) {
+	if !iox.AllZero(rest) {
 		t.Fatalf("%d bytes after the end of the archive are not all zeros", len(rest))
 	}
 }

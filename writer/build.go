@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/lazylayer/lazylayer/internal/iox"
+
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -228,30 +230,18 @@ func finishBlob(cfg *config, sink *blobSink, a *assembler, res *Result) error {
 	// 300,000 small files): once for the size its tar header needs and
 	// its digest, once into the member.
 	h := sha256.New()
-	json := countingWriter{w: h}
+	json := iox.CountingWriter{W: h}
 	if err := encode(&json); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
 	t.Digest = digest.NewDigest(digest.SHA256, h)
 	// The DiffID covers the member's uncompressed bytes, exactly what a
 	// gunzip of the blob yields.
-	if err := toc.WriteEStargzTOCMemberFrom(sink.compressed(), sink.raw(), json.n, cfg.level, encode); err != nil {
+	if err := toc.WriteEStargzTOCMemberFrom(sink.compressed(), sink.raw(), json.N, cfg.level, encode); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
 	if err := sink.write(toc.EStargzFooter(tocOffset), nil); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
 	return sink.finish(res, &t, x, tocOffset, toc.EStargzAnnotations(t.Digest, sink.uncompressedSize))
-}
-
-// countingWriter counts the bytes written to w.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/iox"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
@@ -122,7 +124,7 @@ func (l *chunkedLayout) addAll(er *entryReader) error {
 			return err
 		}
 	}
-	if !allZero(er.trailer()) {
+	if !iox.AllZero(er.trailer()) {
 		return fmt.Errorf("writer: bytes other than zeros in the last entry's padding: %w", errNotZeros)
 	}
 	if err := l.addSegment(er.trailer()); err != nil {
@@ -133,7 +135,7 @@ func (l *chunkedLayout) addAll(er *entryReader) error {
 	buf := make([]byte, 1<<20)
 	for {
 		n, err := er.readRest(buf)
-		if !allZero(buf[:n]) {
+		if !iox.AllZero(buf[:n]) {
 			return fmt.Errorf("writer: bytes other than zeros after the end of the archive: %w", errNotZeros)
 		}
 		if n > 0 {
@@ -170,7 +172,7 @@ func (l *chunkedLayout) add(rec *record) error {
 		// it.
 		return fmt.Errorf("writer: entry %q: tar type %q in zstd:chunked: %w", hdr.Name, hdr.Typeflag, ErrUnsupportedEntry)
 	}
-	if pad := len(rec.lead) - len(rec.raw); pad > 0 && !allZero(rec.lead[:pad]) {
+	if pad := len(rec.lead) - len(rec.raw); pad > 0 && !iox.AllZero(rec.lead[:pad]) {
 		return fmt.Errorf("writer: entry %q: bytes other than zeros in the padding before it: %w", untrusted.Short(hdr.Name), errNotZeros)
 	}
 	e, err := tocEntry(hdr)
@@ -278,7 +280,7 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplit *pagedBytes, res *Re
 		if err != nil {
 			return 0, err
 		}
-		json := countingWriter{w: zw}
+		json := iox.CountingWriter{W: zw}
 		enc := toc.NewZstdChunkedEncoder(&json, t.TarSplitDigest)
 		err = x.each(false, func(e *logEntry) error {
 			// The TOC names entries as the tar does:
@@ -298,13 +300,13 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplit *pagedBytes, res *Re
 		if cerr := zw.Close(); err == nil {
 			err = cerr
 		}
-		return json.n, err
+		return json.N, err
 	}
 	// The compressed TOC is made twice rather than held (17 MB for
 	// 300,000 small files): once for the length its frame header needs
 	// and its digest, once into the blob.
 	h := sha256.New()
-	compressed := countingWriter{w: h}
+	compressed := iox.CountingWriter{W: h}
 	tocSize, err := encode(&compressed)
 	if err != nil {
 		return fmt.Errorf("writer: %w", err)
@@ -320,9 +322,9 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplit *pagedBytes, res *Re
 		Format:                     toc.FormatZstdChunked,
 		Size:                       toc.LegacyZstdChunkedFooterSize,
 		TOCOffset:                  dataEnd + toc.SkippableFrameHeaderSize,
-		TOCLength:                  compressed.n,
+		TOCLength:                  compressed.N,
 		TOCUncompressedLength:      tocSize,
-		TarSplitOffset:             dataEnd + 2*toc.SkippableFrameHeaderSize + compressed.n,
+		TarSplitOffset:             dataEnd + 2*toc.SkippableFrameHeaderSize + compressed.N,
 		TarSplitLength:             tarSplitLength,
 		TarSplitUncompressedLength: tarSplitSize,
 	}
@@ -330,7 +332,7 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplit *pagedBytes, res *Re
 	if err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	frame, err := toc.AppendSkippableFrameHeader(nil, compressed.n)
+	frame, err := toc.AppendSkippableFrameHeader(nil, compressed.N)
 	if err == nil {
 		err = sink.write(frame, nil)
 	}
@@ -368,13 +370,3 @@ func utc(t time.Time) time.Time {
 // tar-split refuse them (toc.CheckTarSplit), since a tar reader told to
 // ignore zero blocks (GNU tar -i) reads on past the end.
 var errNotZeros = fmt.Errorf("zstd:chunked keeps only zeros where tar readers skip bytes: %w", ErrUnsupportedEntry)
-
-// allZero reports whether b holds only zero bytes.
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}

@@ -1,0 +1,21 @@
+package iox
+
+import (
+	"io"
+	"testing"
+)
+
+func TestCountingWriter(t *testing.T) {
+	c := CountingWriter{W: io.Discard}
+	c.Write([]byte("abc"))
+	c.Write(make([]byte, 5))
+	if c.N != 8 {
+		t.Errorf("N = %d, want 8", c.N)
+	}
+}
+
+func TestAllZero(t *testing.T) {
+	if !AllZero(nil) || !AllZero(make([]byte, 600)) || AllZero([]byte{0, 0, 1}) {
+		t.Error("AllZero disagrees with its definition")
+	}
+}
