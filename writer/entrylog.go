@@ -231,22 +231,14 @@ type logDecoder struct {
 	member int
 }
 
-func (d *logDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errCorruptLog
-		d.b = nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *logDecoder) uvarint() uint64 { return readVarint(d, binary.Uvarint) }
+func (d *logDecoder) varint() int64   { return readVarint(d, binary.Varint) }
 
-func (d *logDecoder) varint() int64 {
-	v, n := binary.Varint(d.b)
+// readVarint decodes one varint with read, as uvarint and varint do.
+func readVarint[T uint64 | int64](d *logDecoder, read func([]byte) (T, int)) T {
+	v, n := read(d.b)
 	if n <= 0 {
-		d.err = errCorruptLog
-		d.b = nil
+		d.fail()
 		return 0
 	}
 	d.b = d.b[n:]
@@ -255,14 +247,16 @@ func (d *logDecoder) varint() int64 {
 
 func (d *logDecoder) bytes(n uint64) []byte {
 	if n > uint64(len(d.b)) {
-		d.err = errCorruptLog
-		d.b = nil
+		d.fail()
 		return nil
 	}
 	v := d.b[:n]
 	d.b = d.b[n:]
 	return v
 }
+
+// fail marks the log corrupt and stops decoding it.
+func (d *logDecoder) fail() { d.err, d.b = errCorruptLog, nil }
 
 func (d *logDecoder) byte() byte {
 	if b := d.bytes(1); len(b) == 1 {
