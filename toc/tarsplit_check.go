@@ -196,14 +196,15 @@ func (s *tarStream) file(name []byte, size int64) (*tar.Header, error) {
 
 // end checks the end of the stream: the end-of-archive blocks, which a
 // tar reader accepts alone or followed by anything as long as it is at
-// least a second block; or, without them, the last entry's whole padding.
+// least a second block; or, without them, the last entry's padding or any
+// part of it, which archive/tar reads as a clean end.
 func (s *tarStream) end() error {
 	switch {
 	case s.trailer == tarBlockSize || s.trailer >= 2*tarBlockSize:
 		return nil
 	case s.trailer >= 0:
 		return fmt.Errorf("the archive ends in %d zero bytes, which tar readers find truncated: %w", s.trailer, ErrTarSplitMismatch)
-	case len(s.group) != s.padding || !iox.AllZero(s.group):
+	case len(s.group) > s.padding || !iox.AllZero(s.group):
 		return fmt.Errorf("the archive ends in %d bytes that are neither padding nor a whole entry: %w", len(s.group), ErrTarSplitMismatch)
 	}
 	return nil
