@@ -6,10 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -45,6 +47,8 @@ const (
 	estargz layerKind = iota
 	zstdChunked
 	plainGzip
+	plainZstd
+	plainTar
 )
 
 // testLayer is a layer blob and its descriptor.
@@ -56,15 +60,23 @@ type testLayer struct {
 
 func makeLayer(t testing.TB, kind layerKind, tarData []byte, opts ...writer.Option) testLayer {
 	var blob bytes.Buffer
-	switch kind {
-	case plainGzip:
-		zw := gzip.NewWriter(&blob)
-		zw.Write(tarData)
-		require.NoError(t, zw.Close())
+	plain := func(mediaType string, w io.WriteCloser) testLayer {
+		w.Write(tarData)
+		require.NoError(t, w.Close())
 		return testLayer{
-			desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(blob.Bytes()), Size: int64(blob.Len())},
+			desc: ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(blob.Bytes()), Size: int64(blob.Len())},
 			blob: blob.Bytes(), diffID: digest.FromBytes(tarData),
 		}
+	}
+	switch kind {
+	case plainGzip:
+		return plain(ocispec.MediaTypeImageLayerGzip, gzip.NewWriter(&blob))
+	case plainZstd:
+		zw, err := zstd.NewWriter(&blob)
+		require.NoError(t, err)
+		return plain(ocispec.MediaTypeImageLayerZstd, zw)
+	case plainTar:
+		return plain(ocispec.MediaTypeImageLayer, nopCloser{&blob})
 	case zstdChunked:
 		opts = append(opts, writer.WithFormat(toc.FormatZstdChunked))
 	}
@@ -239,3 +251,7 @@ func (s *memSource) index(t testing.TB, manifests ...ocispec.Descriptor) ocispec
 }
 
 func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

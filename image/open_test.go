@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"io/fs"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,6 +172,27 @@ func TestOpenNotSeekable(t *testing.T) {
 	require.ErrorIs(t, err, fs.ErrNotExist)
 }
 
+func TestOpenFetchWholeCompressions(t *testing.T) {
+	for _, kind := range []layerKind{plainGzip, plainZstd, plainTar} {
+		l := makeLayer(t, kind, tarOf(t, tfile{name: "etc/os-release", data: "whole"}))
+		src := &memSource{}
+		src.root = testImage{layers: []testLayer{l}}.store(t, src, nil)
+		dir := t.TempDir()
+		img, err := Open(context.Background(), src, WithFetchWhole(dir))
+		require.NoError(t, err)
+		require.NoError(t, img.Err(), l.desc.MediaType)
+		root, err := img.FS()
+		require.NoError(t, err)
+		data, err := fs.ReadFile(root, "etc/os-release")
+		require.NoError(t, err)
+		require.Equal(t, "whole", string(data))
+		require.NoError(t, img.Close())
+		left, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		require.Empty(t, left, "Close removes the local copies")
+	}
+}
+
 func TestOpenFetchWholeVerifies(t *testing.T) {
 	plain := makeLayer(t, plainGzip, tarOf(t, tfile{name: "a", data: "genuine"}))
 	forged := makeLayer(t, plainGzip, tarOf(t, tfile{name: "a", data: "forged!"}))
@@ -184,13 +206,20 @@ func TestOpenFetchWholeVerifies(t *testing.T) {
 	require.ErrorIs(t, img.Layers()[0].Err, ErrDigestMismatch)
 	require.Nil(t, img.Layers()[0].Layer)
 
-	_, err = Open(context.Background(), src, WithFetchWhole(t.TempDir()), WithMaxWholeLayerSize(plain.desc.Size-1))
-	require.NoError(t, err)
-
 	src.blobs[plain.desc.Digest] = plain.blob
 	img, err = Open(context.Background(), src, WithFetchWhole(t.TempDir()), WithMaxWholeLayerSize(plain.desc.Size-1))
 	require.NoError(t, err)
 	defer img.Close()
+	require.ErrorIs(t, img.Layers()[0].Err, ErrLimit)
+
+	// A small blob of a large tar: the tar is bounded as it is read.
+	bomb := makeLayer(t, plainGzip, tarOf(t, tfile{name: "zeros", data: strings.Repeat("\x00", 1<<20)}))
+	src = &memSource{}
+	src.root = testImage{layers: []testLayer{bomb}}.store(t, src, nil)
+	img, err = Open(context.Background(), src, WithFetchWhole(t.TempDir()), WithMaxWholeLayerSize(64<<10))
+	require.NoError(t, err)
+	defer img.Close()
+	require.Less(t, bomb.desc.Size, int64(64<<10))
 	require.ErrorIs(t, img.Layers()[0].Err, ErrLimit)
 }
 
