@@ -6,4 +6,70 @@
 // Images come from a Source and go to a Target, the seam every image
 // store plugs in at: a registry repository, an OCI layout directory, a
 // docker-save archive.
+//
+// # Opening an image
+//
+// Open resolves the source to a manifest or image index, follows indexes
+// to the manifest of the wanted platform (WithPlatform; by default linux
+// and the running architecture, with containerd's preferences for older
+// variants and 32-bit modes), then fetches the config and opens every
+// layer at the same time. A layer's blob size comes from its descriptor,
+// and a seekable layer's annotations locate its index, so each layer
+// costs one request; with a Source that answers Resolve with the root's
+// bytes, as a registry's GET by tag does, the whole image is open after
+// three round trips: the root, the platform's manifest, then the config
+// and every layer's index together. OCI and Docker schema 2 manifests,
+// indexes and configs are read.
+//
+// A layer is opened by the format its media type and annotations
+// declare, never by probing the blob: a gzip layer with the eStargz TOC
+// digest annotation is eStargz, a zstd layer with the zstd:chunked
+// manifest checksum annotation (either spelling) is zstd:chunked, and
+// reader.Open is given the annotations, which pin the index's digest and
+// locate it. Any other layer of a known media type is not seekable: its
+// Layer entry holds an error matching ErrNotSeekable, and Image.FS and
+// Image.Prefetch fail, unless Open fetches it whole (WithFetchWhole).
+// Image.Layers tells which layer is which.
+//
+// # Layers fetched whole
+//
+// With WithFetchWhole, a layer that is not seekable is fetched from start
+// to end, 8 MiB a request with the next request made while the previous
+// piece is consumed, decompressed as its media type says, and rewritten
+// as an eStargz blob (gzip level 1) into a temporary file, which is then
+// opened like any seekable layer. Its digest is checked over every byte
+// before the copy is opened: a layer that fails is never served. At most
+// two layers are fetched whole at once; each holds up to 24 MiB of blob
+// in flight plus what package writer needs to compress it. The file is
+// unlinked at once where the system allows it, and removed by Close.
+//
+// # Bounds
+//
+// Manifests, indexes and configs are untrusted: each is checked against
+// the digest and size of the descriptor naming it before it is parsed,
+// and their descriptors' sizes are bounded before they are fetched.
+// Every bound is an option, whose value <= 0 selects the default:
+//
+//   - WithMaxManifestSize: a manifest, index or config, 4 MiB
+//     (DefaultMaxManifestSize), the limit registries apply; a Source
+//     returns manifest bytes whole, so it must bound what it reads too;
+//   - WithMaxIndexDepth: indexes followed before a manifest, 4
+//     (DefaultMaxIndexDepth); one path is followed, never a search;
+//   - WithMaxLayers: layers of a manifest, 1024 (DefaultMaxLayers);
+//   - WithMaxWholeLayerSize: a layer fetched whole, blob and tar, 16 GiB
+//     (DefaultMaxWholeLayerSize);
+//   - WithParallelism: layers opened at once, 32 (DefaultParallelism).
+//
+// What a layer's index may cost is bounded by package reader, whose
+// options WithReaderOptions passes on. An error quoting untrusted input
+// quotes at most 128 bytes of it; a *PlatformError lists at most 16 of
+// the platforms an index offers.
+//
+// # Prefetch
+//
+// Image.Plan merges the prefetch plans the image carries: the files
+// before each eStargz layer's landmark, the patterns annotation
+// (prefetch.AnnotationPatterns) of the manifest and of each layer, and
+// the plan prefetch.FromImageConfig makes from the config. Image.Prefetch
+// fetches that plan into the layers' caches, all layers at once.
 package image

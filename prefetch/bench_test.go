@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/lazylayer/lazylayer/overlay"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -42,7 +43,7 @@ func BenchmarkFromImageConfig(b *testing.B) {
 	}
 	layers[0].(fstest.MapFS)["lib64/ld-linux-x86-64.so.2"] = elfFile(fakeELF{})
 	layers[9].(fstest.MapFS)["usr/bin/app"] = elfFile(fakeELF{interp: glibcLoader, needed: needed})
-	img := NewOverlay(layers...)
+	img := overlay.New(layers...)
 	cfg := v1.ImageConfig{Entrypoint: []string{"app"}}
 	for b.Loop() {
 		p, err := FromImageConfig(context.Background(), img, cfg)

@@ -16,12 +16,12 @@
 //     do, and adds the files libc and language runtimes read at start;
 //   - FromPatterns: a Patterns set, the portable form of a plan.
 //
-// Planners see an image through an Overlay, which stacks layers given as
-// io/fs file systems with overlayfs semantics (upper layers win, whiteouts
-// and opaque directories hide) and resolves symbolic links inside the
-// image. Any fs.FS works as a layer: os.DirFS, fstest.MapFS, or a lazy
-// layer of package reader, whose files are fetched only as far as the
-// planner reads them (ELF headers and dynamic sections, #! lines, small
+// Planners see an image through an overlay.FS, which stacks layers given
+// as io/fs file systems with overlayfs semantics (upper layers win,
+// whiteouts and opaque directories hide) and resolves symbolic links
+// inside the image. Any fs.FS works as a layer: os.DirFS, fstest.MapFS,
+// or a lazy layer of package reader, whose files are fetched only as far
+// as the planner reads them (ELF headers and dynamic sections, #! lines, small
 // configuration files).
 //
 // Plan.Patterns exports a plan as path patterns that fit a descriptor

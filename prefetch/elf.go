@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+
+	"github.com/lazylayer/lazylayer/overlay"
 )
 
 // ErrMalformed is wrapped by errors about a file the planner could not
@@ -111,8 +113,8 @@ func dynPath(f *elf.File, tag elf.DynTag) []string {
 // readELFFile parses the ELF file at loc. Files that are an io.ReaderAt
 // (os.File, fstest.MapFS files, lazy layer files) are read in place, so a
 // lazy layer fetches only the headers and the dynamic section.
-func (o *Overlay) readELFFile(loc Location) (*elfObject, error) {
-	f, err := o.layers[loc.Layer].Open(loc.Path)
+func readELFFile(img *overlay.FS, loc overlay.Location) (*elfObject, error) {
+	f, err := img.Layer(loc.Layer).Open(loc.Path)
 	if err != nil {
 		return nil, err
 	}

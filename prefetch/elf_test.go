@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/lazylayer/lazylayer/overlay"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
 )
@@ -206,7 +207,7 @@ func TestLibrarySearchOrder(t *testing.T) {
 		"usr/lib/x86_64-linux-gnu/libsys2.so": elfFile(fakeELF{}),
 		"lib":                                 link("usr/lib"),
 	}
-	plan, err := FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{
+	plan, err := FromImageConfig(context.Background(), overlay.New(layer), v1.ImageConfig{
 		Entrypoint: []string{"/app/bin/main"},
 		Env:        []string{"LD_LIBRARY_PATH=/env/lib"},
 	}, WithRuntimeFiles(false))
@@ -239,7 +240,7 @@ func TestPreload(t *testing.T) {
 		"usr/lib/liba.so":            elfFile(fakeELF{}),
 		"bin/app":                    elfFile(fakeELF{interp: glibcLoader, needed: []string{"liba.so"}}),
 	}
-	plan, err := FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{
+	plan, err := FromImageConfig(context.Background(), overlay.New(layer), v1.ImageConfig{
 		Cmd: []string{"/bin/app"}, Env: []string{"LD_PRELOAD=libenv.so"},
 	}, WithRuntimeFiles(false))
 	require.NoError(t, err)
@@ -257,7 +258,7 @@ func TestMuslLibraryPath(t *testing.T) {
 		"opt/m/libm.so":                 elfFile(fakeELF{}),
 		"usr/lib/libm.so":               elfFile(fakeELF{}),
 	}
-	plan, err := FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}})
+	plan, err := FromImageConfig(context.Background(), overlay.New(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}})
 	require.NoError(t, err)
 	require.Equal(t, []string{"bin/app", "lib/ld-musl-x86_64.so.1", "etc/ld-musl-x86_64.path", "opt/m/libm.so"}, plan.Paths(-1))
 }
@@ -270,11 +271,11 @@ func TestLibraryLimits(t *testing.T) {
 		"usr/lib/liba.so":            elfFile(fakeELF{needed: []string{"libb.so"}}),
 		"usr/lib/libb.so":            elfFile(fakeELF{needed: []string{"liba.so", "libb.so"}}),
 	}
-	plan, err := FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}}, WithRuntimeFiles(false))
+	plan, err := FromImageConfig(context.Background(), overlay.New(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}}, WithRuntimeFiles(false))
 	require.NoError(t, err)
 	require.Equal(t, []string{"bin/app", "lib64/ld-linux-x86-64.so.2", "usr/lib/liba.so", "usr/lib/libb.so"}, plan.Paths(-1))
 
-	_, err = FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}},
+	_, err = FromImageConfig(context.Background(), overlay.New(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}},
 		WithRuntimeFiles(false), WithMaxItems(2))
 	require.ErrorIs(t, err, ErrLimit)
 
@@ -289,7 +290,7 @@ func TestLibraryLimits(t *testing.T) {
 	}
 	layer["etc/ld.so.conf"] = file(strings.Join(conf, "\n"))
 	layer["bin/app"] = elfFile(fakeELF{interp: glibcLoader, needed: needed})
-	plan, err = FromImageConfig(context.Background(), NewOverlay(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}})
+	plan, err = FromImageConfig(context.Background(), overlay.New(layer), v1.ImageConfig{Cmd: []string{"/bin/app"}})
 	require.ErrorIs(t, err, ErrLimit)
 	require.ErrorIs(t, err, ErrNotFound)
 	require.Equal(t, []string{"bin/app", "lib64/ld-linux-x86-64.so.2"}, plan.Paths(-1))
@@ -305,10 +306,10 @@ func TestExpandDST(t *testing.T) {
 // TestReadELFWithoutReaderAt reads an ELF file from a layer whose files
 // are plain streams.
 func TestReadELFWithoutReaderAt(t *testing.T) {
-	img := NewOverlay(streamFS{fstest.MapFS{"lib.so": elfFile(fakeELF{needed: []string{"x.so"}})}})
+	img := overlay.New(streamFS{fstest.MapFS{"lib.so": elfFile(fakeELF{needed: []string{"x.so"}})}})
 	loc, err := img.Resolve("lib.so")
 	require.NoError(t, err)
-	obj, err := img.readELFFile(loc)
+	obj, err := readELFFile(img, loc)
 	require.NoError(t, err)
 	require.Equal(t, []string{"x.so"}, obj.needed)
 }
@@ -357,7 +358,7 @@ func TestLanguageRules(t *testing.T) {
 		"opt/venv/pyvenv.cfg":                                               file("home = /usr/bin"),
 		"opt/venv/lib/python3.12/site-packages/extra.pth":                   file(""),
 	}
-	img := NewOverlay(layer)
+	img := overlay.New(layer)
 	plan, err := FromImageConfig(context.Background(), img, v1.ImageConfig{Entrypoint: []string{"java", "-jar", "app.jar"}})
 	require.NoError(t, err)
 	require.Equal(t, []string{

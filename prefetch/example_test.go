@@ -9,12 +9,13 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lazylayer/lazylayer/overlay"
 	"github.com/lazylayer/lazylayer/prefetch"
 )
 
 // An image of two layers: a base with a shell and a time zone, and an
 // application layer whose entrypoint is a script run by that shell.
-func exampleImage() *prefetch.Overlay {
+func exampleImage() *overlay.FS {
 	base := fstest.MapFS{
 		"bin/sh":                            {Data: []byte("not an ELF file in this example"), Mode: 0o755},
 		"etc/passwd":                        {Data: []byte("root:x:0:0::/root:/bin/sh\n")},
@@ -27,7 +28,7 @@ func exampleImage() *prefetch.Overlay {
 		"usr/local/bin/start": {Data: []byte("#!/bin/sh\nexec server\n"), Mode: 0o755},
 		"etc/.wh.passwd":      {}, // the application layer deletes /etc/passwd
 	}
-	return prefetch.NewOverlay(base, app)
+	return overlay.New(base, app)
 }
 
 func ExampleFromImageConfig() {
@@ -47,17 +48,6 @@ func ExampleFromImageConfig() {
 	// layer 0 bin/sh                               interpreter
 	// layer 0 usr/share/zoneinfo/UTC               runtime
 	// layer 0 etc/ssl/certs/ca-certificates.crt    runtime
-}
-
-func ExampleOverlay() {
-	img := exampleImage()
-	loc, _ := img.Resolve("/etc/localtime")
-	fmt.Println(loc.Path, "from layer", loc.Layer)
-	_, err := img.Stat("etc/passwd")
-	fmt.Println(err)
-	// Output:
-	// usr/share/zoneinfo/UTC from layer 0
-	// stat etc/passwd: file does not exist
 }
 
 func ExampleParseStrace() {

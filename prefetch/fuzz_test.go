@@ -3,11 +3,11 @@ package prefetch
 import (
 	"bytes"
 	"context"
-	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
 
+	"github.com/lazylayer/lazylayer/overlay"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -86,33 +86,11 @@ func FuzzParsePatterns(f *testing.F) {
 func FuzzReadELF(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		readELF(bytes.NewReader(data), int64(len(data)))
-		img := NewOverlay(fstest.MapFS{
+		img := overlay.New(fstest.MapFS{
 			"bin/app":                    {Data: data, Mode: 0o755},
 			"usr/lib/liba.so":            {Data: data, Mode: 0o755},
 			"lib64/ld-linux-x86-64.so.2": {Data: data, Mode: 0o755},
 		})
 		FromImageConfig(context.Background(), img, v1.ImageConfig{Entrypoint: []string{"/bin/app"}})
-	})
-}
-
-// FuzzOverlayResolve resolves arbitrary names, and arbitrary link targets,
-// in a layered image: it must end, stay inside the image and name a path
-// a layer has.
-func FuzzOverlayResolve(f *testing.F) {
-	f.Fuzz(func(t *testing.T, name, target string) {
-		img := testImage()
-		img.layers = append(img.layers, fstest.MapFS{"usr/bin/fuzz": link(target)})
-		for _, n := range []string{name, "usr/bin/fuzz", "usr/bin/fuzz/" + name} {
-			loc, err := img.Resolve(n)
-			if err != nil {
-				continue
-			}
-			if loc.Path != "." && !validAnchor(loc.Path) && !strings.HasPrefix(loc.Path, ".wh.") {
-				t.Fatalf("%q resolved to %q", n, loc.Path)
-			}
-			if _, err := fs.Lstat(img.layers[loc.Layer], loc.Path); err != nil {
-				t.Fatalf("%q resolved to %q, which layer %d lacks: %v", n, loc.Path, loc.Layer, err)
-			}
-		}
 	})
 }

@@ -5,10 +5,12 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
 
+	"github.com/lazylayer/lazylayer/overlay"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -63,11 +65,11 @@ const (
 // could not be followed (each wrapping ErrNotFound, ErrMalformed or
 // ErrLimit); the plan still holds everything else. Only a context error
 // aborts planning.
-func FromImageConfig(ctx context.Context, img *Overlay, cfg v1.ImageConfig, opts ...Option) (*Plan, error) {
+func FromImageConfig(ctx context.Context, img *overlay.FS, cfg v1.ImageConfig, opts ...Option) (*Plan, error) {
 	ip := &imagePlanner{
 		ctx:     ctx,
 		ov:      img,
-		res:     img.resolver(),
+		res:     img.NewResolver(),
 		opts:    buildOptions(opts),
 		plan:    &Plan{},
 		env:     parseEnv(cfg.Env),
@@ -96,8 +98,8 @@ func FromImageConfig(ctx context.Context, img *Overlay, cfg v1.ImageConfig, opts
 
 type imagePlanner struct {
 	ctx     context.Context
-	ov      *Overlay
-	res     *resolver
+	ov      *overlay.FS
+	res     *overlay.Resolver
 	opts    options
 	plan    *Plan
 	env     map[string]string
@@ -142,7 +144,7 @@ func (ip *imagePlanner) err() error {
 }
 
 // add puts a resolved regular file into the plan at the next priority.
-func (ip *imagePlanner) add(loc Location, reason Reason) {
+func (ip *imagePlanner) add(loc overlay.Location, reason Reason) {
 	if !isRegular(loc.Info) {
 		return
 	}
@@ -163,21 +165,21 @@ func (ip *imagePlanner) add(loc Location, reason Reason) {
 const maxResolves = 1 << 15
 
 // resolve resolves a name in the image, counting it against maxResolves.
-func (ip *imagePlanner) resolve(name string) (Location, error) {
+func (ip *imagePlanner) resolve(name string) (overlay.Location, error) {
 	if ip.resolves++; ip.resolves > maxResolves {
 		if ip.resolves == maxResolves+1 {
 			ip.fail(fmt.Errorf("prefetch: %d name lookups: %w", maxResolves, ErrLimit))
 		}
-		return Location{}, ErrLimit
+		return overlay.Location{}, ErrLimit
 	}
 	return ip.res.Resolve(name)
 }
 
 // addPath adds the named file if the image has it; absence is no error.
-func (ip *imagePlanner) addPath(name string, reason Reason) (Location, bool) {
+func (ip *imagePlanner) addPath(name string, reason Reason) (overlay.Location, bool) {
 	loc, err := ip.resolve(name)
 	if err != nil || !isRegular(loc.Info) {
-		return Location{}, false
+		return overlay.Location{}, false
 	}
 	ip.add(loc, reason)
 	return loc, true
@@ -214,15 +216,15 @@ func (ip *imagePlanner) abs(name string) string {
 
 // lookPath finds the executable that running name starts. It returns the
 // file, and the absolute path it was found by before links were resolved.
-func (ip *imagePlanner) lookPath(name string) (Location, string, error) {
+func (ip *imagePlanner) lookPath(name string) (overlay.Location, string, error) {
 	if name == "" {
-		return Location{}, "", fmt.Errorf("prefetch: empty program name: %w", ErrNotFound)
+		return overlay.Location{}, "", fmt.Errorf("prefetch: empty program name: %w", ErrNotFound)
 	}
 	if strings.Contains(name, "/") {
 		startedAs := ip.abs(name)
 		loc, err := ip.resolve(startedAs)
 		if err != nil || !isRegular(loc.Info) {
-			return Location{}, "", fmt.Errorf("prefetch: program %q: %w", name, ErrNotFound)
+			return overlay.Location{}, "", fmt.Errorf("prefetch: program %q: %w", name, ErrNotFound)
 		}
 		return loc, startedAs, nil
 	}
@@ -237,18 +239,18 @@ func (ip *imagePlanner) lookPath(name string) (Location, string, error) {
 			return loc, startedAs, nil
 		}
 	}
-	return Location{}, "", fmt.Errorf("prefetch: program %q in PATH %q: %w", name, search, ErrNotFound)
+	return overlay.Location{}, "", fmt.Errorf("prefetch: program %q in PATH %q: %w", name, search, ErrNotFound)
 }
 
 // program adds an executable and what it needs to start: its #!
 // interpreter, or its loader and libraries, and its language runtime.
-func (ip *imagePlanner) program(loc Location, startedAs string, reason Reason, depth int) {
+func (ip *imagePlanner) program(loc overlay.Location, startedAs string, reason Reason, depth int) {
 	if ip.ctx.Err() != nil || ip.visited[loc.Path] {
 		return
 	}
 	ip.visited[loc.Path] = true
 	ip.add(loc, reason)
-	head, err := ip.ov.readPrefix(loc, maxShebang)
+	head, err := readPrefix(ip.ov, loc, maxShebang)
 	if err != nil {
 		ip.fail(fmt.Errorf("prefetch: reading %q: %w", loc.Path, err))
 		return
@@ -267,7 +269,7 @@ func (ip *imagePlanner) program(loc Location, startedAs string, reason Reason, d
 // shebang follows the interpreter of a script, as the kernel's binfmt_script
 // does: the first line, at most maxShebang bytes, names the interpreter
 // and at most one argument.
-func (ip *imagePlanner) shebang(script Location, head []byte, depth int) {
+func (ip *imagePlanner) shebang(script overlay.Location, head []byte, depth int) {
 	if depth+1 > ip.opts.maxDepth {
 		ip.fail(fmt.Errorf("prefetch: interpreter of %q: more than %d levels: %w",
 			script.Path, ip.opts.maxDepth, ErrLimit))
@@ -334,14 +336,14 @@ func shellCommand(argv []string) (string, bool) {
 }
 
 // object returns the parsed ELF file at loc, cached.
-func (ip *imagePlanner) object(loc Location) (*elfObject, error) {
+func (ip *imagePlanner) object(loc overlay.Location) (*elfObject, error) {
 	if obj, ok := ip.objects[loc.Path]; ok {
 		if obj == nil {
 			return nil, fmt.Errorf("%w ELF", ErrMalformed)
 		}
 		return obj, nil
 	}
-	obj, err := ip.ov.readELFFile(loc)
+	obj, err := readELFFile(ip.ov, loc)
 	ip.objects[loc.Path] = obj
 	return obj, err
 }
@@ -355,7 +357,7 @@ type loaded struct {
 
 // elfProgram adds the loader and, breadth-first, the libraries of the ELF
 // executable at loc.
-func (ip *imagePlanner) elfProgram(loc Location) {
+func (ip *imagePlanner) elfProgram(loc overlay.Location) {
 	main, err := ip.object(loc)
 	if err != nil {
 		ip.fail(fmt.Errorf("prefetch: %q: %w", loc.Path, err))
@@ -451,7 +453,7 @@ func (ip *imagePlanner) preload(main *elfObject) []string {
 
 // findLibrary searches a DT_NEEDED name the way ld.so does for the object
 // cur. It returns the resolved library and the path it was found at.
-func (ip *imagePlanner) findLibrary(name string, cur *loaded, main *elfObject, musl bool) (Location, string, bool) {
+func (ip *imagePlanner) findLibrary(name string, cur *loaded, main *elfObject, musl bool) (overlay.Location, string, bool) {
 	if strings.Contains(name, "/") {
 		return ip.tryLibrary(ip.abs(name), main)
 	}
@@ -483,18 +485,18 @@ func (ip *imagePlanner) findLibrary(name string, cur *loaded, main *elfObject, m
 			return loc, at, true
 		}
 	}
-	return Location{}, "", false
+	return overlay.Location{}, "", false
 }
 
 // tryLibrary reports whether name is a library main's loader can load.
-func (ip *imagePlanner) tryLibrary(name string, main *elfObject) (Location, string, bool) {
+func (ip *imagePlanner) tryLibrary(name string, main *elfObject) (overlay.Location, string, bool) {
 	loc, err := ip.resolve(name)
 	if err != nil || !isRegular(loc.Info) {
-		return Location{}, "", false
+		return overlay.Location{}, "", false
 	}
 	obj, err := ip.object(loc)
 	if err != nil || !main.compatible(obj) {
-		return Location{}, "", false
+		return overlay.Location{}, "", false
 	}
 	return loc, path.Clean("/" + name), true
 }
@@ -604,6 +606,21 @@ func (ip *imagePlanner) readSmallFile(name string) ([]byte, bool) {
 	if err != nil || !isRegular(loc.Info) {
 		return nil, false
 	}
-	data, err := ip.ov.readPrefix(loc, maxConfigBytes)
+	data, err := readPrefix(ip.ov, loc, maxConfigBytes)
 	return data, err == nil
+}
+
+// readPrefix returns up to n bytes from the start of the file at loc.
+func readPrefix(img *overlay.FS, loc overlay.Location, n int) ([]byte, error) {
+	f, err := img.Layer(loc.Layer).Open(loc.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	got, err := io.ReadFull(f, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	return buf[:got], err
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/lazylayer/lazylayer/overlay"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
 )
@@ -126,7 +127,7 @@ func TestImageConfigCoversLoaderAndLibraries(t *testing.T) {
 				}
 			}
 
-			img := NewOverlay(os.DirFS(base), os.DirFS(upper))
+			img := overlay.New(os.DirFS(base), os.DirFS(upper))
 			cfg := v1.ImageConfig{Entrypoint: []string{prog}, Cmd: []string{"--version"}}
 			plan, err := FromImageConfig(context.Background(), img, cfg, WithRuntimeFiles(false))
 			require.NoError(t, err)
@@ -171,14 +172,14 @@ func TestImageConfigOriginOfTheRealBinary(t *testing.T) {
 	for _, d := range append(lddDeps(t, binary), lddDeps(t, "/"+jli)...) {
 		replicate(t, root, d)
 	}
-	plan, err := FromImageConfig(context.Background(), NewOverlay(os.DirFS(root)),
+	plan, err := FromImageConfig(context.Background(), overlay.New(os.DirFS(root)),
 		v1.ImageConfig{Entrypoint: []string{"java"}, Cmd: []string{"-version"}}, WithRuntimeFiles(false))
 	require.NoError(t, err)
 	require.Contains(t, plan.Paths(-1), jli)
 }
 
 func TestImageConfigErrorsAreListedNotFatal(t *testing.T) {
-	img := NewOverlay(fstest.MapFS{
+	img := overlay.New(fstest.MapFS{
 		"etc/passwd":      {Data: []byte("root:x:0:0::/root:/bin/sh\n")},
 		"usr/bin/missing": {Data: []byte("#!/no/such/interpreter\n"), Mode: 0o755},
 	})
@@ -211,7 +212,7 @@ func TestImageConfigPathAndShebangs(t *testing.T) {
 		"srv/tool":             script("plain data"),
 		"usr/bin/noexec":       {Data: []byte("x"), Mode: 0o644},
 	}
-	img := NewOverlay(layer)
+	img := overlay.New(layer)
 	plan, err := FromImageConfig(context.Background(), img, v1.ImageConfig{
 		Entrypoint: []string{"app"},
 	}, WithRuntimeFiles(false))
@@ -275,7 +276,7 @@ func TestShellCommand(t *testing.T) {
 }
 
 func TestImageConfigRuntimeFiles(t *testing.T) {
-	img := NewOverlay(fstest.MapFS{
+	img := overlay.New(fstest.MapFS{
 		"etc/nsswitch.conf":                 {Data: []byte("hosts: files dns\n")},
 		"etc/localtime":                     {Data: []byte("/usr/share/zoneinfo/Etc/UTC"), Mode: os.ModeSymlink | 0o777},
 		"usr/share/zoneinfo/Etc/UTC":        {Data: []byte("TZif")},
@@ -327,7 +328,7 @@ func TestImageConfigPython(t *testing.T) {
 	for _, m := range []string{"os.py", "site.py", "encodings/__init__.py", "encodings/utf_8.py", "json/__init__.py"} {
 		replicate(t, root, filepath.Join(stdlib, m))
 	}
-	plan, err := FromImageConfig(context.Background(), NewOverlay(os.DirFS(root)),
+	plan, err := FromImageConfig(context.Background(), overlay.New(os.DirFS(root)),
 		v1.ImageConfig{Entrypoint: []string{"python3"}})
 	require.True(t, err == nil || errors.Is(err, ErrNotFound), "%v", err) // libraries were not copied
 	paths := plan.Paths(-1)

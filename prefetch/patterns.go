@@ -9,6 +9,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/lazylayer/lazylayer/overlay"
 )
 
 // AnnotationPatterns is the descriptor annotation key under which a
@@ -350,11 +352,11 @@ func maxDepth(list []string) int {
 // within a "dir/*" or "dir/**" pattern, in lexical order. Symbolic links
 // matched by a pattern are followed to the file they name. Priorities
 // are the pattern's rank.
-func FromPatterns(ctx context.Context, img *Overlay, ps Patterns, opts ...Option) (*Plan, error) {
+func FromPatterns(ctx context.Context, img *overlay.FS, ps Patterns, opts ...Option) (*Plan, error) {
 	o := buildOptions(opts)
 	var p Plan
 	full := errors.New("full")
-	res := img.resolver()
+	res := img.NewResolver()
 	add := func(name string, rank int) error {
 		loc, err := res.Resolve(name)
 		if err != nil || !isRegular(loc.Info) {

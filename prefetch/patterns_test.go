@@ -7,6 +7,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/lazylayer/lazylayer/overlay"
 	"github.com/stretchr/testify/require"
 )
 
@@ -121,7 +122,7 @@ func TestPlanPatternsInvariants(t *testing.T) {
 }
 
 func TestFromPatterns(t *testing.T) {
-	img := NewOverlay(fstest.MapFS{
+	img := overlay.New(fstest.MapFS{
 		"usr/bin/app":          file("a"),
 		"usr/lib/py/os.py":     file("o"),
 		"usr/lib/py/site.py":   file("s"),

@@ -10,6 +10,7 @@ import (
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/simregistry"
+	"github.com/lazylayer/lazylayer/overlay"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/writer"
@@ -97,7 +98,7 @@ func TestTracePlanCostsOneRequestAfterOpen(t *testing.T) {
 		trace = append(trace, prefetch.Access{Path: "/" + c.files[i].name})
 		want[c.files[i].name] = true
 	}
-	plan, err := prefetch.FromTrace(context.Background(), prefetch.NewOverlay(layer), trace)
+	plan, err := prefetch.FromTrace(context.Background(), overlay.New(layer), trace)
 	if err != nil {
 		t.Fatal(err)
 	}

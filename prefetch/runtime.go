@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/lazylayer/lazylayer/overlay"
 )
 
 // The rules below name classes of files, not images: each applies when the
@@ -192,7 +194,7 @@ var languageRules = []languageRule{
 
 // language applies the first language rule that matches the interpreter
 // at loc, started by the path startedAs.
-func (ip *imagePlanner) language(loc Location, startedAs string) {
+func (ip *imagePlanner) language(loc overlay.Location, startedAs string) {
 	for _, rule := range languageRules {
 		version, ok := rule.match(path.Base(loc.Path), path.Base(startedAs))
 		if !ok {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/lazylayer/lazylayer/overlay"
 )
 
 // Op is what a traced process did with a path.
@@ -165,10 +167,10 @@ func eachLine(r io.Reader, fn func(n int, line []byte) error) error {
 // provides the file. Metadata-only accesses (OpStat), paths the image does
 // not have and non-regular files are left out, since a lazy layer serves
 // them from its index. The first access of a file sets its priority.
-func FromTrace(ctx context.Context, img *Overlay, accesses []Access, opts ...Option) (*Plan, error) {
+func FromTrace(ctx context.Context, img *overlay.FS, accesses []Access, opts ...Option) (*Plan, error) {
 	o := buildOptions(opts)
 	var p Plan
-	res := img.resolver()
+	res := img.NewResolver()
 	for i, a := range accesses {
 		if i%1024 == 0 {
 			if err := ctx.Err(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/lazylayer/lazylayer/overlay"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
 )
@@ -131,7 +132,7 @@ func TestParseTraceSkipsHugeLines(t *testing.T) {
 }
 
 func TestFromTrace(t *testing.T) {
-	img := NewOverlay(fstest.MapFS{
+	img := overlay.New(fstest.MapFS{
 		"usr/bin/app":     file("app"),
 		"usr/lib/libx.so": file("x"),
 		"lib":             link("usr/lib"),
@@ -184,7 +185,7 @@ func TestStaticPlanCoversRecordedStart(t *testing.T) {
 	}
 	replicate(t, root, "/etc/ld.so.conf")
 	replicate(t, root, "/lib64/ld-linux-x86-64.so.2") // the kernel maps it: no openat
-	img := NewOverlay(os.DirFS(root))
+	img := overlay.New(os.DirFS(root))
 
 	static, err := FromImageConfig(context.Background(), img, v1.ImageConfig{
 		Entrypoint: []string{"python3"}, Env: []string{"LANG=C.UTF-8"},

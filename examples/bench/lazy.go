@@ -11,6 +11,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/overlay"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/toc"
@@ -281,7 +282,7 @@ func traceRun(env *Env, blob *lazyBlob) lazyRun {
 		accesses[i] = prefetch.Access{Path: tf.Name}
 	}
 	return lazyRun{env: env, blob: blob, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
-		return prefetch.FromTrace(ctx, prefetch.NewOverlay(layer), accesses)
+		return prefetch.FromTrace(ctx, overlay.New(layer), accesses)
 	}}
 }
 
@@ -305,7 +306,7 @@ func (m *lazyModes) lazyImageConfig(ctx context.Context, env *Env) (Result, erro
 	cfg := imageConfig(env)
 	var problems error
 	res, err := lazyRun{env: env, blob: blob, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
-		plan, err := prefetch.FromImageConfig(ctx, prefetch.NewOverlay(layer), cfg)
+		plan, err := prefetch.FromImageConfig(ctx, overlay.New(layer), cfg)
 		if ctx.Err() != nil {
 			return nil, err
 		}

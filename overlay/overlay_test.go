@@ -1,4 +1,4 @@
-package prefetch
+package overlay
 
 import (
 	"io/fs"
@@ -20,7 +20,7 @@ func file(data string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(dat
 func dir() *fstest.MapFile { return &fstest.MapFile{Mode: fs.ModeDir | 0o755} }
 
 // testImage is three layers exercising every overlay rule.
-func testImage() *Overlay {
+func testImage() *FS {
 	base := fstest.MapFS{
 		"etc/os-release":    file("base"),
 		"etc/hostname":      file("base"),
@@ -52,10 +52,10 @@ func testImage() *Overlay {
 		"usr/lib":        dir(),
 		".wh.gone":       file(""),
 	}
-	return NewOverlay(base, middle, top)
+	return New(base, middle, top)
 }
 
-func TestOverlayUpperWinsAndWhiteouts(t *testing.T) {
+func TestUpperWinsAndWhiteouts(t *testing.T) {
 	img := testImage()
 	for name, want := range map[string]string{
 		"etc/os-release":   "top",
@@ -92,7 +92,7 @@ func TestOverlayUpperWinsAndWhiteouts(t *testing.T) {
 	require.Equal(t, 2, loc.Layer)
 }
 
-func TestOverlayReadDirMerges(t *testing.T) {
+func TestReadDirMerges(t *testing.T) {
 	img := testImage()
 	names := func(dir string) []string {
 		entries, err := fs.ReadDir(img, dir)
@@ -119,7 +119,7 @@ func TestOverlayReadDirMerges(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestOverlaySymlinks(t *testing.T) {
+func TestSymlinks(t *testing.T) {
 	img := testImage()
 	for name, want := range map[string]string{
 		"usr/bin/tool":           "usr/lib/libx.so", // relative, across layers
@@ -155,13 +155,13 @@ func TestOverlaySymlinks(t *testing.T) {
 	require.ErrorIs(t, err, fs.ErrInvalid, "fs.FS names are unrooted")
 	_, err = img.Resolve("etc/hostname/x")
 	require.Error(t, err)
-	_, err = NewOverlay().Resolve("x")
+	_, err = New().Resolve("x")
 	require.ErrorIs(t, err, fs.ErrNotExist)
 }
 
-// TestOverlayDirFS runs the view over real directories, where a symbolic
+// TestDirFS runs the view over real directories, where a symbolic
 // link to an absolute path must stay inside the image.
-func TestOverlayDirFS(t *testing.T) {
+func TestDirFS(t *testing.T) {
 	lower, upper := t.TempDir(), t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(lower, "etc"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(lower, "etc/passwd"), []byte("image"), 0o644))
@@ -169,7 +169,7 @@ func TestOverlayDirFS(t *testing.T) {
 	require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(upper, "bin/pw")))
 	require.NoError(t, os.WriteFile(filepath.Join(upper, ".wh.hidden"), nil, 0o644))
 
-	img := NewOverlay(os.DirFS(lower), os.DirFS(upper))
+	img := New(os.DirFS(lower), os.DirFS(upper))
 	data, err := fs.ReadFile(img, "bin/pw")
 	require.NoError(t, err)
 	require.Equal(t, "image", string(data), "the image's /etc/passwd, not the host's")
@@ -183,8 +183,8 @@ type statOnly struct{ m fstest.MapFS }
 func (s statOnly) Open(name string) (fs.File, error)     { return s.m.Open(name) }
 func (s statOnly) Stat(name string) (fs.FileInfo, error) { return s.m.Lstat(name) }
 
-func TestOverlayWithoutReadLinkFS(t *testing.T) {
-	img := NewOverlay(statOnly{fstest.MapFS{
+func TestWithoutReadLinkFS(t *testing.T) {
+	img := New(statOnly{fstest.MapFS{
 		"etc/passwd": file("pw"),
 		"bin/pw": {Mode: fs.ModeSymlink | 0o777,
 			Sys: &toc.Entry{Name: "bin/pw", Type: toc.TypeSymlink, LinkName: "/etc/passwd"}},
@@ -210,7 +210,7 @@ func TestResolverMatchesResolve(t *testing.T) {
 			return nil
 		})
 	}
-	res := img.resolver()
+	res := img.NewResolver()
 	for range 2 {
 		for _, name := range names {
 			want, wantErr := img.Resolve(name)

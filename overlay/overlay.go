@@ -1,4 +1,4 @@
-package prefetch
+package overlay
 
 import (
 	"errors"
@@ -22,7 +22,7 @@ const (
 	opaqueMarker = ".wh..wh..opq"
 )
 
-// Overlay is a read-only view of an image's layers stacked the way an OCI
+// FS is a read-only view of an image's layers stacked the way an OCI
 // runtime stacks them with overlayfs:
 //
 //   - an upper layer's entry wins over a lower layer's entry of the same
@@ -38,7 +38,7 @@ const (
 // above the root, and a link in one layer may point to a file another layer
 // provides.
 //
-// Overlay implements fs.FS, fs.StatFS, fs.ReadDirFS and fs.ReadLinkFS, so
+// FS implements fs.FS, fs.StatFS, fs.ReadDirFS and fs.ReadLinkFS, so
 // fs.WalkDir and fs.ReadFile work on the merged view. Open and Stat follow
 // symbolic links; Lstat and ReadLink do not.
 //
@@ -47,19 +47,24 @@ const (
 // recognised when its FileInfo.Sys() is a *toc.Entry that carries the
 // target; otherwise the layer's Stat decides what the name is.
 //
-// An Overlay is safe for concurrent use if its layers are.
-type Overlay struct {
+// An FS is safe for concurrent use if its layers are.
+type FS struct {
 	layers []fs.FS
 }
 
-// NewOverlay returns the view of layers stacked bottom to top: layers[0]
-// is the lowest (base) layer.
-func NewOverlay(layers ...fs.FS) *Overlay {
-	return &Overlay{layers: slices.Clone(layers)}
+// New returns the view of layers stacked bottom to top: layers[0] is the
+// lowest (base) layer.
+func New(layers ...fs.FS) *FS {
+	return &FS{layers: slices.Clone(layers)}
 }
 
-// Layers returns the number of layers.
-func (o *Overlay) Layers() int { return len(o.layers) }
+// Len returns the number of layers.
+func (o *FS) Len() int { return len(o.layers) }
+
+// Layer returns layer i, as given to New: a Location's Layer indexes it,
+// so that a caller reads a resolved file straight from the layer that
+// provides it.
+func (o *FS) Layer(i int) fs.FS { return o.layers[i] }
 
 // Location is where a name of the merged view lives.
 type Location struct {
@@ -74,34 +79,35 @@ type Location struct {
 // Resolve follows name through every symbolic link and returns the entry
 // it denotes and the layer that provides it. name may be absolute or
 // relative to the image root.
-func (o *Overlay) Resolve(name string) (Location, error) {
+func (o *FS) Resolve(name string) (Location, error) {
 	return o.walk("resolve", name, true)
 }
 
-// A resolver resolves many names in one Overlay and remembers the
-// directories it passes through: a planner resolves thousands of names
-// under a few hundred directories, and working out which layers
-// contribute to a directory costs several lookups per layer. It assumes
-// the layers do not change while it is in use, and is not safe for
-// concurrent use.
-type resolver struct {
-	o    *Overlay
+// A Resolver resolves many names in one FS and remembers the directories
+// it passes through: a planner resolves thousands of names under a few
+// hundred directories, and working out which layers contribute to a
+// directory costs several lookups per layer. It assumes the layers do not
+// change while it is in use, and is not safe for concurrent use. Its
+// memory grows with the directories it has passed through.
+type Resolver struct {
+	o    *FS
 	dirs map[string]*dirState // by link-free path
 }
 
-func (o *Overlay) resolver() *resolver {
-	return &resolver{o: o, dirs: make(map[string]*dirState)}
+// NewResolver returns a Resolver of o with nothing remembered yet.
+func (o *FS) NewResolver() *Resolver {
+	return &Resolver{o: o, dirs: make(map[string]*dirState)}
 }
 
-// Resolve is Overlay.Resolve.
-func (r *resolver) Resolve(name string) (Location, error) {
+// Resolve is FS.Resolve.
+func (r *Resolver) Resolve(name string) (Location, error) {
 	loc, _, err := r.o.walkDir("resolve", name, true, r.dirs)
 	return loc, err
 }
 
 // Open opens the named file of the merged view, following symbolic links.
 // A directory's ReadDir lists the merged contents.
-func (o *Overlay) Open(name string) (fs.File, error) {
+func (o *FS) Open(name string) (fs.File, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
@@ -125,7 +131,7 @@ func (o *Overlay) Open(name string) (fs.File, error) {
 }
 
 // Stat returns the FileInfo of the named file, following symbolic links.
-func (o *Overlay) Stat(name string) (fs.FileInfo, error) {
+func (o *FS) Stat(name string) (fs.FileInfo, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrInvalid}
 	}
@@ -135,7 +141,7 @@ func (o *Overlay) Stat(name string) (fs.FileInfo, error) {
 
 // Lstat returns the FileInfo of the named file without following a
 // symbolic link in its last element.
-func (o *Overlay) Lstat(name string) (fs.FileInfo, error) {
+func (o *FS) Lstat(name string) (fs.FileInfo, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "lstat", Path: name, Err: fs.ErrInvalid}
 	}
@@ -144,7 +150,7 @@ func (o *Overlay) Lstat(name string) (fs.FileInfo, error) {
 }
 
 // ReadLink returns the target of the named symbolic link.
-func (o *Overlay) ReadLink(name string) (string, error) {
+func (o *FS) ReadLink(name string) (string, error) {
 	if !fs.ValidPath(name) {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: fs.ErrInvalid}
 	}
@@ -159,7 +165,7 @@ func (o *Overlay) ReadLink(name string) (string, error) {
 }
 
 // ReadDir returns the merged, sorted entries of the named directory.
-func (o *Overlay) ReadDir(name string) ([]fs.DirEntry, error) {
+func (o *FS) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: fs.ErrInvalid}
 	}
@@ -187,7 +193,7 @@ type dirState struct {
 
 // rootState is the state of the root, which every layer has; an opaque
 // root hides the layers below it.
-func (o *Overlay) rootState() *dirState {
+func (o *FS) rootState() *dirState {
 	st := &dirState{path: ".", layers: make([]bool, len(o.layers))}
 	for i := len(o.layers) - 1; i >= 0; i-- {
 		st.layers[i] = true
@@ -200,7 +206,7 @@ func (o *Overlay) rootState() *dirState {
 
 // lookupIn finds the entry elem of dir, searching its contributing layers
 // from the top. It does not follow a link.
-func (o *Overlay) lookupIn(dir *dirState, elem string) (int, fs.FileInfo, error) {
+func (o *FS) lookupIn(dir *dirState, elem string) (int, fs.FileInfo, error) {
 	if strings.HasPrefix(elem, whiteoutPre) {
 		return 0, nil, fs.ErrNotExist
 	}
@@ -221,7 +227,7 @@ func (o *Overlay) lookupIn(dir *dirState, elem string) (int, fs.FileInfo, error)
 
 // descend returns the state of the subdirectory elem of dir, which the
 // caller found to be a directory.
-func (o *Overlay) descend(dir *dirState, elem string) *dirState {
+func (o *FS) descend(dir *dirState, elem string) *dirState {
 	p := path.Join(dir.path, elem)
 	st := &dirState{path: p, layers: make([]bool, len(o.layers))}
 	for i := len(o.layers) - 1; i >= 0; i-- {
@@ -259,7 +265,7 @@ const (
 // passes through so that ".." returns to the real parent. Symbolic links
 // are followed in every element but the last, and in the last too when
 // follow is set. It returns the entry and, if it is a directory, its state.
-func (o *Overlay) walk(op, name string, follow bool) (Location, error) {
+func (o *FS) walk(op, name string, follow bool) (Location, error) {
 	loc, _, err := o.walkDir(op, name, follow, nil)
 	return loc, err
 }
@@ -267,7 +273,7 @@ func (o *Overlay) walk(op, name string, follow bool) (Location, error) {
 // walkDir is walk that also returns the state of a directory it ends on.
 // dirs, if not nil, holds the states of directories already visited, by
 // path, and gets the states this walk works out.
-func (o *Overlay) walkDir(op, name string, follow bool, dirs map[string]*dirState) (Location, *dirState, error) {
+func (o *FS) walkDir(op, name string, follow bool, dirs map[string]*dirState) (Location, *dirState, error) {
 	fail := func(err error) (Location, *dirState, error) {
 		return Location{}, nil, &fs.PathError{Op: op, Path: name, Err: err}
 	}
@@ -410,7 +416,7 @@ func readLink(layer fs.FS, name string, fi fs.FileInfo) (string, error) {
 // readDir merges the contents of a directory across its contributing
 // layers, from the top: an upper entry or whiteout hides a lower entry of
 // the same name.
-func (o *Overlay) readDir(dir *dirState) ([]fs.DirEntry, error) {
+func (o *FS) readDir(dir *dirState) ([]fs.DirEntry, error) {
 	seen := make(map[string]bool)
 	var merged []fs.DirEntry
 	for i := len(o.layers) - 1; i >= 0; i-- {
@@ -461,19 +467,4 @@ func (d *mergedDir) ReadDir(n int) ([]fs.DirEntry, error) {
 	batch := d.entries[:n]
 	d.entries = d.entries[n:]
 	return batch, nil
-}
-
-// readPrefix returns up to n bytes from the start of the named file.
-func (o *Overlay) readPrefix(loc Location, n int) ([]byte, error) {
-	f, err := o.layers[loc.Layer].Open(loc.Path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	buf := make([]byte, n)
-	got, err := io.ReadFull(f, buf)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		err = nil
-	}
-	return buf[:got], err
 }

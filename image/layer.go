@@ -1,0 +1,298 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
+	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/toc"
+	"github.com/lazylayer/lazylayer/writer"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Layer is one layer of an opened image.
+type Layer struct {
+	// Descriptor is the layer's descriptor in the manifest.
+	Descriptor ocispec.Descriptor
+	// Format is the seekable format the media type and annotations
+	// declare, or toc.FormatUnknown for a layer that is not seekable.
+	Format toc.Format
+	// Whole reports a layer that was not seekable and that Open fetched
+	// whole (WithFetchWhole): Layer serves it from a local copy.
+	Whole bool
+	// Layer is the lazily read layer, or nil if Err is set.
+	Layer *reader.Layer
+	// Err says why the layer could not be opened. It names the layer,
+	// and matches ErrNotSeekable for a layer in no seekable format.
+	Err error
+
+	file *os.File // the local copy of a layer fetched whole
+}
+
+// compression is how a layer's tar stream is compressed.
+type compression int
+
+const (
+	uncompressed compression = iota
+	gzipped
+	zstdCompressed
+)
+
+// layerMediaType says how a layer of media type mt is compressed.
+func layerMediaType(mt string) (compression, bool) {
+	switch mt {
+	case ocispec.MediaTypeImageLayer,
+		"application/vnd.oci.image.layer.nondistributable.v1.tar":
+		return uncompressed, true
+	case ocispec.MediaTypeImageLayerGzip, MediaTypeDockerLayer, MediaTypeDockerForeignLayer,
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip":
+		return gzipped, true
+	case ocispec.MediaTypeImageLayerZstd, MediaTypeDockerLayerZstd,
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
+		return zstdCompressed, true
+	}
+	return 0, false
+}
+
+// seekableFormat returns the format a layer's media type and annotations
+// declare: eStargz is a gzip layer with a TOC digest annotation,
+// zstd:chunked a zstd layer with a manifest checksum annotation (in
+// either spelling).
+func seekableFormat(c compression, annotations map[string]string) toc.Format {
+	has := func(key string) bool { _, ok := annotations[key]; return ok }
+	switch {
+	case c == gzipped && has(toc.AnnotationEStargzTOCDigest):
+		return toc.FormatEStargz
+	case c == zstdCompressed && (has(toc.AnnotationZstdChunkedManifestChecksum) ||
+		has(toc.LegacyAnnotationZstdChunkedManifestChecksum)):
+		return toc.FormatZstdChunked
+	}
+	return toc.FormatUnknown
+}
+
+// openLayer opens layer i of the manifest, by its format.
+func openLayer(ctx context.Context, src Source, i int, desc ocispec.Descriptor, cfg *config, whole chan struct{}) Layer {
+	l := Layer{Descriptor: desc}
+	fail := func(err error) Layer {
+		l.Err = fmt.Errorf("image: layer %d (%s): %w", i, desc.Digest, err)
+		return l
+	}
+	c, ok := layerMediaType(desc.MediaType)
+	if !ok {
+		return fail(fmt.Errorf("media type %q: %w", untrusted.Short(desc.MediaType), ErrUnsupportedMediaType))
+	}
+	l.Format = seekableFormat(c, desc.Annotations)
+	if l.Format == toc.FormatUnknown {
+		if !cfg.whole {
+			return fail(fmt.Errorf("media type %q without a seekable format's annotations: %w",
+				untrusted.Short(desc.MediaType), ErrNotSeekable))
+		}
+		select {
+		case whole <- struct{}{}:
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+		defer func() { <-whole }()
+		l.Whole = true
+		var err error
+		if l.Layer, l.file, err = fetchWhole(ctx, src, desc, c, cfg); err != nil {
+			return fail(err)
+		}
+		return l
+	}
+	f, err := src.Blob(ctx, desc)
+	if err != nil {
+		return fail(err)
+	}
+	if l.Layer, err = reader.Open(ctx, sized{f, desc.Size}, cfg.layerOptions(desc.Annotations)...); err != nil {
+		return fail(err)
+	}
+	return l
+}
+
+// sized is a blob's fetcher that takes the blob's size from its
+// descriptor, which the verified manifest vouches for, instead of
+// asking for it with a request.
+type sized struct {
+	fetcher.Fetcher
+	size int64
+}
+
+func (s sized) Size(context.Context) (int64, error) { return s.size, nil }
+
+// maxWholeAtOnce bounds the layers fetched whole at once, each of which
+// holds wholePiece bytes in flight and compresses its copy on every core.
+const maxWholeAtOnce = 2
+
+// wholePiece is how much of a blob fetched whole one request asks for.
+const wholePiece = 8 << 20
+
+// fetchWhole fetches the blob desc names whole, decompresses it, and
+// builds a seekable eStargz copy of its tar in a temporary file, which it
+// opens. The blob is verified against its digest before the copy is
+// opened; nothing is served from a blob that fails.
+func fetchWhole(ctx context.Context, src Source, desc ocispec.Descriptor, c compression, cfg *config) (_ *reader.Layer, _ *os.File, err error) {
+	if desc.Size > cfg.maxWhole {
+		return nil, nil, fmt.Errorf("fetch whole: %d bytes, more than the %d-byte limit: %w", desc.Size, cfg.maxWhole, ErrLimit)
+	}
+	f, err := src.Blob(ctx, desc)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmp, err := os.CreateTemp(cfg.wholeDir, "lazylayer-layer-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch whole: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			removeFile(tmp)
+		}
+	}()
+	if runtime.GOOS != "windows" {
+		os.Remove(tmp.Name()) // gone with the last descriptor, even if the program dies
+	}
+
+	blob := newBlobStream(ctx, f, desc.Size)
+	defer blob.Close()
+	h := desc.Digest.Algorithm().Hash()
+	raw := io.TeeReader(blob, h)
+	tarStream, err := decompress(raw, c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch whole: %w", err)
+	}
+	defer tarStream.Close()
+	in := &limitedReader{r: tarStream, n: cfg.maxWhole}
+	res, err := writer.Build(ctx, tmp, in, writer.WithCompressionLevel(gzip.BestSpeed))
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch whole: indexing: %w", err)
+	}
+	// The digest covers every byte: what follows the tar's end inside
+	// the compressed stream, and what follows that stream.
+	if _, err := io.Copy(io.Discard, in); err != nil {
+		return nil, nil, fmt.Errorf("fetch whole: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, raw); err != nil {
+		return nil, nil, fmt.Errorf("fetch whole: %w", err)
+	}
+	if got := digest.NewDigest(desc.Digest.Algorithm(), h); got != desc.Digest {
+		return nil, nil, fmt.Errorf("fetch whole: content has digest %s: %w", got, ErrDigestMismatch)
+	}
+	l, err := reader.Open(ctx, fetcher.FromReaderAt(tmp, res.Size), cfg.layerOptions(res.Annotations)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch whole: local copy: %w", err)
+	}
+	return l, tmp, nil
+}
+
+func removeFile(f *os.File) {
+	f.Close()
+	os.Remove(f.Name())
+}
+
+// decompress returns the tar stream inside r, by the layer's media type.
+// A zstd frame may not demand a window over 128 MiB (zstd's --long mode).
+func decompress(r io.Reader, c compression) (io.ReadCloser, error) {
+	switch c {
+	case gzipped:
+		return gzip.NewReader(r)
+	case zstdCompressed:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(128<<20), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	}
+	return io.NopCloser(r), nil
+}
+
+// limitedReader fails with ErrLimit once more than n bytes are read.
+type limitedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if l.n -= int64(n); l.n < 0 {
+		return n, fmt.Errorf("tar stream of more than %d bytes: %w", -l.n, ErrLimit)
+	}
+	return n, err
+}
+
+// blobStream reads a blob from start to end, wholePiece bytes a request,
+// fetching the next piece while the previous is read.
+type blobStream struct {
+	pieces chan []byte
+	errc   chan error
+	cancel context.CancelFunc
+	done   chan struct{}
+	cur    []byte
+	err    error
+}
+
+func newBlobStream(ctx context.Context, f fetcher.Fetcher, size int64) *blobStream {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &blobStream{pieces: make(chan []byte, 1), errc: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer close(s.pieces)
+		for off := int64(0); off < size; off += wholePiece {
+			r := fetcher.Range{Offset: off, Length: min(wholePiece, size-off)}
+			var piece []byte
+			err := f.Fetch(ctx, []fetcher.Range{r}, func(_ fetcher.Range, data []byte) error {
+				piece = data
+				return nil
+			})
+			if err == nil && int64(len(piece)) != r.Length {
+				err = fmt.Errorf("fetch %v: %d bytes: %w", r, len(piece), io.ErrUnexpectedEOF)
+			}
+			if err != nil {
+				s.errc <- err
+				return
+			}
+			select {
+			case s.pieces <- piece:
+			case <-ctx.Done():
+				s.errc <- ctx.Err()
+				return
+			}
+		}
+	}()
+	return s
+}
+
+func (s *blobStream) Read(p []byte) (int, error) {
+	for len(s.cur) == 0 {
+		if s.err != nil {
+			return 0, s.err
+		}
+		piece, ok := <-s.pieces
+		if !ok {
+			select {
+			case s.err = <-s.errc:
+			default:
+				s.err = io.EOF
+			}
+			continue
+		}
+		s.cur = piece
+	}
+	n := copy(p, s.cur)
+	s.cur = s.cur[n:]
+	return n, nil
+}
+
+// Close stops the fetches and waits for them.
+func (s *blobStream) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
