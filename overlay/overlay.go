@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/lazylayer/lazylayer/toc"
 )
@@ -193,15 +194,15 @@ type dirState struct {
 
 // rootState is the state of the root, which every layer has; an opaque
 // root hides the layers below it.
-func (o *FS) rootState() *dirState {
+func (o *FS) rootState() (*dirState, error) {
 	st := &dirState{path: ".", layers: make([]bool, len(o.layers))}
 	for i := len(o.layers) - 1; i >= 0; i-- {
 		st.layers[i] = true
-		if exists(o.layers[i], opaqueMarker) {
-			break
+		if opaque, err := exists(o.layers[i], opaqueMarker); err != nil || opaque {
+			return st, err
 		}
 	}
-	return st
+	return st, nil
 }
 
 // lookupIn finds the entry elem of dir, searching its contributing layers
@@ -215,11 +216,17 @@ func (o *FS) lookupIn(dir *dirState, elem string) (int, fs.FileInfo, error) {
 		if !dir.layers[i] {
 			continue
 		}
-		if exists(o.layers[i], joinElem(dir.path, whiteoutPre+elem)) {
+		if whiteout, err := exists(o.layers[i], joinElem(dir.path, whiteoutPre+elem)); err != nil {
+			return 0, nil, err
+		} else if whiteout {
 			break
 		}
-		if fi, err := fs.Lstat(o.layers[i], p); err == nil {
+		fi, err := fs.Lstat(o.layers[i], p)
+		if err == nil {
 			return i, fi, nil
+		}
+		if !absent(err) {
+			return 0, nil, err
 		}
 	}
 	return 0, nil, fs.ErrNotExist
@@ -227,29 +234,32 @@ func (o *FS) lookupIn(dir *dirState, elem string) (int, fs.FileInfo, error) {
 
 // descend returns the state of the subdirectory elem of dir, which the
 // caller found to be a directory.
-func (o *FS) descend(dir *dirState, elem string) *dirState {
+func (o *FS) descend(dir *dirState, elem string) (*dirState, error) {
 	p := path.Join(dir.path, elem)
 	st := &dirState{path: p, layers: make([]bool, len(o.layers))}
 	for i := len(o.layers) - 1; i >= 0; i-- {
 		if !dir.layers[i] {
 			continue
 		}
-		if exists(o.layers[i], path.Join(dir.path, whiteoutPre+elem)) {
-			break
+		if whiteout, err := exists(o.layers[i], path.Join(dir.path, whiteoutPre+elem)); err != nil || whiteout {
+			return st, err
 		}
 		fi, err := fs.Lstat(o.layers[i], p)
-		if err != nil {
+		if absent(err) {
 			continue
+		}
+		if err != nil {
+			return nil, err
 		}
 		if !fi.IsDir() {
 			break
 		}
 		st.layers[i] = true
-		if exists(o.layers[i], path.Join(p, opaqueMarker)) {
-			break
+		if opaque, err := exists(o.layers[i], path.Join(p, opaqueMarker)); err != nil || opaque {
+			return st, err
 		}
 	}
-	return st
+	return st, nil
 }
 
 // maxPathLen bounds a name and every link target (Linux's PATH_MAX), and
@@ -285,7 +295,10 @@ func (o *FS) walkDir(op, name string, follow bool, dirs map[string]*dirState) (L
 	}
 	root := dirs["."]
 	if root == nil {
-		root = o.rootState()
+		var err error
+		if root, err = o.rootState(); err != nil {
+			return fail(err)
+		}
 		if dirs != nil {
 			dirs["."] = root
 		}
@@ -339,7 +352,10 @@ func (o *FS) walkDir(op, name string, follow bool, dirs map[string]*dirState) (L
 		}
 		last = Location{Layer: layer, Path: p, Info: fi}
 		if fi.IsDir() {
-			st := o.descend(dir, elem)
+			st, err := o.descend(dir, elem)
+			if err != nil {
+				return fail(err)
+			}
 			st.loc = last
 			if dirs != nil {
 				dirs[p] = st
@@ -392,9 +408,22 @@ func splitPath(name string) []string {
 	return elems
 }
 
-func exists(layer fs.FS, name string) bool {
+// exists reports whether layer has name. An error other than the name's
+// absence is returned, not taken for absence: a layer that fails to answer
+// (a lazy layer whose fetch failed) must not let lower layers show what it
+// hides.
+func exists(layer fs.FS, name string) (bool, error) {
 	_, err := fs.Lstat(layer, name)
-	return err == nil
+	if absent(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// absent reports whether err says a name does not exist. os.DirFS answers
+// ENOTDIR for a name under a file.
+func absent(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // readLink returns the target of the link name in layer.

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -220,6 +221,41 @@ func TestResolverMatchesResolve(t *testing.T) {
 				got.Info != nil && got.Info.Mode() != want.Info.Mode() {
 				t.Errorf("resolver: %q = %+v, %v; Resolve = %+v, %v", name, got, err, want, wantErr)
 			}
+		}
+	}
+}
+
+// failingFS fails every lookup of the names in fail with errBroken, as a
+// lazy layer whose fetch failed does.
+type failingFS struct {
+	fs.FS
+	fail map[string]bool
+}
+
+var errBroken = errors.New("fetch failed")
+
+func (f failingFS) Open(name string) (fs.File, error) {
+	if f.fail[name] {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: errBroken}
+	}
+	return f.FS.Open(name)
+}
+
+// TestFailingLayerHidesNothing checks that an upper layer that cannot
+// answer fails the lookup rather than letting a lower layer show what it
+// may hide: a whiteout, an opaque marker, or its own version of a file.
+func TestFailingLayerHidesNothing(t *testing.T) {
+	lower := fstest.MapFS{"etc": dir(), "etc/shadow": file("old"), "etc/keep": file("k")}
+	upperFiles := fstest.MapFS{"etc": dir(), "etc/.wh.shadow": file(""), "etc/.wh..wh..opq": file("")}
+	for _, broken := range []string{"etc/.wh.shadow", "etc/.wh..wh..opq", "etc/shadow", ".wh..wh..opq"} {
+		upper := failingFS{upperFiles, map[string]bool{broken: true}}
+		o := New(lower, upper)
+		name := "etc/shadow"
+		if broken == "etc/.wh..wh..opq" {
+			name = "etc/keep"
+		}
+		if _, err := fs.ReadFile(o, name); !errors.Is(err, errBroken) {
+			t.Errorf("%s failing: reading %s: error %v, want the layer's error", broken, name, err)
 		}
 	}
 }
