@@ -246,16 +246,18 @@ func (f failingFS) Open(name string) (fs.File, error) {
 // may hide: a whiteout, an opaque marker, or its own version of a file.
 func TestFailingLayerHidesNothing(t *testing.T) {
 	lower := fstest.MapFS{"etc": dir(), "etc/shadow": file("old"), "etc/keep": file("k")}
-	upperFiles := fstest.MapFS{"etc": dir(), "etc/.wh.shadow": file(""), "etc/.wh..wh..opq": file("")}
-	for _, broken := range []string{"etc/.wh.shadow", "etc/.wh..wh..opq", "etc/shadow", ".wh..wh..opq"} {
-		upper := failingFS{upperFiles, map[string]bool{broken: true}}
-		o := New(lower, upper)
-		name := "etc/shadow"
-		if broken == "etc/.wh..wh..opq" {
-			name = "etc/keep"
-		}
-		if _, err := fs.ReadFile(o, name); !errors.Is(err, errBroken) {
-			t.Errorf("%s failing: reading %s: error %v, want the layer's error", broken, name, err)
+	for _, tc := range []struct {
+		upper        fstest.MapFS
+		broken, name string
+	}{
+		{fstest.MapFS{"etc": dir(), "etc/.wh.shadow": file("")}, "etc/.wh.shadow", "etc/shadow"},
+		{fstest.MapFS{"etc": dir(), "etc/.wh..wh..opq": file("")}, "etc/.wh..wh..opq", "etc/keep"},
+		{fstest.MapFS{".wh..wh..opq": file("")}, ".wh..wh..opq", "etc/keep"},
+		{fstest.MapFS{"etc": dir(), "etc/shadow": file("new")}, "etc/shadow", "etc/shadow"},
+	} {
+		o := New(lower, failingFS{tc.upper, map[string]bool{tc.broken: true}})
+		if _, err := fs.ReadFile(o, tc.name); !errors.Is(err, errBroken) {
+			t.Errorf("%s failing: reading %s: error %v, want the layer's error", tc.broken, tc.name, err)
 		}
 	}
 }
