@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
@@ -320,7 +321,7 @@ func (a *authenticator) token(ctx context.Context, params map[string]string) (st
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return "", retryable(fmt.Errorf("fetcher: token request to %s: %w", realm.Host, err), 0)
+		return "", retry.Mark(fmt.Errorf("fetcher: token request to %s: %w", realm.Host, err), 0)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -328,7 +329,7 @@ func (a *authenticator) token(ctx context.Context, params map[string]string) (st
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return "", fmt.Errorf("fetcher: token: %w: %w", err, ErrUnauthorized)
 		}
-		return "", statusRetry(resp, fmt.Errorf("fetcher: token: %w", err))
+		return "", retry.Status(resp, fmt.Errorf("fetcher: token: %w", err))
 	}
 	var body struct {
 		Token       string `json:"token"`

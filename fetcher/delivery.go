@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+
+	"github.com/lazylayer/lazylayer/internal/retry"
 )
 
 // delivery reads the spans of one Request, over as many attempts and
@@ -158,7 +160,7 @@ func (d *delivery) readMultipart(body io.Reader, boundary string, idx []int) (in
 			return counted.n, fmt.Errorf("fetcher: %s: multipart response lacks %d of the ranges asked: %w", f.where(), left, ErrBadResponse)
 		}
 		if err != nil {
-			return counted.n, retryable(fmt.Errorf("fetcher: %s: multipart response: %w", f.where(), err), 0)
+			return counted.n, retry.Mark(fmt.Errorf("fetcher: %s: multipart response: %w", f.where(), err), 0)
 		}
 		got, total, err := parseContentRange(part.Header.Get("Content-Range"))
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
@@ -76,7 +77,7 @@ type HTTP struct {
 	conns      chan struct{} // bounds requests in flight
 	maxConns   int
 	policy     CoalescePolicy
-	retry      retryPolicy
+	retry      retry.Policy
 	timeout    time.Duration
 
 	sizeLock chan struct{} // held while learning the size; a channel so waiting honours ctx
@@ -132,7 +133,7 @@ func WithRequestTimeout(d time.Duration) HTTPOption {
 // times itself. Defaults: DefaultAttempts, DefaultRetryDelay.
 func WithRetry(attempts int, delay time.Duration) HTTPOption {
 	return httpOptionFunc(func(f *HTTP) {
-		f.retry = retryPolicy{attempts: max(attempts, 1), baseDelay: delay, maxDelay: 50 * delay}
+		f.retry = retry.NewPolicy(attempts, delay)
 	})
 }
 
@@ -159,7 +160,7 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 	f := &HTTP{
 		maxConns: DefaultMaxConnections,
 		policy:   DefaultCoalescePolicy(),
-		retry:    retryPolicy{attempts: DefaultAttempts, baseDelay: DefaultRetryDelay, maxDelay: 50 * DefaultRetryDelay},
+		retry:    retry.NewPolicy(DefaultAttempts, DefaultRetryDelay),
 		timeout:  DefaultRequestTimeout,
 	}
 	f.size.Store(-1)
@@ -293,7 +294,7 @@ func (f *HTTP) Size(ctx context.Context) (int64, error) {
 		return n, nil
 	}
 	var size int64 = -1
-	err := f.retry.do(ctx, func(attempt int) error {
+	err := f.retry.Do(ctx, func(attempt int) error {
 		return f.attempt(ctx, http.MethodHead, nil, attempt, func(resp *http.Response) (int64, error) {
 			if resp.StatusCode != http.StatusOK {
 				return 0, f.statusError(resp, http.MethodHead)
@@ -311,7 +312,7 @@ func (f *HTTP) Size(ctx context.Context) (int64, error) {
 	if size < 0 {
 		// Some servers and proxies answer HEAD badly: ask for one byte.
 		probe := []Range{{Offset: 0, Length: 1}}
-		err = f.retry.do(ctx, func(attempt int) error {
+		err = f.retry.Do(ctx, func(attempt int) error {
 			return f.attempt(ctx, http.MethodGet, probe, attempt, func(resp *http.Response) (int64, error) {
 				switch resp.StatusCode {
 				case http.StatusOK:
@@ -386,7 +387,7 @@ var errSplit = errors.New("one request per span")
 // merged by the policy's SingleRangeGap.
 func (f *HTTP) fetchJob(ctx context.Context, g *group, d *delivery, idx []int, run bool) error {
 	j := newJob(ctx, d, idx, run)
-	err := f.retry.do(ctx, func(attempt int) error {
+	err := f.retry.Do(ctx, func(attempt int) error {
 		st := f.gate.decide(j)
 		for {
 			var err error
@@ -532,7 +533,7 @@ func bodyError(f *HTTP, r Range, err error) error {
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
-	return retryable(fmt.Errorf("fetcher: %s: reading bytes %v: %w", f.where(), r, err), 0)
+	return retry.Mark(fmt.Errorf("fetcher: %s: reading bytes %v: %w", f.where(), r, err), 0)
 }
 
 // errNoMultiRange reports an answer to a multi-range request that serves
@@ -579,7 +580,7 @@ func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attemp
 	}
 	var stop *callbackError
 	if err != nil && ctx.Err() == nil && actx.Err() != nil && !errors.As(err, &stop) {
-		err = retryable(fmt.Errorf("%w (attempt timeout %v)", err, f.timeout), 0)
+		err = retry.Mark(fmt.Errorf("%w (attempt timeout %v)", err, f.timeout), 0)
 	}
 	info.Latency, info.Err = time.Since(start), err
 	f.request(info)
@@ -610,7 +611,7 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 			if ctx.Err() != nil || permanentTransportError(err) {
 				return nil, err
 			}
-			return nil, retryable(err, 0)
+			return nil, retry.Mark(err, 0)
 		}
 		if resp.StatusCode != http.StatusUnauthorized || try > 0 || resp.Request.URL.Host != f.url.Host {
 			return resp, nil
@@ -637,7 +638,7 @@ func (f *HTTP) statusError(resp *http.Response, method string) error {
 	case resp.StatusCode == http.StatusNotFound || status.RegistryCode == "BLOB_UNKNOWN":
 		return fmt.Errorf("%w: %w", err, ErrBlobUnknown)
 	}
-	return statusRetry(resp, err)
+	return retry.Status(resp, err)
 }
 
 // where names the blob in error messages.

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestParseContentRange(t *testing.T) {
@@ -219,27 +218,4 @@ func FuzzReadStream(f *testing.F) {
 			t.Fatalf("read of a %d-byte body: %v", len(body), err)
 		}
 	})
-}
-
-func TestRetryDelay(t *testing.T) {
-	p := retryPolicy{attempts: 5, baseDelay: 100 * time.Millisecond, maxDelay: time.Second}
-	for attempt := 1; attempt < 40; attempt++ {
-		d := p.delay(attempt, 0)
-		step := min(p.baseDelay<<min(attempt-1, 20), p.maxDelay)
-		if d < step/2 || d > step {
-			t.Errorf("delay(%d) = %v, want within [%v, %v]", attempt, d, step/2, step)
-		}
-	}
-	if d := p.delay(1, 3*time.Second); d != 3*time.Second {
-		t.Errorf("delay with Retry-After 3s = %v", d)
-	}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"": 0, "2": 2 * time.Second, "junk": 0, "-1": 0, "99999": maxRetryAfter,
-		"Thu, 01 Jan 2026 00:00:05 GMT": 5 * time.Second, "Wed, 31 Dec 2025 00:00:00 GMT": 0,
-	} {
-		if got := parseRetryAfter(in, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
-		}
-	}
 }
