@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/lazylayer/lazylayer/internal/regauth"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
@@ -20,11 +21,11 @@ var ErrBadContentRange = errors.New("bad Content-Range in response")
 // ErrBadResponse reports a response that breaks HTTP or the distribution
 // API in some other way: a wrong length, a malformed multipart body, a
 // missing size.
-var ErrBadResponse = errors.New("malformed response")
+var ErrBadResponse = regauth.ErrBadResponse
 
 // ErrUnauthorized reports that the registry refused the request after
 // authentication was tried, or that it needs credentials none were given for.
-var ErrUnauthorized = errors.New("unauthorized")
+var ErrUnauthorized = regauth.ErrUnauthorized
 
 // ErrBlobUnknown reports that the registry does not have the blob: it
 // answered 404 Not Found, or gave the distribution error code

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/regauth"
 	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
@@ -68,9 +69,11 @@ func DefaultCoalescePolicy() CoalescePolicy {
 type HTTP struct {
 	url    *url.URL
 	client *http.Client
-	auth   *authenticator
+	auth   *regauth.Authenticator // nil when the transport authenticates
 
 	transport  http.RoundTripper
+	authorized bool // the transport authenticates requests itself
+	hosts      *HostTable
 	plainHTTP  bool
 	cred       *credential
 	configPath string
@@ -92,6 +95,21 @@ type HTTP struct {
 // http.DefaultTransport: for TLS settings, proxies, or tests.
 func WithTransport(rt http.RoundTripper) HTTPOption {
 	return httpOptionFunc(func(f *HTTP) { f.transport = rt })
+}
+
+// WithAuthorizedTransport sends requests through rt, which authenticates
+// them itself (as package registry's transports do): the fetcher answers
+// no challenge, and a 401 fails the request with ErrUnauthorized.
+// Credentials given with WithCredentials or WithDockerConfig are not used.
+func WithAuthorizedTransport(rt http.RoundTripper) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.transport, f.authorized = rt, true })
+}
+
+// WithHostTable makes the fetcher start from what t says of its hosts'
+// range support, and tell t what it learns, for the fetchers of other
+// blobs that share t (as package registry's do).
+func WithHostTable(t *HostTable) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.hosts = t })
 }
 
 // WithPlainHTTP makes a reference (host/repo@digest) resolve to http://
@@ -204,7 +222,7 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 	}
 
 	var helper *credentialHelper
-	if f.cred == nil && f.configPath != "" {
+	if f.cred == nil && f.configPath != "" && !f.authorized {
 		cfg, err := loadDockerConfig(f.configPath)
 		if err != nil {
 			return nil, err
@@ -216,12 +234,14 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 		t.MaxIdleConnsPerHost = f.maxConns
 		f.transport = t
 	}
-	f.gate = newGate(f.url.Host)
+	f.gate = newGate(f.url.Host, f.hosts)
 	f.conns = make(chan struct{}, f.maxConns)
 	f.sizeLock = make(chan struct{}, 1)
 	f.client = &http.Client{Transport: f.transport, CheckRedirect: dropAuthOffHost}
-	f.auth = newAuthenticator(&url.URL{Scheme: f.url.Scheme, Host: f.url.Host}, repo, f.cred, helper,
-		&http.Client{Transport: f.transport, Timeout: f.timeout})
+	if !f.authorized {
+		f.auth = regauth.New(f.url, repo, credentialFunc(f.cred, helper),
+			&http.Client{Transport: f.transport, Timeout: f.timeout})
+	}
 	return f, nil
 }
 
@@ -598,7 +618,10 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 		if spans != nil {
 			req.Header.Set("Range", rangeHeader(spans))
 		}
-		used := f.auth.current()
+		var used string
+		if f.auth != nil {
+			used = f.auth.Current()
+		}
 		if used != "" {
 			req.Header.Set("Authorization", used)
 		}
@@ -608,18 +631,18 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 			if errors.Is(err, http.ErrSchemeMismatch) {
 				err = fmt.Errorf("%w (the registry speaks plain HTTP: see WithPlainHTTP)", err)
 			}
-			if ctx.Err() != nil || permanentTransportError(err) {
+			if ctx.Err() != nil || permanentTransportError(err) || errors.Is(err, ErrUnauthorized) {
 				return nil, err
 			}
 			return nil, retry.Mark(err, 0)
 		}
-		if resp.StatusCode != http.StatusUnauthorized || try > 0 || resp.Request.URL.Host != f.url.Host {
+		if f.auth == nil || resp.StatusCode != http.StatusUnauthorized || try > 0 || resp.Request.URL.Host != f.url.Host {
 			return resp, nil
 		}
 		io.CopyN(io.Discard, resp.Body, 4<<10) // let the connection be reused
 		resp.Body.Close()
-		if err := f.auth.refresh(ctx, resp, used); err != nil {
-			return nil, err
+		if err := f.auth.Refresh(ctx, resp, used); err != nil {
+			return nil, fmt.Errorf("fetcher: %w", err)
 		}
 	}
 }

@@ -61,29 +61,6 @@ func FuzzParseContentRange(f *testing.F) {
 	})
 }
 
-func TestParseChallenges(t *testing.T) {
-	got := parseChallenges([]string{
-		`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"`,
-		`Basic realm="x\"y", Newauth realm=apps, type=1, title="Login to \"apps\""`,
-	})
-	want := `[{bearer map[realm:https://auth.example/token scope:repository:a/b:pull service:registry.example]} {basic map[realm:x"y]} {newauth map[realm:apps title:Login to "apps" type:1]}]`
-	if fmt.Sprint(got) != want {
-		t.Errorf("parseChallenges:\n got %v\nwant %s", got, want)
-	}
-}
-
-func FuzzParseChallenges(f *testing.F) {
-	f.Add(`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"`)
-	f.Add(`Basic realm="x\"y", Newauth realm=apps, type=1`)
-	f.Fuzz(func(t *testing.T, s string) {
-		for _, c := range parseChallenges([]string{s}) {
-			if c.scheme == "" || c.scheme != strings.ToLower(c.scheme) {
-				t.Fatalf("bad scheme %q", c.scheme)
-			}
-		}
-	})
-}
-
 func TestParseDockerConfig(t *testing.T) {
 	cfg, err := parseDockerConfig([]byte(`{"auths":{
 		"https://index.docker.io/v1/":{"auth":"dTpw"},
