@@ -59,10 +59,13 @@ func (e *StatusError) Error() string {
 // its distribution error.
 const maxErrorBody = 16 << 10
 
-// newStatusError describes resp, whose status was not expected, reading
-// at most maxErrorBody bytes of its body for the registry's error.
-func newStatusError(resp *http.Response, method, url string) *StatusError {
-	e := &StatusError{Method: method, URL: url, Code: resp.StatusCode}
+// NewStatusError describes resp, whose status was not expected, reading
+// at most 16 KiB of its body for the registry's error. Its URL is the
+// request's, without query or user information.
+func NewStatusError(resp *http.Response) *StatusError {
+	u := *resp.Request.URL
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	e := &StatusError{Method: resp.Request.Method, URL: u.String(), Code: resp.StatusCode}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var body struct {
 		Errors []struct {

@@ -168,8 +168,9 @@ func WithSize(n int64) HTTPOption { return httpOptionFunc(func(f *HTTP) { f.size
 // referencePattern matches host[:port]/repository@algorithm:hex.
 var referencePattern = regexp.MustCompile(`^([A-Za-z0-9.-]+(?::[0-9]+)?)/([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)@(.+)$`)
 
-// blobPathPattern matches the distribution API's blob path.
-var blobPathPattern = regexp.MustCompile(`^/v2/(.+)/blobs/([^/]+)$`)
+// blobPathPattern matches the distribution API's blob path, under /v2/ or
+// under the API root a mirror names (containerd's override_path).
+var blobPathPattern = regexp.MustCompile(`^(?:/v2)?/(.+)/blobs/([^/]+)$`)
 
 // NewHTTP returns a fetcher for the blob ref names: either a reference
 // "host[:port]/repository@sha256:..." or a blob URL
@@ -649,9 +650,7 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 
 // statusError describes an unexpected status, retryable when it says so.
 func (f *HTTP) statusError(resp *http.Response, method string) error {
-	u := *resp.Request.URL
-	u.RawQuery, u.Fragment, u.User = "", "", nil
-	status := newStatusError(resp, method, u.String())
+	status := NewStatusError(resp)
 	err := fmt.Errorf("fetcher: %w", status)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
