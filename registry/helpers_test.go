@@ -27,7 +27,9 @@ var anonymous = staticKeychain{authn.Anonymous}
 
 type staticKeychain struct{ authn.Authenticator }
 
-func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.Authenticator, nil }
+func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return k.Authenticator, nil
+}
 
 func newClient(t *testing.T, opts ...registry.Option) *registry.Client {
 	t.Helper()
