@@ -179,3 +179,5 @@ func (s *server) requests() []logged {
 	s.log = nil
 	return out
 }
+
+func jsonReader(s string) io.Reader { return strings.NewReader(s) }
