@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/lazylayer/lazylayer/internal/iox"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -63,7 +64,7 @@ func (r *Repository) upload(ctx context.Context, loc *url.URL, desc ocispec.Desc
 	} else {
 		for off := int64(0); off < desc.Size; {
 			n := min(r.c.chunkSize, desc.Size-off)
-			cr := &countingReader{r: io.TeeReader(io.LimitReader(rd, n), h)}
+			cr := &iox.CountingReader{R: io.TeeReader(io.LimitReader(rd, n), h)}
 			hdr := http.Header{"Content-Type": {"application/octet-stream"},
 				"Content-Range": {strconv.FormatInt(off, 10) + "-" + strconv.FormatInt(off+n-1, 10)}}
 			err := r.roundTrip(ctx, e, http.MethodPatch, loc.String(), hdr, cr, n, func(resp *http.Response) error {
@@ -74,8 +75,8 @@ func (r *Repository) upload(ctx context.Context, loc *url.URL, desc ocispec.Desc
 				loc, err = parseLocation(resp)
 				return err
 			})
-			if cr.n < n {
-				return fmt.Errorf("registry: %s: blob %s: reader ended after %d bytes, its descriptor says %d: %w", r.name, desc.Digest, off+cr.n, desc.Size, ErrDigestMismatch)
+			if cr.N < n {
+				return fmt.Errorf("registry: %s: blob %s: reader ended after %d bytes, its descriptor says %d: %w", r.name, desc.Digest, off+cr.N, desc.Size, ErrDigestMismatch)
 			}
 			if err != nil {
 				return fmt.Errorf("registry: %s: blob %s: chunk at %d: %w", r.name, desc.Digest, off, err)
@@ -112,17 +113,6 @@ func checkContent(desc ocispec.Descriptor, n int64, h hash.Hash) error {
 		return fmt.Errorf("%s: content has digest %s: %w", desc.Digest, got, ErrDigestMismatch)
 	}
 	return nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // expect returns a response check for status code want.

@@ -73,4 +73,3 @@ func TestReferrers(t *testing.T) {
 		})
 	}
 }
-
