@@ -18,7 +18,11 @@
 //     credentials given or found in a docker config.json or the
 //     credential helpers it names, retries lost connections, 429 and 5xx
 //     answers with jittered exponential backoff, and bounds each attempt
-//     with a timeout.
+//     with a timeout. A fetcher made by package registry instead uses
+//     the registry client's transport, which authenticates
+//     ([WithAuthorizedTransport]), and shares what it learns of hosts'
+//     range support with the client's other fetchers ([WithHostTable],
+//     at most [MaxSharedHosts] hosts).
 //
 // Fetchers know nothing of layer formats and do not verify content: a
 // server that flips bytes is caught by the digest checks of the caller

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/lazylayer/lazylayer/internal/regauth"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
@@ -20,11 +21,11 @@ var ErrBadContentRange = errors.New("bad Content-Range in response")
 // ErrBadResponse reports a response that breaks HTTP or the distribution
 // API in some other way: a wrong length, a malformed multipart body, a
 // missing size.
-var ErrBadResponse = errors.New("malformed response")
+var ErrBadResponse = regauth.ErrBadResponse
 
 // ErrUnauthorized reports that the registry refused the request after
 // authentication was tried, or that it needs credentials none were given for.
-var ErrUnauthorized = errors.New("unauthorized")
+var ErrUnauthorized = regauth.ErrUnauthorized
 
 // ErrBlobUnknown reports that the registry does not have the blob: it
 // answered 404 Not Found, or gave the distribution error code
@@ -58,10 +59,13 @@ func (e *StatusError) Error() string {
 // its distribution error.
 const maxErrorBody = 16 << 10
 
-// newStatusError describes resp, whose status was not expected, reading
-// at most maxErrorBody bytes of its body for the registry's error.
-func newStatusError(resp *http.Response, method, url string) *StatusError {
-	e := &StatusError{Method: method, URL: url, Code: resp.StatusCode}
+// NewStatusError describes resp, whose status was not expected, reading
+// at most 16 KiB of its body for the registry's error. Its URL is the
+// request's, without query or user information.
+func NewStatusError(resp *http.Response) *StatusError {
+	u := *resp.Request.URL
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	e := &StatusError{Method: resp.Request.Method, URL: u.String(), Code: resp.StatusCode}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var body struct {
 		Errors []struct {

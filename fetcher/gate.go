@@ -117,11 +117,44 @@ type gate struct {
 	inflight []*job // with requests whose answer may be the whole blob
 	streams  []*stream
 
+	shared *HostTable // nil, or where what is learnt is also kept
+
 	parkHook func() // for tests: called, locked, as a job parks
 }
 
-func newGate(host string) *gate {
-	return &gate{hosts: make(map[string]*hostSupport), route: host}
+func newGate(host string, shared *HostTable) *gate {
+	return &gate{hosts: make(map[string]*hostSupport), route: host, shared: shared}
+}
+
+// HostTable remembers what hosts do with range requests for every fetcher
+// given it with WithHostTable, so that a fetcher of one blob starts with
+// what fetchers of other blobs on the same hosts learnt. It keeps up to
+// MaxSharedHosts hosts, and forgets them all when more come. It is safe
+// for concurrent use.
+type HostTable struct {
+	mu    sync.Mutex
+	hosts map[string]hostSupport
+}
+
+// MaxSharedHosts bounds the hosts a HostTable remembers.
+const MaxSharedHosts = 1024
+
+// NewHostTable returns an empty table.
+func NewHostTable() *HostTable { return &HostTable{hosts: make(map[string]hostSupport)} }
+
+func (t *HostTable) load(name string) hostSupport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.hosts[name]
+}
+
+func (t *HostTable) store(name string, h hostSupport) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.hosts[name]; !ok && len(t.hosts) >= MaxSharedHosts {
+		clear(t.hosts)
+	}
+	t.hosts[name] = h
 }
 
 // maxHosts bounds the hosts a gate remembers: a registry could redirect
@@ -135,6 +168,9 @@ func (g *gate) host(name string) *hostSupport {
 			clear(g.hosts) // learn again
 		}
 		h = new(hostSupport)
+		if g.shared != nil {
+			*h = g.shared.load(name)
+		}
 		g.hosts[name] = h
 	}
 	return h
@@ -271,6 +307,9 @@ func (g *gate) answered(j *job, host string, a answer, s *stream) bool {
 			k.wake <- stepStream
 		}
 		g.parked = nil
+	}
+	if g.shared != nil {
+		g.shared.store(host, *h)
 	}
 	if s != nil {
 		j.err, j.cancelled = nil, false

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/regauth"
+	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 )
@@ -67,16 +69,18 @@ func DefaultCoalescePolicy() CoalescePolicy {
 type HTTP struct {
 	url    *url.URL
 	client *http.Client
-	auth   *authenticator
+	auth   *regauth.Authenticator // nil when the transport authenticates
 
 	transport  http.RoundTripper
+	authorized bool // the transport authenticates requests itself
+	hosts      *HostTable
 	plainHTTP  bool
 	cred       *credential
 	configPath string
 	conns      chan struct{} // bounds requests in flight
 	maxConns   int
 	policy     CoalescePolicy
-	retry      retryPolicy
+	retry      retry.Policy
 	timeout    time.Duration
 
 	sizeLock chan struct{} // held while learning the size; a channel so waiting honours ctx
@@ -91,6 +95,21 @@ type HTTP struct {
 // http.DefaultTransport: for TLS settings, proxies, or tests.
 func WithTransport(rt http.RoundTripper) HTTPOption {
 	return httpOptionFunc(func(f *HTTP) { f.transport = rt })
+}
+
+// WithAuthorizedTransport sends requests through rt, which authenticates
+// them itself (as package registry's transports do): the fetcher answers
+// no challenge, and a 401 fails the request with ErrUnauthorized.
+// Credentials given with WithCredentials or WithDockerConfig are not used.
+func WithAuthorizedTransport(rt http.RoundTripper) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.transport, f.authorized = rt, true })
+}
+
+// WithHostTable makes the fetcher start from what t says of its hosts'
+// range support, and tell t what it learns, for the fetchers of other
+// blobs that share t (as package registry's do).
+func WithHostTable(t *HostTable) HTTPOption {
+	return httpOptionFunc(func(f *HTTP) { f.hosts = t })
 }
 
 // WithPlainHTTP makes a reference (host/repo@digest) resolve to http://
@@ -132,7 +151,7 @@ func WithRequestTimeout(d time.Duration) HTTPOption {
 // times itself. Defaults: DefaultAttempts, DefaultRetryDelay.
 func WithRetry(attempts int, delay time.Duration) HTTPOption {
 	return httpOptionFunc(func(f *HTTP) {
-		f.retry = retryPolicy{attempts: max(attempts, 1), baseDelay: delay, maxDelay: 50 * delay}
+		f.retry = retry.NewPolicy(attempts, delay)
 	})
 }
 
@@ -149,8 +168,9 @@ func WithSize(n int64) HTTPOption { return httpOptionFunc(func(f *HTTP) { f.size
 // referencePattern matches host[:port]/repository@algorithm:hex.
 var referencePattern = regexp.MustCompile(`^([A-Za-z0-9.-]+(?::[0-9]+)?)/([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)@(.+)$`)
 
-// blobPathPattern matches the distribution API's blob path.
-var blobPathPattern = regexp.MustCompile(`^/v2/(.+)/blobs/([^/]+)$`)
+// blobPathPattern matches the distribution API's blob path, under /v2/ or
+// under the API root a mirror names (containerd's override_path).
+var blobPathPattern = regexp.MustCompile(`^(?:/v2)?/(.+)/blobs/([^/]+)$`)
 
 // NewHTTP returns a fetcher for the blob ref names: either a reference
 // "host[:port]/repository@sha256:..." or a blob URL
@@ -159,7 +179,7 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 	f := &HTTP{
 		maxConns: DefaultMaxConnections,
 		policy:   DefaultCoalescePolicy(),
-		retry:    retryPolicy{attempts: DefaultAttempts, baseDelay: DefaultRetryDelay, maxDelay: 50 * DefaultRetryDelay},
+		retry:    retry.NewPolicy(DefaultAttempts, DefaultRetryDelay),
 		timeout:  DefaultRequestTimeout,
 	}
 	f.size.Store(-1)
@@ -203,7 +223,7 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 	}
 
 	var helper *credentialHelper
-	if f.cred == nil && f.configPath != "" {
+	if f.cred == nil && f.configPath != "" && !f.authorized {
 		cfg, err := loadDockerConfig(f.configPath)
 		if err != nil {
 			return nil, err
@@ -215,12 +235,14 @@ func NewHTTP(ref string, opts ...HTTPOption) (*HTTP, error) {
 		t.MaxIdleConnsPerHost = f.maxConns
 		f.transport = t
 	}
-	f.gate = newGate(f.url.Host)
+	f.gate = newGate(f.url.Host, f.hosts)
 	f.conns = make(chan struct{}, f.maxConns)
 	f.sizeLock = make(chan struct{}, 1)
 	f.client = &http.Client{Transport: f.transport, CheckRedirect: dropAuthOffHost}
-	f.auth = newAuthenticator(&url.URL{Scheme: f.url.Scheme, Host: f.url.Host}, repo, f.cred, helper,
-		&http.Client{Transport: f.transport, Timeout: f.timeout})
+	if !f.authorized {
+		f.auth = regauth.New(f.url, repo, credentialFunc(f.cred, helper),
+			&http.Client{Transport: f.transport, Timeout: f.timeout})
+	}
 	return f, nil
 }
 
@@ -293,7 +315,7 @@ func (f *HTTP) Size(ctx context.Context) (int64, error) {
 		return n, nil
 	}
 	var size int64 = -1
-	err := f.retry.do(ctx, func(attempt int) error {
+	err := f.retry.Do(ctx, func(attempt int) error {
 		return f.attempt(ctx, http.MethodHead, nil, attempt, func(resp *http.Response) (int64, error) {
 			if resp.StatusCode != http.StatusOK {
 				return 0, f.statusError(resp, http.MethodHead)
@@ -311,7 +333,7 @@ func (f *HTTP) Size(ctx context.Context) (int64, error) {
 	if size < 0 {
 		// Some servers and proxies answer HEAD badly: ask for one byte.
 		probe := []Range{{Offset: 0, Length: 1}}
-		err = f.retry.do(ctx, func(attempt int) error {
+		err = f.retry.Do(ctx, func(attempt int) error {
 			return f.attempt(ctx, http.MethodGet, probe, attempt, func(resp *http.Response) (int64, error) {
 				switch resp.StatusCode {
 				case http.StatusOK:
@@ -386,7 +408,7 @@ var errSplit = errors.New("one request per span")
 // merged by the policy's SingleRangeGap.
 func (f *HTTP) fetchJob(ctx context.Context, g *group, d *delivery, idx []int, run bool) error {
 	j := newJob(ctx, d, idx, run)
-	err := f.retry.do(ctx, func(attempt int) error {
+	err := f.retry.Do(ctx, func(attempt int) error {
 		st := f.gate.decide(j)
 		for {
 			var err error
@@ -532,7 +554,7 @@ func bodyError(f *HTTP, r Range, err error) error {
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
-	return retryable(fmt.Errorf("fetcher: %s: reading bytes %v: %w", f.where(), r, err), 0)
+	return retry.Mark(fmt.Errorf("fetcher: %s: reading bytes %v: %w", f.where(), r, err), 0)
 }
 
 // errNoMultiRange reports an answer to a multi-range request that serves
@@ -579,7 +601,7 @@ func (f *HTTP) attempt(ctx context.Context, method string, spans []Range, attemp
 	}
 	var stop *callbackError
 	if err != nil && ctx.Err() == nil && actx.Err() != nil && !errors.As(err, &stop) {
-		err = retryable(fmt.Errorf("%w (attempt timeout %v)", err, f.timeout), 0)
+		err = retry.Mark(fmt.Errorf("%w (attempt timeout %v)", err, f.timeout), 0)
 	}
 	info.Latency, info.Err = time.Since(start), err
 	f.request(info)
@@ -597,7 +619,10 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 		if spans != nil {
 			req.Header.Set("Range", rangeHeader(spans))
 		}
-		used := f.auth.current()
+		var used string
+		if f.auth != nil {
+			used = f.auth.Current()
+		}
 		if used != "" {
 			req.Header.Set("Authorization", used)
 		}
@@ -607,27 +632,25 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 			if errors.Is(err, http.ErrSchemeMismatch) {
 				err = fmt.Errorf("%w (the registry speaks plain HTTP: see WithPlainHTTP)", err)
 			}
-			if ctx.Err() != nil || permanentTransportError(err) {
+			if ctx.Err() != nil || permanentTransportError(err) || errors.Is(err, ErrUnauthorized) {
 				return nil, err
 			}
-			return nil, retryable(err, 0)
+			return nil, retry.Mark(err, 0)
 		}
-		if resp.StatusCode != http.StatusUnauthorized || try > 0 || resp.Request.URL.Host != f.url.Host {
+		if f.auth == nil || resp.StatusCode != http.StatusUnauthorized || try > 0 || resp.Request.URL.Host != f.url.Host {
 			return resp, nil
 		}
 		io.CopyN(io.Discard, resp.Body, 4<<10) // let the connection be reused
 		resp.Body.Close()
-		if err := f.auth.refresh(ctx, resp, used); err != nil {
-			return nil, err
+		if err := f.auth.Refresh(ctx, resp, used); err != nil {
+			return nil, fmt.Errorf("fetcher: %w", err)
 		}
 	}
 }
 
 // statusError describes an unexpected status, retryable when it says so.
 func (f *HTTP) statusError(resp *http.Response, method string) error {
-	u := *resp.Request.URL
-	u.RawQuery, u.Fragment, u.User = "", "", nil
-	status := newStatusError(resp, method, u.String())
+	status := NewStatusError(resp)
 	err := fmt.Errorf("fetcher: %w", status)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
@@ -637,7 +660,7 @@ func (f *HTTP) statusError(resp *http.Response, method string) error {
 	case resp.StatusCode == http.StatusNotFound || status.RegistryCode == "BLOB_UNKNOWN":
 		return fmt.Errorf("%w: %w", err, ErrBlobUnknown)
 	}
-	return statusRetry(resp, err)
+	return retry.Status(resp, err)
 }
 
 // where names the blob in error messages.

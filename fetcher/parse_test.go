@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestParseContentRange(t *testing.T) {
@@ -58,29 +57,6 @@ func FuzzParseContentRange(f *testing.F) {
 		}
 		if r2, total2, err := parseContentRange(fmt.Sprintf("bytes %s/%s", r, totalStr)); err != nil || r2 != r || total2 != total {
 			t.Fatalf("parseContentRange(%q) = %v, %d does not round-trip: %v, %d, %v", s, r, total, r2, total2, err)
-		}
-	})
-}
-
-func TestParseChallenges(t *testing.T) {
-	got := parseChallenges([]string{
-		`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"`,
-		`Basic realm="x\"y", Newauth realm=apps, type=1, title="Login to \"apps\""`,
-	})
-	want := `[{bearer map[realm:https://auth.example/token scope:repository:a/b:pull service:registry.example]} {basic map[realm:x"y]} {newauth map[realm:apps title:Login to "apps" type:1]}]`
-	if fmt.Sprint(got) != want {
-		t.Errorf("parseChallenges:\n got %v\nwant %s", got, want)
-	}
-}
-
-func FuzzParseChallenges(f *testing.F) {
-	f.Add(`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"`)
-	f.Add(`Basic realm="x\"y", Newauth realm=apps, type=1`)
-	f.Fuzz(func(t *testing.T, s string) {
-		for _, c := range parseChallenges([]string{s}) {
-			if c.scheme == "" || c.scheme != strings.ToLower(c.scheme) {
-				t.Fatalf("bad scheme %q", c.scheme)
-			}
 		}
 	})
 }
@@ -219,27 +195,4 @@ func FuzzReadStream(f *testing.F) {
 			t.Fatalf("read of a %d-byte body: %v", len(body), err)
 		}
 	})
-}
-
-func TestRetryDelay(t *testing.T) {
-	p := retryPolicy{attempts: 5, baseDelay: 100 * time.Millisecond, maxDelay: time.Second}
-	for attempt := 1; attempt < 40; attempt++ {
-		d := p.delay(attempt, 0)
-		step := min(p.baseDelay<<min(attempt-1, 20), p.maxDelay)
-		if d < step/2 || d > step {
-			t.Errorf("delay(%d) = %v, want within [%v, %v]", attempt, d, step/2, step)
-		}
-	}
-	if d := p.delay(1, 3*time.Second); d != 3*time.Second {
-		t.Errorf("delay with Retry-After 3s = %v", d)
-	}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"": 0, "2": 2 * time.Second, "junk": 0, "-1": 0, "99999": maxRetryAfter,
-		"Thu, 01 Jan 2026 00:00:05 GMT": 5 * time.Second, "Wed, 31 Dec 2025 00:00:00 GMT": 0,
-	} {
-		if got := parseRetryAfter(in, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
-		}
-	}
 }
