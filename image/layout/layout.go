@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/iox"
 	"github.com/lazylayer/lazylayer/internal/ocilayout"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -258,7 +259,7 @@ func (l *Layout) PushBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 	}
 	err = writeAtomic(root, name, func(w io.Writer) error {
 		h := desc.Digest.Algorithm().Hash()
-		n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(ctxReader{ctx, r}, desc.Size+1))
+		n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(iox.ContextReader(ctx, r), desc.Size+1))
 		if err != nil {
 			return err
 		}
@@ -504,17 +505,4 @@ func (b *blobFile) ReadAt(p []byte, off int64) (int, error) {
 	}
 	defer f.Close()
 	return f.ReadAt(p, off)
-}
-
-// ctxReader stops reading once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
