@@ -55,10 +55,10 @@ var (
 	ErrInvalid = ocilayout.ErrInvalid
 	// ErrTooLarge is returned when the archive has more members than
 	// its bound, or a manifest over its bound.
-	ErrTooLarge = errors.New("too large")
+	ErrTooLarge = ocilayout.ErrTooLarge
 	// ErrDigestMismatch is returned when a blob does not have the size
 	// or digest its descriptor says.
-	ErrDigestMismatch = errors.New("content does not match its descriptor")
+	ErrDigestMismatch = ocilayout.ErrDigestMismatch
 )
 
 // An Option configures an Archive.
@@ -439,8 +439,8 @@ func (a *Archive) Manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte
 	if err != nil {
 		return nil, fmt.Errorf("archive %s: manifest %s: %w", a.path, desc.Digest, err)
 	}
-	if int64(len(data)) != desc.Size || desc.Digest.Algorithm().FromBytes(data) != desc.Digest {
-		return nil, fmt.Errorf("archive %s: manifest %s: %w", a.path, desc.Digest, ErrDigestMismatch)
+	if err := ocilayout.Verify(desc, data); err != nil {
+		return nil, fmt.Errorf("archive %s: manifest %s: %w", a.path, desc.Digest, err)
 	}
 	return data, nil
 }

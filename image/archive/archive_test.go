@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/image/archive"
+	"github.com/lazylayer/lazylayer/internal/imagetest"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -105,58 +105,29 @@ func image1(config string, tags []string, layers ...string) string {
 // layers are plain then zipped.
 func checkDocker(t *testing.T, a *archive.Archive) {
 	t.Helper()
-	ctx := context.Background()
-	desc, err := a.Resolve(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := a.Manifest(ctx, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if desc.MediaType != ocispec.MediaTypeImageManifest || digest.FromBytes(data) != desc.Digest || int64(len(data)) != desc.Size {
-		t.Fatalf("Resolve = %+v for a manifest of %d bytes, %s", desc, len(data), digest.FromBytes(data))
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
+	desc, _, m := imagetest.Resolve(t, a)
+	if desc.MediaType != ocispec.MediaTypeImageManifest {
+		t.Errorf("Resolve = %+v", desc)
 	}
 	want := []struct {
 		mediaType, data string
 	}{{ocispec.MediaTypeImageConfig, config}, {ocispec.MediaTypeImageLayer, plain}, {ocispec.MediaTypeImageLayerGzip, zipped}}
 	got := append([]ocispec.Descriptor{m.Config}, m.Layers...)
 	if m.SchemaVersion != 2 || len(got) != len(want) {
-		t.Fatalf("manifest %s", data)
+		t.Fatalf("manifest %+v", m)
 	}
 	for i, w := range want {
 		if got[i].MediaType != w.mediaType || got[i].Digest != digest.FromString(w.data) || got[i].Size != int64(len(w.data)) {
 			t.Errorf("descriptor %d = %+v, want %s of %q", i, got[i], w.mediaType, w.data)
 		}
-		if b := readBlob(t, a, got[i]); string(b) != w.data {
+		if b := imagetest.ReadBlob(t, a, got[i]); string(b) != w.data {
 			t.Errorf("blob %d = %q, want %q", i, b, w.data)
 		}
 	}
-	again, err := a.Resolve(ctx)
+	again, err := a.Resolve(context.Background())
 	if err != nil || again.Digest != desc.Digest {
 		t.Errorf("second Resolve = %v, %v", again.Digest, err)
 	}
-}
-
-func readBlob(t testing.TB, src image.Source, desc ocispec.Descriptor) []byte {
-	t.Helper()
-	f, err := src.Blob(context.Background(), desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []byte
-	err = f.Fetch(context.Background(), []fetcher.Range{{Offset: 0, Length: desc.Size}}, func(_ fetcher.Range, b []byte) error {
-		got = b
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
 }
 
 // The archive flavours docker and podman write, by hand.
@@ -232,7 +203,7 @@ func TestOCIArchive(t *testing.T) {
 		if got, err := a.Manifest(ctx, desc); err != nil || !bytes.Equal(got, manifest) {
 			t.Errorf("Manifest = %s, %v", got, err)
 		}
-		if got := readBlob(t, a, m.Layers[0]); string(got) != zipped {
+		if got := imagetest.ReadBlob(t, a, m.Layers[0]); string(got) != zipped {
 			t.Errorf("layer = %q", got)
 		}
 	}

@@ -45,6 +45,9 @@
 // followed to a member. index.json is parsed as strictly as in package
 // image/layout.
 //
+// The sentinel errors other than [ErrNotArchive] are the very values
+// package image/layout exports under the same names.
+//
 // The fetchers Blob returns read the archive file at the member's
 // offset; an [Archive] made by Open holds the file open until Close.
 package archive

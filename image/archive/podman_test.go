@@ -4,13 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"io"
 	"os"
 	"testing"
 
 	"github.com/lazylayer/lazylayer/image/archive"
+	"github.com/lazylayer/lazylayer/internal/imagetest"
 	"github.com/lazylayer/lazylayer/internal/tooltest"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -46,29 +46,20 @@ func TestPodmanSave(t *testing.T) {
 		{"oci.tar", "localhost/test:v1"},
 	} {
 		t.Run(tc.file+":"+tc.ref, func(t *testing.T) {
-			ctx := context.Background()
 			a, err := archive.Open(box.Path(tc.file), tc.ref)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			desc, err := a.Resolve(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := a.Manifest(ctx, desc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var m ocispec.Manifest
-			if err := json.Unmarshal(data, &m); err != nil || len(m.Layers) != 1 {
-				t.Fatalf("manifest %s: %v", data, err)
+			_, _, m := imagetest.Resolve(t, a)
+			if len(m.Layers) != 1 {
+				t.Fatalf("manifest of %d layers", len(m.Layers))
 			}
 			var config ocispec.Image
-			if err := json.Unmarshal(readBlob(t, a, m.Config), &config); err != nil {
+			if err := json.Unmarshal(imagetest.ReadBlob(t, a, m.Config), &config); err != nil {
 				t.Fatal(err)
 			}
-			layer := readBlob(t, a, m.Layers[0])
+			layer := imagetest.ReadBlob(t, a, m.Layers[0])
 			if d := digest.FromBytes(layer); d != m.Layers[0].Digest {
 				t.Errorf("layer digest %s, manifest says %s", d, m.Layers[0].Digest)
 			}

@@ -43,6 +43,10 @@
 // Tags of any Layouts of this process or of other processes all take
 // effect; elsewhere it serialises the Tags of one Layout only.
 //
+// The sentinel errors ([ErrNotFound], [ErrAmbiguous], [ErrInvalid],
+// [ErrTooLarge], [ErrDigestMismatch]) are the very values package
+// image/archive exports under the same names.
+//
 // A Layout holds no open file between calls: the fetcher of a blob opens
 // it for each read, so fetchers need no closing.
 package layout

@@ -45,10 +45,10 @@ var (
 	ErrInvalid = ocilayout.ErrInvalid
 	// ErrTooLarge is returned for an index.json or manifest over its
 	// bound.
-	ErrTooLarge = errors.New("too large")
+	ErrTooLarge = ocilayout.ErrTooLarge
 	// ErrDigestMismatch is returned when content does not have the size
 	// or digest its descriptor says.
-	ErrDigestMismatch = errors.New("content does not match its descriptor")
+	ErrDigestMismatch = ocilayout.ErrDigestMismatch
 )
 
 // An Option configures a Layout.
@@ -177,8 +177,8 @@ func (l *Layout) Manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte,
 	if err != nil {
 		return nil, l.errorf("manifest %s: %w", desc.Digest, notFound(err))
 	}
-	if int64(len(data)) != desc.Size || desc.Digest.Algorithm().FromBytes(data) != desc.Digest {
-		return nil, l.errorf("manifest %s: %w", desc.Digest, ErrDigestMismatch)
+	if err := ocilayout.Verify(desc, data); err != nil {
+		return nil, l.errorf("manifest %s: %w", desc.Digest, err)
 	}
 	return data, nil
 }

@@ -13,9 +13,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/image/layout"
+	"github.com/lazylayer/lazylayer/internal/imagetest"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -89,27 +89,10 @@ func (im *testImage) check(t testing.TB, src image.Source) {
 		desc ocispec.Descriptor
 		data []byte
 	}{{im.configDesc, im.config}, {im.layerDesc, im.layer}} {
-		if got := readBlob(t, src, b.desc); !bytes.Equal(got, b.data) {
+		if got := imagetest.ReadBlob(t, src, b.desc); !bytes.Equal(got, b.data) {
 			t.Errorf("blob %s = %q, want %q", b.desc.Digest, got, b.data)
 		}
 	}
-}
-
-func readBlob(t testing.TB, src image.Source, desc ocispec.Descriptor) []byte {
-	t.Helper()
-	f, err := src.Blob(context.Background(), desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []byte
-	err = f.Fetch(context.Background(), []fetcher.Range{{Offset: 0, Length: desc.Size}}, func(_ fetcher.Range, b []byte) error {
-		got = b
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
 }
 
 func open(t testing.TB, dir, ref string, opts ...layout.Option) *layout.Layout {
@@ -409,7 +392,7 @@ func TestBlobLinks(t *testing.T) {
 	if err := os.Symlink("../../inside", filepath.Join(blobs, in.Digest.Encoded())); err != nil {
 		t.Fatal(err)
 	}
-	if got := readBlob(t, l, in); string(got) != "inside" {
+	if got := imagetest.ReadBlob(t, l, in); string(got) != "inside" {
 		t.Errorf("Blob through a link within the layout = %q", got)
 	}
 

@@ -20,6 +20,11 @@ var (
 	ErrAmbiguous = errors.New("ambiguous reference")
 	// ErrInvalid: malformed index, layout file, manifest list or digest.
 	ErrInvalid = errors.New("invalid")
+	// ErrTooLarge: over a bound.
+	ErrTooLarge = errors.New("too large")
+	// ErrDigestMismatch: content of another size or digest than its
+	// descriptor says.
+	ErrDigestMismatch = errors.New("content does not match its descriptor")
 )
 
 // CheckDigest reports whether d is well formed and of an algorithm this
@@ -127,4 +132,13 @@ func Select(manifests []ocispec.Descriptor, ref string) (ocispec.Descriptor, err
 	default:
 		return ocispec.Descriptor{}, fmt.Errorf("%w: %d images named %q", ErrAmbiguous, n, untrusted.Short(ref))
 	}
+}
+
+// Verify checks that data has the size and digest desc says, whose digest
+// passed CheckDigest.
+func Verify(desc ocispec.Descriptor, data []byte) error {
+	if int64(len(data)) != desc.Size || desc.Digest.Algorithm().FromBytes(data) != desc.Digest {
+		return ErrDigestMismatch
+	}
+	return nil
 }
