@@ -1,6 +1,9 @@
 package iox
 
-import "io"
+import (
+	"context"
+	"io"
+)
 
 // A CountingWriter writes to W and counts in N the bytes written. The zero
 // value discards nothing: W must be set.
@@ -35,4 +38,20 @@ func AllZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// ContextReader returns a reader of r that fails with ctx's error once
+// ctx is done, checked before each read, so that a long copy stops.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/tooltest"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -20,7 +21,7 @@ import (
 // containerd is a containerd daemon of the test's own, for ctr-remote,
 // which reads layers from containerd's content store only.
 type containerd struct {
-	box     *sandbox
+	box     *tooltest.Sandbox
 	ctr     string // ctr-remote
 	address string // its socket
 }
@@ -30,9 +31,9 @@ type containerd struct {
 // content ingested without a lease stays.
 func startContainerd(t *testing.T) *containerd {
 	t.Helper()
-	path := lookTool(t, "containerd", "containerd")
-	c := &containerd{box: newSandbox(t), ctr: lookTool(t, "ctr-remote", "stargz-snapshotter")}
-	c.address = c.box.path("c.sock")
+	path := tooltest.Look(t, "containerd", "containerd")
+	c := &containerd{box: tooltest.NewSandbox(t), ctr: tooltest.Look(t, "ctr-remote", "stargz-snapshotter")}
+	c.address = c.box.Path("c.sock")
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -43,14 +44,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"
   address = %q
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, c.box.path("root"), c.box.path("state"), c.address, c.address+".ttrpc", c.box.path("opt"))
-	configPath := c.box.path("config.toml")
+`, c.box.Path("root"), c.box.Path("state"), c.address, c.address+".ttrpc", c.box.Path("opt"))
+	configPath := c.box.Path("config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var log bytes.Buffer
-	cmd := c.box.command(ctx, nil, path, "--config", configPath)
+	cmd := c.box.Command(ctx, nil, path, "--config", configPath)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -69,9 +70,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"
 		}
 		select {
 		case <-exited:
-			t.Fatalf("containerd exited before it listened:\n%s", tail(log.String()))
+			t.Fatalf("containerd exited before it listened:\n%s", tooltest.Tail(log.String()))
 		case <-deadline:
-			t.Fatalf("containerd did not listen on %s in 30s:\n%s", c.address, tail(log.String()))
+			t.Fatalf("containerd did not listen on %s in 30s:\n%s", c.address, tooltest.Tail(log.String()))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -84,7 +85,7 @@ func (c *containerd) run(t *testing.T, stdin []byte, args ...string) (string, er
 	if stdin != nil {
 		in = bytes.NewReader(stdin)
 	}
-	return c.box.try(t, in, nil, c.ctr, append([]string{"--address", c.address}, args...)...)
+	return c.box.Try(t, in, nil, c.ctr, append([]string{"--address", c.address}, args...)...)
 }
 
 // ingest stores blob in the content store and returns its digest.

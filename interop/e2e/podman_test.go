@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/lazylayer/lazylayer/internal/tooltest"
 )
 
 // podman runs Debian's podman on a store of the test's own, with partial
@@ -11,18 +13,18 @@ import (
 // partial layer).
 type podman struct {
 	path string
-	box  *sandbox
+	box  *tooltest.Sandbox
 	env  []string
 }
 
 func newPodman(t *testing.T) *podman {
 	t.Helper()
-	p := &podman{path: lookTool(t, "podman", "podman"), box: newSandbox(t)}
-	conf := p.box.path("storage.conf")
+	p := &podman{path: tooltest.Look(t, "podman", "podman"), box: tooltest.NewSandbox(t)}
+	conf := p.box.Path("storage.conf")
 	err := os.WriteFile(conf, []byte(`[storage]
 driver = "overlay"
-graphroot = "`+p.box.path("root")+`"
-runroot = "`+p.box.path("runroot")+`"
+graphroot = "`+p.box.Path("root")+`"
+runroot = "`+p.box.Path("runroot")+`"
 [storage.options]
 pull_options = {enable_partial_images = "true"}
 `), 0o600)
@@ -36,10 +38,10 @@ pull_options = {enable_partial_images = "true"}
 func (p *podman) run(t *testing.T, args ...string) string {
 	t.Helper()
 	global := []string{
-		"--root", p.box.path("root"), "--runroot", p.box.path("runroot"), "--tmpdir", p.box.path("libpod"),
+		"--root", p.box.Path("root"), "--runroot", p.box.Path("runroot"), "--tmpdir", p.box.Path("libpod"),
 		"--storage-driver", "overlay", "--events-backend", "none", "--cgroup-manager", "cgroupfs",
 	}
-	return p.box.run(t, p.env, p.path, append(global, args...)...)
+	return p.box.Run(t, p.env, p.path, append(global, args...)...)
 }
 
 // pull pulls im from repo through the proxy, over plain HTTP, and returns

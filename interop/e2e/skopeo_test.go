@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/tooltest"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -21,18 +22,18 @@ import (
 // layer; our reader then opens the copy in the second registry lazily,
 // trusting only the annotations of the copied manifest.
 func TestSkopeoCopyKeepsOurImage(t *testing.T) {
-	skopeo := lookTool(t, "skopeo", "skopeo")
-	box := newSandbox(t)
+	skopeo := tooltest.Look(t, "skopeo", "skopeo")
+	box := tooltest.NewSandbox(t)
 	src, dst := startRegistry(t), startRegistry(t)
 	im := buildImage(t, baseFiles())
 	im.push(t, src, "e2e/img", "v1")
 	from := "docker://" + src.Host() + "/e2e/img:v1"
-	layout := box.path("layout")
+	layout := box.Path("layout")
 
-	box.run(t, nil, skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false", from, "docker://"+dst.Host()+"/e2e/img:v1")
-	box.run(t, nil, skopeo, "copy", "--src-tls-verify=false", from, "oci:"+layout+":v1")
+	box.Run(t, nil, skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false", from, "docker://"+dst.Host()+"/e2e/img:v1")
+	box.Run(t, nil, skopeo, "copy", "--src-tls-verify=false", from, "oci:"+layout+":v1")
 
-	raw := box.run(t, nil, skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+dst.Host()+"/e2e/img:v1")
+	raw := box.Run(t, nil, skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+dst.Host()+"/e2e/img:v1")
 	if !bytes.Equal([]byte(raw), im.manifest) {
 		t.Errorf("the registry copy's manifest differs:\n got %s\nwant %s", raw, im.manifest)
 	}
