@@ -24,6 +24,8 @@ type Image struct {
 	manifest           ocispec.Manifest
 	config             ocispec.Image
 	layers             []Layer
+	src                Source
+	cfg                config
 
 	mu         sync.Mutex
 	closed     bool
@@ -51,7 +53,7 @@ func Open(ctx context.Context, src Source, opts ...Option) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := &Image{root: root, manifestDesc: mdesc, manifest: m, layers: make([]Layer, len(m.Layers))}
+	img := &Image{root: root, manifestDesc: mdesc, manifest: m, layers: make([]Layer, len(m.Layers)), src: src, cfg: cfg}
 
 	// The config and every layer's index come in parallel: one round
 	// trip for all of them.
