@@ -1,0 +1,144 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// lazylayer runs the command line args in-process and returns its exit
+// code and outputs.
+func lazylayer(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), append([]string{"--hosts-dir", t.TempDir()}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// mustRun runs args and fails the test unless they succeed.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := lazylayer(t, args...)
+	if code != exitOK {
+		t.Fatalf("lazylayer %s: exit %d\n%s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// tarOf returns a tar of files, name to contents; a name ending in "/"
+// is a directory, and contents starting with "->" make a symlink.
+func tarOf(t *testing.T, files map[string]string) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		data := files[n]
+		h := &tar.Header{Name: n, Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(data))}
+		switch {
+		case strings.HasSuffix(n, "/"):
+			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
+		case strings.HasPrefix(data, "->"):
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, data[2:], 0
+		case strings.HasPrefix(n, "bin/"):
+			h.Mode = 0o755
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write([]byte(data))
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// dockerArchive writes a docker-save archive of an image of layers,
+// tagged app:v1, and returns its path.
+func dockerArchive(t *testing.T, entrypoint []string, layers ...map[string]string) string {
+	var members []struct {
+		name string
+		data []byte
+	}
+	add := func(name string, data []byte) {
+		members = append(members, struct {
+			name string
+			data []byte
+		}{name, data})
+	}
+	var layerNames []string
+	var diffIDs []digest.Digest
+	for i, files := range layers {
+		data := tarOf(t, files)
+		name := filepath.Join("layer"+string(rune('0'+i)), "layer.tar")
+		add(name, data)
+		layerNames = append(layerNames, name)
+		diffIDs = append(diffIDs, digest.FromBytes(data))
+	}
+	config, _ := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux",
+		"config": map[string]any{"Entrypoint": entrypoint, "Env": []string{"PATH=/bin"}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
+	})
+	add("config.json", config)
+	manifest, _ := json.Marshal([]map[string]any{{"Config": "config.json", "RepoTags": []string{"app:v1"}, "Layers": layerNames}})
+	add("manifest.json", manifest)
+
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, m := range members {
+		tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.data))})
+		tw.Write(m.data)
+	}
+	tw.Close()
+	path := filepath.Join(t.TempDir(), "app.tar")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestReadVerbsOnAnArchive(t *testing.T) {
+	archive := "docker-archive:" + dockerArchive(t, []string{"/bin/app"},
+		map[string]string{"bin/": "", "bin/app": "#!/bin/sh\necho hi\n", "bin/sh": "shell", "etc/": "", "etc/hostname": "base\n", "etc/motd": "gone"},
+		map[string]string{"etc/": "", "etc/hostname": "top\n", "etc/.wh.motd": "", "etc/link": "->hostname"},
+	)
+	if got := mustRun(t, "cat", archive, "/etc/hostname"); got != "top\n" {
+		t.Errorf("cat: %q", got)
+	}
+	ls := mustRun(t, "ls", archive, "/etc")
+	if !strings.Contains(ls, "hostname") || strings.Contains(ls, "motd") || !strings.Contains(ls, "link -> hostname") {
+		t.Errorf("ls /etc:\n%s", ls)
+	}
+	dest := t.TempDir()
+	mustRun(t, "cp", archive, "/", dest)
+	if data, err := os.ReadFile(filepath.Join(dest, "etc/link")); err != nil || string(data) != "top\n" {
+		t.Errorf("cp: etc/link reads %q, %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "etc/motd")); !os.IsNotExist(err) {
+		t.Errorf("cp copied a whited-out file: %v", err)
+	}
+	if plan := mustRun(t, "plan", archive); !strings.Contains(plan, "bin/app") || !strings.Contains(plan, "bin/sh") {
+		t.Errorf("plan:\n%s", plan)
+	}
+	if code, _, errOut := lazylayer(t, "cat", archive, "/etc/nothing"); code != exitFailure || !strings.Contains(errOut, "etc/nothing") {
+		t.Errorf("cat of a missing file: exit %d, %s", code, errOut)
+	}
+	if code, _, _ := lazylayer(t, "cat", archive); code != exitUsage {
+		t.Errorf("cat without a path: exit %d, want %d", code, exitUsage)
+	}
+}
