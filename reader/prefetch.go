@@ -249,12 +249,13 @@ func (run *prefetchRun) load(ctx context.Context, i int) (frameResult, error) {
 // waited for, and stops the prefetch at the first error.
 func (run *prefetchRun) finished(i int, res frameResult, err error) {
 	f := run.frames[i]
+	l := run.layer
 	if err == nil {
-		c := f.ref.chunk()
-		err = res[span{c.InnerOffset, c.Size, chunkDigest(f.ref.entry, f.ref.index)}].err
+		c := l.chunk(f.ref)
+		err = res[span{c.InnerOffset, c.Size, l.chunkDigest(f.ref)}].err
 	}
 	if err != nil {
-		run.cancel(fmt.Errorf("entry %q: chunk %d: %w", untrusted.Short(f.ref.entry.Name), f.ref.index, err))
+		run.cancel(fmt.Errorf("entry %q: chunk %d: %w", untrusted.Short(l.idx.recs[f.ref.id].name), f.ref.index, err))
 		return
 	}
 	run.mu.Lock()
@@ -309,13 +310,14 @@ func (l *Layer) prefetchFrames(ranges []FileRange) ([]prefetchFrame, error) {
 	var frames []prefetchFrame
 	seen := make(map[int64]bool)
 	for _, fr := range ranges {
-		e, err := l.ContentEntry(fr.Name)
+		id, err := l.contentID(fr.Name)
 		if err != nil {
 			return nil, &fs.PathError{Op: "prefetch", Path: fr.Name, Err: err}
 		}
 		if fr.Offset < 0 || fr.Length < 0 {
 			return nil, &fs.PathError{Op: "prefetch", Path: fr.Name, Err: fs.ErrInvalid}
 		}
+		e := l.entry(id)
 		end := fr.Offset + fr.Length
 		for i := range e.Chunks {
 			c := &e.Chunks[i]
@@ -330,7 +332,7 @@ func (l *Layer) prefetchFrames(ranges []FileRange) ([]prefetchFrame, error) {
 			}
 			seen[c.FrameOffset] = true
 			frames = append(frames, prefetchFrame{
-				ref:   chunkRef{e, i},
+				ref:   chunkRef{id, int32(i)},
 				frame: fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset},
 			})
 		}
@@ -344,18 +346,27 @@ func (l *Layer) prefetchFrames(ranges []FileRange) ([]prefetchFrame, error) {
 // names of anything but a regular file with fs.ErrInvalid. The caller must
 // not modify the entry.
 func (l *Layer) ContentEntry(name string) (*toc.Entry, error) {
-	if !fs.ValidPath(name) {
-		return nil, fs.ErrInvalid
-	}
-	n, err := l.lookup(name, true)
+	id, err := l.contentID(name)
 	if err != nil {
 		return nil, err
 	}
-	if n.linkErr() != nil {
-		return nil, n.linkErr()
+	return l.entry(id), nil
+}
+
+// contentID is ContentEntry, returning the entry's record.
+func (l *Layer) contentID(name string) (int32, error) {
+	if !fs.ValidPath(name) {
+		return 0, fs.ErrInvalid
 	}
-	if n.content() == nil || n.content().Type != toc.TypeReg {
-		return nil, fmt.Errorf("not a regular file: %w", fs.ErrInvalid)
+	n, err := l.lookup(name, true)
+	if err != nil {
+		return 0, err
+	}
+	if n.linkErr() != nil {
+		return 0, n.linkErr()
+	}
+	if n.content() == implied || l.contentType(n) != toc.TypeReg {
+		return 0, fmt.Errorf("not a regular file: %w", fs.ErrInvalid)
 	}
 	return n.content(), nil
 }
