@@ -62,10 +62,10 @@ func (a *accessLog) first(c *toc.Chunk) (seq int64, first bool) {
 // configured observer, and counts the load as foreground, so that a
 // background fetch (FetchAll) waits for it. Reads of file content call it,
 // or take chunks their file loaded ahead (see readAhead).
-func (l *Layer) chunkData(ctx context.Context, e *toc.Entry, i int, src frameSource) ([]byte, bool, error) {
-	done := l.observe(e, i)
+func (l *Layer) chunkData(ctx context.Context, ref chunkRef, src frameSource) ([]byte, bool, error) {
+	done := l.observe(l.entry(ref.id), int(ref.index))
 	l.foreground.Add(1)
-	data, exclusive, err := l.loadChunk(ctx, e, i, src)
+	data, exclusive, err := l.loadChunk(ctx, ref, src)
 	l.foreground.Add(-1)
 	done(err)
 	return data, exclusive, err

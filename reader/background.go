@@ -76,10 +76,10 @@ func (l *Layer) FetchAll(ctx context.Context) error {
 		var size int64
 		for ; start < len(frames) && size < backgroundBatch; start++ {
 			ref := frames[start]
-			if l.cacheHas(ref.entry, ref.index) {
+			if l.cacheHas(l.entry(ref.id), int(ref.index)) {
 				continue
 			}
-			c := ref.chunk()
+			c := l.chunk(ref)
 			batch = append(batch, ref)
 			ranges = append(ranges, fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset})
 			size += c.FrameEnd - c.FrameOffset
@@ -108,20 +108,24 @@ func (l *Layer) backgroundErr(ctx context.Context, err error) error {
 func (l *Layer) blobFrames() []chunkRef {
 	var refs []chunkRef
 	seen := make(map[int64]bool)
-	for _, e := range l.toc.Entries {
-		if e.Type != toc.TypeReg {
+	for id := range l.idx.recs {
+		rec := &l.idx.recs[id]
+		if rec.typ != toc.TypeReg {
 			continue
 		}
-		for i := range e.Chunks {
-			c := &e.Chunks[i]
-			if c.Zeros || c.Size == 0 || seen[c.FrameOffset] || chunkDigest(e, i) == "" {
+		for i := range int32(rec.nchunk) {
+			ref := chunkRef{int32(id), i}
+			c := l.idx.chunkRecord(ref)
+			if c.zeros || c.size == 0 || seen[c.frameOffset] || !l.idx.hasChunkDigest(ref) {
 				continue
 			}
-			seen[c.FrameOffset] = true
-			refs = append(refs, chunkRef{e, i})
+			seen[c.frameOffset] = true
+			refs = append(refs, ref)
 		}
 	}
-	slices.SortFunc(refs, func(a, b chunkRef) int { return cmp.Compare(a.chunk().FrameOffset, b.chunk().FrameOffset) })
+	slices.SortFunc(refs, func(a, b chunkRef) int {
+		return cmp.Compare(l.idx.chunkRecord(a).frameOffset, l.idx.chunkRecord(b).frameOffset)
+	})
 	return refs
 }
 
@@ -142,8 +146,8 @@ func (l *Layer) loadBatch(ctx context.Context, batch []chunkRef, ranges []fetche
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, _, err := l.loadChunk(ctx, ref.entry, ref.index, src); err != nil {
-				errs[k] = fmt.Errorf("entry %q: chunk %d: %w", untrusted.Short(ref.entry.Name), ref.index, err)
+			if _, _, err := l.loadChunk(ctx, ref, src); err != nil {
+				errs[k] = fmt.Errorf("entry %q: chunk %d: %w", untrusted.Short(l.idx.recs[ref.id].name), ref.index, err)
 			}
 		})
 	}

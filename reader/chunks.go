@@ -20,7 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// loadChunk returns the verified bytes of e.Chunks[i]. It is the one path
+// loadChunk returns the verified bytes of ref's chunk. It is the one path
 // by which file content leaves the blob: the cache is consulted first,
 // concurrent loads of one frame share a single fetch, and no byte is
 // returned before its digest matched the index. The frame is fetched
@@ -28,7 +28,8 @@ import (
 //
 // The caller must not modify data unless exclusive reports that nobody
 // else (no cache, no other reader) holds it.
-func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int, src frameSource) (data []byte, exclusive bool, err error) {
+func (l *Layer) loadChunk(ctx context.Context, ref chunkRef, src frameSource) (data []byte, exclusive bool, err error) {
+	e, i := l.entry(ref.id), int(ref.index)
 	c := &e.Chunks[i]
 	if c.Size == 0 {
 		return []byte{}, true, nil
@@ -59,7 +60,7 @@ func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int, src frameSou
 	cached := l.cfg.cache != nil
 	key := span{c.InnerOffset, c.Size, want}
 	res, shared, err := l.flights.do(ctx, l.ctx, c.FrameOffset, func(ctx context.Context) (frameResult, error) {
-		return l.loadFrameRefetching(ctx, chunkRef{e, i}, cached, src)
+		return l.loadFrameRefetching(ctx, ref, cached, src)
 	})
 	if err != nil {
 		return nil, false, err
@@ -68,7 +69,7 @@ func (l *Layer) loadChunk(ctx context.Context, e *toc.Entry, i int, src frameSou
 	if !ok {
 		// The load we joined was for another chunk of the same frame
 		// and did not decompress this one: load it alone.
-		if res, err = l.loadFrame(ctx, chunkRef{e, i}, false, src); err != nil {
+		if res, err = l.loadFrame(ctx, ref, false, src); err != nil {
 			return nil, false, err
 		}
 		r, shared = res[key], false
@@ -223,13 +224,13 @@ type frameResult map[span]spanResult
 // share a frame were packed together because they are small, and are
 // likely to be read together.
 func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src frameSource) (frameResult, error) {
-	c := ref.chunk()
-	want := span{c.InnerOffset, c.Size, chunkDigest(ref.entry, ref.index)}
+	c := l.chunk(ref)
+	want := span{c.InnerOffset, c.Size, l.chunkDigest(ref)}
 	plan := []span{want}
 	if siblings {
 		for _, s := range l.frames[c.FrameOffset] {
-			sc := s.chunk()
-			sp := span{sc.InnerOffset, sc.Size, chunkDigest(s.entry, s.index)}
+			sc := l.chunk(s)
+			sp := span{sc.InnerOffset, sc.Size, l.chunkDigest(s)}
 			if sp.digest == "" || sp == want || sp.inner < want.inner+want.size && want.inner < sp.inner+sp.size {
 				continue
 			}
@@ -251,7 +252,7 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 	// decompressor.
 	plan = disjoint(plan)
 	res := make(frameResult, len(plan))
-	if l.toc.Format == toc.FormatEStargz && l.inflateSpans(compressed, plan, res) {
+	if l.format() == toc.FormatEStargz && l.inflateSpans(compressed, plan, res) {
 		return res, nil
 	}
 	clear(res)
@@ -374,7 +375,7 @@ func truncated(err error) error {
 // choosing the decompressor by the layer's format. Decompressors are
 // pooled per layer: setting one up costs more than a small file.
 func (l *Layer) decompress(frame []byte, fn func(io.Reader) error) error {
-	switch l.toc.Format {
+	switch l.format() {
 	case toc.FormatEStargz:
 		zr, _ := l.gzips.Get().(*gzip.Reader)
 		var err error
@@ -408,7 +409,7 @@ func (l *Layer) decompress(frame []byte, fn func(io.Reader) error) error {
 		l.zstds.Put(zr)
 		return err
 	default:
-		return fmt.Errorf("%w: %v frames", ErrUnsupportedFormat, l.toc.Format)
+		return fmt.Errorf("%w: %v frames", ErrUnsupportedFormat, l.format())
 	}
 }
 

@@ -40,7 +40,8 @@ func ExampleLayer_StartPrefetch() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%s", data)
-	// One read per frame: ReadFile waited for the prefetch's.
+	// One read: the prefetch asks for the frames in blob order, where
+	// they lie side by side, and ReadFile waited for it.
 	fmt.Println("requests after open:", f.Stats().Requests-opened)
 	// Output:
 	// prefetched 0 of 2 frames
@@ -48,5 +49,5 @@ func ExampleLayer_StartPrefetch() {
 	// prefetched 2 of 2 frames
 	// #!/bin/sh
 	// echo hello
-	// requests after open: 2
+	// requests after open: 1
 }

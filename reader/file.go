@@ -19,6 +19,7 @@ import (
 type file struct {
 	layer *Layer
 	entry *toc.Entry // content entry (a hard link's target)
+	id    int32      // entry's record
 	info  *fileInfo
 	path  string
 
@@ -276,7 +277,7 @@ func (f *file) chunk(i int, src frameSource) ([]byte, error) {
 		}
 		// The read-ahead failed; the read tries again on its own.
 	}
-	data, _, err := f.layer.chunkData(f.layer.ctx, f.entry, i, src)
+	data, _, err := f.layer.chunkData(f.layer.ctx, chunkRef{f.id, int32(i)}, src)
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d: %w", i, f.layer.closedErr(err))
 	}
@@ -321,7 +322,7 @@ func (d *dirFile) Close() error {
 // fs.ReadDirFile describes.
 func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 	if !d.read {
-		d.entries = dirEntries(d.info.node.sorted)
+		d.entries = d.info.l.dirEntries(d.info.node.sorted)
 		d.read = true
 	}
 	if n <= 0 {

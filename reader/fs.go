@@ -29,12 +29,12 @@ func (l *Layer) Open(name string) (fs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	info := &fileInfo{name: baseName(name), node: n}
+	info := &fileInfo{name: baseName(name), node: n, l: l}
 	switch {
 	case n.isDir():
 		return &dirFile{info: info}, nil
-	case n.content().Type == toc.TypeReg:
-		return &file{layer: l, entry: n.content(), info: info, path: name}, nil
+	case l.contentType(n) == toc.TypeReg:
+		return l.openFile(n.content(), info, name), nil
 	default:
 		return &specialFile{info: info}, nil
 	}
@@ -47,7 +47,12 @@ func (l *Layer) Stat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fileInfo{name: baseName(name), node: n}, nil
+	return &fileInfo{name: baseName(name), node: n, l: l}, nil
+}
+
+// openFile opens the regular file of record id, at name.
+func (l *Layer) openFile(id int32, info *fileInfo, name string) *file {
+	return &file{layer: l, entry: l.entry(id), id: id, info: info, path: name}
 }
 
 // Lstat returns a FileInfo describing the named file without following a
@@ -57,7 +62,7 @@ func (l *Layer) Lstat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fileInfo{name: baseName(name), node: n}, nil
+	return &fileInfo{name: baseName(name), node: n, l: l}, nil
 }
 
 // ReadLink returns the target of the named symbolic link, as the index
@@ -67,10 +72,10 @@ func (l *Layer) ReadLink(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if n.entry.Type != toc.TypeSymlink {
+	if n.typ != toc.TypeSymlink {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: fs.ErrInvalid}
 	}
-	return n.entry.LinkName, nil
+	return l.idx.linkName(n.id), nil
 }
 
 // ReadDir returns the named directory's entries sorted by name.
@@ -82,7 +87,7 @@ func (l *Layer) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !n.isDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errNotDir}
 	}
-	return dirEntries(n.sorted), nil
+	return l.dirEntries(n.sorted), nil
 }
 
 // ReadFile returns the named file's whole content, fetching its chunks in
@@ -92,16 +97,17 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.content().Type != toc.TypeReg {
+	if l.contentType(n) != toc.TypeReg {
 		if n.isDir() {
 			return nil, &fs.PathError{Op: "readfile", Path: name, Err: errIsDir}
 		}
 		return []byte{}, nil
 	}
-	if len(n.content().Chunks) == 1 {
+	id := n.content()
+	if l.idx.recs[id].nchunk == 1 {
 		// One chunk is the whole file: hand it over without a copy
 		// when nobody else holds it.
-		data, exclusive, err := l.chunkData(l.ctx, n.content(), 0, nil)
+		data, exclusive, err := l.chunkData(l.ctx, chunkRef{id, 0}, nil)
 		if err != nil {
 			return nil, &fs.PathError{Op: "readfile", Path: name, Err: fmt.Errorf("chunk 0: %w", l.closedErr(err))}
 		}
@@ -110,8 +116,8 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 		}
 		return data, nil
 	}
-	f := &file{layer: l, entry: n.content(), path: name}
-	data := make([]byte, n.content().Size)
+	f := l.openFile(id, nil, name)
+	data := make([]byte, f.entry.Size)
 	if _, err := f.readAt(data, 0, "readfile"); err != nil {
 		return nil, err
 	}
@@ -151,31 +157,56 @@ func baseName(name string) string {
 	return path.Base(name)
 }
 
-// fileInfo describes a node under the name it was looked up by.
+// fileInfo describes a node of layer l under the name it was looked up
+// by. It reads the layer's records, so that listing or walking the tree
+// builds no entries (see records.entry).
 type fileInfo struct {
 	name string
 	node *node
+	l    *Layer
 }
 
 func (fi *fileInfo) Name() string { return fi.name }
 
 func (fi *fileInfo) Size() int64 {
-	switch c := fi.node.content(); c.Type {
+	id := fi.node.content()
+	if id == implied {
+		return 0
+	}
+	switch rec := &fi.l.idx.recs[id]; rec.typ {
 	case toc.TypeReg:
-		return c.Size
+		return rec.size
 	case toc.TypeSymlink:
-		return int64(len(c.LinkName))
+		return int64(len(fi.l.idx.linkName(id)))
 	default:
 		return 0
 	}
 }
 
-func (fi *fileInfo) Mode() fs.FileMode  { return fi.node.content().FileMode() }
-func (fi *fileInfo) ModTime() time.Time { return fi.node.content().ModTime }
-func (fi *fileInfo) IsDir() bool        { return fi.node.isDir() }
+func (fi *fileInfo) Mode() fs.FileMode {
+	id := fi.node.content()
+	if id == implied {
+		return impliedEntry(fi.node.path).FileMode()
+	}
+	return fi.l.idx.fileMode(id)
+}
+
+func (fi *fileInfo) ModTime() time.Time {
+	if id := fi.node.content(); id != implied {
+		return fi.l.idx.modTime(id)
+	}
+	return time.Time{}
+}
+
+func (fi *fileInfo) IsDir() bool { return fi.node.isDir() }
 
 // Sys returns the *toc.Entry listed under the name.
-func (fi *fileInfo) Sys() any { return fi.node.entry }
+func (fi *fileInfo) Sys() any {
+	if fi.node.id == implied {
+		return impliedEntry(fi.node.path)
+	}
+	return fi.l.entry(fi.node.id)
+}
 
 func (fi *fileInfo) String() string { return fs.FormatFileInfo(fi) }
 
@@ -187,17 +218,17 @@ func (d *dirEntry) Type() fs.FileMode          { return d.Mode().Type() }
 func (d *dirEntry) Info() (fs.FileInfo, error) { return &d.fileInfo, nil }
 func (d *dirEntry) String() string             { return fs.FormatDirEntry(d) }
 
-func dirEntries(children []*node) []fs.DirEntry {
+func (l *Layer) dirEntries(children []*node) []fs.DirEntry {
 	out := make([]fs.DirEntry, 0, len(children))
 	for _, c := range children {
 		if c.linkErr() != nil {
 			// A broken hard link has no content to describe; list it as
 			// the link entry so the name stays visible and Open reports
 			// why it fails.
-			out = append(out, &dirEntry{fileInfo{name: path.Base(c.path), node: &node{path: c.path, entry: c.entry}}})
+			out = append(out, &dirEntry{fileInfo{name: path.Base(c.path), node: &node{path: c.path, id: c.id, typ: c.typ}, l: l}})
 			continue
 		}
-		out = append(out, &dirEntry{fileInfo{name: path.Base(c.path), node: c}})
+		out = append(out, &dirEntry{fileInfo{name: path.Base(c.path), node: c, l: l}})
 	}
 	return out
 }

@@ -57,7 +57,7 @@ func contentEntry(t *testing.T, l *Layer, p string) *toc.Entry {
 	if err != nil {
 		t.Fatalf("%s: %v", p, err)
 	}
-	return n.content()
+	return l.entry(n.content())
 }
 
 // openFuzzed opens blob as a fuzz target does: with small caps, and

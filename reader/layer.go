@@ -56,9 +56,12 @@ const maxSymlinks = 40
 // io.Seeker and io.WriterTo. fs.FileInfo.Sys of every name returns the
 // *toc.Entry the index lists under that name (for a hard link, the link
 // entry itself), or a synthesised directory entry for implied directories.
+//
+// A Layer keeps its index compact and builds a toc.Entry when one is
+// asked for (Sys, ContentEntry, TOC, or a read of the file), once.
 type Layer struct {
 	fetcher fetcher.Fetcher
-	toc     *toc.TOC
+	idx     *records
 	cfg     config
 
 	root *node
@@ -75,7 +78,8 @@ type Layer struct {
 	// lookups, if set, counts the steps lookups take, for tests.
 	lookups *atomic.Int64
 	// fileSums holds the outcome of checking files' whole digests (see
-	// fileSum), by *toc.Entry: nil, or the error reads of it return.
+	// fileSum), by *toc.Entry (see records.entry): nil, or the error
+	// reads of it return.
 	fileSums sync.Map
 	// zeroSums holds the outcome of checking chunks of zeros against
 	// their digests (see checkZeros), by zeroKey: nil, or the error.
@@ -104,9 +108,8 @@ type Layer struct {
 
 // node is one name in the layer's directory tree.
 type node struct {
-	path   string     // full cleaned path, "." for the root
-	entry  *toc.Entry // as listed, or synthesised for an implied directory
-	parent *node      // nil for the root
+	path   string // full cleaned path, "." for the root
+	parent *node  // nil for the root
 
 	// sorted holds a directory's children in order of name, which is
 	// also the order of their base names: lookups search it. (A map per
@@ -117,23 +120,29 @@ type node struct {
 	// for other entries. Kept apart, it costs other nodes 8 bytes, not
 	// 24: a node fits 64 bytes.
 	link *hardlink
+
+	id  int32         // the entry's record, or implied
+	typ toc.EntryType // the entry's type
 }
 
-// hardlink is where a hard link leads: the entry at the end of its chain,
-// or, when the chain is broken, why.
+// implied is the record of a directory that the index does not list.
+const implied = -1
+
+// hardlink is where a hard link leads: the record of the entry at the end
+// of its chain, or, when the chain is broken, implied and why.
 type hardlink struct {
-	content *toc.Entry
+	content int32
 	err     error
 }
 
-// content returns the entry whose content and metadata n shows: its own,
-// or the end of a hard link chain; nil when the chain is broken (see
-// linkErr).
-func (n *node) content() *toc.Entry {
+// content returns the record of the entry whose content and metadata n
+// shows: its own, or the end of a hard link chain; implied for an implied
+// directory, or when the chain is broken (see linkErr).
+func (n *node) content() int32 {
 	if n.link != nil {
 		return n.link.content
 	}
-	return n.entry
+	return n.id
 }
 
 // linkErr reports why a hard link leads nowhere, or nil.
@@ -144,51 +153,75 @@ func (n *node) linkErr() error {
 	return nil
 }
 
-func (n *node) isDir() bool { return n.entry.Type == toc.TypeDir }
+func (n *node) isDir() bool { return n.typ == toc.TypeDir }
 
-// chunkRef names one chunk of one entry.
-type chunkRef struct {
-	entry *toc.Entry
-	index int
+// contentType returns the type of the entry whose content n shows.
+func (l *Layer) contentType(n *node) toc.EntryType {
+	if id := n.content(); id != implied {
+		return l.idx.recs[id].typ
+	}
+	return n.typ
 }
 
-func (r chunkRef) chunk() *toc.Chunk { return &r.entry.Chunks[r.index] }
+// chunkRef names one chunk of one entry, by record.
+type chunkRef struct {
+	id    int32
+	index int32
+}
+
+// entry returns the entry of record id (see records.entry).
+func (l *Layer) entry(id int32) *toc.Entry { return l.idx.entry(id) }
+
+func (l *Layer) chunk(r chunkRef) *toc.Chunk { return &l.entry(r.id).Chunks[r.index] }
+
+func (l *Layer) chunkDigest(r chunkRef) digest.Digest {
+	return chunkDigest(l.entry(r.id), int(r.index))
+}
 
 // newLayer builds the file system view of t, whose file data lies in blob
 // bytes [0, dataEnd). It rejects indexes whose chunks the blob cannot hold.
+//
+// The layer keeps t in compact form (see records), not t itself.
 func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64, cfg config) (*Layer, error) {
-	// Open is on a cold start's critical path, and the tree and the
-	// checks of the chunk table only read the index: they run at once.
+	// Open is on a cold start's critical path, and the tree, the compact
+	// index and the checks of the chunk table only read the index: they
+	// run at once. The tree and the records share one string of names.
+	names := packNames(t.Entries)
 	var root *node
-	built := make(chan struct{})
+	var idx *records
+	var wg sync.WaitGroup
 	var treeErr error
-	go func() {
-		defer close(built)
-		if root, treeErr = buildTree(t, cfg.names); treeErr == nil {
-			resolveHardlinks(root)
+	wg.Go(func() {
+		if root, treeErr = buildTree(t, names, cfg.names); treeErr == nil {
+			resolveHardlinks(root, t)
 		}
-	}()
+	})
+	wg.Go(func() { idx = newRecords(t, names) })
 	err := validateChunks(t, dataEnd, cfg.maxChunkSize)
 	var frames map[int64][]chunkRef
 	if err == nil {
 		frames, err = indexFrames(t)
 	}
-	<-built
+	wg.Wait()
 	if err == nil {
 		err = treeErr
 	}
 	if err != nil {
 		return nil, err
 	}
-	l := &Layer{fetcher: f, toc: t, cfg: cfg, frames: frames, root: root}
+	l := &Layer{fetcher: f, idx: idx, cfg: cfg, frames: frames, root: root}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.flights.spawn = l.goTask
 	l.startBackground()
 	return l, nil
 }
 
-// TOC returns the layer's decoded index. The caller must not modify it.
-func (l *Layer) TOC() *toc.TOC { return l.toc }
+// TOC returns the layer's decoded index, built from the layer's compact
+// form on the first call. The caller must not modify it.
+func (l *Layer) TOC() *toc.TOC { return l.idx.toc() }
+
+// format returns the layer's format.
+func (l *Layer) format() toc.Format { return l.idx.meta.Format }
 
 // Close releases the layer. Reads in progress and later reads of files
 // opened from it fail with fs.ErrClosed. Close stops and waits for what
@@ -318,29 +351,30 @@ func checkChunk(c *toc.Chunk, f toc.Format, dataEnd, maxChunk int64) error {
 // one small frame stand for any amount of content.
 func indexFrames(t *toc.TOC) (map[int64][]chunkRef, error) {
 	all := make(map[int64][]chunkRef)
-	for _, e := range t.Entries {
+	for id, e := range t.Entries {
 		if e.Type != toc.TypeReg {
 			continue
 		}
 		for i := range e.Chunks {
 			if c := &e.Chunks[i]; !c.Zeros && c.Size > 0 {
-				all[c.FrameOffset] = append(all[c.FrameOffset], chunkRef{e, i})
+				all[c.FrameOffset] = append(all[c.FrameOffset], chunkRef{int32(id), int32(i)})
 			}
 		}
 	}
+	chunk := func(r chunkRef) *toc.Chunk { return &t.Entries[r.id].Chunks[r.index] }
 	shared := make(map[int64][]chunkRef)
 	for off, refs := range all {
 		if len(refs) == 1 {
 			continue
 		}
 		slices.SortStableFunc(refs, func(a, b chunkRef) int {
-			return cmp.Compare(a.chunk().InnerOffset, b.chunk().InnerOffset)
+			return cmp.Compare(chunk(a).InnerOffset, chunk(b).InnerOffset)
 		})
 		for k := 1; k < len(refs); k++ {
-			prev, c := refs[k-1].chunk(), refs[k].chunk()
+			prev, c := chunk(refs[k-1]), chunk(refs[k])
 			if c.InnerOffset < prev.InnerOffset+prev.Size || c.FrameEnd != prev.FrameEnd {
 				return nil, fmt.Errorf("reader: entries %q and %q: chunks overlap, or disagree on where the frame at %d ends: %w",
-					untrusted.Short(refs[k-1].entry.Name), untrusted.Short(refs[k].entry.Name), off, ErrCorrupt)
+					untrusted.Short(t.Entries[refs[k-1].id].Name), untrusted.Short(t.Entries[refs[k].id].Name), off, ErrCorrupt)
 			}
 		}
 		shared[off] = refs
@@ -366,7 +400,12 @@ func isLandmark(e *toc.Entry) bool {
 }
 
 func impliedDir(p string) *node {
-	return &node{path: p, entry: &toc.Entry{Name: p, Type: toc.TypeDir, Mode: 0o755}}
+	return &node{path: p, id: implied, typ: toc.TypeDir}
+}
+
+// impliedEntry is the entry an implied directory at p shows.
+func impliedEntry(p string) *toc.Entry {
+	return &toc.Entry{Name: p, Type: toc.TypeDir, Mode: 0o755}
 }
 
 // child returns the child of directory n named elem, or nil.
@@ -384,11 +423,12 @@ func (n *node) child(elem string) *node {
 	return n.sorted[i]
 }
 
-// buildTree replays the entries like a tar extraction would. It holds
+// buildTree replays the entries like a tar extraction would; names holds
+// their names (see packNames), which the tree's paths share. It holds
 // the names to limits, as the index decoders do, since the index may come
 // from elsewhere: an error matches ErrCorrupt and toc.ErrInvalidTOC or
 // toc.ErrTOCTooLarge, as the decoders' would.
-func buildTree(t *toc.TOC, limits nameLimits) (*node, error) {
+func buildTree(t *toc.TOC, names []string, limits nameLimits) (*node, error) {
 	root := impliedDir(".")
 	// The children of each directory by base name, while the tree grows.
 	children := map[*node]map[string]*node{root: {}}
@@ -400,7 +440,7 @@ func buildTree(t *toc.TOC, limits nameLimits) (*node, error) {
 	// The previous entry cannot have replaced a directory on that path,
 	// which leads to it.
 	lastDir := root
-	for _, e := range t.Entries {
+	for id, e := range t.Entries {
 		if isLandmark(e) || e.Type == 0 {
 			continue
 		}
@@ -409,9 +449,12 @@ func buildTree(t *toc.TOC, limits nameLimits) (*node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reader: entry %q: %w: %w", untrusted.Short(e.Name), ErrCorrupt, err)
 		}
+		if p == e.Name {
+			p = names[id]
+		}
 		if p == "." {
 			if e.Type == toc.TypeDir {
-				root.entry = e
+				root.id = int32(id)
 			}
 			continue
 		}
@@ -442,10 +485,10 @@ func buildTree(t *toc.TOC, limits nameLimits) (*node, error) {
 		}
 		lastDir = parent
 		if old := children[parent][rest]; old != nil && old.isDir() && e.Type == toc.TypeDir {
-			old.entry = e
+			old.id = int32(id)
 			continue
 		}
-		n := &node{path: p, entry: e, parent: parent}
+		n := &node{path: p, parent: parent, id: int32(id), typ: e.Type}
 		if e.Type == toc.TypeDir {
 			children[n] = make(map[string]*node)
 		}
@@ -495,16 +538,17 @@ func pathDepth(p string) int {
 	return strings.Count(p, "/") + 1
 }
 
-// resolveHardlinks points every hard link at the entry at the end of its
-// chain, or records why it cannot. Each link is visited once.
-func resolveHardlinks(root *node) {
+// resolveHardlinks points every hard link of the tree of t at the entry at
+// the end of its chain, or records why it cannot. Each link is visited
+// once.
+func resolveHardlinks(root *node, t *toc.TOC) {
 	var links []*node
 	stack := []*node{root}
 	for len(stack) > 0 {
 		d := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		for _, c := range d.sorted {
-			switch c.entry.Type {
+			switch c.typ {
 			case toc.TypeDir:
 				stack = append(stack, c)
 			case toc.TypeHardlink:
@@ -515,11 +559,11 @@ func resolveHardlinks(root *node) {
 	inProgress := make(map[*node]bool)
 	for _, start := range links {
 		var chain []*node
-		var content *toc.Entry
+		var content int32
 		var err error
 		for n := start; ; {
-			if n.entry.Type != toc.TypeHardlink {
-				content = n.entry
+			if n.typ != toc.TypeHardlink {
+				content = n.id
 				break
 			}
 			if n.link != nil {
@@ -532,12 +576,13 @@ func resolveHardlinks(root *node) {
 			}
 			inProgress[n] = true
 			chain = append(chain, n)
-			target := lookupNoFollow(root, cleanName(n.entry.LinkName))
+			linkName := t.Entries[n.id].LinkName
+			target := lookupNoFollow(root, cleanName(linkName))
 			switch {
 			case target == nil:
-				err = fmt.Errorf("hard link %q: target %q does not exist: %w", untrusted.Short(n.path), untrusted.Short(n.entry.LinkName), ErrCorrupt)
+				err = fmt.Errorf("hard link %q: target %q does not exist: %w", untrusted.Short(n.path), untrusted.Short(linkName), ErrCorrupt)
 			case target.isDir():
-				err = fmt.Errorf("hard link %q: target %q is a directory: %w", untrusted.Short(n.path), untrusted.Short(n.entry.LinkName), ErrCorrupt)
+				err = fmt.Errorf("hard link %q: target %q is a directory: %w", untrusted.Short(n.path), untrusted.Short(linkName), ErrCorrupt)
 			}
 			if err != nil {
 				break
@@ -545,7 +590,7 @@ func resolveHardlinks(root *node) {
 			n = target
 		}
 		if err != nil {
-			content = nil
+			content = implied
 		}
 		for _, n := range chain {
 			n.link = &hardlink{content: content, err: err}
@@ -638,13 +683,13 @@ func (l *Layer) resolve(name string, followLast bool) (n *node, steps int, err e
 		if n = dir.child(elem); n == nil {
 			return nil, steps, errNotExist
 		}
-		if n.entry.Type == toc.TypeSymlink && (found || followLast) {
+		if n.typ == toc.TypeSymlink && (found || followLast) {
 			if hops++; hops > maxSymlinks {
 				return nil, steps, fmt.Errorf("following %q: %w", untrusted.Short(n.path), ErrLinkLoop)
 			}
 			// Resolve against the layer root: path.Clean drops ".." at
 			// "/", so no target leaves the layer.
-			target := n.entry.LinkName
+			target := l.idx.linkName(n.id)
 			if !path.IsAbs(target) {
 				target = path.Join("/", path.Dir(n.path), target)
 			}

@@ -370,14 +370,13 @@ func TestCancelledReaderDoesNotCancelOthers(t *testing.T) {
 		blob, index := b.finish()
 		l, f := testLayer(t, blob, index)
 		f.gate = make(chan struct{})
-		e := index.Entries[0]
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)
-		go func() { _, _, err := l.chunkData(ctx, e, 0, nil); done <- err }()
+		go func() { _, _, err := l.chunkData(ctx, chunkRef{0, 0}, nil); done <- err }()
 		var data []byte
 		var err2 error
 		finished := make(chan struct{})
-		go func() { data, _, err2 = l.chunkData(context.Background(), e, 0, nil); close(finished) }()
+		go func() { data, _, err2 = l.chunkData(context.Background(), chunkRef{0, 0}, nil); close(finished) }()
 		waitFor(t, func() bool {
 			l.flights.mu.Lock()
 			defer l.flights.mu.Unlock()

@@ -1,11 +1,13 @@
 package reader
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -104,11 +106,13 @@ func (p *Prefetching) Wait() error {
 }
 
 // StartPrefetch starts fetching the chunks holding ranges into the layer's
-// cache, the earlier ranges first. It merges nearby frames into few
-// ranges, fetches them in requests of growing size with a bounded number
-// in flight (WithPrefetchRequests), and decompresses and verifies each
-// answer's frames on a pool of workers, one per core
-// (WithPrefetchWorkers), while later answers still arrive.
+// cache, the earlier ranges first. It fetches their frames in requests of
+// growing size with a bounded number in flight (WithPrefetchRequests),
+// each request a run of the frames adjacent in the blob, so that the
+// fetcher merges nearby frames into few spans and no byte is read twice;
+// and it decompresses and verifies each answer's frames on a pool of
+// workers, one per core (WithPrefetchWorkers), while later answers still
+// arrive.
 //
 // StartPrefetch returns once the prefetch has claimed its frames: from
 // then on, a read of a chunk whose frame it is fetching waits for that
@@ -245,12 +249,13 @@ func (run *prefetchRun) load(ctx context.Context, i int) (frameResult, error) {
 // waited for, and stops the prefetch at the first error.
 func (run *prefetchRun) finished(i int, res frameResult, err error) {
 	f := run.frames[i]
+	l := run.layer
 	if err == nil {
-		c := f.ref.chunk()
-		err = res[span{c.InnerOffset, c.Size, chunkDigest(f.ref.entry, f.ref.index)}].err
+		c := l.chunk(f.ref)
+		err = res[span{c.InnerOffset, c.Size, l.chunkDigest(f.ref)}].err
 	}
 	if err != nil {
-		run.cancel(fmt.Errorf("entry %q: chunk %d: %w", untrusted.Short(f.ref.entry.Name), f.ref.index, err))
+		run.cancel(fmt.Errorf("entry %q: chunk %d: %w", untrusted.Short(l.idx.recs[f.ref.id].name), f.ref.index, err))
 		return
 	}
 	run.mu.Lock()
@@ -305,13 +310,14 @@ func (l *Layer) prefetchFrames(ranges []FileRange) ([]prefetchFrame, error) {
 	var frames []prefetchFrame
 	seen := make(map[int64]bool)
 	for _, fr := range ranges {
-		e, err := l.ContentEntry(fr.Name)
+		id, err := l.contentID(fr.Name)
 		if err != nil {
 			return nil, &fs.PathError{Op: "prefetch", Path: fr.Name, Err: err}
 		}
 		if fr.Offset < 0 || fr.Length < 0 {
 			return nil, &fs.PathError{Op: "prefetch", Path: fr.Name, Err: fs.ErrInvalid}
 		}
+		e := l.entry(id)
 		end := fr.Offset + fr.Length
 		for i := range e.Chunks {
 			c := &e.Chunks[i]
@@ -326,7 +332,7 @@ func (l *Layer) prefetchFrames(ranges []FileRange) ([]prefetchFrame, error) {
 			}
 			seen[c.FrameOffset] = true
 			frames = append(frames, prefetchFrame{
-				ref:   chunkRef{e, i},
+				ref:   chunkRef{id, int32(i)},
 				frame: fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset},
 			})
 		}
@@ -340,18 +346,27 @@ func (l *Layer) prefetchFrames(ranges []FileRange) ([]prefetchFrame, error) {
 // names of anything but a regular file with fs.ErrInvalid. The caller must
 // not modify the entry.
 func (l *Layer) ContentEntry(name string) (*toc.Entry, error) {
-	if !fs.ValidPath(name) {
-		return nil, fs.ErrInvalid
-	}
-	n, err := l.lookup(name, true)
+	id, err := l.contentID(name)
 	if err != nil {
 		return nil, err
 	}
-	if n.linkErr() != nil {
-		return nil, n.linkErr()
+	return l.entry(id), nil
+}
+
+// contentID is ContentEntry, returning the entry's record.
+func (l *Layer) contentID(name string) (int32, error) {
+	if !fs.ValidPath(name) {
+		return 0, fs.ErrInvalid
 	}
-	if n.content() == nil || n.content().Type != toc.TypeReg {
-		return nil, fmt.Errorf("not a regular file: %w", fs.ErrInvalid)
+	n, err := l.lookup(name, true)
+	if err != nil {
+		return 0, err
+	}
+	if n.linkErr() != nil {
+		return 0, n.linkErr()
+	}
+	if n.content() == implied || l.contentType(n) != toc.TypeReg {
+		return 0, fmt.Errorf("not a regular file: %w", fs.ErrInvalid)
 	}
 	return n.content(), nil
 }
@@ -363,18 +378,52 @@ func (l *Layer) ContentEntry(name string) (*toc.Entry, error) {
 type batch []int
 
 // planBatches cuts the frames that order lists, most urgent first, into
-// the fetches of a Prefetch: batches of growing size (see firstBatch).
+// the fetches of a Prefetch: batches of growing size (see firstBatch),
+// each a run of the frames adjacent in blob order. A fetcher merges
+// frames a small gap apart into one span and reads the gap; were a batch
+// not such a run, a gap it reads could hold a frame of another batch,
+// fetched twice. Each batch starts at the most urgent frame left and
+// grows towards the more urgent of its two neighbours.
 func planBatches(frames []prefetchFrame, order []int) []batch {
+	byOffset := slices.Clone(order)
+	slices.SortFunc(byOffset, func(a, b int) int { return cmp.Compare(frames[a].frame.Offset, frames[b].frame.Offset) })
+	// at[i] is frame i's place in byOffset; urgency[k] is byOffset[k]'s
+	// place in order.
+	at := make(map[int]int, len(order))
+	for k, i := range byOffset {
+		at[i] = k
+	}
+	urgency := make([]int, len(order))
+	for u, i := range order {
+		urgency[at[i]] = u
+	}
+	taken := make([]bool, len(order))
 	var batches []batch
 	target := int64(firstBatch)
-	for start := 0; start < len(order); {
-		end, size := start, int64(0)
-		for end < len(order) && size < target {
-			size += frames[order[end]].frame.Length
-			end++
+	for _, i := range order {
+		lo := at[i]
+		if taken[lo] {
+			continue
 		}
-		batches = append(batches, batch(order[start:end:end]))
-		start, target = end, min(2*target, maxBatch)
+		hi, size := lo+1, frames[i].frame.Length
+		taken[lo] = true
+		for size < target {
+			left := lo > 0 && !taken[lo-1]
+			right := hi < len(order) && !taken[hi]
+			if left && (!right || urgency[lo-1] < urgency[hi]) {
+				lo--
+				taken[lo] = true
+				size += frames[byOffset[lo]].frame.Length
+			} else if right {
+				taken[hi] = true
+				size += frames[byOffset[hi]].frame.Length
+				hi++
+			} else {
+				break
+			}
+		}
+		batches = append(batches, batch(byOffset[lo:hi:hi]))
+		target = min(2*target, maxBatch)
 	}
 	return batches
 }

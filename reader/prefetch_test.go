@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -273,6 +274,72 @@ func TestPlanBatchesFollowPriority(t *testing.T) {
 	}
 	if len(batches[0]) != 1 {
 		t.Errorf("first batch holds %d frames, want one small answer first", len(batches[0]))
+	}
+}
+
+// spanFetcher records, for every Fetch, the spans a fetcher coalescing
+// with DefaultCoalescePolicy reads, gaps included.
+type spanFetcher struct {
+	fetcher.Fetcher
+	mu    sync.Mutex
+	spans [][]fetcher.Range // by Fetch call
+}
+
+func (s *spanFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
+	var read []fetcher.Range
+	for _, q := range fetcher.Coalesce(ranges, fetcher.DefaultCoalescePolicy()) {
+		for _, sp := range q.Spans {
+			read = append(read, sp.Range)
+		}
+	}
+	s.mu.Lock()
+	s.spans = append(s.spans, read)
+	s.mu.Unlock()
+	return s.Fetcher.Fetch(ctx, ranges, fn)
+}
+
+func TestPrefetchReadsNoByteTwice(t *testing.T) {
+	// Small frames close together, asked for in an order unlike the
+	// blob's: a fetcher reads the gaps between a request's frames, and
+	// those gaps must hold no frame another request asks for.
+	b := &blobBuilder{chunkSize: 1000}
+	contents := make(map[string][]byte)
+	var names []string
+	for i := range 400 {
+		name := fmt.Sprintf("d/f%03d", i)
+		contents[name] = pseudoRandom(2000+i*737%3000, byte(i))
+		b.add(&toc.Entry{Name: name, Mode: 0o644}, contents[name])
+		names = append(names, name)
+	}
+	blob, index := b.finish()
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+	f := &spanFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+	l, err := newLayer(context.Background(), f, index, int64(len(blob)), newConfig([]Option{WithCache(newMapCache())}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Prefetch(context.Background(), wholeFiles(names...)); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.spans) < 3 {
+		t.Fatalf("%d fetches, want a prefetch of several", len(f.spans))
+	}
+	for i, a := range f.spans {
+		for _, b := range f.spans[i+1:] {
+			for _, x := range a {
+				for _, y := range b {
+					if x.Offset < y.End() && y.Offset < x.End() {
+						t.Fatalf("two fetches read bytes [%d,%d) both", max(x.Offset, y.Offset), min(x.End(), y.End()))
+					}
+				}
+			}
+		}
+	}
+	for _, name := range names {
+		if got, err := l.ReadFile(name); err != nil || !bytes.Equal(got, contents[name]) {
+			t.Fatalf("%s: %d bytes, %v", name, len(got), err)
+		}
 	}
 }
 

@@ -89,7 +89,7 @@ func (f *file) planAhead(off, end int64, first, last int) []*aheadLoad {
 // read: the observer hears of the chunk when a read takes it.
 func (f *file) loadAhead(load *aheadLoad, src frameSource) {
 	f.layer.foreground.Add(1)
-	load.data, _, load.err = f.layer.loadChunk(f.layer.ctx, f.entry, load.index, src)
+	load.data, _, load.err = f.layer.loadChunk(f.layer.ctx, chunkRef{f.id, int32(load.index)}, src)
 	f.layer.foreground.Add(-1)
 	close(load.done)
 }

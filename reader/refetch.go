@@ -18,8 +18,8 @@ func (l *Layer) loadFrameRefetching(ctx context.Context, ref chunkRef, siblings 
 	res, err := l.loadFrame(ctx, ref, siblings, src)
 	failure := err
 	if err == nil {
-		c := ref.chunk()
-		failure = res[span{c.InnerOffset, c.Size, chunkDigest(ref.entry, ref.index)}].err
+		c := l.chunk(ref)
+		failure = res[span{c.InnerOffset, c.Size, l.chunkDigest(ref)}].err
 	}
 	if failure == nil || !damaged(failure) || ctx.Err() != nil {
 		return res, err

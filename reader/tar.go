@@ -30,9 +30,9 @@ const tarBatchBytes = 16 << 20
 // without a tar-split fail with ErrNoTarSplit.
 func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error) {
 	if l.tarSplit == nil {
-		return "", fmt.Errorf("reader: %v layer: %w", l.toc.Format, ErrNoTarSplit)
+		return "", fmt.Errorf("reader: %v layer: %w", l.format(), ErrNoTarSplit)
 	}
-	r, err := toc.NewTarSplitReader(l.tarSplit, l.toc.TarSplitDigest, toc.WithMaxTarSplitSize(l.cfg.maxTarSplit))
+	r, err := toc.NewTarSplitReader(l.tarSplit, l.idx.meta.TarSplitDigest, toc.WithMaxTarSplitSize(l.cfg.maxTarSplit))
 	if err != nil {
 		return "", fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
@@ -54,8 +54,8 @@ func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error
 type tarContents struct {
 	ctx   context.Context
 	layer *Layer
-	files []*toc.Entry // regular files with content, in index order
-	next  int          // files[next] is the file expected next
+	files []int32 // records of regular files with content, in index order
+	next  int     // files[next] is the file expected next
 	// batch serves the frames of files[:batchEnd].
 	batch    *frameBatch
 	batchEnd int
@@ -63,9 +63,9 @@ type tarContents struct {
 
 func newTarContents(ctx context.Context, l *Layer) *tarContents {
 	c := &tarContents{ctx: ctx, layer: l}
-	for _, e := range l.toc.Entries {
-		if e.Type == toc.TypeReg && e.Size > 0 {
-			c.files = append(c.files, e)
+	for id, rec := range l.idx.recs {
+		if rec.typ == toc.TypeReg && rec.size > 0 {
+			c.files = append(c.files, int32(id))
 		}
 	}
 	return c
@@ -79,15 +79,18 @@ func (c *tarContents) open(name string, size int64) (io.ReadCloser, error) {
 	if err := c.ctx.Err(); err != nil {
 		return nil, err
 	}
-	if c.next == len(c.files) || c.files[c.next].Name != name || c.files[c.next].Size != size {
+	if c.next == len(c.files) {
 		return nil, fmt.Errorf("not the index's next %d-byte file: %w", size, ErrCorrupt)
 	}
-	e := c.files[c.next]
+	id := c.files[c.next]
+	if rec := &c.layer.idx.recs[id]; rec.name != name || rec.size != size {
+		return nil, fmt.Errorf("not the index's next %d-byte file: %w", size, ErrCorrupt)
+	}
 	if c.next >= c.batchEnd {
 		c.planBatch()
 	}
 	c.next++
-	return &chunkReader{ctx: c.ctx, layer: c.layer, entry: e, src: c.batch.get}, nil
+	return &chunkReader{ctx: c.ctx, layer: c.layer, entry: c.layer.entry(id), id: id, src: c.batch.get}, nil
 }
 
 // planBatch plans one fetch of the frames of the files from c.next on, up
@@ -99,16 +102,15 @@ func (c *tarContents) planBatch() {
 	var bytes int64
 	end := c.next
 	for ; end < len(c.files); end++ {
-		e := c.files[end]
 		var fileFrames []fetcher.Range
 		var fileBytes int64
-		for i := range e.Chunks {
-			ch := &e.Chunks[i]
-			if ch.Zeros {
+		for i := range int32(c.layer.idx.recs[c.files[end]].nchunk) {
+			ch := c.layer.idx.chunkRecord(chunkRef{c.files[end], i})
+			if ch.zeros {
 				continue
 			}
-			fileFrames = append(fileFrames, fetcher.Range{Offset: ch.FrameOffset, Length: ch.FrameEnd - ch.FrameOffset})
-			fileBytes += ch.FrameEnd - ch.FrameOffset
+			fileFrames = append(fileFrames, fetcher.Range{Offset: ch.frameOffset, Length: ch.frameEnd - ch.frameOffset})
+			fileBytes += ch.frameEnd - ch.frameOffset
 		}
 		if end > c.next && bytes+fileBytes > tarBatchBytes {
 			break
@@ -124,6 +126,7 @@ type chunkReader struct {
 	ctx   context.Context
 	layer *Layer
 	entry *toc.Entry
+	id    int32 // entry's record
 	src   frameSource
 	next  int    // next chunk to load
 	buf   []byte // unread bytes of the loaded chunk
@@ -157,7 +160,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			r.next++
 			continue
 		}
-		data, _, err := r.layer.chunkData(r.ctx, r.entry, r.next, r.src)
+		data, _, err := r.layer.chunkData(r.ctx, chunkRef{r.id, int32(r.next)}, r.src)
 		if err == nil {
 			err = r.sum.add(r.layer, r.entry, data, c.Offset)
 		}

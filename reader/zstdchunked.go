@@ -70,7 +70,7 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	frame, ok := a.slice(frameStart, end)
 	if !ok {
 		if frame, ok = tail.slice(frameStart, end); !ok {
-			if err := toc.CheckTarSplitPosition(footer, l.toc); err != nil {
+			if err := toc.CheckTarSplitPosition(footer, o.index); err != nil {
 				return nil, closeOnError(l, fmt.Errorf("reader: %w: %w", ErrCorrupt, err))
 			}
 			r, err := fetchRange(ctx, f, frameStart, end)
@@ -85,7 +85,7 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 		return nil, closeOnError(l, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err))
 	}
 	if !withTOC {
-		if err := checkTarSplit(bytes.NewReader(tarSplit), o.tarSplitDigest, footer, l.toc, cfg); err != nil {
+		if err := checkTarSplit(bytes.NewReader(tarSplit), o.tarSplitDigest, footer, o.index, cfg); err != nil {
 			return nil, closeOnError(l, err)
 		}
 	}
@@ -114,7 +114,8 @@ func closeOnError(l *Layer, err error) error {
 
 // openedZstdTOC is the TOC half of opening a zstd:chunked layer.
 type openedZstdTOC struct {
-	layer          *Layer // the view of the verified TOC
+	layer          *Layer   // the view of the verified TOC
+	index          *toc.TOC // the TOC, until the tar-split is checked
 	tarSplitDigest digest.Digest
 	err            error
 	undecodable    bool // err is the decoder's, about bytes not yet checked against the pin
@@ -151,7 +152,7 @@ func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.
 	if err == nil && withTarSplit && tarSplitDigest != "" {
 		err = checkTarSplit(a.reader(footer.TarSplitOffset, footer.TarSplitOffset+footer.TarSplitLength, true), tarSplitDigest, footer, index, cfg)
 	}
-	return openedZstdTOC{layer: l, tarSplitDigest: tarSplitDigest, err: err}
+	return openedZstdTOC{layer: l, index: index, tarSplitDigest: tarSplitDigest, err: err}
 }
 
 // checkTarSplit checks the compressed tar-split r delivers, which footer
