@@ -31,6 +31,12 @@ type Result struct {
 	// descriptor.
 	Digest digest.Digest
 	Size   int64
+	// MediaType is the OCI layer media type of the blob, for its
+	// descriptor: ocispec.MediaTypeImageLayerGzip for eStargz and
+	// ocispec.MediaTypeImageLayerZstd for zstd:chunked. Both blobs are
+	// ordinary layers of that type to a runtime that does not read them
+	// lazily.
+	MediaType string
 	// DiffID is the sha256 of the uncompressed tar stream, the blob
 	// decompressed as a whole; UncompressedSize is that stream's length.
 	// For zstd:chunked that stream is the input tar, byte for byte.

@@ -17,6 +17,7 @@ import (
 	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func kindsTar(t testing.TB) []byte {
@@ -504,6 +505,21 @@ func TestBuildAnnotatesIndexPosition(t *testing.T) {
 		off, n, err := toc.ParseIndexPositionAnnotations(res.Annotations)
 		if err != nil || off != start || off+n != int64(len(blob)) {
 			t.Errorf("%v: index position %d:%d, %v; want %d:%d", format, off, n, err, start, int64(len(blob))-start)
+		}
+	}
+}
+
+// TestBuildMediaType checks that a Result names the OCI layer type its
+// blob is to a runtime that does not read it lazily.
+func TestBuildMediaType(t *testing.T) {
+	input := smallKindsTar(t)
+	for format, want := range map[toc.Format]string{
+		toc.FormatEStargz:     ocispec.MediaTypeImageLayerGzip,
+		toc.FormatZstdChunked: ocispec.MediaTypeImageLayerZstd,
+	} {
+		_, res := build(t, input, WithFormat(format), WithChunkSize(64<<10))
+		if res.MediaType != want {
+			t.Errorf("%v: MediaType %q, want %q", format, res.MediaType, want)
 		}
 	}
 }
