@@ -158,13 +158,17 @@ func (c *converter) node(ctx context.Context, d ocispec.Descriptor, depth int, a
 	if c.visited++; c.visited > c.cfg.maxManifests {
 		return ocispec.Descriptor{}, fmt.Errorf("more than %d manifests: %w", c.cfg.maxManifests, ErrLimit)
 	}
+	what := "manifest"
+	if k, _ := manifestKind(d.MediaType); k == kindIndex {
+		what = "index"
+	}
 	b, err := fetchManifest(ctx, c.src, d, c.cfg.maxManifestSize)
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("manifest %s: %w", untrusted.Short(string(d.Digest)), err)
+		return ocispec.Descriptor{}, fmt.Errorf("%s %s: %w", what, untrusted.Short(string(d.Digest)), err)
 	}
 	k, _, err := parseHeader(b, d.MediaType)
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("manifest %s: %w", d.Digest, err)
+		return ocispec.Descriptor{}, fmt.Errorf("%s %s: %w", what, d.Digest, err)
 	}
 	var out ocispec.Descriptor
 	if k == kindIndex {

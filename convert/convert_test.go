@@ -426,3 +426,183 @@ func TestImageMissingPlatform(t *testing.T) {
 		}
 	}
 }
+
+// withManifest rewrites the root manifest of s with edit.
+func withManifest(s *memStore, edit func(*ocispec.Manifest)) *memStore {
+	var m ocispec.Manifest
+	s.getJSON(s.root, &m)
+	edit(&m)
+	s.root = s.addJSON(s.root.MediaType, m)
+	return s
+}
+
+// withConfig rewrites the config of the root manifest of s with edit.
+func withConfig(s *memStore, edit func(*ocispec.Image)) *memStore {
+	return withManifest(s, func(m *ocispec.Manifest) {
+		var c ocispec.Image
+		s.getJSON(m.Config, &c)
+		edit(&c)
+		m.Config = s.addJSON(m.Config.MediaType, c)
+	})
+}
+
+// nested returns an image under depth indexes.
+func nested(depth int) *memStore {
+	s := testImage(ocispec.MediaTypeImageManifest)
+	for range depth {
+		d := s.root
+		d.Platform = &linuxAMD64
+		idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{d}}
+		idx.SchemaVersion = 2
+		s.root = s.addJSON(ocispec.MediaTypeImageIndex, idx)
+	}
+	return s
+}
+
+// failingTarget fails the n-th blob push.
+type failingTarget struct {
+	*memStore
+	mu     sync.Mutex
+	pushes int
+	failAt int
+}
+
+func (f *failingTarget) PushBlob(ctx context.Context, d ocispec.Descriptor, r io.Reader) error {
+	f.mu.Lock()
+	f.pushes++
+	fail := f.pushes == f.failAt
+	f.mu.Unlock()
+	if fail {
+		return errors.New("registry said 503")
+	}
+	return f.memStore.PushBlob(ctx, d, r)
+}
+
+func TestImageBadInput(t *testing.T) {
+	big := strings.Repeat("x", convert.DefaultMaxManifestSize)
+	for _, tc := range []struct {
+		name  string
+		src   func() *memStore
+		opts  []convert.Option
+		want  error
+		layer int // the LayerError's index, -1 for none, -2 for any
+	}{
+		{"manifest longer than its descriptor", func() *memStore {
+			s := testImage(ocispec.MediaTypeImageManifest)
+			s.root.Size--
+			return s
+		}, nil, convert.ErrMismatch, -1},
+		{"manifest of another digest", func() *memStore {
+			s := testImage(ocispec.MediaTypeImageManifest)
+			other := testImage(dockerManifest)
+			s.blobs[s.root.Digest] = other.blobs[other.root.Digest]
+			s.root.Size = other.root.Size
+			return s
+		}, nil, convert.ErrMismatch, -1},
+		{"manifest over 4 MiB", func() *memStore {
+			return withManifest(testImage(ocispec.MediaTypeImageManifest), func(m *ocispec.Manifest) {
+				m.Annotations = map[string]string{"big": big}
+			})
+		}, nil, convert.ErrTooLarge, -1},
+		{"unknown manifest media type", func() *memStore {
+			s := withManifest(testImage(ocispec.MediaTypeImageManifest), func(m *ocispec.Manifest) {
+				m.MediaType = "application/vnd.example.thing+json"
+			})
+			s.root.MediaType = ""
+			return s
+		}, nil, convert.ErrUnsupported, -1},
+		{"media type other than the descriptor's", func() *memStore {
+			s := testImage(ocispec.MediaTypeImageManifest)
+			s.root.MediaType = ocispec.MediaTypeImageIndex
+			return s
+		}, nil, convert.ErrMismatch, -1},
+		{"unknown layer media type", func() *memStore {
+			return withManifest(testImage(ocispec.MediaTypeImageManifest), func(m *ocispec.Manifest) {
+				m.Layers[1].MediaType = "application/vnd.in-toto+json"
+			})
+		}, nil, convert.ErrUnsupported, 1},
+		{"gzip layer that is not gzip", func() *memStore {
+			s := testImage(ocispec.MediaTypeImageManifest)
+			return withManifest(s, func(m *ocispec.Manifest) {
+				m.Layers[2] = s.add(ocispec.MediaTypeImageLayerGzip, testLayers()[2].tar)
+			})
+		}, nil, convert.ErrMismatch, 2},
+		{"layer blob of another digest", func() *memStore {
+			s := testImage(ocispec.MediaTypeImageManifest)
+			var m ocispec.Manifest
+			s.getJSON(s.root, &m)
+			b := bytes.Clone(s.blobs[m.Layers[2].Digest])
+			b[len(b)-2048] ^= 1 // in tmp/x's contents
+			s.blobs[m.Layers[2].Digest] = b
+			return s
+		}, []convert.Option{convert.WithoutPrefetch()}, convert.ErrMismatch, 2},
+		{"DiffID other than the layer's", func() *memStore {
+			return withConfig(testImage(ocispec.MediaTypeImageManifest), func(c *ocispec.Image) {
+				c.RootFS.DiffIDs[0] = digest.FromString("other")
+			})
+		}, nil, convert.ErrMismatch, 0},
+		{"DiffID other than the layer's, streamed", func() *memStore {
+			return withConfig(testImage(ocispec.MediaTypeImageManifest), func(c *ocispec.Image) {
+				c.RootFS.DiffIDs[0] = digest.FromString("other")
+			})
+		}, []convert.Option{convert.WithoutPrefetch()}, convert.ErrMismatch, 0},
+		{"fewer DiffIDs than layers", func() *memStore {
+			return withConfig(testImage(ocispec.MediaTypeImageManifest), func(c *ocispec.Image) {
+				c.RootFS.DiffIDs = c.RootFS.DiffIDs[:2]
+			})
+		}, nil, convert.ErrInvalid, -1},
+		{"more layers than allowed", func() *memStore { return testImage(ocispec.MediaTypeImageManifest) },
+			[]convert.Option{convert.WithMaxLayers(2)}, convert.ErrLimit, -1},
+		{"uncompressed layer over its bound", func() *memStore { return testImage(ocispec.MediaTypeImageManifest) },
+			[]convert.Option{convert.WithMaxLayerSize(300 << 10)}, convert.ErrTooLarge, 0},
+		{"layer blob over its bound", func() *memStore { return testImage(ocispec.MediaTypeImageManifest) },
+			[]convert.Option{convert.WithMaxLayerSize(100)}, convert.ErrTooLarge, 0},
+		{"more files than planning holds", func() *memStore { return testImage(ocispec.MediaTypeImageManifest) },
+			[]convert.Option{convert.WithMaxFiles(4)}, convert.ErrTooLarge, -2},
+		{"indexes nested too deep", func() *memStore { return nested(convert.DefaultMaxDepth + 1) }, nil, convert.ErrLimit, -1},
+		{"index that claims to hold itself", func() *memStore {
+			// No index can hold its own digest: a store that serves one
+			// under another digest is caught.
+			s := newMemStore()
+			child := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromString("x")}
+			for range 3 {
+				idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{child}}
+				idx.SchemaVersion = 2
+				s.root = s.addJSON(ocispec.MediaTypeImageIndex, idx)
+				child.Size = s.root.Size
+			}
+			s.blobs[child.Digest] = s.blobs[s.root.Digest]
+			return s
+		}, nil, convert.ErrMismatch, -1},
+		{"more manifests than allowed", func() *memStore { return nested(2) },
+			[]convert.Option{convert.WithMaxManifests(2)}, convert.ErrLimit, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := newMemStore()
+			_, err := convert.Image(context.Background(), tc.src(), dst, tc.opts...)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("error %v, want %v", err, tc.want)
+			}
+			var le *convert.LayerError
+			if errors.As(err, &le) != (tc.layer != -1) || (tc.layer >= 0 && le.Index != tc.layer) {
+				t.Errorf("error %v: want layer %d named", err, tc.layer)
+			}
+			if len(dst.tagged) != 0 {
+				t.Error("tagged after an error")
+			}
+		})
+	}
+}
+
+func TestImageFailedPushTagsNothing(t *testing.T) {
+	for failAt := 1; failAt <= 4; failAt++ {
+		dst := &failingTarget{memStore: newMemStore(), failAt: failAt}
+		_, err := convert.Image(context.Background(), testImage(ocispec.MediaTypeImageManifest), dst)
+		if err == nil || !strings.Contains(err.Error(), "503") {
+			t.Errorf("push %d failing: error %v", failAt, err)
+		}
+		if len(dst.tagged) != 0 {
+			t.Errorf("push %d failing: tagged", failAt)
+		}
+	}
+}

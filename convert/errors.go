@@ -35,7 +35,9 @@ var (
 	ErrNoPlatform = errors.New("platform not in image")
 )
 
-// A LayerError names the layer a conversion failed on.
+// A LayerError names the layer a conversion failed on. Its message
+// names the layer by index and digest; the manifest's digest precedes
+// it in the message of the error Image returns.
 type LayerError struct {
 	// Manifest is the digest of the manifest the layer belongs to.
 	Manifest digest.Digest
@@ -47,8 +49,7 @@ type LayerError struct {
 }
 
 func (e *LayerError) Error() string {
-	return fmt.Sprintf("convert: manifest %s: layer %d (%s): %v",
-		untrusted.Short(string(e.Manifest)), e.Index, untrusted.Short(string(e.Digest)), e.Err)
+	return fmt.Sprintf("layer %d (%s): %v", e.Index, untrusted.Short(string(e.Digest)), e.Err)
 }
 
 func (e *LayerError) Unwrap() error { return e.Err }

@@ -82,10 +82,10 @@ func checkDescriptor(d ocispec.Descriptor, max int64) error {
 		return fmt.Errorf("digest %q: %w: %w", untrusted.Short(string(d.Digest)), ErrInvalid, untrusted.Err(err))
 	}
 	if d.Size < 0 {
-		return fmt.Errorf("%s: size %d: %w", d.Digest, d.Size, ErrInvalid)
+		return fmt.Errorf("size %d: %w", d.Size, ErrInvalid)
 	}
 	if d.Size > max {
-		return fmt.Errorf("%s: %d bytes, over %d: %w", d.Digest, d.Size, max, ErrTooLarge)
+		return fmt.Errorf("%d bytes, over %d: %w", d.Size, max, ErrTooLarge)
 	}
 	return nil
 }
@@ -93,10 +93,10 @@ func checkDescriptor(d ocispec.Descriptor, max int64) error {
 // verify checks that b is the content d describes.
 func verify(d ocispec.Descriptor, b []byte) error {
 	if int64(len(b)) != d.Size {
-		return fmt.Errorf("%s: %d bytes, descriptor says %d: %w", d.Digest, len(b), d.Size, ErrMismatch)
+		return fmt.Errorf("%d bytes, descriptor says %d: %w", len(b), d.Size, ErrMismatch)
 	}
 	if got := d.Digest.Algorithm().FromBytes(b); got != d.Digest {
-		return fmt.Errorf("%s: content digest is %s: %w", d.Digest, got, ErrMismatch)
+		return fmt.Errorf("content digest is %s: %w", got, ErrMismatch)
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ func fetchManifest(ctx context.Context, src interface {
 		return nil, err
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s: %d bytes, over %d: %w", d.Digest, len(b), max, ErrTooLarge)
+		return nil, fmt.Errorf("%d bytes, over %d: %w", len(b), max, ErrTooLarge)
 	}
 	return b, verify(d, b)
 }
@@ -128,7 +128,7 @@ func fetchBlob(ctx context.Context, f fetcher.Fetcher, d ocispec.Descriptor, max
 	if n, err := f.Size(ctx); err != nil {
 		return nil, err
 	} else if n != d.Size {
-		return nil, fmt.Errorf("%s: blob of %d bytes, descriptor says %d: %w", d.Digest, n, d.Size, ErrMismatch)
+		return nil, fmt.Errorf("blob of %d bytes, descriptor says %d: %w", n, d.Size, ErrMismatch)
 	}
 	var b []byte
 	if d.Size > 0 {
