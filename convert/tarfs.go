@@ -44,8 +44,9 @@ func (b *fileBudget) take(name, link string) error {
 // Names are cleaned as readers clean them; of an entry named twice, the
 // later one counts, as when the tar is extracted. A hardlink shows its
 // target's contents; a sparse file, which planners have no reason to
-// read, fails to read. Open does not follow symbolic links: the Overlay
-// resolves them itself.
+// read, fails to read; a name that is not valid UTF-8, which no fs.FS
+// can spell, is left out. Open does not follow symbolic links: the
+// Overlay resolves them itself.
 type tarFS struct {
 	ra      io.ReaderAt
 	entries []tarEntry // sorted by parent directory, then base name
@@ -110,8 +111,8 @@ func indexTar(r io.Reader, spool io.Writer, ra io.ReaderAt, budget *fileBudget) 
 			return nil, fmt.Errorf("tar at offset %d: %w", cr.n, err)
 		}
 		name := cleanName(hdr.Name)
-		if name == "." || hdr.Typeflag == tar.TypeXGlobalHeader {
-			continue
+		if name == "." || hdr.Typeflag == tar.TypeXGlobalHeader || !fs.ValidPath(name) {
+			continue // a name io/fs cannot spell (not UTF-8) cannot be planned
 		}
 		e := tarEntry{name: name, off: cr.n, size: hdr.Size, mode: hdr.FileInfo().Mode()}
 		switch {
