@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/lazylayer/lazylayer/internal/iox"
 
@@ -100,6 +99,10 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	if err != nil {
 		return nil, err
 	}
+	var ra io.ReaderAt // the input read in place, if it can be
+	if len(cfg.prioritized) > 0 {
+		ra, _ = inPlace(r)
+	}
 	in, release, err := decompressInput(r)
 	if err != nil {
 		return nil, err
@@ -117,12 +120,11 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	if len(cfg.prioritized) == 0 {
 		emit = func(a *assembler) error { return streamEntries(a, in) }
 	} else {
-		f, entries, err := spool(ctx, in, cfg.tempDir)
+		f, entries, done, err := spool(ctx, ra, in, cfg.tempDir)
 		if err != nil {
 			return nil, err
 		}
-		defer os.Remove(f.Name())
-		defer f.Close()
+		defer done()
 		o := planOrder(entries, cfg.prioritized)
 		if len(o.missing) > 0 && !cfg.allowMissing {
 			return nil, fmt.Errorf("writer: %q (and %d more): %w", o.missing[0], len(o.missing)-1, ErrPrioritizedNotFound)

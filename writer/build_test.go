@@ -373,10 +373,39 @@ func TestBuildSpoolsInTempDir(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("spool files left behind: %v", left)
 	}
-	_, err := Build(context.Background(), io.Discard, bytes.NewReader(smallKindsTar(t)),
+	_, err := Build(context.Background(), io.Discard, io.MultiReader(bytes.NewReader(smallKindsTar(t))),
 		WithPrioritizedFiles([]string{"etc/hostname"}), WithTempDir(dir+"/missing"))
 	if err == nil {
 		t.Error("Build spooled to a missing directory")
+	}
+}
+
+// TestBuildReadsSeekableInputInPlace checks that an uncompressed input
+// read at random from its start is reordered in place, into the same
+// blob, and that any other input is spooled.
+func TestBuildReadsSeekableInputInPlace(t *testing.T) {
+	input := smallKindsTar(t)
+	opts := []Option{WithPrioritizedFiles([]string{"etc/hostname"}), WithChunkSize(64 << 10)}
+	want, _ := build(t, input, append(opts, WithTempDir(t.TempDir()))...)
+	missing := WithTempDir(t.TempDir() + "/missing")
+	got, _ := build(t, input, append(opts, missing)...) // a bytes.Reader: no spool
+	if !bytes.Equal(got, want) {
+		t.Error("the blob built in place differs from the spooled one")
+	}
+	moved := bytes.NewReader(append([]byte("x"), input...))
+	moved.Seek(1, io.SeekStart)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(input)
+	zw.Close()
+	for name, r := range map[string]io.Reader{
+		"not at its start": moved,
+		"compressed":       bytes.NewReader(gz.Bytes()),
+		"not seekable":     io.MultiReader(bytes.NewReader(input)),
+	} {
+		if _, err := Build(context.Background(), io.Discard, r, append(opts, missing)...); err == nil {
+			t.Errorf("%s: built without spooling", name)
+		}
 	}
 }
 
