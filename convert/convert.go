@@ -57,7 +57,7 @@ func Image(ctx context.Context, src image.Source, dst image.Target, opts ...Opti
 		cfg:     cfg,
 		src:     src,
 		dst:     dst,
-		budget:  semaphore.NewWeighted(cfg.budget),
+		budget:  semaphore.NewWeighted(cfg.liveBudget()),
 		done:    make(map[digest.Digest]ocispec.Descriptor),
 		matched: make([]bool, len(cfg.platforms)),
 	}

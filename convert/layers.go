@@ -125,7 +125,7 @@ func (c *converter) each(ctx context.Context, jobs []*layerJob, cost func(*layer
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.cfg.parallelism)
 	for _, j := range jobs {
-		n := min(cost(j), c.cfg.budget)
+		n := min(cost(j), c.cfg.liveBudget())
 		if err := c.budget.Acquire(gctx, n); err != nil {
 			break // g.Wait reports why
 		}
@@ -144,9 +144,9 @@ func (c *converter) each(ctx context.Context, jobs []*layerJob, cost func(*layer
 	return err
 }
 
-// Memory a layer holds, by what it does, for the budget. The writer's
-// is its members in flight (about twice its concurrency, each with up to
-// a chunk of input and its compressed form) and its encoders.
+// Memory a layer holds, by what it does, for the budget: fetch and
+// decompression buffers while it is read, the writer's while it is
+// built.
 func (c *converter) stageCost(j *layerJob) int64 {
 	n := int64(3*streamRange + 2*ioBuffer)
 	if j.comp == zstded {
@@ -156,30 +156,42 @@ func (c *converter) stageCost(j *layerJob) int64 {
 }
 
 func (c *converter) buildCost(j *layerJob) int64 {
-	n := int64(2*ioBuffer) + c.writerCost(c.cfg.writerConcurrency())
+	n := int64(2*ioBuffer) + c.cfg.writerCost(c.cfg.writerConcurrency())
 	if j.spool == nil {
 		n += c.stageCost(j) // streamed from the source
 	}
 	return n
 }
 
-func (c *converter) writerCost(concurrency int) int64 {
-	enc := int64(1 << 20)
-	if c.cfg.format == toc.FormatZstdChunked {
-		enc = 16 << 20
-		if c.cfg.level >= 10 {
-			enc = 128 << 20
+// liveBudget is what the buffers of layers in flight may hold together:
+// half the budget, as the Go heap, collected at GOGC=100, grows to about
+// twice what is live.
+func (c *config) liveBudget() int64 { return c.budget / 2 }
+
+// writerCost is what writer.Build holds with concurrency workers:
+// measured on the Go toolchain, a JDK and Python, about six chunks per
+// worker in members in flight and spare buffers, its encoder, and two
+// chunks for the chunker.
+func (c *config) writerCost(concurrency int) int64 {
+	return 2*c.chunkSize + int64(concurrency)*c.workerCost()
+}
+
+func (c *config) workerCost() int64 {
+	enc := int64(1 << 20) // gzip
+	if c.format == toc.FormatZstdChunked {
+		enc = 20 << 20 // its history and tables, measured at level 3
+		if c.level >= 10 {
+			enc = 64 << 20
 		}
 	}
-	return int64(concurrency) * (4*c.cfg.chunkSize + enc)
+	return 6*c.chunkSize + enc
 }
 
 // writerConcurrency is the compression workers of one layer: every core,
-// as far as the budget lets a layer have them.
+// as far as the budget lets one layer, read from the source, have them.
 func (c *config) writerConcurrency() int {
-	n := runtime.GOMAXPROCS(0)
-	per := 4*c.chunkSize + 16<<20
-	return max(1, min(n, int(c.budget/2/per)))
+	fit := (c.liveBudget() - 3*streamRange - 2*ioBuffer - 2*c.chunkSize) / c.workerCost()
+	return int(max(1, min(int64(runtime.GOMAXPROCS(0)), fit)))
 }
 
 // open returns the layer's tar stream from the source, which must be
@@ -350,7 +362,7 @@ func (j *layerJob) convert(ctx context.Context) error {
 	var in io.Reader
 	var h hash.Hash
 	if j.spool != nil {
-		in = bufio.NewReaderSize(j.spool, ioBuffer)
+		in = j.spool // read in place by writer.Build
 	} else {
 		var release func()
 		var err error

@@ -179,9 +179,13 @@ func WithMaxLayers(n int) Option { return func(c *config) { c.maxLayers = n } }
 func WithMaxLayerSize(n int64) Option { return func(c *config) { c.maxLayerSize = n } }
 
 // WithMaxFiles bounds the tar entries of one manifest's layers, all
-// together, and names (WithMaxFiles' companion DefaultMaxNameBytes) that
-// planning holds in memory; <= 0 selects DefaultMaxFiles.
+// together, that planning holds in memory; <= 0 selects
+// DefaultMaxFiles.
 func WithMaxFiles(n int) Option { return func(c *config) { c.maxFiles = n } }
+
+// WithMaxNameBytes bounds the bytes of names and link targets of the
+// entries WithMaxFiles counts; <= 0 selects DefaultMaxNameBytes.
+func WithMaxNameBytes(n int64) Option { return func(c *config) { c.maxNameBytes = n } }
 
 // Progress reports how far the conversion of one layer has got.
 type Progress struct {
