@@ -175,6 +175,7 @@ func BenchmarkImageRealTrees(b *testing.B) {
 		b.Run(format.String(), func(b *testing.B) {
 			for b.Loop() {
 				dst := newDiskStore(b.TempDir())
+				var mu sync.Mutex
 				var outBytes int64
 				stop := heapWatch()
 				cpu0 := cpuTime()
@@ -182,7 +183,9 @@ func BenchmarkImageRealTrees(b *testing.B) {
 				root, err := convert.Image(context.Background(), src, dst, convert.WithFormat(format),
 					convert.WithTempDir(b.TempDir()), convert.WithProgress(func(p convert.Progress) {
 						if p.Done {
+							mu.Lock()
 							outBytes += p.Written
+							mu.Unlock()
 						}
 					}))
 				elapsed, cpu := time.Since(start), cpuTime()-cpu0

@@ -528,14 +528,25 @@ func TestImageBadInput(t *testing.T) {
 			})
 		}, nil, convert.ErrMismatch, 2},
 		{"layer blob of another digest", func() *memStore {
+			// The gzip header's OS byte: the tar inside stays the same,
+			// so only the blob's digest tells.
 			s := testImage(ocispec.MediaTypeImageManifest)
 			var m ocispec.Manifest
 			s.getJSON(s.root, &m)
-			b := bytes.Clone(s.blobs[m.Layers[2].Digest])
-			b[len(b)-2048] ^= 1 // in tmp/x's contents
-			s.blobs[m.Layers[2].Digest] = b
+			b := bytes.Clone(s.blobs[m.Layers[0].Digest])
+			b[9] ^= 1
+			s.blobs[m.Layers[0].Digest] = b
 			return s
-		}, []convert.Option{convert.WithoutPrefetch()}, convert.ErrMismatch, 2},
+		}, nil, convert.ErrMismatch, 0},
+		{"layer blob of another digest, streamed", func() *memStore {
+			s := testImage(ocispec.MediaTypeImageManifest)
+			var m ocispec.Manifest
+			s.getJSON(s.root, &m)
+			b := bytes.Clone(s.blobs[m.Layers[0].Digest])
+			b[9] ^= 1
+			s.blobs[m.Layers[0].Digest] = b
+			return s
+		}, []convert.Option{convert.WithoutPrefetch()}, convert.ErrMismatch, 0},
 		{"DiffID other than the layer's", func() *memStore {
 			return withConfig(testImage(ocispec.MediaTypeImageManifest), func(c *ocispec.Image) {
 				c.RootFS.DiffIDs[0] = digest.FromString("other")
@@ -604,5 +615,48 @@ func TestImageFailedPushTagsNothing(t *testing.T) {
 		if len(dst.tagged) != 0 {
 			t.Errorf("push %d failing: tagged", failAt)
 		}
+	}
+}
+
+// TestImageTightBudget converts one layer at a time when the budget
+// holds no more, and never waits for memory it cannot get.
+func TestImageTightBudget(t *testing.T) {
+	for _, opts := range [][]convert.Option{
+		{convert.WithMemoryBudget(1)},
+		{convert.WithParallelism(1)},
+		{convert.WithMemoryBudget(1), convert.WithoutPrefetch()},
+	} {
+		dst := newMemStore()
+		root, err := convert.Image(context.Background(), testImage(ocispec.MediaTypeImageManifest), dst, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, dst, root)
+	}
+}
+
+func TestImageNestedIndexes(t *testing.T) {
+	dst := newMemStore()
+	root, err := convert.Image(context.Background(), nested(convert.DefaultMaxDepth), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range convert.DefaultMaxDepth {
+		var idx ocispec.Index
+		dst.getJSON(root, &idx)
+		if len(idx.Manifests) != 1 {
+			t.Fatalf("index of %d manifests", len(idx.Manifests))
+		}
+		root = idx.Manifests[0]
+	}
+	check(t, dst, root)
+}
+
+func TestImageCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dst := newMemStore()
+	_, err := convert.Image(ctx, testImage(ocispec.MediaTypeImageManifest), dst, convert.WithProgress(func(convert.Progress) { cancel() }))
+	if !errors.Is(err, context.Canceled) || len(dst.tagged) != 0 {
+		t.Errorf("error %v, tagged %v; want context.Canceled and nothing tagged", err, dst.tagged)
 	}
 }
