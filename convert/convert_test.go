@@ -478,6 +478,19 @@ func (f *failingTarget) PushBlob(ctx context.Context, d ocispec.Descriptor, r io
 	return f.memStore.PushBlob(ctx, d, r)
 }
 
+// otherBlob is an image whose first layer blob is not the one its
+// digest names, with the same tar inside: the gzip header's OS byte
+// differs, so only the blob's digest tells.
+func otherBlob() *memStore {
+	s := testImage(ocispec.MediaTypeImageManifest)
+	var m ocispec.Manifest
+	s.getJSON(s.root, &m)
+	b := bytes.Clone(s.blobs[m.Layers[0].Digest])
+	b[9] ^= 1
+	s.blobs[m.Layers[0].Digest] = b
+	return s
+}
+
 func TestImageBadInput(t *testing.T) {
 	big := strings.Repeat("x", convert.DefaultMaxManifestSize)
 	for _, tc := range []struct {
@@ -527,26 +540,8 @@ func TestImageBadInput(t *testing.T) {
 				m.Layers[2] = s.add(ocispec.MediaTypeImageLayerGzip, testLayers()[2].tar)
 			})
 		}, nil, convert.ErrMismatch, 2},
-		{"layer blob of another digest", func() *memStore {
-			// The gzip header's OS byte: the tar inside stays the same,
-			// so only the blob's digest tells.
-			s := testImage(ocispec.MediaTypeImageManifest)
-			var m ocispec.Manifest
-			s.getJSON(s.root, &m)
-			b := bytes.Clone(s.blobs[m.Layers[0].Digest])
-			b[9] ^= 1
-			s.blobs[m.Layers[0].Digest] = b
-			return s
-		}, nil, convert.ErrMismatch, 0},
-		{"layer blob of another digest, streamed", func() *memStore {
-			s := testImage(ocispec.MediaTypeImageManifest)
-			var m ocispec.Manifest
-			s.getJSON(s.root, &m)
-			b := bytes.Clone(s.blobs[m.Layers[0].Digest])
-			b[9] ^= 1
-			s.blobs[m.Layers[0].Digest] = b
-			return s
-		}, []convert.Option{convert.WithoutPrefetch()}, convert.ErrMismatch, 0},
+		{"layer blob of another digest", otherBlob, nil, convert.ErrMismatch, 0},
+		{"layer blob of another digest, streamed", otherBlob, []convert.Option{convert.WithoutPrefetch()}, convert.ErrMismatch, 0},
 		{"DiffID other than the layer's", func() *memStore {
 			return withConfig(testImage(ocispec.MediaTypeImageManifest), func(c *ocispec.Image) {
 				c.RootFS.DiffIDs[0] = digest.FromString("other")

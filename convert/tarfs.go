@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lazylayer/lazylayer/internal/iox"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -79,23 +80,11 @@ func cleanName(name string) string {
 	return "."
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // indexTar reads the tar stream r to its end, copying every byte to
 // spool, and returns the view of it whose contents are read from the
 // spool through ra.
 func indexTar(r io.Reader, spool io.Writer, ra io.ReaderAt, budget *fileBudget) (*tarFS, error) {
-	cr := &countingReader{r: io.TeeReader(r, spool)}
+	cr := &iox.CountingReader{R: io.TeeReader(r, spool)}
 	tr := tar.NewReader(cr)
 	byName := make(map[string]int)
 	var entries []tarEntry
@@ -108,13 +97,13 @@ func indexTar(r io.Reader, spool io.Writer, ra io.ReaderAt, budget *fileBudget) 
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("tar at offset %d: %w", cr.n, err)
+			return nil, fmt.Errorf("tar at offset %d: %w", cr.N, err)
 		}
 		name := cleanName(hdr.Name)
 		if name == "." || hdr.Typeflag == tar.TypeXGlobalHeader || !fs.ValidPath(name) {
 			continue // a name io/fs cannot spell (not UTF-8) cannot be planned
 		}
-		e := tarEntry{name: name, off: cr.n, size: hdr.Size, mode: hdr.FileInfo().Mode()}
+		e := tarEntry{name: name, off: cr.N, size: hdr.Size, mode: hdr.FileInfo().Mode()}
 		switch {
 		case hdr.Typeflag == tar.TypeSymlink:
 			e.link, e.off, e.size = hdr.Linkname, -1, int64(len(hdr.Linkname))

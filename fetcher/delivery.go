@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+
+	"github.com/lazylayer/lazylayer/internal/iox"
 )
 
 // delivery reads the spans of one Request, over as many attempts and
@@ -148,25 +150,25 @@ func (d *delivery) readMultipart(body io.Reader, boundary string, idx []int) (in
 			left++
 		}
 	}
-	counted := &countingReader{r: io.LimitReader(body, budget)}
+	counted := &iox.CountingReader{R: io.LimitReader(body, budget)}
 	mr := multipart.NewReader(counted, boundary)
 	for ; left > 0; left-- {
 		// NextRawPart, unlike NextPart, does not undo a
 		// Content-Transfer-Encoding: byte ranges are raw bytes.
 		part, err := mr.NextRawPart()
 		if err == io.EOF {
-			return counted.n, fmt.Errorf("fetcher: %s: multipart response lacks %d of the ranges asked: %w", f.where(), left, ErrBadResponse)
+			return counted.N, fmt.Errorf("fetcher: %s: multipart response lacks %d of the ranges asked: %w", f.where(), left, ErrBadResponse)
 		}
 		if err != nil {
-			return counted.n, retryable(fmt.Errorf("fetcher: %s: multipart response: %w", f.where(), err), 0)
+			return counted.N, retryable(fmt.Errorf("fetcher: %s: multipart response: %w", f.where(), err), 0)
 		}
 		got, total, err := parseContentRange(part.Header.Get("Content-Range"))
 		if err != nil {
-			return counted.n, err
+			return counted.N, err
 		}
 		i := d.spanIndex(idx, got)
 		if i < 0 || total >= 0 && total != f.size.Load() {
-			return counted.n, fmt.Errorf("fetcher: %s: multipart part with Content-Range %q was not asked for: %w",
+			return counted.N, fmt.Errorf("fetcher: %s: multipart part with Content-Range %q was not asked for: %w",
 				f.where(), part.Header.Get("Content-Range"), ErrBadContentRange)
 		}
 		// The part is read whole, not streamed like a single range: its
@@ -174,26 +176,15 @@ func (d *delivery) readMultipart(body io.Reader, boundary string, idx []int) (in
 		m, err := io.ReadFull(part, d.buf(i))
 		if err != nil {
 			d.filled[i] = 0 // a retry asks for the whole span again
-			return counted.n, bodyError(f, got, err)
+			return counted.N, bodyError(f, got, err)
 		}
 		if n, _ := part.Read(make([]byte, 1)); n > 0 {
-			return counted.n, fmt.Errorf("fetcher: %s: multipart part %v longer than its Content-Range: %w", f.where(), got, ErrBadResponse)
+			return counted.N, fmt.Errorf("fetcher: %s: multipart part %v longer than its Content-Range: %w", f.where(), got, ErrBadResponse)
 		}
 		d.filled[i] = int64(m)
 		if err := d.hand(i); err != nil {
-			return counted.n, err
+			return counted.N, err
 		}
 	}
-	return counted.n, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	return counted.N, nil
 }
