@@ -37,16 +37,17 @@ func realTrees(b *testing.B) []string {
 		b.Skip("no go command")
 	}
 	trees := []string{strings.TrimSpace(string(goroot))}
-	for _, pattern := range []string{"/usr/lib/jvm/temurin-*", "/usr/lib/jvm/java-*-openjdk-*", "/usr/lib/python3.*"} {
-		m, _ := filepath.Glob(pattern)
-		for _, dir := range m {
-			if fi, err := os.Lstat(dir); err == nil && fi.IsDir() {
-				trees = append(trees, dir)
-				break
+	// One JDK, then one Python: the first directory of each kind found.
+	for _, kind := range [][]string{{"/usr/lib/jvm/temurin-*", "/usr/lib/jvm/java-*-openjdk-*"}, {"/usr/lib/python3.*"}} {
+	kind:
+		for _, pattern := range kind {
+			m, _ := filepath.Glob(pattern)
+			for _, dir := range m {
+				if fi, err := os.Lstat(dir); err == nil && fi.IsDir() {
+					trees = append(trees, dir)
+					break kind
+				}
 			}
-		}
-		if len(trees) == 3 {
-			break
 		}
 	}
 	if len(trees) < 3 {
