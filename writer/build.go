@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/lazylayer/lazylayer/internal/iox"
 
@@ -31,6 +30,12 @@ type Result struct {
 	// descriptor.
 	Digest digest.Digest
 	Size   int64
+	// MediaType is the OCI layer media type of the blob, for its
+	// descriptor: ocispec.MediaTypeImageLayerGzip for eStargz and
+	// ocispec.MediaTypeImageLayerZstd for zstd:chunked. Both blobs are
+	// ordinary layers of that type to a runtime that does not read them
+	// lazily.
+	MediaType string
 	// DiffID is the sha256 of the uncompressed tar stream, the blob
 	// decompressed as a whole; UncompressedSize is that stream's length.
 	// For zstd:chunked that stream is the input tar, byte for byte.
@@ -94,6 +99,10 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	if err != nil {
 		return nil, err
 	}
+	var ra io.ReaderAt // the input read in place, if it can be
+	if len(cfg.prioritized) > 0 {
+		ra, _ = inPlace(r)
+	}
 	in, release, err := decompressInput(r)
 	if err != nil {
 		return nil, err
@@ -111,12 +120,11 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	if len(cfg.prioritized) == 0 {
 		emit = func(a *assembler) error { return streamEntries(a, in) }
 	} else {
-		f, entries, err := spool(ctx, in, cfg.tempDir)
+		f, entries, done, err := spool(ctx, ra, in, cfg.tempDir)
 		if err != nil {
 			return nil, err
 		}
-		defer os.Remove(f.Name())
-		defer f.Close()
+		defer done()
 		o := planOrder(entries, cfg.prioritized)
 		if len(o.missing) > 0 && !cfg.allowMissing {
 			return nil, fmt.Errorf("writer: %q (and %d more): %w", o.missing[0], len(o.missing)-1, ErrPrioritizedNotFound)

@@ -17,6 +17,7 @@ import (
 	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func kindsTar(t testing.TB) []byte {
@@ -372,10 +373,39 @@ func TestBuildSpoolsInTempDir(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("spool files left behind: %v", left)
 	}
-	_, err := Build(context.Background(), io.Discard, bytes.NewReader(smallKindsTar(t)),
+	_, err := Build(context.Background(), io.Discard, io.MultiReader(bytes.NewReader(smallKindsTar(t))),
 		WithPrioritizedFiles([]string{"etc/hostname"}), WithTempDir(dir+"/missing"))
 	if err == nil {
 		t.Error("Build spooled to a missing directory")
+	}
+}
+
+// TestBuildReadsSeekableInputInPlace checks that an uncompressed input
+// read at random from its start is reordered in place, into the same
+// blob, and that any other input is spooled.
+func TestBuildReadsSeekableInputInPlace(t *testing.T) {
+	input := smallKindsTar(t)
+	opts := []Option{WithPrioritizedFiles([]string{"etc/hostname"}), WithChunkSize(64 << 10)}
+	want, _ := build(t, input, append(opts, WithTempDir(t.TempDir()))...)
+	missing := WithTempDir(t.TempDir() + "/missing")
+	got, _ := build(t, input, append(opts, missing)...) // a bytes.Reader: no spool
+	if !bytes.Equal(got, want) {
+		t.Error("the blob built in place differs from the spooled one")
+	}
+	moved := bytes.NewReader(append([]byte("x"), input...))
+	moved.Seek(1, io.SeekStart)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(input)
+	zw.Close()
+	for name, r := range map[string]io.Reader{
+		"not at its start": moved,
+		"compressed":       bytes.NewReader(gz.Bytes()),
+		"not seekable":     io.MultiReader(bytes.NewReader(input)),
+	} {
+		if _, err := Build(context.Background(), io.Discard, r, append(opts, missing)...); err == nil {
+			t.Errorf("%s: built without spooling", name)
+		}
 	}
 }
 
@@ -504,6 +534,21 @@ func TestBuildAnnotatesIndexPosition(t *testing.T) {
 		off, n, err := toc.ParseIndexPositionAnnotations(res.Annotations)
 		if err != nil || off != start || off+n != int64(len(blob)) {
 			t.Errorf("%v: index position %d:%d, %v; want %d:%d", format, off, n, err, start, int64(len(blob))-start)
+		}
+	}
+}
+
+// TestBuildMediaType checks that a Result names the OCI layer type its
+// blob is to a runtime that does not read it lazily.
+func TestBuildMediaType(t *testing.T) {
+	input := smallKindsTar(t)
+	for format, want := range map[toc.Format]string{
+		toc.FormatEStargz:     ocispec.MediaTypeImageLayerGzip,
+		toc.FormatZstdChunked: ocispec.MediaTypeImageLayerZstd,
+	} {
+		_, res := build(t, input, WithFormat(format), WithChunkSize(64<<10))
+		if res.MediaType != want {
+			t.Errorf("%v: MediaType %q, want %q", format, res.MediaType, want)
 		}
 	}
 }

@@ -44,8 +44,9 @@
 // zstd:chunked also holds its compressed tar-split until the end. A layer
 // of a million small files builds in under 256 MiB. Result.TOC expands the
 // records into the model on demand. Reordering needs random access to the
-// input, so Build then spools the decompressed input to a temporary file;
-// otherwise it streams.
+// input, so Build then spools the decompressed input to a temporary file,
+// unless the input is an uncompressed file it can read in place (see
+// WithPrioritizedFiles); otherwise it streams.
 //
 // # zstd:chunked
 //

@@ -128,8 +128,11 @@ func WithFormat(f toc.Format) Option {
 // not in the input makes Build fail with ErrPrioritizedNotFound.
 //
 // Reordering needs random access to the input, so Build spools the
-// (decompressed) input to a temporary file when this list is not empty.
-// Without it the input is streamed, and a .no.prefetch.landmark entry comes
+// (decompressed) input to a temporary file when this list is not empty,
+// unless the input is an uncompressed tar it can read in place: an
+// io.ReaderAt and io.Seeker positioned at its start, such as an *os.File
+// or a bytes.Reader, which must not change while Build runs. Without the
+// list the input is streamed, and a .no.prefetch.landmark entry comes
 // first.
 //
 // zstd:chunked blobs must decompress to the input tar unchanged, so their

@@ -3,6 +3,7 @@ package writer
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -45,25 +46,62 @@ type spooledEntry struct {
 	start, end int64
 }
 
-// spool copies the tar stream in to a temporary file in dir and indexes its
-// entries. The caller closes and removes the file.
-func spool(ctx context.Context, in io.Reader, dir string) (*os.File, []spooledEntry, error) {
+// spool returns the tar stream in at random access, and its entries:
+// ra if it is not nil (the input, read in place: see inPlace), else a
+// temporary file in dir that it copies in to. done closes and removes
+// the file.
+func spool(ctx context.Context, ra io.ReaderAt, in io.Reader, dir string) (_ io.ReaderAt, _ []spooledEntry, done func(), _ error) {
+	if ra != nil {
+		entries, err := spoolTo(ctx, nil, in)
+		return ra, entries, func() {}, err
+	}
 	f, err := os.CreateTemp(dir, "lazylayer-spool-*.tar")
 	if err != nil {
-		return nil, nil, fmt.Errorf("writer: spool file: %w", err)
+		return nil, nil, nil, fmt.Errorf("writer: spool file: %w", err)
 	}
-	entries, err := spoolTo(ctx, f, in)
-	if err != nil {
+	done = func() {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, nil, err
 	}
-	return f, entries, nil
+	bw := bufio.NewWriterSize(f, 1<<20)
+	entries, err := spoolTo(ctx, bw, in)
+	if err == nil {
+		if err = bw.Flush(); err != nil {
+			err = fmt.Errorf("writer: spooling input: %w", err)
+		}
+	}
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return f, entries, done, nil
 }
 
-func spoolTo(ctx context.Context, f *os.File, in io.Reader) ([]spooledEntry, error) {
-	bw := bufio.NewWriterSize(f, 1<<20)
-	er := newEntryReader(in, bw)
+// inPlace returns r as an io.ReaderAt if it is one, is at its start and
+// holds no compressed stream: entry offsets counted from where r is
+// read then locate the entries in it. It must be called before r is
+// read.
+func inPlace(r io.Reader) (io.ReaderAt, bool) {
+	ra, ok := r.(io.ReaderAt)
+	s, ok2 := r.(io.Seeker)
+	if !ok || !ok2 {
+		return nil, false
+	}
+	if pos, err := s.Seek(0, io.SeekCurrent); err != nil || pos != 0 {
+		return nil, false
+	}
+	magic := make([]byte, len(zstdMagic))
+	n, _ := ra.ReadAt(magic, 0)
+	if bytes.HasPrefix(magic[:n], gzipMagic) || bytes.HasPrefix(magic[:n], zstdMagic) {
+		return nil, false
+	}
+	return ra, true
+}
+
+// spoolTo indexes the entries of the tar stream in, copying it to w if w
+// is not nil.
+func spoolTo(ctx context.Context, w io.Writer, in io.Reader) ([]spooledEntry, error) {
+	er := newEntryReader(in, w)
 	var entries []spooledEntry
 	for {
 		if err := ctx.Err(); err != nil {
@@ -96,9 +134,6 @@ func spoolTo(ctx context.Context, f *os.File, in io.Reader) ([]spooledEntry, err
 	}
 	if er.tap.spoolErr != nil {
 		return nil, fmt.Errorf("writer: spooling input: %w", er.tap.spoolErr)
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("writer: spooling input: %w", err)
 	}
 	return entries, nil
 }

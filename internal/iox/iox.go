@@ -18,7 +18,8 @@ func (c *CountingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// A CountingReader reads from R and counts in N the bytes read.
+// A CountingReader reads from R and counts in N the bytes read. The zero
+// value reads nothing: R must be set.
 type CountingReader struct {
 	R io.Reader
 	N int64

@@ -2,6 +2,7 @@ package iox
 
 import (
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -9,6 +10,14 @@ func TestCountingWriter(t *testing.T) {
 	c := CountingWriter{W: io.Discard}
 	c.Write([]byte("abc"))
 	c.Write(make([]byte, 5))
+	if c.N != 8 {
+		t.Errorf("N = %d, want 8", c.N)
+	}
+}
+
+func TestCountingReader(t *testing.T) {
+	c := CountingReader{R: strings.NewReader("abcdefgh")}
+	io.ReadAll(&c)
 	if c.N != 8 {
 		t.Errorf("N = %d, want 8", c.N)
 	}
