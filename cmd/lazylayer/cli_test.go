@@ -142,3 +142,78 @@ func TestReadVerbsOnAnArchive(t *testing.T) {
 		t.Errorf("cat without a path: exit %d, want %d", code, exitUsage)
 	}
 }
+
+func TestConvertThenReadLazily(t *testing.T) {
+	archive := "docker-archive:" + dockerArchive(t, []string{"/bin/app"},
+		map[string]string{"bin/": "", "bin/app": "#!/bin/sh\necho hi\n", "bin/sh": "shell", "etc/": "", "etc/hostname": "base\n", "usr/": "", "usr/big": strings.Repeat("data ", 100000)},
+		map[string]string{"etc/": "", "etc/hostname": "top\n"},
+	)
+	for _, format := range []string{"estargz", "zstd:chunked"} {
+		t.Run(format, func(t *testing.T) {
+			layout := "oci:" + filepath.Join(t.TempDir(), "layout") + ":v1"
+			out := mustRun(t, "convert", "--format", format, archive, layout)
+			if !strings.Contains(out, "2 layers") {
+				t.Errorf("convert printed %q", out)
+			}
+			code, out, errOut := lazylayer(t, "--json", "inspect", layout)
+			if code != exitOK {
+				t.Fatalf("inspect: exit %d: %s", code, errOut)
+			}
+			var res inspectResult
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("inspect --json: %v\n%s", err, out)
+			}
+			if len(res.Layers) != 2 || res.Patterns == 0 || res.PatternFiles == 0 {
+				t.Errorf("inspect: %+v", res)
+			}
+			for _, l := range res.Layers {
+				if l.Format != strings.ReplaceAll(format, ":", "") && l.Format != format || l.Error != "" || l.Files == 0 {
+					t.Errorf("inspect: layer %+v", l)
+				}
+			}
+			if got := mustRun(t, "cat", layout, "etc/hostname"); got != "top\n" {
+				t.Errorf("cat: %q", got)
+			}
+			if out := mustRun(t, "verify", layout); strings.Count(out, ": ok") != 2 {
+				t.Errorf("verify:\n%s", out)
+			}
+			// Converting the converted image again changes nothing.
+			again := "oci:" + filepath.Join(t.TempDir(), "again") + ":v1"
+			mustRun(t, "convert", "--format", format, layout, again)
+			if a, b := mustRun(t, "--json", "inspect", layout), mustRun(t, "--json", "inspect", again); manifestOf(t, a) != manifestOf(t, b) {
+				t.Errorf("converting again changed the manifest: %s, then %s", manifestOf(t, a), manifestOf(t, b))
+			}
+		})
+	}
+}
+
+func manifestOf(t *testing.T, inspectJSON string) string {
+	var res inspectResult
+	if err := json.Unmarshal([]byte(inspectJSON), &res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Manifest
+}
+
+func TestVerifyFindsDamage(t *testing.T) {
+	archive := "docker-archive:" + dockerArchive(t, nil, map[string]string{"usr/": "", "usr/big": strings.Repeat("data ", 100000)})
+	dir := filepath.Join(t.TempDir(), "layout")
+	mustRun(t, "convert", "--prefetch", "none", archive, "oci:"+dir+":v1")
+	var res inspectResult
+	if err := json.Unmarshal([]byte(mustRun(t, "--json", "inspect", "oci:"+dir+":v1")), &res); err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(res.Layers[0].Digest, "sha256:"))
+	data, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[100] ^= 0xff // file data, before the index
+	if err := os.WriteFile(blob, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := lazylayer(t, "verify", "oci:"+dir+":v1")
+	if code != exitMismatch || !strings.Contains(out, "FAILED") || !strings.Contains(errOut, "layer 0") {
+		t.Errorf("verify of a damaged layer: exit %d\n%s%s", code, out, errOut)
+	}
+}

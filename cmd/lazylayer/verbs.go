@@ -5,6 +5,8 @@ import "github.com/spf13/cobra"
 // verbs returns the command's verbs, in the order help lists them.
 func (c *cli) verbs() []*cobra.Command {
 	return []*cobra.Command{
+		c.convertCommand(),
+		c.optimizeCommand(),
 		c.inspectCommand(),
 		c.lsCommand(),
 		c.catCommand(),
