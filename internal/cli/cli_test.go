@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"archive/tar"
@@ -19,7 +19,7 @@ import (
 func lazylayer(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), append([]string{"--hosts-dir", t.TempDir()}, args...), &out, &errOut)
+	code = Run(context.Background(), append([]string{"--hosts-dir", t.TempDir()}, args...), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

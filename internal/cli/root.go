@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -39,8 +39,10 @@ type cli struct {
 	globalFlags
 }
 
-// run runs the command line args and returns the process's exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// Run runs the lazylayer command line args (without the program name)
+// and returns the process's exit code. Output goes to stdout, progress,
+// costs and errors to stderr.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := &cli{stdout: stdout, stderr: stderr}
 	root := c.rootCommand()
 	root.SetArgs(args)
