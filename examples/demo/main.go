@@ -9,20 +9,16 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/lazylayer/lazylayer/writer"
 )
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.Dir, "dir", "", "directory to build the layer from (default: the Go installation, $(go env GOROOT))")
-	files := flag.String("files", "VERSION,src/fmt/print.go,bin/go", "comma-separated files to read lazily, relative to -dir; they are also the layer's prioritised files")
-	flag.StringVar(&cfg.Registry, "registry", registryAuto, "registry to push to: auto (docker-registry if installed, else sim), docker-registry or sim")
-	flag.IntVar(&cfg.Level, "level", gzip.BestSpeed, "gzip level of the layer (1 fastest, 9 smallest)")
-	flag.Int64Var(&cfg.ChunkSize, "chunk-size", writer.DefaultChunkSize, "largest piece of a file that is compressed, fetched and verified on its own")
+	flag.StringVar(&cfg.Dir, "dir", "", "directory to build the image from (default: the Go installation, $(go env GOROOT))")
+	flag.StringVar(&cfg.File, "file", "VERSION", "a file to print lazily, relative to -dir")
+	flag.StringVar(&cfg.Copy, "copy", "src/fmt", "a file or directory to copy out lazily, relative to -dir")
+	flag.StringVar(&cfg.Registry, "registry", registryAuto, "registry to push to: auto (docker-registry if installed, else in-process), docker-registry or in-process")
+	flag.StringVar(&cfg.Format, "format", "estargz", "the seekable format to convert to: estargz or zstd:chunked")
 	flag.Parse()
-	cfg.Files = strings.Split(*files, ",")
 	cfg.Out = os.Stdout
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -30,7 +26,7 @@ func main() {
 	if cfg.Dir == "" {
 		cfg.Dir = goroot(ctx)
 	}
-	if _, err := run(ctx, cfg); err != nil {
+	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		stop()
 		os.Exit(1)

@@ -152,7 +152,7 @@ func TestConvertThenReadLazily(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			layout := "oci:" + filepath.Join(t.TempDir(), "layout") + ":v1"
 			out := mustRun(t, "convert", "--format", format, archive, layout)
-			if !strings.Contains(out, "2 layers") {
+			if !strings.Contains(out, "2 layers,") {
 				t.Errorf("convert printed %q", out)
 			}
 			code, out, errOut := lazylayer(t, "--json", "inspect", layout)

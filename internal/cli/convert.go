@@ -260,8 +260,8 @@ func (c *cli) convert(cmd *cobra.Command, from, to string, opts []convert.Option
 			in += l.Read
 			out += l.Written
 		}
-		_, err := fmt.Fprintf(w, "%s -> %s: %s (%s), %d layers, %s in, %s out, in %.1fs\n",
-			from, to, desc.Digest, desc.MediaType, len(layers), humanBytes(in), humanBytes(out), res.Seconds)
+		_, err := fmt.Fprintf(w, "%s -> %s: %s (%s), %s, %s in, %s out, in %.1fs\n",
+			from, to, desc.Digest, desc.MediaType, plural(len(layers), "layer"), humanBytes(in), humanBytes(out), res.Seconds)
 		return err
 	})
 }
@@ -298,4 +298,12 @@ func parsePlatform(s string) (ocispec.Platform, error) {
 		p.Variant = parts[2]
 	}
 	return p, nil
+}
+
+// plural returns "1 layer" or "n layers".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,11 +10,15 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/lazylayer/lazylayer/image"
+	"github.com/lazylayer/lazylayer/overlay"
+	"github.com/lazylayer/lazylayer/reader"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 )
 
 // emit prints v as one JSON document with --json, or calls text.
@@ -64,21 +69,26 @@ what that cost on standard error.`,
 			if err != nil {
 				return err
 			}
-			return c.withImage(cmd, a[0], func(root fs.FS) error {
+			return c.withImage(cmd, a[0], func(_ *image.Image, root *overlay.FS) error {
 				infos, err := listing(root, name)
 				if err != nil {
 					return err
 				}
 				return c.emit(infos, func(w io.Writer) error {
-					tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', tabwriter.AlignRight)
+					width := 1
+					for _, e := range infos {
+						width = max(width, len(strconv.FormatInt(e.Size, 10)))
+					}
 					for _, e := range infos {
 						name := e.Name
 						if e.Link != "" {
 							name += " -> " + e.Link
 						}
-						fmt.Fprintf(tw, "%s\t%d\t %s\t %s\t\n", e.Mode, e.Size, e.ModTime.Format("2006-01-02 15:04"), name)
+						if _, err := fmt.Fprintf(w, "%s %*d %s %s\n", e.Mode, width, e.Size, e.ModTime.Format("2006-01-02 15:04"), name); err != nil {
+							return err
+						}
 					}
-					return tw.Flush()
+					return nil
 				})
 			})
 		},
@@ -130,7 +140,7 @@ and prints what that cost on standard error.`,
 			if err != nil {
 				return err
 			}
-			return c.withImage(cmd, a[0], func(root fs.FS) error {
+			return c.withImage(cmd, a[0], func(_ *image.Image, root *overlay.FS) error {
 				f, err := root.Open(name)
 				if err != nil {
 					return err
@@ -157,7 +167,10 @@ the copied files are fetched; what that cost is printed on standard error.`,
 			if err != nil {
 				return err
 			}
-			return c.withImage(cmd, a[0], func(root fs.FS) error {
+			return c.withImage(cmd, a[0], func(img *image.Image, root *overlay.FS) error {
+				if err := prefetchTree(cmd.Context(), img, root, name); err != nil {
+					return err
+				}
 				return copyOut(root, name, a[2])
 			})
 		},
@@ -227,7 +240,7 @@ func copyFile(root fs.FS, name, dest string, mode fs.FileMode) error {
 // withImage opens ref lazily, runs fn on its merged file system, and
 // reports the traffic on standard error (in the JSON document's place,
 // with --json, only when fn printed nothing else).
-func (c *cli) withImage(cmd *cobra.Command, ref string, fn func(root fs.FS) error) error {
+func (c *cli) withImage(cmd *cobra.Command, ref string, fn func(img *image.Image, root *overlay.FS) error) error {
 	s, err := c.newSession()
 	if err != nil {
 		return err
@@ -242,7 +255,7 @@ func (c *cli) withImage(cmd *cobra.Command, ref string, fn func(root fs.FS) erro
 	if err != nil {
 		return err
 	}
-	if err := fn(root); err != nil {
+	if err := fn(img, root); err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			return fmt.Errorf("%s: %w", ref, err)
@@ -251,4 +264,39 @@ func (c *cli) withImage(cmd *cobra.Command, ref string, fn func(root fs.FS) erro
 	}
 	fmt.Fprintf(c.stderr, "lazylayer: fetched %v\n", s.cost())
 	return nil
+}
+
+// prefetchBudget bounds what cp fetches ahead: the session's memory cache
+// must hold it until the copy reads it.
+const prefetchBudget = 256 << 20
+
+// prefetchTree fetches the files under name, when they fit the budget,
+// with a few coalesced requests per layer instead of one or more per
+// file.
+func prefetchTree(ctx context.Context, img *image.Image, root *overlay.FS, name string) error {
+	byLayer := make(map[int][]reader.FileRange)
+	var total int64
+	err := fs.WalkDir(root, name, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		loc, err := root.Resolve(p)
+		if err != nil {
+			return err
+		}
+		if total += loc.Info.Size(); total > prefetchBudget {
+			return fs.SkipAll
+		}
+		byLayer[loc.Layer] = append(byLayer[loc.Layer], reader.FileRange{Name: loc.Path})
+		return nil
+	})
+	if err != nil || total > prefetchBudget {
+		return err // too much to hold: files are fetched as they are copied
+	}
+	layers := img.Layers()
+	g, ctx := errgroup.WithContext(ctx)
+	for i, ranges := range byLayer {
+		g.Go(func() error { return layers[i].Layer.Prefetch(ctx, ranges) })
+	}
+	return g.Wait()
 }
