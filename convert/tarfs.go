@@ -289,16 +289,5 @@ func (d *tarDir) Read([]byte) (int, error) {
 }
 
 func (d *tarDir) ReadDir(n int) ([]fs.DirEntry, error) {
-	if n <= 0 {
-		out := d.entries
-		d.entries = nil
-		return out, nil
-	}
-	if len(d.entries) == 0 {
-		return nil, io.EOF
-	}
-	n = min(n, len(d.entries))
-	out := d.entries[:n]
-	d.entries = d.entries[n:]
-	return out, nil
+	return iox.NextEntries(&d.entries, n)
 }

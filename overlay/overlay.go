@@ -3,13 +3,13 @@ package overlay
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"slices"
 	"strings"
 	"syscall"
 
+	"github.com/lazylayer/lazylayer/internal/iox"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -484,16 +484,5 @@ func (d *mergedDir) Read([]byte) (int, error) {
 }
 
 func (d *mergedDir) ReadDir(n int) ([]fs.DirEntry, error) {
-	if n <= 0 {
-		all := d.entries
-		d.entries = nil
-		return all, nil
-	}
-	if len(d.entries) == 0 {
-		return nil, io.EOF
-	}
-	n = min(n, len(d.entries))
-	batch := d.entries[:n]
-	d.entries = d.entries[n:]
-	return batch, nil
+	return iox.NextEntries(&d.entries, n)
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/iox"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -325,18 +326,7 @@ func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 		d.entries = d.info.l.dirEntries(d.info.node.sorted)
 		d.read = true
 	}
-	if n <= 0 {
-		all := d.entries
-		d.entries = nil
-		return all, nil
-	}
-	if len(d.entries) == 0 {
-		return nil, io.EOF
-	}
-	n = min(n, len(d.entries))
-	out := d.entries[:n:n]
-	d.entries = d.entries[n:]
-	return out, nil
+	return iox.NextEntries(&d.entries, n)
 }
 
 // specialFile is an open symbolic link target, device, FIFO or other

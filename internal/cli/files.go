@@ -238,32 +238,23 @@ func copyFile(root fs.FS, name, dest string, mode fs.FileMode) error {
 }
 
 // withImage opens ref lazily, runs fn on its merged file system, and
-// reports the traffic on standard error (in the JSON document's place,
-// with --json, only when fn printed nothing else).
+// reports the traffic on standard error.
 func (c *cli) withImage(cmd *cobra.Command, ref string, fn func(img *image.Image, root *overlay.FS) error) error {
-	s, err := c.newSession()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	img, err := s.open(cmd.Context(), c, ref, true)
-	if err != nil {
-		return err
-	}
-	defer img.Close()
-	root, err := img.FS()
-	if err != nil {
-		return err
-	}
-	if err := fn(img, root); err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return fmt.Errorf("%s: %w", ref, err)
+	return c.openImage(cmd.Context(), ref, true, func(s *session, img *image.Image) error {
+		root, err := img.FS()
+		if err != nil {
+			return err
 		}
-		return err
-	}
-	fmt.Fprintf(c.stderr, "lazylayer: fetched %v\n", s.cost())
-	return nil
+		if err := fn(img, root); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				return fmt.Errorf("%s: %w", ref, err)
+			}
+			return err
+		}
+		fmt.Fprintf(c.stderr, "lazylayer: fetched %v\n", s.cost())
+		return nil
+	})
 }
 
 // prefetchBudget bounds what cp fetches ahead: the session's memory cache

@@ -54,19 +54,11 @@ layers' indexes only.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
-			s, err := c.newSession()
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			img, err := s.open(ctx, c, a[0], false)
-			if err != nil {
-				return err
-			}
-			defer img.Close()
-			res := describeImage(ctx, a[0], img)
-			res.Cost = s.cost()
-			return c.emit(res, func(w io.Writer) error { return printInspect(w, res) })
+			return c.openImage(ctx, a[0], false, func(s *session, img *image.Image) error {
+				res := describeImage(ctx, a[0], img)
+				res.Cost = s.cost()
+				return c.emit(res, func(w io.Writer) error { return printInspect(w, res) })
+			})
 		},
 	}
 }

@@ -70,12 +70,21 @@ func (s *session) source(ref string) (image.Source, error) {
 	return image.ParseReference(ref, s.registry)
 }
 
-// open opens the image ref names lazily. Layers that are not seekable are
-// fetched whole when whole is set.
-func (s *session) open(ctx context.Context, c *cli, ref string, whole bool) (*image.Image, error) {
+// openImage opens the image ref names lazily in a session of its own,
+// runs fn on it, and closes both. Layers that are not seekable are
+// fetched whole when whole is set, so that every image can be read.
+func (c *cli) openImage(ctx context.Context, ref string, whole bool, fn func(s *session, img *image.Image) error) error {
+	s, err := c.newSession()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
 	src, err := s.source(ref)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	if cl, ok := src.(io.Closer); ok {
+		defer cl.Close()
 	}
 	opts := []image.Option{image.WithReaderOptions(reader.WithCache(s.cache))}
 	if c.platform != "" {
@@ -86,9 +95,10 @@ func (s *session) open(ctx context.Context, c *cli, ref string, whole bool) (*im
 	}
 	img, err := image.Open(ctx, src, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ref, err)
+		return fmt.Errorf("%s: %w", ref, err)
 	}
-	return img, nil
+	defer img.Close()
+	return fn(s, img)
 }
 
 // countingTransport counts the requests it sends and the response bytes

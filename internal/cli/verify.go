@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/lazylayer/lazylayer/image"
+	"github.com/lazylayer/lazylayer/overlay"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/registry"
@@ -36,48 +38,45 @@ It exits with status 3 if any check fails, naming the layer and the check.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
-			s, err := c.newSession()
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			img, err := s.open(ctx, c, a[0], false)
-			if err != nil {
-				return classify(err)
-			}
-			defer img.Close()
-			var results []verifyLayer
-			var failed []error
-			for i, l := range img.Layers() {
-				res := verifyLayer{Index: i, Digest: l.Descriptor.Digest.String(), Format: describeLayer(i, l).Format, OK: true}
-				if err := img.VerifyLayer(ctx, i); err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					res.OK, res.Error = false, err.Error()
-					failed = append(failed, err)
-				}
-				results = append(results, res)
-				if !c.json {
-					status := "ok"
-					if !res.OK {
-						status = "FAILED: " + res.Error
-					}
-					fmt.Fprintf(c.stdout, "layer %d %s %s: %s\n", i, short(res.Digest), res.Format, status)
-				}
-			}
-			if c.json {
-				if err := c.emit(results, nil); err != nil {
-					return err
-				}
-			}
-			if len(failed) > 0 {
-				return classify(fmt.Errorf("%d of %d layers failed verification: %w", len(failed), len(results), errors.Join(failed...)))
-			}
-			fmt.Fprintf(c.stderr, "lazylayer: %d layers verified; fetched %v\n", len(results), s.cost())
-			return nil
+			return classify(c.openImage(ctx, a[0], false, func(s *session, img *image.Image) error {
+				return c.verify(ctx, s, img)
+			}))
 		},
 	}
+}
+
+// verify checks every layer of img, printing a line for each as it ends.
+func (c *cli) verify(ctx context.Context, s *session, img *image.Image) error {
+	var results []verifyLayer
+	var failed []error
+	for i, l := range img.Layers() {
+		res := verifyLayer{Index: i, Digest: l.Descriptor.Digest.String(), Format: describeLayer(i, l).Format, OK: true}
+		if err := img.VerifyLayer(ctx, i); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			res.OK, res.Error = false, err.Error()
+			failed = append(failed, err)
+		}
+		results = append(results, res)
+		if !c.json {
+			status := "ok"
+			if !res.OK {
+				status = "FAILED: " + res.Error
+			}
+			fmt.Fprintf(c.stdout, "layer %d %s %s: %s\n", i, short(res.Digest), res.Format, status)
+		}
+	}
+	if c.json {
+		if err := c.emit(results, nil); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d layers failed verification: %w", len(failed), len(results), errors.Join(failed...))
+	}
+	fmt.Fprintf(c.stderr, "lazylayer: %d layers verified; fetched %v\n", len(results), s.cost())
+	return nil
 }
 
 // classify gives an error that says bytes do not match their digests the
@@ -105,46 +104,38 @@ It prints the plan as prefetch patterns, the form convert writes into images
 (--prefetch patterns:FILE reads it back); with --json, the plan's items too.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			ctx := cmd.Context()
-			s, err := c.newSession()
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			img, err := s.open(ctx, c, a[0], true)
-			if err != nil {
-				return err
-			}
-			defer img.Close()
-			root, err := img.FS()
-			if err != nil {
-				return err
-			}
-			plan, planErr := prefetch.FromImageConfig(ctx, root, img.Config().Config)
-			if plan == nil {
-				return planErr
-			}
-			if planErr != nil {
-				fmt.Fprintf(c.stderr, "lazylayer: plan: %v\n", planErr)
-			}
-			patterns := plan.Patterns(-1, 0).String()
-			type item struct {
-				Layer  int    `json:"layer"`
-				Path   string `json:"path"`
-				Reason string `json:"reason"`
-			}
-			var items []item
-			for _, it := range plan.Items() {
-				items = append(items, item{it.Layer, it.Path, string(it.Reason)})
-			}
-			out := struct {
-				Patterns string `json:"patterns"`
-				Items    []item `json:"items"`
-			}{patterns, items}
-			return c.emit(out, func(w io.Writer) error {
-				_, err := fmt.Fprintln(w, patterns)
-				return err
+			return c.withImage(cmd, a[0], func(img *image.Image, root *overlay.FS) error {
+				return c.printPlan(cmd.Context(), img, root)
 			})
 		},
 	}
+}
+
+// printPlan prints the plan FromImageConfig makes for img.
+func (c *cli) printPlan(ctx context.Context, img *image.Image, root *overlay.FS) error {
+	plan, planErr := prefetch.FromImageConfig(ctx, root, img.Config().Config)
+	if plan == nil {
+		return planErr
+	}
+	if planErr != nil {
+		fmt.Fprintf(c.stderr, "lazylayer: plan: %v\n", planErr)
+	}
+	patterns := plan.Patterns(-1, 0).String()
+	type item struct {
+		Layer  int    `json:"layer"`
+		Path   string `json:"path"`
+		Reason string `json:"reason"`
+	}
+	var items []item
+	for _, it := range plan.Items() {
+		items = append(items, item{it.Layer, it.Path, string(it.Reason)})
+	}
+	out := struct {
+		Patterns string `json:"patterns"`
+		Items    []item `json:"items"`
+	}{patterns, items}
+	return c.emit(out, func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, patterns)
+		return err
+	})
 }

@@ -3,6 +3,7 @@ package iox
 import (
 	"context"
 	"io"
+	"io/fs"
 )
 
 // A CountingWriter writes to W and counts in N the bytes written. The zero
@@ -55,4 +56,21 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// NextEntries serves fs.ReadDirFile.ReadDir(n) from the entries a
+// directory has not handed out yet, which it advances: all of them for
+// n <= 0, else at most n, and io.EOF once none are left.
+func NextEntries(pending *[]fs.DirEntry, n int) ([]fs.DirEntry, error) {
+	all := *pending
+	if n <= 0 {
+		*pending = nil
+		return all, nil
+	}
+	if len(all) == 0 {
+		return nil, io.EOF
+	}
+	n = min(n, len(all))
+	*pending = all[n:]
+	return all[:n:n], nil
 }

@@ -2,8 +2,10 @@ package iox
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func TestCountingWriter(t *testing.T) {
@@ -26,5 +28,37 @@ func TestCountingReader(t *testing.T) {
 func TestAllZero(t *testing.T) {
 	if !AllZero(nil) || !AllZero(make([]byte, 600)) || AllZero([]byte{0, 0, 1}) {
 		t.Error("AllZero disagrees with its definition")
+	}
+}
+
+func TestNextEntries(t *testing.T) {
+	m := fstest.MapFS{"d/a": {}, "d/b": {}, "d/c": {}}
+	all, err := m.ReadDir("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := slices.Clone(all)
+	var got []string
+	for {
+		batch, err := NextEntries(&pending, 2)
+		if err == io.EOF {
+			break
+		}
+		if err != nil || len(batch) == 0 || len(batch) > 2 {
+			t.Fatalf("batch %v, %v", batch, err)
+		}
+		for _, e := range batch {
+			got = append(got, e.Name())
+		}
+	}
+	if strings.Join(got, ",") != "a,b,c" {
+		t.Errorf("batches of 2 gave %v", got)
+	}
+	pending = slices.Clone(all)
+	if rest, err := NextEntries(&pending, 0); err != nil || len(rest) != 3 || len(pending) != 0 {
+		t.Errorf("n=0: %d entries, %v; %d left", len(rest), err, len(pending))
+	}
+	if rest, err := NextEntries(&pending, 0); err != nil || len(rest) != 0 {
+		t.Errorf("n=0 at the end: %d entries, %v; want none and no error", len(rest), err)
 	}
 }
