@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"github.com/lazylayer/lazylayer/internal/limits"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -74,22 +75,16 @@ func newConfig(opts []Option) *config {
 			c.level = writer.DefaultZstdCompressionLevel
 		}
 	}
-	orDefault(&c.parallelism, DefaultParallelism)
-	orDefault(&c.budget, DefaultMemoryBudget)
-	orDefault(&c.maxManifestSize, DefaultMaxManifestSize)
-	orDefault(&c.maxDepth, DefaultMaxDepth)
-	orDefault(&c.maxManifests, DefaultMaxManifests)
-	orDefault(&c.maxLayers, DefaultMaxLayers)
-	orDefault(&c.maxLayerSize, DefaultMaxLayerSize)
-	orDefault(&c.maxFiles, DefaultMaxFiles)
-	orDefault(&c.maxNameBytes, DefaultMaxNameBytes)
+	c.parallelism = limits.Or(c.parallelism, DefaultParallelism)
+	c.budget = limits.Or(c.budget, DefaultMemoryBudget)
+	c.maxManifestSize = limits.Or(c.maxManifestSize, DefaultMaxManifestSize)
+	c.maxDepth = limits.Or(c.maxDepth, DefaultMaxDepth)
+	c.maxManifests = limits.Or(c.maxManifests, DefaultMaxManifests)
+	c.maxLayers = limits.Or(c.maxLayers, DefaultMaxLayers)
+	c.maxLayerSize = limits.Or(c.maxLayerSize, DefaultMaxLayerSize)
+	c.maxFiles = limits.Or(c.maxFiles, DefaultMaxFiles)
+	c.maxNameBytes = limits.Or(c.maxNameBytes, DefaultMaxNameBytes)
 	return c
-}
-
-func orDefault[T int | int64](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }
 
 // WithFormat selects the format of the converted layers:

@@ -3,6 +3,7 @@ package image
 import (
 	"slices"
 
+	"github.com/lazylayer/lazylayer/internal/limits"
 	"github.com/lazylayer/lazylayer/reader"
 )
 
@@ -94,25 +95,25 @@ func (c *config) layerOptions(annotations map[string]string) []reader.Option {
 // the config, as their descriptors state it, checked before any is
 // fetched. Non-positive n means DefaultMaxManifestSize.
 func WithMaxManifestSize(n int64) Option {
-	return func(c *config) { c.maxManifestSize = positiveOr(n, DefaultMaxManifestSize) }
+	return func(c *config) { c.maxManifestSize = limits.Or(n, DefaultMaxManifestSize) }
 }
 
 // WithMaxIndexDepth bounds how many nested image indexes Open follows.
 // Non-positive n means DefaultMaxIndexDepth.
 func WithMaxIndexDepth(n int) Option {
-	return func(c *config) { c.maxIndexDepth = positiveOr(n, DefaultMaxIndexDepth) }
+	return func(c *config) { c.maxIndexDepth = limits.Or(n, DefaultMaxIndexDepth) }
 }
 
 // WithMaxLayers bounds the number of layers of the manifest Open
 // accepts. Non-positive n means DefaultMaxLayers.
 func WithMaxLayers(n int) Option {
-	return func(c *config) { c.maxLayers = positiveOr(n, DefaultMaxLayers) }
+	return func(c *config) { c.maxLayers = limits.Or(n, DefaultMaxLayers) }
 }
 
 // WithParallelism bounds how many layers Open opens, or fetches whole,
 // at once. Non-positive n means DefaultParallelism.
 func WithParallelism(n int) Option {
-	return func(c *config) { c.parallelism = positiveOr(n, DefaultParallelism) }
+	return func(c *config) { c.parallelism = limits.Or(n, DefaultParallelism) }
 }
 
 // WithFetchWhole makes Open fetch every layer that is not seekable whole
@@ -128,14 +129,5 @@ func WithFetchWhole(dir string) Option {
 // stream it decompresses to, as it is read. Non-positive n means
 // DefaultMaxWholeLayerSize.
 func WithMaxWholeLayerSize(n int64) Option {
-	return func(c *config) { c.maxWhole = positiveOr(n, DefaultMaxWholeLayerSize) }
-}
-
-// positiveOr returns n, or def if n <= 0: how every limit option reads
-// its value.
-func positiveOr[T int | int64](n, def T) T {
-	if n <= 0 {
-		return def
-	}
-	return n
+	return func(c *config) { c.maxWhole = limits.Or(n, DefaultMaxWholeLayerSize) }
 }

@@ -5,6 +5,7 @@ import (
 	"runtime"
 
 	"github.com/lazylayer/lazylayer/cache"
+	"github.com/lazylayer/lazylayer/internal/limits"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -126,7 +127,7 @@ func WithCache(c cache.Cache) Option {
 // larger indexes fail with ErrCorrupt. Non-positive n means
 // DefaultMaxTOCSize.
 func WithMaxTOCSize(n int64) Option {
-	return func(c *config) { c.maxTOCSize = positiveOr(n, DefaultMaxTOCSize) }
+	return func(c *config) { c.maxTOCSize = limits.Or(n, DefaultMaxTOCSize) }
 }
 
 // WithMaxChunkSize bounds the memory one chunk costs: a read decompresses
@@ -141,7 +142,7 @@ func WithMaxTOCSize(n int64) Option {
 // bytes compressed. A read then holds at most n bytes per chunk it loads
 // at once (see WithConcurrency). Non-positive n means DefaultMaxChunkSize.
 func WithMaxChunkSize(n int64) Option {
-	return func(c *config) { c.maxChunkSize = positiveOr(n, DefaultMaxChunkSize) }
+	return func(c *config) { c.maxChunkSize = limits.Or(n, DefaultMaxChunkSize) }
 }
 
 // nameLimits bound the names of an index; see WithMaxNameLength.
@@ -170,7 +171,7 @@ func (c *config) decodeOptions() []toc.DecodeOption {
 // makes a Layer build: Open checks them while it decodes the index, and
 // again while it builds the tree.
 func WithMaxNameLength(n int) Option {
-	return func(c *config) { c.names.length = positiveOr(n, toc.DefaultMaxNameLength) }
+	return func(c *config) { c.names.length = limits.Or(n, toc.DefaultMaxNameLength) }
 }
 
 // WithMaxPathDepth bounds the number of elements of every name and link
@@ -178,7 +179,7 @@ func WithMaxNameLength(n int) Option {
 // matching ErrCorrupt and toc.ErrInvalidTOC. Non-positive n means
 // toc.DefaultMaxPathDepth (256).
 func WithMaxPathDepth(n int) Option {
-	return func(c *config) { c.names.depth = positiveOr(n, toc.DefaultMaxPathDepth) }
+	return func(c *config) { c.names.depth = limits.Or(n, toc.DefaultMaxPathDepth) }
 }
 
 // WithMaxImpliedDirs bounds how many directories the index's names may
@@ -186,7 +187,7 @@ func WithMaxPathDepth(n int) Option {
 // fail with an error matching ErrCorrupt and toc.ErrTOCTooLarge.
 // Non-positive n means toc.DefaultMaxImpliedDirs (1 Mi).
 func WithMaxImpliedDirs(n int) Option {
-	return func(c *config) { c.names.implied = positiveOr(n, toc.DefaultMaxImpliedDirs) }
+	return func(c *config) { c.names.implied = limits.Or(n, toc.DefaultMaxImpliedDirs) }
 }
 
 // WithMaxNameBytes bounds the total length in bytes of all names and link
@@ -194,7 +195,7 @@ func WithMaxImpliedDirs(n int) Option {
 // ErrCorrupt and toc.ErrTOCTooLarge. Non-positive n means
 // toc.DefaultMaxNameBytes (128 MiB).
 func WithMaxNameBytes(n int64) Option {
-	return func(c *config) { c.names.bytes = positiveOr(n, toc.DefaultMaxNameBytes) }
+	return func(c *config) { c.names.bytes = limits.Or(n, toc.DefaultMaxNameBytes) }
 }
 
 // WithMaxTarSplitSize bounds the decompressed size of the zstd:chunked
@@ -203,7 +204,7 @@ func WithMaxNameBytes(n int64) Option {
 // its verified TOC's entries can need (toc.MaxTarSplitSizeFor) before
 // fetching it. Non-positive n means DefaultMaxTarSplitSize.
 func WithMaxTarSplitSize(n int64) Option {
-	return func(c *config) { c.maxTarSplit = positiveOr(n, DefaultMaxTarSplitSize) }
+	return func(c *config) { c.maxTarSplit = limits.Or(n, DefaultMaxTarSplitSize) }
 }
 
 // WithTailHint sets how many bytes at the end of the blob Open fetches in
@@ -213,7 +214,7 @@ func WithMaxTarSplitSize(n int64) Option {
 // costs a second round trip, for the bytes the tail lacks. Non-positive n
 // means DefaultTailHint.
 func WithTailHint(n int64) Option {
-	return func(c *config) { c.tailHint = positiveOr(n, DefaultTailHint) }
+	return func(c *config) { c.tailHint = limits.Or(n, DefaultTailHint) }
 }
 
 // WithConcurrency bounds how many chunks one read fetches and decompresses
@@ -221,13 +222,4 @@ func WithTailHint(n int64) Option {
 // that is less.
 func WithConcurrency(n int) Option {
 	return func(c *config) { c.concurrency = max(n, 1) }
-}
-
-// positiveOr returns n, or def if n <= 0: how every limit option reads
-// its value.
-func positiveOr[T int | int64](n, def T) T {
-	if n <= 0 {
-		return def
-	}
-	return n
 }

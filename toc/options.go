@@ -1,5 +1,7 @@
 package toc
 
+import "github.com/lazylayer/lazylayer/internal/limits"
+
 // Default decoding limits. They bound the memory an untrusted index can make
 // a decoder, or a reader of the decoded TOC, allocate.
 const (
@@ -65,20 +67,20 @@ func newDecodeConfig(opts []DecodeOption) decodeConfig {
 // more than about n bytes are ever decompressed. A value <= 0 selects
 // DefaultMaxTOCSize.
 func WithMaxTOCSize(n int64) DecodeOption {
-	return func(c *decodeConfig) { c.maxTOCSize = positiveOr(n, DefaultMaxTOCSize) }
+	return func(c *decodeConfig) { c.maxTOCSize = limits.Or(n, DefaultMaxTOCSize) }
 }
 
 // WithMaxEntries limits the number of entries an index may list to n,
 // counting each chunk entry. A value <= 0 selects DefaultMaxEntries.
 func WithMaxEntries(n int) DecodeOption {
-	return func(c *decodeConfig) { c.maxEntries = positiveOr(n, DefaultMaxEntries) }
+	return func(c *decodeConfig) { c.maxEntries = limits.Or(n, DefaultMaxEntries) }
 }
 
 // WithMaxNameLength limits the length of every entry name and link
 // target to n bytes, as the index spells it; a longer one is an error
 // wrapping ErrInvalidTOC. A value <= 0 selects DefaultMaxNameLength.
 func WithMaxNameLength(n int) DecodeOption {
-	return func(c *decodeConfig) { c.maxNameLength = positiveOr(n, DefaultMaxNameLength) }
+	return func(c *decodeConfig) { c.maxNameLength = limits.Or(n, DefaultMaxNameLength) }
 }
 
 // WithMaxPathDepth limits every entry name and link target to n
@@ -86,7 +88,7 @@ func WithMaxNameLength(n int) DecodeOption {
 // and link targets as the index spells them; a deeper one is an error
 // wrapping ErrInvalidTOC. A value <= 0 selects DefaultMaxPathDepth.
 func WithMaxPathDepth(n int) DecodeOption {
-	return func(c *decodeConfig) { c.maxPathDepth = positiveOr(n, DefaultMaxPathDepth) }
+	return func(c *decodeConfig) { c.maxPathDepth = limits.Or(n, DefaultMaxPathDepth) }
 }
 
 // WithMaxImpliedDirs limits to n the parent directories that entry names
@@ -99,21 +101,12 @@ func WithMaxPathDepth(n int) DecodeOption {
 // order it is at least the number a reader creates. More is an error
 // wrapping ErrTOCTooLarge. A value <= 0 selects DefaultMaxImpliedDirs.
 func WithMaxImpliedDirs(n int) DecodeOption {
-	return func(c *decodeConfig) { c.maxImpliedDirs = positiveOr(n, DefaultMaxImpliedDirs) }
+	return func(c *decodeConfig) { c.maxImpliedDirs = limits.Or(n, DefaultMaxImpliedDirs) }
 }
 
 // WithMaxNameBytes limits the total length of all entry names and link
 // targets of an index to n bytes; more is an error wrapping
 // ErrTOCTooLarge. A value <= 0 selects DefaultMaxNameBytes.
 func WithMaxNameBytes(n int64) DecodeOption {
-	return func(c *decodeConfig) { c.maxNameBytes = positiveOr(n, DefaultMaxNameBytes) }
-}
-
-// positiveOr returns n, or def if n <= 0: how every limit option reads
-// its value.
-func positiveOr[T int | int64](n, def T) T {
-	if n <= 0 {
-		return def
-	}
-	return n
+	return func(c *decodeConfig) { c.maxNameBytes = limits.Or(n, DefaultMaxNameBytes) }
 }

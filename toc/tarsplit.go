@@ -15,6 +15,7 @@ import (
 	"slices"
 
 	"github.com/lazylayer/lazylayer/internal/iox"
+	"github.com/lazylayer/lazylayer/internal/limits"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
@@ -70,14 +71,14 @@ type tarSplitConfig struct{ maxSize, maxRecord, maxHeader int64 }
 // to n bytes; reading past it fails with ErrTarSplitTooLarge. A value <= 0
 // selects DefaultMaxTarSplitSize.
 func WithMaxTarSplitSize(n int64) TarSplitOption {
-	return func(c *tarSplitConfig) { c.maxSize = positiveOr(n, DefaultMaxTarSplitSize) }
+	return func(c *tarSplitConfig) { c.maxSize = limits.Or(n, DefaultMaxTarSplitSize) }
 }
 
 // WithMaxTarSplitRecordSize limits one record of a tar-split stream to n
 // bytes; a longer one fails with ErrTarSplitTooLarge before it is held
 // whole. A value <= 0 selects DefaultMaxTarSplitRecordSize.
 func WithMaxTarSplitRecordSize(n int64) TarSplitOption {
-	return func(c *tarSplitConfig) { c.maxRecord = positiveOr(n, DefaultMaxTarSplitRecordSize) }
+	return func(c *tarSplitConfig) { c.maxRecord = limits.Or(n, DefaultMaxTarSplitRecordSize) }
 }
 
 // WithMaxTarHeaderSize limits the tar headers of one entry that
@@ -85,7 +86,7 @@ func WithMaxTarSplitRecordSize(n int64) TarSplitOption {
 // least one 512-byte block; more fail with ErrTarSplitTooLarge. A value
 // <= 0 selects DefaultMaxTarHeaderSize.
 func WithMaxTarHeaderSize(n int64) TarSplitOption {
-	return func(c *tarSplitConfig) { c.maxHeader = max(positiveOr(n, DefaultMaxTarHeaderSize), tarBlockSize) }
+	return func(c *tarSplitConfig) { c.maxHeader = max(limits.Or(n, DefaultMaxTarHeaderSize), tarBlockSize) }
 }
 
 // TarSplitRecordType is the kind of a tar-split record.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/iox"
+	"github.com/lazylayer/lazylayer/internal/limits"
 	"github.com/lazylayer/lazylayer/internal/ocilayout"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -57,20 +58,13 @@ type Option func(*Layout)
 // WithMaxIndexSize bounds the size of index.json, read by Resolve and
 // rewritten by Tag. n <= 0 selects DefaultMaxIndexSize.
 func WithMaxIndexSize(n int64) Option {
-	return func(l *Layout) { l.maxIndex = orDefault(n, DefaultMaxIndexSize) }
+	return func(l *Layout) { l.maxIndex = limits.Or(n, DefaultMaxIndexSize) }
 }
 
 // WithMaxManifestSize bounds the size of a manifest or image index that
 // Manifest reads. n <= 0 selects DefaultMaxManifestSize.
 func WithMaxManifestSize(n int64) Option {
-	return func(l *Layout) { l.maxManifest = orDefault(n, DefaultMaxManifestSize) }
-}
-
-func orDefault(n, def int64) int64 {
-	if n <= 0 {
-		return def
-	}
-	return n
+	return func(l *Layout) { l.maxManifest = limits.Or(n, DefaultMaxManifestSize) }
 }
 
 // Layout is an OCI image layout directory, opened with a reference name
