@@ -22,8 +22,13 @@ import (
 	"github.com/lazylayer/lazylayer/internal/regauth"
 	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
+	"github.com/lazylayer/lazylayer/internal/useragent"
 	"github.com/opencontainers/go-digest"
 )
+
+// userAgent names lazylayer in every request; a registry.Client's
+// transport replaces it with its own, which may name the program too.
+var userAgent = useragent.String("")
 
 // Defaults of the HTTP fetcher's knobs.
 const (
@@ -616,6 +621,7 @@ func (f *HTTP) send(ctx context.Context, method string, spans []Range) (*http.Re
 		if err != nil {
 			return nil, fmt.Errorf("fetcher: %w", err)
 		}
+		req.Header.Set("User-Agent", userAgent)
 		if spans != nil {
 			req.Header.Set("Range", rangeHeader(spans))
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/registrytest"
+	"github.com/opencontainers/go-digest"
 )
 
 // testBlob returns n deterministic pseudo-random bytes.
@@ -816,5 +817,37 @@ func TestHTTPCallbackErrorStops(t *testing.T) {
 	}
 	if n := len(srv.Log()); n != 1 {
 		t.Errorf("%d requests, want 1: a callback's error is not retried", n)
+	}
+}
+
+// TestHTTPUserAgent checks that requests name lazylayer, so that registry
+// operators can tell its traffic.
+func TestHTTPUserAgent(t *testing.T) {
+	blob := []byte("0123456789")
+	var agents []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		agents = append(agents, r.UserAgent())
+		mu.Unlock()
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+	}))
+	defer srv.Close()
+	f, err := fetcher.NewHTTP(srv.URL + "/v2/app/blobs/" + digest.FromBytes(blob).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Size(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Fetch(context.Background(), []fetcher.Range{{Offset: 2, Length: 3}}, func(fetcher.Range, []byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ua := range agents {
+		if !strings.HasPrefix(ua, "lazylayer/") {
+			t.Errorf("User-Agent %q, want lazylayer/<version>", ua)
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/lazylayer/lazylayer/internal/regauth"
 	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
+	"github.com/lazylayer/lazylayer/internal/useragent"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -149,22 +149,6 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// version is lazylayer's module version in the running program.
-func version() string {
-	const path = "github.com/lazylayer/lazylayer"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Path == path && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			return bi.Main.Version
-		}
-		for _, d := range bi.Deps {
-			if d.Path == path && d.Version != "" && d.Version != "(devel)" {
-				return d.Version
-			}
-		}
-	}
-	return "devel"
-}
-
 // userAgent sets a User-Agent on every request, token requests and
 // redirects included.
 type userAgent struct {
@@ -178,13 +162,7 @@ func (t *userAgent) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
-func (c *Client) userAgentString() string {
-	ua := "lazylayer/" + version()
-	if c.userAgent != "" {
-		ua = c.userAgent + " " + ua
-	}
-	return ua
-}
+func (c *Client) userAgentString() string { return useragent.String(c.userAgent) }
 
 // repositoryPattern is the distribution spec's repository name.
 var repositoryPattern = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)

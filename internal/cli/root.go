@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
+	"github.com/lazylayer/lazylayer/internal/useragent"
 	"github.com/spf13/cobra"
 )
 
@@ -98,14 +98,7 @@ bytes that do not match their digests.`,
 	return root
 }
 
-// version is the module version the binary was built from, as go install
-// records it.
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
+func version() string { return useragent.Version() }
 
 // args returns a cobra argument check whose failures exit with exitUsage.
 func args(check cobra.PositionalArgs) cobra.PositionalArgs {
