@@ -22,29 +22,41 @@ import (
 // which reads layers from containerd's content store only.
 type containerd struct {
 	box     *tooltest.Sandbox
-	ctr     string // ctr-remote
+	ctr     string // the client: ctr-remote or ctr
 	address string // its socket
 }
 
 // startContainerd runs containerd with its root, state and socket in a
-// sandbox until the test ends. Its garbage collector is off, so that
-// content ingested without a lease stays.
+// sandbox until the test ends, for ctr-remote. Its garbage collector is
+// off, so that content ingested without a lease stays.
 func startContainerd(t *testing.T) *containerd {
 	t.Helper()
+	return startContainerdFor(t, tooltest.Look(t, "ctr-remote", "stargz-snapshotter"), false)
+}
+
+// startContainerdFor is startContainerd for the client at ctr, with the
+// garbage collector on if gc (pulls need it: its leases keep what they
+// fetch).
+func startContainerdFor(t *testing.T, ctr string, gc bool) *containerd {
+	t.Helper()
 	path := tooltest.Look(t, "containerd", "containerd")
-	c := &containerd{box: tooltest.NewSandbox(t), ctr: tooltest.Look(t, "ctr-remote", "stargz-snapshotter")}
+	c := &containerd{box: tooltest.NewSandbox(t), ctr: ctr}
 	c.address = c.box.Path("c.sock")
+	disabled := `"io.containerd.grpc.v1.cri"`
+	if !gc {
+		disabled += `, "io.containerd.gc.v1.scheduler"`
+	}
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"]
+disabled_plugins = [%s]
 [grpc]
   address = %q
 [ttrpc]
   address = %q
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, c.box.Path("root"), c.box.Path("state"), c.address, c.address+".ttrpc", c.box.Path("opt"))
+`, c.box.Path("root"), c.box.Path("state"), disabled, c.address, c.address+".ttrpc", c.box.Path("opt"))
 	configPath := c.box.Path("config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -78,7 +90,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"
 	}
 }
 
-// run runs ctr-remote against the daemon.
+// run runs the client against the daemon.
 func (c *containerd) run(t *testing.T, stdin []byte, args ...string) (string, error) {
 	t.Helper()
 	var in io.Reader

@@ -2,31 +2,37 @@ package e2e
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/lazylayer/lazylayer/internal/tooltest"
 )
 
-// podman runs Debian's podman on a store of the test's own, with partial
-// pulls enabled, over the overlay driver (the vfs driver cannot apply a
-// partial layer).
+// podman runs Debian's podman on a store of the test's own.
 type podman struct {
-	path string
-	box  *tooltest.Sandbox
-	env  []string
+	path   string
+	box    *tooltest.Sandbox
+	env    []string
+	driver string
 }
 
-func newPodman(t *testing.T) *podman {
+// newPodman returns a podman with partial pulls enabled, over the overlay
+// driver (the vfs driver cannot apply a partial layer).
+func newPodman(t *testing.T) *podman { return newPodmanStore(t, "overlay", true) }
+
+// newPodmanStore returns a podman whose store uses the storage driver
+// driver, with partial pulls enabled if partial.
+func newPodmanStore(t *testing.T, driver string, partial bool) *podman {
 	t.Helper()
-	p := &podman{path: tooltest.Look(t, "podman", "podman"), box: tooltest.NewSandbox(t)}
+	p := &podman{path: tooltest.Look(t, "podman", "podman"), box: tooltest.NewSandbox(t), driver: driver}
 	conf := p.box.Path("storage.conf")
 	err := os.WriteFile(conf, []byte(`[storage]
-driver = "overlay"
+driver = "`+driver+`"
 graphroot = "`+p.box.Path("root")+`"
 runroot = "`+p.box.Path("runroot")+`"
 [storage.options]
-pull_options = {enable_partial_images = "true"}
+pull_options = {enable_partial_images = "`+strconv.FormatBool(partial)+`"}
 `), 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +43,17 @@ pull_options = {enable_partial_images = "true"}
 
 func (p *podman) run(t *testing.T, args ...string) string {
 	t.Helper()
+	return p.box.Run(t, p.env, p.path, p.args(args...)...)
+}
+
+// args returns the arguments that run podman with args on the test's
+// store.
+func (p *podman) args(args ...string) []string {
 	global := []string{
 		"--root", p.box.Path("root"), "--runroot", p.box.Path("runroot"), "--tmpdir", p.box.Path("libpod"),
-		"--storage-driver", "overlay", "--events-backend", "none", "--cgroup-manager", "cgroupfs",
+		"--storage-driver", p.driver, "--events-backend", "none", "--cgroup-manager", "cgroupfs",
 	}
-	return p.box.Run(t, p.env, p.path, append(global, args...)...)
+	return append(global, args...)
 }
 
 // pull pulls im from repo through the proxy, over plain HTTP, and returns
