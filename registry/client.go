@@ -49,8 +49,9 @@ type Client struct {
 	timeout      time.Duration
 	hosts        *fetcher.HostTable
 
-	mu    sync.Mutex
-	auths map[string]*regauth.Authenticator // by scheme://host/repository
+	mu      sync.Mutex
+	auths   map[string]*regauth.Authenticator // by scheme://host/repository
+	uploads map[string]*url.URL               // failed uploads' sessions, by repository@digest
 }
 
 // Option configures New.

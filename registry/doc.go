@@ -74,7 +74,11 @@
 //     with one PUT after being read into memory and checked; larger ones
 //     stream in chunks of that size and are committed only if they were
 //     the descriptor's bytes. A push that fails part-way stores nothing
-//     under the digest, and pushing again redoes it.
+//     under the digest. A chunk that fails is sent again from where the
+//     upload session says the registry stands, and a push that gives up
+//     keeps its session (at most 64 per Client) for the next PushBlob of
+//     the same blob, which sends only what the registry lacks; a session
+//     the registry cannot report on is started over.
 //   - A hosts.toml is read up to [MaxHostsFileSize] (64 KiB) and holds up
 //     to [MaxHosts] (64) hosts; a reference is at most 4096 bytes.
 //   - A Repository keeps the last resolved manifest and up to 16 pushed

@@ -1,17 +1,21 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/lazylayer/lazylayer/internal/iox"
+	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -23,9 +27,18 @@ import (
 // and uploaded with one PUT; a larger one in chunks of that size (PATCH),
 // checked as it streams, and committed (PUT with the digest) only if rd
 // gave exactly desc.Size bytes of desc.Digest: otherwise PushBlob fails
-// with ErrDigestMismatch and the upload is cancelled. A failure part-way
-// (a 5xx, a lost connection) cancels the upload too, and nothing is
-// stored under the digest: calling PushBlob again redoes the push.
+// with ErrDigestMismatch, the upload is cancelled and nothing is stored
+// under the digest.
+//
+// A chunked upload resumes where the registry stands: a chunk that fails
+// on the way (a 5xx, a lost connection) is retried from the offset the
+// upload session reports, and a PushBlob that still fails keeps its
+// session, so that calling PushBlob again for the same digest on the same
+// Client sends only what the registry lacks (rd is read from its start
+// again, its first bytes hashed but not sent). A session the registry
+// cannot report on (go-containerregistry's registry, or distribution's
+// after an answer was lost, its session tokens changing with each chunk)
+// is started over.
 func (r *Repository) PushBlob(ctx context.Context, desc ocispec.Descriptor, rd io.Reader) error {
 	if err := desc.Digest.Validate(); err != nil {
 		return fmt.Errorf("registry: %s: blob digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
@@ -36,72 +49,178 @@ func (r *Repository) PushBlob(ctx context.Context, desc ocispec.Descriptor, rd i
 	if has, err := r.Has(ctx, ocispec.Descriptor{Digest: desc.Digest}); err != nil || has {
 		return err
 	}
+	if desc.Size <= r.c.chunkSize {
+		return r.putWhole(ctx, desc, rd)
+	}
+	loc, off := r.c.takeUpload(r.key(desc.Digest)), int64(0)
+	if loc != nil {
+		var err error
+		if off, loc, err = r.uploadStatus(ctx, loc); err != nil || off > desc.Size {
+			loc, off = nil, 0 // expired or unknown: start over
+		}
+	}
+	if loc == nil {
+		var err error
+		if loc, err = r.startUpload(ctx, nil); err != nil {
+			return err
+		}
+	}
+	loc, err := r.uploadChunks(ctx, loc, off, desc, rd)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrDigestMismatch) || ctx.Err() != nil {
+		r.cancelUpload(ctx, loc)
+	} else {
+		r.c.keepUpload(r.key(desc.Digest), loc)
+	}
+	return err
+}
+
+// putWhole uploads a blob of at most one chunk with one checked PUT.
+func (r *Repository) putWhole(ctx context.Context, desc ocispec.Descriptor, rd io.Reader) error {
+	data, err := io.ReadAll(io.LimitReader(rd, desc.Size+1))
+	if err != nil {
+		return fmt.Errorf("registry: %s: reading blob %s: %w", r.name, desc.Digest, err)
+	}
+	h := desc.Digest.Algorithm().Hash()
+	h.Write(data)
+	if err := checkContent(desc, int64(len(data)), h); err != nil {
+		return fmt.Errorf("registry: %s: blob %w", r.name, err)
+	}
 	loc, err := r.startUpload(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := r.upload(ctx, loc, desc, rd); err != nil {
+	err = r.send(ctx, r.upstream, http.MethodPut, withDigest(loc, desc.Digest), octetStream(), data, expect(http.StatusCreated, "blob"))
+	if err != nil {
 		r.cancelUpload(ctx, loc)
-		return err
+		return fmt.Errorf("registry: %s: committing blob %s: %w", r.name, desc.Digest, err)
 	}
 	return nil
 }
 
-func (r *Repository) upload(ctx context.Context, loc *url.URL, desc ocispec.Descriptor, rd io.Reader) error {
-	e := r.upstream
+// uploadChunks sends desc's bytes from off on, read from rd, whose first
+// off bytes the session already holds, and commits the blob. It returns
+// the session's latest location.
+func (r *Repository) uploadChunks(ctx context.Context, loc *url.URL, off int64, desc ocispec.Descriptor, rd io.Reader) (*url.URL, error) {
 	h := desc.Digest.Algorithm().Hash()
-	var body []byte
-	if desc.Size <= r.c.chunkSize {
-		data, err := io.ReadAll(io.LimitReader(rd, desc.Size+1))
-		if err != nil {
-			return fmt.Errorf("registry: %s: reading blob %s: %w", r.name, desc.Digest, err)
-		}
-		h.Write(data)
-		if err := checkContent(desc, int64(len(data)), h); err != nil {
-			return fmt.Errorf("registry: %s: blob %w", r.name, err)
-		}
-		body = data
-	} else {
-		for off := int64(0); off < desc.Size; {
-			n := min(r.c.chunkSize, desc.Size-off)
-			cr := &iox.CountingReader{R: io.TeeReader(io.LimitReader(rd, n), h)}
-			hdr := http.Header{"Content-Type": {"application/octet-stream"},
-				"Content-Range": {strconv.FormatInt(off, 10) + "-" + strconv.FormatInt(off+n-1, 10)}}
-			err := r.roundTrip(ctx, e, http.MethodPatch, loc.String(), hdr, cr, n, func(resp *http.Response) error {
-				if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusNoContent {
-					return responseError(resp, "blob")
-				}
-				var err error
-				loc, err = parseLocation(resp)
-				return err
-			})
-			if cr.N < n {
-				return fmt.Errorf("registry: %s: blob %s: reader ended after %d bytes, its descriptor says %d: %w", r.name, desc.Digest, off+cr.N, desc.Size, ErrDigestMismatch)
-			}
-			if err != nil {
-				return fmt.Errorf("registry: %s: blob %s: chunk at %d: %w", r.name, desc.Digest, off, err)
-			}
-			off += n
-		}
-		extra, _ := io.ReadFull(rd, make([]byte, 1))
-		if err := checkContent(desc, desc.Size+int64(extra), h); err != nil {
-			return fmt.Errorf("registry: %s: blob %w", r.name, err)
-		}
+	if n, err := io.CopyN(h, rd, off); err != nil {
+		return loc, fmt.Errorf("registry: %s: blob %s: reader ended after %d bytes, its descriptor says %d: %w", r.name, desc.Digest, n, desc.Size, ErrDigestMismatch)
 	}
-	q := loc.Query()
-	q.Set("digest", desc.Digest.String())
-	loc.RawQuery = q.Encode()
-	hdr := http.Header{"Content-Type": {"application/octet-stream"}}
-	var err error
-	if body != nil {
-		err = r.send(ctx, e, http.MethodPut, loc.String(), hdr, body, expect(http.StatusCreated, "blob"))
-	} else {
-		err = r.roundTrip(ctx, e, http.MethodPut, loc.String(), hdr, http.NoBody, 0, expect(http.StatusCreated, "blob"))
+	buf := make([]byte, min(r.c.chunkSize, desc.Size))
+	for off < desc.Size {
+		chunk := buf[:min(int64(len(buf)), desc.Size-off)]
+		if n, _ := io.ReadFull(rd, chunk); n < len(chunk) {
+			return loc, fmt.Errorf("registry: %s: blob %s: reader ended after %d bytes, its descriptor says %d: %w", r.name, desc.Digest, off+int64(n), desc.Size, ErrDigestMismatch)
+		}
+		h.Write(chunk)
+		var err error
+		if loc, err = r.sendChunk(ctx, loc, off, chunk); err != nil {
+			return loc, fmt.Errorf("registry: %s: blob %s: chunk at %d: %w", r.name, desc.Digest, off, err)
+		}
+		off += int64(len(chunk))
 	}
+	extra, _ := io.ReadFull(rd, make([]byte, 1))
+	if err := checkContent(desc, desc.Size+int64(extra), h); err != nil {
+		return loc, fmt.Errorf("registry: %s: blob %w", r.name, err)
+	}
+	err := r.roundTrip(ctx, r.upstream, http.MethodPut, withDigest(loc, desc.Digest), octetStream(), http.NoBody, 0, expect(http.StatusCreated, "blob"))
 	if err != nil {
-		return fmt.Errorf("registry: %s: committing blob %s: %w", r.name, desc.Digest, err)
+		return loc, fmt.Errorf("registry: %s: committing blob %s: %w", r.name, desc.Digest, err)
 	}
-	return nil
+	return loc, nil
+}
+
+// sendChunk PATCHes chunk, the bytes at off, retrying a failed attempt
+// from where the session says the registry stands, and returns the
+// session's next location.
+func (r *Repository) sendChunk(ctx context.Context, loc *url.URL, off int64, chunk []byte) (*url.URL, error) {
+	end := off + int64(len(chunk))
+	var last error // the previous attempt's
+	err := r.c.retry.Do(ctx, func(attempt int) error {
+		from := off
+		if attempt > 1 {
+			// The last attempt may have landed whole, in part, or not at all.
+			got, next, err := r.uploadStatus(ctx, loc)
+			if err != nil {
+				// A registry that cannot say (go-containerregistry's
+				// answers 400) cannot be resumed: report what failed.
+				return &retry.Final{Err: errors.Join(last, fmt.Errorf("and the upload's status is unknown: %w", err))}
+			}
+			if got < off || got > end {
+				return fmt.Errorf("upload session holds %d bytes, want %d to %d: %w", got, off, end, fetcher.ErrBadResponse)
+			}
+			loc, from = next, got
+			if from == end {
+				return nil
+			}
+		}
+		hdr := octetStream()
+		hdr.Set("Content-Range", strconv.FormatInt(from, 10)+"-"+strconv.FormatInt(end-1, 10))
+		last = r.roundTrip(ctx, r.upstream, http.MethodPatch, loc.String(), hdr, bytes.NewReader(chunk[from-off:]), end-from, func(resp *http.Response) error {
+			if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusNoContent {
+				return responseError(resp, "blob")
+			}
+			next, err := parseLocation(resp)
+			if err == nil {
+				loc = next
+			}
+			return err
+		})
+		return last
+	})
+	return loc, err
+}
+
+// uploadStatus asks how many bytes an upload session holds (GET; the
+// Range header "0-<last>", absent or "0-0" on an empty session) and
+// returns them with the session's location.
+func (r *Repository) uploadStatus(ctx context.Context, loc *url.URL) (int64, *url.URL, error) {
+	var got int64
+	next := loc
+	err := r.roundTrip(ctx, r.upstream, http.MethodGet, loc.String(), nil, nil, 0, func(resp *http.Response) error {
+		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+			return responseError(resp, "blob")
+		}
+		if l := resp.Header.Get("Location"); l != "" {
+			u, err := parseLocation(resp)
+			if err != nil {
+				return err
+			}
+			next = u
+		}
+		rng := resp.Header.Get("Range")
+		if rng == "" {
+			return nil
+		}
+		last, ok := strings.CutPrefix(rng, "0-")
+		n, err := strconv.ParseInt(last, 10, 64)
+		if !ok || err != nil || n < 0 {
+			return fmt.Errorf("upload status: Range %q: %w", untrusted.Short(rng), fetcher.ErrBadResponse)
+		}
+		if got = n + 1; n == 0 {
+			// Registries answer "0-0" for an empty session as for one
+			// byte; sessions of one byte do not happen here.
+			got = 0
+		}
+		return nil
+	})
+	return got, next, err
+}
+
+func octetStream() http.Header {
+	return http.Header{"Content-Type": {"application/octet-stream"}}
+}
+
+// withDigest returns loc with the digest query parameter that commits an
+// upload.
+func withDigest(loc *url.URL, d digest.Digest) string {
+	u := *loc
+	q := u.Query()
+	q.Set("digest", d.String())
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // checkContent checks that n bytes hashed into h are what desc says.
@@ -257,4 +376,34 @@ func (r *Repository) Tag(ctx context.Context, desc ocispec.Descriptor) error {
 		return fmt.Errorf("registry: %s: tagging %s: %w", r.name, desc.Digest, err)
 	}
 	return nil
+}
+
+// maxKeptUploads bounds the upload sessions a Client keeps for PushBlob
+// to resume.
+const maxKeptUploads = 64
+
+// key names an upload of blob d to this repository.
+func (r *Repository) key(d digest.Digest) string { return r.name + "@" + d.String() }
+
+// keepUpload remembers the session of a failed upload for the next
+// PushBlob of the same blob to resume.
+func (c *Client) keepUpload(key string, loc *url.URL) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.uploads == nil {
+		c.uploads = make(map[string]*url.URL)
+	}
+	if len(c.uploads) >= maxKeptUploads {
+		clear(c.uploads) // registries expire sessions anyway
+	}
+	c.uploads[key] = loc
+}
+
+// takeUpload returns, and forgets, the session kept for key, if any.
+func (c *Client) takeUpload(key string) *url.URL {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	loc := c.uploads[key]
+	delete(c.uploads, key)
+	return loc
 }

@@ -83,14 +83,22 @@ func (p Policy) Delay(attempt int, retryAfter time.Duration) time.Duration {
 	return max(d, retryAfter)
 }
 
+// Final wraps err so that Do stops at it, even if it wraps an error
+// marked worth retrying.
+type Final struct{ Err error }
+
+func (f *Final) Error() string { return f.Err.Error() }
+func (f *Final) Unwrap() error { return f.Err }
+
 // Do runs op until it succeeds, fails with an error not marked
-// Temporary, the attempts run out or ctx ends. op receives the attempt
-// number, starting at 1.
+// Temporary (or marked Final), the attempts run out or ctx ends. op
+// receives the attempt number, starting at 1.
 func (p Policy) Do(ctx context.Context, op func(attempt int) error) error {
 	for attempt := 1; ; attempt++ {
 		err := op(attempt)
 		var tmp *Temporary
-		if err == nil || !errors.As(err, &tmp) || attempt >= p.Attempts || ctx.Err() != nil {
+		var final *Final
+		if err == nil || !errors.As(err, &tmp) || errors.As(err, &final) || attempt >= p.Attempts || ctx.Err() != nil {
 			if ctx.Err() != nil && err != nil && !errors.Is(err, ctx.Err()) {
 				return fmt.Errorf("%w; last attempt: %w", ctx.Err(), err)
 			}

@@ -1,6 +1,8 @@
 package retry
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -25,5 +27,16 @@ func TestDelay(t *testing.T) {
 		if got := ParseAfter(in, now); got != want {
 			t.Errorf("ParseAfter(%q) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+func TestDoStopsAtFinal(t *testing.T) {
+	calls := 0
+	err := NewPolicy(5, time.Millisecond).Do(context.Background(), func(int) error {
+		calls++
+		return &Final{Err: Mark(errors.New("gone"), 0)}
+	})
+	if calls != 1 || err == nil {
+		t.Errorf("%d calls, error %v; want 1 call and the error", calls, err)
 	}
 }
