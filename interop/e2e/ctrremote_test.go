@@ -27,24 +27,29 @@ type containerd struct {
 }
 
 // startContainerd runs containerd with its root, state and socket in a
-// sandbox until the test ends. Its garbage collector is off, so that
-// content ingested without a lease stays.
-func startContainerd(t *testing.T) *containerd {
+// sandbox until the test ends. Without gc, its garbage collector is off,
+// so that content ingested without a lease stays; pulls and conversions
+// need it on, for the leases they hold content with.
+func startContainerd(t *testing.T, gc bool) *containerd {
 	t.Helper()
+	disabled := `"io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"`
+	if gc {
+		disabled = `"io.containerd.grpc.v1.cri"`
+	}
 	path := tooltest.Look(t, "containerd", "containerd")
 	c := &containerd{box: tooltest.NewSandbox(t), ctr: tooltest.Look(t, "ctr-remote", "stargz-snapshotter")}
 	c.address = c.box.Path("c.sock")
 	config := fmt.Sprintf(`version = 2
+disabled_plugins = [%s]
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"]
 [grpc]
   address = %q
 [ttrpc]
   address = %q
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, c.box.Path("root"), c.box.Path("state"), c.address, c.address+".ttrpc", c.box.Path("opt"))
+`, disabled, c.box.Path("root"), c.box.Path("state"), c.address, c.address+".ttrpc", c.box.Path("opt"))
 	configPath := c.box.Path("config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,7 +111,7 @@ func (c *containerd) ingest(t *testing.T, blob []byte) digest.Digest {
 // The same layer ending in containers/storage's 72-byte footer, as our
 // writer wrote it before, is refused.
 func TestCtrRemoteParsesOurFooter(t *testing.T) {
-	c := startContainerd(t)
+	c := startContainerd(t, false)
 	im := buildImage(t, baseFiles())
 	f := im.position(t)
 	tocJSON, err := toc.DecompressZstdChunkedTOC(im.layer[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
