@@ -18,8 +18,13 @@
 // costs one request; with a Source that answers Resolve with the root's
 // bytes, as a registry's GET by tag does, the whole image is open after
 // three round trips: the root, the platform's manifest, then the config
-// and every layer's index together. OCI and Docker schema 2 manifests,
-// indexes and configs are read.
+// and every layer's index together. A layer whose annotations do not
+// locate its index (eStargz of other tools, annotated with the TOC digest
+// only; zstd:chunked annotations locate at least the TOC) costs a tail of
+// 64 KiB instead, which holds a small layer's TOC and footer, and a
+// larger TOC one more request of exactly the rest; WithReaderOptions
+// (reader.WithTailHint) changes the tail. OCI and Docker schema 2
+// manifests, indexes and configs are read.
 //
 // A layer is opened by the format its media type and annotations
 // declare, never by probing the blob: a gzip layer with the eStargz TOC

@@ -109,6 +109,7 @@ type memSource struct {
 	calls    []call
 	maxEnded int // the highest round-trip level of a call that ended
 	rootSent bool
+	fetched  map[digest.Digest]int64 // bytes fetched of each blob
 }
 
 // call is one call of the Source or of a fetcher it handed out. level
@@ -199,7 +200,22 @@ func (f *memFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(
 	if f.s.fetchGate != nil {
 		f.s.fetchGate()
 	}
-	return f.f.Fetch(ctx, ranges, fn)
+	return f.f.Fetch(ctx, ranges, func(r fetcher.Range, data []byte) error {
+		f.s.mu.Lock()
+		if f.s.fetched == nil {
+			f.s.fetched = make(map[digest.Digest]int64)
+		}
+		f.s.fetched[f.d] += int64(len(data))
+		f.s.mu.Unlock()
+		return fn(r, data)
+	})
+}
+
+// fetchedBytes returns how many bytes of blob d were fetched.
+func (s *memSource) fetchedBytes(d digest.Digest) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fetched[d]
 }
 
 // testImage is an image to put in a memSource.

@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -133,6 +134,35 @@ func TestOpenRoundTrips(t *testing.T) {
 	}
 	require.Equal(t, want, fetches, "one request for the config and one for each layer's index: %v", got)
 	require.NotContains(t, got, "size", "blob sizes come from the descriptors")
+}
+
+// TestOpenEStargzOfOtherTools opens an eStargz layer annotated with its
+// TOC digest only, as ctr-remote and other tools annotate it, so that
+// nothing locates its index: Open fetches a tail of 64 KiB for it
+// (layerTailHint), where the TOC of a small layer fits, not the reader's
+// 1 MiB; a TOC larger than that costs one more request of exactly the
+// rest.
+func TestOpenEStargzOfOtherTools(t *testing.T) {
+	random := make([]byte, 600<<10)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	l := makeLayer(t, estargz, tarOf(t, tfile{name: "big", data: string(random)}, tfile{name: "small", data: "small"}))
+	l.desc.Annotations = map[string]string{toc.AnnotationEStargzTOCDigest: l.desc.Annotations[toc.AnnotationEStargzTOCDigest]}
+	s := &memSource{}
+	s.root = testImage{layers: []testLayer{l}}.store(t, s, nil)
+	img, err := Open(context.Background(), s)
+	require.NoError(t, err)
+	defer img.Close()
+	require.NoError(t, img.Err())
+	require.Equal(t, toc.FormatEStargz, img.Layers()[0].Format)
+	require.Equal(t, int64(layerTailHint), s.fetchedBytes(l.desc.Digest), "bytes fetched of the %d-byte layer", l.desc.Size)
+	root, err := img.FS()
+	require.NoError(t, err)
+	data, err := fs.ReadFile(root, "small")
+	require.NoError(t, err)
+	require.Equal(t, "small", string(data))
 }
 
 func TestOpenNotSeekable(t *testing.T) {

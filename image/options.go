@@ -88,8 +88,20 @@ func WithReaderOptions(opts ...reader.Option) Option {
 // layerOptions returns the options of reader.Open for a layer with the
 // given annotations.
 func (c *config) layerOptions(annotations map[string]string) []reader.Option {
-	return append(slices.Clip(c.readerOpts), reader.WithAnnotations(annotations))
+	opts := append([]reader.Option{reader.WithTailHint(layerTailHint)}, c.readerOpts...)
+	return append(opts, reader.WithAnnotations(annotations))
 }
+
+// layerTailHint is the tail reader.Open fetches first of a layer whose
+// annotations do not locate its index, as other tools annotate eStargz
+// (with the TOC digest only), unless WithReaderOptions gives another
+// (reader.WithTailHint). Open fetches the layers at once, so the tail
+// of each costs bandwidth that all share: the reader's default of 1 MiB,
+// over a 50 MB/s link, costs as much as a round trip for every layer. A
+// layer of a few hundred files has a compressed eStargz TOC of a few
+// KiB, which 64 KiB holds; a larger TOC costs one more request, of
+// exactly the bytes the tail lacks, and no byte of the tail is wasted.
+const layerTailHint = 64 << 10
 
 // WithMaxManifestSize bounds the size of a manifest, an image index and
 // the config, as their descriptors state it, checked before any is

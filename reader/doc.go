@@ -92,7 +92,12 @@
 // TOC, fetched with it). For zstd:chunked, WithAnnotations takes the layer
 // descriptor's annotations instead, in either spelling of their keys
 // (spellings that disagree are refused): Open then fetches the TOC and
-// tar-split in one request without reading the footer. Open checks a
+// tar-split in one request without reading the footer. Annotations that
+// locate the TOC but no tar-split (as skopeo 1.9 and podman 4.3 write
+// them) make the one request start at the TOC's frame, whatever
+// WithTailHint says: it brings the TOC, the footer and any tar-split
+// between them, unless more lies there than the tar-split bound below
+// lets come with a TOC (then the tail is WithTailHint's). Open checks a
 // zstd:chunked tar-split against the TOC before returning, as it arrives,
 // in bounded memory (toc.CheckTarSplit: the tar it rebuilds holds exactly
 // the TOC's entries), and Layer.WriteTar rebuilds the layer's original

@@ -35,10 +35,10 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	if size <= 0 {
 		return nil, fmt.Errorf("reader: blob of %d bytes: %w", size, ErrCorrupt)
 	}
-	if frames != nil {
+	if frames != nil && (frames.TarSplitOffset != 0 || frames.TarSplitLength != 0) {
 		return openZstdChunkedLayer(ctx, f, size, blobRange{}, *frames, cfg)
 	}
-	from, err := firstFetch(size, region, cfg)
+	from, err := firstFetch(size, region, frames, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -85,10 +85,11 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 
 // annotatedIndex reads the layer descriptor annotations given with
 // WithAnnotations. For a zstd:chunked layer it returns the frame positions
-// they record (so Open needs no footer) and pins the manifest checksum;
-// annotations that do not locate a tar-split only pin it, and the footer
-// is read.
-// Otherwise it returns the range toc.AnnotationIndexPosition gives, if
+// they record and pins the manifest checksum: with a tar-split's, Open
+// needs no footer; without (the annotations of a tool that knew no
+// tar-split, or that dropped its key), the footer is read, from a tail
+// that starts at the TOC's frame (see firstFetch).
+// It also returns the range toc.AnnotationIndexPosition gives, if
 // any (Length 0 if not), to be checked against the blob by firstFetch,
 // and for an eStargz layer it pins the TOC digest. Other annotations are
 // ignored. A pin that contradicts WithTOCDigest fails with ErrTOCDigest.
@@ -115,12 +116,7 @@ func annotatedIndex(cfg *config) (*toc.Footer, fetcher.Range, error) {
 		if err := pin(tocDigest); err != nil {
 			return nil, fetcher.Range{}, err
 		}
-		if f.TarSplitOffset == 0 && f.TarSplitLength == 0 {
-			// Annotations of a tool that knew no tar-split, or that
-			// dropped its key: the footer path finds one if there is.
-			return nil, region, nil
-		}
-		return &f, fetcher.Range{}, nil
+		return &f, region, nil
 	case !errors.Is(err, toc.ErrMissingAnnotation):
 		return nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
@@ -138,13 +134,19 @@ func annotatedIndex(cfg *config) (*toc.Footer, fetcher.Range, error) {
 
 // firstFetch returns where the tail Open fetches first starts: at the
 // start of region, the range of index and footer that the annotations
-// give (toc.AnnotationIndexPosition), or, without one, WithTailHint bytes
-// before the blob's end. The region must end at the blob's end and be no
-// larger than an index Open accepts (maxIndexRegion); it is trusted for
-// nothing else: what the tail holds is found from its footer.
-func firstFetch(size int64, region fetcher.Range, cfg config) (int64, error) {
+// give (toc.AnnotationIndexPosition); without one, at the TOC frame of
+// zstdTOC, the positions of zstd:chunked annotations, if given (see
+// zstdChunkedTail); otherwise WithTailHint bytes before the blob's end.
+// The region must end at the blob's end and be no larger than an index
+// Open accepts (maxIndexRegion); it is trusted for nothing else: what the
+// tail holds is found from its footer.
+func firstFetch(size int64, region fetcher.Range, zstdTOC *toc.Footer, cfg config) (int64, error) {
 	if region.Length == 0 {
-		return size - min(size, max(cfg.tailHint, toc.MaxFooterSize)), nil
+		hinted := size - min(size, max(cfg.tailHint, toc.MaxFooterSize))
+		if zstdTOC != nil {
+			return zstdChunkedTail(size, *zstdTOC, hinted, cfg)
+		}
+		return hinted, nil
 	}
 	if region.End() != size {
 		return 0, fmt.Errorf("reader: annotation %s: %d bytes at %d do not end at the end of the %d-byte blob: %w",
@@ -155,6 +157,33 @@ func firstFetch(size int64, region fetcher.Range, cfg config) (int64, error) {
 			toc.AnnotationIndexPosition, region.Length, limit, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
 	}
 	return min(region.Offset, size-min(size, toc.MaxFooterSize)), nil
+}
+
+// zstdChunkedTail returns where the tail of a zstd:chunked blob of size
+// bytes starts when annotations locate its TOC, f, but not its tar-split:
+// at the TOC's frame, so that the one request brings the TOC, the
+// tar-split that writers put behind it, and the footer, and nothing
+// before them. What lies between the TOC and the footer is fetched so
+// only as far as openZstdChunkedLayer fetches an unvouched tar-split
+// with a TOC (maxUnvouchedTarSplit); a TOC further from the end, or one
+// the blob cannot hold, gets the tail a blob without annotations gets,
+// hinted. A TOC over the TOC limit fails, as its footer would. The
+// positions are trusted for nothing else: the footer, the pinned digest
+// and the TOC decide what the tail holds.
+func zstdChunkedTail(size int64, f toc.Footer, hinted int64, cfg config) (int64, error) {
+	if err := checkZstdChunkedLimits(f, cfg); err != nil {
+		return 0, err
+	}
+	start, tocEnd := f.TOCOffset-toc.SkippableFrameHeaderSize, f.TOCOffset+f.TOCLength
+	if tocEnd > size {
+		return hinted, nil
+	}
+	// Past the TOC, at most what a tar-split fetched with it may take,
+	// written so that nothing overflows: beyond > 2*f.TOCLength.
+	if beyond := size - tocEnd - (toc.SkippableFrameHeaderSize + maxUnvouchedTarSplit + toc.MaxFooterSize); beyond > f.TOCLength && beyond-f.TOCLength > f.TOCLength {
+		return hinted, nil
+	}
+	return min(start, size-min(size, toc.MaxFooterSize)), nil
 }
 
 // maxIndexRegion is the most bytes the index position annotation may ask

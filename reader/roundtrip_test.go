@@ -323,3 +323,56 @@ func FuzzOpenIndexPosition(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOpenZstdChunkedTOCPosition opens a good zstd:chunked layer with
+// annotations that pin its TOC and give an arbitrary TOC position and no
+// tar-split, as other tools annotate zstd:chunked. Open must fail with
+// ErrCorrupt, or open the very layer the pinned digest names, with its
+// tar-split, in at most two round trips, fetching no more than the first
+// fetch's bound (zstdChunkedTail) and the index.
+func FuzzOpenZstdChunkedTOCPosition(f *testing.F) {
+	var blob bytes.Buffer
+	res, err := writer.Build(context.Background(), &blob, bytes.NewReader(indexHeavyTar(f, 2)), writer.WithFormat(toc.FormatZstdChunked))
+	if err != nil {
+		f.Fatal(err)
+	}
+	_, footer, err := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(footer.TOCOffset, footer.TOCLength, footer.TOCUncompressedLength)
+	f.Add(footer.TOCOffset+1, footer.TOCLength, footer.TOCUncompressedLength)
+	f.Add(int64(8), footer.TOCLength*3, footer.TOCUncompressedLength)
+	f.Add(int64(1<<62), int64(1<<62), int64(1))
+	const maxTOC, hint = 64 << 10, 4 << 10
+	size := int64(blob.Len())
+	index := size - (footer.TOCOffset - toc.SkippableFrameHeaderSize)
+	bound := max(hint, toc.SkippableFrameHeaderSize+3*maxCompressed(maxTOC)+maxUnvouchedTarSplit+toc.MaxFooterSize) + index
+	f.Fuzz(func(t *testing.T, offset, length, uncompressed int64) {
+		a := map[string]string{
+			toc.AnnotationZstdChunkedManifestChecksum: res.Annotations[toc.AnnotationZstdChunkedManifestChecksum],
+			toc.AnnotationZstdChunkedManifestPosition: fmt.Sprintf("%d:%d:%d:1", offset, length, uncompressed),
+		}
+		var fetched int64
+		fe := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob.Bytes()), size, fetcher.WithObserver(func(info fetcher.RequestInfo) {
+			fetched += info.Bytes
+		}))}
+		l, err := Open(context.Background(), fe, WithAnnotations(a), WithMaxTOCSize(maxTOC), WithTailHint(hint))
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%s: error %v", a[toc.AnnotationZstdChunkedManifestPosition], err)
+			}
+			return
+		}
+		defer l.Close()
+		if n := fe.calls.Load(); n > 2 || fetched > bound {
+			t.Fatalf("%s: %d round trips, %d bytes", a[toc.AnnotationZstdChunkedManifestPosition], n, fetched)
+		}
+		if l.TOC().Digest != res.TOCDigest || l.TOC().TarSplitDigest == "" {
+			t.Fatalf("%s: opened TOC %s (tar-split %q), want %s", a[toc.AnnotationZstdChunkedManifestPosition], l.TOC().Digest, l.TOC().TarSplitDigest, res.TOCDigest)
+		}
+		if got, err := l.ReadFile("hello"); err != nil || string(got) != "hello, world\n" {
+			t.Fatalf("ReadFile(hello) = %q, %v", got, err)
+		}
+	})
+}

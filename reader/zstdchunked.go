@@ -26,13 +26,8 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
 		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
-	if footer.TOCLength > maxCompressed(cfg.maxTOCSize) || footer.TOCUncompressedLength > cfg.maxTOCSize {
-		return nil, fmt.Errorf("reader: TOC of %d bytes (%d compressed) exceeds the %d-byte TOC limit: %w: %w",
-			footer.TOCUncompressedLength, footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
-	}
-	if footer.TarSplitLength > maxCompressed(cfg.maxTarSplit) || footer.TarSplitUncompressedLength > cfg.maxTarSplit {
-		return nil, fmt.Errorf("reader: tar-split of %d bytes (%d compressed) exceeds the %d-byte limit: %w: %w",
-			footer.TarSplitUncompressedLength, footer.TarSplitLength, cfg.maxTarSplit, ErrCorrupt, toc.ErrTarSplitTooLarge)
+	if err := checkZstdChunkedLimits(footer, cfg); err != nil {
+		return nil, err
 	}
 	hasTarSplit := footer.TarSplitLength > 0
 	withTOC := hasTarSplit && footer.TarSplitLength <= 2*footer.TOCLength+maxUnvouchedTarSplit
@@ -91,6 +86,20 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	}
 	l.tarSplit = tarSplit
 	return l, nil
+}
+
+// checkZstdChunkedLimits checks the TOC and tar-split a footer or
+// annotations locate against the limits of cfg, before either is fetched.
+func checkZstdChunkedLimits(footer toc.Footer, cfg config) error {
+	if footer.TOCLength > maxCompressed(cfg.maxTOCSize) || footer.TOCUncompressedLength > cfg.maxTOCSize {
+		return fmt.Errorf("reader: TOC of %d bytes (%d compressed) exceeds the %d-byte TOC limit: %w: %w",
+			footer.TOCUncompressedLength, footer.TOCLength, cfg.maxTOCSize, ErrCorrupt, toc.ErrTOCTooLarge)
+	}
+	if footer.TarSplitLength > maxCompressed(cfg.maxTarSplit) || footer.TarSplitUncompressedLength > cfg.maxTarSplit {
+		return fmt.Errorf("reader: tar-split of %d bytes (%d compressed) exceeds the %d-byte limit: %w: %w",
+			footer.TarSplitUncompressedLength, footer.TarSplitLength, cfg.maxTarSplit, ErrCorrupt, toc.ErrTarSplitTooLarge)
+	}
+	return nil
 }
 
 // maxUnvouchedTarSplit is how many bytes more than twice the compressed

@@ -140,6 +140,62 @@ func TestZstdChunkedAnnotationsFetchIndexOnce(t *testing.T) {
 	}
 }
 
+// Annotations that locate the TOC but not a tar-split, as skopeo 1.9 and
+// podman 4.3 write them, start the one request of Open at the TOC's
+// frame: it brings the TOC, the tar-split behind it and the footer, and
+// nothing before, whatever the tail hint. Positions too far from the end
+// for that get the hinted tail, and a TOC over the limit fails before
+// anything is fetched.
+func TestZstdChunkedTOCAnnotationsFetchFromTheTOC(t *testing.T) {
+	input := zstdChunkedInput(t, 0o644)
+	blob, res := buildZstdChunked(t, input)
+	_, footer, _ := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	tocOnly := map[string]string{
+		toc.AnnotationZstdChunkedManifestChecksum: res.Annotations[toc.AnnotationZstdChunkedManifestChecksum],
+		toc.AnnotationZstdChunkedManifestPosition: res.Annotations[toc.AnnotationZstdChunkedManifestPosition],
+	}
+	size := int64(len(blob))
+	start := footer.TOCOffset - toc.SkippableFrameHeaderSize
+	for name, hint := range map[string]int64{"default tail hint": 0, "short tail hint": 100} {
+		t.Run(name, func(t *testing.T) {
+			l, f, err := openZstdChunkedBlob(t, blob, WithAnnotations(tocOnly), WithTailHint(hint))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fetcher.Range{Offset: start, Length: size - start}
+			if f.calls.Load() != 1 || len(f.asked) != 1 || f.asked[0] != want {
+				t.Errorf("Open fetched %v in %d calls, want only %v: the TOC's frame to the end", f.asked, f.calls.Load(), want)
+			}
+			var out bytes.Buffer
+			if _, err := l.WriteTar(context.Background(), &out); err != nil || !bytes.Equal(out.Bytes(), input) {
+				t.Errorf("WriteTar from the tar-split the footer located: %d bytes, %v", out.Len(), err)
+			}
+		})
+	}
+
+	t.Run("far from the end", func(t *testing.T) {
+		// A TOC of 100 bytes at the blob's start would leave more than
+		// a tar-split fetched with it may take.
+		big := append(pseudoRandom(2<<20, 7), blob...)
+		far := withAnnotation(tocOnly, toc.AnnotationZstdChunkedManifestPosition, "8:100:100:1")
+		_, f, _ := openZstdChunkedBlob(t, big, WithAnnotations(far), WithTailHint(4096))
+		want := fetcher.Range{Offset: int64(len(big)) - 4096, Length: 4096}
+		if len(f.asked) == 0 || f.asked[0] != want {
+			t.Errorf("Open first fetched %v, want the hinted tail %v", f.asked, want)
+		}
+	})
+
+	t.Run("over the TOC limit", func(t *testing.T) {
+		_, f, err := openZstdChunkedBlob(t, blob, WithAnnotations(tocOnly), WithMaxTOCSize(footer.TOCUncompressedLength-1))
+		if !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrTOCTooLarge) {
+			t.Errorf("error %v, want ErrCorrupt and toc.ErrTOCTooLarge", err)
+		}
+		if f.calls.Load() != 0 {
+			t.Errorf("Open fetched %v before refusing", f.asked)
+		}
+	})
+}
+
 // withAnnotation returns a copy of a with the zstd:chunked manifest
 // annotation key (and its first spelling) set to v.
 func withAnnotation(a map[string]string, key, v string) map[string]string {

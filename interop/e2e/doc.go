@@ -18,6 +18,14 @@
 // file systems they unpack equal the source's; lazylayer verify passes on
 // them and exits with status 3 on a damaged copy.
 //
+// The other way round, images these tools write open lazily through
+// image.Open, and "lazylayer verify", "ls" and "cat" (the command, built
+// by the test) pass on them: a gzip image converted by "skopeo copy
+// --dest-compress-format zstd:chunked", by "podman push
+// --compression-format zstd:chunked", and by "ctr-remote image convert
+// --oci" to eStargz and to zstd:chunked. Opening fetches index bytes only,
+// and the merged file system holds exactly the source's files.
+//
 // Each tool also gets the blob as our writer wrote it before it served
 // every reader, which it could not use, so that the tests show what each
 // one needs.
