@@ -211,6 +211,22 @@ func (l *lazylayer) run(t *testing.T, args ...string) (string, int) {
 	return string(out), 0
 }
 
+// stdout runs lazylayer with args and returns its standard output,
+// failing the test unless it exits with status 0.
+func (l *lazylayer) stdout(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), tooltest.CommandTimeout)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, l.path, append([]string{"--hosts-dir", l.tmp}, args...)...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+l.tmp, "HOME="+l.tmp)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("lazylayer %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
 // convert converts src to dst with the extra flags, failing the test if
 // it fails.
 func (l *lazylayer) convert(t *testing.T, src, dst string, flags ...string) {

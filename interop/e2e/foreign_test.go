@@ -11,9 +11,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
-	"os/exec"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -163,7 +161,7 @@ func layerBlob(t *testing.T, entries []entry) (tarball, blob []byte) {
 
 // pushSource pushes an OCI image of layers, gzip-compressed as any
 // builder writes them, to ref.
-func pushSource(t *testing.T, ref string, layers [][]entry) {
+func pushForeignSource(t *testing.T, ref string, layers [][]entry) {
 	t.Helper()
 	ctx := t.Context()
 	c, err := registry.New()
@@ -381,41 +379,11 @@ func checkOpensLazily(t *testing.T, ref string, layers [][]entry, want toc.Forma
 	}
 }
 
-// lazylayer builds the lazylayer command into the test's temporary
-// directory and returns its path.
-func lazylayer(t *testing.T) string {
-	t.Helper()
-	goTool := tooltest.Look(t, "go", "golang-go")
-	bin := filepath.Join(t.TempDir(), "lazylayer")
-	// In the main module, whose go.mod requires what the command
-	// imports, with or without the workspace.
-	cmd := exec.CommandContext(t.Context(), goTool, "build", "-o", bin, "./cmd/lazylayer")
-	cmd.Dir = filepath.Join("..", "..")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build cmd/lazylayer: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// runLazylayer runs the command and returns its standard output, failing
-// the test if it exits with another status than 0.
-func runLazylayer(t *testing.T, bin string, args ...string) string {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), bin, append([]string{"--hosts-dir", t.TempDir()}, args...)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("lazylayer %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	return stdout.String()
-}
-
 // checkCommand runs "lazylayer verify", "ls" and "cat" on ref and checks
 // what they say.
-func checkCommand(t *testing.T, bin, ref string, layers [][]entry, want toc.Format) {
+func checkCommand(t *testing.T, bin *lazylayer, ref string, layers [][]entry, want toc.Format) {
 	t.Helper()
-	out := runLazylayer(t, bin, "verify", ref)
+	out := bin.stdout(t, "verify", ref)
 	t.Logf("lazylayer verify %s:\n%s", ref, out)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != len(layers) {
@@ -429,7 +397,7 @@ func checkCommand(t *testing.T, bin, ref string, layers [][]entry, want toc.Form
 
 	tree := mergedTree(layers)
 	for _, dir := range []string{"data", "data/many"} {
-		out = runLazylayer(t, bin, "ls", ref, dir)
+		out = bin.stdout(t, "ls", ref, dir)
 		for name := range tree {
 			if parent, base := path.Split(name); parent == dir+"/" && !strings.Contains(out, base) {
 				t.Errorf("lazylayer ls %s lacks %s:\n%s", dir, base, out)
@@ -440,7 +408,7 @@ func checkCommand(t *testing.T, bin, ref string, layers [][]entry, want toc.Form
 		}
 	}
 	for _, name := range []string{"etc/hostname", "usr/bin/tool", "data/dir/new"} {
-		if out := runLazylayer(t, bin, "cat", ref, name); out != string(tree[name].data) {
+		if out := bin.stdout(t, "cat", ref, name); out != string(tree[name].data) {
 			t.Errorf("lazylayer cat %s: %d bytes that differ from the %d written", name, len(out), len(tree[name].data))
 		}
 	}
@@ -452,11 +420,11 @@ func checkCommand(t *testing.T, bin, ref string, layers [][]entry, want toc.Form
 // result lazily.
 func TestSkopeoZstdChunkedOpensLazily(t *testing.T) {
 	skopeo := tooltest.Look(t, "skopeo", "skopeo")
-	bin := lazylayer(t)
+	bin := buildLazylayer(t)
 	box := tooltest.NewSandbox(t)
 	reg := startRegistry(t)
 	layers := foreignSourceLayers()
-	pushSource(t, reg.Host()+"/e2e/src:v1", layers)
+	pushForeignSource(t, reg.Host()+"/e2e/src:v1", layers)
 
 	dst := reg.Host() + "/e2e/skopeo:v1"
 	box.Run(t, nil, skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
@@ -470,13 +438,13 @@ func TestSkopeoZstdChunkedOpensLazily(t *testing.T) {
 // opens the result lazily.
 func TestPodmanZstdChunkedOpensLazily(t *testing.T) {
 	pm := newPodman(t)
-	bin := lazylayer(t)
+	bin := buildLazylayer(t)
 	// To the registry it pulled from, podman 4.3 pushes the gzip blobs
 	// it pulled as they are, whatever --compression-format says.
 	from, to := startRegistry(t), startRegistry(t)
 	layers := foreignSourceLayers()
 	src, dst := from.Host()+"/e2e/src:v1", to.Host()+"/e2e/podman:v1"
-	pushSource(t, src, layers)
+	pushForeignSource(t, src, layers)
 
 	pm.run(t, "pull", "--quiet", "--tls-verify=false", src)
 	pm.run(t, "push", "--quiet", "--tls-verify=false", "--compression-format", "zstd:chunked", src, "docker://"+dst)
@@ -490,11 +458,11 @@ func TestPodmanZstdChunkedOpensLazily(t *testing.T) {
 // with "ctr-remote image push", and opens them lazily.
 func TestCtrRemoteConvertOpensLazily(t *testing.T) {
 	ctrd := startContainerdFor(t, tooltest.Look(t, "ctr-remote", "stargz-snapshotter"), true)
-	bin := lazylayer(t)
+	bin := buildLazylayer(t)
 	reg := startRegistry(t)
 	layers := foreignSourceLayers()
 	src := reg.Host() + "/e2e/src:v1"
-	pushSource(t, src, layers)
+	pushForeignSource(t, src, layers)
 	if _, err := ctrd.run(t, nil, "images", "pull", "--plain-http", src); err != nil {
 		t.Fatal(err)
 	}
