@@ -90,13 +90,7 @@ func describeImage(ctx context.Context, ref string, img *image.Image) inspectRes
 
 func describeLayer(i int, l image.Layer) inspectLayer {
 	d := l.Descriptor
-	out := inspectLayer{Index: i, Digest: d.Digest.String(), MediaType: d.MediaType, Size: d.Size, Format: "none"}
-	if l.Format != toc.FormatUnknown {
-		out.Format = l.Format.String()
-	}
-	if l.Whole {
-		out.Format += " (fetched whole)"
-	}
+	out := inspectLayer{Index: i, Digest: d.Digest.String(), MediaType: d.MediaType, Size: d.Size, Format: formatName(l)}
 	if l.Err != nil {
 		out.Error = l.Err.Error()
 		return out
@@ -114,6 +108,18 @@ func describeLayer(i int, l image.Layer) inspectLayer {
 	}
 	out.PrioritizedBytes = t.PrefetchEnd
 	return out
+}
+
+// formatName names l's seekable format, "none" if it has none.
+func formatName(l image.Layer) string {
+	name := "none"
+	if l.Format != toc.FormatUnknown {
+		name = l.Format.String()
+	}
+	if l.Whole {
+		name += " (fetched whole)"
+	}
+	return name
 }
 
 // indexSize is how many bytes of the blob the layer's index takes, as its
