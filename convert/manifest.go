@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/internal/ocidoc"
-	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -47,12 +47,13 @@ func fetchBlob(ctx context.Context, f fetcher.Fetcher, d ocispec.Descriptor, max
 // imageConfig is a config: the fields conversion reads, and every field
 // as it came, so that what Image rewrites keeps what it does not know.
 type imageConfig struct {
-	image ocispec.Image
-	raw   map[string]json.RawMessage
+	image  ocispec.Image
+	raw    map[string]json.RawMessage
+	rootfs map[string]json.RawMessage // raw["rootfs"], decoded
 }
 
-// parseConfig decodes a config, a JSON object whose DiffIDs must number
-// layers.
+// parseConfig decodes a config, a JSON object whose rootfs is an object
+// and whose DiffIDs must number layers.
 func parseConfig(b []byte, layers int) (*imageConfig, error) {
 	img, err := ocidoc.ParseConfig(b, layers)
 	if err != nil {
@@ -62,25 +63,24 @@ func parseConfig(b []byte, layers int) (*imageConfig, error) {
 	if err := ocidoc.Decode(b, &c.raw); err != nil {
 		return nil, err
 	}
+	// withDiffIDs rewrites rootfs in place: it must be an object, even
+	// with no layers (null, which decodes to no map, is not).
+	if err := json.Unmarshal(c.raw["rootfs"], &c.rootfs); err != nil || c.rootfs == nil {
+		return nil, fmt.Errorf("%w: rootfs is not a JSON object", ErrInvalid)
+	}
 	return c, nil
 }
 
 // withDiffIDs returns the config with diffIDs in place of its own,
 // every other field as it came.
 func (c *imageConfig) withDiffIDs(diffIDs []digest.Digest) ([]byte, error) {
-	var rootfs map[string]json.RawMessage
-	if err := json.Unmarshal(c.raw["rootfs"], &rootfs); err != nil {
-		return nil, fmt.Errorf("%w: rootfs: %w", ErrInvalid, untrusted.Err(err))
-	}
 	ids, err := json.Marshal(diffIDs)
 	if err != nil {
 		return nil, err
 	}
+	rootfs := maps.Clone(c.rootfs)
 	rootfs["diff_ids"] = ids
-	out := make(map[string]json.RawMessage, len(c.raw))
-	for k, v := range c.raw {
-		out[k] = v
-	}
+	out := maps.Clone(c.raw)
 	if out["rootfs"], err = json.Marshal(rootfs); err != nil {
 		return nil, err
 	}
