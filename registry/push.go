@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/lazylayer/lazylayer/internal/iox"
-	"github.com/lazylayer/lazylayer/internal/untrusted"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -27,11 +26,11 @@ import (
 // (a 5xx, a lost connection) cancels the upload too, and nothing is
 // stored under the digest: calling PushBlob again redoes the push.
 func (r *Repository) PushBlob(ctx context.Context, desc ocispec.Descriptor, rd io.Reader) error {
-	if err := desc.Digest.Validate(); err != nil {
-		return fmt.Errorf("registry: %s: blob digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	if err := ocidoc.CheckDigest(desc.Digest); err != nil {
+		return fmt.Errorf("registry: %s: blob %w", r.name, err)
 	}
 	if desc.Size < 0 {
-		return fmt.Errorf("registry: %s: blob %s: negative size %d", r.name, desc.Digest, desc.Size)
+		return fmt.Errorf("registry: %s: blob %s: size %d: %w", r.name, desc.Digest, desc.Size, ErrInvalid)
 	}
 	if has, err := r.Has(ctx, ocispec.Descriptor{Digest: desc.Digest}); err != nil || has {
 		return err
@@ -56,9 +55,8 @@ func (r *Repository) upload(ctx context.Context, loc *url.URL, desc ocispec.Desc
 		if err != nil {
 			return fmt.Errorf("registry: %s: reading blob %s: %w", r.name, desc.Digest, err)
 		}
-		h.Write(data)
-		if err := checkContent(desc, int64(len(data)), h); err != nil {
-			return fmt.Errorf("registry: %s: blob %w", r.name, err)
+		if err := ocidoc.Verify(desc, data); err != nil {
+			return fmt.Errorf("registry: %s: blob %s: %w", r.name, desc.Digest, err)
 		}
 		body = data
 	} else {
@@ -84,8 +82,8 @@ func (r *Repository) upload(ctx context.Context, loc *url.URL, desc ocispec.Desc
 			off += n
 		}
 		extra, _ := io.ReadFull(rd, make([]byte, 1))
-		if err := checkContent(desc, desc.Size+int64(extra), h); err != nil {
-			return fmt.Errorf("registry: %s: blob %w", r.name, err)
+		if err := ocidoc.Compare(desc, desc.Size+int64(extra), digest.NewDigest(desc.Digest.Algorithm(), h)); err != nil {
+			return fmt.Errorf("registry: %s: blob %s: %w", r.name, desc.Digest, err)
 		}
 	}
 	q := loc.Query()
@@ -100,17 +98,6 @@ func (r *Repository) upload(ctx context.Context, loc *url.URL, desc ocispec.Desc
 	}
 	if err != nil {
 		return fmt.Errorf("registry: %s: committing blob %s: %w", r.name, desc.Digest, err)
-	}
-	return nil
-}
-
-// checkContent checks that n bytes hashed into h are what desc says.
-func checkContent(desc ocispec.Descriptor, n int64, h hash.Hash) error {
-	if n != desc.Size {
-		return fmt.Errorf("%s: read %d bytes or more, its descriptor says %d: %w", desc.Digest, n, desc.Size, ErrDigestMismatch)
-	}
-	if got := digest.NewDigest(desc.Digest.Algorithm(), h); got != desc.Digest {
-		return fmt.Errorf("%s: content has digest %s: %w", desc.Digest, got, ErrDigestMismatch)
 	}
 	return nil
 }
@@ -167,8 +154,8 @@ func (r *Repository) cancelUpload(ctx context.Context, loc *url.URL) {
 // mounted; when it was not (the registry declined, or fromRepo is on
 // another registry), the caller uploads it with PushBlob.
 func (r *Repository) Mount(ctx context.Context, desc ocispec.Descriptor, fromRepo string) (bool, error) {
-	if err := desc.Digest.Validate(); err != nil {
-		return false, fmt.Errorf("registry: %s: blob digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	if err := ocidoc.CheckDigest(desc.Digest); err != nil {
+		return false, fmt.Errorf("registry: %s: blob %w", r.name, err)
 	}
 	from, err := name.NewRepository(fromRepo)
 	if err == nil && from.RegistryStr() != r.registry {
@@ -199,7 +186,7 @@ func (r *Repository) PushManifest(ctx context.Context, desc ocispec.Descriptor, 
 	}
 	mt := desc.MediaType
 	if mt == "" {
-		mt = sniffMediaType(content)
+		_, mt, _ = ocidoc.ParseHeader(content, "")
 	}
 	u := r.upstream.url(r.repo, "manifests/"+desc.Digest.String(), nil)
 	if err := r.send(ctx, r.upstream, http.MethodPut, u, http.Header{"Content-Type": {mt}}, content, expect(http.StatusCreated, "manifest")); err != nil {
@@ -215,19 +202,11 @@ func (r *Repository) PushManifest(ctx context.Context, desc ocispec.Descriptor, 
 }
 
 func (r *Repository) checkManifest(desc ocispec.Descriptor, content []byte) error {
-	if err := desc.Digest.Validate(); err != nil {
-		return fmt.Errorf("registry: %s: manifest digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	if err := r.checkManifestDescriptor(desc); err != nil {
+		return err
 	}
-	if int64(len(content)) > r.c.maxManifest {
-		return fmt.Errorf("registry: %s: manifest %s of %d bytes: over %d: %w", r.name, desc.Digest, len(content), r.c.maxManifest, ErrTooLarge)
-	}
-	if desc.MediaType != "" && !isManifestType(desc.MediaType) {
-		return fmt.Errorf("registry: %s: manifest %s of media type %q: %w", r.name, desc.Digest, untrusted.Short(desc.MediaType), ErrUnsupportedMediaType)
-	}
-	h := desc.Digest.Algorithm().Hash()
-	h.Write(content)
-	if err := checkContent(desc, int64(len(content)), h); err != nil {
-		return fmt.Errorf("registry: %s: manifest %w", r.name, err)
+	if _, err := ocidoc.ReadManifest(desc, r.c.maxManifest, func() ([]byte, error) { return content, nil }); err != nil {
+		return fmt.Errorf("registry: %s: manifest %s: %w", r.name, desc.Digest, err)
 	}
 	return nil
 }
@@ -250,7 +229,7 @@ func (r *Repository) Tag(ctx context.Context, desc ocispec.Descriptor) error {
 	}
 	mt := desc.MediaType
 	if mt == "" {
-		mt = sniffMediaType(content)
+		_, mt, _ = ocidoc.ParseHeader(content, "")
 	}
 	u := r.upstream.url(r.repo, "manifests/"+r.tag, nil)
 	if err := r.send(ctx, r.upstream, http.MethodPut, u, http.Header{"Content-Type": {mt}}, content, expect(http.StatusCreated, "manifest")); err != nil {
