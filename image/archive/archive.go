@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/iox"
+	"github.com/lazylayer/lazylayer/internal/limits"
 	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/ocilayout"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
@@ -72,23 +73,13 @@ type Option func(*Archive)
 // WithMaxMembers bounds the number of tar headers (files, directories,
 // links) the archive may hold. n <= 0 selects DefaultMaxMembers.
 func WithMaxMembers(n int) Option {
-	return func(a *Archive) {
-		if n <= 0 {
-			n = DefaultMaxMembers
-		}
-		a.maxMembers = n
-	}
+	return func(a *Archive) { a.maxMembers = limits.Or(n, DefaultMaxMembers) }
 }
 
 // WithMaxManifestSize bounds manifest.json, index.json and the manifests
 // of an OCI archive. n <= 0 selects DefaultMaxManifestSize.
 func WithMaxManifestSize(n int64) Option {
-	return func(a *Archive) {
-		if n <= 0 {
-			n = DefaultMaxManifestSize
-		}
-		a.maxManifest = n
-	}
+	return func(a *Archive) { a.maxManifest = limits.Or(n, DefaultMaxManifestSize) }
 }
 
 // member is a file of the tar: its data's place in the file, or the

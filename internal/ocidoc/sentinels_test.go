@@ -97,23 +97,23 @@ func TestSentinelsMatchAcrossPackages(t *testing.T) {
 	if err := os.WriteFile(blob, []byte(`{"schemaVersion":3}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	matches := func(err error, targets map[string]error) {
+		t.Helper()
+		for name, target := range targets {
+			if !errors.Is(err, target) {
+				t.Errorf("layout's %v does not match %s", err, name)
+			}
+		}
+	}
 	_, err = l.Manifest(ctx, desc)
-	for name, target := range map[string]error{
+	matches(err, map[string]error{
 		"image.ErrDigestMismatch": image.ErrDigestMismatch, "convert.ErrMismatch": convert.ErrMismatch,
 		"registry.ErrDigestMismatch": registry.ErrDigestMismatch, "archive.ErrDigestMismatch": archive.ErrDigestMismatch,
-	} {
-		if !errors.Is(err, target) {
-			t.Errorf("layout's %v does not match %s", err, name)
-		}
-	}
+	})
 	desc.Size = layout.DefaultMaxManifestSize + 1
 	_, err = l.Manifest(ctx, desc)
-	for name, target := range map[string]error{
+	matches(err, map[string]error{
 		"image.ErrTooLarge": image.ErrTooLarge, "image.ErrLimit": image.ErrLimit,
 		"convert.ErrTooLarge": convert.ErrTooLarge, "registry.ErrTooLarge": registry.ErrTooLarge,
-	} {
-		if !errors.Is(err, target) {
-			t.Errorf("layout's %v does not match %s", err, name)
-		}
-	}
+	})
 }
