@@ -36,12 +36,8 @@ type blobReader struct {
 // newBlobReader starts reading the blob desc describes, whose size must
 // already have been checked against its bound.
 func newBlobReader(ctx context.Context, f fetcher.Fetcher, desc ocispec.Descriptor, onRead func(int64)) (*blobReader, error) {
-	n, err := f.Size(ctx)
-	if err != nil {
+	if err := checkSize(ctx, f, desc); err != nil {
 		return nil, err
-	}
-	if n != desc.Size {
-		return nil, fmt.Errorf("blob of %d bytes, descriptor says %d: %w", n, desc.Size, ErrMismatch)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	r := &blobReader{

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/lazylayer/lazylayer/image"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -159,19 +160,19 @@ func (c *converter) node(ctx context.Context, d ocispec.Descriptor, depth int, a
 		return ocispec.Descriptor{}, fmt.Errorf("more than %d manifests: %w", c.cfg.maxManifests, ErrLimit)
 	}
 	what := "manifest"
-	if k, _ := manifestKind(d.MediaType); k == kindIndex {
+	if k, _ := ocidoc.KindOf(d.MediaType); k == ocidoc.KindIndex {
 		what = "index"
 	}
 	b, err := fetchManifest(ctx, c.src, d, c.cfg.maxManifestSize)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s %s: %w", what, untrusted.Short(string(d.Digest)), err)
 	}
-	k, _, err := parseHeader(b, d.MediaType)
+	k, _, err := ocidoc.ParseHeader(b, d.MediaType)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s %s: %w", what, d.Digest, err)
 	}
 	var out ocispec.Descriptor
-	if k == kindIndex {
+	if k == ocidoc.KindIndex {
 		if depth >= c.cfg.maxDepth {
 			return ocispec.Descriptor{}, fmt.Errorf("index %s: nested %d deep: %w", d.Digest, depth+1, ErrLimit)
 		}
@@ -193,7 +194,7 @@ func (c *converter) node(ctx context.Context, d ocispec.Descriptor, depth int, a
 }
 
 func (c *converter) index(ctx context.Context, d ocispec.Descriptor, b []byte, depth int, ancestors []digest.Digest) (ocispec.Descriptor, error) {
-	idx, err := parseIndex(b, c.cfg.maxManifests)
+	idx, err := ocidoc.ParseIndex(b, c.cfg.maxManifests)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -202,12 +203,12 @@ func (c *converter) index(ctx context.Context, d ocispec.Descriptor, b []byte, d
 		if child.Annotations[annotationReferenceType] == attestationType {
 			continue // it attests the source image, not the converted one
 		}
-		k, ok := manifestKind(child.MediaType)
+		k, ok := ocidoc.KindOf(child.MediaType)
 		if !ok {
 			return ocispec.Descriptor{}, fmt.Errorf("manifest %s: media type %q: %w",
 				untrusted.Short(string(child.Digest)), untrusted.Short(child.MediaType), ErrUnsupported)
 		}
-		if k == kindManifest && !c.wanted(child.Platform) {
+		if k == ocidoc.KindManifest && !c.wanted(child.Platform) {
 			continue
 		}
 		out, err := c.node(ctx, child, depth+1, ancestors)
@@ -252,7 +253,7 @@ func platformString(p ocispec.Platform) string {
 }
 
 func (c *converter) manifest(ctx context.Context, d ocispec.Descriptor, b []byte, root bool) (ocispec.Descriptor, error) {
-	m, err := parseManifest(b, c.cfg.maxLayers)
+	m, err := ocidoc.ParseManifest(b, c.cfg.maxLayers)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}

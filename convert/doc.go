@@ -110,8 +110,9 @@
 // Media types other than OCI and Docker schema 2 manifests, indexes,
 // configs and tar layers (uncompressed, gzip, zstd) are ErrUnsupported;
 // a manifest or index whose own media type contradicts its descriptor's
-// is ErrMismatch; one that does not parse, or a config whose DiffIDs do
-// not number its manifest's layers, is ErrInvalid. Errors about a layer
+// is ErrMismatch (and ErrInvalid); one that does not parse, or a config
+// whose rootfs is not an object or whose DiffIDs do not number its
+// manifest's layers, is ErrInvalid. Errors about a layer
 // are a *LayerError, which names it by index and digest; the message of
 // every error names the manifests and indexes above it.
 package convert

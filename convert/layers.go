@@ -16,6 +16,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/overlay"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/toc"
@@ -53,7 +55,7 @@ type layerJob struct {
 	manifest digest.Digest
 	index    int
 	desc     ocispec.Descriptor
-	comp     compression
+	comp     ocidoc.Compression
 	diffID   digest.Digest // the config's
 
 	spool *os.File // the uncompressed tar, when planning needs it
@@ -78,11 +80,11 @@ func (c *converter) layers(ctx context.Context, manifest digest.Digest, descs []
 	for i, d := range descs {
 		j := &layerJob{c: c, manifest: manifest, index: i, desc: d, diffID: ic.image.RootFS.DiffIDs[i]}
 		jobs[i] = j
-		comp, ok := layerCompression(d.MediaType)
+		comp, ok := ocidoc.LayerCompression(d.MediaType)
 		if !ok {
-			return nil, "", j.fail(fmt.Errorf("media type %q: %w", d.MediaType, ErrUnsupported))
+			return nil, "", j.fail(fmt.Errorf("media type %q: %w", untrusted.Short(d.MediaType), ErrUnsupported))
 		}
-		if err := checkDescriptor(d, c.cfg.maxLayerSize); err != nil {
+		if err := ocidoc.CheckDescriptor(d, c.cfg.maxLayerSize); err != nil {
 			return nil, "", j.fail(err)
 		}
 		j.comp = comp
@@ -150,7 +152,7 @@ func (c *converter) each(ctx context.Context, jobs []*layerJob, cost func(*layer
 // built.
 func (c *converter) stageCost(j *layerJob) int64 {
 	n := int64(3*streamRange + 2*ioBuffer)
-	if j.comp == zstded {
+	if j.comp == ocidoc.Zstd {
 		n += zstdMaxWindow
 	}
 	return n
@@ -216,7 +218,7 @@ func (j *layerJob) open(ctx context.Context) (io.Reader, hash.Hash, func(), erro
 	}
 	var tarStream io.Reader = in
 	switch j.comp {
-	case gzipped:
+	case ocidoc.Gzip:
 		if !bytes.HasPrefix(magic, gzipMagic) {
 			release()
 			return nil, nil, nil, fmt.Errorf("media type %s, but the blob is not gzip: %w", j.desc.MediaType, ErrMismatch)
@@ -227,7 +229,7 @@ func (j *layerJob) open(ctx context.Context) (io.Reader, hash.Hash, func(), erro
 			return nil, nil, nil, fmt.Errorf("gzip: %w", err)
 		}
 		tarStream = zr
-	case zstded:
+	case ocidoc.Zstd:
 		if !bytes.HasPrefix(magic, zstdMagic) {
 			release()
 			return nil, nil, nil, fmt.Errorf("media type %s, but the blob is not zstd: %w", j.desc.MediaType, ErrMismatch)

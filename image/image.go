@@ -2,14 +2,13 @@ package image
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	iofs "io/fs"
 	"slices"
 	"sync"
 
-	"github.com/lazylayer/lazylayer/internal/untrusted"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/overlay"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
@@ -89,13 +88,11 @@ func Open(ctx context.Context, src Source, opts ...Option) (*Image, error) {
 // parseConfig parses the config and checks that it describes as many
 // layers as the manifest has.
 func (img *Image) parseConfig(data []byte) error {
-	desc := img.manifest.Config
-	if err := json.Unmarshal(data, &img.config); err != nil {
-		return fmt.Errorf("image: config %s: %w: %w", desc.Digest, ErrInvalid, untrusted.Err(err))
+	c, err := ocidoc.ParseConfig(data, len(img.layers))
+	if err != nil {
+		return fmt.Errorf("image: config %s: %w", img.manifest.Config.Digest, err)
 	}
-	if n := len(img.config.RootFS.DiffIDs); n != len(img.layers) {
-		return fmt.Errorf("image: config %s: %d diff IDs for %d layers: %w", desc.Digest, n, len(img.layers), ErrInvalid)
-	}
+	img.config = *c
 	return nil
 }
 

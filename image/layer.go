@@ -10,6 +10,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/toc"
@@ -37,41 +38,16 @@ type Layer struct {
 	file *os.File // the local copy of a layer fetched whole
 }
 
-// compression is how a layer's tar stream is compressed.
-type compression int
-
-const (
-	uncompressed compression = iota
-	gzipped
-	zstdCompressed
-)
-
-// layerMediaType says how a layer of media type mt is compressed.
-func layerMediaType(mt string) (compression, bool) {
-	switch mt {
-	case ocispec.MediaTypeImageLayer,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar":
-		return uncompressed, true
-	case ocispec.MediaTypeImageLayerGzip, MediaTypeDockerLayer, MediaTypeDockerForeignLayer,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip":
-		return gzipped, true
-	case ocispec.MediaTypeImageLayerZstd, MediaTypeDockerLayerZstd,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
-		return zstdCompressed, true
-	}
-	return 0, false
-}
-
 // seekableFormat returns the format a layer's media type and annotations
 // declare: eStargz is a gzip layer with a TOC digest annotation,
 // zstd:chunked a zstd layer with a manifest checksum annotation (in
 // either spelling).
-func seekableFormat(c compression, annotations map[string]string) toc.Format {
+func seekableFormat(c ocidoc.Compression, annotations map[string]string) toc.Format {
 	has := func(key string) bool { _, ok := annotations[key]; return ok }
 	switch {
-	case c == gzipped && has(toc.AnnotationEStargzTOCDigest):
+	case c == ocidoc.Gzip && has(toc.AnnotationEStargzTOCDigest):
 		return toc.FormatEStargz
-	case c == zstdCompressed && (has(toc.AnnotationZstdChunkedManifestChecksum) ||
+	case c == ocidoc.Zstd && (has(toc.AnnotationZstdChunkedManifestChecksum) ||
 		has(toc.LegacyAnnotationZstdChunkedManifestChecksum)):
 		return toc.FormatZstdChunked
 	}
@@ -85,7 +61,7 @@ func openLayer(ctx context.Context, src Source, i int, desc ocispec.Descriptor, 
 		l.Err = fmt.Errorf("image: layer %d (%s): %w", i, desc.Digest, err)
 		return l
 	}
-	c, ok := layerMediaType(desc.MediaType)
+	c, ok := ocidoc.LayerCompression(desc.MediaType)
 	if !ok {
 		return fail(fmt.Errorf("media type %q: %w", untrusted.Short(desc.MediaType), ErrUnsupportedMediaType))
 	}
@@ -139,7 +115,7 @@ const wholePiece = 8 << 20
 // builds a seekable eStargz copy of its tar in a temporary file, which it
 // opens. The blob is verified against its digest before the copy is
 // opened; nothing is served from a blob that fails.
-func fetchWhole(ctx context.Context, src Source, desc ocispec.Descriptor, c compression, cfg *config) (_ *reader.Layer, _ *os.File, err error) {
+func fetchWhole(ctx context.Context, src Source, desc ocispec.Descriptor, c ocidoc.Compression, cfg *config) (_ *reader.Layer, _ *os.File, err error) {
 	if desc.Size > cfg.maxWhole {
 		return nil, nil, fmt.Errorf("fetch whole: %d bytes, more than the %d-byte limit: %w", desc.Size, cfg.maxWhole, ErrLimit)
 	}
@@ -199,11 +175,11 @@ func removeFile(f *os.File) {
 
 // decompress returns the tar stream inside r, by the layer's media type.
 // A zstd frame may not demand a window over 128 MiB (zstd's --long mode).
-func decompress(r io.Reader, c compression) (io.ReadCloser, error) {
+func decompress(r io.Reader, c ocidoc.Compression) (io.ReadCloser, error) {
 	switch c {
-	case gzipped:
+	case ocidoc.Gzip:
 		return gzip.NewReader(r)
-	case zstdCompressed:
+	case ocidoc.Zstd:
 		zr, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(128<<20), zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, err

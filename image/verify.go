@@ -10,6 +10,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
@@ -47,12 +48,12 @@ func (img *Image) VerifyLayer(ctx context.Context, i int) error {
 
 func (img *Image) verifyLayer(ctx context.Context, i int, l Layer) error {
 	desc := l.Descriptor
-	c, ok := layerMediaType(desc.MediaType)
+	c, ok := ocidoc.LayerCompression(desc.MediaType)
 	if !ok {
 		return ErrUnsupportedMediaType
 	}
-	if err := desc.Digest.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	if err := ocidoc.CheckDigest(desc.Digest); err != nil {
+		return err
 	}
 	diffID := img.config.RootFS.DiffIDs[i]
 	f, err := img.src.Blob(ctx, desc)
@@ -76,8 +77,8 @@ func (img *Image) verifyLayer(ctx context.Context, i int, l Layer) error {
 	if err != nil {
 		return err
 	}
-	if got := digest.NewDigest(desc.Digest.Algorithm(), h); n != desc.Size || got != desc.Digest {
-		return fmt.Errorf("blob of %d bytes has digest %s: %w", n, got, ErrDigestMismatch)
+	if err := ocidoc.Compare(desc, n, digest.NewDigest(desc.Digest.Algorithm(), h)); err != nil {
+		return fmt.Errorf("blob: %w", err)
 	}
 
 	// Its decompressed stream, as a runtime unpacks it.
@@ -115,9 +116,9 @@ func (img *Image) verifyLayer(ctx context.Context, i int, l Layer) error {
 }
 
 // checkDiffID decompresses r and checks its digest against diffID.
-func checkDiffID(r io.Reader, c compression, diffID digest.Digest) error {
-	if err := diffID.Validate(); err != nil {
-		return fmt.Errorf("DiffID %q: %w: %w", diffID, ErrInvalid, err)
+func checkDiffID(r io.Reader, c ocidoc.Compression, diffID digest.Digest) error {
+	if err := ocidoc.CheckDigest(diffID); err != nil {
+		return fmt.Errorf("DiffID: %w", err)
 	}
 	tar, err := decompress(r, c)
 	if err != nil {

@@ -86,6 +86,7 @@
 //     repository it was asked for.
 //
 // Errors wrap [ErrManifestUnknown], [ErrBlobUnknown], [ErrUnauthorized],
-// [ErrTooLarge], [ErrDigestMismatch] and [ErrUnsupportedMediaType] for
-// callers to branch on.
+// [ErrTooLarge], [ErrDigestMismatch], [ErrUnsupportedMediaType] and
+// [ErrInvalid] for callers to branch on; the last four are the values
+// package image exports under the same names.
 package registry

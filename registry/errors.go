@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/retry"
 )
 
@@ -24,13 +25,19 @@ var (
 	ErrUnauthorized = fetcher.ErrUnauthorized
 	// ErrTooLarge reports a manifest or index over the client's bound
 	// (WithMaxManifestSize), refused before more than the bound is read.
-	ErrTooLarge = errors.New("too large")
+	// It is image.ErrTooLarge (and matches image.ErrLimit).
+	ErrTooLarge = ocidoc.ErrTooLarge
 	// ErrDigestMismatch reports content whose digest or size is not the
-	// one its descriptor or the registry says.
-	ErrDigestMismatch = errors.New("digest mismatch")
+	// one its descriptor or the registry says. It is
+	// image.ErrDigestMismatch.
+	ErrDigestMismatch = ocidoc.ErrDigestMismatch
 	// ErrUnsupportedMediaType reports a manifest of a media type this
-	// package does not read (such as Docker schema 1).
-	ErrUnsupportedMediaType = errors.New("unsupported media type")
+	// package does not read (such as Docker schema 1). It is
+	// image.ErrUnsupportedMediaType.
+	ErrUnsupportedMediaType = ocidoc.ErrUnsupported
+	// ErrInvalid reports a malformed digest or size in a descriptor, or a
+	// referrers index that does not parse. It is image.ErrInvalid.
+	ErrInvalid = ocidoc.ErrInvalid
 )
 
 // responseError describes resp, an answer with an unexpected status to a

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
@@ -40,11 +40,11 @@ import (
 // after an answer was lost, its session tokens changing with each chunk)
 // is started over.
 func (r *Repository) PushBlob(ctx context.Context, desc ocispec.Descriptor, rd io.Reader) error {
-	if err := desc.Digest.Validate(); err != nil {
-		return fmt.Errorf("registry: %s: blob digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	if err := ocidoc.CheckDigest(desc.Digest); err != nil {
+		return fmt.Errorf("registry: %s: blob %w", r.name, err)
 	}
 	if desc.Size < 0 {
-		return fmt.Errorf("registry: %s: blob %s: negative size %d", r.name, desc.Digest, desc.Size)
+		return fmt.Errorf("registry: %s: blob %s: size %d: %w", r.name, desc.Digest, desc.Size, ErrInvalid)
 	}
 	if has, err := r.Has(ctx, ocispec.Descriptor{Digest: desc.Digest}); err != nil || has {
 		return err
@@ -83,10 +83,8 @@ func (r *Repository) putWhole(ctx context.Context, desc ocispec.Descriptor, rd i
 	if err != nil {
 		return fmt.Errorf("registry: %s: reading blob %s: %w", r.name, desc.Digest, err)
 	}
-	h := desc.Digest.Algorithm().Hash()
-	h.Write(data)
-	if err := checkContent(desc, int64(len(data)), h); err != nil {
-		return fmt.Errorf("registry: %s: blob %w", r.name, err)
+	if err := ocidoc.Verify(desc, data); err != nil {
+		return fmt.Errorf("registry: %s: blob %s: %w", r.name, desc.Digest, err)
 	}
 	loc, err := r.startUpload(ctx, nil)
 	if err != nil {
@@ -122,8 +120,8 @@ func (r *Repository) uploadChunks(ctx context.Context, loc *url.URL, off int64, 
 		off += int64(len(chunk))
 	}
 	extra, _ := io.ReadFull(rd, make([]byte, 1))
-	if err := checkContent(desc, desc.Size+int64(extra), h); err != nil {
-		return loc, fmt.Errorf("registry: %s: blob %w", r.name, err)
+	if err := ocidoc.Compare(desc, desc.Size+int64(extra), digest.NewDigest(desc.Digest.Algorithm(), h)); err != nil {
+		return loc, fmt.Errorf("registry: %s: blob %s: %w", r.name, desc.Digest, err)
 	}
 	err := r.roundTrip(ctx, r.upstream, http.MethodPut, withDigest(loc, desc.Digest), octetStream(), http.NoBody, 0, expect(http.StatusCreated, "blob"))
 	if err != nil {
@@ -223,17 +221,6 @@ func withDigest(loc *url.URL, d digest.Digest) string {
 	return u.String()
 }
 
-// checkContent checks that n bytes hashed into h are what desc says.
-func checkContent(desc ocispec.Descriptor, n int64, h hash.Hash) error {
-	if n != desc.Size {
-		return fmt.Errorf("%s: read %d bytes or more, its descriptor says %d: %w", desc.Digest, n, desc.Size, ErrDigestMismatch)
-	}
-	if got := digest.NewDigest(desc.Digest.Algorithm(), h); got != desc.Digest {
-		return fmt.Errorf("%s: content has digest %s: %w", desc.Digest, got, ErrDigestMismatch)
-	}
-	return nil
-}
-
 // expect returns a response check for status code want.
 func expect(want int, kind string) func(*http.Response) error {
 	return func(resp *http.Response) error {
@@ -286,8 +273,8 @@ func (r *Repository) cancelUpload(ctx context.Context, loc *url.URL) {
 // mounted; when it was not (the registry declined, or fromRepo is on
 // another registry), the caller uploads it with PushBlob.
 func (r *Repository) Mount(ctx context.Context, desc ocispec.Descriptor, fromRepo string) (bool, error) {
-	if err := desc.Digest.Validate(); err != nil {
-		return false, fmt.Errorf("registry: %s: blob digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	if err := ocidoc.CheckDigest(desc.Digest); err != nil {
+		return false, fmt.Errorf("registry: %s: blob %w", r.name, err)
 	}
 	from, err := name.NewRepository(fromRepo)
 	if err == nil && from.RegistryStr() != r.registry {
@@ -318,7 +305,7 @@ func (r *Repository) PushManifest(ctx context.Context, desc ocispec.Descriptor, 
 	}
 	mt := desc.MediaType
 	if mt == "" {
-		mt = sniffMediaType(content)
+		_, mt, _ = ocidoc.ParseHeader(content, "")
 	}
 	u := r.upstream.url(r.repo, "manifests/"+desc.Digest.String(), nil)
 	if err := r.send(ctx, r.upstream, http.MethodPut, u, http.Header{"Content-Type": {mt}}, content, expect(http.StatusCreated, "manifest")); err != nil {
@@ -334,19 +321,11 @@ func (r *Repository) PushManifest(ctx context.Context, desc ocispec.Descriptor, 
 }
 
 func (r *Repository) checkManifest(desc ocispec.Descriptor, content []byte) error {
-	if err := desc.Digest.Validate(); err != nil {
-		return fmt.Errorf("registry: %s: manifest digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	if err := r.checkManifestDescriptor(desc); err != nil {
+		return err
 	}
-	if int64(len(content)) > r.c.maxManifest {
-		return fmt.Errorf("registry: %s: manifest %s of %d bytes: over %d: %w", r.name, desc.Digest, len(content), r.c.maxManifest, ErrTooLarge)
-	}
-	if desc.MediaType != "" && !isManifestType(desc.MediaType) {
-		return fmt.Errorf("registry: %s: manifest %s of media type %q: %w", r.name, desc.Digest, untrusted.Short(desc.MediaType), ErrUnsupportedMediaType)
-	}
-	h := desc.Digest.Algorithm().Hash()
-	h.Write(content)
-	if err := checkContent(desc, int64(len(content)), h); err != nil {
-		return fmt.Errorf("registry: %s: manifest %w", r.name, err)
+	if _, err := ocidoc.ReadManifest(desc, r.c.maxManifest, func() ([]byte, error) { return content, nil }); err != nil {
+		return fmt.Errorf("registry: %s: manifest %s: %w", r.name, desc.Digest, err)
 	}
 	return nil
 }
@@ -369,7 +348,7 @@ func (r *Repository) Tag(ctx context.Context, desc ocispec.Descriptor) error {
 	}
 	mt := desc.MediaType
 	if mt == "" {
-		mt = sniffMediaType(content)
+		_, mt, _ = ocidoc.ParseHeader(content, "")
 	}
 	u := r.upstream.url(r.repo, "manifests/"+r.tag, nil)
 	if err := r.send(ctx, r.upstream, http.MethodPut, u, http.Header{"Content-Type": {mt}}, content, expect(http.StatusCreated, "manifest")); err != nil {

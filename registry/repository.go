@@ -3,10 +3,10 @@ package registry
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/retry"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
@@ -22,22 +23,17 @@ import (
 
 // Media types of the manifests and indexes this package reads.
 const (
-	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerManifest     = ocidoc.MediaTypeDockerManifest
+	MediaTypeDockerManifestList = ocidoc.MediaTypeDockerManifestList
 )
 
-// manifestTypes are the manifest media types asked for, in the Accept
-// header, and read.
-var manifestTypes = []string{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest,
-	MediaTypeDockerManifestList, MediaTypeDockerManifest}
+// accept is the Accept header of a manifest request: the media types
+// this package reads.
+var accept = strings.Join(ocidoc.ManifestTypes[:], ", ")
 
 func isManifestType(mt string) bool {
-	for _, t := range manifestTypes {
-		if mt == t {
-			return true
-		}
-	}
-	return false
+	_, ok := ocidoc.KindOf(mt)
+	return ok
 }
 
 // maxPushed bounds the manifests a Repository keeps after pushing them,
@@ -163,14 +159,8 @@ func (r *Repository) Resolve(ctx context.Context) (ocispec.Descriptor, error) {
 // than the OCI and Docker schema 2 manifests and indexes with
 // ErrUnsupportedMediaType, before any request.
 func (r *Repository) Manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
-	if err := desc.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("registry: %s: manifest digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
-	}
-	if desc.MediaType != "" && !isManifestType(desc.MediaType) {
-		return nil, fmt.Errorf("registry: %s: manifest %s of media type %q: %w", r.name, desc.Digest, untrusted.Short(desc.MediaType), ErrUnsupportedMediaType)
-	}
-	if desc.Size > r.c.maxManifest {
-		return nil, fmt.Errorf("registry: %s: manifest %s of %d bytes: over %d: %w", r.name, desc.Digest, desc.Size, r.c.maxManifest, ErrTooLarge)
+	if err := r.checkManifestDescriptor(desc); err != nil {
+		return nil, err
 	}
 	r.mu.Lock()
 	if r.resolved.desc.Digest == desc.Digest && r.resolved.data != nil {
@@ -192,6 +182,28 @@ func (r *Repository) Manifest(ctx context.Context, desc ocispec.Descriptor) ([]b
 	return data, err
 }
 
+// checkManifestDescriptor checks a manifest's descriptor before any
+// request: its digest, its size within the client's bound, its media
+// type, if set, one this package reads.
+func (r *Repository) checkManifestDescriptor(desc ocispec.Descriptor) error {
+	if err := ocidoc.CheckDescriptor(desc, r.c.maxManifest); err != nil {
+		return fmt.Errorf("registry: %s: manifest %s: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	}
+	if desc.MediaType != "" && !isManifestType(desc.MediaType) {
+		return fmt.Errorf("registry: %s: manifest %s of media type %q: %w", r.name, desc.Digest, untrusted.Short(desc.MediaType), ErrUnsupportedMediaType)
+	}
+	return nil
+}
+
+// readBody reads a response body of at most the client's manifest bound.
+func (r *Repository) readBody(resp *http.Response) ([]byte, error) {
+	data, err := ocidoc.ReadAll(resp.Body, resp.ContentLength, r.c.maxManifest)
+	if err != nil && !errors.Is(err, ErrTooLarge) {
+		err = retry.Mark(fmt.Errorf("reading: %w", err), 0)
+	}
+	return data, err
+}
+
 // getManifest GETs the manifest ref names from e, bounded by the client's
 // limit, and describes it. want's digest (and its size, if >= 0), when
 // set, must be the bytes'.
@@ -199,24 +211,15 @@ func (r *Repository) getManifest(ctx context.Context, e *endpoint, ref string, w
 	var desc ocispec.Descriptor
 	var data []byte
 	u := e.url(r.repo, "manifests/"+ref, nil)
-	hdr := http.Header{"Accept": {strings.Join(manifestTypes, ", ")}}
+	hdr := http.Header{"Accept": {accept}}
 	err := r.send(ctx, e, http.MethodGet, u, hdr, nil, func(resp *http.Response) error {
 		if resp.StatusCode != http.StatusOK {
 			return responseError(resp, "manifest")
 		}
-		max := r.c.maxManifest
-		if resp.ContentLength > max {
-			return fmt.Errorf("registry: %s: manifest %q of %d bytes: over %d: %w", r.name, untrusted.Short(ref), resp.ContentLength, max, ErrTooLarge)
-		}
 		var err error
-		data, err = io.ReadAll(io.LimitReader(resp.Body, max+1))
-		if err != nil {
-			return retry.Mark(fmt.Errorf("registry: %s: reading manifest %q: %w", r.name, untrusted.Short(ref), err), 0)
+		if data, err = r.readBody(resp); err == nil {
+			desc, err = describe(resp.Header, data, want)
 		}
-		if int64(len(data)) > max {
-			return fmt.Errorf("registry: %s: manifest %q: over %d bytes: %w", r.name, untrusted.Short(ref), max, ErrTooLarge)
-		}
-		desc, err = describe(resp.Header, data, want)
 		if err != nil {
 			return fmt.Errorf("registry: %s: manifest %q: %w", r.name, untrusted.Short(ref), err)
 		}
@@ -235,7 +238,7 @@ func describe(header http.Header, data []byte, want ocispec.Descriptor) (ocispec
 		if err == nil && mt != "application/json" && mt != "text/plain" && mt != "application/octet-stream" {
 			return desc, fmt.Errorf("media type %q: %w", untrusted.Short(mt), ErrUnsupportedMediaType)
 		}
-		if mt = sniffMediaType(data); mt == "" {
+		if _, mt, err = ocidoc.ParseHeader(data, ""); err != nil {
 			return desc, fmt.Errorf("media type %q, and none in the body: %w", untrusted.Short(header.Get("Content-Type")), ErrUnsupportedMediaType)
 		}
 	}
@@ -262,32 +265,6 @@ func describe(header http.Header, data []byte, want ocispec.Descriptor) (ocispec
 	return desc, nil
 }
 
-// sniffMediaType returns the media type a manifest's body says or shows,
-// or "" if it is not a manifest this package reads.
-func sniffMediaType(data []byte) string {
-	var m struct {
-		SchemaVersion int             `json:"schemaVersion"`
-		MediaType     string          `json:"mediaType"`
-		Manifests     json.RawMessage `json:"manifests"`
-		Config        json.RawMessage `json:"config"`
-	}
-	if json.Unmarshal(data, &m) != nil || m.SchemaVersion != 2 {
-		return ""
-	}
-	switch {
-	case m.MediaType != "":
-		if isManifestType(m.MediaType) {
-			return m.MediaType
-		}
-		return ""
-	case m.Manifests != nil:
-		return ocispec.MediaTypeImageIndex
-	case m.Config != nil:
-		return ocispec.MediaTypeImageManifest
-	}
-	return ""
-}
-
 // Blob returns a range fetcher for the blob desc describes, sharing the
 // client's transport, the repository's authentication and what the
 // client learnt of hosts' range support. With mirrors, it reads from the
@@ -295,8 +272,8 @@ func sniffMediaType(data []byte) string {
 // registry last) for the ranges not yet read when one fails. Its size is
 // desc.Size, if set; the fetcher fails a response that disagrees.
 func (r *Repository) Blob(ctx context.Context, desc ocispec.Descriptor) (fetcher.Fetcher, error) {
-	if err := desc.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("registry: %s: blob digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	if err := ocidoc.CheckDigest(desc.Digest); err != nil {
+		return nil, fmt.Errorf("registry: %s: blob %w", r.name, err)
 	}
 	var fs []fetcher.Fetcher
 	for _, e := range append(r.mirrors, r.upstream) {
@@ -330,8 +307,8 @@ func (r *Repository) Blob(ctx context.Context, desc ocispec.Descriptor) (fetcher
 // where the registry has none, from the index tagged sha256-<hex> (the
 // referrers tag schema). No referrers is an empty list, not an error.
 func (r *Repository) Referrers(ctx context.Context, subject ocispec.Descriptor, artifactType string) ([]ocispec.Descriptor, error) {
-	if err := subject.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("registry: %s: subject digest %q: %w", r.name, untrusted.Short(string(subject.Digest)), err)
+	if err := ocidoc.CheckDigest(subject.Digest); err != nil {
+		return nil, fmt.Errorf("registry: %s: subject %w", r.name, err)
 	}
 	var index []byte
 	var api bool
@@ -350,15 +327,9 @@ func (r *Repository) Referrers(ctx context.Context, subject ocispec.Descriptor, 
 			if resp.StatusCode != http.StatusOK {
 				return responseError(resp, "manifest")
 			}
-			if resp.ContentLength > r.c.maxManifest {
-				return fmt.Errorf("registry: %s: referrers of %s: %d bytes: over %d: %w", r.name, subject.Digest, resp.ContentLength, r.c.maxManifest, ErrTooLarge)
-			}
-			data, err := io.ReadAll(io.LimitReader(resp.Body, r.c.maxManifest+1))
+			data, err := r.readBody(resp)
 			if err != nil {
-				return retry.Mark(fmt.Errorf("registry: %s: reading referrers: %w", r.name, err), 0)
-			}
-			if int64(len(data)) > r.c.maxManifest {
-				return fmt.Errorf("registry: %s: referrers of %s: over %d bytes: %w", r.name, subject.Digest, r.c.maxManifest, ErrTooLarge)
+				return fmt.Errorf("registry: %s: referrers of %s: %w", r.name, subject.Digest, err)
 			}
 			index, api = data, true
 			return nil
@@ -381,9 +352,9 @@ func (r *Repository) Referrers(ctx context.Context, subject ocispec.Descriptor, 
 			return nil, err
 		}
 	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(index, &idx); err != nil {
-		return nil, fmt.Errorf("registry: %s: referrers index of %s: %w", r.name, subject.Digest, untrusted.Err(err))
+	idx, err := ocidoc.ParseIndex(index, math.MaxInt)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %s: referrers index of %s: %w", r.name, subject.Digest, err)
 	}
 	out := []ocispec.Descriptor{}
 	for _, d := range idx.Manifests {
@@ -397,8 +368,8 @@ func (r *Repository) Referrers(ctx context.Context, subject ocispec.Descriptor, 
 // Has reports whether the registry holds the blob, manifest or index desc
 // describes (by its media type), with a HEAD request.
 func (r *Repository) Has(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
-	if err := desc.Digest.Validate(); err != nil {
-		return false, fmt.Errorf("registry: %s: digest %q: %w", r.name, untrusted.Short(string(desc.Digest)), err)
+	if err := ocidoc.CheckDigest(desc.Digest); err != nil {
+		return false, fmt.Errorf("registry: %s: %w", r.name, err)
 	}
 	kind, path := "blob", "blobs/"
 	if isManifestType(desc.MediaType) {
@@ -408,7 +379,7 @@ func (r *Repository) Has(ctx context.Context, desc ocispec.Descriptor) (bool, er
 	u := r.upstream.url(r.repo, path+desc.Digest.String(), nil)
 	hdr := http.Header{}
 	if kind == "manifest" {
-		hdr.Set("Accept", strings.Join(manifestTypes, ", "))
+		hdr.Set("Accept", accept)
 	}
 	err := r.send(ctx, r.upstream, http.MethodHead, u, hdr, nil, func(resp *http.Response) error {
 		switch resp.StatusCode {

@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/iox"
+	"github.com/lazylayer/lazylayer/internal/limits"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/ocilayout"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
@@ -45,20 +47,24 @@ var (
 	// ErrNotFound is returned when the archive has no image of the
 	// reference asked for, no member that its manifest.json names, or no
 	// blob or manifest of a digest asked for.
-	ErrNotFound = ocilayout.ErrNotFound
+	ErrNotFound = ocidoc.ErrNotFound
 	// ErrAmbiguous is returned by Open when several images answer the
 	// reference, or when it is empty and the archive holds several.
-	ErrAmbiguous = ocilayout.ErrAmbiguous
+	ErrAmbiguous = ocidoc.ErrAmbiguous
 	// ErrInvalid is returned for a malformed tar, manifest.json or
 	// index.json, a duplicate or over-long member name, a sparse member,
 	// links that go round, and a malformed digest.
-	ErrInvalid = ocilayout.ErrInvalid
+	ErrInvalid = ocidoc.ErrInvalid
 	// ErrTooLarge is returned when the archive has more members than
 	// its bound, or a manifest over its bound.
-	ErrTooLarge = ocilayout.ErrTooLarge
+	ErrTooLarge = ocidoc.ErrTooLarge
 	// ErrDigestMismatch is returned when a blob does not have the size
 	// or digest its descriptor says.
-	ErrDigestMismatch = ocilayout.ErrDigestMismatch
+	//
+	// ErrInvalid, ErrTooLarge and ErrDigestMismatch are the values
+	// package image exports under the same names, and ErrNotFound and
+	// ErrAmbiguous those of package image/layout.
+	ErrDigestMismatch = ocidoc.ErrDigestMismatch
 )
 
 // An Option configures an Archive.
@@ -67,23 +73,13 @@ type Option func(*Archive)
 // WithMaxMembers bounds the number of tar headers (files, directories,
 // links) the archive may hold. n <= 0 selects DefaultMaxMembers.
 func WithMaxMembers(n int) Option {
-	return func(a *Archive) {
-		if n <= 0 {
-			n = DefaultMaxMembers
-		}
-		a.maxMembers = n
-	}
+	return func(a *Archive) { a.maxMembers = limits.Or(n, DefaultMaxMembers) }
 }
 
 // WithMaxManifestSize bounds manifest.json, index.json and the manifests
 // of an OCI archive. n <= 0 selects DefaultMaxManifestSize.
 func WithMaxManifestSize(n int64) Option {
-	return func(a *Archive) {
-		if n <= 0 {
-			n = DefaultMaxManifestSize
-		}
-		a.maxManifest = n
-	}
+	return func(a *Archive) { a.maxManifest = limits.Or(n, DefaultMaxManifestSize) }
 }
 
 // member is a file of the tar: its data's place in the file, or the
@@ -431,15 +427,11 @@ func (a *Archive) Manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte
 		}
 		return a.manifest, nil
 	}
-	if desc.Size > a.maxManifest {
-		return nil, fmt.Errorf("archive %s: manifest %s: %w: %d bytes, over %d", a.path, desc.Digest, ErrTooLarge, desc.Size, a.maxManifest)
-	}
-	name, _ := ocilayout.BlobPath(desc.Digest)
-	data, err := a.readMember(name)
+	data, err := ocidoc.ReadManifest(desc, a.maxManifest, func() ([]byte, error) {
+		name, _ := ocilayout.BlobPath(desc.Digest)
+		return a.readMember(name)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("archive %s: manifest %s: %w", a.path, desc.Digest, err)
-	}
-	if err := ocilayout.Verify(desc, data); err != nil {
 		return nil, fmt.Errorf("archive %s: manifest %s: %w", a.path, desc.Digest, err)
 	}
 	return data, nil

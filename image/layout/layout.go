@@ -17,7 +17,9 @@ import (
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/iox"
 	"github.com/lazylayer/lazylayer/internal/limits"
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/ocilayout"
+	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -36,20 +38,24 @@ const (
 var (
 	// ErrNotFound is returned when the layout has no image of the name
 	// asked for, or no blob of a digest asked for.
-	ErrNotFound = ocilayout.ErrNotFound
+	ErrNotFound = ocidoc.ErrNotFound
 	// ErrAmbiguous is returned by Resolve when several images answer the
 	// layout's name, or when it has no name and the layout holds several.
-	ErrAmbiguous = ocilayout.ErrAmbiguous
+	ErrAmbiguous = ocidoc.ErrAmbiguous
 	// ErrInvalid is returned for a malformed oci-layout or index.json, a
 	// layout of another version, and a digest that is malformed or of an
 	// unknown algorithm.
-	ErrInvalid = ocilayout.ErrInvalid
+	ErrInvalid = ocidoc.ErrInvalid
 	// ErrTooLarge is returned for an index.json or manifest over its
 	// bound.
-	ErrTooLarge = ocilayout.ErrTooLarge
+	ErrTooLarge = ocidoc.ErrTooLarge
 	// ErrDigestMismatch is returned when content does not have the size
 	// or digest its descriptor says.
-	ErrDigestMismatch = ocilayout.ErrDigestMismatch
+	//
+	// ErrInvalid, ErrTooLarge and ErrDigestMismatch are the values
+	// package image exports under the same names, and ErrNotFound and
+	// ErrAmbiguous those of package image/archive.
+	ErrDigestMismatch = ocidoc.ErrDigestMismatch
 )
 
 // An Option configures a Layout.
@@ -155,24 +161,18 @@ func (l *Layout) Manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	name, err := l.blobPath(desc)
+	data, err := ocidoc.ReadManifest(desc, l.maxManifest, func() ([]byte, error) {
+		name, _ := ocilayout.BlobPath(desc.Digest)
+		root, err := os.OpenRoot(l.dir)
+		if err != nil {
+			return nil, err
+		}
+		defer root.Close()
+		data, err := readFile(root, name, l.maxManifest)
+		return data, notFound(err)
+	})
 	if err != nil {
-		return nil, err
-	}
-	if desc.Size > l.maxManifest {
-		return nil, l.errorf("manifest %s: %w: %d bytes, over %d", desc.Digest, ErrTooLarge, desc.Size, l.maxManifest)
-	}
-	root, err := os.OpenRoot(l.dir)
-	if err != nil {
-		return nil, fmt.Errorf("layout: %w", err)
-	}
-	defer root.Close()
-	data, err := readFile(root, name, l.maxManifest)
-	if err != nil {
-		return nil, l.errorf("manifest %s: %w", desc.Digest, notFound(err))
-	}
-	if err := ocilayout.Verify(desc, data); err != nil {
-		return nil, l.errorf("manifest %s: %w", desc.Digest, err)
+		return nil, l.errorf("manifest %s: %w", untrusted.Short(string(desc.Digest)), err)
 	}
 	return data, nil
 }
@@ -444,14 +444,11 @@ func readFile(root *os.Root, name string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if size > max {
-		return nil, fmt.Errorf("%s: %w: %d bytes, over %d", name, ErrTooLarge, size, max)
+	data, err := ocidoc.ReadAll(f, size, max)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && int64(len(data)) > max {
-		err = fmt.Errorf("%s: %w: over %d bytes", name, ErrTooLarge, max)
-	}
-	return data, err
+	return data, nil
 }
 
 // writeAtomic creates the file name with what write writes: it writes a

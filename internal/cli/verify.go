@@ -7,7 +7,6 @@ import (
 
 	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/reader"
-	"github.com/lazylayer/lazylayer/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -77,9 +76,10 @@ func (c *cli) verify(ctx context.Context, s *session, img *image.Image) error {
 }
 
 // classify gives an error that says bytes do not match their digests the
-// exit code scripts tell apart from other failures.
+// exit code scripts tell apart from other failures. image.ErrDigestMismatch
+// is the sentinel of every image package (registry, layout, archive).
 func classify(err error) error {
-	for _, mismatch := range []error{image.ErrDigestMismatch, registry.ErrDigestMismatch, reader.ErrChunkDigest, reader.ErrTOCDigest, reader.ErrCorrupt} {
+	for _, mismatch := range []error{image.ErrDigestMismatch, reader.ErrChunkDigest, reader.ErrTOCDigest, reader.ErrCorrupt} {
 		if errors.Is(err, mismatch) {
 			return &exitError{exitMismatch, err}
 		}

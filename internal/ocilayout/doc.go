@@ -5,4 +5,6 @@
 // reference name.
 //
 // Nothing here reads files: callers bound what they read and pass bytes.
+// Errors match the sentinels of internal/ocidoc, which parses what is
+// inside the blobs.
 package ocilayout

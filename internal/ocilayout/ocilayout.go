@@ -1,49 +1,20 @@
 package ocilayout
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"path"
 
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// The sentinel errors the stores re-export, so that callers of either
-// branch on the same values.
-var (
-	// ErrNotFound: no image of that name, or no such blob or member.
-	ErrNotFound = errors.New("not found")
-	// ErrAmbiguous: more than one image answers the reference.
-	ErrAmbiguous = errors.New("ambiguous reference")
-	// ErrInvalid: malformed index, layout file, manifest list or digest.
-	ErrInvalid = errors.New("invalid")
-	// ErrTooLarge: over a bound.
-	ErrTooLarge = errors.New("too large")
-	// ErrDigestMismatch: content of another size or digest than its
-	// descriptor says.
-	ErrDigestMismatch = errors.New("content does not match its descriptor")
-)
-
-// CheckDigest reports whether d is well formed and of an algorithm this
-// program can compute. A digest that passes names a file inside blobs/: its
-// algorithm is a registered name and its encoded part hexadecimal.
-func CheckDigest(d digest.Digest) error {
-	if err := d.Validate(); err != nil {
-		return fmt.Errorf("%w: digest %q: %w", ErrInvalid, untrusted.Short(string(d)), untrusted.Err(err))
-	}
-	if !d.Algorithm().Available() {
-		return fmt.Errorf("%w: digest %q: algorithm not available", ErrInvalid, untrusted.Short(string(d)))
-	}
-	return nil
-}
-
 // BlobPath returns the slash-separated path of blob d in a layout,
-// "blobs/<algorithm>/<encoded>", after checking d with CheckDigest.
+// "blobs/<algorithm>/<encoded>", after checking d with ocidoc.CheckDigest.
 func BlobPath(d digest.Digest) (string, error) {
-	if err := CheckDigest(d); err != nil {
+	if err := ocidoc.CheckDigest(d); err != nil {
 		return "", err
 	}
 	return path.Join(ocispec.ImageBlobsDir, d.Algorithm().String(), d.Encoded()), nil
@@ -53,47 +24,38 @@ func BlobPath(d digest.Digest) (string, error) {
 // whose imageLayoutVersion is 1.0.0.
 func ParseLayoutFile(data []byte) error {
 	var l ocispec.ImageLayout
-	if err := json.Unmarshal(data, &l); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalid, ocispec.ImageLayoutFile, untrusted.Err(err))
+	if err := ocidoc.Decode(data, &l); err != nil {
+		return fmt.Errorf("%s: %w", ocispec.ImageLayoutFile, err)
 	}
 	if l.Version != ocispec.ImageLayoutVersion {
-		return fmt.Errorf("%w: %s: imageLayoutVersion %q, want %s", ErrInvalid, ocispec.ImageLayoutFile, untrusted.Short(l.Version), ocispec.ImageLayoutVersion)
+		return fmt.Errorf("%w: %s: imageLayoutVersion %q, want %s", ocidoc.ErrInvalid, ocispec.ImageLayoutFile, untrusted.Short(l.Version), ocispec.ImageLayoutVersion)
 	}
 	return nil
 }
 
-// ParseIndex parses an index.json: one JSON object of schema version 2,
-// with no media type or that of an image index, whose manifests each have a
-// digest that passes CheckDigest and a size that is not negative.
+// ParseIndex parses an index.json: an image index (ocidoc.ParseHeader)
+// with no media type or OCI's, whose manifests each pass
+// CheckDescriptor. Every error it returns matches ocidoc.ErrInvalid.
 func ParseIndex(data []byte) (*ocispec.Index, error) {
-	var idx ocispec.Index
-	if err := json.Unmarshal(data, &idx); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, ocispec.ImageIndexFile, untrusted.Err(err))
+	if _, _, err := ocidoc.ParseHeader(data, ocispec.MediaTypeImageIndex); err != nil {
+		return nil, fmt.Errorf("%s: %w", ocispec.ImageIndexFile, err)
 	}
-	if idx.SchemaVersion != 2 {
-		return nil, fmt.Errorf("%w: %s: schemaVersion %d, want 2", ErrInvalid, ocispec.ImageIndexFile, idx.SchemaVersion)
-	}
-	if idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex {
-		return nil, fmt.Errorf("%w: %s: mediaType %q", ErrInvalid, ocispec.ImageIndexFile, untrusted.Short(idx.MediaType))
+	idx, err := ocidoc.ParseIndex(data, math.MaxInt) // bounded by the file's size
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ocispec.ImageIndexFile, err)
 	}
 	for i, m := range idx.Manifests {
 		if err := CheckDescriptor(m); err != nil {
 			return nil, fmt.Errorf("%s: manifest %d: %w", ocispec.ImageIndexFile, i, err)
 		}
 	}
-	return &idx, nil
+	return idx, nil
 }
 
-// CheckDescriptor checks what of desc a store relies on: its digest and
-// its size.
+// CheckDescriptor checks what of desc a store relies on: its digest, and
+// a size that is not negative.
 func CheckDescriptor(desc ocispec.Descriptor) error {
-	if err := CheckDigest(desc.Digest); err != nil {
-		return err
-	}
-	if desc.Size < 0 {
-		return fmt.Errorf("%w: %s: size %d", ErrInvalid, desc.Digest, desc.Size)
-	}
-	return nil
+	return ocidoc.CheckDescriptor(desc, math.MaxInt64)
 }
 
 // RefName returns the reference name desc is annotated with, or "".
@@ -102,7 +64,7 @@ func RefName(desc ocispec.Descriptor) string { return desc.Annotations[ocispec.A
 // Select returns the one descriptor of manifests that ref names by its
 // reference-name annotation, or, when ref is empty, the only descriptor.
 // Several that name the same digest count as one. It fails with
-// ErrNotFound when none answers and ErrAmbiguous when several do.
+// ocidoc.ErrNotFound when none answers and ocidoc.ErrAmbiguous when several do.
 func Select(manifests []ocispec.Descriptor, ref string) (ocispec.Descriptor, error) {
 	var (
 		found ocispec.Descriptor
@@ -124,21 +86,12 @@ func Select(manifests []ocispec.Descriptor, ref string) (ocispec.Descriptor, err
 	case n == 1:
 		return found, nil
 	case n == 0 && ref == "":
-		return ocispec.Descriptor{}, fmt.Errorf("%w: no image", ErrNotFound)
+		return ocispec.Descriptor{}, fmt.Errorf("%w: no image", ocidoc.ErrNotFound)
 	case n == 0:
-		return ocispec.Descriptor{}, fmt.Errorf("%w: no image named %q", ErrNotFound, untrusted.Short(ref))
+		return ocispec.Descriptor{}, fmt.Errorf("%w: no image named %q", ocidoc.ErrNotFound, untrusted.Short(ref))
 	case ref == "":
-		return ocispec.Descriptor{}, fmt.Errorf("%w: %d images and no name given", ErrAmbiguous, n)
+		return ocispec.Descriptor{}, fmt.Errorf("%w: %d images and no name given", ocidoc.ErrAmbiguous, n)
 	default:
-		return ocispec.Descriptor{}, fmt.Errorf("%w: %d images named %q", ErrAmbiguous, n, untrusted.Short(ref))
+		return ocispec.Descriptor{}, fmt.Errorf("%w: %d images named %q", ocidoc.ErrAmbiguous, n, untrusted.Short(ref))
 	}
-}
-
-// Verify checks that data has the size and digest desc says, whose digest
-// passed CheckDigest.
-func Verify(desc ocispec.Descriptor, data []byte) error {
-	if int64(len(data)) != desc.Size || desc.Digest.Algorithm().FromBytes(data) != desc.Digest {
-		return ErrDigestMismatch
-	}
-	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/internal/ocidoc"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -17,7 +18,7 @@ func TestBlobPath(t *testing.T) {
 		t.Errorf("BlobPath = %q, %v", got, err)
 	}
 	for _, d := range []string{"", "sha256:", "sha256:../x", "sha256:" + hex[1:], "SHA256:" + hex, "md5:d41d8cd98f00b204e9800998ecf8427e", "../../" + hex} {
-		if _, err := BlobPath(digestOf(d)); !errors.Is(err, ErrInvalid) {
+		if _, err := BlobPath(digestOf(d)); !errors.Is(err, ocidoc.ErrInvalid) {
 			t.Errorf("BlobPath(%q) = %v, want ErrInvalid", d, err)
 		}
 	}
@@ -31,7 +32,7 @@ func FuzzParseIndex(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, ref string) {
 		idx, err := ParseIndex(data)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
+			if !errors.Is(err, ocidoc.ErrInvalid) {
 				t.Fatalf("ParseIndex error %v does not wrap ErrInvalid", err)
 			}
 			if len(err.Error()) > 1024 {
