@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/prefetch"
@@ -40,6 +41,7 @@ type metrics struct {
 	planned   prometheus.Counter
 	done      prometheus.Counter
 	mounts    prometheus.Gauge
+	pending   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
@@ -69,11 +71,15 @@ func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
 			Name: "lazylayer_mounted_layers",
 			Help: "Layers mounted lazily through FUSE.",
 		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lazylayer_layers_fetching",
+			Help: "Layers being prefetched or fetched in the background; at 0 every mounted layer is cached whole.",
+		}),
 	}
 	stats := func(f func(cache.Stats) float64) func() float64 {
 		return func() float64 { return f(c.Stats()) }
 	}
-	reg.MustRegister(m.bytes, m.requests, m.firstRead, m.planned, m.done, m.mounts,
+	reg.MustRegister(m.bytes, m.requests, m.firstRead, m.planned, m.done, m.mounts, m.pending,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_hits_total", Help: "Chunk cache lookups that hit."},
 			stats(func(s cache.Stats) float64 { return float64(s.Hits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_misses_total", Help: "Chunk cache lookups that missed."},
@@ -103,8 +109,11 @@ func (m *metrics) observeAccess(a reader.Access) {
 // prefetchProgress returns a progress callback that adds what one
 // prefetch did since its previous report.
 func (m *metrics) prefetchProgress() prefetch.RunOption {
+	var mu sync.Mutex
 	var planned, done int64
 	return prefetch.WithProgress(func(p prefetch.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
 		m.planned.Add(float64(max(p.Bytes-planned, 0)))
 		m.done.Add(float64(max(p.BytesDone-done, 0)))
 		planned, done = max(planned, p.Bytes), max(done, p.BytesDone)

@@ -159,7 +159,7 @@ func (s *Snapshotter) restore() error {
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errdefs.IsNotFound(err) { // a new root has no snapshots yet
 		return fmt.Errorf("list snapshots: %w", err)
 	}
 	for _, info := range todo {
@@ -344,6 +344,7 @@ func (s *Snapshotter) release(ref string) {
 // startPrefetch fetches the image's prefetch plan into the cache across
 // its layers, then the rest of every layer in the background.
 func (s *Snapshotter) startPrefetch(ref string, img *image.Image) {
+	s.metrics.pending.Add(float64(len(img.Layers())))
 	s.wg.Go(func() {
 		ctx := withCause(s.ctx, causePrefetch)
 		if exec, err := img.Prefetch(ctx, s.metrics.prefetchProgress()); err != nil {
@@ -355,9 +356,11 @@ func (s *Snapshotter) startPrefetch(ref string, img *image.Image) {
 		var wg sync.WaitGroup
 		for _, l := range img.Layers() {
 			if l.Layer == nil || l.Whole {
+				s.metrics.pending.Dec()
 				continue
 			}
 			wg.Go(func() {
+				defer s.metrics.pending.Dec()
 				if err := l.Layer.FetchAll(ctx); err != nil && s.ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
 					s.logf("lazylayer: background fetch of %s in %s: %v", l.Descriptor.Digest, ref, err)
 				}
