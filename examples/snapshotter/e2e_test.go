@@ -301,7 +301,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 			t.Logf("containerd:\n%s", tooltest.Tail(log.String()))
 		}
 	})
-	waitListen(t, "unix", e.address, exited, &log)
+	tooltest.WaitListen(t, "containerd", e.address, exited, &log)
 }
 
 // holdNamespace starts a process in a sandbox's mount namespace, which
@@ -325,25 +325,6 @@ func (e *env) holdNamespace(t *testing.T) {
 		t.Fatalf("namespace holder: %q, %v", line, err)
 	}
 	e.nsPID = cmd.Process.Pid
-}
-
-// waitListen returns once address accepts connections.
-func waitListen(t *testing.T, network, address string, exited chan struct{}, log *bytes.Buffer) {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for {
-		if conn, err := net.Dial(network, address); err == nil {
-			conn.Close()
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("exited before listening on %s:\n%s", address, tooltest.Tail(log.String()))
-		case <-deadline:
-			t.Fatalf("nothing listened on %s in 30s:\n%s", address, tooltest.Tail(log.String()))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 func (e *env) buildSnapshotter(t *testing.T) {
@@ -382,7 +363,7 @@ func (e *env) startSnapshotter(t *testing.T) {
 			t.Logf("snapshotter:\n%s", tooltest.Tail(log.String()))
 		}
 	})
-	waitListen(t, "unix", e.snapSock, exited, &log)
+	tooltest.WaitListen(t, "lazylayer-snapshotter", e.snapSock, exited, &log)
 }
 
 // kill kills the snapshotter as a crash would.
@@ -474,4 +455,3 @@ func (e *env) run(t *testing.T, snapshotter, ref, id string, args ...string) str
 	argv := append([]string{"--address", e.address, "run", "--rm", "--snapshotter", snapshotter, ref, id, "/hello"}, args...)
 	return e.box.Run(t, nil, e.ctr, argv...)
 }
-

@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lazylayer/lazylayer/internal/tooltest"
 	"github.com/lazylayer/lazylayer/toc"
@@ -61,21 +59,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cancel(); <-exited })
 
-	// Ready when its socket answers.
-	deadline := time.After(30 * time.Second)
-	for {
-		if conn, err := net.Dial("unix", c.address); err == nil {
-			conn.Close()
-			return c
-		}
-		select {
-		case <-exited:
-			t.Fatalf("containerd exited before it listened:\n%s", tooltest.Tail(log.String()))
-		case <-deadline:
-			t.Fatalf("containerd did not listen on %s in 30s:\n%s", c.address, tooltest.Tail(log.String()))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	tooltest.WaitListen(t, "containerd", c.address, exited, &log)
+	return c
 }
 
 // run runs ctr-remote against the daemon.
