@@ -137,7 +137,7 @@ func (l *Layer) loadBatch(ctx context.Context, batch []chunkRef, ranges []fetche
 	if len(batch) == 0 {
 		return nil
 	}
-	b := l.newFrameBatch(ranges)
+	b := l.newFrameBatch(ctx, ranges)
 	src := b.get
 	errs := make([]error, len(batch))
 	sem := make(chan struct{}, l.cfg.concurrency)

@@ -119,6 +119,7 @@ func (l *Layer) fetchFrame(ctx context.Context, frame fetcher.Range) ([]byte, er
 // rather than one per chunk. The fetch starts at the first get.
 type frameBatch struct {
 	layer   *Layer
+	ctx     context.Context // the layer's, with the planning read's values
 	start   sync.Once
 	started atomic.Bool
 	fetched chan struct{} // closed when the Fetch has returned
@@ -141,8 +142,8 @@ func (s *frameSlot) fill(data []byte, err error) {
 }
 
 // newFrameBatch plans one fetch of the distinct frames in frames.
-func (l *Layer) newFrameBatch(frames []fetcher.Range) *frameBatch {
-	b := &frameBatch{layer: l, fetched: make(chan struct{}), slots: make(map[int64]*frameSlot, len(frames))}
+func (l *Layer) newFrameBatch(ctx context.Context, frames []fetcher.Range) *frameBatch {
+	b := &frameBatch{layer: l, ctx: withValues(l.ctx, ctx), fetched: make(chan struct{}), slots: make(map[int64]*frameSlot, len(frames))}
 	for _, r := range frames {
 		if _, dup := b.slots[r.Offset]; !dup {
 			b.slots[r.Offset] = &frameSlot{done: make(chan struct{})}
@@ -185,10 +186,11 @@ func (b *frameBatch) wait() {
 }
 
 // fetch runs the batch's one Fetch under the layer's context, so that it
-// ends with the layer, and releases every slot whatever happens.
+// ends with the layer (carrying the values of the context of the read that
+// planned it), and releases every slot whatever happens.
 func (b *frameBatch) fetch() {
 	defer close(b.fetched)
-	err := b.layer.fetcher.Fetch(b.layer.ctx, b.ranges, func(r fetcher.Range, data []byte) error {
+	err := b.layer.fetcher.Fetch(b.ctx, b.ranges, func(r fetcher.Range, data []byte) error {
 		slot := b.slots[r.Offset]
 		if slot == nil || int64(len(data)) != r.Length {
 			return fmt.Errorf("fetcher returned %d bytes at %d, not a planned frame: %w", len(data), r.Offset, ErrCorrupt)
@@ -447,7 +449,7 @@ type flight struct {
 // then pays no goroutine hand-off per chunk.
 func (g *flightGroup) do(ctx, base context.Context, key int64, load func(context.Context) (frameResult, error)) (res frameResult, shared bool, err error) {
 	if ctx != base {
-		f, _ := g.join(base, key, load)
+		f, _ := g.join(withValues(base, ctx), key, load)
 		return g.wait(ctx, key, f)
 	}
 	f, started := g.enter(base, key)
@@ -519,4 +521,27 @@ func (g *flightGroup) wait(ctx context.Context, key int64, f *flight) (res frame
 		g.mu.Unlock()
 		return nil, false, ctx.Err()
 	}
+}
+
+// withValues returns base, whose cancellation ends a load that several
+// callers may share, carrying the values of ctx, the caller that started
+// the load, before base's own: the fetcher then sees who asked (a trace,
+// a reason for a request that metrics count by).
+func withValues(base, ctx context.Context) context.Context {
+	if ctx == base || ctx == nil {
+		return base
+	}
+	return valuesOf{Context: base, values: ctx}
+}
+
+type valuesOf struct {
+	context.Context
+	values context.Context
+}
+
+func (c valuesOf) Value(key any) any {
+	if v := c.values.Value(key); v != nil {
+		return v
+	}
+	return c.Context.Value(key)
 }

@@ -15,6 +15,15 @@ import (
 	"github.com/lazylayer/lazylayer/toc"
 )
 
+// ContextReaderAt is implemented by the regular files a Layer opens:
+// ReadAtContext is ReadAt that stops waiting for the chunks it needs when
+// ctx is done, with ctx's error, as a FUSE server passes the kernel's
+// interrupt down. A fetch other reads wait for goes on without it; one only
+// it waited for is cancelled. The fetcher sees ctx's values.
+type ContextReaderAt interface {
+	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
+}
+
 // file is an open regular file. Read, Seek and WriteTo share an offset and
 // must not be called concurrently; ReadAt may be, as io.ReaderAt says.
 type file struct {
@@ -53,7 +62,7 @@ func (f *file) Read(p []byte) (int, error) {
 	if f.closed.Load() {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
 	}
-	n, err := f.readAt(p, f.offset, "read")
+	n, err := f.readAt(f.layer.ctx, p, f.offset, "read")
 	if serr := f.sum.add(f.layer, f.entry, p[:n], f.offset); serr != nil {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: serr}
 	}
@@ -68,7 +77,16 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	if f.closed.Load() {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
 	}
-	return f.readAt(p, off, "read")
+	return f.readAt(f.layer.ctx, p, off, "read")
+}
+
+// ReadAtContext is ReadAt that gives up waiting for the chunks it needs
+// when ctx is done, returning ctx's error (see ContextReaderAt).
+func (f *file) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if f.closed.Load() {
+		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
+	}
+	return f.readAt(ctx, p, off, "read")
 }
 
 func (f *file) Seek(offset int64, whence int) (int64, error) {
@@ -112,7 +130,7 @@ func (f *file) WriteTo(w io.Writer) (int64, error) {
 		if int64(cap(buf)) < want {
 			buf = make([]byte, want)
 		}
-		n, err := f.readAt(buf[:want], f.offset, "read")
+		n, err := f.readAt(f.layer.ctx, buf[:want], f.offset, "read")
 		if serr := f.sum.add(f.layer, f.entry, buf[:n], f.offset); serr != nil {
 			return written, &fs.PathError{Op: "read", Path: f.path, Err: serr}
 		}
@@ -144,7 +162,7 @@ func maxChunkSize(e *toc.Entry) int64 {
 
 // readAt fills p from offset off of the file, loading the chunks it
 // needs, several at a time.
-func (f *file) readAt(p []byte, off int64, op string) (int, error) {
+func (f *file) readAt(ctx context.Context, p []byte, off int64, op string) (int, error) {
 	if off < 0 {
 		return 0, &fs.PathError{Op: op, Path: f.path, Err: fs.ErrInvalid}
 	}
@@ -174,14 +192,14 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 	}
 	fill := func(i int, src frameSource) (int, error) {
 		if c := &chunks[i]; c.Zeros {
-			if err := f.layer.zeroChunk(f.layer.ctx, f.entry, i); err != nil {
+			if err := f.layer.zeroChunk(ctx, f.entry, i); err != nil {
 				return 0, &fs.PathError{Op: op, Path: f.path, Err: fmt.Errorf("chunk %d: %w", i, f.layer.closedErr(err))}
 			}
 			lo, hi := max(off, c.Offset), min(end, c.Offset+c.Size)
 			clear(p[lo-off : hi-off])
 			return int(hi - lo), nil
 		}
-		data, err := f.chunk(i, src)
+		data, err := f.chunk(ctx, i, src)
 		if err != nil {
 			return 0, &fs.PathError{Op: op, Path: f.path, Err: err}
 		}
@@ -222,7 +240,7 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 		frames = append(frames, f.aheadFrames(ahead)...)
 		var src frameSource
 		if len(frames) > 1 {
-			src = f.layer.newFrameBatch(frames).get
+			src = f.layer.newFrameBatch(ctx, frames).get
 		}
 		for _, load := range ahead {
 			f.layer.goTask(func() { f.loadAhead(load, src) })
@@ -254,7 +272,7 @@ func (f *file) readAt(p []byte, off int64, op string) (int, error) {
 }
 
 // chunk returns the verified bytes of chunk i, reusing the last one.
-func (f *file) chunk(i int, src frameSource) ([]byte, error) {
+func (f *file) chunk(ctx context.Context, i int, src frameSource) ([]byte, error) {
 	f.mu.Lock()
 	if f.last.data != nil && f.last.index == i {
 		data := f.last.data
@@ -268,6 +286,8 @@ func (f *file) chunk(i int, src frameSource) ([]byte, error) {
 		case <-load.done:
 		case <-f.layer.ctx.Done():
 			return nil, fmt.Errorf("chunk %d: %w", i, fs.ErrClosed)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("chunk %d: %w", i, ctx.Err())
 		}
 		if load.err == nil {
 			f.layer.observe(f.entry, i)(nil)
@@ -278,7 +298,7 @@ func (f *file) chunk(i int, src frameSource) ([]byte, error) {
 		}
 		// The read-ahead failed; the read tries again on its own.
 	}
-	data, _, err := f.layer.chunkData(f.layer.ctx, chunkRef{f.id, int32(i)}, src)
+	data, _, err := f.layer.chunkData(ctx, chunkRef{f.id, int32(i)}, src)
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d: %w", i, f.layer.closedErr(err))
 	}

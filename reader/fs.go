@@ -118,7 +118,7 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 	}
 	f := l.openFile(id, nil, name)
 	data := make([]byte, f.entry.Size)
-	if _, err := f.readAt(data, 0, "readfile"); err != nil {
+	if _, err := f.readAt(l.ctx, data, 0, "readfile"); err != nil {
 		return nil, err
 	}
 	if err := f.sum.add(l, f.entry, data, 0); err != nil {

@@ -167,7 +167,7 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 	for i, f := range frames {
 		run.slots[i] = &frameSlot{done: make(chan struct{})}
 		var started bool
-		loads[i], started = l.flights.join(l.ctx, f.frame.Offset, func(fctx context.Context) (frameResult, error) {
+		loads[i], started = l.flights.join(withValues(l.ctx, run.ctx), f.frame.Offset, func(fctx context.Context) (frameResult, error) {
 			return run.load(fctx, i)
 		})
 		if started {

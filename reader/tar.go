@@ -118,7 +118,7 @@ func (c *tarContents) planBatch() {
 		frames = append(frames, fileFrames...)
 		bytes += fileBytes
 	}
-	c.batch, c.batchEnd = c.layer.newFrameBatch(frames), end
+	c.batch, c.batchEnd = c.layer.newFrameBatch(c.ctx, frames), end
 }
 
 // chunkReader reads one file's content chunk by chunk.

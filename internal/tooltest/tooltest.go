@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,4 +131,25 @@ func Tail(s string) string {
 		return "..." + s[len(s)-max:]
 	}
 	return s
+}
+
+// WaitListen returns once the unix socket at address accepts connections,
+// failing t if the program named what exits first (exited is closed) or
+// 30 s pass; the failure quotes the end of the program's output, log.
+func WaitListen(t testing.TB, what, address string, exited <-chan struct{}, log fmt.Stringer) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		if conn, err := net.Dial("unix", address); err == nil {
+			conn.Close()
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited before it listened on %s:\n%s", what, address, Tail(log.String()))
+		case <-deadline:
+			t.Fatalf("%s did not listen on %s in 30s:\n%s", what, address, Tail(log.String()))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

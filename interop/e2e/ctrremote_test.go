@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lazylayer/lazylayer/internal/tooltest"
 	"github.com/lazylayer/lazylayer/toc"
@@ -73,21 +71,8 @@ disabled_plugins = [%s]
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cancel(); <-exited })
 
-	// Ready when its socket answers.
-	deadline := time.After(30 * time.Second)
-	for {
-		if conn, err := net.Dial("unix", c.address); err == nil {
-			conn.Close()
-			return c
-		}
-		select {
-		case <-exited:
-			t.Fatalf("containerd exited before it listened:\n%s", tooltest.Tail(log.String()))
-		case <-deadline:
-			t.Fatalf("containerd did not listen on %s in 30s:\n%s", c.address, tooltest.Tail(log.String()))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	tooltest.WaitListen(t, "containerd", c.address, exited, &log)
+	return c
 }
 
 // run runs the client against the daemon.

@@ -1,0 +1,96 @@
+// Command lazylayer-snapshotter is a containerd remote snapshotter that
+// mounts seekable image layers lazily: see the README beside it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/contrib/snapshotservice"
+	"github.com/lazylayer/lazylayer/examples/snapshotter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+)
+
+func main() {
+	root := flag.String("root", "/var/lib/lazylayer-snapshotter", "the directory of the snapshots and the chunk cache")
+	socket := flag.String("address", "/run/lazylayer-snapshotter/snapshotter.sock", "the unix socket to serve containerd's snapshots API on")
+	metrics := flag.String("metrics-address", "", "serve Prometheus metrics at http://ADDRESS/metrics (host:port; empty: none)")
+	cacheSize := flag.Int64("cache-size", snapshotter.DefaultCacheSize, "the most bytes the chunk cache may hold")
+	insecure := flag.String("insecure", "", "comma-separated registries (host[:port]) to speak plain HTTP to; loopback ones always are")
+	hostsDir := flag.String("hosts-dir", "/etc/containerd/certs.d", "the directory of containerd hosts.toml files naming registry mirrors")
+	flag.Parse()
+	if err := run(*root, *socket, *metrics, *cacheSize, *insecure, *hostsDir); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(root, socket, metricsAddr string, cacheSize int64, insecure, hostsDir string) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var hosts []string
+	if insecure != "" {
+		hosts = strings.Split(insecure, ",")
+	}
+	sn, err := snapshotter.New(snapshotter.Config{
+		Root: root, CacheSize: cacheSize, Insecure: hosts, HostsDir: hostsDir, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer sn.Close()
+
+	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
+		return err
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		return err
+	}
+	server := grpc.NewServer()
+	snapshotsapi.RegisterSnapshotsServer(server, snapshotservice.FromSnapshotter(sn))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 2)
+	go func() { errc <- server.Serve(l) }()
+	var hs *http.Server
+	if metricsAddr != "" {
+		ml, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			server.Stop()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		hs = &http.Server{Handler: mux}
+		go func() { errc <- hs.Serve(ml) }()
+	}
+	log.Printf("lazylayer-snapshotter: serving %s", socket)
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-errc:
+	}
+	server.Stop()
+	if hs != nil {
+		hs.Close()
+	}
+	return err
+}

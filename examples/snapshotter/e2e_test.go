@@ -1,0 +1,457 @@
+package snapshotter_test
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/pkg/snapshotters"
+	"github.com/containerd/containerd/remotes/docker"
+	"github.com/lazylayer/lazylayer/convert"
+	"github.com/lazylayer/lazylayer/image"
+	"github.com/lazylayer/lazylayer/internal/localregistry"
+	"github.com/lazylayer/lazylayer/internal/tooltest"
+	"github.com/lazylayer/lazylayer/registry"
+	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// The container's program prints "hello" and the sha256 of each file its
+// arguments name.
+const helloSource = `package main
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"os"
+)
+
+func main() {
+	fmt.Println("hello")
+	for _, name := range os.Args[1:] {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			fmt.Println(name, "error", err)
+			os.Exit(1)
+		}
+		fmt.Printf("%s %x\n", name, sha256.Sum256(data))
+	}
+}
+`
+
+// env is containerd with the snapshotter in one mount namespace, and a
+// registry holding a plain image and its conversion.
+type env struct {
+	box        *tooltest.Sandbox
+	ctr        string
+	address    string
+	nsPID      int // containerd, whose mount namespace the snapshotter joins
+	snapBin    string
+	snapRoot   string
+	snapSock   string
+	metrics    string
+	snap       *exec.Cmd
+	snapExited chan struct{}
+	reg        *localregistry.Registry
+	plain      string // reference of the plain image
+	lazy       string // reference of the converted image
+	files      map[string][]byte
+	top        *testing.T // whose end stops what subtests start
+}
+
+func TestEndToEnd(t *testing.T) {
+	if os.Geteuid() != 0 {
+		tooltest.Missing(t, tooltest.RequireEnv, "root", "(run as root)", fmt.Errorf("uid %d", os.Geteuid()))
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		tooltest.Missing(t, tooltest.RequireEnv, "/dev/fuse", "fuse3", err)
+	}
+	tooltest.Look(t, "runc", "runc")
+	tooltest.Look(t, "nsenter", "util-linux")
+	e := &env{box: tooltest.NewSandbox(t), ctr: tooltest.Look(t, "ctr", "containerd"), top: t}
+	e.startRegistry(t)
+	e.buildImages(t)
+	e.buildSnapshotter(t)
+	e.holdNamespace(t)
+	e.startSnapshotter(t)
+	e.startContainerd(t)
+
+	names := []string{"/hello", "/data/big", "/data/small"}
+	check := func(t *testing.T, out string) {
+		t.Helper()
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 1+len(names) || lines[0] != "hello" {
+			t.Fatalf("container printed %q", out)
+		}
+		for i, name := range names {
+			want := fmt.Sprintf("%s %x", name, sha256.Sum256(e.files[name]))
+			if lines[1+i] != want {
+				t.Errorf("container read %q, want %q (the source)", lines[1+i], want)
+			}
+		}
+	}
+	client, err := containerd.New(e.address, containerd.WithDefaultNamespace("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	var lazyTime time.Duration
+	t.Run("lazy", func(t *testing.T) {
+		start := time.Now()
+		e.pull(t, client, e.lazy)
+		out := e.run(t, "lazylayer", e.lazy, "lazy1", names...)
+		lazyTime = time.Since(start)
+		check(t, out)
+		if got := e.mounts(t); got != 2 {
+			t.Errorf("%d FUSE mounts of the snapshotter, want one per layer, 2", got)
+		}
+	})
+	t.Run("plain image unpacked by containerd", func(t *testing.T) {
+		e.pull(t, client, e.plain)
+		check(t, e.run(t, "lazylayer", e.plain, "plain1", names...))
+	})
+	t.Run("overlayfs full pull", func(t *testing.T) {
+		start := time.Now()
+		e.box.Run(t, nil, e.ctr, "--address", e.address, "images", "pull", "--plain-http", e.lazy)
+		out := e.run(t, "overlayfs", e.lazy, "full1", names...)
+		t.Logf("pull and run: lazy %v, full pull with overlayfs %v (loopback registry, no shaping)", lazyTime, time.Since(start))
+		check(t, out)
+	})
+	t.Run("restart", func(t *testing.T) {
+		e.kill(t)
+		if got := e.mounts(t); got != 2 {
+			t.Fatalf("%d mounts left by the killed snapshotter, want its 2 (dead)", got)
+		}
+		e.startSnapshotter(t)
+		e.waitConnected(t)
+		if got := e.mounts(t); got != 2 {
+			t.Errorf("%d FUSE mounts after the restart, want 2", got)
+		}
+		check(t, e.run(t, "lazylayer", e.lazy, "lazy2", names...))
+	})
+	t.Run("registry gone after fetching", func(t *testing.T) {
+		e.waitFetched(t)
+		e.reg.Close()
+		check(t, e.run(t, "lazylayer", e.lazy, "lazy3", names...))
+	})
+	t.Run("stop leaves no mount", func(t *testing.T) {
+		e.stop(t)
+		if got := e.mounts(t); got != 0 {
+			t.Errorf("%d FUSE mounts after the snapshotter stopped, want none", got)
+		}
+	})
+}
+
+func (e *env) startRegistry(t *testing.T) {
+	if _, err := os.Stat(localregistry.Binary); err != nil {
+		tooltest.Missing(t, tooltest.RequireEnv, "docker-registry", "docker-registry", err)
+	}
+	reg, err := localregistry.Start(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	e.reg = reg
+}
+
+// buildImages pushes a plain two-layer image (a static program, then
+// data) and converts it to eStargz in another repository.
+func (e *env) buildImages(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(helloSource), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\n"), 0o644)
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", "hello", ".")
+	build.Dir, build.Env = dir, append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the container's program: %v\n%s", err, out)
+	}
+	hello, err := os.ReadFile(filepath.Join(dir, "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 6<<20)
+	for i := range big {
+		big[i] = byte(i*7 + i>>13)
+	}
+	e.files = map[string][]byte{"/hello": hello, "/data/big": big, "/data/small": []byte("small file\n")}
+
+	ctx := t.Context()
+	repo := "plain"
+	var layers []ocispec.Descriptor
+	var diffIDs []digest.Digest
+	for _, files := range [][]string{{"/hello"}, {"/data/big", "/data/small"}} {
+		var tb bytes.Buffer
+		tw := tar.NewWriter(&tb)
+		for _, name := range files {
+			mode := int64(0o644)
+			if name == "/hello" {
+				mode = 0o755
+			} else {
+				tw.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755})
+			}
+			tw.WriteHeader(&tar.Header{Name: name[1:], Typeflag: tar.TypeReg, Mode: mode, Size: int64(len(e.files[name]))})
+			tw.Write(e.files[name])
+		}
+		tw.Close()
+		diffIDs = append(diffIDs, digest.FromBytes(tb.Bytes()))
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(tb.Bytes())
+		zw.Close()
+		d, err := e.reg.Push(ctx, repo, gz.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: d, Size: int64(gz.Len())})
+	}
+	config, _ := json.Marshal(ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config:   ocispec.ImageConfig{Entrypoint: []string{"/hello"}},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
+	})
+	cd, err := e.reg.Push(ctx, repo, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := json.Marshal(ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(config))},
+		Layers: layers,
+	})
+	if _, err := e.reg.PushManifest(ctx, repo, "v1", ocispec.MediaTypeImageManifest, manifest); err != nil {
+		t.Fatal(err)
+	}
+	e.plain = e.reg.Host() + "/plain:v1"
+	e.lazy = e.reg.Host() + "/lazy:v1"
+
+	rc, err := registry.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	src, err := image.ParseReference(e.plain, rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := rc.Repository(e.lazy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := convert.Image(ctx, src, dst); err != nil {
+		t.Fatalf("convert %s to %s: %v", e.plain, e.lazy, err)
+	}
+}
+
+func (e *env) startContainerd(t *testing.T) {
+	path := tooltest.Look(t, "containerd", "containerd")
+	e.address = e.box.Path("c.sock")
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+[proxy_plugins.lazylayer]
+  type = "snapshot"
+  address = %q
+`, e.box.Path("root"), e.box.Path("state"), e.address, e.address+".ttrpc", e.box.Path("opt"), e.snapSock)
+	configPath := e.box.Path("config.toml")
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var log bytes.Buffer
+	cmd := exec.CommandContext(ctx, "nsenter", "--mount=/proc/"+strconv.Itoa(e.nsPID)+"/ns/mnt", "--", path, "--config", configPath)
+	cmd.Env = append(os.Environ(), "TMPDIR="+e.box.Path("tmp"))
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+		if t.Failed() {
+			t.Logf("containerd:\n%s", tooltest.Tail(log.String()))
+		}
+	})
+	tooltest.WaitListen(t, "containerd", e.address, exited, &log)
+}
+
+// holdNamespace starts a process in a sandbox's mount namespace, which
+// containerd and the snapshotter then join: each sees the other's
+// mounts, and the namespace, with every mount in it, goes when the
+// test ends.
+func (e *env) holdNamespace(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := e.box.Command(ctx, nil, "/bin/sh", "-c", "echo ready; exec sleep infinity")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	// Once it prints, the binds over /run and /var/lib are in place.
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("namespace holder: %q, %v", line, err)
+	}
+	e.nsPID = cmd.Process.Pid
+}
+
+func (e *env) buildSnapshotter(t *testing.T) {
+	e.snapBin = filepath.Join(t.TempDir(), "lazylayer-snapshotter")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", e.snapBin, "./cmd/lazylayer-snapshotter")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the snapshotter: %v\n%s", err, out)
+	}
+	e.snapRoot = e.box.Path("snapshotter")
+	e.snapSock = e.box.Path("snap.sock")
+}
+
+// startSnapshotter runs the snapshotter in containerd's mount namespace,
+// so that containerd sees its mounts.
+func (e *env) startSnapshotter(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.metrics = l.Addr().String()
+	l.Close()
+	var log bytes.Buffer
+	cmd := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(e.nsPID)+"/ns/mnt", "--",
+		e.snapBin, "--root", e.snapRoot, "--address", e.snapSock, "--metrics-address", e.metrics, "--hosts-dir", "")
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	e.snap, e.snapExited = cmd, exited
+	e.top.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		if t.Failed() {
+			t.Logf("snapshotter:\n%s", tooltest.Tail(log.String()))
+		}
+	})
+	tooltest.WaitListen(t, "lazylayer-snapshotter", e.snapSock, exited, &log)
+}
+
+// kill kills the snapshotter as a crash would.
+func (e *env) kill(t *testing.T) {
+	e.snap.Process.Kill()
+	<-e.snapExited
+}
+
+// stop stops the snapshotter as a service manager would.
+func (e *env) stop(t *testing.T) {
+	e.snap.Process.Signal(syscall.SIGTERM)
+	<-e.snapExited
+}
+
+// mounts counts the snapshotter's FUSE mounts in containerd's namespace.
+func (e *env) mounts(t *testing.T) int {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", e.nsPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.Contains(s.Text(), " lazylayer:") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFetched waits until the snapshotter has fetched every mounted
+// layer whole, as its metrics tell.
+func (e *env) waitFetched(t *testing.T) {
+	deadline := time.Now().Add(time.Minute)
+	var body []byte
+	var err error
+	for time.Now().Before(deadline) {
+		var resp *http.Response
+		resp, err = http.Get("http://" + e.metrics + "/metrics")
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if bytes.Contains(body, []byte("\nlazylayer_layers_fetching 0\n")) {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the layers were not fetched whole in a minute: %v\n%s", err, body)
+}
+
+// waitConnected waits until containerd reaches the snapshotter again:
+// its proxy reconnects after a backoff.
+func (e *env) waitConnected(t *testing.T) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := e.box.Try(t, nil, nil, e.ctr, "--address", e.address, "snapshots", "--snapshotter", "lazylayer", "ls")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd does not reach the restarted snapshotter: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// pull pulls ref with containerd's Go client, unpacking it with the
+// snapshotter, and with the labels that name each layer.
+func (e *env) pull(t *testing.T, client *containerd.Client, ref string) {
+	t.Helper()
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchAllHosts)),
+	})
+	if _, err := client.Pull(t.Context(), ref,
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter("lazylayer"),
+		containerd.WithResolver(resolver),
+		containerd.WithImageHandlerWrapper(snapshotters.AppendInfoHandlerWrapper(ref)),
+	); err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+}
+
+// run runs the image's program in a container and returns its output.
+func (e *env) run(t *testing.T, snapshotter, ref, id string, args ...string) string {
+	t.Helper()
+	argv := append([]string{"--address", e.address, "run", "--rm", "--snapshotter", snapshotter, ref, id, "/hello"}, args...)
+	return e.box.Run(t, nil, e.ctr, argv...)
+}

@@ -1,0 +1,150 @@
+package snapshotter
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/lazylayer/lazylayer/cache"
+	"github.com/lazylayer/lazylayer/prefetch"
+	"github.com/lazylayer/lazylayer/reader"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Why a request to the registry was made, as the metrics label it.
+const (
+	causeOnDemand   = "on-demand"  // a read of a mounted layer
+	causePrefetch   = "prefetch"   // the image's prefetch plan
+	causeBackground = "background" // the rest of a layer, fetched at low priority
+	causeMetadata   = "metadata"   // manifests, configs, layer indexes
+)
+
+type causeKey struct{}
+
+func withCause(ctx context.Context, cause string) context.Context {
+	return context.WithValue(ctx, causeKey{}, cause)
+}
+
+func causeOf(ctx context.Context) string {
+	if c, ok := ctx.Value(causeKey{}).(string); ok {
+		return c
+	}
+	return causeMetadata
+}
+
+// metrics are the snapshotter's Prometheus collectors.
+type metrics struct {
+	bytes     *prometheus.CounterVec
+	requests  *prometheus.CounterVec
+	firstRead prometheus.Histogram
+	planned   prometheus.Counter
+	done      prometheus.Counter
+	mounts    prometheus.Gauge
+	pending   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
+	m := &metrics{
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lazylayer_fetch_bytes_total",
+			Help: "Bytes received from registries, by why they were asked for.",
+		}, []string{"cause"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lazylayer_fetch_requests_total",
+			Help: "HTTP requests made to registries, by why.",
+		}, []string{"cause"}),
+		firstRead: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lazylayer_first_read_seconds",
+			Help:    "Time from the first read of a chunk to its verified bytes.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		planned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lazylayer_prefetch_planned_bytes_total",
+			Help: "Compressed bytes the images' prefetch plans asked for.",
+		}),
+		done: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lazylayer_prefetch_done_bytes_total",
+			Help: "Compressed bytes of the prefetch plans fetched; over planned, the prefetch coverage.",
+		}),
+		mounts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lazylayer_mounted_layers",
+			Help: "Layers mounted lazily through FUSE.",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lazylayer_layers_fetching",
+			Help: "Layers being prefetched or fetched in the background; at 0 every mounted layer is cached whole.",
+		}),
+	}
+	stats := func(f func(cache.Stats) float64) func() float64 {
+		return func() float64 { return f(c.Stats()) }
+	}
+	reg.MustRegister(m.bytes, m.requests, m.firstRead, m.planned, m.done, m.mounts, m.pending,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_hits_total", Help: "Chunk cache lookups that hit."},
+			stats(func(s cache.Stats) float64 { return float64(s.Hits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_misses_total", Help: "Chunk cache lookups that missed."},
+			stats(func(s cache.Stats) float64 { return float64(s.Misses) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lazylayer_cache_hit_ratio", Help: "Hits over lookups of the chunk cache since start."},
+			stats(func(s cache.Stats) float64 {
+				if s.Hits+s.Misses == 0 {
+					return 0
+				}
+				return float64(s.Hits) / float64(s.Hits+s.Misses)
+			})),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lazylayer_cache_bytes", Help: "Bytes the chunk cache holds."},
+			stats(func(s cache.Stats) float64 { return float64(s.Bytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_verify_failures_total", Help: "Cached chunks found damaged, dropped and fetched again."},
+			stats(func(s cache.Stats) float64 { return float64(s.VerifyFailures) })),
+	)
+	return m
+}
+
+// observeAccess records the first read of a chunk.
+func (m *metrics) observeAccess(a reader.Access) {
+	if a.Err == nil {
+		m.firstRead.Observe(a.Duration.Seconds())
+	}
+}
+
+// prefetchProgress returns a progress callback that adds what one
+// prefetch did since its previous report.
+func (m *metrics) prefetchProgress() prefetch.RunOption {
+	var mu sync.Mutex
+	var planned, done int64
+	return prefetch.WithProgress(func(p prefetch.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		m.planned.Add(float64(max(p.Bytes-planned, 0)))
+		m.done.Add(float64(max(p.BytesDone-done, 0)))
+		planned, done = max(planned, p.Bytes), max(done, p.BytesDone)
+	})
+}
+
+// transport counts requests and response bytes by the cause their
+// context carries.
+type transport struct {
+	next http.RoundTripper
+	m    *metrics
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	cause := causeOf(req.Context())
+	t.m.requests.WithLabelValues(cause).Inc()
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &countingBody{ReadCloser: resp.Body, c: t.m.bytes.WithLabelValues(cause)}
+	return resp, nil
+}
+
+type countingBody struct {
+	io.ReadCloser
+	c prometheus.Counter
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.c.Add(float64(n))
+	return n, err
+}

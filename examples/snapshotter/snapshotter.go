@@ -1,0 +1,425 @@
+package snapshotter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/mount"
+	"github.com/containerd/containerd/pkg/snapshotters"
+	"github.com/containerd/containerd/snapshots"
+	"github.com/containerd/containerd/snapshots/overlay"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/lazylayer/lazylayer/cache"
+	"github.com/lazylayer/lazylayer/image"
+	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/registry"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Labels: the ones containerd's unpacker and snapshotters.AppendInfoHandlerWrapper
+// give Prepare, and the ones this snapshotter keeps on the layers it
+// mounts lazily, which tell it what to mount again after a restart.
+const (
+	labelTargetSnapshot = "containerd.io/snapshot.ref"
+	labelUpperdir       = "containerd.io/snapshot/overlay.upperdir"
+	labelImage          = "containerd.io/snapshot/lazylayer.image"
+	labelLayer          = "containerd.io/snapshot/lazylayer.layer"
+)
+
+// DefaultCacheSize bounds the chunk cache unless Config.CacheSize says
+// otherwise: 10 GiB.
+const DefaultCacheSize = 10 << 30
+
+// openTimeout bounds opening an image and remounting a layer at start.
+const openTimeout = 2 * time.Minute
+
+// Config configures New.
+type Config struct {
+	// Root holds the snapshots (containerd's overlayfs snapshotter's
+	// layout) and the chunk cache, root/cache.
+	Root string
+	// CacheSize bounds the chunk cache in bytes; <= 0 means
+	// DefaultCacheSize.
+	CacheSize int64
+	// Insecure names registries (host[:port]) spoken to in plain HTTP;
+	// loopback registries always are.
+	Insecure []string
+	// HostsDir is a directory of containerd hosts.toml files naming
+	// mirrors; "" means none.
+	HostsDir string
+	// Registerer receives the metrics; nil means none are exported.
+	Registerer prometheus.Registerer
+	// Logf logs what goes wrong in the background; nil means log.Printf.
+	Logf func(format string, args ...any)
+}
+
+// Snapshotter is containerd's overlayfs snapshotter, to which it adds
+// layers mounted lazily: a Prepare that carries the image's reference
+// and the layer's digest, of a seekable layer, mounts the layer through
+// FUSE as the snapshot's directory and commits it at once, so that
+// containerd skips fetching and unpacking it. Any other layer is left
+// to containerd, which unpacks it as usual.
+type Snapshotter struct {
+	snapshots.Snapshotter
+	root     string
+	registry *registry.Client
+	cache    *cache.Dir
+	metrics  *metrics
+	logf     func(string, ...any)
+
+	ctx    context.Context // ends with Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background work
+
+	mu     sync.Mutex
+	images map[string]*openImage // by reference with digest
+	mounts map[string]*mounted   // by directory
+}
+
+// openImage is an image some mounted layers come from.
+type openImage struct {
+	ready    chan struct{} // closed once img or err is set
+	img      *image.Image
+	err      error
+	layers   int // mounted layers using it
+	prefetch sync.Once
+}
+
+type mounted struct {
+	server *fuse.Server
+	image  string
+}
+
+// New opens the snapshotter at cfg.Root and mounts again the layers it
+// had mounted lazily before it was stopped.
+func New(cfg Config) (*Snapshotter, error) {
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
+		return nil, fmt.Errorf("snapshotter root: %w", err)
+	}
+	dir, err := cache.NewDir(filepath.Join(cfg.Root, "cache"), cfg.CacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("chunk cache: %w", err)
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := newMetrics(reg, dir)
+	rc, err := registry.New(
+		registry.WithTransport(&transport{next: http.DefaultTransport, m: m}),
+		registry.WithInsecure(cfg.Insecure...),
+		registry.WithHostsDir(cfg.HostsDir),
+		registry.WithUserAgent("lazylayer-snapshotter"),
+	)
+	if err != nil {
+		return nil, err
+	}
+	ov, err := overlay.NewSnapshotter(filepath.Join(cfg.Root, "snapshots"), overlay.WithUpperdirLabel)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("overlay snapshotter at %s: %w", cfg.Root, err)
+	}
+	s := &Snapshotter{
+		Snapshotter: ov, root: cfg.Root, registry: rc, cache: dir, metrics: m, logf: cfg.Logf,
+		images: map[string]*openImage{}, mounts: map[string]*mounted{},
+	}
+	if s.logf == nil {
+		s.logf = log.Printf
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.restore(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// restore mounts again every layer a previous run mounted lazily,
+// detaching first what a killed run left mounted there.
+func (s *Snapshotter) restore() error {
+	ctx, cancel := context.WithTimeout(s.ctx, openTimeout)
+	defer cancel()
+	var todo []snapshots.Info
+	err := s.Snapshotter.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind == snapshots.KindCommitted && info.Labels[labelLayer] != "" {
+			todo = append(todo, info)
+		}
+		return nil
+	})
+	if err != nil && !errdefs.IsNotFound(err) { // a new root has no snapshots yet
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	for _, info := range todo {
+		dir := info.Labels[labelUpperdir]
+		detach(dir)
+		if err := s.mount(ctx, info.Labels[labelImage], info.Labels[labelLayer], dir); err != nil {
+			s.logf("lazylayer: snapshot %s: mount again: %v", info.Name, err)
+		}
+	}
+	return nil
+}
+
+// detach lazily unmounts whatever is mounted at dir, if anything.
+func detach(dir string) {
+	syscall.Unmount(dir, syscall.MNT_DETACH)
+}
+
+// Prepare mounts the layer lazily if the labels name a seekable layer of
+// an image (see Snapshotter), and otherwise prepares a snapshot as
+// containerd's overlayfs snapshotter does.
+func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	var info snapshots.Info
+	for _, o := range opts {
+		if err := o(&info); err != nil {
+			return nil, err
+		}
+	}
+	target := info.Labels[labelTargetSnapshot]
+	ref := info.Labels[snapshotters.TargetRefLabel]
+	layer := info.Labels[snapshotters.TargetLayerDigestLabel]
+	manifest := info.Labels[snapshotters.TargetManifestDigestLabel]
+	if target != "" && ref != "" && layer != "" && manifest != "" {
+		name, _, _ := strings.Cut(ref, "@")
+		err := s.prepareLazy(ctx, key, parent, target, name+"@"+manifest, layer, info.Labels, opts)
+		if err == nil {
+			return nil, fmt.Errorf("layer %s of %s mounted lazily as %s: %w", layer, ref, target, errdefs.ErrAlreadyExists)
+		}
+		if !errors.Is(err, image.ErrNotSeekable) {
+			s.logf("lazylayer: layer %s of %s: %v; unpacking it instead", layer, ref, err)
+		}
+	}
+	return s.Snapshotter.Prepare(ctx, key, parent, opts...)
+}
+
+// prepareLazy mounts layer of the image ref as the committed snapshot
+// target, going through the active snapshot key as containerd would.
+func (s *Snapshotter) prepareLazy(ctx context.Context, key, parent, target, ref, layer string, labels map[string]string, opts []snapshots.Opt) error {
+	if _, err := s.Snapshotter.Prepare(ctx, key, parent, opts...); err != nil {
+		return err
+	}
+	st, err := s.Snapshotter.Stat(ctx, key)
+	if err == nil {
+		err = s.mount(ctx, ref, layer, st.Labels[labelUpperdir])
+	}
+	if err != nil {
+		s.Snapshotter.Remove(ctx, key)
+		return err
+	}
+	committed := map[string]string{labelImage: ref, labelLayer: layer}
+	for k, v := range labels {
+		committed[k] = v
+	}
+	if err := s.Snapshotter.Commit(ctx, target, key, snapshots.WithLabels(committed)); err != nil {
+		s.unmount(st.Labels[labelUpperdir])
+		s.Snapshotter.Remove(ctx, key)
+		if errdefs.IsAlreadyExists(err) {
+			return nil // a concurrent unpack of the same layer won
+		}
+		return fmt.Errorf("commit %s: %w", target, err)
+	}
+	return nil
+}
+
+// mount mounts layer of image ref at dir, opening the image if no layer
+// of it is mounted yet, and starts the image's prefetch.
+func (s *Snapshotter) mount(ctx context.Context, ref, layer, dir string) error {
+	if dir == "" {
+		return fmt.Errorf("layer %s: no snapshot directory", layer)
+	}
+	oi, err := s.openImage(ctx, ref)
+	if err != nil {
+		return err
+	}
+	var l *reader.Layer
+	for _, il := range oi.img.Layers() {
+		if il.Descriptor.Digest.String() == layer {
+			if il.Err != nil {
+				err = il.Err
+				continue
+			}
+			l = il.Layer
+			break
+		}
+	}
+	if l == nil {
+		if err == nil {
+			err = fmt.Errorf("image %s has no layer %s", ref, layer)
+		}
+		s.release(ref)
+		return err
+	}
+	server, err := mountLayer(dir, l, layer)
+	if err != nil {
+		s.release(ref)
+		return err
+	}
+	s.mu.Lock()
+	s.mounts[dir] = &mounted{server: server, image: ref}
+	s.mu.Unlock()
+	s.metrics.mounts.Inc()
+	oi.prefetch.Do(func() { s.startPrefetch(ref, oi.img) })
+	return nil
+}
+
+// openImage opens ref, or takes the image already open, counting one
+// more layer that uses it.
+func (s *Snapshotter) openImage(ctx context.Context, ref string) (*openImage, error) {
+	s.mu.Lock()
+	oi := s.images[ref]
+	if oi == nil {
+		oi = &openImage{ready: make(chan struct{})}
+		s.images[ref] = oi
+		s.mu.Unlock()
+		oi.img, oi.err = s.open(ref)
+		close(oi.ready)
+		s.mu.Lock()
+	}
+	oi.layers++
+	s.mu.Unlock()
+	select {
+	case <-oi.ready:
+	case <-ctx.Done():
+		s.release(ref)
+		return nil, ctx.Err()
+	}
+	if oi.err != nil {
+		s.release(ref)
+		return nil, oi.err
+	}
+	return oi, nil
+}
+
+func (s *Snapshotter) open(ref string) (*image.Image, error) {
+	src, err := image.ParseReference(ref, s.registry)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, openTimeout)
+	defer cancel()
+	img, err := image.Open(ctx, src, image.WithReaderOptions(
+		reader.WithCache(s.cache),
+		reader.WithAccessObserver(s.metrics.observeAccess),
+	))
+	if err != nil {
+		return nil, fmt.Errorf("open image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+// release drops one use of the image ref, closing it after the last.
+func (s *Snapshotter) release(ref string) {
+	s.mu.Lock()
+	oi := s.images[ref]
+	if oi == nil {
+		s.mu.Unlock()
+		return
+	}
+	oi.layers--
+	last := oi.layers == 0
+	if last {
+		delete(s.images, ref)
+	}
+	s.mu.Unlock()
+	if last {
+		<-oi.ready
+		if oi.img != nil {
+			oi.img.Close()
+		}
+	}
+}
+
+// startPrefetch fetches the image's prefetch plan into the cache across
+// its layers, then the rest of every layer in the background.
+func (s *Snapshotter) startPrefetch(ref string, img *image.Image) {
+	s.metrics.pending.Add(float64(len(img.Layers())))
+	s.wg.Go(func() {
+		ctx := withCause(s.ctx, causePrefetch)
+		if exec, err := img.Prefetch(ctx, s.metrics.prefetchProgress()); err != nil {
+			s.logf("lazylayer: prefetch %s: %v", ref, err)
+		} else if err := exec.Wait(); err != nil && s.ctx.Err() == nil {
+			s.logf("lazylayer: prefetch %s: %v", ref, err)
+		}
+		ctx = withCause(s.ctx, causeBackground)
+		var wg sync.WaitGroup
+		for _, l := range img.Layers() {
+			if l.Layer == nil || l.Whole {
+				s.metrics.pending.Dec()
+				continue
+			}
+			wg.Go(func() {
+				defer s.metrics.pending.Dec()
+				if err := l.Layer.FetchAll(ctx); err != nil && s.ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
+					s.logf("lazylayer: background fetch of %s in %s: %v", l.Descriptor.Digest, ref, err)
+				}
+			})
+		}
+		wg.Wait()
+	})
+}
+
+// unmount unmounts the layer mounted at dir and releases its image.
+func (s *Snapshotter) unmount(dir string) {
+	s.mu.Lock()
+	m := s.mounts[dir]
+	delete(s.mounts, dir)
+	s.mu.Unlock()
+	if m == nil {
+		return
+	}
+	if err := m.server.Unmount(); err != nil {
+		detach(dir) // busy: let the kernel finish it when unused
+	}
+	m.server.Wait()
+	s.metrics.mounts.Dec()
+	s.release(m.image)
+}
+
+// Remove unmounts a lazily mounted layer before removing its snapshot.
+func (s *Snapshotter) Remove(ctx context.Context, key string) error {
+	info, err := s.Snapshotter.Stat(ctx, key)
+	if err == nil && info.Labels[labelLayer] != "" {
+		children := false
+		err := s.Snapshotter.Walk(ctx, func(context.Context, snapshots.Info) error {
+			children = true
+			return nil
+		}, fmt.Sprintf("parent==%q", key))
+		if err != nil {
+			return fmt.Errorf("remove %s: %w", key, err)
+		}
+		if children {
+			return fmt.Errorf("remove %s: snapshot has children: %w", key, errdefs.ErrFailedPrecondition)
+		}
+		s.unmount(info.Labels[labelUpperdir])
+	}
+	return s.Snapshotter.Remove(ctx, key)
+}
+
+// Close unmounts every layer, stops what is being fetched and waits for
+// it, and closes the snapshots' metadata.
+func (s *Snapshotter) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	dirs := make([]string, 0, len(s.mounts))
+	for dir := range s.mounts {
+		dirs = append(dirs, dir)
+	}
+	s.mu.Unlock()
+	for _, dir := range dirs {
+		s.unmount(dir)
+	}
+	s.wg.Wait()
+	return errors.Join(s.Snapshotter.Close(), s.registry.Close())
+}
