@@ -59,7 +59,7 @@ func TestRun(t *testing.T) {
 				for _, want := range []string{
 					"$ lazylayer convert", "1 layer,", // convert's summary
 					"pkg", "VERSION", // ls /
-					version,            // cat
+					version,               // cat
 					"fetched", "requests", // each read's cost
 				} {
 					if !strings.Contains(out.String(), want) {
