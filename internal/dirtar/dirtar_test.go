@@ -98,3 +98,35 @@ func TestWriteMissingDir(t *testing.T) {
 		t.Errorf("Write of a missing directory: %v, want ErrNotExist", err)
 	}
 }
+
+func TestWriteTrees(t *testing.T) {
+	root := makeTree(t)
+	var buf bytes.Buffer
+	st, err := WriteTrees(&buf, filepath.Join(root, "a", "deep"), filepath.Join(root, "b", "file.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Stats{Files: 2, Bytes: 15}); st != want {
+		t.Errorf("Stats = %+v, want %+v", st, want)
+	}
+	tr := tar.NewReader(&buf)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+	prefix := filepath.ToSlash(root)[1:]
+	want := []string{prefix + "/a/deep/", prefix + "/a/deep/data", prefix + "/b/file.txt"}
+	if !slices.Equal(names, want) {
+		t.Errorf("entries %q, want %q", names, want)
+	}
+	if _, err := WriteTrees(io.Discard, "relative"); err == nil {
+		t.Error("WriteTrees of a relative path: no error")
+	}
+}
