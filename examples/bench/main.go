@@ -111,6 +111,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	annotations := fl.Bool("annotations", true, "open lazy layers with the descriptor's annotations (false: only the TOC digest, and the reader's default tail)")
 	logRequests := fl.Bool("log", false, "print each lazy run's requests to stderr")
 	straceLog := fl.String("strace", "", "convert this strace log (optionally .gz) into a trace of -dir on stdout, then exit")
+	runs := fl.Int("runs", 3, "runs of each side of the image modes, interleaved")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -143,6 +144,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	link := simregistry.Link{RTT: *rtt, Bandwidth: bandwidth}
+
+	// The image modes run only when named; the layer modes when
+	// -modes names none or one of them.
+	images, layerModes := splitModes(*only)
+	if len(images) > 0 {
+		if err := runImageModes(ctx, stdout, *scratch, max(*runs, 1), link, images, logf); err != nil {
+			return err
+		}
+		if layerModes == "" {
+			return nil
+		}
+	}
+	*only = layerModes
 
 	traceName := *traceFile
 	var traceData io.Reader = bytes.NewReader(defaultTrace)
@@ -164,7 +179,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 		logf("trace: %d of its files are not regular files under %s and are left out (first: %s)", len(skipped), *dir, skipped[0])
 	}
 
-	link := simregistry.Link{RTT: *rtt, Bandwidth: bandwidth}
 	reg, err := newRegistry(ctx, *registry, link)
 	if err != nil {
 		return err
@@ -214,6 +228,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	report(stdout, env, *registry, traceName, results, byRanges)
 	return nil
+}
+
+// splitModes splits the -modes list into the image modes it names and
+// the list of its other words, for the layer modes.
+func splitModes(list string) (images []string, layerList string) {
+	var rest []string
+	for word := range strings.SplitSeq(list, ",") {
+		word = strings.TrimSpace(word)
+		n := len(images)
+		for _, m := range imageModes {
+			if imageSelected(m, word) && !slices.Contains(images, m) {
+				images = append(images, m)
+			}
+		}
+		if len(images) == n && word != "" {
+			rest = append(rest, word)
+		}
+	}
+	return images, strings.Join(rest, ",")
 }
 
 // selected reports whether the mode name matches the -modes list.

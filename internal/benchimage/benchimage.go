@@ -90,6 +90,9 @@ func Build(ctx context.Context, dir, tag string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	l, err := layout.Open(dir, tag)
 	if err != nil {
 		return nil, err
