@@ -60,9 +60,10 @@ func heapWatch() (stop func() (heap, live, total uint64)) {
 }
 
 // BenchmarkImageRealTrees converts the 3-layer image of real trees of
-// package benchimage (Go toolchain, JDK, Python) from gzip to each format, with the plan from
-// the image config that runs java, and reports throughput over the
-// uncompressed layers, output size and the peak heap.
+// package benchimage (Go toolchain, JDK, Python) from gzip to each
+// format, with the plan from the image config that runs java, and
+// reports throughput over the uncompressed layers, output size and the
+// peak heap.
 //
 //	go test -run '^$' -bench ImageRealTrees -benchtime 1x ./convert
 func BenchmarkImageRealTrees(b *testing.B) {
@@ -81,8 +82,18 @@ func BenchmarkImageRealTrees(b *testing.B) {
 	tarBytes, srcBytes := img.TarBytes, img.GzipBytes
 	b.Logf("source: %q, %d bytes of tar in %d bytes of gzip layers", img.Layers, tarBytes, srcBytes)
 
-	for _, format := range []toc.Format{toc.FormatEStargz, toc.FormatZstdChunked} {
-		b.Run(format.String(), func(b *testing.B) {
+	// estargz-level-9 is at ctr-remote's default level, for a profile
+	// of what examples/bench's convert-estargz mode compares.
+	for _, c := range []struct {
+		name   string
+		format toc.Format
+		opts   []convert.Option
+	}{
+		{"estargz", toc.FormatEStargz, nil},
+		{"estargz-level-9", toc.FormatEStargz, []convert.Option{convert.WithCompressionLevel(9)}},
+		{"zstd:chunked", toc.FormatZstdChunked, nil},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				dst := newDiskStore(b.TempDir())
 				var mu sync.Mutex
@@ -90,14 +101,14 @@ func BenchmarkImageRealTrees(b *testing.B) {
 				stop := heapWatch()
 				cpu0 := cpuTime()
 				start := time.Now()
-				root, err := convert.Image(context.Background(), src, dst, convert.WithFormat(format),
+				root, err := convert.Image(context.Background(), src, dst, append([]convert.Option{convert.WithFormat(c.format),
 					convert.WithTempDir(b.TempDir()), convert.WithProgress(func(p convert.Progress) {
 						if p.Done {
 							mu.Lock()
 							outBytes += p.Written
 							mu.Unlock()
 						}
-					}))
+					})}, c.opts...)...)
 				elapsed, cpu := time.Since(start), cpuTime()-cpu0
 				heap, live, total := stop()
 				if err != nil {

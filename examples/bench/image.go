@@ -148,7 +148,7 @@ func (b *imageBench) convert(ctx context.Context, w io.Writer, format string, si
 
 	fmt.Fprintf(w, "convert to %s, %s of tar\n", format, formatBytes(b.img.TarBytes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "side\twall min\twall median\tCPU-s min\tCPU-s median\tpeak RSS\toutput\tMB/s (median)\tx faster (median)\t")
+	fmt.Fprintln(tw, "side\twall min\twall median\tCPU-s min\tCPU-s median\tpeak RSS\toutput bytes\tMB/s (median)\tx faster (median)\t")
 	var slowest time.Duration
 	for _, us := range results {
 		if len(us) > 0 {
@@ -168,9 +168,9 @@ func (b *imageBench) convert(ctx context.Context, w io.Writer, format string, si
 			rss = max(rss, u.peakRSS)
 		}
 		med := median(us, wall)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%.1f\t%.2fx\t\n", s.name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%s\t%d\t%.1f\t%.2fx\t\n", s.name,
 			formatDuration(minOf(us, wall)), formatDuration(med), minOf(us, cpu).Seconds(), median(us, cpu).Seconds(),
-			formatBytes(rss), formatBytes(us[len(us)-1].out), float64(b.img.TarBytes)/1e6/med.Seconds(), float64(slowest)/float64(med))
+			formatBytes(rss), us[len(us)-1].out, float64(b.img.TarBytes)/1e6/med.Seconds(), float64(slowest)/float64(med))
 	}
 	tw.Flush()
 	for _, s := range sides {

@@ -37,7 +37,7 @@
 // Usage:
 //
 //	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-modes LIST]
-//	                       [-ranges multi,single,reject] [-workers N] [-requests N] [-annotations=false] [-log] [-scratch DIR]
+//	                       [-ranges multi,single,reject] [-workers N] [-requests N] [-annotations=false] [-log] [-scratch DIR] [-runs N]
 //
 // -registry sim (the default) serves blobs from memory; -registry docker
 // starts /usr/bin/docker-registry on a loopback port and shapes its
@@ -52,6 +52,19 @@
 // in use ($(go env GOROOT)) and the default trace its files that `go build`
 // of a hello-world program reads with an empty build cache (committed in
 // testdata/go-build.trace).
+//
+// The image modes run only when -modes names them, on a 3-layer image of
+// this machine's Go toolchain, a JDK and Python (internal/benchimage):
+// "convert" (or convert-estargz, convert-zstd:chunked) converts it with
+// the lazylayer command against ctr-remote image convert --estargz --oci
+// (in a containerd of its own) and skopeo copy --dest-compress-format
+// zstd:chunked, -runs times each, interleaved, and reports wall time,
+// CPU time, peak RSS and output size; "open" opens the converted image
+// in docker-registry, with and without a bearer-token gate, over the
+// link, and counts round trips on the critical path and token requests.
+// A missing tool skips its side and names its Debian package:
+//
+//	go run ./examples/bench -modes convert,open -runs 3
 //
 // To turn an strace log into a trace:
 //
