@@ -1,107 +1,25 @@
 package convert_test
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"io"
+	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/lazylayer/lazylayer/convert"
-	"github.com/lazylayer/lazylayer/internal/dirtar"
-	"github.com/lazylayer/lazylayer/internal/iox"
+	"github.com/lazylayer/lazylayer/image/layout"
+	"github.com/lazylayer/lazylayer/internal/benchimage"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/toc"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
-
-// realTrees are the trees of the benchmark image, bottom layer first:
-// the Go toolchain, a JDK and a Python installation, as this machine has
-// them, each under the path it has here.
-func realTrees(b *testing.B) []string {
-	goroot, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		b.Skip("no go command")
-	}
-	trees := []string{strings.TrimSpace(string(goroot))}
-	// One JDK, then one Python: the first directory of each kind found.
-	for _, kind := range [][]string{{"/usr/lib/jvm/temurin-*", "/usr/lib/jvm/java-*-openjdk-*"}, {"/usr/lib/python3.*"}} {
-	kind:
-		for _, pattern := range kind {
-			m, _ := filepath.Glob(pattern)
-			for _, dir := range m {
-				if fi, err := os.Lstat(dir); err == nil && fi.IsDir() {
-					trees = append(trees, dir)
-					break kind
-				}
-			}
-		}
-	}
-	if len(trees) < 3 {
-		b.Skipf("trees %q: a JDK or Python is missing", trees)
-	}
-	return trees
-}
-
-// addTreeLayer stores the tree under dir as a gzip layer (gzip's
-// default level, as docker and buildkit write layers) in a file of s,
-// its entries under the tree's own path, and returns its descriptor and
-// DiffID.
-func addTreeLayer(b *testing.B, s *memStore, dir string) (ocispec.Descriptor, digest.Digest, int64) {
-	pr, pw := io.Pipe()
-	go func() { _, err := dirtar.Write(pw, dir); pw.CloseWithError(err) }()
-	f, err := os.CreateTemp(s.dir, "src-*")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	blob := sha256.New()
-	zw := gzip.NewWriter(io.MultiWriter(f, blob))
-	diffID := sha256.New()
-	counted := &iox.CountingWriter{W: io.MultiWriter(zw, diffID)}
-	tw := tar.NewWriter(counted)
-	tr := tar.NewReader(pr)
-	prefix := strings.TrimPrefix(dir, "/") + "/"
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		h.Name = prefix + h.Name
-		if err := tw.WriteHeader(h); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	fi, _ := f.Stat()
-	d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.NewDigest(digest.SHA256, blob), Size: fi.Size()}
-	s.files[d.Digest] = f.Name()
-	return d, digest.NewDigest(digest.SHA256, diffID), counted.N
-}
 
 // heapWatch samples the heap until stopped and returns its peaks: the
 // bytes of heap objects (live or not yet swept), of the heap marked live
@@ -141,39 +59,41 @@ func heapWatch() (stop func() (heap, live, total uint64)) {
 	}
 }
 
-// BenchmarkImageRealTrees converts a 3-layer image of real trees (Go
-// toolchain, JDK, Python) from gzip to each format, with the plan from
-// the image config that runs java, and reports throughput over the
-// uncompressed layers, output size and the peak heap.
+// BenchmarkImageRealTrees converts the 3-layer image of real trees of
+// package benchimage (Go toolchain, JDK, Python) from gzip to each
+// format, with the plan from the image config that runs java, and
+// reports throughput over the uncompressed layers, output size and the
+// peak heap.
 //
 //	go test -run '^$' -bench ImageRealTrees -benchtime 1x ./convert
 func BenchmarkImageRealTrees(b *testing.B) {
-	trees := realTrees(b)
-	src := newDiskStore(b.TempDir())
-	img := ocispec.Image{
-		Platform: linuxAMD64,
-		Config:   ocispec.ImageConfig{Entrypoint: []string{filepath.Join(trees[1], "bin/java"), "-version"}, Env: []string{"PATH=/usr/bin:/bin"}},
-		RootFS:   ocispec.RootFS{Type: "layers"},
+	dir := b.TempDir()
+	img, err := benchimage.Build(context.Background(), dir, "src")
+	if errors.Is(err, benchimage.ErrMissing) {
+		b.Skip(err)
 	}
-	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest}
-	m.SchemaVersion = 2
-	var tarBytes, srcBytes int64
-	for _, dir := range trees {
-		d, diffID, n := addTreeLayer(b, src, dir)
-		m.Layers = append(m.Layers, d)
-		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, diffID)
-		srcBytes += d.Size
-		tarBytes += n
+	if err != nil {
+		b.Fatal(err)
 	}
-	for range m.Layers {
-		img.History = append(img.History, ocispec.History{CreatedBy: "tree"})
+	src, err := layout.Open(dir, "src")
+	if err != nil {
+		b.Fatal(err)
 	}
-	m.Config = src.addJSON(ocispec.MediaTypeImageConfig, img)
-	src.root = src.addJSON(m.MediaType, m)
-	b.Logf("source: %q, %d bytes of tar in %d bytes of gzip layers", trees, tarBytes, srcBytes)
+	tarBytes, srcBytes := img.TarBytes, img.GzipBytes
+	b.Logf("source: %q, %d bytes of tar in %d bytes of gzip layers", img.Layers, tarBytes, srcBytes)
 
-	for _, format := range []toc.Format{toc.FormatEStargz, toc.FormatZstdChunked} {
-		b.Run(format.String(), func(b *testing.B) {
+	// estargz-level-9 is at ctr-remote's default level, for a profile
+	// of what examples/bench's convert-estargz mode compares.
+	for _, c := range []struct {
+		name   string
+		format toc.Format
+		opts   []convert.Option
+	}{
+		{"estargz", toc.FormatEStargz, nil},
+		{"estargz-level-9", toc.FormatEStargz, []convert.Option{convert.WithCompressionLevel(9)}},
+		{"zstd:chunked", toc.FormatZstdChunked, nil},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				dst := newDiskStore(b.TempDir())
 				var mu sync.Mutex
@@ -181,14 +101,14 @@ func BenchmarkImageRealTrees(b *testing.B) {
 				stop := heapWatch()
 				cpu0 := cpuTime()
 				start := time.Now()
-				root, err := convert.Image(context.Background(), src, dst, convert.WithFormat(format),
+				root, err := convert.Image(context.Background(), src, dst, append([]convert.Option{convert.WithFormat(c.format),
 					convert.WithTempDir(b.TempDir()), convert.WithProgress(func(p convert.Progress) {
 						if p.Done {
 							mu.Lock()
 							outBytes += p.Written
 							mu.Unlock()
 						}
-					}))
+					})}, c.opts...)...)
 				elapsed, cpu := time.Since(start), cpuTime()-cpu0
 				heap, live, total := stop()
 				if err != nil {

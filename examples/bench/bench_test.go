@@ -230,3 +230,33 @@ func FuzzReadPath(f *testing.F) {
 		}
 	})
 }
+
+// The image modes run only when named, and take their words out of the
+// list the layer modes select from.
+func TestSplitModes(t *testing.T) {
+	for _, c := range []struct {
+		list   string
+		images []string
+		layers string
+	}{
+		{"", nil, ""},
+		{"zstd,full", nil, "zstd,full"},
+		{"convert", []string{"convert-estargz", "convert-zstd:chunked"}, ""},
+		{"convert-zstd:chunked,open,trace", []string{"convert-zstd:chunked", "open"}, "trace"},
+	} {
+		images, layers := splitModes(c.list)
+		if !slices.Equal(images, c.images) || layers != c.layers {
+			t.Errorf("splitModes(%q) = %q, %q; want %q, %q", c.list, images, layers, c.images, c.layers)
+		}
+	}
+}
+
+func TestManifestLayerBytes(t *testing.T) {
+	n, err := manifestLayerBytes([]byte(`{"schemaVersion":2,"layers":[{"size":3},{"size":4}]}`))
+	if n != 7 || err != nil {
+		t.Errorf("manifestLayerBytes = %d, %v; want 7", n, err)
+	}
+	if _, err := manifestLayerBytes([]byte(`{"schemaVersion":2,"manifests":[]}`)); err == nil {
+		t.Error("an index: no error")
+	}
+}

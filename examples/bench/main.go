@@ -37,7 +37,7 @@
 // Usage:
 //
 //	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-modes LIST]
-//	                       [-ranges multi,single,reject] [-workers N] [-requests N] [-annotations=false] [-log] [-scratch DIR]
+//	                       [-ranges multi,single,reject] [-workers N] [-requests N] [-annotations=false] [-log] [-scratch DIR] [-runs N]
 //
 // -registry sim (the default) serves blobs from memory; -registry docker
 // starts /usr/bin/docker-registry on a loopback port and shapes its
@@ -52,6 +52,19 @@
 // in use ($(go env GOROOT)) and the default trace its files that `go build`
 // of a hello-world program reads with an empty build cache (committed in
 // testdata/go-build.trace).
+//
+// The image modes run only when -modes names them, on a 3-layer image of
+// this machine's Go toolchain, a JDK and Python (internal/benchimage):
+// "convert" (or convert-estargz, convert-zstd:chunked) converts it with
+// the lazylayer command against ctr-remote image convert --estargz --oci
+// (in a containerd of its own) and skopeo copy --dest-compress-format
+// zstd:chunked, -runs times each, interleaved, and reports wall time,
+// CPU time, peak RSS and output size; "open" opens the converted image
+// in docker-registry, with and without a bearer-token gate, over the
+// link, and counts round trips on the critical path and token requests.
+// A missing tool skips its side and names its Debian package:
+//
+//	go run ./examples/bench -modes convert,open -runs 3
 //
 // To turn an strace log into a trace:
 //
@@ -111,6 +124,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	annotations := fl.Bool("annotations", true, "open lazy layers with the descriptor's annotations (false: only the TOC digest, and the reader's default tail)")
 	logRequests := fl.Bool("log", false, "print each lazy run's requests to stderr")
 	straceLog := fl.String("strace", "", "convert this strace log (optionally .gz) into a trace of -dir on stdout, then exit")
+	runs := fl.Int("runs", 3, "runs of each side of the image modes, interleaved")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -143,6 +157,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	link := simregistry.Link{RTT: *rtt, Bandwidth: bandwidth}
+
+	// The image modes run only when named; the layer modes when
+	// -modes names none or one of them.
+	images, layerModes := splitModes(*only)
+	if len(images) > 0 {
+		if err := runImageModes(ctx, stdout, *scratch, max(*runs, 1), link, images, logf); err != nil {
+			return err
+		}
+		if layerModes == "" {
+			return nil
+		}
+	}
+	*only = layerModes
 
 	traceName := *traceFile
 	var traceData io.Reader = bytes.NewReader(defaultTrace)
@@ -164,7 +192,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 		logf("trace: %d of its files are not regular files under %s and are left out (first: %s)", len(skipped), *dir, skipped[0])
 	}
 
-	link := simregistry.Link{RTT: *rtt, Bandwidth: bandwidth}
 	reg, err := newRegistry(ctx, *registry, link)
 	if err != nil {
 		return err
@@ -214,6 +241,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	report(stdout, env, *registry, traceName, results, byRanges)
 	return nil
+}
+
+// splitModes splits the -modes list into the image modes it names and
+// the list of its other words, for the layer modes.
+func splitModes(list string) (images []string, layerList string) {
+	var rest []string
+	for word := range strings.SplitSeq(list, ",") {
+		word = strings.TrimSpace(word)
+		n := len(images)
+		for _, m := range imageModes {
+			if imageSelected(m, word) && !slices.Contains(images, m) {
+				images = append(images, m)
+			}
+		}
+		if len(images) == n && word != "" {
+			rest = append(rest, word)
+		}
+	}
+	return images, strings.Join(rest, ",")
 }
 
 // selected reports whether the mode name matches the -modes list.

@@ -23,13 +23,46 @@ type Stats struct {
 // other kinds (sockets, devices, fifos) are skipped, and hard links are
 // stored as separate regular files.
 func Write(w io.Writer, dir string) (Stats, error) {
+	return write(w, dir, dir)
+}
+
+// WriteTrees writes the trees at the absolute paths roots (directories
+// or single files) to w as one tar stream, as Write does, each entry
+// named by its path without the leading slash ("usr/lib/jvm/..."): the
+// layer that puts those trees where they are on this machine. Parent
+// directories of a root are not written.
+func WriteTrees(w io.Writer, roots ...string) (Stats, error) {
+	for _, root := range roots {
+		if !filepath.IsAbs(root) {
+			return Stats{}, fmt.Errorf("dirtar: %s: not an absolute path", root)
+		}
+	}
+	return write(w, "/", roots...)
+}
+
+// write writes the trees at roots to w, named relative to base.
+func write(w io.Writer, base string, roots ...string) (Stats, error) {
 	var st Stats
 	tw := tar.NewWriter(w)
+	for _, root := range roots {
+		s, err := walk(tw, root, base)
+		st.Files, st.Bytes = st.Files+s.Files, st.Bytes+s.Bytes
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, tw.Close()
+}
+
+// walk writes the tree at dir to tw, its entries named relative to
+// base; base itself is not written.
+func walk(tw *tar.Writer, dir, base string) (Stats, error) {
+	var st Stats
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(base, p)
 		if err != nil || rel == "." {
 			return err
 		}
@@ -77,8 +110,5 @@ func Write(w io.Writer, dir string) (Stats, error) {
 		st.Bytes += n
 		return nil
 	})
-	if err != nil {
-		return st, err
-	}
-	return st, tw.Close()
+	return st, err
 }

@@ -62,16 +62,8 @@ func TestWriteEntries(t *testing.T) {
 	if _, err := Write(&buf, root); err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(&buf)
 	var names []string
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	forEach(t, &buf, func(h *tar.Header, tr io.Reader) {
 		names = append(names, h.Name)
 		switch h.Name {
 		case "a/link":
@@ -86,7 +78,7 @@ func TestWriteEntries(t *testing.T) {
 				t.Errorf("b/file.txt holds %q", body)
 			}
 		}
-	}
+	})
 	want := []string{"a/", "a/deep/", "a/deep/data", "a/empty", "a/link", "b/", "b/file.txt"}
 	if !slices.Equal(names, want) {
 		t.Errorf("entries %q, want %q", names, want)
@@ -96,5 +88,43 @@ func TestWriteEntries(t *testing.T) {
 func TestWriteMissingDir(t *testing.T) {
 	if _, err := Write(io.Discard, filepath.Join(t.TempDir(), "absent")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Write of a missing directory: %v, want ErrNotExist", err)
+	}
+}
+
+func TestWriteTrees(t *testing.T) {
+	root := makeTree(t)
+	var buf bytes.Buffer
+	st, err := WriteTrees(&buf, filepath.Join(root, "a", "deep"), filepath.Join(root, "b", "file.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Stats{Files: 2, Bytes: 15}); st != want {
+		t.Errorf("Stats = %+v, want %+v", st, want)
+	}
+	var names []string
+	forEach(t, &buf, func(h *tar.Header, _ io.Reader) { names = append(names, h.Name) })
+	prefix := filepath.ToSlash(root)[1:]
+	want := []string{prefix + "/a/deep/", prefix + "/a/deep/data", prefix + "/b/file.txt"}
+	if !slices.Equal(names, want) {
+		t.Errorf("entries %q, want %q", names, want)
+	}
+	if _, err := WriteTrees(io.Discard, "relative"); err == nil {
+		t.Error("WriteTrees of a relative path: no error")
+	}
+}
+
+// forEach calls f with each entry of the tar stream r and its body.
+func forEach(t *testing.T, r io.Reader, f func(*tar.Header, io.Reader)) {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(h, tr)
 	}
 }
