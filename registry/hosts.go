@@ -55,6 +55,18 @@ func (m Mirror) endpointURL() (*url.URL, error) {
 	return u, nil
 }
 
+// canonicalize checks m's URL and writes it as url.URL does, with its
+// scheme in lower case ("HTTPS://m" is "https://m"), so that what a
+// hosts.toml says is what callers see.
+func (m *Mirror) canonicalize() error {
+	if _, err := m.endpointURL(); err != nil {
+		return err
+	}
+	u, _ := url.Parse(m.Host)
+	m.Host = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	return nil
+}
+
 // WithMirrors makes pulls from the registry at host (as written in
 // references: "docker.io", "ghcr.io", "localhost:5000") try mirrors
 // first, in order, each for what its capabilities allow, and the
@@ -127,7 +139,7 @@ func ParseHosts(data []byte) (*HostsConfig, error) {
 			return nil, err
 		}
 		m := Mirror{Host: f.Server, Capabilities: caps, SkipVerify: f.SkipVerify, OverridePath: f.OverridePath}
-		if _, err := m.endpointURL(); err != nil {
+		if err := m.canonicalize(); err != nil {
 			return nil, fmt.Errorf("registry: hosts.toml: server: %w: %w", err, ErrBadHostsFile)
 		}
 		cfg.Server = &m
@@ -145,7 +157,7 @@ func ParseHosts(data []byte) (*HostsConfig, error) {
 			return nil, err
 		}
 		m := Mirror{Host: key[1], Capabilities: caps, SkipVerify: h.SkipVerify, OverridePath: h.OverridePath}
-		if _, err := m.endpointURL(); err != nil {
+		if err := m.canonicalize(); err != nil {
 			return nil, fmt.Errorf("registry: hosts.toml: %w: %w", err, ErrBadHostsFile)
 		}
 		cfg.Hosts = append(cfg.Hosts, m)
