@@ -42,6 +42,9 @@ type Boundary struct {
 	// Window is the WindowSize bytes of output before Out, zero-padded
 	// at the front when Out is smaller. It is valid during the call only.
 	Window []byte
+	// Partial is byte In-1 when Bits is not 0: OnInput has not had it
+	// yet.
+	Partial byte
 }
 
 // A Reader decodes a gzip stream of one or more members. Its output
@@ -343,6 +346,9 @@ func (z *Reader) atBoundary() error {
 	z.send(int(bitPos>>3 - z.inBase))
 	n := len(z.out)
 	z.boundary = Boundary{In: in, Bits: uint8(in*8 - bitPos), Out: z.outBase + int64(n), Window: z.out[n-WindowSize : n : n]}
+	if z.boundary.Bits != 0 {
+		z.boundary.Partial = z.in[in-1-z.inBase]
+	}
 	return z.OnBoundary(&z.boundary)
 }
 

@@ -152,7 +152,7 @@ func TestBoundaries(t *testing.T) {
 			if b.Bits != 0 {
 				wantSeen--
 			}
-			if int64(seen.Len()) != wantSeen {
+			if int64(seen.Len()) != wantSeen || b.Bits != 0 && b.Partial != gz[b.In-1] {
 				t.Fatalf("level %d: at boundary %+v OnInput has seen %d bytes", level, *b, seen.Len())
 			}
 			p := *b

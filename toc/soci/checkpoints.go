@@ -11,7 +11,7 @@ import (
 const WindowSize = 32 << 10
 
 const (
-	blobHeaderSize = 4 + 8                 // int32 count, int64 span size
+	blobHeaderSize = 4 + 8                  // int32 count, int64 span size
 	packedSize     = 8 + 8 + 1 + WindowSize // int64 in, int64 out, uint8 bits, window
 	// legacyFirstIn is where the first version of the blob, which omits
 	// checkpoint 0, assumes it: after a 10-byte gzip header.

@@ -136,9 +136,9 @@ func (d *decoder) files(toc flatTable, tarSize int64) ([]File, error) {
 		if err := d.file(t, f); err != nil {
 			return nil, fmt.Errorf("file %d: %w", i, err)
 		}
-		// soci requires files in tar order, none overlapping the one
-		// before or the end of the tar stream.
-		if f.Offset < next || f.Size < 0 || f.Size > tarSize-f.Offset {
+		// Files are in tar order, each after its own header block, and
+		// none overlaps the file before or the end of the tar stream.
+		if f.Offset < next+tarBlockSize || f.Size < 0 || f.Size > tarSize-f.Offset {
 			return nil, fmt.Errorf("%w: file %d %q: data [%d, +%d) overlaps the file before or ends past the tar stream's %d bytes",
 				ErrInvalid, i, untrusted.Short(f.Name), f.Offset, f.Size, tarSize)
 		}
