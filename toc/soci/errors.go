@@ -1,0 +1,28 @@
+package soci
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/lazylayer/lazylayer/toc"
+)
+
+// Sentinel errors returned (wrapped, with context) by this package.
+// Callers test for them with errors.Is. Each wraps the toc sentinel of
+// the same meaning, so code that handles every format's index alike
+// can test for those instead.
+var (
+	// ErrInvalid means a zTOC or checkpoint blob is malformed or
+	// inconsistent: a field outside the buffer, checkpoints whose
+	// offsets do not increase, a bit count over 7, max_span_id that
+	// disagrees with the span digests, files that overlap, and the like.
+	ErrInvalid = fmt.Errorf("invalid zTOC: %w", toc.ErrInvalidTOC)
+
+	// ErrTooLarge means a zTOC, or the layer it claims to index, exceeds
+	// a decoding or indexing limit (see the With* options).
+	ErrTooLarge = fmt.Errorf("zTOC too large: %w", toc.ErrTOCTooLarge)
+
+	// ErrInvalidLayer means the indexer cannot index a layer: corrupt
+	// gzip, a malformed tar, or a tar entry type soci does not index.
+	ErrInvalidLayer = errors.New("cannot index layer")
+)
