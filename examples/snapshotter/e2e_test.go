@@ -22,9 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/pkg/snapshotters"
-	"github.com/containerd/containerd/remotes/docker"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/snapshotters"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/lazylayer/lazylayer/convert"
 	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/internal/localregistry"

@@ -17,7 +17,7 @@ import (
 	"syscall"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
-	"github.com/containerd/containerd/contrib/snapshotservice"
+	"github.com/containerd/containerd/v2/contrib/snapshotservice"
 	"github.com/lazylayer/lazylayer/examples/snapshotter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
