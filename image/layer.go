@@ -136,7 +136,7 @@ func fetchWhole(ctx context.Context, src Source, desc ocispec.Descriptor, c ocid
 		os.Remove(tmp.Name()) // gone with the last descriptor, even if the program dies
 	}
 
-	blob := newBlobStream(ctx, f, desc.Size)
+	blob := fetcher.NewSequentialReader(ctx, f, desc.Size, wholePiece)
 	defer blob.Close()
 	h := desc.Digest.Algorithm().Hash()
 	raw := io.TeeReader(blob, h)
@@ -201,74 +201,4 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("tar stream of more than %d bytes: %w", -l.n, ErrLimit)
 	}
 	return n, err
-}
-
-// blobStream reads a blob from start to end, wholePiece bytes a request,
-// fetching the next piece while the previous is read.
-type blobStream struct {
-	pieces chan []byte
-	errc   chan error
-	cancel context.CancelFunc
-	done   chan struct{}
-	cur    []byte
-	err    error
-}
-
-func newBlobStream(ctx context.Context, f fetcher.Fetcher, size int64) *blobStream {
-	ctx, cancel := context.WithCancel(ctx)
-	s := &blobStream{pieces: make(chan []byte, 1), errc: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		defer close(s.pieces)
-		for off := int64(0); off < size; off += wholePiece {
-			r := fetcher.Range{Offset: off, Length: min(wholePiece, size-off)}
-			var piece []byte
-			err := f.Fetch(ctx, []fetcher.Range{r}, func(_ fetcher.Range, data []byte) error {
-				piece = data
-				return nil
-			})
-			if err == nil && int64(len(piece)) != r.Length {
-				err = fmt.Errorf("fetch %v: %d bytes: %w", r, len(piece), io.ErrUnexpectedEOF)
-			}
-			if err != nil {
-				s.errc <- err
-				return
-			}
-			select {
-			case s.pieces <- piece:
-			case <-ctx.Done():
-				s.errc <- ctx.Err()
-				return
-			}
-		}
-	}()
-	return s
-}
-
-func (s *blobStream) Read(p []byte) (int, error) {
-	for len(s.cur) == 0 {
-		if s.err != nil {
-			return 0, s.err
-		}
-		piece, ok := <-s.pieces
-		if !ok {
-			select {
-			case s.err = <-s.errc:
-			default:
-				s.err = io.EOF
-			}
-			continue
-		}
-		s.cur = piece
-	}
-	n := copy(p, s.cur)
-	s.cur = s.cur[n:]
-	return n, nil
-}
-
-// Close stops the fetches and waits for them.
-func (s *blobStream) Close() error {
-	s.cancel()
-	<-s.done
-	return nil
 }

@@ -70,7 +70,7 @@ func (img *Image) verifyLayer(ctx context.Context, i int, l Layer) error {
 	}
 
 	// The blob, hashed on its way to the file.
-	blob := newBlobStream(ctx, f, desc.Size)
+	blob := fetcher.NewSequentialReader(ctx, f, desc.Size, wholePiece)
 	h := desc.Digest.Algorithm().Hash()
 	n, err := io.Copy(io.MultiWriter(tmp, h), blob)
 	blob.Close()
