@@ -294,8 +294,10 @@ func (a *Archive) readMember(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: %d bytes, over %d", ErrTooLarge, name, m.size, a.maxManifest)
 	}
 	data := make([]byte, m.size)
-	if _, err := a.r.ReadAt(data, m.off); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	// io.ReaderAt may report io.EOF with every byte read, as bytes.Reader
+	// does for an empty member at the very end of the file.
+	if n, err := a.r.ReadAt(data, m.off); n < len(data) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, name, err)
 	}
 	return data, nil
 }
