@@ -12,6 +12,7 @@ import (
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
 )
 
 const (
@@ -101,6 +102,32 @@ func (l *Layer) backgroundErr(ctx context.Context, err error) error {
 		err = cause
 	}
 	return fmt.Errorf("reader: background fetch: %w", err)
+}
+
+// CacheKeys returns the keys under which the layer keeps its chunks in
+// the cache of WithCache: the digest of every chunk of file content that
+// has one, each once. A caller that shares one cache between layers can
+// tell from them which entries a layer it drops leaves to no other.
+func (l *Layer) CacheKeys() []digest.Digest {
+	var keys []digest.Digest
+	seen := make(map[digest.Digest]bool)
+	for id := range l.idx.recs {
+		rec := &l.idx.recs[id]
+		if rec.typ != toc.TypeReg {
+			continue
+		}
+		for i := range int32(rec.nchunk) {
+			ref := chunkRef{int32(id), i}
+			if c := l.idx.chunkRecord(ref); c.zeros || c.size == 0 || !l.idx.hasChunkDigest(ref) {
+				continue
+			}
+			if d := l.chunkDigest(ref); !seen[d] {
+				seen[d] = true
+				keys = append(keys, d)
+			}
+		}
+	}
+	return keys
 }
 
 // blobFrames returns one chunk of every frame that holds verifiable file
