@@ -42,6 +42,10 @@ type metrics struct {
 	done      prometheus.Counter
 	mounts    prometheus.Gauge
 	pending   prometheus.Gauge
+	// The stages of a cold start: opening an image (manifest, config,
+	// every layer's index), mounting one layer, fetching the prefetch
+	// plan.
+	openTime, mountTime, prefetchTime prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
@@ -75,11 +79,27 @@ func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
 			Name: "lazylayer_layers_fetching",
 			Help: "Layers being prefetched or fetched in the background; at 0 every mounted layer is cached whole.",
 		}),
+		openTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lazylayer_image_open_seconds",
+			Help:    "Time to open an image: its manifest, config and every layer's index.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+		mountTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lazylayer_mount_seconds",
+			Help:    "Time to mount one opened layer through FUSE.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
+		}),
+		prefetchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lazylayer_prefetch_seconds",
+			Help:    "Time from the first mount of an image to its prefetch plan in the cache.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
 	}
 	stats := func(f func(cache.Stats) float64) func() float64 {
 		return func() float64 { return f(c.Stats()) }
 	}
 	reg.MustRegister(m.bytes, m.requests, m.firstRead, m.planned, m.done, m.mounts, m.pending,
+		m.openTime, m.mountTime, m.prefetchTime,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_hits_total", Help: "Chunk cache lookups that hit."},
 			stats(func(s cache.Stats) float64 { return float64(s.Hits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_misses_total", Help: "Chunk cache lookups that missed."},
