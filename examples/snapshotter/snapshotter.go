@@ -45,6 +45,19 @@ const DefaultCacheSize = 10 << 30
 // openTimeout bounds opening an image and remounting a layer at start.
 const openTimeout = 2 * time.Minute
 
+// The background fetch of whole layers starts once no container has
+// waited for the registry for backgroundQuiet: a starting container
+// reads in bursts a few milliseconds apart, and every byte the
+// background fetch puts on the link before the burst is over delays
+// it. But once backgroundMisses on-demand requests followed the
+// prefetch, the plan did not hold what the containers read, and
+// fetching the layers whole at the link's speed beats reading file
+// after file a round trip each: the background fetch starts then.
+const (
+	backgroundQuiet  = time.Second
+	backgroundMisses = 16
+)
+
 // Config configures New.
 type Config struct {
 	// Root holds the snapshots (containerd's overlayfs snapshotter's
@@ -84,6 +97,7 @@ type Snapshotter struct {
 	registry *registry.Client
 	cache    *cache.Dir
 	metrics  *metrics
+	demand   *demand
 	logf     func(string, ...any)
 
 	ctx    context.Context // ends with Close
@@ -129,8 +143,9 @@ func New(cfg Config) (*Snapshotter, error) {
 		reg = prometheus.NewRegistry()
 	}
 	m := newMetrics(reg, dir)
+	d := newDemand()
 	rc, err := registry.New(
-		registry.WithTransport(&transport{next: http.DefaultTransport, m: m}),
+		registry.WithTransport(&transport{next: http.DefaultTransport, m: m, demand: d}),
 		registry.WithInsecure(cfg.Insecure...),
 		registry.WithHostsDir(cfg.HostsDir),
 		registry.WithUserAgent("lazylayer-snapshotter"),
@@ -144,7 +159,7 @@ func New(cfg Config) (*Snapshotter, error) {
 		return nil, fmt.Errorf("overlay snapshotter at %s: %w", cfg.Root, err)
 	}
 	s := &Snapshotter{
-		Snapshotter: ov, root: cfg.Root, record: cfg.RecordDir, registry: rc, cache: dir, metrics: m, logf: cfg.Logf,
+		Snapshotter: ov, root: cfg.Root, record: cfg.RecordDir, registry: rc, cache: dir, metrics: m, demand: d, logf: cfg.Logf,
 		images: map[string]*openImage{}, mounts: map[string]*mounted{},
 	}
 	if s.logf == nil {
@@ -418,21 +433,19 @@ func (s *Snapshotter) startPrefetch(ref string, img *image.Image) {
 		} else {
 			s.metrics.prefetchTime.Observe(time.Since(start).Seconds())
 		}
+		// One layer at a time, once the containers starting are not
+		// waiting for the registry: the background fetch gets what
+		// bandwidth they leave.
 		ctx = withCause(s.ctx, causeBackground)
-		var wg sync.WaitGroup
+		since, from := time.Now(), s.demand.count()
 		for _, l := range img.Layers() {
-			if l.Layer == nil || l.Whole {
-				s.metrics.pending.Dec()
-				continue
-			}
-			wg.Go(func() {
-				defer s.metrics.pending.Dec()
+			if l.Layer != nil && !l.Whole && s.demand.waitQuiet(ctx, since, backgroundQuiet, from, backgroundMisses) == nil {
 				if err := l.Layer.FetchAll(ctx); err != nil && s.ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
 					s.logf("lazylayer: background fetch of %s in %s: %v", l.Descriptor.Digest, ref, err)
 				}
-			})
+			}
+			s.metrics.pending.Dec()
 		}
-		wg.Wait()
 	})
 }
 
