@@ -75,7 +75,11 @@ type env struct {
 	plain      string // reference of the plain image
 	lazy       string // reference of the converted image
 	files      map[string][]byte
-	top        *testing.T // whose end stops what subtests start
+	top        testing.TB // whose end stops what subtests start
+	// gen numbers the state of containerd and of the snapshotter: a
+	// restart with a new gen starts them cold.
+	gen      int
+	snapArgs []string // more flags for the snapshotter
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -162,7 +166,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
-func (e *env) startRegistry(t *testing.T) {
+func (e *env) startRegistry(t testing.TB) {
 	if _, err := os.Stat(localregistry.Binary); err != nil {
 		tooltest.Missing(t, tooltest.RequireEnv, "docker-registry", "docker-registry", err)
 	}
@@ -176,7 +180,7 @@ func (e *env) startRegistry(t *testing.T) {
 
 // buildImages pushes a plain two-layer image (a static program, then
 // data) and converts it to eStargz in another repository.
-func (e *env) buildImages(t *testing.T) {
+func (e *env) buildImages(t testing.TB) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "main.go"), []byte(helloSource), 0o644)
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\n"), 0o644)
@@ -262,8 +266,11 @@ func (e *env) buildImages(t *testing.T) {
 	}
 }
 
-func (e *env) startContainerd(t *testing.T) {
+// startContainerd starts containerd with its state under gen, and
+// returns what stops it; the test's end stops it too.
+func (e *env) startContainerd(t testing.TB) (stop func()) {
 	path := tooltest.Look(t, "containerd", "containerd")
+	dir := func(name string) string { return e.box.Path(fmt.Sprintf("%s%d", name, e.gen)) }
 	e.address = e.box.Path("c.sock")
 	config := fmt.Sprintf(`version = 2
 root = %q
@@ -278,7 +285,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [proxy_plugins.lazylayer]
   type = "snapshot"
   address = %q
-`, e.box.Path("root"), e.box.Path("state"), e.address, e.address+".ttrpc", e.box.Path("opt"), e.snapSock)
+`, dir("root"), dir("state"), e.address, e.address+".ttrpc", dir("opt"), e.snapSock)
 	configPath := e.box.Path("config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -294,21 +301,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
+	stop = func() { cancel(); <-exited }
 	t.Cleanup(func() {
-		cancel()
-		<-exited
+		stop()
 		if t.Failed() {
 			t.Logf("containerd:\n%s", tooltest.Tail(log.String()))
 		}
 	})
 	tooltest.WaitListen(t, "containerd", e.address, exited, &log)
+	return stop
 }
 
 // holdNamespace starts a process in a sandbox's mount namespace, which
 // containerd and the snapshotter then join: each sees the other's
 // mounts, and the namespace, with every mount in it, goes when the
 // test ends.
-func (e *env) holdNamespace(t *testing.T) {
+func (e *env) holdNamespace(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := e.box.Command(ctx, nil, "/bin/sh", "-c", "echo ready; exec sleep infinity")
 	out, err := cmd.StdoutPipe()
@@ -327,28 +335,29 @@ func (e *env) holdNamespace(t *testing.T) {
 	e.nsPID = cmd.Process.Pid
 }
 
-func (e *env) buildSnapshotter(t *testing.T) {
+func (e *env) buildSnapshotter(t testing.TB) {
 	e.snapBin = filepath.Join(t.TempDir(), "lazylayer-snapshotter")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", e.snapBin, "./cmd/lazylayer-snapshotter")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the snapshotter: %v\n%s", err, out)
 	}
-	e.snapRoot = e.box.Path("snapshotter")
 	e.snapSock = e.box.Path("snap.sock")
 }
 
 // startSnapshotter runs the snapshotter in containerd's mount namespace,
 // so that containerd sees its mounts.
-func (e *env) startSnapshotter(t *testing.T) {
+func (e *env) startSnapshotter(t testing.TB) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.metrics = l.Addr().String()
 	l.Close()
+	e.snapRoot = e.box.Path(fmt.Sprintf("snapshotter%d", e.gen))
 	var log bytes.Buffer
-	cmd := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(e.nsPID)+"/ns/mnt", "--",
-		e.snapBin, "--root", e.snapRoot, "--address", e.snapSock, "--metrics-address", e.metrics, "--hosts-dir", "")
+	args := append([]string{"--mount=/proc/" + strconv.Itoa(e.nsPID) + "/ns/mnt", "--",
+		e.snapBin, "--root", e.snapRoot, "--address", e.snapSock, "--metrics-address", e.metrics, "--hosts-dir", ""}, e.snapArgs...)
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -367,19 +376,19 @@ func (e *env) startSnapshotter(t *testing.T) {
 }
 
 // kill kills the snapshotter as a crash would.
-func (e *env) kill(t *testing.T) {
+func (e *env) kill(t testing.TB) {
 	e.snap.Process.Kill()
 	<-e.snapExited
 }
 
 // stop stops the snapshotter as a service manager would.
-func (e *env) stop(t *testing.T) {
+func (e *env) stop(t testing.TB) {
 	e.snap.Process.Signal(syscall.SIGTERM)
 	<-e.snapExited
 }
 
 // mounts counts the snapshotter's FUSE mounts in containerd's namespace.
-func (e *env) mounts(t *testing.T) int {
+func (e *env) mounts(t testing.TB) int {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", e.nsPID))
 	if err != nil {
 		t.Fatal(err)
@@ -397,7 +406,7 @@ func (e *env) mounts(t *testing.T) int {
 
 // waitFetched waits until the snapshotter has fetched every mounted
 // layer whole, as its metrics tell.
-func (e *env) waitFetched(t *testing.T) {
+func (e *env) waitFetched(t testing.TB) {
 	deadline := time.Now().Add(time.Minute)
 	var body []byte
 	var err error
@@ -418,7 +427,7 @@ func (e *env) waitFetched(t *testing.T) {
 
 // waitConnected waits until containerd reaches the snapshotter again:
 // its proxy reconnects after a backoff.
-func (e *env) waitConnected(t *testing.T) {
+func (e *env) waitConnected(t testing.TB) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		_, err := e.box.Try(t, nil, nil, e.ctr, "--address", e.address, "snapshots", "--snapshotter", "lazylayer", "ls")
@@ -434,7 +443,7 @@ func (e *env) waitConnected(t *testing.T) {
 
 // pull pulls ref with containerd's Go client, unpacking it with the
 // snapshotter, and with the labels that name each layer.
-func (e *env) pull(t *testing.T, client *containerd.Client, ref string) {
+func (e *env) pull(t testing.TB, client *containerd.Client, ref string) {
 	t.Helper()
 	resolver := docker.NewResolver(docker.ResolverOptions{
 		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchAllHosts)),
@@ -450,7 +459,7 @@ func (e *env) pull(t *testing.T, client *containerd.Client, ref string) {
 }
 
 // run runs the image's program in a container and returns its output.
-func (e *env) run(t *testing.T, snapshotter, ref, id string, args ...string) string {
+func (e *env) run(t testing.TB, snapshotter, ref, id string, args ...string) string {
 	t.Helper()
 	argv := append([]string{"--address", e.address, "run", "--rm", "--snapshotter", snapshotter, ref, id, "/hello"}, args...)
 	return e.box.Run(t, nil, e.ctr, argv...)
