@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/pkg/snapshotters"
 	"github.com/containerd/containerd/remotes/docker"
 	"github.com/lazylayer/lazylayer/convert"
@@ -153,10 +154,35 @@ func TestEndToEnd(t *testing.T) {
 		}
 		check(t, e.run(t, "lazylayer", e.lazy, "lazy2", names...))
 	})
+	t.Run("corrupted cache is refetched", func(t *testing.T) {
+		// Damage every cached chunk while the snapshotter is down, so
+		// that the mounts it makes again come with no page cache.
+		e.kill(t)
+		if n := corruptCache(t, filepath.Join(e.snapRoot, "cache")); n == 0 {
+			t.Fatal("the cache holds no chunks to corrupt")
+		}
+		e.startSnapshotter(t)
+		e.waitConnected(t)
+		check(t, e.run(t, "lazylayer", e.lazy, "lazy4", names...))
+		if m := scrape(t, e.metrics); m["lazylayer_cache_verify_failures_total"] == 0 {
+			t.Error("the container read files whose chunks were all damaged, but the cache found no damage")
+		}
+	})
 	t.Run("registry gone after fetching", func(t *testing.T) {
 		e.waitFetched(t)
 		e.reg.Close()
 		check(t, e.run(t, "lazylayer", e.lazy, "lazy3", names...))
+	})
+	t.Run("removing the image frees its cache", func(t *testing.T) {
+		if err := client.ImageService().Delete(t.Context(), e.lazy, images.SynchronousDelete()); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.mounts(t); got != 0 {
+			t.Errorf("%d FUSE mounts after the image was removed, want none", got)
+		}
+		if _, entries, _ := cacheFiles(t, filepath.Join(e.snapRoot, "cache")); len(entries) != 0 {
+			t.Errorf("%d chunks left in the cache after the only lazy image was removed", len(entries))
+		}
 	})
 	t.Run("stop leaves no mount", func(t *testing.T) {
 		e.stop(t)
@@ -439,6 +465,48 @@ func (e *env) waitConnected(t testing.TB) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// cacheFiles lists the entry files of the chunk cache at dir.
+func cacheFiles(t testing.TB, dir string) (total int64, entries []string, err error) {
+	t.Helper()
+	err = filepath.WalkDir(filepath.Join(dir, "sha256"), func(path string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		info, err := de.Info()
+		if err != nil {
+			return err
+		}
+		total += info.Size()
+		entries = append(entries, path)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total, entries, nil
+}
+
+// corruptCache flips a byte in every entry of the chunk cache at dir and
+// returns how many it damaged.
+func corruptCache(t testing.TB, dir string) int {
+	t.Helper()
+	_, entries, _ := cacheFiles(t, dir)
+	for _, path := range entries {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) == 0 {
+			continue
+		}
+		data[len(data)/2] ^= 0xff
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(entries)
 }
 
 // pull pulls ref with containerd's Go client, unpacking it with the
