@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"iter"
 	"slices"
 	"sync"
 	"time"
@@ -111,23 +112,36 @@ func (l *Layer) backgroundErr(ctx context.Context, err error) error {
 func (l *Layer) CacheKeys() []digest.Digest {
 	var keys []digest.Digest
 	seen := make(map[digest.Digest]bool)
-	for id := range l.idx.recs {
-		rec := &l.idx.recs[id]
-		if rec.typ != toc.TypeReg {
-			continue
-		}
-		for i := range int32(rec.nchunk) {
-			ref := chunkRef{int32(id), i}
-			if c := l.idx.chunkRecord(ref); c.zeros || c.size == 0 || !l.idx.hasChunkDigest(ref) {
-				continue
-			}
-			if d := l.chunkDigest(ref); !seen[d] {
-				seen[d] = true
-				keys = append(keys, d)
-			}
+	for ref := range l.cachedChunks() {
+		if d := l.chunkDigest(ref); !seen[d] {
+			seen[d] = true
+			keys = append(keys, d)
 		}
 	}
 	return keys
+}
+
+// cachedChunks yields every chunk of file content that a load verifies
+// and caches: not empty, not known zeros, and with a digest.
+func (l *Layer) cachedChunks() iter.Seq2[chunkRef, *chunkRecord] {
+	return func(yield func(chunkRef, *chunkRecord) bool) {
+		for id := range l.idx.recs {
+			rec := &l.idx.recs[id]
+			if rec.typ != toc.TypeReg {
+				continue
+			}
+			for i := range int32(rec.nchunk) {
+				ref := chunkRef{int32(id), i}
+				c := l.idx.chunkRecord(ref)
+				if c.zeros || c.size == 0 || !l.idx.hasChunkDigest(ref) {
+					continue
+				}
+				if !yield(ref, c) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // blobFrames returns one chunk of every frame that holds verifiable file
@@ -135,17 +149,8 @@ func (l *Layer) CacheKeys() []digest.Digest {
 func (l *Layer) blobFrames() []chunkRef {
 	var refs []chunkRef
 	seen := make(map[int64]bool)
-	for id := range l.idx.recs {
-		rec := &l.idx.recs[id]
-		if rec.typ != toc.TypeReg {
-			continue
-		}
-		for i := range int32(rec.nchunk) {
-			ref := chunkRef{int32(id), i}
-			c := l.idx.chunkRecord(ref)
-			if c.zeros || c.size == 0 || seen[c.frameOffset] || !l.idx.hasChunkDigest(ref) {
-				continue
-			}
+	for ref, c := range l.cachedChunks() {
+		if !seen[c.frameOffset] {
 			seen[c.frameOffset] = true
 			refs = append(refs, ref)
 		}
