@@ -225,10 +225,7 @@ func (e *env) buildImages(t testing.TB) {
 	}
 	e.files = map[string][]byte{"/hello": hello, "/data/big": big, "/data/small": []byte("small file\n")}
 
-	ctx := t.Context()
-	repo := "plain"
-	var layers []ocispec.Descriptor
-	var diffIDs []digest.Digest
+	var tars [][]byte
 	for _, files := range [][]string{{"/hello"}, {"/data/big", "/data/small"}} {
 		var tb bytes.Buffer
 		tw := tar.NewWriter(&tb)
@@ -243,37 +240,13 @@ func (e *env) buildImages(t testing.TB) {
 			tw.Write(e.files[name])
 		}
 		tw.Close()
-		diffIDs = append(diffIDs, digest.FromBytes(tb.Bytes()))
-		var gz bytes.Buffer
-		zw := gzip.NewWriter(&gz)
-		zw.Write(tb.Bytes())
-		zw.Close()
-		d, err := e.reg.Push(ctx, repo, gz.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers = append(layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: d, Size: int64(gz.Len())})
+		tars = append(tars, tb.Bytes())
 	}
-	config, _ := json.Marshal(ocispec.Image{
-		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config:   ocispec.ImageConfig{Entrypoint: []string{"/hello"}},
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
-	})
-	cd, err := e.reg.Push(ctx, repo, config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest, _ := json.Marshal(ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(config))},
-		Layers: layers,
-	})
-	if _, err := e.reg.PushManifest(ctx, repo, "v1", ocispec.MediaTypeImageManifest, manifest); err != nil {
-		t.Fatal(err)
-	}
+	e.pushImage(t, "plain", tars, ocispec.ImageConfig{Entrypoint: []string{"/hello"}})
 	e.plain = e.reg.Host() + "/plain:v1"
 	e.lazy = e.reg.Host() + "/lazy:v1"
 
+	ctx := t.Context()
 	rc, err := registry.New()
 	if err != nil {
 		t.Fatal(err)
@@ -294,6 +267,48 @@ func (e *env) buildImages(t testing.TB) {
 
 // startContainerd starts containerd with its state under gen, and
 // returns what stops it; the test's end stops it too.
+// pushImage pushes an image of the given layers (tar streams, pushed
+// gzip) and config to repo:v1 and returns its reference and the size of
+// its compressed layers.
+func (e *env) pushImage(t testing.TB, repo string, tars [][]byte, cfg ocispec.ImageConfig) (string, int64) {
+	t.Helper()
+	ctx := t.Context()
+	var layers []ocispec.Descriptor
+	var diffIDs []digest.Digest
+	var size int64
+	for _, tb := range tars {
+		diffIDs = append(diffIDs, digest.FromBytes(tb))
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(tb)
+		zw.Close()
+		d, err := e.reg.Push(ctx, repo, gz.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += int64(gz.Len())
+		layers = append(layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: d, Size: int64(gz.Len())})
+	}
+	config, _ := json.Marshal(ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config:   cfg,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
+	})
+	cd, err := e.reg.Push(ctx, repo, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := json.Marshal(ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(config))},
+		Layers: layers,
+	})
+	if _, err := e.reg.PushManifest(ctx, repo, "v1", ocispec.MediaTypeImageManifest, manifest); err != nil {
+		t.Fatal(err)
+	}
+	return e.reg.Host() + "/" + repo + ":v1", size
+}
+
 func (e *env) startContainerd(t testing.TB) (stop func()) {
 	path := tooltest.Look(t, "containerd", "containerd")
 	dir := func(name string) string { return e.box.Path(fmt.Sprintf("%s%d", name, e.gen)) }

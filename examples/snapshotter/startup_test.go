@@ -3,17 +3,13 @@ package snapshotter_test
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,8 +27,6 @@ import (
 	"github.com/lazylayer/lazylayer/internal/dirtar"
 	"github.com/lazylayer/lazylayer/internal/simregistry"
 	"github.com/lazylayer/lazylayer/internal/tooltest"
-	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -496,48 +490,17 @@ func (e *env) buildWorkloadImage(t testing.TB, w workload) (string, int64) {
 		}
 	}
 
-	ctx := t.Context()
-	repo := w.name + "-plain"
-	var layers []ocispec.Descriptor
-	var diffIDs []digest.Digest
-	var size int64
+	var tars [][]byte
 	for _, dir := range []string{base, app} {
 		var tb bytes.Buffer
 		if _, err := dirtar.Write(&tb, dir); err != nil {
 			t.Fatal(err)
 		}
 		os.RemoveAll(dir)
-		diffIDs = append(diffIDs, digest.FromBytes(tb.Bytes()))
-		var gz bytes.Buffer
-		zw := gzip.NewWriter(&gz)
-		io.Copy(zw, &tb)
-		zw.Close()
-		d, err := e.reg.Push(ctx, repo, gz.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		size += int64(gz.Len())
-		layers = append(layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: d, Size: int64(gz.Len())})
+		tars = append(tars, tb.Bytes())
 	}
 	env := append([]string{"PATH=/usr/local/go/bin:/usr/bin:/bin", "LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu"}, w.env...)
-	config, _ := json.Marshal(ocispec.Image{
-		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config:   ocispec.ImageConfig{Entrypoint: w.args[:1], Cmd: w.args[1:], Env: env, WorkingDir: "/"},
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
-	})
-	cd, err := e.reg.Push(ctx, repo, config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest, _ := json.Marshal(ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(config))},
-		Layers: layers,
-	})
-	if _, err := e.reg.PushManifest(ctx, repo, "v1", ocispec.MediaTypeImageManifest, manifest); err != nil {
-		t.Fatal(err)
-	}
-	return e.reg.Host() + "/" + repo + ":v1", size
+	return e.pushImage(t, w.name+"-plain", tars, ocispec.ImageConfig{Entrypoint: w.args[:1], Cmd: w.args[1:], Env: env, WorkingDir: "/"})
 }
 
 // cp copies paths under dir, each at its own path; with follow, it
