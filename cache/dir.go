@@ -394,7 +394,16 @@ func (d *Dir) discard(path string, info fs.FileInfo) {
 	if err != nil || !os.SameFile(info, current) {
 		return
 	}
-	if os.Remove(path) != nil || !info.Mode().IsRegular() {
+	if os.Remove(path) != nil {
+		return
+	}
+	d.uncount(info)
+}
+
+// uncount takes the entry file info, just removed, out of the estimates.
+// The caller holds d.mu for reading.
+func (d *Dir) uncount(info fs.FileInfo) {
+	if !info.Mode().IsRegular() {
 		return // scans count only regular files
 	}
 	d.entries.Add(-1)
@@ -407,6 +416,32 @@ func (d *Dir) discard(path string, info fs.FileInfo) {
 			return
 		}
 	}
+}
+
+// Remove removes the entry stored under key, if there is one, freeing its
+// space at once: a caller that knows nothing will read an entry again (the
+// layers that held it are gone) need not wait for the LRU bound to reclaim
+// it. Removing a key that is not stored is not an error. The error wraps
+// [ErrInvalidKey] or the error of the failed file operation.
+func (d *Dir) Remove(key digest.Digest) error {
+	if err := validateKey(key); err != nil {
+		return fmt.Errorf("cache: remove %q: %w", key, err)
+	}
+	path := d.path(key)
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	info, err := os.Lstat(path)
+	if err == nil {
+		err = os.Remove(path)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // never stored, or removed meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("cache: remove %q: %w", key, err)
+	}
+	d.uncount(info)
+	return nil
 }
 
 // evict brings the directory back within budget unless another goroutine

@@ -92,6 +92,31 @@ func TestDirRoundTrip(t *testing.T) {
 	assert.Equal(t, e.data, got)
 }
 
+func TestDirRemove(t *testing.T) {
+	root := t.TempDir()
+	d, err := NewDir(root, 1<<20)
+	require.NoError(t, err)
+	kept, gone := newEntry(1, 1000), newEntry(2, 300)
+	require.NoError(t, d.Store(kept.key, kept.data))
+	require.NoError(t, d.Store(gone.key, gone.data))
+
+	require.NoError(t, d.Remove(gone.key))
+	_, err = d.Load(gone.key)
+	assert.ErrorIs(t, err, ErrNotFound)
+	total, entries, _ := diskState(t, root)
+	assert.Equal(t, int64(1000), total)
+	assert.Len(t, entries, 1)
+	st := d.Stats()
+	assert.Equal(t, int64(1), st.Entries)
+	assert.Equal(t, int64(1000), st.Bytes)
+
+	assert.NoError(t, d.Remove(gone.key), "removing an absent entry")
+	assert.ErrorIs(t, d.Remove("sha256:../x"), ErrInvalidKey)
+	got, err := d.Load(kept.key)
+	require.NoError(t, err)
+	assert.Equal(t, kept.data, got)
+}
+
 func TestDirOtherAlgorithms(t *testing.T) {
 	d, err := NewDir(t.TempDir(), 1<<20)
 	require.NoError(t, err)

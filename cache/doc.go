@@ -18,7 +18,8 @@
 //     miss, never wrong bytes. One entry is at most [DefaultMaxEntrySize]
 //     (64 MiB) long unless [WithMaxEntrySize] says otherwise, and never
 //     longer than the budget; a lookup checks a file's type and length
-//     before it reads any of it.
+//     before it reads any of it. [Dir.Remove] frees an entry a caller
+//     knows is no longer wanted without waiting for eviction.
 //   - [Tiered], a fast cache over a slow one (typically a Memory over a
 //     Dir) that promotes entries found only in the slow one.
 //

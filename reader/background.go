@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"iter"
 	"slices"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
+	"github.com/opencontainers/go-digest"
 )
 
 const (
@@ -103,22 +105,52 @@ func (l *Layer) backgroundErr(ctx context.Context, err error) error {
 	return fmt.Errorf("reader: background fetch: %w", err)
 }
 
+// CacheKeys returns the keys under which the layer keeps its chunks in
+// the cache of WithCache: the digest of every chunk of file content that
+// has one, each once. A caller that shares one cache between layers can
+// tell from them which entries a layer it drops leaves to no other.
+func (l *Layer) CacheKeys() []digest.Digest {
+	var keys []digest.Digest
+	seen := make(map[digest.Digest]bool)
+	for ref := range l.cachedChunks() {
+		if d := l.chunkDigest(ref); !seen[d] {
+			seen[d] = true
+			keys = append(keys, d)
+		}
+	}
+	return keys
+}
+
+// cachedChunks yields every chunk of file content that a load verifies
+// and caches: not empty, not known zeros, and with a digest.
+func (l *Layer) cachedChunks() iter.Seq2[chunkRef, *chunkRecord] {
+	return func(yield func(chunkRef, *chunkRecord) bool) {
+		for id := range l.idx.recs {
+			rec := &l.idx.recs[id]
+			if rec.typ != toc.TypeReg {
+				continue
+			}
+			for i := range int32(rec.nchunk) {
+				ref := chunkRef{int32(id), i}
+				c := l.idx.chunkRecord(ref)
+				if c.zeros || c.size == 0 || !l.idx.hasChunkDigest(ref) {
+					continue
+				}
+				if !yield(ref, c) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // blobFrames returns one chunk of every frame that holds verifiable file
 // content, ordered by the frame's place in the blob.
 func (l *Layer) blobFrames() []chunkRef {
 	var refs []chunkRef
 	seen := make(map[int64]bool)
-	for id := range l.idx.recs {
-		rec := &l.idx.recs[id]
-		if rec.typ != toc.TypeReg {
-			continue
-		}
-		for i := range int32(rec.nchunk) {
-			ref := chunkRef{int32(id), i}
-			c := l.idx.chunkRecord(ref)
-			if c.zeros || c.size == 0 || seen[c.frameOffset] || !l.idx.hasChunkDigest(ref) {
-				continue
-			}
+	for ref, c := range l.cachedChunks() {
+		if !seen[c.frameOffset] {
 			seen[c.frameOffset] = true
 			refs = append(refs, ref)
 		}

@@ -159,3 +159,33 @@ func TestFetchAllReturnsAfterItsRequests(t *testing.T) {
 		}
 	})
 }
+
+func TestCacheKeysAreWhatFetchAllCaches(t *testing.T) {
+	tarData, _ := corpusTar(t, 40, 64<<10, 1)
+	blob, res := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	srv := registrytest.NewBlobServer(t, blob)
+	f, err := fetcher.NewHTTP(srv.BlobURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newMapCache()
+	l, err := Open(t.Context(), f, WithTOCDigest(res.TOCDigest), WithCache(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.FetchAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	keys := l.CacheKeys()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(keys) != len(c.m) {
+		t.Errorf("%d cache keys, but FetchAll cached %d chunks", len(keys), len(c.m))
+	}
+	for _, k := range keys {
+		if _, ok := c.m[k]; !ok {
+			t.Errorf("cache key %s: FetchAll cached no such chunk", k)
+		}
+	}
+}

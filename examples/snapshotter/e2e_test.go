@@ -23,8 +23,9 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/snapshotters"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/pkg/snapshotters"
 	"github.com/lazylayer/lazylayer/convert"
 	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/internal/localregistry"
@@ -75,7 +76,11 @@ type env struct {
 	plain      string // reference of the plain image
 	lazy       string // reference of the converted image
 	files      map[string][]byte
-	top        *testing.T // whose end stops what subtests start
+	top        testing.TB // whose end stops what subtests start
+	// gen numbers the state of containerd and of the snapshotter: a
+	// restart with a new gen starts them cold.
+	gen      int
+	snapArgs []string // more flags for the snapshotter
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -149,10 +154,35 @@ func TestEndToEnd(t *testing.T) {
 		}
 		check(t, e.run(t, "lazylayer", e.lazy, "lazy2", names...))
 	})
+	t.Run("corrupted cache is refetched", func(t *testing.T) {
+		// Damage every cached chunk while the snapshotter is down, so
+		// that the mounts it makes again come with no page cache.
+		e.kill(t)
+		if n := corruptCache(t, filepath.Join(e.snapRoot, "cache")); n == 0 {
+			t.Fatal("the cache holds no chunks to corrupt")
+		}
+		e.startSnapshotter(t)
+		e.waitConnected(t)
+		check(t, e.run(t, "lazylayer", e.lazy, "lazy4", names...))
+		if m := scrape(t, e.metrics); m["lazylayer_cache_verify_failures_total"] == 0 {
+			t.Error("the container read files whose chunks were all damaged, but the cache found no damage")
+		}
+	})
 	t.Run("registry gone after fetching", func(t *testing.T) {
 		e.waitFetched(t)
 		e.reg.Close()
 		check(t, e.run(t, "lazylayer", e.lazy, "lazy3", names...))
+	})
+	t.Run("removing the image frees its cache", func(t *testing.T) {
+		if err := client.ImageService().Delete(t.Context(), e.lazy, images.SynchronousDelete()); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.mounts(t); got != 0 {
+			t.Errorf("%d FUSE mounts after the image was removed, want none", got)
+		}
+		if _, entries, _ := cacheFiles(t, filepath.Join(e.snapRoot, "cache")); len(entries) != 0 {
+			t.Errorf("%d chunks left in the cache after the only lazy image was removed", len(entries))
+		}
 	})
 	t.Run("stop leaves no mount", func(t *testing.T) {
 		e.stop(t)
@@ -162,7 +192,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
-func (e *env) startRegistry(t *testing.T) {
+func (e *env) startRegistry(t testing.TB) {
 	if _, err := os.Stat(localregistry.Binary); err != nil {
 		tooltest.Missing(t, tooltest.RequireEnv, "docker-registry", "docker-registry", err)
 	}
@@ -176,7 +206,7 @@ func (e *env) startRegistry(t *testing.T) {
 
 // buildImages pushes a plain two-layer image (a static program, then
 // data) and converts it to eStargz in another repository.
-func (e *env) buildImages(t *testing.T) {
+func (e *env) buildImages(t testing.TB) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "main.go"), []byte(helloSource), 0o644)
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\n"), 0o644)
@@ -195,10 +225,7 @@ func (e *env) buildImages(t *testing.T) {
 	}
 	e.files = map[string][]byte{"/hello": hello, "/data/big": big, "/data/small": []byte("small file\n")}
 
-	ctx := t.Context()
-	repo := "plain"
-	var layers []ocispec.Descriptor
-	var diffIDs []digest.Digest
+	var tars [][]byte
 	for _, files := range [][]string{{"/hello"}, {"/data/big", "/data/small"}} {
 		var tb bytes.Buffer
 		tw := tar.NewWriter(&tb)
@@ -213,37 +240,13 @@ func (e *env) buildImages(t *testing.T) {
 			tw.Write(e.files[name])
 		}
 		tw.Close()
-		diffIDs = append(diffIDs, digest.FromBytes(tb.Bytes()))
-		var gz bytes.Buffer
-		zw := gzip.NewWriter(&gz)
-		zw.Write(tb.Bytes())
-		zw.Close()
-		d, err := e.reg.Push(ctx, repo, gz.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers = append(layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: d, Size: int64(gz.Len())})
+		tars = append(tars, tb.Bytes())
 	}
-	config, _ := json.Marshal(ocispec.Image{
-		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config:   ocispec.ImageConfig{Entrypoint: []string{"/hello"}},
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
-	})
-	cd, err := e.reg.Push(ctx, repo, config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest, _ := json.Marshal(ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(config))},
-		Layers: layers,
-	})
-	if _, err := e.reg.PushManifest(ctx, repo, "v1", ocispec.MediaTypeImageManifest, manifest); err != nil {
-		t.Fatal(err)
-	}
+	e.pushImage(t, "plain", tars, ocispec.ImageConfig{Entrypoint: []string{"/hello"}})
 	e.plain = e.reg.Host() + "/plain:v1"
 	e.lazy = e.reg.Host() + "/lazy:v1"
 
+	ctx := t.Context()
 	rc, err := registry.New()
 	if err != nil {
 		t.Fatal(err)
@@ -262,8 +265,53 @@ func (e *env) buildImages(t *testing.T) {
 	}
 }
 
-func (e *env) startContainerd(t *testing.T) {
+// startContainerd starts containerd with its state under gen, and
+// returns what stops it; the test's end stops it too.
+// pushImage pushes an image of the given layers (tar streams, pushed
+// gzip) and config to repo:v1 and returns its reference and the size of
+// its compressed layers.
+func (e *env) pushImage(t testing.TB, repo string, tars [][]byte, cfg ocispec.ImageConfig) (string, int64) {
+	t.Helper()
+	ctx := t.Context()
+	var layers []ocispec.Descriptor
+	var diffIDs []digest.Digest
+	var size int64
+	for _, tb := range tars {
+		diffIDs = append(diffIDs, digest.FromBytes(tb))
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(tb)
+		zw.Close()
+		d, err := e.reg.Push(ctx, repo, gz.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += int64(gz.Len())
+		layers = append(layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: d, Size: int64(gz.Len())})
+	}
+	config, _ := json.Marshal(ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config:   cfg,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
+	})
+	cd, err := e.reg.Push(ctx, repo, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := json.Marshal(ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(config))},
+		Layers: layers,
+	})
+	if _, err := e.reg.PushManifest(ctx, repo, "v1", ocispec.MediaTypeImageManifest, manifest); err != nil {
+		t.Fatal(err)
+	}
+	return e.reg.Host() + "/" + repo + ":v1", size
+}
+
+func (e *env) startContainerd(t testing.TB) (stop func()) {
 	path := tooltest.Look(t, "containerd", "containerd")
+	dir := func(name string) string { return e.box.Path(fmt.Sprintf("%s%d", name, e.gen)) }
 	e.address = e.box.Path("c.sock")
 	config := fmt.Sprintf(`version = 2
 root = %q
@@ -278,7 +326,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [proxy_plugins.lazylayer]
   type = "snapshot"
   address = %q
-`, e.box.Path("root"), e.box.Path("state"), e.address, e.address+".ttrpc", e.box.Path("opt"), e.snapSock)
+`, dir("root"), dir("state"), e.address, e.address+".ttrpc", dir("opt"), e.snapSock)
 	configPath := e.box.Path("config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -294,21 +342,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
+	stop = func() { cancel(); <-exited }
 	t.Cleanup(func() {
-		cancel()
-		<-exited
+		stop()
 		if t.Failed() {
 			t.Logf("containerd:\n%s", tooltest.Tail(log.String()))
 		}
 	})
 	tooltest.WaitListen(t, "containerd", e.address, exited, &log)
+	return stop
 }
 
 // holdNamespace starts a process in a sandbox's mount namespace, which
 // containerd and the snapshotter then join: each sees the other's
 // mounts, and the namespace, with every mount in it, goes when the
 // test ends.
-func (e *env) holdNamespace(t *testing.T) {
+func (e *env) holdNamespace(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := e.box.Command(ctx, nil, "/bin/sh", "-c", "echo ready; exec sleep infinity")
 	out, err := cmd.StdoutPipe()
@@ -327,28 +376,29 @@ func (e *env) holdNamespace(t *testing.T) {
 	e.nsPID = cmd.Process.Pid
 }
 
-func (e *env) buildSnapshotter(t *testing.T) {
+func (e *env) buildSnapshotter(t testing.TB) {
 	e.snapBin = filepath.Join(t.TempDir(), "lazylayer-snapshotter")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", e.snapBin, "./cmd/lazylayer-snapshotter")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the snapshotter: %v\n%s", err, out)
 	}
-	e.snapRoot = e.box.Path("snapshotter")
 	e.snapSock = e.box.Path("snap.sock")
 }
 
 // startSnapshotter runs the snapshotter in containerd's mount namespace,
 // so that containerd sees its mounts.
-func (e *env) startSnapshotter(t *testing.T) {
+func (e *env) startSnapshotter(t testing.TB) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.metrics = l.Addr().String()
 	l.Close()
+	e.snapRoot = e.box.Path(fmt.Sprintf("snapshotter%d", e.gen))
 	var log bytes.Buffer
-	cmd := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(e.nsPID)+"/ns/mnt", "--",
-		e.snapBin, "--root", e.snapRoot, "--address", e.snapSock, "--metrics-address", e.metrics, "--hosts-dir", "")
+	args := append([]string{"--mount=/proc/" + strconv.Itoa(e.nsPID) + "/ns/mnt", "--",
+		e.snapBin, "--root", e.snapRoot, "--address", e.snapSock, "--metrics-address", e.metrics, "--hosts-dir", ""}, e.snapArgs...)
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -367,19 +417,19 @@ func (e *env) startSnapshotter(t *testing.T) {
 }
 
 // kill kills the snapshotter as a crash would.
-func (e *env) kill(t *testing.T) {
+func (e *env) kill(t testing.TB) {
 	e.snap.Process.Kill()
 	<-e.snapExited
 }
 
 // stop stops the snapshotter as a service manager would.
-func (e *env) stop(t *testing.T) {
+func (e *env) stop(t testing.TB) {
 	e.snap.Process.Signal(syscall.SIGTERM)
 	<-e.snapExited
 }
 
 // mounts counts the snapshotter's FUSE mounts in containerd's namespace.
-func (e *env) mounts(t *testing.T) int {
+func (e *env) mounts(t testing.TB) int {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", e.nsPID))
 	if err != nil {
 		t.Fatal(err)
@@ -397,7 +447,7 @@ func (e *env) mounts(t *testing.T) int {
 
 // waitFetched waits until the snapshotter has fetched every mounted
 // layer whole, as its metrics tell.
-func (e *env) waitFetched(t *testing.T) {
+func (e *env) waitFetched(t testing.TB) {
 	deadline := time.Now().Add(time.Minute)
 	var body []byte
 	var err error
@@ -418,7 +468,7 @@ func (e *env) waitFetched(t *testing.T) {
 
 // waitConnected waits until containerd reaches the snapshotter again:
 // its proxy reconnects after a backoff.
-func (e *env) waitConnected(t *testing.T) {
+func (e *env) waitConnected(t testing.TB) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		_, err := e.box.Try(t, nil, nil, e.ctr, "--address", e.address, "snapshots", "--snapshotter", "lazylayer", "ls")
@@ -432,9 +482,51 @@ func (e *env) waitConnected(t *testing.T) {
 	}
 }
 
+// cacheFiles lists the entry files of the chunk cache at dir.
+func cacheFiles(t testing.TB, dir string) (total int64, entries []string, err error) {
+	t.Helper()
+	err = filepath.WalkDir(filepath.Join(dir, "sha256"), func(path string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		info, err := de.Info()
+		if err != nil {
+			return err
+		}
+		total += info.Size()
+		entries = append(entries, path)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total, entries, nil
+}
+
+// corruptCache flips a byte in every entry of the chunk cache at dir and
+// returns how many it damaged.
+func corruptCache(t testing.TB, dir string) int {
+	t.Helper()
+	_, entries, _ := cacheFiles(t, dir)
+	for _, path := range entries {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) == 0 {
+			continue
+		}
+		data[len(data)/2] ^= 0xff
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(entries)
+}
+
 // pull pulls ref with containerd's Go client, unpacking it with the
 // snapshotter, and with the labels that name each layer.
-func (e *env) pull(t *testing.T, client *containerd.Client, ref string) {
+func (e *env) pull(t testing.TB, client *containerd.Client, ref string) {
 	t.Helper()
 	resolver := docker.NewResolver(docker.ResolverOptions{
 		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchAllHosts)),
@@ -450,7 +542,7 @@ func (e *env) pull(t *testing.T, client *containerd.Client, ref string) {
 }
 
 // run runs the image's program in a container and returns its output.
-func (e *env) run(t *testing.T, snapshotter, ref, id string, args ...string) string {
+func (e *env) run(t testing.TB, snapshotter, ref, id string, args ...string) string {
 	t.Helper()
 	argv := append([]string{"--address", e.address, "run", "--rm", "--snapshotter", snapshotter, ref, id, "/hello"}, args...)
 	return e.box.Run(t, nil, e.ctr, argv...)

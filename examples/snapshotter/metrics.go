@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/prefetch"
@@ -42,6 +43,10 @@ type metrics struct {
 	done      prometheus.Counter
 	mounts    prometheus.Gauge
 	pending   prometheus.Gauge
+	// The stages of a cold start: opening an image (manifest, config,
+	// every layer's index), mounting one layer, fetching the prefetch
+	// plan.
+	openTime, mountTime, prefetchTime prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
@@ -75,11 +80,27 @@ func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
 			Name: "lazylayer_layers_fetching",
 			Help: "Layers being prefetched or fetched in the background; at 0 every mounted layer is cached whole.",
 		}),
+		openTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lazylayer_image_open_seconds",
+			Help:    "Time to open an image: its manifest, config and every layer's index.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+		mountTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lazylayer_mount_seconds",
+			Help:    "Time to mount one opened layer through FUSE.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
+		}),
+		prefetchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lazylayer_prefetch_seconds",
+			Help:    "Time from the first mount of an image to its prefetch plan in the cache.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
 	}
 	stats := func(f func(cache.Stats) float64) func() float64 {
 		return func() float64 { return f(c.Stats()) }
 	}
 	reg.MustRegister(m.bytes, m.requests, m.firstRead, m.planned, m.done, m.mounts, m.pending,
+		m.openTime, m.mountTime, m.prefetchTime,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_hits_total", Help: "Chunk cache lookups that hit."},
 			stats(func(s cache.Stats) float64 { return float64(s.Hits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_misses_total", Help: "Chunk cache lookups that missed."},
@@ -121,30 +142,117 @@ func (m *metrics) prefetchProgress() prefetch.RunOption {
 }
 
 // transport counts requests and response bytes by the cause their
-// context carries.
+// context carries, and tells the demand gauge of on-demand requests.
 type transport struct {
-	next http.RoundTripper
-	m    *metrics
+	next   http.RoundTripper
+	m      *metrics
+	demand *demand
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	cause := causeOf(req.Context())
 	t.m.requests.WithLabelValues(cause).Inc()
+	done := func() {}
+	if cause == causeOnDemand {
+		done = t.demand.start()
+	}
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
+		done()
 		return nil, err
 	}
-	resp.Body = &countingBody{ReadCloser: resp.Body, c: t.m.bytes.WithLabelValues(cause)}
+	resp.Body = &countingBody{ReadCloser: resp.Body, c: t.m.bytes.WithLabelValues(cause), done: sync.OnceFunc(done)}
 	return resp, nil
 }
 
 type countingBody struct {
 	io.ReadCloser
-	c prometheus.Counter
+	c    prometheus.Counter
+	done func()
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.c.Add(float64(n))
+	if err != nil {
+		b.done()
+	}
 	return n, err
+}
+
+func (b *countingBody) Close() error {
+	b.done()
+	return b.ReadCloser.Close()
+}
+
+// demand tells whether containers are waiting for the registry: the
+// background fetch, which would compete with them for the link, waits
+// until no on-demand request has been under way for a while.
+type demand struct {
+	mu       sync.Mutex
+	inFlight int
+	started  int           // on-demand requests ever started
+	last     time.Time     // when the last on-demand request ended
+	quiet    chan struct{} // closed and replaced when inFlight drops to 0
+}
+
+func newDemand() *demand { return &demand{quiet: make(chan struct{})} }
+
+// start notes an on-demand request; the function it returns notes its
+// end.
+func (d *demand) start() func() {
+	d.mu.Lock()
+	d.inFlight++
+	d.started++
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.inFlight--
+		d.last = time.Now()
+		if d.inFlight == 0 {
+			close(d.quiet)
+			d.quiet = make(chan struct{})
+		}
+	}
+}
+
+// count returns how many on-demand requests were ever started.
+func (d *demand) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.started
+}
+
+// waitQuiet returns once no on-demand request has been under way for
+// the period quiet, nor since the time since, or once misses on-demand
+// requests have started after the count from (see count), or when ctx
+// is done.
+func (d *demand) waitQuiet(ctx context.Context, since time.Time, quiet time.Duration, from, misses int) error {
+	for {
+		d.mu.Lock()
+		last := d.last
+		if last.Before(since) {
+			last = since
+		}
+		busy, wait, ch := d.inFlight > 0, quiet-time.Since(last), d.quiet
+		missed := d.started-from >= misses
+		d.mu.Unlock()
+		if missed || !busy && wait <= 0 {
+			return nil
+		}
+		timer := time.NewTimer(wait)
+		if busy {
+			timer.Stop()
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }

@@ -13,16 +13,18 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerd/errdefs"
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containerd/containerd/v2/pkg/snapshotters"
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/snapshotters"
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
+	"github.com/containerd/errdefs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/image"
+	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/registry"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,6 +45,19 @@ const DefaultCacheSize = 10 << 30
 // openTimeout bounds opening an image and remounting a layer at start.
 const openTimeout = 2 * time.Minute
 
+// The background fetch of whole layers starts once no container has
+// waited for the registry for backgroundQuiet: a starting container
+// reads in bursts a few milliseconds apart, and every byte the
+// background fetch puts on the link before the burst is over delays
+// it. But once backgroundMisses on-demand requests followed the
+// prefetch, the plan did not hold what the containers read, and
+// fetching the layers whole at the link's speed beats reading file
+// after file a round trip each: the background fetch starts then.
+const (
+	backgroundQuiet  = time.Second
+	backgroundMisses = 16
+)
+
 // Config configures New.
 type Config struct {
 	// Root holds the snapshots (containerd's overlayfs snapshotter's
@@ -57,6 +72,12 @@ type Config struct {
 	// HostsDir is a directory of containerd hosts.toml files naming
 	// mirrors; "" means none.
 	HostsDir string
+	// RecordDir, if not "", is where the snapshotter writes the access
+	// trace of each image it mounts, MANIFEST-HEX.trace, when the last
+	// of its layers is unmounted (at Remove or Close): the files the
+	// containers read, in first-read order, as prefetch.WriteTrace
+	// writes them, for lazylayer optimize --trace.
+	RecordDir string
 	// Registerer receives the metrics; nil means none are exported.
 	Registerer prometheus.Registerer
 	// Logf logs what goes wrong in the background; nil means log.Printf.
@@ -72,9 +93,11 @@ type Config struct {
 type Snapshotter struct {
 	snapshots.Snapshotter
 	root     string
+	record   string
 	registry *registry.Client
 	cache    *cache.Dir
 	metrics  *metrics
+	demand   *demand
 	logf     func(string, ...any)
 
 	ctx    context.Context // ends with Close
@@ -93,11 +116,13 @@ type openImage struct {
 	err      error
 	layers   int // mounted layers using it
 	prefetch sync.Once
+	recorder *prefetch.Recorder // nil unless Config.RecordDir is set
 }
 
 type mounted struct {
 	server *fuse.Server
 	image  string
+	layer  *reader.Layer
 }
 
 // New opens the snapshotter at cfg.Root and mounts again the layers it
@@ -118,8 +143,9 @@ func New(cfg Config) (*Snapshotter, error) {
 		reg = prometheus.NewRegistry()
 	}
 	m := newMetrics(reg, dir)
+	d := newDemand()
 	rc, err := registry.New(
-		registry.WithTransport(&transport{next: http.DefaultTransport, m: m}),
+		registry.WithTransport(&transport{next: http.DefaultTransport, m: m, demand: d}),
 		registry.WithInsecure(cfg.Insecure...),
 		registry.WithHostsDir(cfg.HostsDir),
 		registry.WithUserAgent("lazylayer-snapshotter"),
@@ -133,7 +159,7 @@ func New(cfg Config) (*Snapshotter, error) {
 		return nil, fmt.Errorf("overlay snapshotter at %s: %w", cfg.Root, err)
 	}
 	s := &Snapshotter{
-		Snapshotter: ov, root: cfg.Root, registry: rc, cache: dir, metrics: m, logf: cfg.Logf,
+		Snapshotter: ov, root: cfg.Root, record: cfg.RecordDir, registry: rc, cache: dir, metrics: m, demand: d, logf: cfg.Logf,
 		images: map[string]*openImage{}, mounts: map[string]*mounted{},
 	}
 	if s.logf == nil {
@@ -223,7 +249,7 @@ func (s *Snapshotter) prepareLazy(ctx context.Context, key, parent, target, ref,
 		committed[k] = v
 	}
 	if err := s.Snapshotter.Commit(ctx, target, key, snapshots.WithLabels(committed)); err != nil {
-		s.unmount(st.Labels[labelUpperdir])
+		s.unmount(st.Labels[labelUpperdir], false)
 		s.Snapshotter.Remove(ctx, key)
 		if errdefs.IsAlreadyExists(err) {
 			return nil // a concurrent unpack of the same layer won
@@ -261,13 +287,15 @@ func (s *Snapshotter) mount(ctx context.Context, ref, layer, dir string) error {
 		s.release(ref)
 		return err
 	}
+	start := time.Now()
 	server, err := mountLayer(dir, l, layer)
 	if err != nil {
 		s.release(ref)
 		return err
 	}
+	s.metrics.mountTime.Observe(time.Since(start).Seconds())
 	s.mu.Lock()
-	s.mounts[dir] = &mounted{server: server, image: ref}
+	s.mounts[dir] = &mounted{server: server, image: ref, layer: l}
 	s.mu.Unlock()
 	s.metrics.mounts.Inc()
 	oi.prefetch.Do(func() { s.startPrefetch(ref, oi.img) })
@@ -281,9 +309,12 @@ func (s *Snapshotter) openImage(ctx context.Context, ref string) (*openImage, er
 	oi := s.images[ref]
 	if oi == nil {
 		oi = &openImage{ready: make(chan struct{})}
+		if s.record != "" {
+			oi.recorder = new(prefetch.Recorder)
+		}
 		s.images[ref] = oi
 		s.mu.Unlock()
-		oi.img, oi.err = s.open(ref)
+		oi.img, oi.err = s.open(ref, oi.recorder)
 		close(oi.ready)
 		s.mu.Lock()
 	}
@@ -302,21 +333,63 @@ func (s *Snapshotter) openImage(ctx context.Context, ref string) (*openImage, er
 	return oi, nil
 }
 
-func (s *Snapshotter) open(ref string) (*image.Image, error) {
+// open opens the image ref, reporting the first read of each chunk to
+// the metrics and to rec, if not nil.
+func (s *Snapshotter) open(ref string, rec *prefetch.Recorder) (*image.Image, error) {
 	src, err := image.ParseReference(ref, s.registry)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, openTimeout)
 	defer cancel()
+	observe := s.metrics.observeAccess
+	if rec != nil {
+		observe = func(a reader.Access) {
+			s.metrics.observeAccess(a)
+			rec.Observe(a)
+		}
+	}
+	start := time.Now()
 	img, err := image.Open(ctx, src, image.WithReaderOptions(
 		reader.WithCache(s.cache),
-		reader.WithAccessObserver(s.metrics.observeAccess),
+		reader.WithAccessObserver(observe),
 	))
 	if err != nil {
 		return nil, fmt.Errorf("open image %s: %w", ref, err)
 	}
+	s.metrics.openTime.Observe(time.Since(start).Seconds())
 	return img, nil
+}
+
+// writeTrace writes what rec recorded of the image ref into the record
+// directory.
+func (s *Snapshotter) writeTrace(ref string, rec *prefetch.Recorder) error {
+	_, dgst, _ := strings.Cut(ref, "@")
+	d, err := digest.Parse(dgst)
+	if err != nil {
+		return fmt.Errorf("trace of %s: %w", ref, err)
+	}
+	if err := os.MkdirAll(s.record, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(s.record, d.Encoded()+".trace")
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	err = prefetch.WriteTrace(f, rec.Trace())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("trace of %s: %w", ref, err)
+	}
+	return nil
 }
 
 // release drops one use of the image ref, closing it after the last.
@@ -338,6 +411,11 @@ func (s *Snapshotter) release(ref string) {
 		if oi.img != nil {
 			oi.img.Close()
 		}
+		if oi.recorder != nil && oi.err == nil {
+			if err := s.writeTrace(ref, oi.recorder); err != nil {
+				s.logf("lazylayer: %v", err)
+			}
+		}
 	}
 }
 
@@ -347,44 +425,79 @@ func (s *Snapshotter) startPrefetch(ref string, img *image.Image) {
 	s.metrics.pending.Add(float64(len(img.Layers())))
 	s.wg.Go(func() {
 		ctx := withCause(s.ctx, causePrefetch)
+		start := time.Now()
 		if exec, err := img.Prefetch(ctx, s.metrics.prefetchProgress()); err != nil {
 			s.logf("lazylayer: prefetch %s: %v", ref, err)
 		} else if err := exec.Wait(); err != nil && s.ctx.Err() == nil {
 			s.logf("lazylayer: prefetch %s: %v", ref, err)
+		} else {
+			s.metrics.prefetchTime.Observe(time.Since(start).Seconds())
 		}
+		// One layer at a time, once the containers starting are not
+		// waiting for the registry: the background fetch gets what
+		// bandwidth they leave.
 		ctx = withCause(s.ctx, causeBackground)
-		var wg sync.WaitGroup
+		since, from := time.Now(), s.demand.count()
 		for _, l := range img.Layers() {
-			if l.Layer == nil || l.Whole {
-				s.metrics.pending.Dec()
-				continue
-			}
-			wg.Go(func() {
-				defer s.metrics.pending.Dec()
+			if l.Layer != nil && !l.Whole && s.demand.waitQuiet(ctx, since, backgroundQuiet, from, backgroundMisses) == nil {
 				if err := l.Layer.FetchAll(ctx); err != nil && s.ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
 					s.logf("lazylayer: background fetch of %s in %s: %v", l.Descriptor.Digest, ref, err)
 				}
-			})
+			}
+			s.metrics.pending.Dec()
 		}
-		wg.Wait()
 	})
 }
 
-// unmount unmounts the layer mounted at dir and releases its image.
-func (s *Snapshotter) unmount(dir string) {
+// unmount unmounts the layer mounted at dir and releases its image. If
+// drop is set, the layer is gone for good: unless another mount shows it
+// too, it is closed, and its chunks that no other mounted layer has are
+// removed from the cache.
+func (s *Snapshotter) unmount(dir string, drop bool) {
 	s.mu.Lock()
 	m := s.mounts[dir]
 	delete(s.mounts, dir)
-	s.mu.Unlock()
 	if m == nil {
+		s.mu.Unlock()
 		return
 	}
+	var others []*reader.Layer
+	shown := false
+	for _, o := range s.mounts {
+		others = append(others, o.layer)
+		shown = shown || o.layer == m.layer
+	}
+	s.mu.Unlock()
 	if err := m.server.Unmount(); err != nil {
 		detach(dir) // busy: let the kernel finish it when unused
 	}
 	m.server.Wait()
 	s.metrics.mounts.Dec()
+	if drop && !shown {
+		// Closed, it adds nothing more to the cache (its background
+		// fetch stops), so what is removed stays removed.
+		m.layer.Close()
+		s.dropChunks(m.layer, others)
+	}
 	s.release(m.image)
+}
+
+// dropChunks removes from the cache the chunks of l that none of others
+// has. A chunk a layer mounted later shares is fetched again if read.
+func (s *Snapshotter) dropChunks(l *reader.Layer, others []*reader.Layer) {
+	keep := map[digest.Digest]bool{}
+	for _, o := range others {
+		for _, k := range o.CacheKeys() {
+			keep[k] = true
+		}
+	}
+	for _, k := range l.CacheKeys() {
+		if !keep[k] {
+			if err := s.cache.Remove(k); err != nil {
+				s.logf("lazylayer: %v", err)
+			}
+		}
+	}
 }
 
 // Remove unmounts a lazily mounted layer before removing its snapshot.
@@ -402,7 +515,7 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		if children {
 			return fmt.Errorf("remove %s: snapshot has children: %w", key, errdefs.ErrFailedPrecondition)
 		}
-		s.unmount(info.Labels[labelUpperdir])
+		s.unmount(info.Labels[labelUpperdir], true)
 	}
 	return s.Snapshotter.Remove(ctx, key)
 }
@@ -418,7 +531,7 @@ func (s *Snapshotter) Close() error {
 	}
 	s.mu.Unlock()
 	for _, dir := range dirs {
-		s.unmount(dir)
+		s.unmount(dir, false)
 	}
 	s.wg.Wait()
 	return errors.Join(s.Snapshotter.Close(), s.registry.Close())

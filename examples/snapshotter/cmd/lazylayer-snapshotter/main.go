@@ -32,13 +32,14 @@ func main() {
 	cacheSize := flag.Int64("cache-size", snapshotter.DefaultCacheSize, "the most bytes the chunk cache may hold")
 	insecure := flag.String("insecure", "", "comma-separated registries (host[:port]) to speak plain HTTP to; loopback ones always are")
 	hostsDir := flag.String("hosts-dir", "/etc/containerd/certs.d", "the directory of containerd hosts.toml files naming registry mirrors")
+	record := flag.String("record-dir", "", "write each image's access trace, for lazylayer optimize --trace, to DIR/MANIFEST-HEX.trace when its last layer is unmounted (empty: record nothing)")
 	flag.Parse()
-	if err := run(*root, *socket, *metrics, *cacheSize, *insecure, *hostsDir); err != nil {
+	if err := run(*root, *socket, *metrics, *cacheSize, *insecure, *hostsDir, *record); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(root, socket, metricsAddr string, cacheSize int64, insecure, hostsDir string) error {
+func run(root, socket, metricsAddr string, cacheSize int64, insecure, hostsDir, record string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var hosts []string
@@ -46,7 +47,7 @@ func run(root, socket, metricsAddr string, cacheSize int64, insecure, hostsDir s
 		hosts = strings.Split(insecure, ",")
 	}
 	sn, err := snapshotter.New(snapshotter.Config{
-		Root: root, CacheSize: cacheSize, Insecure: hosts, HostsDir: hostsDir, Registerer: reg,
+		Root: root, CacheSize: cacheSize, Insecure: hosts, HostsDir: hostsDir, RecordDir: record, Registerer: reg,
 	})
 	if err != nil {
 		return err
