@@ -4,8 +4,11 @@
 // system.
 //
 // Images come from a Source and go to a Target, the seam every image
-// store plugs in at: a registry repository, an OCI layout directory, a
-// docker-save archive.
+// store plugs in at: a registry repository (package registry), an OCI
+// layout directory (package image/layout), a docker-save archive
+// (package image/archive). ParseReference and ParseTarget pick the store
+// a reference names, in skopeo's syntax: "ubuntu:24.04" or
+// "docker://ubuntu:24.04", "oci:DIR:TAG", "docker-archive:FILE".
 //
 // # Opening an image
 //
@@ -77,4 +80,12 @@
 // (prefetch.AnnotationPatterns) of the manifest and of each layer, and
 // the plan prefetch.FromImageConfig makes from the config. Image.Prefetch
 // fetches that plan into the layers' caches, all layers at once.
+//
+// # Verification
+//
+// Image.VerifyLayer fetches a layer once and checks it as every kind of
+// puller would: the blob against its digest, the decompressed stream
+// against the config's DiffID, the index against the digest its
+// annotations pin and every chunk against the index, and, for
+// zstd:chunked, the tar its tar-split rebuilds against the DiffID.
 package image
