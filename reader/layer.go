@@ -92,12 +92,12 @@ type Layer struct {
 	// that Close can wait for them.
 	tasks   tasks
 	flights flightGroup
-	gzips   sync.Pool
-	zstds   sync.Pool
-	// inflaters holds idle inflaters (see inflateSpans): their tables
-	// cost more to allocate than a small frame costs to inflate.
-	inflaters sync.Pool
-	accesses  accessLog
+	// gzips and zstds hold idle decompressors (see decompress): their
+	// buffers and tables cost more to allocate than a small frame costs
+	// to decode.
+	gzips    sync.Pool
+	zstds    sync.Pool
+	accesses accessLog
 	// foreground counts chunk loads that reads are waiting for; a
 	// background fetch pauses while there are any.
 	foreground atomic.Int64

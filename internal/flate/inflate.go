@@ -105,9 +105,29 @@ const (
 
 // NewReader returns a Reader of the gzip stream r.
 func NewReader(r io.Reader) *Reader {
-	z := &Reader{src: r, in: make([]byte, 0, inBufSize), out: make([]byte, WindowSize, WindowSize+outBufSize)}
-	z.outBase, z.readPos, z.crcPos = -WindowSize, WindowSize, WindowSize
+	z := &Reader{in: make([]byte, 0, inBufSize), out: make([]byte, WindowSize, WindowSize+outBufSize)}
+	z.Reset(r)
 	return z
+}
+
+// Reset makes z a Reader of the gzip stream r, as NewReader does, but
+// keeping its buffers and code tables, and OnBoundary and OnInput: a
+// reader of many small streams then allocates nothing per stream.
+func (z *Reader) Reset(r io.Reader) {
+	*z = Reader{
+		OnBoundary: z.OnBoundary,
+		OnInput:    z.OnInput,
+		src:        r,
+		in:         z.in[:0],
+		out:        z.out[:WindowSize],
+		outBase:    -WindowSize,
+		readPos:    WindowSize,
+		crcPos:     WindowSize,
+		dynLit:     z.dynLit,
+		dynDist:    z.dynDist,
+		pre:        z.pre,
+	}
+	clear(z.out) // the window before a stream's start is zeros
 }
 
 // InputOffset returns how many bytes of the stream the Reader has taken,
