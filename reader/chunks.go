@@ -1,7 +1,6 @@
 package reader
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -12,10 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
-	"github.com/lazylayer/lazylayer/internal/flate"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -315,47 +312,10 @@ func truncated(err error) error {
 }
 
 // decompress calls fn with a reader of the frame's decompressed bytes,
-// choosing the decompressor by the layer's format. Decompressors are
-// pooled per layer: setting one up costs more than a small file.
+// decoded as the layer's format says.
 func (l *Layer) decompress(frame []byte, fn func(io.Reader) error) error {
-	switch l.format() {
-	case toc.FormatEStargz:
-		zr, _ := l.gzips.Get().(*flate.Reader)
-		if zr == nil {
-			zr = flate.NewReader(bytes.NewReader(frame))
-		} else {
-			zr.Reset(bytes.NewReader(frame))
-		}
-		err := fn(zr)
-		zr.Reset(nil) // an idle decoder holds no frame
-		l.gzips.Put(zr)
-		return err
-	case toc.FormatZstdChunked:
-		zr, _ := l.zstds.Get().(*zstd.Decoder)
-		var err error
-		if zr == nil {
-			// One goroutine-free decoder per frame, with a window bound
-			// so that a hostile frame header cannot demand huge buffers.
-			zr, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
-			if err != nil {
-				return fmt.Errorf("zstd decoder: %w", err)
-			}
-		}
-		if err := zr.Reset(bytes.NewReader(frame)); err != nil {
-			zr.Close()
-			return truncated(err)
-		}
-		err = fn(zr)
-		l.zstds.Put(zr)
-		return err
-	default:
-		return fmt.Errorf("%w: %v frames", ErrUnsupportedFormat, l.format())
-	}
+	return l.blob.decompress(&l.decoders, frame, fn)
 }
-
-// maxZstdWindow bounds the window a zstd:chunked data frame may declare.
-// Writers use the default levels, whose windows are a few MiB.
-const maxZstdWindow = 64 << 20
 
 // flightGroup collapses concurrent loads of one frame into one. A load
 // runs under the layer's context and is cancelled only when every caller
