@@ -1,7 +1,6 @@
 package reader
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -12,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
@@ -249,30 +246,10 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 		return nil, fmt.Errorf("fetch frame %v: %w", frame, err)
 	}
 
-	// An eStargz frame is a gzip member, which an inflater decodes in
-	// place; anything it does not decode streams through the layer's
-	// decompressor.
 	plan = disjoint(plan)
 	res := make(frameResult, len(plan))
-	if l.format() == toc.FormatEStargz && l.inflateSpans(compressed, plan, res) {
-		return res, nil
-	}
-	clear(res)
 	err = l.decompress(compressed, func(r io.Reader) error {
-		var pos int64
-		return l.readSpans(plan, res, func(sp span) ([]byte, func(lo, hi int) error, error) {
-			if _, err := io.CopyN(io.Discard, r, sp.inner-pos); err != nil {
-				return nil, nil, truncated(err)
-			}
-			pos = sp.inner + sp.size
-			data := make([]byte, sp.size)
-			return data, func(lo, hi int) error {
-				if _, err := io.ReadFull(r, data[lo:hi]); err != nil {
-					return truncated(err)
-				}
-				return nil
-			}, nil
-		}, false)
+		return l.readSpans(r, plan, res)
 	})
 	if err != nil {
 		if _, ok := res[want]; !ok {
@@ -295,23 +272,23 @@ func disjoint(plan []span) []span {
 	})
 }
 
-// A spanSource yields the decompressed bytes of a frame's spans, asked
-// for in order: a buffer for the span and a function that fills it, as
-// readChunk takes them.
-type spanSource func(sp span) (data []byte, fill func(lo, hi int) error, err error)
-
-// readSpans reads the spans of plan from src, verifies them, records each
-// in res and adds the good ones to the cache. It stops at src's first
-// error. With copyOut, the buffers src returns share memory with other
-// bytes, and good spans are copied out of them: holding one chunk must
-// not hold a whole frame.
-func (l *Layer) readSpans(plan []span, res frameResult, src spanSource, copyOut bool) error {
+// readSpans reads the spans of plan from r, a frame's decompressed
+// bytes, verifies them, records each in res and adds the good ones to the
+// cache. It stops at r's first error.
+func (l *Layer) readSpans(r io.Reader, plan []span, res frameResult) error {
+	var pos int64
 	for _, sp := range plan {
-		data, fill, err := src(sp)
-		if err != nil {
-			return err
+		if _, err := io.CopyN(io.Discard, r, sp.inner-pos); err != nil {
+			return truncated(err)
 		}
-		mismatch, err := readChunk(data, sp.digest, fill)
+		pos = sp.inner + sp.size
+		data := make([]byte, sp.size)
+		mismatch, err := readChunk(data, sp.digest, func(lo, hi int) error {
+			if _, err := io.ReadFull(r, data[lo:hi]); err != nil {
+				return truncated(err)
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
@@ -319,51 +296,12 @@ func (l *Layer) readSpans(plan []span, res frameResult, src spanSource, copyOut 
 			res[sp] = spanResult{err: mismatch}
 			continue
 		}
-		if copyOut {
-			data = bytes.Clone(data)
-		}
 		res[sp] = spanResult{data: data}
 		if l.cfg.cache != nil {
 			cache.AddVerified(l.cfg.cache, sp.digest, data) // readChunk hashed it
 		}
 	}
 	return nil
-}
-
-// inflateSpans reads the spans of plan from an eStargz frame with an
-// inflater, as readSpans does, and reports whether every span decoded
-// and matched its digest. Otherwise the caller decodes the frame again
-// with klauspost/compress, which has the last word on what is wrong.
-func (l *Layer) inflateSpans(frame []byte, plan []span, res frameResult) bool {
-	if len(plan) == 0 {
-		return true
-	}
-	last := plan[len(plan)-1]
-	out := make([]byte, last.inner+last.size)
-	z, _ := l.inflaters.Get().(*inflater)
-	if z == nil {
-		z = new(inflater)
-	}
-	defer func() {
-		z.in, z.out = nil, nil // an idle inflater holds no frame
-		l.inflaters.Put(z)
-	}()
-	if z.reset(frame, out) != nil {
-		return false
-	}
-	err := l.readSpans(plan, res, func(sp span) ([]byte, func(lo, hi int) error, error) {
-		data := out[sp.inner : sp.inner+sp.size : sp.inner+sp.size]
-		return data, func(lo, hi int) error { return z.decode(int(sp.inner) + hi) }, nil
-	}, len(plan) > 1 || plan[0].inner > 0)
-	if err != nil {
-		return false
-	}
-	for _, r := range res {
-		if r.err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 func truncated(err error) error {
@@ -374,50 +312,10 @@ func truncated(err error) error {
 }
 
 // decompress calls fn with a reader of the frame's decompressed bytes,
-// choosing the decompressor by the layer's format. Decompressors are
-// pooled per layer: setting one up costs more than a small file.
+// decoded as the layer's format says.
 func (l *Layer) decompress(frame []byte, fn func(io.Reader) error) error {
-	switch l.format() {
-	case toc.FormatEStargz:
-		zr, _ := l.gzips.Get().(*gzip.Reader)
-		var err error
-		if zr == nil {
-			zr, err = gzip.NewReader(bytes.NewReader(frame))
-		} else {
-			err = zr.Reset(bytes.NewReader(frame))
-		}
-		if err != nil {
-			return truncated(err)
-		}
-		err = fn(zr)
-		l.gzips.Put(zr)
-		return err
-	case toc.FormatZstdChunked:
-		zr, _ := l.zstds.Get().(*zstd.Decoder)
-		var err error
-		if zr == nil {
-			// One goroutine-free decoder per frame, with a window bound
-			// so that a hostile frame header cannot demand huge buffers.
-			zr, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
-			if err != nil {
-				return fmt.Errorf("zstd decoder: %w", err)
-			}
-		}
-		if err := zr.Reset(bytes.NewReader(frame)); err != nil {
-			zr.Close()
-			return truncated(err)
-		}
-		err = fn(zr)
-		l.zstds.Put(zr)
-		return err
-	default:
-		return fmt.Errorf("%w: %v frames", ErrUnsupportedFormat, l.format())
-	}
+	return l.blob.decompress(&l.decoders, frame, fn)
 }
-
-// maxZstdWindow bounds the window a zstd:chunked data frame may declare.
-// Writers use the default levels, whose windows are a few MiB.
-const maxZstdWindow = 64 << 20
 
 // flightGroup collapses concurrent loads of one frame into one. A load
 // runs under the layer's context and is cancelled only when every caller

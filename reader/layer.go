@@ -18,18 +18,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// maxExpansion bounds how many bytes one compressed byte of a frame can
-// decompress to: deflate reaches 1032 (258-byte matches from a couple of
-// bits), zstd 32768 (an RLE block turns 4 bytes into 128 KiB). No honest
-// chunk is larger than its frame times this, so the bound rejects indexes
-// that would make the reader allocate memory the blob cannot fill.
-func maxExpansion(f toc.Format) int64 {
-	if f == toc.FormatZstdChunked {
-		return 128 << 10 / 4
-	}
-	return 1032
-}
-
 // maxSymlinks is how many symbolic links one lookup follows, as in Linux.
 const maxSymlinks = 40
 
@@ -92,12 +80,11 @@ type Layer struct {
 	// that Close can wait for them.
 	tasks   tasks
 	flights flightGroup
-	gzips   sync.Pool
-	zstds   sync.Pool
-	// inflaters holds idle inflaters (see inflateSpans): their tables
-	// cost more to allocate than a small frame costs to inflate.
-	inflaters sync.Pool
-	accesses  accessLog
+	// blob is the layer's format; decoders holds its idle decompressors
+	// (see decompress).
+	blob     blobFormat
+	decoders sync.Pool
+	accesses accessLog
 	// foreground counts chunk loads that reads are waiting for; a
 	// background fetch pauses while there are any.
 	foreground atomic.Int64
@@ -197,7 +184,8 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 		}
 	})
 	wg.Go(func() { idx = newRecords(t, names) })
-	err := validateChunks(t, dataEnd, cfg.maxChunkSize)
+	blob := formatOf(t.Format)
+	err := validateChunks(t, blob, dataEnd, cfg.maxChunkSize)
 	var frames map[int64][]chunkRef
 	if err == nil {
 		frames, err = indexFrames(t)
@@ -209,7 +197,7 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 	if err != nil {
 		return nil, err
 	}
-	l := &Layer{fetcher: f, idx: idx, cfg: cfg, frames: frames, root: root}
+	l := &Layer{fetcher: f, idx: idx, cfg: cfg, frames: frames, root: root, blob: blob}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.flights.spawn = l.goTask
 	l.startBackground()
@@ -285,7 +273,10 @@ func (l *Layer) goTask(fn func()) {
 // content exactly, point at frames inside [0, dataEnd), and cost a read
 // no more than maxChunk bytes (see WithMaxChunkSize), and that the
 // digest of a file of one chunk or none agrees with its content's.
-func validateChunks(t *toc.TOC, dataEnd, maxChunk int64) error {
+func validateChunks(t *toc.TOC, blob blobFormat, dataEnd, maxChunk int64) error {
+	if blob == nil || blob.verify() != verifyChunks {
+		return fmt.Errorf("reader: %v index: %w", t.Format, ErrUnsupportedFormat)
+	}
 	for _, e := range t.Entries {
 		if e.Type != toc.TypeReg {
 			continue
@@ -301,7 +292,7 @@ func validateChunks(t *toc.TOC, dataEnd, maxChunk int64) error {
 					untrusted.Short(e.Name), i, c.Offset, c.Size, e.Size, covered, ErrCorrupt)
 			}
 			covered += c.Size
-			if err := checkChunk(c, t.Format, dataEnd, maxChunk); err != nil {
+			if err := checkChunk(c, blob.maxExpansion(), dataEnd, maxChunk); err != nil {
 				return fmt.Errorf("reader: entry %q: chunk %d: %w", untrusted.Short(e.Name), i, err)
 			}
 		}
@@ -315,11 +306,12 @@ func validateChunks(t *toc.TOC, dataEnd, maxChunk int64) error {
 	return nil
 }
 
-// checkChunk checks that a chunk of a layer in format f lies in a frame
+// checkChunk checks that a chunk of a layer whose frames decompress at
+// most ratio times (blobFormat.maxExpansion) lies in a frame
 // inside [0, dataEnd) that can hold it, and that loading it decompresses
 // and holds no more than maxChunk bytes, from a frame that can hold no
 // more than maxChunk bytes compressed.
-func checkChunk(c *toc.Chunk, f toc.Format, dataEnd, maxChunk int64) error {
+func checkChunk(c *toc.Chunk, ratio, dataEnd, maxChunk int64) error {
 	if c.Zeros || c.Size == 0 {
 		// Reads serve zeros without building the chunk (see zeroChunk),
 		// so its size costs no memory: a sparse file's hole of GiBs is
@@ -340,7 +332,7 @@ func checkChunk(c *toc.Chunk, f toc.Format, dataEnd, maxChunk int64) error {
 	case frame > maxCompressed(maxChunk):
 		return fmt.Errorf("%d-byte frame exceeds the %d-byte chunk limit, compressed: %w", frame, maxChunk, ErrCorrupt)
 	}
-	if ratio := maxExpansion(f); frame < math.MaxInt64/ratio/2 && c.InnerOffset+c.Size > frame*ratio+1<<10 {
+	if frame < math.MaxInt64/ratio/2 && c.InnerOffset+c.Size > frame*ratio+1<<10 {
 		return fmt.Errorf("%d bytes at %d cannot come from a %d-byte frame: %w", c.Size, c.InnerOffset, frame, ErrCorrupt)
 	}
 	return nil

@@ -24,7 +24,7 @@ import (
 // run until the Layer is closed.
 func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error) {
 	cfg := newConfig(opts)
-	frames, region, err := annotatedIndex(&cfg)
+	annotated, located, region, err := annotatedIndex(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -35,10 +35,12 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	if size <= 0 {
 		return nil, fmt.Errorf("reader: blob of %d bytes: %w", size, ErrCorrupt)
 	}
-	if frames != nil && (frames.TarSplitOffset != 0 || frames.TarSplitLength != 0) {
-		return openZstdChunkedLayer(ctx, f, size, blobRange{}, *frames, cfg)
+	if located != nil {
+		if l, ok, err := annotated.openAnnotated(ctx, f, size, *located, cfg); ok {
+			return l, err
+		}
 	}
-	from, err := firstFetch(size, region, frames, cfg)
+	from, err := firstFetch(size, region, annotated, located, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -65,86 +67,66 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	if int64(footer.Size) > size {
 		return nil, fmt.Errorf("reader: %d-byte footer in a %d-byte blob: %w", footer.Size, size, ErrCorrupt)
 	}
-	var index *toc.TOC
-	var dataEnd int64
-	switch footer.Format {
-	case toc.FormatEStargz:
-		index, dataEnd, err = openEStargz(ctx, f, size, tail, early, footer, cfg)
-	case toc.FormatZstdChunked:
-		// The 48-byte footer does not say where the tar-split is: it
-		// follows the TOC, and comes in the same request.
-		return openZstdChunkedLayer(ctx, f, size, tail, toc.LocateZstdChunkedTarSplit(footer, size), cfg)
-	default:
-		err = fmt.Errorf("reader: %v blobs: %w", footer.Format, ErrUnsupportedFormat)
+	blob := formatOf(footer.Format)
+	if blob == nil {
+		return nil, fmt.Errorf("reader: %v blobs: %w", footer.Format, ErrUnsupportedFormat)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return newLayer(ctx, f, index, dataEnd, cfg)
+	return blob.open(ctx, f, size, tail, early, footer, cfg)
 }
 
 // annotatedIndex reads the layer descriptor annotations given with
-// WithAnnotations. For a zstd:chunked layer it returns the frame positions
-// they record and pins the manifest checksum: with a tar-split's, Open
-// needs no footer; without (the annotations of a tool that knew no
-// tar-split, or that dropped its key), the footer is read, from a tail
-// that starts at the TOC's frame (see firstFetch).
+// WithAnnotations, of the first format in formats that has its own: it
+// returns that format, where they locate the index, if they do (nil if
+// not), and pins the TOC digest they give. For a zstd:chunked layer they
+// give the frame positions: with a tar-split's, Open needs no footer;
+// without (the annotations of a tool that knew no tar-split, or that
+// dropped its key), the footer is read, from a tail that starts at the
+// TOC's frame (see firstFetch).
 // It also returns the range toc.AnnotationIndexPosition gives, if
-// any (Length 0 if not), to be checked against the blob by firstFetch,
-// and for an eStargz layer it pins the TOC digest. Other annotations are
-// ignored. A pin that contradicts WithTOCDigest fails with ErrTOCDigest.
-func annotatedIndex(cfg *config) (*toc.Footer, fetcher.Range, error) {
+// any (Length 0 if not), to be checked against the blob by firstFetch.
+// Other annotations are ignored. A pin that contradicts WithTOCDigest
+// fails with ErrTOCDigest.
+func annotatedIndex(cfg *config) (blobFormat, *toc.Footer, fetcher.Range, error) {
 	if cfg.annotations == nil {
-		return nil, fetcher.Range{}, nil
+		return nil, nil, fetcher.Range{}, nil
 	}
 	var region fetcher.Range
 	var err error
 	region.Offset, region.Length, err = toc.ParseIndexPositionAnnotations(cfg.annotations)
 	if err != nil && !errors.Is(err, toc.ErrMissingAnnotation) {
-		return nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+		return nil, nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
-	pin := func(d digest.Digest) error {
-		if cfg.tocDigest != "" && cfg.tocDigest != d {
-			return fmt.Errorf("reader: annotations pin TOC digest %s, WithTOCDigest %s: %w", d, cfg.tocDigest, ErrTOCDigest)
+	for _, blob := range formats {
+		pin, located, err := blob.annotated(cfg.annotations)
+		if errors.Is(err, toc.ErrMissingAnnotation) {
+			continue
 		}
-		cfg.tocDigest = d
-		return nil
-	}
-	tocDigest, f, err := toc.ParseZstdChunkedAnnotations(cfg.annotations)
-	switch {
-	case err == nil:
-		if err := pin(tocDigest); err != nil {
-			return nil, fetcher.Range{}, err
+		if err != nil {
+			return nil, nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 		}
-		return &f, region, nil
-	case !errors.Is(err, toc.ErrMissingAnnotation):
-		return nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
-	}
-	tocDigest, _, err = toc.ParseEStargzAnnotations(cfg.annotations)
-	switch {
-	case err == nil:
-		if err := pin(tocDigest); err != nil {
-			return nil, fetcher.Range{}, err
+		if cfg.tocDigest != "" && cfg.tocDigest != pin {
+			return nil, nil, fetcher.Range{}, fmt.Errorf("reader: annotations pin TOC digest %s, WithTOCDigest %s: %w", pin, cfg.tocDigest, ErrTOCDigest)
 		}
-	case !errors.Is(err, toc.ErrMissingAnnotation):
-		return nil, fetcher.Range{}, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
+		cfg.tocDigest = pin
+		return blob, located, region, nil
 	}
-	return nil, region, nil
+	return nil, nil, region, nil
 }
 
 // firstFetch returns where the tail Open fetches first starts: at the
 // start of region, the range of index and footer that the annotations
-// give (toc.AnnotationIndexPosition); without one, at the TOC frame of
-// zstdTOC, the positions of zstd:chunked annotations, if given (see
-// zstdChunkedTail); otherwise WithTailHint bytes before the blob's end.
+// give (toc.AnnotationIndexPosition); without one, where the annotated
+// format says, given located, the index its annotations locate, if any
+// (see zstdChunkedTail); otherwise WithTailHint bytes before the blob's
+// end.
 // The region must end at the blob's end and be no larger than an index
 // Open accepts (maxIndexRegion); it is trusted for nothing else: what the
 // tail holds is found from its footer.
-func firstFetch(size int64, region fetcher.Range, zstdTOC *toc.Footer, cfg config) (int64, error) {
+func firstFetch(size int64, region fetcher.Range, annotated blobFormat, located *toc.Footer, cfg config) (int64, error) {
 	if region.Length == 0 {
 		hinted := size - min(size, max(cfg.tailHint, toc.MaxFooterSize))
-		if zstdTOC != nil {
-			return zstdChunkedTail(size, *zstdTOC, hinted, cfg)
+		if located != nil {
+			return annotated.tailStart(size, *located, hinted, cfg)
 		}
 		return hinted, nil
 	}

@@ -110,24 +110,27 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 	defer release()
 
 	res := new(Result)
-	if cfg.format == toc.FormatZstdChunked {
-		if err := buildZstdChunked(ctx, w, in, cfg, res); err != nil {
-			return nil, err
-		}
-		return res, nil
+	if err := formats[cfg.format].build(ctx, w, in, ra, cfg, res); err != nil {
+		return nil, err
 	}
+	return res, nil
+}
+
+// build writes the eStargz blob of in, reading it again through ra, if
+// not nil, to write prioritized files first.
+func (eStargzFormat) build(ctx context.Context, w io.Writer, in io.Reader, ra io.ReaderAt, cfg *config, res *Result) error {
 	var emit func(*assembler) error
 	if len(cfg.prioritized) == 0 {
 		emit = func(a *assembler) error { return streamEntries(a, in) }
 	} else {
 		f, entries, done, err := spool(ctx, ra, in, cfg.tempDir)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer done()
 		o := planOrder(entries, cfg.prioritized)
 		if len(o.missing) > 0 && !cfg.allowMissing {
-			return nil, fmt.Errorf("writer: %q (and %d more): %w", o.missing[0], len(o.missing)-1, ErrPrioritizedNotFound)
+			return fmt.Errorf("writer: %q (and %d more): %w", o.missing[0], len(o.missing)-1, ErrPrioritizedNotFound)
 		}
 		res.MissingPrioritized = o.missing
 		emit = func(a *assembler) error { return emitOrdered(a, f, entries, o) }
@@ -138,7 +141,7 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 		return newGzipEncoder(cfg.level)
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a, err := newAssembler(ctx, cfg, pipe)
 	if err == nil {
@@ -150,12 +153,9 @@ func Build(ctx context.Context, w io.Writer, r io.Reader, opts ...Option) (*Resu
 		err = perr
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := finishBlob(cfg, sink, a, res); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return finishBlob(cfg, sink, a, res)
 }
 
 // streamEntries writes the input in its own order after a

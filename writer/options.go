@@ -2,10 +2,8 @@ package writer
 
 import (
 	"fmt"
-	"io"
 	"runtime"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -65,29 +63,12 @@ func newConfig(opts []Option) (*config, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	switch c.format {
-	case toc.FormatEStargz:
-		if !c.levelSet {
-			c.level = DefaultCompressionLevel
-		}
-		if _, err := gzip.NewWriterLevel(io.Discard, c.level); err != nil {
-			return nil, fmt.Errorf("writer: gzip compression level %d: %w", c.level, ErrInvalidOption)
-		}
-	case toc.FormatZstdChunked:
-		if !c.levelSet {
-			c.level = DefaultZstdCompressionLevel
-		}
-		if c.level < 1 || c.level > 22 {
-			return nil, fmt.Errorf("writer: zstd compression level %d: %w", c.level, ErrInvalidOption)
-		}
-		if len(c.prioritized) > 0 {
-			return nil, fmt.Errorf("writer: zstd:chunked keeps the input's order, prioritized files cannot be moved: %w", ErrInvalidOption)
-		}
-		if c.minChunkSize > 0 {
-			return nil, fmt.Errorf("writer: zstd:chunked gives every chunk its own frame, files cannot share one: %w", ErrInvalidOption)
-		}
-	default:
+	f, ok := formats[c.format]
+	if !ok {
 		return nil, fmt.Errorf("writer: format %v: %w", c.format, ErrInvalidOption)
+	}
+	if err := f.configure(c); err != nil {
+		return nil, err
 	}
 	if c.chunkSize <= 0 {
 		return nil, fmt.Errorf("writer: chunk size %d: %w", c.chunkSize, ErrInvalidOption)

@@ -14,7 +14,6 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // frameEncoder compresses one member of the blob (a gzip member for
@@ -229,10 +228,7 @@ func (s *blobSink) finish(res *Result, t *toc.TOC, x *index, indexOffset int64, 
 	}
 	res.Digest = digest.NewDigest(digest.SHA256, s.blob)
 	res.Size = s.size
-	res.MediaType = ocispec.MediaTypeImageLayerGzip
-	if t.Format == toc.FormatZstdChunked {
-		res.MediaType = ocispec.MediaTypeImageLayerZstd
-	}
+	res.MediaType = formats[t.Format].mediaType()
 	res.DiffID = digest.NewDigest(digest.SHA256, s.diffID)
 	res.UncompressedSize = s.uncompressedSize
 	res.TOCDigest = t.Digest

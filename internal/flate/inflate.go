@@ -22,7 +22,10 @@ const WindowSize = 32 << 10
 
 const (
 	inBufSize  = 256 << 10 // input read at a time
-	outBufSize = 1 << 20   // output decoded at a time, after the window
+	outBufSize = 1 << 20   // output decoded at most at a time, after the window
+	// minStep is the least a Read decodes ahead: a caller that wants
+	// a few bytes of a frame does not pay for a megabyte.
+	minStep = 32 << 10
 	// headerSlack is the input a block header may need: a dynamic
 	// block's code lengths take at most 14+19*3+316*14 bits.
 	headerSlack = 1024
@@ -73,6 +76,7 @@ type Reader struct {
 	nb     uint   // valid bits in bits
 
 	out      []byte // WindowSize bytes of history, then new output
+	limit    int    // how far into out the current step may decode
 	outBase  int64  // stream offset of out[0], less WindowSize at first
 	readPos  int    // out[readPos:] is not yet returned by Read
 	crcPos   int    // out[crcPos:] is not yet in crc
@@ -105,9 +109,29 @@ const (
 
 // NewReader returns a Reader of the gzip stream r.
 func NewReader(r io.Reader) *Reader {
-	z := &Reader{src: r, in: make([]byte, 0, inBufSize), out: make([]byte, WindowSize, WindowSize+outBufSize)}
-	z.outBase, z.readPos, z.crcPos = -WindowSize, WindowSize, WindowSize
+	z := &Reader{in: make([]byte, 0, inBufSize), out: make([]byte, WindowSize, WindowSize+outBufSize)}
+	z.Reset(r)
 	return z
+}
+
+// Reset makes z a Reader of the gzip stream r, as NewReader does, but
+// keeping its buffers and code tables, and OnBoundary and OnInput: a
+// reader of many small streams then allocates nothing per stream.
+func (z *Reader) Reset(r io.Reader) {
+	*z = Reader{
+		OnBoundary: z.OnBoundary,
+		OnInput:    z.OnInput,
+		src:        r,
+		in:         z.in[:0],
+		out:        z.out[:WindowSize],
+		outBase:    -WindowSize,
+		readPos:    WindowSize,
+		crcPos:     WindowSize,
+		dynLit:     z.dynLit,
+		dynDist:    z.dynDist,
+		pre:        z.pre,
+	}
+	clear(z.out) // the window before a stream's start is zeros
 }
 
 // InputOffset returns how many bytes of the stream the Reader has taken,
@@ -123,7 +147,7 @@ func (z *Reader) Read(p []byte) (int, error) {
 		if z.err != nil {
 			return 0, z.err
 		}
-		z.err = z.step()
+		z.err = z.step(len(p))
 	}
 	n := copy(p, z.out[z.readPos:])
 	z.readPos += n
@@ -149,15 +173,17 @@ func (z *Reader) WriteTo(w io.Writer) (int64, error) {
 			}
 			return total, z.err
 		}
-		z.err = z.step()
+		z.err = z.step(outBufSize)
 	}
 }
 
-// step decodes until there is new output, an error or the end.
-func (z *Reader) step() error {
+// step decodes until there is new output (want bytes at most, or
+// minStep), an error or the end.
+func (z *Reader) step(want int) error {
 	if len(z.out) == cap(z.out) {
 		z.slide()
 	}
+	z.limit = min(cap(z.out), len(z.out)+max(want, minStep))
 	switch z.state {
 	case stateMember:
 		return z.member()
@@ -463,7 +489,7 @@ func (z *Reader) copyStored() error {
 	if !z.need(1) {
 		return z.readErr("a stored block")
 	}
-	n := min(z.stored, len(z.in)-z.pos, cap(z.out)-len(z.out))
+	n := min(z.stored, len(z.in)-z.pos, z.limit-len(z.out))
 	z.out = append(z.out, z.in[z.pos:z.pos+n]...)
 	z.pos += n
 	if z.stored -= n; z.stored == 0 {
@@ -478,13 +504,13 @@ func (z *Reader) copyStored() error {
 // registers.
 func (z *Reader) huffman() error {
 	if z.copyLen > 0 {
-		z.out = z.backCopy(z.out)
+		z.out = z.out[:len(z.backCopy(z.out[:len(z.out):z.limit]))]
 		return nil
 	}
 	// Decode only while 8 bytes of input are buffered, enough for any
 	// symbol, unless the stream has no more.
 	z.need(8)
-	buf, n := z.out[:cap(z.out)], len(z.out)
+	buf, n := z.out[:z.limit:z.limit], len(z.out)
 	in, pos, bitBuf, nb := z.in, z.pos, z.bits, z.nb
 	atEOF := z.srcErr != nil
 	// history is how far back the current member's output reaches.
@@ -542,7 +568,7 @@ func (z *Reader) huffman() error {
 			continue
 		case kindLength:
 		case kindEnd:
-			z.out, z.pos, z.bits, z.nb = buf[:n], pos, bitBuf, nb
+			z.out, z.pos, z.bits, z.nb = z.out[:n], pos, bitBuf, nb
 			if z.overran() {
 				return z.readErr("a block")
 			}
@@ -588,7 +614,7 @@ func (z *Reader) huffman() error {
 		n = len(z.backCopy(buf[:n]))
 	}
 done:
-	z.out, z.pos, z.bits, z.nb = buf[:n], pos, bitBuf, nb
+	z.out, z.pos, z.bits, z.nb = z.out[:n], pos, bitBuf, nb
 	if err == nil && z.overran() {
 		err = z.readErr("a block")
 	}

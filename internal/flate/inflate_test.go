@@ -294,3 +294,28 @@ func BenchmarkInflate(b *testing.B) {
 		}
 	})
 }
+
+// TestReset checks that a Reader reset onto a new stream decodes it as a
+// new Reader would, its windows starting from zeros again.
+func TestReset(t *testing.T) {
+	first, second := sample(1500<<10, 6), sample(200<<10, 7)
+	z := NewReader(bytes.NewReader(gzipped(t, 6, gzip.Header{}, first)))
+	if got, err := io.ReadAll(z); err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("first stream: %d bytes, %v", len(got), err)
+	}
+	var windows int
+	z.OnBoundary = func(b *Boundary) error {
+		if b.Out == 0 && !bytes.Equal(b.Window, make([]byte, WindowSize)) {
+			t.Errorf("window at output 0 is not zeros after Reset")
+		}
+		windows++
+		return nil
+	}
+	z.Reset(bytes.NewReader(gzipped(t, 6, gzip.Header{}, second)))
+	if got, err := io.ReadAll(z); err != nil || !bytes.Equal(got, second) {
+		t.Fatalf("second stream: %d bytes, %v", len(got), err)
+	}
+	if windows == 0 {
+		t.Error("OnBoundary set before Reset was not called")
+	}
+}
