@@ -55,6 +55,21 @@
 //     above the interpreter's bin directory, and shared objects among them
 //     are followed like libraries. Node.js needs no rule: its standard
 //     library is compiled into the binary.
+//   - the modules a CPython program imports: for "python -c CODE", "python
+//     -m MODULE", "python SCRIPT" and scripts whose #! names CPython, the
+//     import statements that run at import time (outside function bodies)
+//     are followed through sys.path (the script's directory or WorkingDir,
+//     PYTHONPATH, lib/pythonX.Y, lib-dynload, site-packages and Debian's
+//     dist-packages) the way CPython's path finder looks: packages, then
+//     extension modules (followed like libraries), then sources, whose
+//     __pycache__ byte code is planned in place of the source when the
+//     image has it, since only that is read. Each module's own imports are
+//     followed, and files are planned in the depth-first order CPython
+//     executes them in. Bounds: 256 modules, import chains of 8, 256 KiB
+//     scanned of one source and 16 MiB of all, 256 imported names per
+//     source, 16384 entries per directory. Sources are read 8 at a time, so
+//     that planning on a lazy image waits for a round trip per level of
+//     imports, not per module.
 //
 // Every source is bounded (WithMaxItems, WithMaxInterpreterDepth, the
 // number of shared objects and configuration bytes read), and every input
