@@ -85,7 +85,11 @@
 // read of a chunk being prefetched joins that fetch.
 //
 // A Recorder, given to reader.WithAccessObserver, profiles a workload by
-// its first reads. Its plan, passed to writer.WithPrioritizedFiles as
-// plan.Paths(0), rebuilds the layer with those files first, behind an
-// eStargz landmark; FromLandmark then plans one range for later starts.
+// its first reads: the byte ranges of the chunks it read, per file (up to
+// MaxRecordedRanges, else the whole file). Run on its plan fetches those
+// chunks only. Passed to writer.WithPrioritizedFiles as plan.Paths(0), it
+// rebuilds the layer with the files read first, whole, behind an eStargz
+// landmark; FromLandmark then plans one range for later starts. Through an
+// image (landmark, AnnotationPatterns) a profile therefore reaches a
+// consumer as whole files.
 package prefetch

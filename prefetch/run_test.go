@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
 )
 
@@ -196,5 +198,55 @@ func TestRecorderProfilesFirstReads(t *testing.T) {
 	parsed, err := prefetch.ParseTrace(&trace)
 	if err != nil || len(parsed) != 3 || parsed[0].Path != "c" {
 		t.Errorf("recorded trace parsed back as %+v, %v", parsed, err)
+	}
+}
+
+// TestRecorderProfilesRanges: a file read in part is profiled as the byte
+// ranges of the chunks read, adjacent chunks merged, so that a prefetch of
+// the profile fetches those chunks only; a file read whole stays whole.
+func TestRecorderProfilesRanges(t *testing.T) {
+	big, small := randomFile("big", 10000, 1), randomFile("small", 1000, 2)
+	var rec prefetch.Recorder
+	layer, _ := openLayer(t, buildLayer(t, []file{big, small}, writer.WithChunkSize(1000)),
+		reader.WithAccessObserver(rec.Observe))
+	f, err := layer.Open("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := f.(io.ReaderAt)
+	buf := make([]byte, 1500)
+	for _, off := range []int64{8200, 500, 0} { // chunks 8, 0 and 1, 0 again
+		if _, err := ra.ReadAt(buf[:min(1500, 10000-off)], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	if _, err := layer.ReadFile("small"); err != nil {
+		t.Fatal(err)
+	}
+	want := []prefetch.Access{
+		{Path: "big", Op: prefetch.OpRead, Offset: 0, Length: 2000},
+		{Path: "big", Op: prefetch.OpRead, Offset: 8000, Length: 2000},
+		{Path: "small", Op: prefetch.OpRead},
+	}
+	if got := rec.Trace(); !slices.Equal(got, want) {
+		t.Errorf("trace %+v, want %+v", got, want)
+	}
+	plan := rec.Plan(0)
+	if got := plan.Paths(0); !slices.Equal(got, []string{"big", "small"}) {
+		t.Errorf("plan paths %q", got)
+	}
+	chunks, err := plan.Chunks(func(_ int, name string) (*toc.Entry, error) { return layer.ContentEntry(name) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offsets []int64
+	for _, c := range chunks {
+		if c.Path == "big" {
+			offsets = append(offsets, c.Chunk.Offset)
+		}
+	}
+	if !slices.Equal(offsets, []int64{0, 1000, 8000, 9000}) {
+		t.Errorf("chunks of big planned: %v", offsets)
 	}
 }
