@@ -310,7 +310,7 @@ type pythonFinder struct {
 	ip      *imagePlanner
 	path    []string // sys.path, resolved directories relative to the root
 	tag     string   // "cpython-311"
-	dirs    map[string]map[string]bool
+	dirs    map[string]*pyDir
 	modules map[string]*pyModule // by name; nil for a name not found
 	order   []*pyModule
 	bytes   int
@@ -325,7 +325,7 @@ func (ip *imagePlanner) pythonProgram(homes []string, version string, args []str
 	if !ok {
 		return
 	}
-	f := &pythonFinder{ip: ip, dirs: map[string]map[string]bool{}, modules: map[string]*pyModule{}}
+	f := &pythonFinder{ip: ip, dirs: map[string]*pyDir{}, modules: map[string]*pyModule{}}
 	var first string // sys.path[0]: the script's directory, else the working directory
 	var roots []pyImport
 	switch {
@@ -511,25 +511,18 @@ func (f *pythonFinder) find(name, pkgDir string, depth int) *pyModule {
 }
 
 func (f *pythonFinder) findIn(dir, base string) *pyModule {
-	names := f.list(dir)
-	if names[base] {
+	d := f.list(dir)
+	if d.names[base] {
 		pkg := dir + "/" + base
-		if m := f.sourceModule(pkg, f.list(pkg), "__init__"); m != nil {
+		if m := f.sourceModule(pkg, f.list(pkg).names, "__init__"); m != nil {
 			m.pkgDir = pkg
 			return m
 		}
 	}
-	for n := range names {
-		if f.tag != "" && strings.HasPrefix(n, base+"."+f.tag) && strings.HasSuffix(n, ".so") {
-			return f.fileModule(dir + "/" + n)
-		}
+	if n, ok := d.ext[base]; ok {
+		return f.fileModule(dir + "/" + n)
 	}
-	for _, n := range []string{base + ".abi3.so", base + ".so"} {
-		if names[n] {
-			return f.fileModule(dir + "/" + n)
-		}
-	}
-	return f.sourceModule(dir, names, base)
+	return f.sourceModule(dir, d.names, base)
 }
 
 // sourceModule finds base.py in dir, with its byte code in __pycache__,
@@ -560,18 +553,45 @@ func (f *pythonFinder) fileModule(name string) *pyModule {
 	return &pyModule{file: loc}
 }
 
-// list returns the names in a directory, read once.
-func (f *pythonFinder) list(dir string) map[string]bool {
-	if names, ok := f.dirs[dir]; ok {
-		return names
+// A pyDir is what the finder knows of a directory: its names, and the
+// extension module file of each module name it has one for.
+type pyDir struct {
+	names map[string]bool
+	ext   map[string]string
+}
+
+// list returns a directory's index, read once. Of the extension module
+// files of one name, the interpreter's own tag (NAME.cpython-311-...so)
+// wins over NAME.abi3.so, which wins over NAME.so.
+func (f *pythonFinder) list(dir string) *pyDir {
+	if d, ok := f.dirs[dir]; ok {
+		return d
 	}
-	names := map[string]bool{}
+	d := &pyDir{names: map[string]bool{}, ext: map[string]string{}}
 	entries, _ := f.ip.ov.ReadDir(strings.TrimPrefix(dir, "/"))
+	rank := map[string]int{}
 	for _, e := range entries[:min(len(entries), maxPythonDirEntries)] {
-		names[e.Name()] = true
+		n := e.Name()
+		d.names[n] = true
+		base, suffix, ok := strings.Cut(n, ".")
+		if !ok || !strings.HasSuffix(suffix, "so") {
+			continue
+		}
+		r := 0
+		switch {
+		case f.tag != "" && strings.HasPrefix(suffix, f.tag) && strings.HasSuffix(suffix, ".so"):
+			r = 3
+		case suffix == "abi3.so":
+			r = 2
+		case suffix == "so":
+			r = 1
+		}
+		if r > rank[base] {
+			rank[base], d.ext[base] = r, n
+		}
 	}
-	f.dirs[dir] = names
-	return names
+	f.dirs[dir] = d
+	return d
 }
 
 // read returns the sources of the modules, read in parallel and within

@@ -105,6 +105,8 @@ func TestImageConfigPythonImports(t *testing.T) {
 		lib + "__pycache__/enum.cpython-311.pyc":                  file("pyc"),
 		lib + "argparse.py":                                       file(""),
 		lib + "lib-dynload/_json.cpython-311-x86_64-linux-gnu.so": file("so"),
+		lib + "lib-dynload/_json.abi3.so":                         file("so"),
+		lib + "lib-dynload/_json.so":                              file("so"),
 	})
 	plan, _ := FromImageConfig(context.Background(), img, v1.ImageConfig{
 		Entrypoint: []string{"python3", "-c", "import json; print(1)"},
