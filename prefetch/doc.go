@@ -67,9 +67,9 @@
 //     followed, and files are planned in the depth-first order CPython
 //     executes them in. Bounds: 256 modules, import chains of 8, 256 KiB
 //     scanned of one source and 16 MiB of all, 256 imported names per
-//     source, 16384 entries per directory. Sources are read 8 at a time, so
-//     that planning on a lazy image waits for a round trip per level of
-//     imports, not per module.
+//     source, 16384 entries per directory. On a lazy layer of package
+//     reader, the sources of each level of imports are fetched together,
+//     so planning waits for a round trip per level, not per module.
 //
 // Every source is bounded (WithMaxItems, WithMaxInterpreterDepth, the
 // number of shared objects and configuration bytes read), and every input

@@ -2,6 +2,7 @@ package prefetch
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io/fs"
 	"path"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/lazylayer/lazylayer/overlay"
+	"github.com/lazylayer/lazylayer/reader"
 )
 
 // The bounds of following a CPython program's imports. The image controls
@@ -594,23 +596,47 @@ func (f *pythonFinder) list(dir string) *pyDir {
 	return d
 }
 
-// read returns the sources of the modules, read in parallel and within
-// maxPythonSourceTotal; nil for a module without a source.
+// A bulkFetcher fetches many files' bytes in few requests: a lazy layer
+// of package reader that has a cache.
+type bulkFetcher interface {
+	StartPrefetch(ctx context.Context, ranges []reader.FileRange, opts ...reader.PrefetchOption) (*reader.Prefetching, error)
+}
+
+// read returns the sources of the modules, within maxPythonSourceTotal;
+// nil for a module without a source. A lazy layer is asked for all of
+// them at once, so that a level of imports costs one round trip, not one
+// per module; the reads then join that fetch.
 func (f *pythonFinder) read(mods []*pyModule) [][]byte {
 	out := make([][]byte, len(mods))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, pythonReaders)
+	sizes := make([]int, len(mods))
+	ranges := map[int][]reader.FileRange{}
 	for i, m := range mods {
 		if m.source.Info == nil || f.bytes >= maxPythonSourceTotal {
 			continue
 		}
-		n := int(min(m.source.Info.Size(), maxPythonSource, int64(maxPythonSourceTotal-f.bytes)))
-		f.bytes += n
+		sizes[i] = int(min(m.source.Info.Size(), maxPythonSource, int64(maxPythonSourceTotal-f.bytes)))
+		f.bytes += sizes[i]
+		ranges[m.source.Layer] = append(ranges[m.source.Layer],
+			reader.FileRange{Name: m.source.Path, Length: int64(sizes[i])})
+	}
+	for layer, rs := range ranges {
+		if bf, ok := f.ip.ov.Layer(layer).(bulkFetcher); ok {
+			if p, err := bf.StartPrefetch(f.ip.ctx, rs); err == nil {
+				defer p.Wait()
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, pythonReaders)
+	for i, m := range mods {
+		if sizes[i] == 0 {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if data, err := readPrefix(f.ip.ov, m.source, n); err == nil {
+			if data, err := readPrefix(f.ip.ov, m.source, sizes[i]); err == nil {
 				out[i] = data
 			}
 		}()
