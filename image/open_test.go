@@ -371,14 +371,21 @@ func TestPlatformErrorIsBounded(t *testing.T) {
 	require.Less(t, len(err.Error()), 4000)
 }
 
-func TestImagePrefetch(t *testing.T) {
+// openThreeLayersCached opens threeLayers, with a patterns annotation
+// naming etc/hostname, with a cache.
+func openThreeLayersCached(t *testing.T) (*Image, *memSource) {
 	img0 := threeLayers(t)
 	img0.annotations = map[string]string{prefetch.AnnotationPatterns: "etc/hostname"}
 	src := &memSource{}
 	src.root = img0.store(t, src, nil)
 	img, err := Open(context.Background(), src, WithReaderOptions(reader.WithCache(cache.NewMemory(64<<20))))
 	require.NoError(t, err)
-	defer img.Close()
+	t.Cleanup(func() { img.Close() })
+	return img, src
+}
+
+func TestImagePrefetch(t *testing.T) {
+	img, src := openThreeLayersCached(t)
 
 	plan, err := img.Plan(context.Background())
 	require.NoError(t, err)
@@ -415,13 +422,7 @@ func TestImagePrefetch(t *testing.T) {
 // analysis, which reads files of the image, waits for its reads: a start
 // does not wait for the analysis to get its prefetch going.
 func TestImagePrefetchStartsCarriedPlanFirst(t *testing.T) {
-	img0 := threeLayers(t)
-	img0.annotations = map[string]string{prefetch.AnnotationPatterns: "etc/hostname"}
-	src := &memSource{}
-	src.root = img0.store(t, src, nil)
-	img, err := Open(context.Background(), src, WithReaderOptions(reader.WithCache(cache.NewMemory(64<<20))))
-	require.NoError(t, err)
-	defer img.Close()
+	img, src := openThreeLayersCached(t)
 	middle, top := img.Layers()[1].Descriptor.Digest, img.Layers()[2].Descriptor.Digest
 	topFetched := make(chan struct{})
 	var once sync.Once
