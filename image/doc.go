@@ -79,7 +79,9 @@
 // before each eStargz layer's landmark, the patterns annotation
 // (prefetch.AnnotationPatterns) of the manifest and of each layer, and
 // the plan prefetch.FromImageConfig makes from the config. Image.Prefetch
-// fetches that plan into the layers' caches, all layers at once.
+// fetches that plan into the layers' caches, all layers at once: the
+// carried plans at once, the config plan (whose analysis reads files of
+// the lazy image) when it is made.
 //
 // # Verification
 //

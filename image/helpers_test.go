@@ -102,8 +102,9 @@ type memSource struct {
 	// registry's GET by tag does, so that Manifest of the root costs no
 	// round trip of its own.
 	resolveBody bool
-	// fetchGate, if set, is called at the start of every Fetch.
-	fetchGate func()
+	// fetchGate, if set, is called at the start of every Fetch, with the
+	// blob's digest.
+	fetchGate func(digest.Digest)
 
 	mu       sync.Mutex
 	calls    []call
@@ -198,7 +199,7 @@ func (f *memFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(
 	end := f.s.begin("fetch", f.d)
 	defer end()
 	if f.s.fetchGate != nil {
-		f.s.fetchGate()
+		f.s.fetchGate(f.d)
 	}
 	return f.f.Fetch(ctx, ranges, func(r fetcher.Range, data []byte) error {
 		f.s.mu.Lock()

@@ -155,6 +155,17 @@ func (img *Image) FS() (*overlay.FS, error) {
 // program the image lacks); only a context error, or a layer that is not
 // open (see FS), stops it.
 func (img *Image) Plan(ctx context.Context, opts ...prefetch.Option) (*prefetch.Plan, error) {
+	carried, err := img.carriedPlan(ctx, opts...)
+	if carried == nil || ctx.Err() != nil {
+		return carried, err
+	}
+	config, cerr := img.configPlan(ctx, opts...)
+	return prefetch.Merge(carried, config), errors.Join(err, cerr)
+}
+
+// carriedPlan returns the plans the image carries: its layers' landmarks
+// and the patterns annotations. Making it reads no file content.
+func (img *Image) carriedPlan(ctx context.Context, opts ...prefetch.Option) (*prefetch.Plan, error) {
 	root, err := img.FS()
 	if err != nil {
 		return nil, err
@@ -192,28 +203,71 @@ func (img *Image) Plan(ctx context.Context, opts ...prefetch.Option) (*prefetch.
 			return prefetch.Merge(plans...), err
 		}
 	}
+	return prefetch.Merge(plans...), errors.Join(errs...)
+}
+
+// configPlan returns the plan prefetch.FromImageConfig makes from the
+// config. It reads the files it analyses (ELF headers, #! lines, sources
+// of imported modules), so on a lazy image it waits for the registry.
+func (img *Image) configPlan(ctx context.Context, opts ...prefetch.Option) (*prefetch.Plan, error) {
+	root, err := img.FS()
+	if err != nil {
+		return nil, err
+	}
 	p, err := prefetch.FromImageConfig(ctx, root, img.config.Config, opts...)
-	plans = append(plans, p)
 	if err != nil {
 		if ctx.Err() != nil {
-			return prefetch.Merge(plans...), ctx.Err()
+			return p, ctx.Err()
 		}
-		errs = append(errs, fmt.Errorf("image: config %s: %w", img.manifest.Config.Digest, err))
+		err = fmt.Errorf("image: config %s: %w", img.manifest.Config.Digest, err)
 	}
-	return prefetch.Merge(plans...), errors.Join(errs...)
+	return p, err
 }
 
 // Prefetch starts fetching the plan Plan makes into the layers' caches,
 // across all layers at once (see prefetch.Start): every layer must have
 // been opened with a cache (WithReaderOptions(reader.WithCache(c))).
-// What Plan could not plan does not stop the prefetch; call Plan for
-// those errors. Layers fetched whole are not prefetched: they are
+// The plans the image carries start at once; the image-config plan,
+// whose analysis reads files of the image, starts when it is made, with
+// what they did not cover. Prefetch returns then, with the execution of
+// both. What Plan could not plan does not stop the prefetch; call Plan
+// for those errors. Layers fetched whole are not prefetched: they are
 // local. Close stops the prefetch and waits for it.
 func (img *Image) Prefetch(ctx context.Context, opts ...prefetch.RunOption) (*prefetch.Execution, error) {
-	plan, err := img.Plan(ctx)
-	if plan == nil || ctx.Err() != nil {
+	carried, err := img.carriedPlan(ctx)
+	if carried == nil || ctx.Err() != nil {
 		return nil, err
 	}
+	first, err := img.startPrefetch(ctx, carried, opts)
+	if err != nil {
+		return nil, err
+	}
+	config, _ := img.configPlan(ctx)
+	if ctx.Err() != nil {
+		return first, nil // the context stops first too
+	}
+	var rest prefetch.Plan
+	covered := make(map[string]bool)
+	for _, it := range carried.Items() {
+		if it.WholeFile() {
+			covered[fmt.Sprint(it.Layer, it.Path)] = true
+		}
+	}
+	for _, it := range config.Items() {
+		if !covered[fmt.Sprint(it.Layer, it.Path)] {
+			rest.Add(it)
+		}
+	}
+	second, err := img.startPrefetch(ctx, &rest, opts)
+	if err != nil {
+		return first, nil
+	}
+	return prefetch.Join(first, second), nil
+}
+
+// startPrefetch starts fetching plan into the caches of the layers that
+// are not local.
+func (img *Image) startPrefetch(ctx context.Context, plan *prefetch.Plan, opts []prefetch.RunOption) (*prefetch.Execution, error) {
 	layers := make([]*reader.Layer, len(img.layers))
 	for i, l := range img.layers {
 		if !l.Whole {

@@ -110,7 +110,7 @@ func TestOpenRoundTrips(t *testing.T) {
 	var stuck atomic.Bool
 	guard := time.AfterFunc(time.Minute, func() { stuck.Store(true); once.Do(func() { close(release) }) })
 	defer guard.Stop()
-	src.fetchGate = func() {
+	src.fetchGate = func(digest.Digest) {
 		if arrived.Add(1) == want {
 			once.Do(func() { close(release) })
 		}
@@ -371,14 +371,21 @@ func TestPlatformErrorIsBounded(t *testing.T) {
 	require.Less(t, len(err.Error()), 4000)
 }
 
-func TestImagePrefetch(t *testing.T) {
+// openThreeLayersCached opens threeLayers, with a patterns annotation
+// naming etc/hostname, with a cache.
+func openThreeLayersCached(t *testing.T) (*Image, *memSource) {
 	img0 := threeLayers(t)
 	img0.annotations = map[string]string{prefetch.AnnotationPatterns: "etc/hostname"}
 	src := &memSource{}
 	src.root = img0.store(t, src, nil)
 	img, err := Open(context.Background(), src, WithReaderOptions(reader.WithCache(cache.NewMemory(64<<20))))
 	require.NoError(t, err)
-	defer img.Close()
+	t.Cleanup(func() { img.Close() })
+	return img, src
+}
+
+func TestImagePrefetch(t *testing.T) {
+	img, src := openThreeLayersCached(t)
 
 	plan, err := img.Plan(context.Background())
 	require.NoError(t, err)
@@ -408,6 +415,32 @@ func TestImagePrefetch(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, before, len(src.log()), "prefetched files are read from the cache")
+}
+
+// TestImagePrefetchStartsCarriedPlanFirst: the plans the image carries
+// (landmarks, patterns) are being fetched before the image-config
+// analysis, which reads files of the image, waits for its reads: a start
+// does not wait for the analysis to get its prefetch going.
+func TestImagePrefetchStartsCarriedPlanFirst(t *testing.T) {
+	img, src := openThreeLayersCached(t)
+	middle, top := img.Layers()[1].Descriptor.Digest, img.Layers()[2].Descriptor.Digest
+	topFetched := make(chan struct{})
+	var once sync.Once
+	src.fetchGate = func(d digest.Digest) {
+		switch d {
+		case top: // etc/hostname, named by the patterns annotation
+			once.Do(func() { close(topFetched) })
+		case middle: // usr/bin/start, read by the config analysis
+			select {
+			case <-topFetched:
+			case <-time.After(10 * time.Second):
+				t.Error("the config analysis read the image before the carried plan was fetched")
+			}
+		}
+	}
+	e, err := img.Prefetch(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, e.Wait())
 }
 
 func TestImagePrefetchNeedsCache(t *testing.T) {

@@ -94,3 +94,31 @@ func FuzzReadELF(f *testing.F) {
 		FromImageConfig(context.Background(), img, v1.ImageConfig{Entrypoint: []string{"/bin/app"}})
 	})
 }
+
+// FuzzPythonImports: any source, as an image file a script imports, is
+// scanned without a panic and yields only valid module names within the
+// bound.
+func FuzzPythonImports(f *testing.F) {
+	f.Add([]byte("import os, a.b as c\nfrom . import x\nfrom ..y import (z,\n w)\n"))
+	f.Add([]byte("'''\nimport no\n'''\ndef f():\n    import no\ntry:\n    import yes\nexcept: pass\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		n := 0
+		for _, imp := range pythonImports(src, true) {
+			n += max(1, len(imp.names))
+			if imp.module != "" && !validModule(imp.module) || imp.module == "" && imp.level == 0 {
+				t.Fatalf("bad import %+v", imp)
+			}
+		}
+		if n > maxPythonImports {
+			t.Fatalf("%d imports", n)
+		}
+		img := overlay.New(fstest.MapFS{
+			"usr/bin/python3":                  {Data: []byte("#!/usr/bin/python3.11\n"), Mode: 0o755},
+			"usr/bin/python3.11":               {Data: []byte("x"), Mode: 0o755},
+			"app/main.py":                      {Data: src},
+			"usr/lib/python3.11/os.py":         {Data: src},
+			"usr/lib/python3.11/a/__init__.py": {Data: src},
+		})
+		FromImageConfig(context.Background(), img, v1.ImageConfig{Entrypoint: []string{"python3", "/app/main.py"}})
+	})
+}

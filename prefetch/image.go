@@ -82,9 +82,9 @@ func FromImageConfig(ctx context.Context, img *overlay.FS, cfg v1.ImageConfig, o
 	}
 	argv := append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
 	if len(argv) > 0 {
-		ip.command(argv[0], ReasonEntrypoint, 0)
+		ip.command(argv[0], argv[1:], ReasonEntrypoint, 0)
 		if cmd, ok := shellCommand(argv); ok {
-			ip.command(cmd, ReasonEntrypoint, 0)
+			ip.command(cmd[0], cmd[1:], ReasonEntrypoint, 0)
 		}
 	}
 	if ip.opts.runtimeDirs {
@@ -195,14 +195,15 @@ func parseEnv(env []string) map[string]string {
 	return m
 }
 
-// command resolves a command name as execvp would and analyses it.
-func (ip *imagePlanner) command(name string, reason Reason, depth int) {
+// command resolves a command name as execvp would and analyses it, run
+// with the arguments args.
+func (ip *imagePlanner) command(name string, args []string, reason Reason, depth int) {
 	loc, startedAs, err := ip.lookPath(name)
 	if err != nil {
 		ip.fail(err)
 		return
 	}
-	ip.program(loc, startedAs, reason, depth)
+	ip.program(loc, startedAs, args, reason, depth)
 }
 
 // abs makes name absolute against the working directory, as the kernel
@@ -244,7 +245,7 @@ func (ip *imagePlanner) lookPath(name string) (overlay.Location, string, error) 
 
 // program adds an executable and what it needs to start: its #!
 // interpreter, or its loader and libraries, and its language runtime.
-func (ip *imagePlanner) program(loc overlay.Location, startedAs string, reason Reason, depth int) {
+func (ip *imagePlanner) program(loc overlay.Location, startedAs string, args []string, reason Reason, depth int) {
 	if ip.ctx.Err() != nil || ip.visited[loc.Path] {
 		return
 	}
@@ -262,7 +263,7 @@ func (ip *imagePlanner) program(loc overlay.Location, startedAs string, reason R
 		ip.elfProgram(loc)
 	}
 	if ip.opts.runtimeDirs {
-		ip.language(loc, startedAs)
+		ip.language(loc, startedAs, args)
 	}
 }
 
@@ -289,10 +290,16 @@ func (ip *imagePlanner) shebang(script overlay.Location, head []byte, depth int)
 	if !strings.Contains(interp, "/") {
 		interp = "./" + interp
 	}
-	ip.command(interp, ReasonInterpreter, depth+1)
+	// The kernel runs "INTERP [ARG] SCRIPT".
+	scriptPath := "/" + script.Path
+	var args []string
+	if arg != "" {
+		args = append(args, arg)
+	}
+	ip.command(interp, append(args, scriptPath), ReasonInterpreter, depth+1)
 	if path.Base(interp) == "env" {
 		if name, ok := envCommand(arg); ok {
-			ip.command(name, ReasonInterpreter, depth+1)
+			ip.command(name, []string{scriptPath}, ReasonInterpreter, depth+1)
 		}
 	}
 }
@@ -309,30 +316,33 @@ func envCommand(args string) (string, bool) {
 	return "", false
 }
 
-// shellCommand returns the first command of "sh -c SCRIPT", when SCRIPT
-// starts with a plain word (after NAME=value assignments and "exec").
-func shellCommand(argv []string) (string, bool) {
+// shellCommand returns the first command of "sh -c SCRIPT" and its
+// arguments, when SCRIPT starts with a plain word (after NAME=value
+// assignments and "exec"). Arguments stop at the first word that is not
+// plain.
+func shellCommand(argv []string) ([]string, bool) {
 	if len(argv) < 3 {
-		return "", false
+		return nil, false
 	}
 	switch path.Base(argv[0]) {
 	case "sh", "bash", "dash", "ash", "ksh", "zsh", "mksh":
 	default:
-		return "", false
+		return nil, false
 	}
 	if !strings.HasPrefix(argv[1], "-") || !strings.Contains(argv[1], "c") {
-		return "", false
+		return nil, false
 	}
+	var cmd []string
 	for _, w := range strings.Fields(argv[2]) {
-		if strings.Contains(w, "=") && !strings.HasPrefix(w, "=") || w == "exec" {
+		if len(cmd) == 0 && (strings.Contains(w, "=") && !strings.HasPrefix(w, "=") || w == "exec") {
 			continue
 		}
 		if strings.ContainsAny(w, "$`'\"\\;|&<>(){}*?[]~") {
-			return "", false
+			break
 		}
-		return w, true
+		cmd = append(cmd, w)
 	}
-	return "", false
+	return cmd, len(cmd) > 0
 }
 
 // object returns the parsed ELF file at loc, cached.

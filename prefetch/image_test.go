@@ -261,16 +261,16 @@ func TestImageConfigPathAndShebangs(t *testing.T) {
 func TestShellCommand(t *testing.T) {
 	for _, tc := range []struct {
 		argv []string
-		want string
+		want []string
 	}{
-		{[]string{"/bin/sh", "-c", "exec nginx -g 'daemon off;'"}, "nginx"},
-		{[]string{"bash", "-ec", "FOO=bar ./start.sh"}, "./start.sh"},
-		{[]string{"sh", "-c", "$CMD"}, ""},
-		{[]string{"sh", "script.sh", "x"}, ""},
-		{[]string{"python3", "-c", "print(1)"}, ""},
+		{[]string{"/bin/sh", "-c", "exec nginx -g 'daemon off;'"}, []string{"nginx", "-g"}},
+		{[]string{"bash", "-ec", "FOO=bar ./start.sh A=1"}, []string{"./start.sh", "A=1"}},
+		{[]string{"sh", "-c", "$CMD"}, nil},
+		{[]string{"sh", "script.sh", "x"}, nil},
+		{[]string{"python3", "-c", "print(1)"}, nil},
 	} {
 		got, ok := shellCommand(tc.argv)
-		require.Equal(t, tc.want != "", ok, tc.argv)
+		require.Equal(t, tc.want != nil, ok, tc.argv)
 		require.Equal(t, tc.want, got, tc.argv)
 	}
 }

@@ -5,16 +5,23 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/overlay"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // file is one regular file of a test layer.
@@ -196,5 +203,96 @@ func TestRecorderProfilesFirstReads(t *testing.T) {
 	parsed, err := prefetch.ParseTrace(&trace)
 	if err != nil || len(parsed) != 3 || parsed[0].Path != "c" {
 		t.Errorf("recorded trace parsed back as %+v, %v", parsed, err)
+	}
+}
+
+// TestRecorderProfilesRanges: a file read in part is profiled as the byte
+// ranges of the chunks read, adjacent chunks merged, so that a prefetch of
+// the profile fetches those chunks only; a file read whole stays whole.
+func TestRecorderProfilesRanges(t *testing.T) {
+	big, small := randomFile("big", 10000, 1), randomFile("small", 1000, 2)
+	var rec prefetch.Recorder
+	layer, _ := openLayer(t, buildLayer(t, []file{big, small}, writer.WithChunkSize(1000)),
+		reader.WithAccessObserver(rec.Observe))
+	f, err := layer.Open("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := f.(io.ReaderAt)
+	buf := make([]byte, 1500)
+	for _, off := range []int64{8200, 500, 0} { // chunks 8, 0 and 1, 0 again
+		if _, err := ra.ReadAt(buf[:min(1500, 10000-off)], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	if _, err := layer.ReadFile("small"); err != nil {
+		t.Fatal(err)
+	}
+	want := []prefetch.Access{
+		{Path: "big", Op: prefetch.OpRead, Offset: 0, Length: 2000},
+		{Path: "big", Op: prefetch.OpRead, Offset: 8000, Length: 2000},
+		{Path: "small", Op: prefetch.OpRead},
+	}
+	if got := rec.Trace(); !slices.Equal(got, want) {
+		t.Errorf("trace %+v, want %+v", got, want)
+	}
+	plan := rec.Plan(0)
+	if got := plan.Paths(0); !slices.Equal(got, []string{"big", "small"}) {
+		t.Errorf("plan paths %q", got)
+	}
+	chunks, err := plan.Chunks(func(_ int, name string) (*toc.Entry, error) { return layer.ContentEntry(name) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offsets []int64
+	for _, c := range chunks {
+		if c.Path == "big" {
+			offsets = append(offsets, c.Chunk.Offset)
+		}
+	}
+	if !slices.Equal(offsets, []int64{0, 1000, 8000, 9000}) {
+		t.Errorf("chunks of big planned: %v", offsets)
+	}
+}
+
+// slowFetcher models a registry's round trip, so that reads that do not
+// share a request cannot share one by arriving together.
+type slowFetcher struct{ *recordingFetcher }
+
+func (s slowFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(fetcher.Range, []byte) error) error {
+	time.Sleep(2 * time.Millisecond)
+	return s.recordingFetcher.Fetch(ctx, ranges, fn)
+}
+
+// TestImageConfigPythonLazyLayer: planning a Python program on a lazy
+// layer fetches the sources of each level of imports in one go, not a
+// request (or several) per module.
+func TestImageConfigPythonLazyLayer(t *testing.T) {
+	lib := "usr/lib/python3.11/"
+	files := []file{{"usr/bin/python3.11", []byte("not elf")}, {lib + "shared.py", []byte("x = 1\n")}}
+	var code strings.Builder
+	for i := range 30 {
+		name := fmt.Sprintf("m%d", i)
+		files = append(files, file{lib + name + ".py", []byte("import shared\n" + strings.Repeat("# a comment\n", 500))},
+			randomFile(lib+name+".dat", 100<<10, uint64(i))) // never read: keeps the modules apart
+		fmt.Fprintf(&code, "import %s\n", name)
+	}
+	blob := buildLayer(t, files, writer.WithChunkSize(1000))
+	f := &recordingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+	layer, err := reader.Open(context.Background(), slowFetcher{f}, reader.WithCache(cache.NewMemory(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer layer.Close()
+	f.reset()
+	plan, _ := prefetch.FromImageConfig(context.Background(), overlay.New(layer), v1.ImageConfig{
+		Entrypoint: []string{"/usr/bin/python3.11", "-c", code.String()},
+	})
+	if !slices.Contains(plan.Paths(0), lib+"m29.py") || !slices.Contains(plan.Paths(0), lib+"shared.py") {
+		t.Fatalf("plan %q lacks the modules", plan.Paths(0))
+	}
+	if n := len(f.calls); n > 4 {
+		t.Errorf("planning made %d requests for 2 levels of imports", n)
 	}
 }

@@ -138,6 +138,9 @@ func (ip *imagePlanner) addDir(dir string, limit int, reason Reason) {
 type languageRule struct {
 	name  *regexp.Regexp
 	files func(version string) []string
+	// program, if set, adds what the interpreter started with args
+	// reads for the program it runs.
+	program func(ip *imagePlanner, homes []string, version string, args []string)
 }
 
 // maxLanguageFiles bounds what one rule adds.
@@ -167,6 +170,7 @@ var languageRules = []languageRule{
 			return append(out, lib+"/_sysconfigdata_*.py", lib+"/site-packages/*.pth",
 				"lib/python3/dist-packages/*.pth", "pyvenv.cfg", "bin/pyvenv.cfg")
 		},
+		program: (*imagePlanner).pythonProgram,
 	},
 	{
 		// A JDK or JRE: the module image, the JVM library it dlopens and
@@ -193,8 +197,8 @@ var languageRules = []languageRule{
 }
 
 // language applies the first language rule that matches the interpreter
-// at loc, started by the path startedAs.
-func (ip *imagePlanner) language(loc overlay.Location, startedAs string) {
+// at loc, started by the path startedAs with the arguments args.
+func (ip *imagePlanner) language(loc overlay.Location, startedAs string, args []string) {
 	for _, rule := range languageRules {
 		version, ok := rule.match(path.Base(loc.Path), path.Base(startedAs))
 		if !ok {
@@ -207,6 +211,9 @@ func (ip *imagePlanner) language(loc overlay.Location, startedAs string) {
 			homes = append(homes, h)
 		}
 		ip.languageFiles(rule, homes, version)
+		if rule.program != nil {
+			rule.program(ip, homes, version, args)
+		}
 		return
 	}
 }
