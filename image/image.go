@@ -238,7 +238,7 @@ func (img *Image) Prefetch(ctx context.Context, opts ...prefetch.RunOption) (*pr
 	if carried == nil || ctx.Err() != nil {
 		return nil, err
 	}
-	first, err := img.startPrefetch(ctx, carried, opts)
+	first, err := img.PrefetchPlan(ctx, carried, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -258,16 +258,19 @@ func (img *Image) Prefetch(ctx context.Context, opts ...prefetch.RunOption) (*pr
 			rest.Add(it)
 		}
 	}
-	second, err := img.startPrefetch(ctx, &rest, opts)
+	second, err := img.PrefetchPlan(ctx, &rest, opts...)
 	if err != nil {
 		return first, nil
 	}
 	return prefetch.Join(first, second), nil
 }
 
-// startPrefetch starts fetching plan into the caches of the layers that
-// are not local.
-func (img *Image) startPrefetch(ctx context.Context, plan *prefetch.Plan, opts []prefetch.RunOption) (*prefetch.Execution, error) {
+// PrefetchPlan starts fetching plan, a plan over this image's layers
+// (its items name layers by index, as overlay.FS locations do), into the
+// caches of the layers that are read lazily, across all of them at once
+// (see prefetch.Start); layers fetched whole are local and skipped. Close
+// stops it and waits for it.
+func (img *Image) PrefetchPlan(ctx context.Context, plan *prefetch.Plan, opts ...prefetch.RunOption) (*prefetch.Execution, error) {
 	layers := make([]*reader.Layer, len(img.layers))
 	for i, l := range img.layers {
 		if !l.Whole {

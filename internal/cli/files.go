@@ -16,9 +16,8 @@ import (
 
 	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/overlay"
-	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 )
 
 // emit prints v as one JSON document with --json, or calls text.
@@ -262,10 +261,10 @@ func (c *cli) withImage(cmd *cobra.Command, ref string, fn func(img *image.Image
 const prefetchBudget = 256 << 20
 
 // prefetchTree fetches the files under name, when they fit the budget,
-// with a few coalesced requests per layer instead of one or more per
-// file.
+// as one plan: a few coalesced requests per layer instead of one or more
+// per file.
 func prefetchTree(ctx context.Context, img *image.Image, root *overlay.FS, name string) error {
-	byLayer := make(map[int][]reader.FileRange)
+	var plan prefetch.Plan
 	var total int64
 	err := fs.WalkDir(root, name, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
@@ -278,16 +277,15 @@ func prefetchTree(ctx context.Context, img *image.Image, root *overlay.FS, name 
 		if total += loc.Info.Size(); total > prefetchBudget {
 			return fs.SkipAll
 		}
-		byLayer[loc.Layer] = append(byLayer[loc.Layer], reader.FileRange{Name: loc.Path})
+		plan.Add(prefetch.Item{Layer: loc.Layer, Path: loc.Path})
 		return nil
 	})
 	if err != nil || total > prefetchBudget {
 		return err // too much to hold: files are fetched as they are copied
 	}
-	layers := img.Layers()
-	g, ctx := errgroup.WithContext(ctx)
-	for i, ranges := range byLayer {
-		g.Go(func() error { return layers[i].Layer.Prefetch(ctx, ranges) })
+	e, err := img.PrefetchPlan(ctx, &plan)
+	if err != nil {
+		return err
 	}
-	return g.Wait()
+	return e.Wait()
 }
