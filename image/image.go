@@ -247,14 +247,18 @@ func (img *Image) Prefetch(ctx context.Context, opts ...prefetch.RunOption) (*pr
 		return first, nil // the context stops first too
 	}
 	var rest prefetch.Plan
-	covered := make(map[string]bool)
+	type file struct {
+		layer int
+		path  string
+	}
+	covered := make(map[file]bool)
 	for _, it := range carried.Items() {
 		if it.WholeFile() {
-			covered[fmt.Sprint(it.Layer, it.Path)] = true
+			covered[file{it.Layer, it.Path}] = true
 		}
 	}
 	for _, it := range config.Items() {
-		if !covered[fmt.Sprint(it.Layer, it.Path)] {
+		if !covered[file{it.Layer, it.Path}] {
 			rest.Add(it)
 		}
 	}
