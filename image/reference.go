@@ -2,6 +2,7 @@ package image
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/lazylayer/lazylayer/image/archive"
@@ -35,15 +36,18 @@ func ParseReference(ref string, reg *registry.Client) (Source, error) {
 // registry repository or an OCI layout directory (see ParseReference).
 // Archives are read only.
 func ParseTarget(ref string, reg *registry.Client) (Target, error) {
-	transport, rest := splitTransport(ref)
-	switch transport {
-	case "oci":
-		dir, tag := splitPath(rest)
-		return layout.Open(dir, tag)
-	case "docker-archive", "oci-archive":
-		return nil, fmt.Errorf("image: %q: %s is a source only", ref, transport)
+	src, err := ParseReference(ref, reg)
+	if err != nil {
+		return nil, err
 	}
-	return repository(rest, reg)
+	dst, ok := src.(Target)
+	if !ok {
+		if c, ok := src.(io.Closer); ok {
+			c.Close()
+		}
+		return nil, fmt.Errorf("image: %q: a source only", ref)
+	}
+	return dst, nil
 }
 
 func repository(ref string, reg *registry.Client) (*registry.Repository, error) {
