@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/lazylayer/lazylayer/internal/tooltest"
 )
 
 // containerd is a containerd daemon of the run's own, for ctr-remote,
@@ -32,17 +34,7 @@ func startContainerd(ctx context.Context, dir, ctr string) (*containerd, error) 
 		return nil, err
 	}
 	c := &containerd{ctr: ctr, address: filepath.Join(dir, "c.sock"), exited: make(chan struct{})}
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.address, c.address+".ttrpc", filepath.Join(dir, "opt"))
+	config := tooltest.ContainerdConfig(dir, c.address, true, "")
 	configPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return nil, err

@@ -309,24 +309,16 @@ func (e *env) pushImage(t testing.TB, repo string, tars [][]byte, cfg ocispec.Im
 	return e.reg.Host() + "/" + repo + ":v1", size
 }
 
+// containerdDir holds the state of this generation's containerd.
+func (e *env) containerdDir() string { return e.box.Path(fmt.Sprintf("containerd%d", e.gen)) }
+
 func (e *env) startContainerd(t testing.TB) (stop func()) {
 	path := tooltest.Look(t, "containerd", "containerd")
-	dir := func(name string) string { return e.box.Path(fmt.Sprintf("%s%d", name, e.gen)) }
 	e.address = e.box.Path("c.sock")
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-[proxy_plugins.lazylayer]
+	config := tooltest.ContainerdConfig(e.containerdDir(), e.address, true, fmt.Sprintf(`[proxy_plugins.lazylayer]
   type = "snapshot"
   address = %q
-`, dir("root"), dir("state"), e.address, e.address+".ttrpc", dir("opt"), e.snapSock)
+`, e.snapSock))
 	configPath := e.box.Path("config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)

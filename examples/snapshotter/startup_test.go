@@ -284,9 +284,8 @@ func (e *env) coldStart(t testing.TB, w workload, snapshotter, ref string, proxy
 	stopContainerd := e.startContainerd(t)
 	defer func() {
 		stopContainerd()
-		for _, name := range []string{"root", "state", "opt", "snapshotter"} {
-			os.RemoveAll(e.box.Path(fmt.Sprintf("%s%d", name, e.gen)))
-		}
+		os.RemoveAll(e.containerdDir())
+		os.RemoveAll(e.snapRoot)
 	}()
 	client, err := containerd.New(e.address, containerd.WithDefaultNamespace("bench"))
 	if err != nil {

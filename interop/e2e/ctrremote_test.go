@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -40,21 +39,7 @@ func startContainerdFor(t *testing.T, ctr string, gc bool) *containerd {
 	path := tooltest.Look(t, "containerd", "containerd")
 	c := &containerd{box: tooltest.NewSandbox(t), ctr: ctr}
 	c.address = c.box.Path("c.sock")
-	disabled := `"io.containerd.grpc.v1.cri"`
-	if !gc {
-		disabled += `, "io.containerd.gc.v1.scheduler"`
-	}
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = [%s]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, c.box.Path("root"), c.box.Path("state"), disabled, c.address, c.address+".ttrpc", c.box.Path("opt"))
+	config := tooltest.ContainerdConfig(c.box.Path("."), c.address, gc, "")
 	configPath := c.box.Path("config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
