@@ -22,6 +22,11 @@ type blobFormat interface {
 	// format is the toc.Format the index of a blob of this format has.
 	format() toc.Format
 
+	// supplied reports whether the caller gave Open this format's index
+	// itself, kept apart from the blob (a zTOC, WithZtoc): Open then
+	// opens the blob with it, from no tail and no footer.
+	supplied(cfg config) bool
+
 	// Where the index is. annotated reads the format's layer descriptor
 	// annotations: the TOC digest they pin, and where they locate the
 	// index, if they do (nil if not). Without the format's annotations
@@ -61,21 +66,22 @@ type verifyRule int
 
 const (
 	// verifyChunks: every chunk has the digest of its decompressed bytes
-	// in the index (eStargz, zstd:chunked). The reader implements this
-	// rule only.
+	// in the index (eStargz, zstd:chunked).
 	verifyChunks verifyRule = iota
 	// verifySpans: the index has the digest of each span's compressed
 	// bytes, and a decoder state (the 32 KiB window of a deflate
 	// checkpoint) that the span resumes from. A span's bytes are
 	// verified when its compressed bytes match their digest and the
 	// state it resumed from matches the bytes decoded before it, or is
-	// the layer's start (a zTOC over a gzip layer).
+	// the layer's start (a zTOC over a gzip layer). Frames are spans
+	// (see spanIndex), loaded by Layer.loadSpanFrame, and cached
+	// compressed by span digest.
 	verifySpans
 )
 
 // formats are the formats the reader opens, in the order Open looks for
 // their annotations.
-var formats = []blobFormat{zstdChunkedFormat{}, eStargzFormat{}}
+var formats = []blobFormat{zstdChunkedFormat{}, eStargzFormat{}, sociFormat{}}
 
 // formatOf returns the reader's format f, or nil.
 func formatOf(f toc.Format) blobFormat {
@@ -92,6 +98,8 @@ func formatOf(f toc.Format) blobFormat {
 type eStargzFormat struct{}
 
 func (eStargzFormat) format() toc.Format { return toc.FormatEStargz }
+
+func (eStargzFormat) supplied(config) bool { return false }
 
 func (eStargzFormat) annotated(annotations map[string]string) (digest.Digest, *toc.Footer, error) {
 	pin, _, err := toc.ParseEStargzAnnotations(annotations)
@@ -138,6 +146,8 @@ func (eStargzFormat) verify() verifyRule { return verifyChunks }
 type zstdChunkedFormat struct{}
 
 func (zstdChunkedFormat) format() toc.Format { return toc.FormatZstdChunked }
+
+func (zstdChunkedFormat) supplied(config) bool { return false }
 
 func (zstdChunkedFormat) annotated(annotations map[string]string) (digest.Digest, *toc.Footer, error) {
 	pin, at, err := toc.ParseZstdChunkedAnnotations(annotations)

@@ -142,14 +142,19 @@ func (z *Reader) Reset(r io.Reader) {
 // boundary, its last WindowSize bytes used (zeros before a shorter one).
 // Decoding goes on to the end of the stream, across members; the CRC-32
 // and length of the member it resumes in are not checked, as its start is
-// not decoded. The offsets of Boundary and InputOffset count from the
+// not decoded. A nil window says the boundary is a member's start, after
+// its header: then nothing before it may be referred to, and the member
+// is checked. The offsets of Boundary and InputOffset count from the
 // start of r and of the output after the boundary.
 func (z *Reader) Resume(r io.Reader, bits uint8, window []byte) {
 	z.Reset(r)
-	z.state, z.resumed = stateHeader, true
-	window = window[max(0, len(window)-WindowSize):]
-	copy(z.out[WindowSize-len(window):], window)
-	z.memberAt = -WindowSize // back-references may reach the whole window
+	z.state = stateHeader
+	if window != nil {
+		window = window[max(0, len(window)-WindowSize):]
+		copy(z.out[WindowSize-len(window):], window)
+		z.memberAt = -WindowSize // back-references may reach the whole window
+		z.resumed = true
+	}
 	if bits&7 == 0 {
 		return
 	}
