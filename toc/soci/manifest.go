@@ -154,13 +154,7 @@ func (m *IndexManifest) Encode() ([]byte, error) {
 		Annotations: m.Annotations,
 	}
 	for _, z := range m.Ztocs {
-		d := z.Descriptor
-		d.MediaType = MediaTypeZtoc
-		d.Annotations = maps.Clone(d.Annotations)
-		if d.Annotations == nil {
-			d.Annotations = make(map[string]string, 3)
-		}
-		d.Annotations[AnnotationImageLayerDigest] = z.Layer.String()
+		d := layerDescriptor(z.Descriptor, MediaTypeZtoc, z.Layer)
 		d.Annotations[AnnotationImageLayerMediaType] = z.LayerMediaType
 		delete(d.Annotations, AnnotationSpanSize)
 		if z.SpanSize > 0 {
@@ -169,14 +163,7 @@ func (m *IndexManifest) Encode() ([]byte, error) {
 		out.Layers = append(out.Layers, d)
 	}
 	for _, p := range m.Prefetches {
-		d := p.Descriptor
-		d.MediaType = MediaTypePrefetch
-		d.Annotations = maps.Clone(d.Annotations)
-		if d.Annotations == nil {
-			d.Annotations = make(map[string]string, 1)
-		}
-		d.Annotations[AnnotationImageLayerDigest] = p.Layer.String()
-		out.Layers = append(out.Layers, d)
+		out.Layers = append(out.Layers, layerDescriptor(p.Descriptor, MediaTypePrefetch, p.Layer))
 	}
 	// Decoding what was written must succeed: check it as a reader
 	// would, so that nothing is pushed that a reader refuses.
@@ -188,6 +175,16 @@ func (m *IndexManifest) Encode() ([]byte, error) {
 		return nil, fmt.Errorf("soci: encode index: %w", err)
 	}
 	return b, nil
+}
+
+// layerDescriptor returns d, of mediaType, annotated with the image
+// layer it is for, its other annotations kept (in a copy).
+func layerDescriptor(d ocispec.Descriptor, mediaType string, layer digest.Digest) ocispec.Descriptor {
+	a := make(map[string]string, len(d.Annotations)+3)
+	maps.Copy(a, d.Annotations)
+	a[AnnotationImageLayerDigest] = layer.String()
+	d.MediaType, d.Annotations = mediaType, a
+	return d
 }
 
 // DecodeIndexManifest decodes and validates an untrusted SOCI index of
