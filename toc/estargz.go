@@ -16,13 +16,6 @@ const (
 	// JSON, the last entry of the layer's tar stream.
 	TOCTarName = "stargz.index.json"
 
-	// PrefetchLandmark is the entry that ends the prioritised files: the
-	// bytes before its data should be fetched first.
-	PrefetchLandmark = ".prefetch.landmark"
-	// NoPrefetchLandmark is the first entry of a layer whose producer
-	// prioritised no files.
-	NoPrefetchLandmark = ".no.prefetch.landmark"
-
 	// LandmarkDigest is the digest of a landmark's contents.
 	LandmarkDigest = "sha256:dc0e9c3658a1a3ed1ec94274d8b19925c93e1abb7ddba294923ad9bde30f8cb8"
 
@@ -235,4 +228,23 @@ func ParseEStargzAnnotations(a map[string]string) (tocDigest digest.Digest, unco
 		uncompressedSize = n
 	}
 	return tocDigest, uncompressedSize, nil
+}
+
+// ParseEStargzFooter decodes the footer at the end of tail, the last
+// len(tail) bytes of a blob, in any of the eStargz layouts: the 51-byte
+// footer, the legacy 47-byte one and the 46-byte external-TOC one. A tail
+// that ends in none of them is an error wrapping ErrNoFooter and
+// ErrInvalidFooter; a footer that matches a layout but is malformed
+// yields an error wrapping ErrInvalidFooter only.
+func ParseEStargzFooter(tail []byte) (Footer, error) {
+	for _, parse := range []func([]byte) (Footer, bool, error){parseEStargzFooter, parseLegacyEStargzFooter, parseEStargzExternalTOCFooter} {
+		f, ok, err := parse(tail)
+		if err != nil {
+			return Footer{}, err
+		}
+		if ok {
+			return f, nil
+		}
+	}
+	return Footer{}, fmt.Errorf("toc: last %d bytes: no eStargz footer: %w: %w", len(tail), ErrNoFooter, ErrInvalidFooter)
 }

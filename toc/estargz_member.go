@@ -19,7 +19,7 @@ import (
 func EStargzTOCTar(tocJSON []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	// A header block, the JSON padded to a block, two zero blocks.
-	buf.Grow(len(tocJSON) + 4*tarBlockSize)
+	buf.Grow(len(tocJSON) + 4*512)
 	if err := writeEStargzTOCTar(&buf, int64(len(tocJSON)), writeBytes(tocJSON)); err != nil {
 		return nil, err
 	}

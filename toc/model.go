@@ -172,6 +172,17 @@ type Chunk struct {
 	Zeros bool
 }
 
+// Landmark entries, which eStargz defines and zstd:chunked writers keep:
+// files that mark where the prioritised files end. Readers hide them.
+const (
+	// PrefetchLandmark is the entry that ends the prioritised files: the
+	// bytes before its data should be fetched first.
+	PrefetchLandmark = ".prefetch.landmark"
+	// NoPrefetchLandmark is the first entry of a layer whose producer
+	// prioritised no files.
+	NoPrefetchLandmark = ".no.prefetch.landmark"
+)
+
 // TOC is a decoded layer index.
 type TOC struct {
 	Format Format

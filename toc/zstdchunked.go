@@ -197,10 +197,10 @@ func parseLegacyZstdChunkedFooter(tail []byte) (Footer, bool, error) {
 // at the end of tail: a skippable frame header announcing exactly the
 // rest, and a payload ending in either magic.
 func parseZstdChunkedFooterFrame(tail []byte, size int) (Footer, bool, error) {
-	b, ok := lastN(tail, size)
-	if !ok {
+	if len(tail) < size {
 		return Footer{}, false, nil
 	}
+	b := tail[len(tail)-size:]
 	payload, n, err := ParseSkippableFrame(b)
 	if err != nil || n != size {
 		return Footer{}, false, nil
@@ -402,18 +402,18 @@ func ParseZstdChunkedAnnotations(a map[string]string) (tocDigest digest.Digest, 
 	if err != nil {
 		return "", Footer{}, err
 	}
-	m, err := parsePosition(pos, 4)
+	m, err := untrusted.Decimals(pos, 4)
 	if err != nil {
-		return "", Footer{}, fmt.Errorf("toc: annotation %q: %w", positionKey, err)
+		return "", Footer{}, fmt.Errorf("toc: annotation %q: %w: %w", positionKey, err, ErrInvalidAnnotation)
 	}
 	if m[3] != ZstdChunkedManifestType {
 		return "", Footer{}, fmt.Errorf("toc: annotation %q: manifest type %d, want %d: %w", positionKey, m[3], ZstdChunkedManifestType, ErrInvalidAnnotation)
 	}
 	f = Footer{Format: FormatZstdChunked, TOCOffset: m[0], TOCLength: m[1], TOCUncompressedLength: m[2]}
 	if pos, ok := a[AnnotationZstdChunkedTarSplitPosition]; ok {
-		ts, err := parsePosition(pos, 3)
+		ts, err := untrusted.Decimals(pos, 3)
 		if err != nil {
-			return "", Footer{}, fmt.Errorf("toc: annotation %q: %w", AnnotationZstdChunkedTarSplitPosition, err)
+			return "", Footer{}, fmt.Errorf("toc: annotation %q: %w: %w", AnnotationZstdChunkedTarSplitPosition, err, ErrInvalidAnnotation)
 		}
 		f.TarSplitOffset, f.TarSplitLength, f.TarSplitUncompressedLength = ts[0], ts[1], ts[2]
 	}
@@ -440,4 +440,23 @@ func zstdChunkedAnnotation(a map[string]string, key, legacyKey string) (string, 
 		return legacyKey, lv, nil
 	}
 	return "", "", fmt.Errorf("toc: annotation %q: %w", key, ErrMissingAnnotation)
+}
+
+// ParseZstdChunkedFooter decodes the footer frame at the end of tail, the
+// last len(tail) bytes of a blob, in either layout: the 72-byte one of
+// containers/storage and the legacy 48-byte one. A tail that ends in
+// neither is an error wrapping ErrNoFooter and ErrInvalidFooter; a footer
+// that matches a layout but is malformed yields an error wrapping
+// ErrInvalidFooter only.
+func ParseZstdChunkedFooter(tail []byte) (Footer, error) {
+	for _, parse := range []func([]byte) (Footer, bool, error){parseZstdChunkedFooter, parseLegacyZstdChunkedFooter} {
+		f, ok, err := parse(tail)
+		if err != nil {
+			return Footer{}, err
+		}
+		if ok {
+			return f, nil
+		}
+	}
+	return Footer{}, fmt.Errorf("toc: last %d bytes: no zstd:chunked footer: %w: %w", len(tail), ErrNoFooter, ErrInvalidFooter)
 }

@@ -33,7 +33,7 @@ func decodeZstdChunkedFrom(r io.Reader, f Footer, cfg decodeConfig, piece int) (
 	digester := digest.Canonical.Digester()
 	compressed := io.TeeReader(io.LimitReader(r, max(f.TOCLength, 0)), digester.Hash())
 	st := newJSONStream()
-	go func() { st.finish(st.decompressZstd(compressed, f.TOCUncompressedLength, cfg.maxTOCSize, piece)) }()
+	go func() { st.finish(decompress(st, compressed, f.TOCUncompressedLength, cfg.maxTOCSize, piece)) }()
 	s := &zstdChunkedScanner{estargzScanner: estargzScanner{data: st.next(1), maxEntries: cfg.maxEntries, interned: make(map[string]string), more: st.next}}
 	doc, ok := s.document()
 	data, _, err := st.result()
@@ -55,12 +55,12 @@ func decodeZstdChunkedFrom(r io.Reader, f Footer, cfg decodeConfig, piece int) (
 	return t, tarSplitDigest, nil
 }
 
-// decompressZstd decompresses a TOC from compressed and publishes it piece
+// decompress decompresses a TOC from compressed and publishes it to st piece
 // bytes at a time. length is the TOC's length as the footer or annotation
 // records it, 0 if unknown; limit bounds a TOC of unknown length. It
 // returns once all of compressed is read, so that whoever hashes it has
 // hashed everything; the caller finishes the stream.
-func (st *jsonStream) decompressZstd(compressed io.Reader, length, limit int64, piece int) error {
+func decompress(st *jsonStream, compressed io.Reader, length, limit int64, piece int) error {
 	zr, err := newZstdReader(compressed, limit)
 	if err != nil {
 		return fmt.Errorf("toc: zstd:chunked TOC: %w", err)
