@@ -207,7 +207,7 @@ type TOC struct {
 	// ChunkSize is the producer's maximum chunk size, when known. eStargz
 	// needs it to encode a TOC the way the reference writer does, which
 	// writes chunkSize on a file's last chunk only when that chunk is
-	// exactly ChunkSize long. UnmarshalEStargz sets it to the largest explicit
+	// exactly ChunkSize long. estargz.Unmarshal sets it to the largest explicit
 	// chunkSize in the TOC, so that a decoded TOC encodes back to the same
 	// bytes. Zero means unknown.
 	ChunkSize int64
