@@ -14,6 +14,9 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/internal/ocidoc"
@@ -474,14 +477,14 @@ func (c *converter) push(ctx context.Context, d ocispec.Descriptor, r io.Reader)
 var formatAnnotations = []string{
 	AnnotationOptions,
 	toc.AnnotationIndexPosition,
-	toc.AnnotationEStargzTOCDigest,
-	toc.AnnotationUncompressedSize,
-	toc.AnnotationZstdChunkedManifestChecksum,
-	toc.AnnotationZstdChunkedManifestPosition,
-	toc.AnnotationZstdChunkedTarSplitPosition,
-	toc.AnnotationZstdChunkedTarSplitChecksum,
-	toc.LegacyAnnotationZstdChunkedManifestChecksum,
-	toc.LegacyAnnotationZstdChunkedManifestPosition,
+	estargz.AnnotationTOCDigest,
+	estargz.AnnotationUncompressedSize,
+	zstdchunked.AnnotationManifestChecksum,
+	zstdchunked.AnnotationManifestPosition,
+	zstdchunked.AnnotationTarSplitPosition,
+	zstdchunked.AnnotationTarSplitChecksum,
+	zstdchunked.LegacyAnnotationManifestChecksum,
+	zstdchunked.LegacyAnnotationManifestPosition,
 }
 
 func keptAnnotations(a map[string]string) map[string]string {
