@@ -122,21 +122,3 @@ func TestScanEStargzDocumentAccepts(t *testing.T) {
 		t.Fatalf("scanner and encoding/json disagree (json error %v)", err)
 	}
 }
-
-// checkSameDecoding fails t unless a TOC decoded through the fast scanner
-// and through encoding/json came out the same: both failed with the same
-// error, or both succeeded with equal results (same reports that).
-func checkSameDecoding(t *testing.T, fastErr, slowErr error, same bool, fast, slow any) {
-	t.Helper()
-	switch {
-	case (fastErr == nil) != (slowErr == nil):
-		t.Fatalf("fast path error %v, encoding/json error %v", fastErr, slowErr)
-	case errors.Is(fastErr, toc.ErrTOCTooLarge) || errors.Is(slowErr, toc.ErrTOCTooLarge):
-		// The scanner stops at the entry limit, possibly before an error
-		// encoding/json reports.
-	case fastErr != nil && fastErr.Error() != slowErr.Error():
-		t.Fatalf("errors differ:\nfast: %v\njson: %v", fastErr, slowErr)
-	case fastErr == nil && !same:
-		t.Fatalf("TOCs differ:\nfast: %+v\njson: %+v", fast, slow)
-	}
-}

@@ -3,33 +3,13 @@ package estargz
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/lazylayer/lazylayer/internal/tocjson"
 	"github.com/lazylayer/lazylayer/toc"
-
-	"github.com/opencontainers/go-digest"
 )
-
-// awkwardStrings are pieces of strings that encoding/json escapes or
-// treats specially, mixed into generated names and values.
-var awkwardStrings = []string{
-	"", "a", "usr/lib/x.so", " ", "<", ">", "&", `"`, `\`, "/", "\x00", "\x01", "\b", "\f", "\n", "\r", "\t",
-	"\x1f", "\x7f", "\u0080", "é", "日本語", "🙂", "\u2028", "\u2029", "\ufffd", "\ufeff",
-	"\xff", "\xc3", "\xe2\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "<script>&amp;</script>",
-}
-
-func randomString(r *rand.Rand) string {
-	var b []byte
-	for range r.IntN(5) {
-		b = append(b, awkwardStrings[r.IntN(len(awkwardStrings))]...)
-	}
-	return string(b)
-}
 
 func randomInt(r *rand.Rand) int64 {
 	switch r.IntN(6) {
@@ -43,21 +23,6 @@ func randomInt(r *rand.Rand) int64 {
 		return []int64{math.MaxInt64, math.MinInt64, -1, 1}[r.IntN(4)]
 	default:
 		return r.Int64()
-	}
-}
-
-func randomBytes(r *rand.Rand) []byte {
-	switch r.IntN(4) {
-	case 0:
-		return nil
-	case 1:
-		return []byte{}
-	default:
-		b := make([]byte, r.IntN(12))
-		for i := range b {
-			b[i] = byte(r.Uint32())
-		}
-		return b
 	}
 }
 
@@ -116,41 +81,6 @@ func TestAppendEStargzDocumentMatchesJSON(t *testing.T) {
 	for range 3000 {
 		checkEncodesAsJSON(t, randomEStargzDocument(r))
 	}
-}
-
-// randomTOC returns a valid model TOC with every entry type, chunked
-// files, xattrs and awkward owner names, link targets and xattrs.
-func randomTOC(r *rand.Rand) *toc.TOC {
-	t := &toc.TOC{Format: toc.FormatEStargz, ChunkSize: 1 + r.Int64N(8)}
-	var offset int64
-	for i := range r.IntN(12) {
-		name := fmt.Sprintf("d%d/%s%d", r.IntN(3), []string{"f", "é", "日本", "a<b>&c", "🙂", "\u2028"}[r.IntN(6)], i)
-		e := &toc.Entry{Name: name, Type: toc.EntryType(1 + r.IntN(int(toc.TypeFIFO))), Mode: r.Int64N(1 << 12),
-			UID: r.IntN(3), GID: r.IntN(3), UserName: randomString(r), GroupName: randomString(r),
-			DevMajor: r.Int64N(3), DevMinor: r.Int64N(3)}
-		if r.IntN(2) == 0 {
-			e.ModTime = time.Unix(r.Int64N(1<<33), r.Int64N(1e9))
-		}
-		if r.IntN(3) == 0 {
-			e.Xattrs = map[string]string{randomString(r): randomString(r), "user.b": string(randomBytes(r))}
-		}
-		switch e.Type {
-		case toc.TypeSymlink:
-			e.LinkName = randomString(r)
-		case toc.TypeHardlink:
-			e.LinkName = "target"
-		case toc.TypeReg:
-			e.Size = r.Int64N(3 * t.ChunkSize)
-			e.Digest = digest.FromString(name)
-			for c := int64(0); c < e.Size; c += t.ChunkSize {
-				e.Chunks = append(e.Chunks, toc.Chunk{Offset: c, Size: min(t.ChunkSize, e.Size-c),
-					Digest: digest.FromString(fmt.Sprint(name, c)), FrameOffset: offset, InnerOffset: r.Int64N(2) * c})
-				offset += 1 + r.Int64N(100)
-			}
-		}
-		t.Entries = append(t.Entries, e)
-	}
-	return t
 }
 
 func TestMarshalEStargzMatchesJSON(t *testing.T) {

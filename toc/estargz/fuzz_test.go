@@ -3,22 +3,12 @@ package estargz
 import (
 	"bytes"
 	"errors"
-	"io/fs"
 	"testing"
 
-	"github.com/lazylayer/lazylayer/internal/tocjson"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/.
-
-// fuzzLimits are the decoding limits of the fuzz targets that compare two
-// decoders: low enough that small inputs reach every limit, high enough
-// for the golden TOCs.
-var fuzzLimits = []toc.DecodeOption{
-	toc.WithMaxEntries(64), toc.WithMaxTOCSize(1 << 20),
-	toc.WithMaxNameLength(256), toc.WithMaxPathDepth(16), toc.WithMaxImpliedDirs(16), toc.WithMaxNameBytes(4 << 10),
-}
 
 func FuzzParseFooter(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tail []byte) {
@@ -72,26 +62,6 @@ func FuzzUnmarshalEStargz(f *testing.F) {
 			t.Fatalf("encoding not stable:\n%s\n%s", js, js2)
 		}
 	})
-}
-
-func checkTOCInvariants(t *testing.T, index *toc.TOC, tocOffset int64) {
-	t.Helper()
-	for _, e := range index.Entries {
-		if !fs.ValidPath(e.Name) {
-			t.Fatalf("entry name %q is not a valid io/fs path", e.Name)
-		}
-		if e.Type == toc.TypeHardlink && !fs.ValidPath(e.LinkName) {
-			t.Fatalf("hardlink target %q is not a valid io/fs path", e.LinkName)
-		}
-		if err := tocjson.CheckChunkTiling(e); e.Type == toc.TypeReg && err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range e.Chunks {
-			if c.FrameOffset < 0 || c.FrameOffset >= c.FrameEnd || c.FrameEnd > tocOffset || c.InnerOffset < 0 {
-				t.Fatalf("entry %q: chunk frame out of range: %+v (tocOffset %d)", e.Name, c, tocOffset)
-			}
-		}
-	}
 }
 
 func FuzzReadEStargzTOCMember(f *testing.F) {

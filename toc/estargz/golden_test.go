@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/lazylayer/lazylayer/toc"
@@ -28,26 +26,6 @@ var goldenVariants = []struct {
 	{"small", "sha256:a8f8dfd4d991ad852e83a1544e0b644ae5ec7490d1a4ffc07515266d84ecd044", 434, false},
 	{"noprefetch", "sha256:10e68273435f78f57ef463a2f01d1b1385cffbfa6c4dcfb7b26d4a3f1ec72f90", 0, true},
 	{"minchunk", "sha256:57a05f2779a741a69c1344f81e01373ce0f12c09a0e3d6347aa43ee5f1d32d51", 207, false},
-}
-
-func readGolden(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// readGoldenFooter returns a golden blob with its footer.
-func readGoldenFooter(t testing.TB, name string) ([]byte, toc.Footer) {
-	t.Helper()
-	blob := readGolden(t, name)
-	f, err := ParseFooter(blob)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return blob, f
 }
 
 // decodeBlob opens a whole eStargz blob the way a lazy reader would: footer

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
-	"runtime"
 	"testing"
 
 	"github.com/lazylayer/lazylayer/toc"
@@ -116,15 +115,6 @@ func TestReadEStargzTOCMemberBomb(t *testing.T) {
 	if allocated > 8<<20 {
 		t.Errorf("allocated %d bytes to reject a bomb", allocated)
 	}
-}
-
-// bytesAllocated reports how many heap bytes f allocates.
-func bytesAllocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
 }
 
 // TestReadEStargzTOCMemberLyingHeader has a tar header that claims more

@@ -1,68 +1,23 @@
 package zstdchunked
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"runtime"
 	"testing"
-	"time"
 
-	"github.com/lazylayer/lazylayer/internal/tocjson"
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
-	"github.com/opencontainers/go-digest"
 )
 
-// Test helpers shared with toc/estargz's tests.
-
-// fuzzLimits are the decoding limits of the fuzz targets that compare two
-// decoders: low enough that small inputs reach every limit, high enough
-// for the golden TOCs.
-var fuzzLimits = []toc.DecodeOption{
-	toc.WithMaxEntries(64), toc.WithMaxTOCSize(1 << 20),
-	toc.WithMaxNameLength(256), toc.WithMaxPathDepth(16), toc.WithMaxImpliedDirs(16), toc.WithMaxNameBytes(4 << 10),
-}
-
-// checkSameDecoding fails t unless a TOC decoded through the fast scanner
-// and through encoding/json came out the same: both failed with the same
-// error, or both succeeded with equal results (same reports that).
-func checkSameDecoding(t *testing.T, fastErr, slowErr error, same bool, fast, slow any) {
-	t.Helper()
-	switch {
-	case (fastErr == nil) != (slowErr == nil):
-		t.Fatalf("fast path error %v, encoding/json error %v", fastErr, slowErr)
-	case errors.Is(fastErr, toc.ErrTOCTooLarge) || errors.Is(slowErr, toc.ErrTOCTooLarge):
-		// The scanner stops at the entry limit, possibly before an error
-		// encoding/json reports.
-	case fastErr != nil && fastErr.Error() != slowErr.Error():
-		t.Fatalf("errors differ:\nfast: %v\njson: %v", fastErr, slowErr)
-	case fastErr == nil && !same:
-		t.Fatalf("TOCs differ:\nfast: %+v\njson: %+v", fast, slow)
-	}
-}
-
-func checkTOCInvariants(t *testing.T, index *toc.TOC, tocOffset int64) {
-	t.Helper()
-	for _, e := range index.Entries {
-		if !fs.ValidPath(e.Name) {
-			t.Fatalf("entry name %q is not a valid io/fs path", e.Name)
-		}
-		if e.Type == toc.TypeHardlink && !fs.ValidPath(e.LinkName) {
-			t.Fatalf("hardlink target %q is not a valid io/fs path", e.LinkName)
-		}
-		if err := tocjson.CheckChunkTiling(e); e.Type == toc.TypeReg && err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range e.Chunks {
-			if c.FrameOffset < 0 || c.FrameOffset >= c.FrameEnd || c.FrameEnd > tocOffset || c.InnerOffset < 0 {
-				t.Fatalf("entry %q: chunk frame out of range: %+v (tocOffset %d)", e.Name, c, tocOffset)
-			}
-		}
-	}
-}
+// The helpers both codecs' tests share live in internal/toctest.
+var (
+	fuzzLimits         = toctest.FuzzLimits
+	checkSameDecoding  = toctest.CheckSameDecoding
+	checkTOCInvariants = toctest.CheckTOCInvariants
+	bytesAllocated     = toctest.BytesAllocated
+	randomTOC          = toctest.RandomTOC
+	readGolden         = toctest.ReadGolden
+	randomString       = toctest.RandomString
+	randomBytes        = toctest.RandomBytes
+)
 
 // readGoldenFooter returns a golden blob with its footer.
 func readGoldenFooter(t testing.TB, name string) ([]byte, toc.Footer) {
@@ -73,88 +28,4 @@ func readGoldenFooter(t testing.TB, name string) ([]byte, toc.Footer) {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return blob, f
-}
-
-// bytesAllocated reports how many heap bytes f allocates.
-func bytesAllocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
-
-// randomTOC returns a valid model TOC with every entry type, chunked
-// files, xattrs and awkward owner names, link targets and xattrs.
-func randomTOC(r *rand.Rand) *toc.TOC {
-	t := &toc.TOC{Format: toc.FormatEStargz, ChunkSize: 1 + r.Int64N(8)}
-	var offset int64
-	for i := range r.IntN(12) {
-		name := fmt.Sprintf("d%d/%s%d", r.IntN(3), []string{"f", "é", "日本", "a<b>&c", "🙂", "\u2028"}[r.IntN(6)], i)
-		e := &toc.Entry{Name: name, Type: toc.EntryType(1 + r.IntN(int(toc.TypeFIFO))), Mode: r.Int64N(1 << 12),
-			UID: r.IntN(3), GID: r.IntN(3), UserName: randomString(r), GroupName: randomString(r),
-			DevMajor: r.Int64N(3), DevMinor: r.Int64N(3)}
-		if r.IntN(2) == 0 {
-			e.ModTime = time.Unix(r.Int64N(1<<33), r.Int64N(1e9))
-		}
-		if r.IntN(3) == 0 {
-			e.Xattrs = map[string]string{randomString(r): randomString(r), "user.b": string(randomBytes(r))}
-		}
-		switch e.Type {
-		case toc.TypeSymlink:
-			e.LinkName = randomString(r)
-		case toc.TypeHardlink:
-			e.LinkName = "target"
-		case toc.TypeReg:
-			e.Size = r.Int64N(3 * t.ChunkSize)
-			e.Digest = digest.FromString(name)
-			for c := int64(0); c < e.Size; c += t.ChunkSize {
-				e.Chunks = append(e.Chunks, toc.Chunk{Offset: c, Size: min(t.ChunkSize, e.Size-c),
-					Digest: digest.FromString(fmt.Sprint(name, c)), FrameOffset: offset, InnerOffset: r.Int64N(2) * c})
-				offset += 1 + r.Int64N(100)
-			}
-		}
-		t.Entries = append(t.Entries, e)
-	}
-	return t
-}
-
-func readGolden(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func randomString(r *rand.Rand) string {
-	var b []byte
-	for range r.IntN(5) {
-		b = append(b, awkwardStrings[r.IntN(len(awkwardStrings))]...)
-	}
-	return string(b)
-}
-
-func randomBytes(r *rand.Rand) []byte {
-	switch r.IntN(4) {
-	case 0:
-		return nil
-	case 1:
-		return []byte{}
-	default:
-		b := make([]byte, r.IntN(12))
-		for i := range b {
-			b[i] = byte(r.Uint32())
-		}
-		return b
-	}
-}
-
-// awkwardStrings are pieces of strings that encoding/json escapes or
-// treats specially, mixed into generated names and values.
-var awkwardStrings = []string{
-	"", "a", "usr/lib/x.so", " ", "<", ">", "&", `"`, `\`, "/", "\x00", "\x01", "\b", "\f", "\n", "\r", "\t",
-	"\x1f", "\x7f", "\u0080", "é", "日本語", "🙂", "\u2028", "\u2029", "\ufffd", "\ufeff",
-	"\xff", "\xc3", "\xe2\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "<script>&amp;</script>",
 }
