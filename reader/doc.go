@@ -99,12 +99,12 @@
 // between them, unless more lies there than the tar-split bound below
 // lets come with a TOC (then the tail is WithTailHint's). Open checks a
 // zstd:chunked tar-split against the TOC before returning, as it arrives,
-// in bounded memory (toc.CheckTarSplit: the tar it rebuilds holds exactly
+// in bounded memory (zstdchunked.CheckTarSplit: the tar it rebuilds holds exactly
 // the TOC's entries), and Layer.WriteTar rebuilds the layer's original
 // tar stream and DiffID from it, streaming. What a footer or annotation
 // claims is bounded before it is fetched: the TOC by WithMaxTOCSize, the
 // tar-split by WithMaxTarSplitSize (1 GiB, DefaultMaxTarSplitSize) and by
-// what the verified TOC's entries can need (toc.CheckTarSplitPosition); a
+// what the verified TOC's entries can need (zstdchunked.CheckTarSplitPosition); a
 // tar-split claiming more than twice the TOC's size and 1 MiB is fetched only
 // once the TOC is verified. A new format plugs in where Open
 // dispatches on the footer's format and where a Layer picks a

@@ -3,9 +3,13 @@ package reader
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/lazylayer/lazylayer/toc/estargz"
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/fetcher"
@@ -26,6 +30,11 @@ type blobFormat interface {
 	// itself, kept apart from the blob (a zTOC, WithZtoc): Open then
 	// opens the blob with it, from no tail and no footer.
 	supplied(cfg config) bool
+
+	// parseFooter decodes the format's footer at the end of tail, the
+	// last bytes of a blob. A tail that ends in no footer of the format
+	// is an error wrapping toc.ErrNoFooter.
+	parseFooter(tail []byte) (toc.Footer, error)
 
 	// Where the index is. annotated reads the format's layer descriptor
 	// annotations: the TOC digest they pin, and where they locate the
@@ -83,6 +92,23 @@ const (
 // their annotations.
 var formats = []blobFormat{zstdChunkedFormat{}, eStargzFormat{}, sociFormat{}}
 
+// parseFooter recognises the format of a blob from its tail, the last
+// len(tail) bytes, by trying the footer of each format. Footer layouts
+// are unambiguous (each has its own magic at a fixed distance from the
+// end), so the order does not matter. A tail that ends in no footer of
+// any format is an error wrapping toc.ErrNoFooter and
+// toc.ErrInvalidFooter; a footer that matches a format but is malformed
+// yields an error wrapping toc.ErrInvalidFooter only.
+func parseFooter(tail []byte) (toc.Footer, error) {
+	for _, bf := range formats {
+		f, err := bf.parseFooter(tail)
+		if !errors.Is(err, toc.ErrNoFooter) {
+			return f, err
+		}
+	}
+	return toc.Footer{}, fmt.Errorf("last %d bytes: %w: %w", len(tail), toc.ErrNoFooter, toc.ErrInvalidFooter)
+}
+
 // formatOf returns the reader's format f, or nil.
 func formatOf(f toc.Format) blobFormat {
 	for _, bf := range formats {
@@ -101,8 +127,10 @@ func (eStargzFormat) format() toc.Format { return toc.FormatEStargz }
 
 func (eStargzFormat) supplied(config) bool { return false }
 
+func (eStargzFormat) parseFooter(tail []byte) (toc.Footer, error) { return estargz.ParseFooter(tail) }
+
 func (eStargzFormat) annotated(annotations map[string]string) (digest.Digest, *toc.Footer, error) {
-	pin, _, err := toc.ParseEStargzAnnotations(annotations)
+	pin, _, err := estargz.ParseAnnotations(annotations)
 	return pin, nil, err
 }
 
@@ -149,8 +177,12 @@ func (zstdChunkedFormat) format() toc.Format { return toc.FormatZstdChunked }
 
 func (zstdChunkedFormat) supplied(config) bool { return false }
 
+func (zstdChunkedFormat) parseFooter(tail []byte) (toc.Footer, error) {
+	return zstdchunked.ParseFooter(tail)
+}
+
 func (zstdChunkedFormat) annotated(annotations map[string]string) (digest.Digest, *toc.Footer, error) {
-	pin, at, err := toc.ParseZstdChunkedAnnotations(annotations)
+	pin, at, err := zstdchunked.ParseAnnotations(annotations)
 	if err != nil {
 		return "", nil, err
 	}
@@ -174,7 +206,7 @@ func (zstdChunkedFormat) tailStart(size int64, at toc.Footer, hinted int64, cfg 
 func (zstdChunkedFormat) open(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, _ *tocDecoding, footer toc.Footer, cfg config) (*Layer, error) {
 	// The 48-byte footer does not say where the tar-split is: it
 	// follows the TOC, and comes in the same request.
-	return openZstdChunkedLayer(ctx, f, size, tail, toc.LocateZstdChunkedTarSplit(footer, size), cfg)
+	return openZstdChunkedLayer(ctx, f, size, tail, zstdchunked.LocateTarSplit(footer, size), cfg)
 }
 
 // maxExpansion is zstd's: an RLE block turns 4 bytes into 128 KiB.

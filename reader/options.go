@@ -4,6 +4,8 @@ import (
 	"maps"
 	"runtime"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/internal/limits"
 	"github.com/lazylayer/lazylayer/toc"
@@ -35,8 +37,8 @@ const (
 
 	// DefaultMaxTarSplitSize bounds the decompressed size of a
 	// zstd:chunked tar-split when WithMaxTarSplitSize is not given:
-	// toc.DefaultMaxTarSplitSize, 1 GiB.
-	DefaultMaxTarSplitSize = toc.DefaultMaxTarSplitSize
+	// zstdchunked.DefaultMaxTarSplitSize, 1 GiB.
+	DefaultMaxTarSplitSize = zstdchunked.DefaultMaxTarSplitSize
 )
 
 // minConcurrency is the least default concurrency: chunk loads wait on the
@@ -205,7 +207,7 @@ func WithMaxNameBytes(n int64) Option {
 // WithMaxTarSplitSize bounds the decompressed size of the zstd:chunked
 // tar-split Open accepts, and so the compressed bytes of it Open fetches;
 // larger ones fail with ErrCorrupt. Open also holds a tar-split to what
-// its verified TOC's entries can need (toc.MaxTarSplitSizeFor) before
+// its verified TOC's entries can need (zstdchunked.MaxTarSplitSizeFor) before
 // fetching it. Non-positive n means DefaultMaxTarSplitSize.
 func WithMaxTarSplitSize(n int64) Option {
 	return func(c *config) { c.maxTarSplit = limits.Or(n, DefaultMaxTarSplitSize) }

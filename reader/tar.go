@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
@@ -40,14 +42,14 @@ func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error
 	if l.tarSplit == nil {
 		return "", fmt.Errorf("reader: %v layer: %w", l.format(), ErrNoTarSplit)
 	}
-	r, err := toc.NewTarSplitReader(l.tarSplit, l.idx.meta.TarSplitDigest, toc.WithMaxTarSplitSize(l.cfg.maxTarSplit))
+	r, err := zstdchunked.NewTarSplitReader(l.tarSplit, l.idx.meta.TarSplitDigest, zstdchunked.WithMaxTarSplitSize(l.cfg.maxTarSplit))
 	if err != nil {
 		return "", fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	defer r.Close()
 	h := sha256.New()
 	contents := newTarContents(ctx, l)
-	if _, err := toc.WriteTarFromTarSplit(io.MultiWriter(w, h), r, contents.open); err != nil {
+	if _, err := zstdchunked.WriteTarFromTarSplit(io.MultiWriter(w, h), r, contents.open); err != nil {
 		if l.ctx.Err() != nil {
 			err = l.closedErr(err)
 		}

@@ -58,6 +58,11 @@ func (sociFormat) format() toc.Format { return toc.FormatSOCI }
 
 func (sociFormat) supplied(cfg config) bool { return cfg.ztoc != nil }
 
+// parseFooter finds no footer: the zTOC is not in the blob.
+func (sociFormat) parseFooter(tail []byte) (toc.Footer, error) {
+	return toc.Footer{}, fmt.Errorf("zTOC layers have no footer: %w", toc.ErrNoFooter)
+}
+
 func (sociFormat) annotated(map[string]string) (digest.Digest, *toc.Footer, error) {
 	return "", nil, toc.ErrMissingAnnotation
 }

@@ -172,6 +172,17 @@ type Chunk struct {
 	Zeros bool
 }
 
+// Landmark entries, which eStargz defines and zstd:chunked writers keep:
+// files that mark where the prioritised files end. Readers hide them.
+const (
+	// PrefetchLandmark is the entry that ends the prioritised files: the
+	// bytes before its data should be fetched first.
+	PrefetchLandmark = ".prefetch.landmark"
+	// NoPrefetchLandmark is the first entry of a layer whose producer
+	// prioritised no files.
+	NoPrefetchLandmark = ".no.prefetch.landmark"
+)
+
 // TOC is a decoded layer index.
 type TOC struct {
 	Format Format
@@ -196,7 +207,7 @@ type TOC struct {
 	// ChunkSize is the producer's maximum chunk size, when known. eStargz
 	// needs it to encode a TOC the way the reference writer does, which
 	// writes chunkSize on a file's last chunk only when that chunk is
-	// exactly ChunkSize long. UnmarshalEStargz sets it to the largest explicit
+	// exactly ChunkSize long. estargz.Unmarshal sets it to the largest explicit
 	// chunkSize in the TOC, so that a decoded TOC encodes back to the same
 	// bytes. Zero means unknown.
 	ChunkSize int64
