@@ -116,7 +116,9 @@ func selectManifest(ctx context.Context, src Source, root ocispec.Descriptor, cf
 // choose picks the entry of an index that best suits want: a manifest
 // of the most preferred compatible platform, or failing that the first
 // nested index without a platform, which Open then searches. Among
-// equals the first entry wins.
+// equals the first entry wins. Entries with an artifactType are
+// artifacts about an image, not images: a SOCI index is an image
+// manifest listed with the platform of the manifest it indexes.
 func choose(index ocispec.Descriptor, entries []ocispec.Descriptor, want platform) (ocispec.Descriptor, error) {
 	prefs := want.compatible()
 	best, rank := -1, len(prefs)
@@ -125,7 +127,7 @@ func choose(index ocispec.Descriptor, entries []ocispec.Descriptor, want platfor
 	more := 0
 	for i, e := range entries {
 		k, ok := ocidoc.KindOf(e.MediaType)
-		if !ok {
+		if !ok || e.ArtifactType != "" {
 			continue
 		}
 		isIndex := k == ocidoc.KindIndex
