@@ -74,9 +74,12 @@ func parseManifest(desc ocispec.Descriptor, data []byte, cfg *config) (ocispec.M
 }
 
 // selectManifest follows root through image indexes, choosing by
-// platform, to an image manifest, and returns its descriptor, its
-// parsed content and the indexes it went through.
-func selectManifest(ctx context.Context, src Source, root ocispec.Descriptor, cfg *config) (ocispec.Descriptor, ocispec.Manifest, error) {
+// platform, to an image manifest, and returns its descriptor and its
+// parsed content. When it chooses a manifest from an index, it calls
+// chosen, if not nil, with the manifest's descriptor and the index's
+// entries before it fetches the manifest.
+func selectManifest(ctx context.Context, src Source, root ocispec.Descriptor, cfg *config,
+	chosen func(ocispec.Descriptor, []ocispec.Descriptor)) (ocispec.Descriptor, ocispec.Manifest, error) {
 	want := defaultPlatform()
 	if cfg.platform != "" {
 		var err error
@@ -108,6 +111,9 @@ func selectManifest(ctx context.Context, src Source, root ocispec.Descriptor, cf
 		next, err := choose(desc, idx.Manifests, want)
 		if err != nil {
 			return desc, ocispec.Manifest{}, err
+		}
+		if k, _ := ocidoc.KindOf(next.MediaType); k == ocidoc.KindManifest && chosen != nil {
+			chosen(next, idx.Manifests)
 		}
 		desc = next
 	}

@@ -91,6 +91,9 @@ func (img *Image) verifyLayer(ctx context.Context, i int, l Layer) error {
 
 	// Its index and chunks, as a lazy reader reads them.
 	opts := append(img.cfg.layerOptions(desc.Annotations), reader.WithCache(cache.NewMemory(verifyCacheSize)))
+	if l.soci != nil {
+		opts = append(opts, l.soci.readerOptions(desc)...)
+	}
 	lazy, err := reader.Open(ctx, fetcher.FromReaderAt(tmp, n), opts...)
 	if err != nil {
 		return err
