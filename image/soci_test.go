@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/toc/soci"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -340,4 +341,47 @@ func TestOpenSOCIBad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSOCIPrefetchPlan checks that a prefetch artifact's spans become
+// the byte ranges of the files they hold: whole files where a span range
+// holds all of one, the part it holds otherwise.
+func TestSOCIPrefetchPlan(t *testing.T) {
+	tarData, _ := sociTree(t, 3, 24)
+	l := makeLayer(t, plainGzip, tarData)
+	z, err := soci.Index(context.Background(), bytes.NewReader(l.blob), soci.Gzip, soci.WithSpanSize(sociSpanSize))
+	require.NoError(t, err)
+	starts, err := z.SpanStarts()
+	require.NoError(t, err)
+	require.Greater(t, len(starts), 4)
+	spans := []soci.PrefetchSpan{{Start: 1, End: 1}, {Start: 3, End: int32(len(starts) - 1)}}
+	s := &sociLayer{blob: mustEncode(t, z), prefetch: spans}
+	p, err := s.plan(2, nil)
+	require.NoError(t, err)
+
+	// Every byte of the spans' ranges that a file holds, and no other.
+	type span struct{ lo, hi int64 }
+	ranges := []span{{starts[1], starts[2]}, {starts[3], z.UncompressedArchiveSize}}
+	var want []prefetch.Item
+	for _, r := range ranges {
+		for _, f := range z.Files {
+			from, to := max(r.lo, f.Offset), min(r.hi, f.Offset+f.Size)
+			if f.Type != "reg" || from >= to {
+				continue
+			}
+			it := prefetch.Item{Layer: 2, Path: f.Name, Priority: len(want), Reason: ReasonSOCIPrefetch}
+			if from > f.Offset || to < f.Offset+f.Size {
+				it.Offset, it.Length = from-f.Offset, to-from
+			}
+			want = append(want, it)
+		}
+	}
+	require.Equal(t, want, p.Items())
+	require.True(t, slices.ContainsFunc(p.Items(), func(it prefetch.Item) bool { return it.WholeFile() }))
+	require.True(t, slices.ContainsFunc(p.Items(), func(it prefetch.Item) bool { return !it.WholeFile() }))
+
+	s.prefetch = []soci.PrefetchSpan{{Start: 0, End: int32(len(starts))}}
+	_, err = s.plan(2, nil)
+	require.ErrorIs(t, err, soci.ErrInvalidIndex, "a span the zTOC does not have")
+	require.ErrorIs(t, err, ErrInvalid)
 }
