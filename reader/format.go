@@ -26,6 +26,11 @@ type blobFormat interface {
 	// format is the toc.Format the index of a blob of this format has.
 	format() toc.Format
 
+	// supplied reports whether the caller gave Open this format's index
+	// itself, kept apart from the blob (a zTOC, WithZtoc): Open then
+	// opens the blob with it, from no tail and no footer.
+	supplied(cfg config) bool
+
 	// parseFooter decodes the format's footer at the end of tail, the
 	// last bytes of a blob. A tail that ends in no footer of the format
 	// is an error wrapping toc.ErrNoFooter.
@@ -70,21 +75,22 @@ type verifyRule int
 
 const (
 	// verifyChunks: every chunk has the digest of its decompressed bytes
-	// in the index (eStargz, zstd:chunked). The reader implements this
-	// rule only.
+	// in the index (eStargz, zstd:chunked).
 	verifyChunks verifyRule = iota
 	// verifySpans: the index has the digest of each span's compressed
 	// bytes, and a decoder state (the 32 KiB window of a deflate
 	// checkpoint) that the span resumes from. A span's bytes are
 	// verified when its compressed bytes match their digest and the
 	// state it resumed from matches the bytes decoded before it, or is
-	// the layer's start (a zTOC over a gzip layer).
+	// the layer's start (a zTOC over a gzip layer). Frames are spans
+	// (see spanIndex), loaded by Layer.loadSpanFrame, and cached
+	// compressed by span digest.
 	verifySpans
 )
 
 // formats are the formats the reader opens, in the order Open looks for
 // their annotations.
-var formats = []blobFormat{zstdChunkedFormat{}, eStargzFormat{}}
+var formats = []blobFormat{zstdChunkedFormat{}, eStargzFormat{}, sociFormat{}}
 
 // parseFooter recognises the format of a blob from its tail, the last
 // len(tail) bytes, by trying the footer of each format. Footer layouts
@@ -118,6 +124,8 @@ func formatOf(f toc.Format) blobFormat {
 type eStargzFormat struct{}
 
 func (eStargzFormat) format() toc.Format { return toc.FormatEStargz }
+
+func (eStargzFormat) supplied(config) bool { return false }
 
 func (eStargzFormat) parseFooter(tail []byte) (toc.Footer, error) { return estargz.ParseFooter(tail) }
 
@@ -166,6 +174,8 @@ func (eStargzFormat) verify() verifyRule { return verifyChunks }
 type zstdChunkedFormat struct{}
 
 func (zstdChunkedFormat) format() toc.Format { return toc.FormatZstdChunked }
+
+func (zstdChunkedFormat) supplied(config) bool { return false }
 
 func (zstdChunkedFormat) parseFooter(tail []byte) (toc.Footer, error) {
 	return zstdchunked.ParseFooter(tail)

@@ -37,6 +37,11 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	if size <= 0 {
 		return nil, fmt.Errorf("reader: blob of %d bytes: %w", size, ErrCorrupt)
 	}
+	for _, blob := range formats {
+		if blob.supplied(cfg) {
+			return blob.open(ctx, f, size, blobRange{}, nil, toc.Footer{Format: blob.format()}, cfg)
+		}
+	}
 	if located != nil {
 		if l, ok, err := annotated.openAnnotated(ctx, f, size, *located, cfg); ok {
 			return l, err

@@ -63,7 +63,10 @@ type config struct {
 	tailHint      int64
 	concurrency   int
 	observer      func(Access)
-	background    func(error) // WithBackgroundFetch
+	background    func(error)   // WithBackgroundFetch
+	ztoc          []byte        // WithZtoc
+	layerDigest   digest.Digest // WithLayerDigest
+	requireLayer  bool          // WithRequireLayerDigest
 }
 
 func newConfig(opts []Option) config {
@@ -89,7 +92,8 @@ func newConfig(opts []Option) config {
 // WithTOCDigest pins the index to d, normally from the layer descriptor's
 // annotations: for eStargz the TOC digest (sha256 of the TOC JSON), for
 // zstd:chunked the manifest checksum (sha256 of the compressed TOC), the
-// same value toc.TOC.Digest holds. Open then fails with ErrTOCDigest
+// same value toc.TOC.Digest holds; for a zTOC (WithZtoc), the sha256 of the
+// zTOC blob. Open then fails with ErrTOCDigest
 // unless the index it reads has exactly that digest. Without it the index is only
 // checked for consistency with itself: the blob's content is still
 // verified chunk by chunk, but against an index nobody vouched for.

@@ -31,6 +31,14 @@ const tarBatchBytes = 16 << 20
 // bounded by one batch of frames, whatever the layer's size. Layers
 // without a tar-split fail with ErrNoTarSplit.
 func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error) {
+	if l.blob.verify() == verifySpans {
+		// The layer blob is the original tar, compressed or not.
+		h := sha256.New()
+		if err := l.wholeLayer(ctx, io.MultiWriter(w, h), false); err != nil {
+			return "", fmt.Errorf("reader: write tar: %w", l.closedErr(err))
+		}
+		return digest.NewDigest(digest.SHA256, h), nil
+	}
 	if l.tarSplit == nil {
 		return "", fmt.Errorf("reader: %v layer: %w", l.format(), ErrNoTarSplit)
 	}

@@ -18,9 +18,9 @@ const (
 	// FormatZstdChunked is zstd:chunked: zstd frames plus a TOC, tar-split
 	// and footer in skippable frames.
 	FormatZstdChunked
-	// FormatGzipIndex is an unmodified gzip layer with a separate span
-	// index (SOCI-style zTOC).
-	FormatGzipIndex
+	// FormatSOCI is an unmodified gzip or uncompressed tar layer indexed
+	// by a separate soci-snapshotter zTOC (package toc/soci).
+	FormatSOCI
 )
 
 // String returns the format's conventional name.
@@ -30,8 +30,8 @@ func (f Format) String() string {
 		return "estargz"
 	case FormatZstdChunked:
 		return "zstd:chunked"
-	case FormatGzipIndex:
-		return "gzip-index"
+	case FormatSOCI:
+		return "soci"
 	default:
 		return "unknown"
 	}
