@@ -80,7 +80,7 @@ func openLayer(ctx context.Context, src Source, i int, desc ocispec.Descriptor, 
 			if l.Layer, l.soci, err = openSOCILayer(ctx, src, desc, found, cfg); err != nil {
 				return fail(err)
 			}
-			l.Format = toc.FormatGzipIndex
+			l.Format = toc.FormatSOCI
 			return l
 		}
 		if !cfg.whole {

@@ -309,9 +309,10 @@ type sociLayer struct {
 }
 
 // readerOptions returns the options that open the layer desc with its
-// zTOC.
+// zTOC: the zTOC pinned to its digest, and the layer's digest, which the
+// reader checks whenever it has fetched the whole blob.
 func (s *sociLayer) readerOptions(desc ocispec.Descriptor) []reader.Option {
-	return sociReaderOptions(s.blob, s.ztoc.Digest, desc.Digest)
+	return []reader.Option{reader.WithZtoc(s.blob), reader.WithTOCDigest(s.ztoc.Digest), reader.WithLayerDigest(desc.Digest)}
 }
 
 // openSOCILayer fetches the zTOC (and the prefetch artifact, if any) of
@@ -341,7 +342,7 @@ func openSOCILayer(ctx context.Context, src Source, desc ocispec.Descriptor, fou
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := openZtocLayer(ctx, sized{f, desc.Size}, append(cfg.layerOptions(desc.Annotations), s.readerOptions(desc)...))
+	l, err := reader.Open(ctx, sized{f, desc.Size}, append(cfg.layerOptions(desc.Annotations), s.readerOptions(desc)...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("SOCI index %s: zTOC %s: %w", found.index.Digest, s.ztoc.Digest, err)
 	}

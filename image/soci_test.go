@@ -5,15 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/prefetch"
+	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/toc/soci"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -129,9 +134,61 @@ func TestOpenSOCIFindsV2Index(t *testing.T) {
 	require.Equal(t, 3, levels[ztoc.Digest], "the zTOC comes with the config")
 	require.Equal(t, ztoc.Size, src.fetchedBytes(ztoc.Digest))
 	layers := img.Layers()
+	require.NoError(t, layers[0].Err)
+	require.Equal(t, toc.FormatSOCI, layers[0].Format)
+	require.Zero(t, src.fetchedBytes(layers[0].Descriptor.Digest), "Open fetched the layer, not only its zTOC")
 	require.ErrorIs(t, layers[1].Err, ErrNotSeekable, "a layer the index lacks")
 	require.ErrorContains(t, layers[1].Err, "no zTOC in SOCI index "+a.desc.Digest.String())
 	require.NoError(t, layers[2].Err)
+}
+
+// TestOpenSOCIReads checks that the files of a layer served by its zTOC
+// read back as they were, a read fetching no span past the file's (the
+// spans before it may be fetched to check the window the file's first
+// span resumes from), and that the layers the index lacks are fetched
+// whole.
+func TestOpenSOCIReads(t *testing.T) {
+	src, a, files := sociImage(t, nil)
+	img, err := Open(context.Background(), src, WithPlatform("linux/amd64"), WithFetchWhole(t.TempDir()))
+	require.NoError(t, err)
+	defer img.Close()
+	require.NoError(t, img.Err())
+	layers := img.Layers()
+	require.Equal(t, []bool{false, true, false}, []bool{layers[0].Whole, layers[1].Whole, layers[2].Whole})
+	root, err := img.FS()
+	require.NoError(t, err)
+
+	z := a.ztocs[0]
+	starts, err := z.SpanStarts()
+	require.NoError(t, err)
+	cp, err := soci.DecodeCheckpoints(z.Checkpoints)
+	require.NoError(t, err)
+	blob := layers[0].Descriptor
+	for _, f := range z.Files {
+		if f.Type != "reg" {
+			continue
+		}
+		data, err := fs.ReadFile(root, f.Name)
+		require.NoError(t, err, f.Name)
+		require.Equal(t, files[0][f.Name], string(data), f.Name)
+		// Read in tar order, each span fetched once: what was fetched
+		// ends with the file's last span. Spans that start inside a byte
+		// share it with the span before, which counts it again.
+		last := sort.Search(len(starts), func(k int) bool { return starts[k] >= f.Offset+f.Size }) - 1
+		end := blob.Size
+		if last+1 < len(cp.Points) {
+			end = cp.Points[last+1].In
+		}
+		require.LessOrEqual(t, src.fetchedBytes(blob.Digest), end+int64(last), "%s: fetched past its spans", f.Name)
+	}
+	for i := 1; i < 3; i++ {
+		for name, want := range files[i] {
+			data, err := fs.ReadFile(root, name)
+			require.NoError(t, err)
+			require.Equal(t, want, string(data))
+		}
+	}
+	require.NoError(t, img.VerifyLayer(context.Background(), 0))
 }
 
 func mustEncode(t testing.TB, z *soci.Ztoc) []byte {
@@ -384,4 +441,34 @@ func TestSOCIPrefetchPlan(t *testing.T) {
 	_, err = s.plan(2, nil)
 	require.ErrorIs(t, err, soci.ErrInvalidIndex, "a span the zTOC does not have")
 	require.ErrorIs(t, err, ErrInvalid)
+}
+
+// TestOpenSOCIPrefetch checks that the prefetch artifact of a layer
+// feeds Plan, and that Prefetch fetches its spans' files into the cache,
+// where reads find them.
+func TestOpenSOCIPrefetch(t *testing.T) {
+	src, a, _ := sociImage(t, map[int][]soci.PrefetchSpan{0: {{Start: 1, End: 1}}})
+	img, err := Open(context.Background(), src, WithPlatform("linux/amd64"), WithFetchWhole(t.TempDir()),
+		WithReaderOptions(reader.WithCache(cache.NewMemory(64<<20))))
+	require.NoError(t, err)
+	defer img.Close()
+	plan, err := img.Plan(context.Background())
+	require.NoError(t, err)
+	var planned []prefetch.Item
+	for _, it := range plan.Items() {
+		if it.Reason == ReasonSOCIPrefetch {
+			require.Equal(t, 0, it.Layer)
+			planned = append(planned, it)
+		}
+	}
+	require.NotEmpty(t, planned)
+
+	e, err := img.Prefetch(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, e.Wait())
+	cp, err := soci.DecodeCheckpoints(a.ztocs[0].Checkpoints)
+	require.NoError(t, err)
+	blob := img.Layers()[0].Descriptor.Digest
+	require.GreaterOrEqual(t, src.fetchedBytes(blob), cp.Points[2].In-cp.Points[1].CompressedStart(), "span 1 fetched")
+	require.Less(t, src.fetchedBytes(blob), img.Layers()[0].Descriptor.Size, "more than the spans fetched")
 }
