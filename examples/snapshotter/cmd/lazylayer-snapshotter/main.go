@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/v2/contrib/snapshotservice"
@@ -33,7 +34,13 @@ func main() {
 	insecure := flag.String("insecure", "", "comma-separated registries (host[:port]) to speak plain HTTP to; loopback ones always are")
 	hostsDir := flag.String("hosts-dir", "/etc/containerd/certs.d", "the directory of containerd hosts.toml files naming registry mirrors")
 	record := flag.String("record-dir", "", "write each image's access trace, for lazylayer optimize --trace, to DIR/MANIFEST-HEX.trace when its last layer is unmounted (empty: record nothing)")
+	heapProfile := flag.String("heap-profile", "", "write a heap profile (go tool pprof) to FILE at each new peak of the live heap (empty: none)")
 	flag.Parse()
+	if *heapProfile != "" {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go profilePeaks(ctx, *heapProfile, 50*time.Millisecond)
+	}
 	if err := run(*root, *socket, *metrics, *cacheSize, *insecure, *hostsDir, *record); err != nil {
 		log.Fatal(err)
 	}
