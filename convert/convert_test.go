@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/convert"
@@ -107,7 +110,7 @@ func tarFiles(t *testing.T, b []byte) ([]string, map[string]string) {
 		}
 		name := strings.TrimPrefix(h.Name, "./")
 		switch name {
-		case toc.TOCTarName, toc.PrefetchLandmark, toc.NoPrefetchLandmark:
+		case estargz.TOCTarName, toc.PrefetchLandmark, toc.NoPrefetchLandmark:
 			names = append(names, name)
 			continue
 		}
@@ -178,7 +181,7 @@ func TestImageEStargz(t *testing.T) {
 				if l.MediaType != ocispec.MediaTypeImageLayerGzip {
 					t.Errorf("layer %d: media type %q", i, l.MediaType)
 				}
-				if _, _, err := toc.ParseEStargzAnnotations(l.Annotations); err != nil {
+				if _, _, err := estargz.ParseAnnotations(l.Annotations); err != nil {
 					t.Errorf("layer %d: %v", i, err)
 				}
 				if l.Annotations[convert.AnnotationOptions] == "" {
@@ -230,7 +233,7 @@ func TestImageZstdChunked(t *testing.T) {
 		if l.MediaType != ocispec.MediaTypeImageLayerZstd {
 			t.Errorf("layer %d: media type %q", i, l.MediaType)
 		}
-		if _, _, err := toc.ParseZstdChunkedAnnotations(l.Annotations); err != nil {
+		if _, _, err := zstdchunked.ParseAnnotations(l.Annotations); err != nil {
 			t.Errorf("layer %d: %v", i, err)
 		}
 		// zstd:chunked keeps the tar as it is: the DiffIDs stay.

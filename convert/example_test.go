@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/lazylayer/lazylayer/convert"
 	"github.com/lazylayer/lazylayer/prefetch"
-	"github.com/lazylayer/lazylayer/toc"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -37,7 +38,7 @@ func ExampleImage() {
 	dst.getJSON(root, &m)
 	fmt.Println(root.MediaType)
 	for _, l := range m.Layers {
-		fmt.Println(l.MediaType, "with TOC digest:", l.Annotations[toc.AnnotationEStargzTOCDigest] != "")
+		fmt.Println(l.MediaType, "with TOC digest:", l.Annotations[estargz.AnnotationTOCDigest] != "")
 	}
 	fmt.Println("prefetch:", strings.ReplaceAll(m.Annotations[prefetch.AnnotationPatterns], "\n", " "))
 	// Output:

@@ -13,8 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/internal/iox"
-	"github.com/lazylayer/lazylayer/toc"
 )
 
 // fileBudget is what the file systems of one manifest's layers may hold
@@ -113,7 +114,7 @@ func indexTar(r io.Reader, spool io.Writer, ra io.ReaderAt, budget *fileBudget) 
 				continue // a link to nothing extracts to nothing
 			}
 			e.off, e.size, e.mode = entries[i].off, entries[i].size, entries[i].mode
-		case toc.IsSparseTar(hdr.Typeflag, hdr.PAXRecords):
+		case zstdchunked.IsSparseTar(hdr.Typeflag, hdr.PAXRecords):
 			e.off = -1
 		case !e.mode.IsRegular():
 			e.off, e.size = -1, 0

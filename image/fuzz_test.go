@@ -25,7 +25,7 @@ var (
 func FuzzOpenManifest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, root, second []byte) {
 		fuzzOnce.Do(func() {
-			fuzzImage = testImage{layers: []testLayer{makeLayer(t, estargz, tarOf(t, tfile{name: "a", data: "a"}))}}
+			fuzzImage = testImage{layers: []testLayer{makeLayer(t, eStargz, tarOf(t, tfile{name: "a", data: "a"}))}}
 		})
 		s := &memSource{}
 		m := fuzzImage.store(t, s, nil)

@@ -44,7 +44,7 @@ func tarOf(t testing.TB, files ...tfile) []byte {
 type layerKind int
 
 const (
-	estargz layerKind = iota
+	eStargz layerKind = iota
 	zstdChunked
 	plainGzip
 	plainZstd

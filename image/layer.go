@@ -7,6 +7,9 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/fetcher"
@@ -45,10 +48,10 @@ type Layer struct {
 func seekableFormat(c ocidoc.Compression, annotations map[string]string) toc.Format {
 	has := func(key string) bool { _, ok := annotations[key]; return ok }
 	switch {
-	case c == ocidoc.Gzip && has(toc.AnnotationEStargzTOCDigest):
+	case c == ocidoc.Gzip && has(estargz.AnnotationTOCDigest):
 		return toc.FormatEStargz
-	case c == ocidoc.Zstd && (has(toc.AnnotationZstdChunkedManifestChecksum) ||
-		has(toc.LegacyAnnotationZstdChunkedManifestChecksum)):
+	case c == ocidoc.Zstd && (has(zstdchunked.AnnotationManifestChecksum) ||
+		has(zstdchunked.LegacyAnnotationManifestChecksum)):
 		return toc.FormatZstdChunked
 	}
 	return toc.FormatUnknown

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
@@ -29,7 +31,7 @@ var (
 // threeLayers is an image of an eStargz base, a zstd:chunked layer that
 // deletes and replaces files of it, and an eStargz top layer.
 func threeLayers(t testing.TB) testImage {
-	base := makeLayer(t, estargz, tarOf(t,
+	base := makeLayer(t, eStargz, tarOf(t,
 		tfile{name: "bin/sh", data: "a shell"},
 		tfile{name: "etc/passwd", data: "root"},
 		tfile{name: "etc/hostname", data: "base"},
@@ -41,7 +43,7 @@ func threeLayers(t testing.TB) testImage {
 		tfile{name: "opt/app/new", data: "new"},
 		tfile{name: "usr/bin/start", data: "#!/bin/sh\nexec app\n"},
 	))
-	top := makeLayer(t, estargz, tarOf(t,
+	top := makeLayer(t, eStargz, tarOf(t,
 		tfile{name: "etc/hostname", data: "top"},
 		tfile{name: "bin/start", link: "/usr/bin/start"},
 	))
@@ -55,7 +57,7 @@ func threeLayers(t testing.TB) testImage {
 // one index, the source's root.
 func multiPlatform(t testing.TB, img testImage) *memSource {
 	s := &memSource{}
-	other := testImage{layers: []testLayer{makeLayer(t, estargz, tarOf(t, tfile{name: "arm", data: "arm"}))}}
+	other := testImage{layers: []testLayer{makeLayer(t, eStargz, tarOf(t, tfile{name: "arm", data: "arm"}))}}
 	s.root = s.index(t, other.store(t, s, arm64), img.store(t, s, amd64))
 	return s
 }
@@ -148,8 +150,8 @@ func TestOpenEStargzOfOtherTools(t *testing.T) {
 	for i := range random {
 		random[i] = byte(rng.Uint32())
 	}
-	l := makeLayer(t, estargz, tarOf(t, tfile{name: "big", data: string(random)}, tfile{name: "small", data: "small"}))
-	l.desc.Annotations = map[string]string{toc.AnnotationEStargzTOCDigest: l.desc.Annotations[toc.AnnotationEStargzTOCDigest]}
+	l := makeLayer(t, eStargz, tarOf(t, tfile{name: "big", data: string(random)}, tfile{name: "small", data: "small"}))
+	l.desc.Annotations = map[string]string{estargz.AnnotationTOCDigest: l.desc.Annotations[estargz.AnnotationTOCDigest]}
 	s := &memSource{}
 	s.root = testImage{layers: []testLayer{l}}.store(t, s, nil)
 	img, err := Open(context.Background(), s)
@@ -354,7 +356,7 @@ func TestOpenLayerOfUnknownType(t *testing.T) {
 func TestPlatformErrorIsBounded(t *testing.T) {
 	s := &memSource{}
 	var entries []ocispec.Descriptor
-	img := testImage{layers: []testLayer{makeLayer(t, estargz, tarOf(t, tfile{name: "a", data: "a"}))}}
+	img := testImage{layers: []testLayer{makeLayer(t, eStargz, tarOf(t, tfile{name: "a", data: "a"}))}}
 	m := img.store(t, s, nil)
 	for i := range 40 {
 		e := m

@@ -16,7 +16,7 @@ import (
 func TestVerifyLayer(t *testing.T) {
 	ctx := context.Background()
 	files := tarOf(t, tfile{name: "etc/hostname", data: "box"}, tfile{name: "bin/app", data: string(bytes.Repeat([]byte("app "), 5000))})
-	layers := []testLayer{makeLayer(t, estargz, files), makeLayer(t, zstdChunked, files), makeLayer(t, plainGzip, files)}
+	layers := []testLayer{makeLayer(t, eStargz, files), makeLayer(t, zstdChunked, files), makeLayer(t, plainGzip, files)}
 	open := func(img testImage) *Image {
 		s := &memSource{}
 		s.root = img.store(t, s, nil)
@@ -40,7 +40,7 @@ func TestVerifyLayer(t *testing.T) {
 
 	// Another blob under the first one's annotations, its digest and
 	// DiffID vouched for: the index the annotations pin is what fails.
-	bad := makeLayer(t, estargz, tarOf(t, tfile{name: "etc/hostname", data: "xyz"}, tfile{name: "bin/app", data: string(bytes.Repeat([]byte("app "), 5000))}))
+	bad := makeLayer(t, eStargz, tarOf(t, tfile{name: "etc/hostname", data: "xyz"}, tfile{name: "bin/app", data: string(bytes.Repeat([]byte("app "), 5000))}))
 	forged := layers[0]
 	forged.blob = bad.blob
 	forged.desc.Digest, forged.desc.Size = bad.desc.Digest, bad.desc.Size

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	lzstdchunked "github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	storagecompressor "github.com/containers/storage/pkg/chunked/compressor"
@@ -135,17 +137,17 @@ func checkZstdChunkedBlob(t *testing.T, ref zstdChunkedBlob, input []byte, hasTa
 		t.Fatalf("plain zstd decoding yields %d bytes that differ from the %d-byte input", len(plain), len(input))
 	}
 
-	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	f, err := lzstdchunked.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.Format != toc.FormatZstdChunked {
 		t.Fatalf("footer format %s", f.Format)
 	}
-	if err := toc.CheckZstdChunkedFooter(f, int64(len(blob))); err != nil {
+	if err := lzstdchunked.CheckFooter(f, int64(len(blob))); err != nil {
 		t.Fatal(err)
 	}
-	tocDigest, af, err := toc.ParseZstdChunkedAnnotations(ref.annotations)
+	tocDigest, af, err := lzstdchunked.ParseAnnotations(ref.annotations)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,11 +159,11 @@ func checkZstdChunkedBlob(t *testing.T, ref zstdChunkedBlob, input []byte, hasTa
 		t.Fatalf("footer %+v: tar-split expected: %v", f, hasTarSplit)
 	}
 
-	compressed, err := toc.SkippableFramePayload(blob, 0, f.TOCOffset, f.TOCLength)
+	compressed, err := lzstdchunked.SkippableFramePayload(blob, 0, f.TOCOffset, f.TOCLength)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, tarSplitDigest, err := toc.DecodeZstdChunked(compressed, f)
+	tc, tarSplitDigest, err := lzstdchunked.Decode(compressed, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,15 +182,15 @@ func checkZstdChunkedBlob(t *testing.T, ref zstdChunkedBlob, input []byte, hasTa
 		}
 		return
 	}
-	tsPayload, err := toc.SkippableFramePayload(blob, 0, f.TarSplitOffset, f.TarSplitLength)
+	tsPayload, err := lzstdchunked.SkippableFramePayload(blob, 0, f.TarSplitOffset, f.TarSplitLength)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := toc.NewTarSplitReader(tsPayload, tarSplitDigest)
+	r, err := lzstdchunked.NewTarSplitReader(tsPayload, tarSplitDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	size, err := toc.CheckTarSplit(r, tc)
+	size, err := lzstdchunked.CheckTarSplit(r, tc)
 	r.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -196,13 +198,13 @@ func checkZstdChunkedBlob(t *testing.T, ref zstdChunkedBlob, input []byte, hasTa
 	if size != int64(len(input)) {
 		t.Fatalf("tar-split describes %d bytes, tar has %d", size, len(input))
 	}
-	r, err = toc.NewTarSplitReader(tsPayload, tarSplitDigest)
+	r, err = lzstdchunked.NewTarSplitReader(tsPayload, tarSplitDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	var rebuilt bytes.Buffer
-	if _, err := toc.WriteTarFromTarSplit(&rebuilt, r, func(name string, size int64) (io.ReadCloser, error) {
+	if _, err := lzstdchunked.WriteTarFromTarSplit(&rebuilt, r, func(name string, size int64) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(want[name])), nil
 	}); err != nil {
 		t.Fatal(err)
@@ -219,13 +221,13 @@ func checkZstdChunkedBlob(t *testing.T, ref zstdChunkedBlob, input []byte, hasTa
 // compressed stream back.
 func checkTarSplitRepacks(t *testing.T, payload []byte, f toc.Footer, want digest.Digest) {
 	t.Helper()
-	r, err := toc.NewTarSplitReader(payload, want)
+	r, err := lzstdchunked.NewTarSplitReader(payload, want)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	var out bytes.Buffer
-	w, err := toc.NewTarSplitWriter(&out, 10, 0)
+	w, err := lzstdchunked.NewTarSplitWriter(&out, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +339,7 @@ func checkStorageTOCShape(t *testing.T, tc *toc.TOC) {
 // reference's JSON byte for byte.
 func checkMarshalMatchesStorage(t *testing.T, tc *toc.TOC, tarSplitDigest digest.Digest, compressed []byte, f toc.Footer, input []byte) {
 	t.Helper()
-	wantJSON, err := toc.DecompressZstdChunkedTOC(compressed, f.TOCUncompressedLength)
+	wantJSON, err := lzstdchunked.DecompressTOC(compressed, f.TOCUncompressedLength)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,16 +357,16 @@ func checkMarshalMatchesStorage(t *testing.T, tc *toc.TOC, tarSplitDigest digest
 			tc.Entries[i].LinkName = hdr.Linkname
 		}
 	}
-	js, err := toc.MarshalZstdChunked(tc, tarSplitDigest)
+	js, err := lzstdchunked.Marshal(tc, tarSplitDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(js, wantJSON) {
-		t.Fatalf("MarshalZstdChunked differs from containers/storage's TOC:\n got %.400s\nwant %.400s", js, wantJSON)
+		t.Fatalf("zstdchunked.Marshal differs from containers/storage's TOC:\n got %.400s\nwant %.400s", js, wantJSON)
 	}
 	// containers/storage compresses its TOC at zstd level 10.
-	if z, err := toc.CompressZstd(js, 10); err != nil || !bytes.Equal(z, compressed) {
-		t.Fatalf("CompressZstd(TOC, 10): %d bytes, %v; containers/storage wrote %d bytes", len(z), err, len(compressed))
+	if z, err := lzstdchunked.CompressFrame(js, 10); err != nil || !bytes.Equal(z, compressed) {
+		t.Fatalf("zstdchunked.CompressFrame(TOC, 10): %d bytes, %v; containers/storage wrote %d bytes", len(z), err, len(compressed))
 	}
 }
 

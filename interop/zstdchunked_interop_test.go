@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	lzstdchunked "github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	storagetoc "github.com/containers/storage/pkg/chunked/toc"
@@ -147,13 +149,13 @@ type storageFileMetadata struct {
 func checkTarSplitWithReference(t *testing.T, blob, input []byte, annotations map[string]string) {
 	t.Helper()
 	var tocOffset, tocLength, tocUncompressed, manifestType, tsOffset, tsLength, tsUncompressed int64
-	if _, err := fmt.Sscanf(annotations[toc.AnnotationZstdChunkedManifestPosition], "%d:%d:%d:%d", &tocOffset, &tocLength, &tocUncompressed, &manifestType); err != nil {
+	if _, err := fmt.Sscanf(annotations[lzstdchunked.AnnotationManifestPosition], "%d:%d:%d:%d", &tocOffset, &tocLength, &tocUncompressed, &manifestType); err != nil {
 		t.Fatalf("manifest position: %v", err)
 	}
-	if _, err := fmt.Sscanf(annotations[toc.AnnotationZstdChunkedTarSplitPosition], "%d:%d:%d", &tsOffset, &tsLength, &tsUncompressed); err != nil {
+	if _, err := fmt.Sscanf(annotations[lzstdchunked.AnnotationTarSplitPosition], "%d:%d:%d", &tsOffset, &tsLength, &tsUncompressed); err != nil {
 		t.Fatalf("tar-split position: %v", err)
 	}
-	tocJSON, err := toc.DecompressZstdChunkedTOC(blob[tocOffset:tocOffset+tocLength], tocUncompressed)
+	tocJSON, err := lzstdchunked.DecompressTOC(blob[tocOffset:tocOffset+tocLength], tocUncompressed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +177,9 @@ func checkTarSplitWithReference(t *testing.T, blob, input []byte, annotations ma
 		pending[e.Name] = e
 	}
 	compressed := blob[tsOffset : tsOffset+tsLength]
-	if got := digest.FromBytes(compressed).String(); got != doc.TarSplitDigest || got != annotations[toc.AnnotationZstdChunkedTarSplitChecksum] {
+	if got := digest.FromBytes(compressed).String(); got != doc.TarSplitDigest || got != annotations[lzstdchunked.AnnotationTarSplitChecksum] {
 		t.Fatalf("tar-split digest %s, TOC pins %s, the annotation (for containers/storage v1.47 to v1.53) %s",
-			got, doc.TarSplitDigest, annotations[toc.AnnotationZstdChunkedTarSplitChecksum])
+			got, doc.TarSplitDigest, annotations[lzstdchunked.AnnotationTarSplitChecksum])
 	}
 	zr, err := zstd.NewReader(bytes.NewReader(compressed))
 	if err != nil {
@@ -288,11 +290,11 @@ func checkWithEStargzReader(t *testing.T, blob, input []byte, res *writer.Result
 	if err != nil {
 		t.Fatalf("estargz.Open: %v", err)
 	}
-	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	f, err := lzstdchunked.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	tocJSON, err := toc.DecompressZstdChunkedTOC(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
+	tocJSON, err := lzstdchunked.DecompressTOC(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +419,7 @@ func TestZstdChunkedReaderRefusesStorageSparseBlob(t *testing.T) {
 		if err == nil {
 			l.Close()
 		}
-		if !errors.Is(err, reader.ErrCorrupt) || !errors.Is(err, toc.ErrTarSplitMismatch) {
+		if !errors.Is(err, reader.ErrCorrupt) || !errors.Is(err, lzstdchunked.ErrTarSplitMismatch) {
 			t.Errorf("%s: Open: %v, want ErrCorrupt and ErrTarSplitMismatch", how, err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/interop/internal/corpus"
 	"github.com/lazylayer/lazylayer/toc"
 )
@@ -36,7 +38,7 @@ func TestWriteZstdChunkedFuzzSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	blob, _ := buildOurZstdChunked(t, small)
-	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	f, err := zstdchunked.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"iter"
 	"slices"
@@ -91,6 +92,12 @@ func (l *Layer) FetchAll(ctx context.Context, opts ...FetchAllOption) error {
 	defer cancel(nil)
 	stop := context.AfterFunc(l.ctx, func() { cancel(fs.ErrClosed) })
 	defer stop()
+	if l.blob.verify() == verifySpans {
+		if err := l.wholeLayer(ctx, io.Discard, true); err != nil {
+			return l.backgroundErr(ctx, err)
+		}
+		return nil
+	}
 	frames := l.blobFrames()
 	for start := 0; start < len(frames); {
 		if err := l.waitIdle(ctx); err != nil {
@@ -143,6 +150,9 @@ func (l *Layer) backgroundErr(ctx context.Context, err error) error {
 // has one, each once. A caller that shares one cache between layers can
 // tell from them which entries a layer it drops leaves to no other.
 func (l *Layer) CacheKeys() []digest.Digest {
+	if l.blob.verify() == verifySpans {
+		return l.spans.keys()
+	}
 	var keys []digest.Digest
 	seen := make(map[digest.Digest]bool)
 	for ref := range l.cachedChunks() {

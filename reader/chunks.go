@@ -40,7 +40,7 @@ func (l *Layer) loadChunk(ctx context.Context, ref chunkRef, src frameSource) (d
 		}
 		return make([]byte, c.Size), true, nil
 	}
-	if want == "" {
+	if want == "" && l.blob.verify() == verifyChunks {
 		return nil, false, ErrUnverifiable
 	}
 	// A load may add to the cache: Close waits for it.
@@ -71,7 +71,8 @@ func (l *Layer) loadChunk(ctx context.Context, ref chunkRef, src frameSource) (d
 		}
 		r, shared = res[key], false
 	}
-	return r.data, !shared && !cached, r.err
+	// Spans are kept decoded, and shared.
+	return r.data, !shared && !cached && l.blob.verify() == verifyChunks, r.err
 }
 
 // cachedChunk returns e.Chunks[i] from the cache, if it is there and
@@ -80,6 +81,11 @@ func (l *Layer) loadChunk(ctx context.Context, ref chunkRef, src frameSource) (d
 // unless the cache promises to verify it itself (cache.Verifying), as
 // hashing a whole chunk to serve a small read costs more than the read.
 func (l *Layer) cachedChunk(e *toc.Entry, i int) ([]byte, bool) {
+	if l.blob.verify() == verifySpans {
+		// The cache holds compressed spans: only a span decoded in
+		// memory serves a chunk without decoding.
+		return l.cachedSpanChunk(e, i)
+	}
 	if l.cfg.cache == nil {
 		return nil, false
 	}
@@ -230,7 +236,7 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 		for _, s := range l.frames[c.FrameOffset] {
 			sc := l.chunk(s)
 			sp := span{sc.InnerOffset, sc.Size, l.chunkDigest(s)}
-			if sp.digest == "" || sp == want || sp.inner < want.inner+want.size && want.inner < sp.inner+sp.size {
+			if sp.digest == "" && l.blob.verify() == verifyChunks || sp == want || sp.inner < want.inner+want.size && want.inner < sp.inner+sp.size {
 				continue
 			}
 			plan = append(plan, sp)
@@ -241,6 +247,9 @@ func (l *Layer) loadFrame(ctx context.Context, ref chunkRef, siblings bool, src 
 	}
 
 	frame := fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset}
+	if l.blob.verify() == verifySpans {
+		return l.loadSpanFrame(ctx, frame, disjoint(plan), src)
+	}
 	compressed, err := src(ctx, frame)
 	if err != nil {
 		return nil, fmt.Errorf("fetch frame %v: %w", frame, err)

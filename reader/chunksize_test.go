@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -38,7 +40,7 @@ func TestOpenRejectsHugeChunks(t *testing.T) {
 	// A zstd frame can decompress 64 KiB to 2 GiB.
 	zstdFrame := pseudoRandom(huge/32768+1<<10, 2)
 	zstdBlob := func(e *toc.Entry) []byte {
-		js, err := toc.MarshalZstdChunked(&toc.TOC{Format: toc.FormatZstdChunked, Entries: []*toc.Entry{e}}, "")
+		js, err := zstdchunked.Marshal(&toc.TOC{Format: toc.FormatZstdChunked, Entries: []*toc.Entry{e}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +146,7 @@ func TestZerosChunksCostNoMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	holeFrame := holeBuf.Bytes()
-	frame, err := toc.CompressZstd(tail, 3)
+	frame, err := zstdchunked.CompressFrame(tail, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +156,7 @@ func TestZerosChunksCostNoMemory(t *testing.T) {
 			{Size: hole, Digest: zeros, Zeros: true, FrameEnd: int64(len(holeFrame))},
 			{Offset: hole, Size: 1, Digest: digest.FromBytes(tail), FrameOffset: int64(len(holeFrame)), FrameEnd: end},
 		}}
-		js, err := toc.MarshalZstdChunked(&toc.TOC{Format: toc.FormatZstdChunked, Entries: []*toc.Entry{e}}, "")
+		js, err := zstdchunked.Marshal(&toc.TOC{Format: toc.FormatZstdChunked, Entries: []*toc.Entry{e}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +232,7 @@ func TestZerosChunksCostNoMemory(t *testing.T) {
 // none: it is never parsed.
 func unusedTarSplit(t *testing.T) []byte {
 	t.Helper()
-	compressed, err := toc.CompressZstd([]byte("unused: the TOC pins no tar-split"), 3)
+	compressed, err := zstdchunked.CompressFrame([]byte("unused: the TOC pins no tar-split"), 3)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,17 +106,61 @@
 // between them, unless more lies there than the tar-split bound below
 // lets come with a TOC (then the tail is WithTailHint's). Open checks a
 // zstd:chunked tar-split against the TOC before returning, as it arrives,
-// in bounded memory (toc.CheckTarSplit: the tar it rebuilds holds exactly
+// in bounded memory (zstdchunked.CheckTarSplit: the tar it rebuilds holds exactly
 // the TOC's entries), and Layer.WriteTar rebuilds the layer's original
 // tar stream and DiffID from it, streaming. What a footer or annotation
 // claims is bounded before it is fetched: the TOC by WithMaxTOCSize, the
 // tar-split by WithMaxTarSplitSize (1 GiB, DefaultMaxTarSplitSize) and by
-// what the verified TOC's entries can need (toc.CheckTarSplitPosition); a
+// what the verified TOC's entries can need (zstdchunked.CheckTarSplitPosition); a
 // tar-split claiming more than twice the TOC's size and 1 MiB is fetched only
 // once the TOC is verified. A new format plugs in where Open
 // dispatches on the footer's format and where a Layer picks a
 // decompressor for its frames. Blobs whose index lives elsewhere (eStargz
 // with an external TOC) are reported as ErrUnsupportedFormat.
+//
+// An unmodified gzip layer (one member or several) or uncompressed tar
+// layer opens with its soci-snapshotter zTOC (WithZtoc; toc/soci makes and
+// decodes them), through the same API: files, ReadAt, prefetch, read-ahead,
+// FetchAll and the cache. Its frames are the zTOC's spans: a read fetches
+// the spans it needs and checks each span's compressed bytes against its
+// sha256 before it decompresses it from its checkpoint. The cache keeps the
+// compressed spans, by span digest, checked when taken from it; a layer
+// keeps the spans it decoded last in memory (32 MiB of them, and the last
+// one whatever its size), since the files of a span are read together.
+//
+// soci-snapshotter trusts a checkpoint's window (the 32 KiB of output a
+// span resumes after): a forged one yields wrong bytes that pass every
+// span digest. This reader notes, while it decodes a span, which bytes
+// derive from the window, and before it returns any of them it checks the
+// window against the end of the span before, decoded from its own
+// checkpoint (and so on back, as far as those bytes depend on windows in
+// turn; span 0 starts at the gzip header, which it parses). A window that
+// does not match fails the read with ErrWindow; bytes that derive from no
+// window are verified by the span digest alone. A span's decoding must
+// end exactly at the next checkpoint's bit position, or the read fails
+// with ErrCorrupt. Verified windows are remembered by the layer.
+//
+// The zTOC's file table and checkpoint offsets say where files and spans
+// lie in the stream, as an eStargz TOC's offsets do, and are trusted as
+// far as WithTOCDigest vouches for the zTOC. Once the whole blob has been
+// fetched (FetchAll, WithBackgroundFetch, WriteTar), every checkpoint
+// (position and window) is checked against the layer decoded from its
+// start, and the blob against WithLayerDigest: a mismatch is ErrWindow,
+// ErrCorrupt or ErrLayerDigest. WithRequireLayerDigest makes Open do this
+// before it returns, so that nothing is served lazily from a layer nobody
+// vouched for whole. WriteTar writes the decompressed blob, which is the
+// original tar, each span checked before its bytes are written.
+//
+// What a zTOC claims is bounded before anything is fetched: toc/soci's
+// decoding bounds (zTOC size 256 MiB, files 2^21, PAX records 2^21,
+// strings 128 MiB, spans 65536, layer size 256 GiB, see its package
+// documentation), the name limits above, the blob's real size (the zTOC's
+// compressed size must equal it, every span must lie in it, after the
+// span before), and WithMaxChunkSize (64 MiB by default, 16 times soci's
+// default 4 MiB span): a span that decompresses to more, or is larger
+// compressed, or claims more than deflate can make of its bytes, fails
+// Open with ErrCorrupt. A read then holds at most that per span it decodes
+// at once, plus 64 KiB to find the bytes that derive from its window.
 //
 // A plain layer (a gzip or zstd stream or a tar archive without a seekable
 // format's footer) is reported as ErrNotSeekable, so that a caller can

@@ -1,6 +1,9 @@
 package reader
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors that callers can test for with errors.Is. The reader wraps them
 // with what failed and where, often inside an *fs.PathError; their own
@@ -39,4 +42,15 @@ var (
 	// ErrUnsupportedFormat reports a blob in a seekable format this reader
 	// cannot serve (yet), such as eStargz with an external TOC.
 	ErrUnsupportedFormat = errors.New("unsupported layer format")
+
+	// ErrWindow reports a zTOC checkpoint whose window (the 32 KiB of
+	// output a span resumes decoding after) differs from the bytes
+	// decoded before it. soci-snapshotter does not check windows: such a
+	// zTOC makes it return wrong bytes that pass every span digest. The
+	// reader returns no byte that derives from it.
+	ErrWindow = fmt.Errorf("checkpoint window mismatch: %w", ErrCorrupt)
+
+	// ErrLayerDigest reports a layer blob whose digest differs from
+	// WithLayerDigest's, found once the whole blob was fetched.
+	ErrLayerDigest = fmt.Errorf("layer digest mismatch: %w", ErrCorrupt)
 )

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/fetcher"
@@ -24,9 +26,9 @@ func TestErrorsNameThePackageOnce(t *testing.T) {
 	tarData, _ := sampleTar(t)
 	estargz, _ := writerBlob(t, tarData)
 	zstd, res := buildZstdChunked(t, zstdChunkedInput(t, 0o644))
-	_, zfooter, _ := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	_, zfooter, _ := zstdchunked.ParseAnnotations(res.Annotations)
 	badAnnotations := maps.Clone(res.Annotations)
-	badAnnotations[toc.AnnotationZstdChunkedManifestPosition] = "x"
+	badAnnotations[zstdchunked.AnnotationManifestPosition] = "x"
 
 	l, err := openBlob(estargz)
 	if err != nil {
@@ -75,7 +77,7 @@ func TestTOCDigestErrorNamesBothDigests(t *testing.T) {
 	tarData, _ := sampleTar(t)
 	estargz, eres := writerBlob(t, tarData)
 	zstd, zres := buildZstdChunked(t, zstdChunkedInput(t, 0o644))
-	_, zfooter, _ := toc.ParseZstdChunkedAnnotations(zres.Annotations)
+	_, zfooter, _ := zstdchunked.ParseAnnotations(zres.Annotations)
 	wrong := digest.FromString("not the TOC")
 	damagedAt := zfooter.TOCOffset + zfooter.TOCLength/2
 	damaged := flipped(zstd, damagedAt)

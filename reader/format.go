@@ -3,9 +3,13 @@ package reader
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/lazylayer/lazylayer/toc/estargz"
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/fetcher"
@@ -21,6 +25,16 @@ import (
 type blobFormat interface {
 	// format is the toc.Format the index of a blob of this format has.
 	format() toc.Format
+
+	// supplied reports whether the caller gave Open this format's index
+	// itself, kept apart from the blob (a zTOC, WithZtoc): Open then
+	// opens the blob with it, from no tail and no footer.
+	supplied(cfg config) bool
+
+	// parseFooter decodes the format's footer at the end of tail, the
+	// last bytes of a blob. A tail that ends in no footer of the format
+	// is an error wrapping toc.ErrNoFooter.
+	parseFooter(tail []byte) (toc.Footer, error)
 
 	// Where the index is. annotated reads the format's layer descriptor
 	// annotations: the TOC digest they pin, and where they locate the
@@ -61,21 +75,39 @@ type verifyRule int
 
 const (
 	// verifyChunks: every chunk has the digest of its decompressed bytes
-	// in the index (eStargz, zstd:chunked). The reader implements this
-	// rule only.
+	// in the index (eStargz, zstd:chunked).
 	verifyChunks verifyRule = iota
 	// verifySpans: the index has the digest of each span's compressed
 	// bytes, and a decoder state (the 32 KiB window of a deflate
 	// checkpoint) that the span resumes from. A span's bytes are
 	// verified when its compressed bytes match their digest and the
 	// state it resumed from matches the bytes decoded before it, or is
-	// the layer's start (a zTOC over a gzip layer).
+	// the layer's start (a zTOC over a gzip layer). Frames are spans
+	// (see spanIndex), loaded by Layer.loadSpanFrame, and cached
+	// compressed by span digest.
 	verifySpans
 )
 
 // formats are the formats the reader opens, in the order Open looks for
 // their annotations.
-var formats = []blobFormat{zstdChunkedFormat{}, eStargzFormat{}}
+var formats = []blobFormat{zstdChunkedFormat{}, eStargzFormat{}, sociFormat{}}
+
+// parseFooter recognises the format of a blob from its tail, the last
+// len(tail) bytes, by trying the footer of each format. Footer layouts
+// are unambiguous (each has its own magic at a fixed distance from the
+// end), so the order does not matter. A tail that ends in no footer of
+// any format is an error wrapping toc.ErrNoFooter and
+// toc.ErrInvalidFooter; a footer that matches a format but is malformed
+// yields an error wrapping toc.ErrInvalidFooter only.
+func parseFooter(tail []byte) (toc.Footer, error) {
+	for _, bf := range formats {
+		f, err := bf.parseFooter(tail)
+		if !errors.Is(err, toc.ErrNoFooter) {
+			return f, err
+		}
+	}
+	return toc.Footer{}, fmt.Errorf("last %d bytes: %w: %w", len(tail), toc.ErrNoFooter, toc.ErrInvalidFooter)
+}
 
 // formatOf returns the reader's format f, or nil.
 func formatOf(f toc.Format) blobFormat {
@@ -93,8 +125,12 @@ type eStargzFormat struct{}
 
 func (eStargzFormat) format() toc.Format { return toc.FormatEStargz }
 
+func (eStargzFormat) supplied(config) bool { return false }
+
+func (eStargzFormat) parseFooter(tail []byte) (toc.Footer, error) { return estargz.ParseFooter(tail) }
+
 func (eStargzFormat) annotated(annotations map[string]string) (digest.Digest, *toc.Footer, error) {
-	pin, _, err := toc.ParseEStargzAnnotations(annotations)
+	pin, _, err := estargz.ParseAnnotations(annotations)
 	return pin, nil, err
 }
 
@@ -139,8 +175,14 @@ type zstdChunkedFormat struct{}
 
 func (zstdChunkedFormat) format() toc.Format { return toc.FormatZstdChunked }
 
+func (zstdChunkedFormat) supplied(config) bool { return false }
+
+func (zstdChunkedFormat) parseFooter(tail []byte) (toc.Footer, error) {
+	return zstdchunked.ParseFooter(tail)
+}
+
 func (zstdChunkedFormat) annotated(annotations map[string]string) (digest.Digest, *toc.Footer, error) {
-	pin, at, err := toc.ParseZstdChunkedAnnotations(annotations)
+	pin, at, err := zstdchunked.ParseAnnotations(annotations)
 	if err != nil {
 		return "", nil, err
 	}
@@ -164,7 +206,7 @@ func (zstdChunkedFormat) tailStart(size int64, at toc.Footer, hinted int64, cfg 
 func (zstdChunkedFormat) open(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, _ *tocDecoding, footer toc.Footer, cfg config) (*Layer, error) {
 	// The 48-byte footer does not say where the tar-split is: it
 	// follows the TOC, and comes in the same request.
-	return openZstdChunkedLayer(ctx, f, size, tail, toc.LocateZstdChunkedTarSplit(footer, size), cfg)
+	return openZstdChunkedLayer(ctx, f, size, tail, zstdchunked.LocateTarSplit(footer, size), cfg)
 }
 
 // maxExpansion is zstd's: an RLE block turns 4 bytes into 128 KiB.

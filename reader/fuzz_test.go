@@ -24,30 +24,38 @@ func FuzzOpenAndReadAll(f *testing.F) {
 			return
 		}
 		defer l.Close()
-		fs.WalkDir(l, ".", func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			fs.ReadLink(l, p)
-			fi, err := l.Stat(p)
-			if err != nil || !fi.Mode().IsRegular() {
-				return nil
-			}
-			data, err := l.ReadFile(p)
-			if err != nil {
-				return nil
-			}
-			e := contentEntry(t, l, p)
-			if int64(len(data)) != e.Size {
-				t.Fatalf("%s: read %d bytes of %d", p, len(data), e.Size)
-			}
+		readFuzzed(t, l, func(p string, data []byte, e *toc.Entry) {
 			for i, c := range e.Chunks {
 				if c.Size > 0 && digest.FromBytes(data[c.Offset:c.Offset+c.Size]) != chunkDigest(e, i) {
 					t.Fatalf("%s: chunk %d returned unverified bytes", p, i)
 				}
 			}
-			return nil
 		})
+	})
+}
+
+// readFuzzed reads every regular file of l and hands check what reads
+// returned whole, with the file's content entry.
+func readFuzzed(t *testing.T, l *Layer, check func(p string, data []byte, e *toc.Entry)) {
+	fs.WalkDir(l, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fs.ReadLink(l, p)
+		fi, err := l.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		data, err := l.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		e := contentEntry(t, l, p)
+		if int64(len(data)) != e.Size {
+			t.Fatalf("%s: read %d bytes of %d", p, len(data), e.Size)
+		}
+		check(p, data, e)
+		return nil
 	})
 }
 

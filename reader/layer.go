@@ -91,6 +91,9 @@ type Layer struct {
 	// tarSplit is a zstd:chunked layer's compressed tar-split, verified
 	// against the index (see WriteTar); nil for other layers.
 	tarSplit []byte
+	// spans are the spans of a layer whose format verifies spans
+	// (verifySpans); nil for other layers.
+	spans *spanIndex
 }
 
 // node is one name in the layer's directory tree.
@@ -170,6 +173,12 @@ func (l *Layer) chunkDigest(r chunkRef) digest.Digest {
 //
 // The layer keeps t in compact form (see records), not t itself.
 func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64, cfg config) (*Layer, error) {
+	return newSpanLayer(ctx, f, t, dataEnd, cfg, nil)
+}
+
+// newSpanLayer is newLayer for a format that verifies spans (verifySpans),
+// whose spans are spans.
+func newSpanLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64, cfg config, spans *spanIndex) (*Layer, error) {
 	// Open is on a cold start's critical path, and the tree, the compact
 	// index and the checks of the chunk table only read the index: they
 	// run at once. The tree and the records share one string of names.
@@ -197,7 +206,7 @@ func newLayer(ctx context.Context, f fetcher.Fetcher, t *toc.TOC, dataEnd int64,
 	if err != nil {
 		return nil, err
 	}
-	l := &Layer{fetcher: f, idx: idx, cfg: cfg, frames: frames, root: root, blob: blob}
+	l := &Layer{fetcher: f, idx: idx, cfg: cfg, frames: frames, root: root, blob: blob, spans: spans}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.flights.spawn = l.goTask
 	l.startBackground()
@@ -274,7 +283,7 @@ func (l *Layer) goTask(fn func()) {
 // no more than maxChunk bytes (see WithMaxChunkSize), and that the
 // digest of a file of one chunk or none agrees with its content's.
 func validateChunks(t *toc.TOC, blob blobFormat, dataEnd, maxChunk int64) error {
-	if blob == nil || blob.verify() != verifyChunks {
+	if blob == nil {
 		return fmt.Errorf("reader: %v index: %w", t.Format, ErrUnsupportedFormat)
 	}
 	for _, e := range t.Entries {

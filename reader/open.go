@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
@@ -35,6 +37,11 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 	if size <= 0 {
 		return nil, fmt.Errorf("reader: blob of %d bytes: %w", size, ErrCorrupt)
 	}
+	for _, blob := range formats {
+		if blob.supplied(cfg) {
+			return blob.open(ctx, f, size, blobRange{}, nil, toc.Footer{Format: blob.format()}, cfg)
+		}
+	}
 	if located != nil {
 		if l, ok, err := annotated.openAnnotated(ctx, f, size, *located, cfg); ok {
 			return l, err
@@ -51,7 +58,7 @@ func Open(ctx context.Context, f fetcher.Fetcher, opts ...Option) (*Layer, error
 		return nil, fmt.Errorf("reader: fetch blob tail: %w", err)
 	}
 	defer early.stop()
-	footer, err := toc.ParseFooter(tail.data)
+	footer, err := parseFooter(tail.data)
 	if errors.Is(err, toc.ErrNoFooter) {
 		kind, herr := plainLayerKind(ctx, f, tail)
 		if herr != nil {
@@ -156,13 +163,13 @@ func zstdChunkedTail(size int64, f toc.Footer, hinted int64, cfg config) (int64,
 	if err := checkZstdChunkedLimits(f, cfg); err != nil {
 		return 0, err
 	}
-	start, tocEnd := f.TOCOffset-toc.SkippableFrameHeaderSize, f.TOCOffset+f.TOCLength
+	start, tocEnd := f.TOCOffset-zstdchunked.SkippableFrameHeaderSize, f.TOCOffset+f.TOCLength
 	if tocEnd > size {
 		return hinted, nil
 	}
 	// Past the TOC, at most what a tar-split fetched with it may take,
 	// written so that nothing overflows: beyond > 2*f.TOCLength.
-	if beyond := size - tocEnd - (toc.SkippableFrameHeaderSize + maxUnvouchedTarSplit + toc.MaxFooterSize); beyond > f.TOCLength && beyond-f.TOCLength > f.TOCLength {
+	if beyond := size - tocEnd - (zstdchunked.SkippableFrameHeaderSize + maxUnvouchedTarSplit + toc.MaxFooterSize); beyond > f.TOCLength && beyond-f.TOCLength > f.TOCLength {
 		return hinted, nil
 	}
 	return min(start, size-min(size, toc.MaxFooterSize)), nil

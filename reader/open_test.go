@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -100,7 +102,7 @@ func TestOpenReadsWriterBlobs(t *testing.T) {
 func TestOpenFetchesTailOnceWhenItHoldsTheTOC(t *testing.T) {
 	tarData, _ := sampleTar(t)
 	blob, res := writerBlob(t, tarData)
-	footer, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	footer, err := parseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ func TestOpenFetchesTailOnceWhenItHoldsTheTOC(t *testing.T) {
 func TestOpenRejectsDamagedBlobs(t *testing.T) {
 	tarData, _ := sampleTar(t)
 	blob, res := writerBlob(t, tarData)
-	footer, _ := toc.ParseFooter(blob)
+	footer, _ := parseFooter(blob)
 	flip := func(at int) []byte {
 		b := bytes.Clone(blob)
 		b[at] ^= 0x40
@@ -160,7 +162,7 @@ func TestOpenRejectsDamagedBlobs(t *testing.T) {
 		{"TOC member byte", flip(int(footer.TOCOffset) + 40), nil, []error{ErrCorrupt}},
 		{"TOC digest", blob, []Option{WithTOCDigest(digest.FromString("x"))}, []error{ErrTOCDigest}},
 		{"TOC too large", blob, []Option{WithMaxTOCSize(64)}, []error{ErrCorrupt, toc.ErrTOCTooLarge}},
-		{"external TOC", append(bytes.Clone(blob[:footer.TOCOffset]), toc.EStargzExternalTOCFooter()...), nil, []error{ErrUnsupportedFormat}},
+		{"external TOC", append(bytes.Clone(blob[:footer.TOCOffset]), estargz.ExternalTOCFooter()...), nil, []error{ErrUnsupportedFormat}},
 	} {
 		l, err := openBlob(tc.blob, append(tc.opts, WithTailHint(100))...)
 		if err == nil {
@@ -185,7 +187,7 @@ func TestOpenRejectsDamagedBlobs(t *testing.T) {
 // refuse.
 func assemble(t *testing.T, data []byte, index *toc.TOC, replacer ...string) []byte {
 	t.Helper()
-	js, err := toc.MarshalEStargz(index)
+	js, err := estargz.Marshal(index)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,10 +195,10 @@ func assemble(t *testing.T, data []byte, index *toc.TOC, replacer ...string) []b
 		js = bytes.ReplaceAll(js, []byte(replacer[i]), []byte(replacer[i+1]))
 	}
 	blob := bytes.NewBuffer(bytes.Clone(data))
-	if err := toc.WriteEStargzTOCMember(blob, js, 9); err != nil {
+	if err := estargz.WriteTOCMember(blob, js, 9); err != nil {
 		t.Fatal(err)
 	}
-	blob.Write(toc.EStargzFooter(int64(len(data))))
+	blob.Write(estargz.Footer(int64(len(data))))
 	return blob.Bytes()
 }
 

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"runtime"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/internal/limits"
 	"github.com/lazylayer/lazylayer/toc"
@@ -35,8 +37,8 @@ const (
 
 	// DefaultMaxTarSplitSize bounds the decompressed size of a
 	// zstd:chunked tar-split when WithMaxTarSplitSize is not given:
-	// toc.DefaultMaxTarSplitSize, 1 GiB.
-	DefaultMaxTarSplitSize = toc.DefaultMaxTarSplitSize
+	// zstdchunked.DefaultMaxTarSplitSize, 1 GiB.
+	DefaultMaxTarSplitSize = zstdchunked.DefaultMaxTarSplitSize
 )
 
 // minConcurrency is the least default concurrency: chunk loads wait on the
@@ -61,7 +63,10 @@ type config struct {
 	tailHint      int64
 	concurrency   int
 	observer      func(Access)
-	background    func(error) // WithBackgroundFetch
+	background    func(error)   // WithBackgroundFetch
+	ztoc          []byte        // WithZtoc
+	layerDigest   digest.Digest // WithLayerDigest
+	requireLayer  bool          // WithRequireLayerDigest
 }
 
 func newConfig(opts []Option) config {
@@ -87,7 +92,8 @@ func newConfig(opts []Option) config {
 // WithTOCDigest pins the index to d, normally from the layer descriptor's
 // annotations: for eStargz the TOC digest (sha256 of the TOC JSON), for
 // zstd:chunked the manifest checksum (sha256 of the compressed TOC), the
-// same value toc.TOC.Digest holds. Open then fails with ErrTOCDigest
+// same value toc.TOC.Digest holds; for a zTOC (WithZtoc), the sha256 of the
+// zTOC blob. Open then fails with ErrTOCDigest
 // unless the index it reads has exactly that digest. Without it the index is only
 // checked for consistency with itself: the blob's content is still
 // verified chunk by chunk, but against an index nobody vouched for.
@@ -201,7 +207,7 @@ func WithMaxNameBytes(n int64) Option {
 // WithMaxTarSplitSize bounds the decompressed size of the zstd:chunked
 // tar-split Open accepts, and so the compressed bytes of it Open fetches;
 // larger ones fail with ErrCorrupt. Open also holds a tar-split to what
-// its verified TOC's entries can need (toc.MaxTarSplitSizeFor) before
+// its verified TOC's entries can need (zstdchunked.MaxTarSplitSizeFor) before
 // fetching it. Non-positive n means DefaultMaxTarSplitSize.
 func WithMaxTarSplitSize(n int64) Option {
 	return func(c *config) { c.maxTarSplit = limits.Or(n, DefaultMaxTarSplitSize) }

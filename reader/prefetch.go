@@ -381,13 +381,13 @@ func (l *Layer) prefetchFrames(ranges []FileRange) ([]prefetchFrame, error) {
 		end := fr.Offset + fr.Length
 		for i := range e.Chunks {
 			c := &e.Chunks[i]
-			if c.Zeros || c.Size == 0 || seen[c.FrameOffset] || chunkDigest(e, i) == "" {
+			if c.Zeros || c.Size == 0 || seen[c.FrameOffset] || !l.verifiable(e, i) {
 				continue
 			}
 			if fr.Length > 0 && (c.Offset+c.Size <= fr.Offset || c.Offset >= end) {
 				continue
 			}
-			if data, ok := l.cfg.cache.Get(chunkDigest(e, i)); ok && int64(len(data)) == c.Size {
+			if l.cacheHas(e, i) {
 				continue
 			}
 			seen[c.FrameOffset] = true

@@ -70,7 +70,7 @@ func (f *file) planAhead(off, end int64, first, last int) []*aheadLoad {
 		// A cached chunk is planned too: looking it up here, under the
 		// lock and on the reader's path, could cost a disk read, while
 		// loadAhead looks in the cache first and fetches nothing then.
-		if c.Zeros || c.Size == 0 || chunkDigest(f.entry, i) == "" {
+		if c.Zeros || c.Size == 0 || !f.layer.verifiable(f.entry, i) {
 			continue // costs no request, or cannot be verified
 		}
 		if ra.loads == nil {
@@ -115,6 +115,10 @@ func (f *file) loadingAhead(i int) bool {
 // cacheHas reports whether the cache holds e.Chunks[i], without
 // verifying it: a read verifies what it takes.
 func (l *Layer) cacheHas(e *toc.Entry, i int) bool {
+	if l.blob.verify() == verifySpans {
+		k := l.spans.find(e.Chunks[i].FrameOffset)
+		return k >= 0 && l.spanCached(&l.spans.spans[k])
+	}
 	if l.cfg.cache == nil {
 		return false
 	}
@@ -134,4 +138,10 @@ func (f *file) aheadFrames(loads []*aheadLoad) []fetcher.Range {
 		frames = append(frames, fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset})
 	}
 	return frames
+}
+
+// verifiable reports whether a load can verify e.Chunks[i]: it has a
+// digest, or lies in a span, which has one.
+func (l *Layer) verifiable(e *toc.Entry, i int) bool {
+	return chunkDigest(e, i) != "" || l.blob.verify() == verifySpans
 }

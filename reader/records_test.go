@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -69,16 +72,16 @@ func TestTOCEqualsDecoded(t *testing.T) {
 			t.Fatal(err)
 		}
 		blob := buf.Bytes()
-		footer, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+		footer, err := parseFooter(blob[len(blob)-toc.MaxFooterSize:])
 		if err != nil {
 			t.Fatal(err)
 		}
 		var want *toc.TOC
 		if f == toc.FormatEStargz {
-			want, err = toc.DecodeEStargz(blob[footer.TOCOffset:len(blob)-footer.Size], footer.TOCOffset)
+			want, err = estargz.Decode(blob[footer.TOCOffset:len(blob)-footer.Size], footer.TOCOffset)
 		} else {
 			var tarSplit digest.Digest
-			want, tarSplit, err = toc.DecodeZstdChunked(blob[footer.TOCOffset:footer.TOCOffset+footer.TOCLength], footer)
+			want, tarSplit, err = zstdchunked.Decode(blob[footer.TOCOffset:footer.TOCOffset+footer.TOCLength], footer)
 			if err == nil {
 				want.TarSplitDigest = tarSplit
 			}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/registrytest"
 	"github.com/lazylayer/lazylayer/toc"
@@ -103,7 +105,7 @@ func TestOpenRoundTrips(t *testing.T) {
 				annotated := []fetcher.Range{{Offset: start, Length: blobSize - start}}
 				if format == toc.FormatZstdChunked {
 					// The format's own positions: its frames, no footer.
-					annotated[0].Length -= toc.LegacyZstdChunkedFooterSize // what the writer writes
+					annotated[0].Length -= zstdchunked.LegacyFooterSize // what the writer writes
 				}
 				// Annotations that pin the TOC but do not locate it, and
 				// the same with an index position.
@@ -217,7 +219,7 @@ func TestOpenOverHTTP(t *testing.T) {
 		}
 		end := size // of what the annotations locate
 		if format == toc.FormatZstdChunked {
-			end -= toc.LegacyZstdChunkedFooterSize
+			end -= zstdchunked.LegacyFooterSize
 		}
 		tail := size - DefaultTailHint
 		if start >= tail {
@@ -284,8 +286,8 @@ func FuzzOpenIndexPosition(f *testing.F) {
 			f.Fatal(err)
 		}
 		pin := maps.Clone(res.Annotations)
-		delete(pin, toc.AnnotationZstdChunkedManifestPosition)
-		delete(pin, toc.AnnotationZstdChunkedTarSplitPosition)
+		delete(pin, zstdchunked.AnnotationManifestPosition)
+		delete(pin, zstdchunked.AnnotationTarSplitPosition)
 		layers[i] = layer{blob.Bytes(), pin, res.TOCDigest, start}
 		f.Add(i == 1, start, int64(0))
 		f.Add(i == 1, start+10, int64(0))
@@ -336,7 +338,7 @@ func FuzzOpenZstdChunkedTOCPosition(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	_, footer, err := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	_, footer, err := zstdchunked.ParseAnnotations(res.Annotations)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -346,12 +348,12 @@ func FuzzOpenZstdChunkedTOCPosition(f *testing.F) {
 	f.Add(int64(1<<62), int64(1<<62), int64(1))
 	const maxTOC, hint = 64 << 10, 4 << 10
 	size := int64(blob.Len())
-	index := size - (footer.TOCOffset - toc.SkippableFrameHeaderSize)
-	bound := max(hint, toc.SkippableFrameHeaderSize+3*maxCompressed(maxTOC)+maxUnvouchedTarSplit+toc.MaxFooterSize) + index
+	index := size - (footer.TOCOffset - zstdchunked.SkippableFrameHeaderSize)
+	bound := max(hint, zstdchunked.SkippableFrameHeaderSize+3*maxCompressed(maxTOC)+maxUnvouchedTarSplit+toc.MaxFooterSize) + index
 	f.Fuzz(func(t *testing.T, offset, length, uncompressed int64) {
 		a := map[string]string{
-			toc.AnnotationZstdChunkedManifestChecksum: res.Annotations[toc.AnnotationZstdChunkedManifestChecksum],
-			toc.AnnotationZstdChunkedManifestPosition: fmt.Sprintf("%d:%d:%d:1", offset, length, uncompressed),
+			zstdchunked.AnnotationManifestChecksum: res.Annotations[zstdchunked.AnnotationManifestChecksum],
+			zstdchunked.AnnotationManifestPosition: fmt.Sprintf("%d:%d:%d:1", offset, length, uncompressed),
 		}
 		var fetched int64
 		fe := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob.Bytes()), size, fetcher.WithObserver(func(info fetcher.RequestInfo) {
@@ -360,16 +362,16 @@ func FuzzOpenZstdChunkedTOCPosition(f *testing.F) {
 		l, err := Open(context.Background(), fe, WithAnnotations(a), WithMaxTOCSize(maxTOC), WithTailHint(hint))
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("%s: error %v", a[toc.AnnotationZstdChunkedManifestPosition], err)
+				t.Fatalf("%s: error %v", a[zstdchunked.AnnotationManifestPosition], err)
 			}
 			return
 		}
 		defer l.Close()
 		if n := fe.calls.Load(); n > 2 || fetched > bound {
-			t.Fatalf("%s: %d round trips, %d bytes", a[toc.AnnotationZstdChunkedManifestPosition], n, fetched)
+			t.Fatalf("%s: %d round trips, %d bytes", a[zstdchunked.AnnotationManifestPosition], n, fetched)
 		}
 		if l.TOC().Digest != res.TOCDigest || l.TOC().TarSplitDigest == "" {
-			t.Fatalf("%s: opened TOC %s (tar-split %q), want %s", a[toc.AnnotationZstdChunkedManifestPosition], l.TOC().Digest, l.TOC().TarSplitDigest, res.TOCDigest)
+			t.Fatalf("%s: opened TOC %s (tar-split %q), want %s", a[zstdchunked.AnnotationManifestPosition], l.TOC().Digest, l.TOC().TarSplitDigest, res.TOCDigest)
 		}
 		if got, err := l.ReadFile("hello"); err != nil || string(got) != "hello, world\n" {
 			t.Fatalf("ReadFile(hello) = %q, %v", got, err)

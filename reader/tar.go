@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
@@ -29,17 +31,25 @@ const tarBatchBytes = 16 << 20
 // bounded by one batch of frames, whatever the layer's size. Layers
 // without a tar-split fail with ErrNoTarSplit.
 func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error) {
+	if l.blob.verify() == verifySpans {
+		// The layer blob is the original tar, compressed or not.
+		h := sha256.New()
+		if err := l.wholeLayer(ctx, io.MultiWriter(w, h), false); err != nil {
+			return "", fmt.Errorf("reader: write tar: %w", l.closedErr(err))
+		}
+		return digest.NewDigest(digest.SHA256, h), nil
+	}
 	if l.tarSplit == nil {
 		return "", fmt.Errorf("reader: %v layer: %w", l.format(), ErrNoTarSplit)
 	}
-	r, err := toc.NewTarSplitReader(l.tarSplit, l.idx.meta.TarSplitDigest, toc.WithMaxTarSplitSize(l.cfg.maxTarSplit))
+	r, err := zstdchunked.NewTarSplitReader(l.tarSplit, l.idx.meta.TarSplitDigest, zstdchunked.WithMaxTarSplitSize(l.cfg.maxTarSplit))
 	if err != nil {
 		return "", fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	defer r.Close()
 	h := sha256.New()
 	contents := newTarContents(ctx, l)
-	if _, err := toc.WriteTarFromTarSplit(io.MultiWriter(w, h), r, contents.open); err != nil {
+	if _, err := zstdchunked.WriteTarFromTarSplit(io.MultiWriter(w, h), r, contents.open); err != nil {
 		if l.ctx.Err() != nil {
 			err = l.closedErr(err)
 		}

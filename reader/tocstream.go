@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 )
@@ -214,7 +216,7 @@ func fetchDecoding(ctx context.Context, f fetcher.Fetcher, have blobRange, from,
 	d := &tocDecoding{from: from, a: a, r: a.reader(from, limit, false), done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		d.index, d.json, d.err = toc.DecodeEStargzFrom(d.r, from, cfg.decodeOptions()...)
+		d.index, d.json, d.err = estargz.DecodeFrom(d.r, from, cfg.decodeOptions()...)
 	}()
 	if err := a.fetch(ctx, f); err != nil {
 		d.stop()
@@ -240,5 +242,5 @@ func (d *tocDecoding) stop() {
 // decodeEStargzMember decodes a TOC member held in memory, inflating and
 // decoding at once.
 func decodeEStargzMember(member []byte, tocOffset int64, cfg config) (*toc.TOC, []byte, error) {
-	return toc.DecodeEStargzFrom(bytes.NewReader(member), tocOffset, cfg.decodeOptions()...)
+	return estargz.DecodeFrom(bytes.NewReader(member), tocOffset, cfg.decodeOptions()...)
 }

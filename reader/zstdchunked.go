@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
@@ -23,7 +25,7 @@ import (
 // bytes arrive, and against the digest the TOC pins; only then is either
 // used.
 func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, tail blobRange, footer toc.Footer, cfg config) (*Layer, error) {
-	if err := toc.CheckZstdChunkedFooter(footer, size); err != nil {
+	if err := zstdchunked.CheckFooter(footer, size); err != nil {
 		return nil, fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	if err := checkZstdChunkedLimits(footer, cfg); err != nil {
@@ -61,11 +63,11 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 	if !hasTarSplit {
 		return nil, closeOnError(l, fmt.Errorf("reader: TOC pins tar-split %s, the blob has none: %w", o.tarSplitDigest, ErrCorrupt))
 	}
-	frameStart, end := footer.TarSplitOffset-toc.SkippableFrameHeaderSize, footer.TarSplitOffset+footer.TarSplitLength
+	frameStart, end := footer.TarSplitOffset-zstdchunked.SkippableFrameHeaderSize, footer.TarSplitOffset+footer.TarSplitLength
 	frame, ok := a.slice(frameStart, end)
 	if !ok {
 		if frame, ok = tail.slice(frameStart, end); !ok {
-			if err := toc.CheckTarSplitPosition(footer, o.index); err != nil {
+			if err := zstdchunked.CheckTarSplitPosition(footer, o.index); err != nil {
 				return nil, closeOnError(l, fmt.Errorf("reader: %w: %w", ErrCorrupt, err))
 			}
 			r, err := fetchRange(ctx, f, frameStart, end)
@@ -75,7 +77,7 @@ func openZstdChunkedLayer(ctx context.Context, f fetcher.Fetcher, size int64, ta
 			frame = r.data
 		}
 	}
-	tarSplit, err := toc.SkippableFramePayload(frame, frameStart, footer.TarSplitOffset, footer.TarSplitLength)
+	tarSplit, err := zstdchunked.SkippableFramePayload(frame, frameStart, footer.TarSplitOffset, footer.TarSplitLength)
 	if err != nil {
 		return nil, closeOnError(l, fmt.Errorf("reader: tar-split: %w: %w", ErrCorrupt, err))
 	}
@@ -97,7 +99,7 @@ func checkZstdChunkedLimits(footer toc.Footer, cfg config) error {
 	}
 	if footer.TarSplitLength > maxCompressed(cfg.maxTarSplit) || footer.TarSplitUncompressedLength > cfg.maxTarSplit {
 		return fmt.Errorf("reader: tar-split of %d bytes (%d compressed) exceeds the %d-byte limit: %w: %w",
-			footer.TarSplitUncompressedLength, footer.TarSplitLength, cfg.maxTarSplit, ErrCorrupt, toc.ErrTarSplitTooLarge)
+			footer.TarSplitUncompressedLength, footer.TarSplitLength, cfg.maxTarSplit, ErrCorrupt, zstdchunked.ErrTarSplitTooLarge)
 	}
 	return nil
 }
@@ -108,7 +110,7 @@ func checkZstdChunkedLimits(footer toc.Footer, cfg config) error {
 // size (0.77 times it for containers/storage's layer of the Go toolchain,
 // 0.9 times for 300,000 small files, 1.2 times for long names), a few KiB
 // for a small layer. A larger claim is checked against the verified TOC
-// first (toc.CheckTarSplitPosition), at the cost of a second request; so
+// first (zstdchunked.CheckTarSplitPosition), at the cost of a second request; so
 // what a footer can make Open fetch for nothing is bounded by three times
 // the TOC limit.
 const maxUnvouchedTarSplit = 1 << 20
@@ -136,19 +138,19 @@ type openedZstdTOC struct {
 // TOC as it arrives. So all this is done while the bytes are still
 // arriving. The layer is not handed out before the tar-split is checked.
 func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.Footer, withTarSplit bool, cfg config) openedZstdTOC {
-	frameStart, tocEnd := footer.TOCOffset-toc.SkippableFrameHeaderSize, footer.TOCOffset+footer.TOCLength
-	index, tarSplitDigest, err := toc.DecodeZstdChunkedFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, cfg.decodeOptions()...)
+	frameStart, tocEnd := footer.TOCOffset-zstdchunked.SkippableFrameHeaderSize, footer.TOCOffset+footer.TOCLength
+	index, tarSplitDigest, err := zstdchunked.DecodeFrom(a.reader(footer.TOCOffset, tocEnd, true), footer, cfg.decodeOptions()...)
 	if err != nil {
 		return openedZstdTOC{err: fmt.Errorf("reader: %w: %w", ErrCorrupt, err), undecodable: true}
 	}
 	// The decoder read the whole payload; the frame header may still be
 	// on its way.
-	var header [toc.SkippableFrameHeaderSize]byte
+	var header [zstdchunked.SkippableFrameHeaderSize]byte
 	if _, err := io.ReadFull(a.reader(frameStart, footer.TOCOffset, true), header[:]); err != nil {
 		return openedZstdTOC{err: fmt.Errorf("reader: TOC frame header: %w", err)}
 	}
 	frame, _ := a.slice(frameStart, tocEnd)
-	compressed, err := toc.SkippableFramePayload(frame, frameStart, footer.TOCOffset, footer.TOCLength)
+	compressed, err := zstdchunked.SkippableFramePayload(frame, frameStart, footer.TOCOffset, footer.TOCLength)
 	if err != nil {
 		return openedZstdTOC{err: fmt.Errorf("reader: TOC: %w: %w", ErrCorrupt, err)}
 	}
@@ -166,15 +168,15 @@ func openZstdTOC(ctx context.Context, f fetcher.Fetcher, a *arrival, footer toc.
 
 // checkTarSplit checks the compressed tar-split r delivers, which footer
 // locates, against index, the verified TOC that pins it with digest want:
-// its claimed size first (toc.CheckTarSplitPosition), then its records,
-// as they arrive (toc.CheckTarSplit), in bounded memory. The digest covers
+// its claimed size first (zstdchunked.CheckTarSplitPosition), then its records,
+// as they arrive (zstdchunked.CheckTarSplit), in bounded memory. The digest covers
 // every byte r delivers; a tar-split that is not the pinned one is
 // reported as that, whatever else is wrong with it.
 func checkTarSplit(r io.Reader, want digest.Digest, footer toc.Footer, index *toc.TOC, cfg config) error {
 	if err := want.Validate(); err != nil {
-		return fmt.Errorf("reader: tar-split digest %q: %w: %w: %w", untrusted.Short(string(want)), ErrCorrupt, toc.ErrInvalidTarSplit, err)
+		return fmt.Errorf("reader: tar-split digest %q: %w: %w: %w", untrusted.Short(string(want)), ErrCorrupt, zstdchunked.ErrInvalidTarSplit, err)
 	}
-	if err := toc.CheckTarSplitPosition(footer, index); err != nil {
+	if err := zstdchunked.CheckTarSplitPosition(footer, index); err != nil {
 		return fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
 	}
 	limit := cfg.maxTarSplit
@@ -183,16 +185,16 @@ func checkTarSplit(r io.Reader, want digest.Digest, footer toc.Footer, index *to
 	}
 	h := want.Algorithm().Hash()
 	tee := io.TeeReader(r, h)
-	tr, err := toc.NewTarSplitReaderFrom(tee, toc.WithMaxTarSplitSize(limit))
+	tr, err := zstdchunked.NewTarSplitReaderFrom(tee, zstdchunked.WithMaxTarSplitSize(limit))
 	if err == nil {
-		_, err = toc.CheckTarSplit(tr, index)
+		_, err = zstdchunked.CheckTarSplit(tr, index)
 		tr.Close()
 	}
 	if _, rerr := io.Copy(io.Discard, tee); rerr != nil {
 		return fmt.Errorf("reader: read tar-split: %w", rerr)
 	}
 	if got := digest.NewDigest(want.Algorithm(), h); got != want {
-		return fmt.Errorf("reader: tar-split has digest %s, TOC pins %s: %w: %w", got, want, ErrCorrupt, toc.ErrInvalidTarSplit)
+		return fmt.Errorf("reader: tar-split has digest %s, TOC pins %s: %w: %w", got, want, ErrCorrupt, zstdchunked.ErrInvalidTarSplit)
 	}
 	if err != nil {
 		return fmt.Errorf("reader: %w: %w", ErrCorrupt, err)
@@ -207,13 +209,13 @@ func checkTarSplit(r io.Reader, want digest.Digest, footer toc.Footer, index *to
 // spans of the same fetch.
 func indexArrival(tail blobRange, footer toc.Footer, withTarSplit bool) *arrival {
 	spans := []fetcher.Range{{
-		Offset: footer.TOCOffset - toc.SkippableFrameHeaderSize,
-		Length: footer.TOCLength + toc.SkippableFrameHeaderSize,
+		Offset: footer.TOCOffset - zstdchunked.SkippableFrameHeaderSize,
+		Length: footer.TOCLength + zstdchunked.SkippableFrameHeaderSize,
 	}}
 	if withTarSplit {
 		ts := fetcher.Range{
-			Offset: footer.TarSplitOffset - toc.SkippableFrameHeaderSize,
-			Length: footer.TarSplitLength + toc.SkippableFrameHeaderSize,
+			Offset: footer.TarSplitOffset - zstdchunked.SkippableFrameHeaderSize,
+			Length: footer.TarSplitLength + zstdchunked.SkippableFrameHeaderSize,
 		}
 		from, to := min(spans[0].Offset, ts.Offset), max(spans[0].End(), ts.End())
 		if to-from-spans[0].Length-ts.Length <= maxIndexGap {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -15,8 +17,8 @@ import (
 func TestZstdChunkedOpensTheFooterEveryReaderKnows(t *testing.T) {
 	input := zstdChunkedInput(t, 0o644)
 	blob, _ := buildZstdChunked(t, input)
-	footer, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
-	if err != nil || footer.Size != toc.LegacyZstdChunkedFooterSize || footer.TarSplitLength != 0 {
+	footer, err := parseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	if err != nil || footer.Size != zstdchunked.LegacyFooterSize || footer.TarSplitLength != 0 {
 		t.Fatalf("footer %+v, %v: want the 48-byte one, without a tar-split", footer, err)
 	}
 	for name, tc := range map[string]struct {

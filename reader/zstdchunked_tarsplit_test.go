@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
@@ -24,14 +26,14 @@ import (
 )
 
 // tarSplitRecords reads the records of a compressed tar-split.
-func tarSplitRecords(t *testing.T, compressed []byte) []*toc.TarSplitRecord {
+func tarSplitRecords(t *testing.T, compressed []byte) []*zstdchunked.TarSplitRecord {
 	t.Helper()
-	r, err := toc.NewTarSplitReader(compressed, "")
+	r, err := zstdchunked.NewTarSplitReader(compressed, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	var records []*toc.TarSplitRecord
+	var records []*zstdchunked.TarSplitRecord
 	for {
 		rec, err := r.Next()
 		if err == io.EOF {
@@ -45,10 +47,10 @@ func tarSplitRecords(t *testing.T, compressed []byte) []*toc.TarSplitRecord {
 }
 
 // packRecords compresses tar-split records.
-func packRecords(t *testing.T, records []*toc.TarSplitRecord) []byte {
+func packRecords(t *testing.T, records []*zstdchunked.TarSplitRecord) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	w, err := toc.NewTarSplitWriter(&b, 3, 0)
+	w, err := zstdchunked.NewTarSplitWriter(&b, 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,7 @@ func withTarSplit(t *testing.T, blob, split []byte) ([]byte, digest.Digest) {
 	data, tocJSON, old := indexParts(t, blob)
 	forged := bytes.Replace(tocJSON, []byte(digest.FromBytes(old)), []byte(digest.FromBytes(split)), 1)
 	out := reassemble(t, data, forged, split)
-	f, err := toc.ParseFooter(out[len(out)-toc.MaxFooterSize:])
+	f, err := parseFooter(out[len(out)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,26 +100,26 @@ func evilEntry(t *testing.T) []byte {
 func TestZstdChunkedOpenRefusesHiddenTarEntries(t *testing.T) {
 	blob, _ := buildZstdChunked(t, zstdChunkedInput(t, 0o644))
 	_, _, split := indexParts(t, blob)
-	for name, hide := range map[string]func([]*toc.TarSplitRecord) []*toc.TarSplitRecord{
-		"in a directory's segment": func(recs []*toc.TarSplitRecord) []*toc.TarSplitRecord {
+	for name, hide := range map[string]func([]*zstdchunked.TarSplitRecord) []*zstdchunked.TarSplitRecord{
+		"in a directory's segment": func(recs []*zstdchunked.TarSplitRecord) []*zstdchunked.TarSplitRecord {
 			recs[0].Payload = append(recs[0].Payload, evilEntry(t)...) // "./"
 			return recs
 		},
-		"after the end of the archive": func(recs []*toc.TarSplitRecord) []*toc.TarSplitRecord {
-			return append(recs, &toc.TarSplitRecord{Type: toc.TarSplitSegment, Payload: slices.Concat(evilEntry(t), make([]byte, 1024))})
+		"after the end of the archive": func(recs []*zstdchunked.TarSplitRecord) []*zstdchunked.TarSplitRecord {
+			return append(recs, &zstdchunked.TarSplitRecord{Type: zstdchunked.TarSplitSegment, Payload: slices.Concat(evilEntry(t), make([]byte, 1024))})
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			forged, pin := withTarSplit(t, blob, packRecords(t, hide(tarSplitRecords(t, split))))
 			l, _, err := openZstdChunkedBlob(t, forged, WithTOCDigest(pin))
-			if !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrTarSplitMismatch) {
+			if !errors.Is(err, ErrCorrupt) || !errors.Is(err, zstdchunked.ErrTarSplitMismatch) {
 				var listed []string
 				if err == nil {
 					var out bytes.Buffer
 					l.WriteTar(context.Background(), &out)
 					listed = tarNames(t, out.Bytes())
 				}
-				t.Fatalf("Open: error %v, want ErrCorrupt and toc.ErrTarSplitMismatch; WriteTar writes %q", err, listed)
+				t.Fatalf("Open: error %v, want ErrCorrupt and zstdchunked.ErrTarSplitMismatch; WriteTar writes %q", err, listed)
 			}
 		})
 	}
@@ -150,7 +152,7 @@ func TestZstdChunkedWriteTarListsTheTOC(t *testing.T) {
 		t.Skip("no tar command")
 	}
 	ours, _ := buildZstdChunked(t, zstdChunkedInput(t, 0o644))
-	storageBlob, err := os.ReadFile("../toc/testdata/zstdchunked-storage.blob")
+	storageBlob, err := os.ReadFile("../toc/zstdchunked/testdata/zstdchunked-storage.blob")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +225,7 @@ func TestZstdChunkedTarSplitCheckStreams(t *testing.T) {
 	}
 	tw.Close()
 	var split bytes.Buffer
-	w, err := toc.NewTarSplitWriter(&split, 1, 0)
+	w, err := zstdchunked.NewTarSplitWriter(&split, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,12 +240,12 @@ func TestZstdChunkedTarSplitCheckStreams(t *testing.T) {
 	forged, pin := withTarSplit(t, blob, split.Bytes())
 	// The footer keeps quiet about the tar-split's size, so that only
 	// its records can give it away.
-	f, err := toc.ParseFooter(forged[len(forged)-toc.MaxFooterSize:])
+	f, err := parseFooter(forged[len(forged)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.TarSplitUncompressedLength = 0
-	footer, err := toc.ZstdChunkedFooter(f)
+	footer, err := zstdchunked.Footer(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,8 +256,8 @@ func TestZstdChunkedTarSplitCheckStreams(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, _, err = openZstdChunkedBlob(t, forged, WithTOCDigest(pin))
 	runtime.ReadMemStats(&after)
-	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrTarSplitMismatch) {
-		t.Fatalf("Open: error %v, want ErrCorrupt and toc.ErrTarSplitMismatch", err)
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, zstdchunked.ErrTarSplitMismatch) {
+		t.Fatalf("Open: error %v, want ErrCorrupt and zstdchunked.ErrTarSplitMismatch", err)
 	}
 	if len(err.Error()) > 512 {
 		t.Errorf("error of %d bytes", len(err.Error()))
@@ -266,8 +268,8 @@ func TestZstdChunkedTarSplitCheckStreams(t *testing.T) {
 	}
 }
 
-// tarSplitPacker is a storage.Packer writing to a toc.TarSplitWriter.
-type tarSplitPacker struct{ w *toc.TarSplitWriter }
+// tarSplitPacker is a storage.Packer writing to a zstdchunked.TarSplitWriter.
+type tarSplitPacker struct{ w *zstdchunked.TarSplitWriter }
 
 func (p tarSplitPacker) AddEntry(e storage.Entry) (int, error) {
 	if e.Type == storage.SegmentType {
@@ -328,21 +330,21 @@ func (f *boundedFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn f
 // fetched little.
 func TestZstdChunkedFooterClaimingHugeTarSplit(t *testing.T) {
 	blob, res := buildZstdChunked(t, zstdChunkedInput(t, 0o644))
-	pin, f, err := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	pin, f, err := zstdchunked.ParseAnnotations(res.Annotations)
 	if err != nil {
 		t.Fatal(err)
 	}
 	head := bytes.Clone(blob[:f.TOCOffset+f.TOCLength])
-	f.TarSplitOffset = int64(len(head)) + toc.SkippableFrameHeaderSize
+	f.TarSplitOffset = int64(len(head)) + zstdchunked.SkippableFrameHeaderSize
 	f.TarSplitLength, f.TarSplitUncompressedLength = 1<<30, 1<<30
 	head = binary.LittleEndian.AppendUint32(head, 0x184D2A50)
 	head = binary.LittleEndian.AppendUint32(head, uint32(f.TarSplitLength))
-	footer, err := toc.ZstdChunkedFooter(f)
+	footer, err := zstdchunked.Footer(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	huge := sparseBlob{head: head, tail: footer, size: f.TarSplitOffset + f.TarSplitLength + int64(len(footer))}
-	annotations := toc.ZstdChunkedAnnotations(pin, "", f)
+	annotations := zstdchunked.Annotations(pin, "", f)
 	for name, opts := range map[string][]Option{
 		"footer":      {WithTOCDigest(pin)},
 		"annotations": {WithAnnotations(annotations)},
@@ -353,10 +355,10 @@ func TestZstdChunkedFooterClaimingHugeTarSplit(t *testing.T) {
 			if err == nil {
 				l.Close()
 			}
-			if !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrTarSplitTooLarge) {
-				t.Errorf("Open: error %v, want ErrCorrupt and toc.ErrTarSplitTooLarge", err)
+			if !errors.Is(err, ErrCorrupt) || !errors.Is(err, zstdchunked.ErrTarSplitTooLarge) {
+				t.Errorf("Open: error %v, want ErrCorrupt and zstdchunked.ErrTarSplitTooLarge", err)
 			}
-			if bf.asked > DefaultTailHint+f.TOCLength+toc.SkippableFrameHeaderSize {
+			if bf.asked > DefaultTailHint+f.TOCLength+zstdchunked.SkippableFrameHeaderSize {
 				t.Errorf("Open asked for %d bytes", bf.asked)
 			}
 		})

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
@@ -110,10 +112,10 @@ func TestZstdChunkedAnnotationsFetchIndexOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, footer, _ := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	_, footer, _ := zstdchunked.ParseAnnotations(res.Annotations)
 	want := fetcher.Range{
-		Offset: footer.TOCOffset - toc.SkippableFrameHeaderSize,
-		Length: footer.TarSplitOffset + footer.TarSplitLength - footer.TOCOffset + toc.SkippableFrameHeaderSize,
+		Offset: footer.TOCOffset - zstdchunked.SkippableFrameHeaderSize,
+		Length: footer.TarSplitOffset + footer.TarSplitLength - footer.TOCOffset + zstdchunked.SkippableFrameHeaderSize,
 	}
 	if f.calls.Load() != 1 || len(f.asked) != 1 || f.asked[0] != want {
 		t.Errorf("Open with annotations fetched %v in %d calls, want only %v", f.asked, f.calls.Load(), want)
@@ -124,17 +126,17 @@ func TestZstdChunkedAnnotationsFetchIndexOnce(t *testing.T) {
 		t.Errorf("contradicting WithTOCDigest: error %v, want ErrTOCDigest", err)
 	}
 	other := digest.FromString("other").String()
-	bad := withAnnotation(res.Annotations, toc.AnnotationZstdChunkedManifestChecksum, other)
+	bad := withAnnotation(res.Annotations, zstdchunked.AnnotationManifestChecksum, other)
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(bad)); !errors.Is(err, ErrTOCDigest) {
 		t.Errorf("wrong manifest checksum: error %v, want ErrTOCDigest", err)
 	}
-	bad = withAnnotation(res.Annotations, toc.AnnotationZstdChunkedManifestPosition, "1:-2:3:1")
+	bad = withAnnotation(res.Annotations, zstdchunked.AnnotationManifestPosition, "1:-2:3:1")
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(bad)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("malformed position: error %v, want ErrCorrupt", err)
 	}
 	// The two spellings of a key pin different TOCs: neither is trusted.
 	bad = maps.Clone(res.Annotations)
-	bad[toc.LegacyAnnotationZstdChunkedManifestChecksum] = other
+	bad[zstdchunked.LegacyAnnotationManifestChecksum] = other
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(bad)); !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrInvalidAnnotation) {
 		t.Errorf("spellings disagree: error %v, want ErrCorrupt and toc.ErrInvalidAnnotation", err)
 	}
@@ -149,13 +151,13 @@ func TestZstdChunkedAnnotationsFetchIndexOnce(t *testing.T) {
 func TestZstdChunkedTOCAnnotationsFetchFromTheTOC(t *testing.T) {
 	input := zstdChunkedInput(t, 0o644)
 	blob, res := buildZstdChunked(t, input)
-	_, footer, _ := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	_, footer, _ := zstdchunked.ParseAnnotations(res.Annotations)
 	tocOnly := map[string]string{
-		toc.AnnotationZstdChunkedManifestChecksum: res.Annotations[toc.AnnotationZstdChunkedManifestChecksum],
-		toc.AnnotationZstdChunkedManifestPosition: res.Annotations[toc.AnnotationZstdChunkedManifestPosition],
+		zstdchunked.AnnotationManifestChecksum: res.Annotations[zstdchunked.AnnotationManifestChecksum],
+		zstdchunked.AnnotationManifestPosition: res.Annotations[zstdchunked.AnnotationManifestPosition],
 	}
 	size := int64(len(blob))
-	start := footer.TOCOffset - toc.SkippableFrameHeaderSize
+	start := footer.TOCOffset - zstdchunked.SkippableFrameHeaderSize
 	for name, hint := range map[string]int64{"default tail hint": 0, "short tail hint": 100} {
 		t.Run(name, func(t *testing.T) {
 			l, f, err := openZstdChunkedBlob(t, blob, WithAnnotations(tocOnly), WithTailHint(hint))
@@ -177,7 +179,7 @@ func TestZstdChunkedTOCAnnotationsFetchFromTheTOC(t *testing.T) {
 		// A TOC of 100 bytes at the blob's start would leave more than
 		// a tar-split fetched with it may take.
 		big := append(pseudoRandom(2<<20, 7), blob...)
-		far := withAnnotation(tocOnly, toc.AnnotationZstdChunkedManifestPosition, "8:100:100:1")
+		far := withAnnotation(tocOnly, zstdchunked.AnnotationManifestPosition, "8:100:100:1")
 		_, f, _ := openZstdChunkedBlob(t, big, WithAnnotations(far), WithTailHint(4096))
 		want := fetcher.Range{Offset: int64(len(big)) - 4096, Length: 4096}
 		if len(f.asked) == 0 || f.asked[0] != want {
@@ -200,8 +202,8 @@ func TestZstdChunkedTOCAnnotationsFetchFromTheTOC(t *testing.T) {
 // annotation key (and its first spelling) set to v.
 func withAnnotation(a map[string]string, key, v string) map[string]string {
 	legacy := map[string]string{
-		toc.AnnotationZstdChunkedManifestChecksum: toc.LegacyAnnotationZstdChunkedManifestChecksum,
-		toc.AnnotationZstdChunkedManifestPosition: toc.LegacyAnnotationZstdChunkedManifestPosition,
+		zstdchunked.AnnotationManifestChecksum: zstdchunked.LegacyAnnotationManifestChecksum,
+		zstdchunked.AnnotationManifestPosition: zstdchunked.LegacyAnnotationManifestPosition,
 	}
 	a = maps.Clone(a)
 	a[key], a[legacy[key]] = v, v
@@ -247,20 +249,20 @@ func reassemble(t *testing.T, data, tocJSON, tarSplit []byte) []byte {
 // between the TOC and the tar-split.
 func reassembleApart(t *testing.T, data, tocJSON, tarSplit []byte, gap int) []byte {
 	t.Helper()
-	compressed, err := toc.CompressZstd(tocJSON, 3)
+	compressed, err := zstdchunked.CompressFrame(tocJSON, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	blob := bytes.Clone(data)
 	f := toc.Footer{Format: toc.FormatZstdChunked, TOCOffset: int64(len(blob)) + 8, TOCLength: int64(len(compressed)), TOCUncompressedLength: int64(len(tocJSON))}
-	blob, _ = toc.AppendSkippableFrame(blob, compressed)
+	blob, _ = zstdchunked.AppendSkippableFrame(blob, compressed)
 	if gap > 0 {
-		blob, _ = toc.AppendSkippableFrame(blob, make([]byte, gap))
+		blob, _ = zstdchunked.AppendSkippableFrame(blob, make([]byte, gap))
 	}
 	f.TarSplitOffset, f.TarSplitLength = int64(len(blob))+8, int64(len(tarSplit))
 	f.TarSplitUncompressedLength = uncompressedSize(t, tarSplit)
-	blob, _ = toc.AppendSkippableFrame(blob, tarSplit)
-	footer, err := toc.ZstdChunkedFooter(f)
+	blob, _ = zstdchunked.AppendSkippableFrame(blob, tarSplit)
+	footer, err := zstdchunked.Footer(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,12 +288,12 @@ func uncompressedSize(t *testing.T, compressed []byte) int64 {
 // compressed tar-split.
 func indexParts(t *testing.T, blob []byte) (data, tocJSON, tarSplit []byte) {
 	t.Helper()
-	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	f, err := parseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	f = toc.LocateZstdChunkedTarSplit(f, int64(len(blob)))
-	tocJSON, err = toc.DecompressZstdChunkedTOC(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
+	f = zstdchunked.LocateTarSplit(f, int64(len(blob)))
+	tocJSON, err = zstdchunked.DecompressTOC(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,25 +310,25 @@ func TestZstdChunkedTarSplitMustMatchTheTOC(t *testing.T) {
 	oldDigest, newDigest := digest.FromBytes(split).String(), digest.FromBytes(otherSplit).String()
 	forged := bytes.Replace(tocJSON, []byte(oldDigest), []byte(newDigest), 1)
 	_, _, err := openZstdChunkedBlob(t, reassemble(t, data, forged, otherSplit))
-	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrTarSplitMismatch) {
-		t.Errorf("tar-split with other modes: error %v, want ErrCorrupt and toc.ErrTarSplitMismatch", err)
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, zstdchunked.ErrTarSplitMismatch) {
+		t.Errorf("tar-split with other modes: error %v, want ErrCorrupt and zstdchunked.ErrTarSplitMismatch", err)
 	}
 	// A tar-split that is not the one the TOC pins.
 	_, _, err = openZstdChunkedBlob(t, reassemble(t, data, tocJSON, otherSplit))
-	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrInvalidTarSplit) {
-		t.Errorf("unpinned tar-split: error %v, want ErrCorrupt and toc.ErrInvalidTarSplit", err)
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, zstdchunked.ErrInvalidTarSplit) {
+		t.Errorf("unpinned tar-split: error %v, want ErrCorrupt and zstdchunked.ErrInvalidTarSplit", err)
 	}
 }
 
 func TestZstdChunkedBadIndexFrames(t *testing.T) {
 	blob, res := buildZstdChunked(t, zstdChunkedInput(t, 0o644))
-	_, footer, _ := toc.ParseZstdChunkedAnnotations(res.Annotations)
+	_, footer, _ := zstdchunked.ParseAnnotations(res.Annotations)
 
 	// An index larger than the limit is refused before it is decompressed.
 	if _, _, err := openZstdChunkedBlob(t, blob, WithMaxTOCSize(64)); !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrTOCTooLarge) {
 		t.Errorf("TOC over the limit: error %v, want ErrCorrupt and toc.ErrTOCTooLarge", err)
 	}
-	huge := withAnnotation(res.Annotations, toc.AnnotationZstdChunkedManifestPosition, "8:1000000000000:1:1")
+	huge := withAnnotation(res.Annotations, zstdchunked.AnnotationManifestPosition, "8:1000000000000:1:1")
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(huge)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("TOC longer than the blob: error %v, want ErrCorrupt", err)
 	}
@@ -335,8 +337,8 @@ func TestZstdChunkedBadIndexFrames(t *testing.T) {
 	lying := bytes.Clone(blob)
 	at := footer.TOCOffset - 4
 	binary.LittleEndian.PutUint32(lying[at:], uint32(footer.TOCLength-1))
-	if _, _, err := openZstdChunkedBlob(t, lying); !errors.Is(err, ErrCorrupt) || !errors.Is(err, toc.ErrInvalidFrame) {
-		t.Errorf("frame header lying about its length: error %v, want ErrCorrupt and toc.ErrInvalidFrame", err)
+	if _, _, err := openZstdChunkedBlob(t, lying); !errors.Is(err, ErrCorrupt) || !errors.Is(err, zstdchunked.ErrInvalidFrame) {
+		t.Errorf("frame header lying about its length: error %v, want ErrCorrupt and zstdchunked.ErrInvalidFrame", err)
 	}
 	// A damaged TOC whose digest is pinned is reported as not the pinned
 	// one, whether or not it still decodes.
@@ -352,7 +354,7 @@ func TestZstdChunkedBadIndexFrames(t *testing.T) {
 	}
 	// Annotations that place the tar-split one byte off.
 	off := maps.Clone(res.Annotations)
-	off[toc.AnnotationZstdChunkedTarSplitPosition] = fmt.Sprintf("%d:%d:%d", footer.TarSplitOffset+1, footer.TarSplitLength-1, footer.TarSplitUncompressedLength)
+	off[zstdchunked.AnnotationTarSplitPosition] = fmt.Sprintf("%d:%d:%d", footer.TarSplitOffset+1, footer.TarSplitLength-1, footer.TarSplitUncompressedLength)
 	if _, _, err := openZstdChunkedBlob(t, blob, WithAnnotations(off)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("tar-split position off by one: error %v, want ErrCorrupt", err)
 	}

@@ -18,9 +18,9 @@ const (
 	// FormatZstdChunked is zstd:chunked: zstd frames plus a TOC, tar-split
 	// and footer in skippable frames.
 	FormatZstdChunked
-	// FormatGzipIndex is an unmodified gzip layer with a separate span
-	// index (SOCI-style zTOC).
-	FormatGzipIndex
+	// FormatSOCI is an unmodified gzip or uncompressed tar layer indexed
+	// by a separate soci-snapshotter zTOC (package toc/soci).
+	FormatSOCI
 )
 
 // String returns the format's conventional name.
@@ -30,8 +30,8 @@ func (f Format) String() string {
 		return "estargz"
 	case FormatZstdChunked:
 		return "zstd:chunked"
-	case FormatGzipIndex:
-		return "gzip-index"
+	case FormatSOCI:
+		return "soci"
 	default:
 		return "unknown"
 	}
@@ -172,6 +172,17 @@ type Chunk struct {
 	Zeros bool
 }
 
+// Landmark entries, which eStargz defines and zstd:chunked writers keep:
+// files that mark where the prioritised files end. Readers hide them.
+const (
+	// PrefetchLandmark is the entry that ends the prioritised files: the
+	// bytes before its data should be fetched first.
+	PrefetchLandmark = ".prefetch.landmark"
+	// NoPrefetchLandmark is the first entry of a layer whose producer
+	// prioritised no files.
+	NoPrefetchLandmark = ".no.prefetch.landmark"
+)
+
 // TOC is a decoded layer index.
 type TOC struct {
 	Format Format
@@ -196,7 +207,7 @@ type TOC struct {
 	// ChunkSize is the producer's maximum chunk size, when known. eStargz
 	// needs it to encode a TOC the way the reference writer does, which
 	// writes chunkSize on a file's last chunk only when that chunk is
-	// exactly ChunkSize long. UnmarshalEStargz sets it to the largest explicit
+	// exactly ChunkSize long. estargz.Unmarshal sets it to the largest explicit
 	// chunkSize in the TOC, so that a decoded TOC encodes back to the same
 	// bytes. Zero means unknown.
 	ChunkSize int64

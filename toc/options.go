@@ -35,26 +35,29 @@ const (
 	DefaultMaxNameBytes = 128 << 20
 )
 
-// A DecodeOption configures a decoder of this package.
-type DecodeOption func(*decodeConfig)
+// A DecodeOption sets a decoding limit. Every codec's decoders take them.
+type DecodeOption func(*Limits)
 
-type decodeConfig struct {
-	maxTOCSize     int64
-	maxEntries     int
-	maxNameLength  int
-	maxPathDepth   int
-	maxImpliedDirs int
-	maxNameBytes   int64
+// Limits are the decoding limits DecodeOptions select, for a codec to
+// apply to the index it decodes. Each With function documents its field.
+type Limits struct {
+	MaxTOCSize     int64
+	MaxEntries     int
+	MaxNameLength  int
+	MaxPathDepth   int
+	MaxImpliedDirs int
+	MaxNameBytes   int64
 }
 
-func newDecodeConfig(opts []DecodeOption) decodeConfig {
-	c := decodeConfig{
-		maxTOCSize:     DefaultMaxTOCSize,
-		maxEntries:     DefaultMaxEntries,
-		maxNameLength:  DefaultMaxNameLength,
-		maxPathDepth:   DefaultMaxPathDepth,
-		maxImpliedDirs: DefaultMaxImpliedDirs,
-		maxNameBytes:   DefaultMaxNameBytes,
+// NewLimits returns the limits opts select, the defaults for the others.
+func NewLimits(opts ...DecodeOption) Limits {
+	c := Limits{
+		MaxTOCSize:     DefaultMaxTOCSize,
+		MaxEntries:     DefaultMaxEntries,
+		MaxNameLength:  DefaultMaxNameLength,
+		MaxPathDepth:   DefaultMaxPathDepth,
+		MaxImpliedDirs: DefaultMaxImpliedDirs,
+		MaxNameBytes:   DefaultMaxNameBytes,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -67,20 +70,20 @@ func newDecodeConfig(opts []DecodeOption) decodeConfig {
 // more than about n bytes are ever decompressed. A value <= 0 selects
 // DefaultMaxTOCSize.
 func WithMaxTOCSize(n int64) DecodeOption {
-	return func(c *decodeConfig) { c.maxTOCSize = limits.Or(n, DefaultMaxTOCSize) }
+	return func(c *Limits) { c.MaxTOCSize = limits.Or(n, DefaultMaxTOCSize) }
 }
 
 // WithMaxEntries limits the number of entries an index may list to n,
 // counting each chunk entry. A value <= 0 selects DefaultMaxEntries.
 func WithMaxEntries(n int) DecodeOption {
-	return func(c *decodeConfig) { c.maxEntries = limits.Or(n, DefaultMaxEntries) }
+	return func(c *Limits) { c.MaxEntries = limits.Or(n, DefaultMaxEntries) }
 }
 
 // WithMaxNameLength limits the length of every entry name and link
 // target to n bytes, as the index spells it; a longer one is an error
 // wrapping ErrInvalidTOC. A value <= 0 selects DefaultMaxNameLength.
 func WithMaxNameLength(n int) DecodeOption {
-	return func(c *decodeConfig) { c.maxNameLength = limits.Or(n, DefaultMaxNameLength) }
+	return func(c *Limits) { c.MaxNameLength = limits.Or(n, DefaultMaxNameLength) }
 }
 
 // WithMaxPathDepth limits every entry name and link target to n
@@ -88,7 +91,7 @@ func WithMaxNameLength(n int) DecodeOption {
 // and link targets as the index spells them; a deeper one is an error
 // wrapping ErrInvalidTOC. A value <= 0 selects DefaultMaxPathDepth.
 func WithMaxPathDepth(n int) DecodeOption {
-	return func(c *decodeConfig) { c.maxPathDepth = limits.Or(n, DefaultMaxPathDepth) }
+	return func(c *Limits) { c.MaxPathDepth = limits.Or(n, DefaultMaxPathDepth) }
 }
 
 // WithMaxImpliedDirs limits to n the parent directories that entry names
@@ -101,12 +104,12 @@ func WithMaxPathDepth(n int) DecodeOption {
 // order it is at least the number a reader creates. More is an error
 // wrapping ErrTOCTooLarge. A value <= 0 selects DefaultMaxImpliedDirs.
 func WithMaxImpliedDirs(n int) DecodeOption {
-	return func(c *decodeConfig) { c.maxImpliedDirs = limits.Or(n, DefaultMaxImpliedDirs) }
+	return func(c *Limits) { c.MaxImpliedDirs = limits.Or(n, DefaultMaxImpliedDirs) }
 }
 
 // WithMaxNameBytes limits the total length of all entry names and link
 // targets of an index to n bytes; more is an error wrapping
 // ErrTOCTooLarge. A value <= 0 selects DefaultMaxNameBytes.
 func WithMaxNameBytes(n int64) DecodeOption {
-	return func(c *decodeConfig) { c.maxNameBytes = limits.Or(n, DefaultMaxNameBytes) }
+	return func(c *Limits) { c.MaxNameBytes = limits.Or(n, DefaultMaxNameBytes) }
 }

@@ -3,8 +3,6 @@ package toc
 import (
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
@@ -42,33 +40,12 @@ func ParseIndexPositionAnnotations(a map[string]string) (offset, length int64, e
 	if !ok {
 		return 0, 0, fmt.Errorf("toc: annotation %q: %w", AnnotationIndexPosition, ErrMissingAnnotation)
 	}
-	v, err := parsePosition(s, 2)
+	v, err := untrusted.Decimals(s, 2)
 	if err != nil {
-		return 0, 0, fmt.Errorf("toc: annotation %q: %w", AnnotationIndexPosition, err)
+		return 0, 0, fmt.Errorf("toc: annotation %q: %w: %w", AnnotationIndexPosition, err, ErrInvalidAnnotation)
 	}
 	if offset, length = v[0], v[1]; length == 0 || offset > math.MaxInt64-length {
 		return 0, 0, fmt.Errorf("toc: annotation %q: %d bytes at %d: impossible range: %w", AnnotationIndexPosition, length, offset, ErrInvalidAnnotation)
 	}
 	return offset, length, nil
-}
-
-// parsePosition parses n colon-separated unsigned decimal integers.
-func parsePosition(s string, n int) ([]int64, error) {
-	parts := strings.SplitN(s, ":", n+1)
-	if len(parts) != n {
-		return nil, fmt.Errorf("%q has %d fields, want %d: %w", untrusted.Short(s), strings.Count(s, ":")+1, n, ErrInvalidAnnotation)
-	}
-	v := make([]int64, n)
-	for i, p := range parts {
-		// ParseInt alone would accept a sign.
-		if p == "" || strings.Trim(p, "0123456789") != "" {
-			return nil, fmt.Errorf("%q: field %d is not a decimal number: %w", untrusted.Short(s), i, ErrInvalidAnnotation)
-		}
-		x, err := strconv.ParseInt(p, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%q: field %d out of range: %w", untrusted.Short(s), i, ErrInvalidAnnotation)
-		}
-		v[i] = x
-	}
-	return v, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/lazylayer/lazylayer/internal/iox"
 
 	"github.com/lazylayer/lazylayer/toc"
@@ -228,7 +230,7 @@ func finishBlob(cfg *config, sink *blobSink, a *assembler, res *Result) error {
 		t.PrefetchEnd, _ = x.member(a.prefetchMember)
 	}
 	encode := func(w io.Writer) error {
-		enc := toc.NewEStargzEncoder(w, cfg.chunkSize)
+		enc := estargz.NewEncoder(w, cfg.chunkSize)
 		if err := x.each(false, func(e *logEntry) error { return enc.Encode(&e.Entry) }); err != nil {
 			return err
 		}
@@ -245,11 +247,11 @@ func finishBlob(cfg *config, sink *blobSink, a *assembler, res *Result) error {
 	t.Digest = digest.NewDigest(digest.SHA256, h)
 	// The DiffID covers the member's uncompressed bytes, exactly what a
 	// gunzip of the blob yields.
-	if err := toc.WriteEStargzTOCMemberFrom(sink.compressed(), sink.raw(), json.N, cfg.level, encode); err != nil {
+	if err := estargz.WriteTOCMemberFrom(sink.compressed(), sink.raw(), json.N, cfg.level, encode); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	if err := sink.write(toc.EStargzFooter(tocOffset), nil); err != nil {
+	if err := sink.write(estargz.Footer(tocOffset), nil); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	return sink.finish(res, &t, x, tocOffset, toc.EStargzAnnotations(t.Digest, sink.uncompressedSize))
+	return sink.finish(res, &t, x, tocOffset, estargz.Annotations(t.Digest, sink.uncompressedSize))
 }

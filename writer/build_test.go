@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/internal/tartest"
@@ -81,11 +84,11 @@ func gunzip(t testing.TB, blob []byte) []byte {
 // would: footer, TOC member, JSON.
 func decode(t testing.TB, blob []byte) *toc.TOC {
 	t.Helper()
-	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	f, err := estargz.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := toc.DecodeEStargz(blob[f.TOCOffset:len(blob)-f.Size], f.TOCOffset)
+	got, err := estargz.Decode(blob[f.TOCOffset:len(blob)-f.Size], f.TOCOffset)
 	if err != nil {
 		t.Fatalf("decoding TOC: %v", err)
 	}
@@ -523,13 +526,17 @@ func TestBuildAnnotatesIndexPosition(t *testing.T) {
 	input := smallKindsTar(t)
 	for _, format := range []toc.Format{toc.FormatEStargz, toc.FormatZstdChunked} {
 		blob, res := build(t, input, WithFormat(format), WithChunkSize(64<<10))
-		footer, err := toc.ParseFooter(blob)
+		parseFooter := estargz.ParseFooter
+		if format == toc.FormatZstdChunked {
+			parseFooter = zstdchunked.ParseFooter
+		}
+		footer, err := parseFooter(blob)
 		if err != nil {
 			t.Fatal(err)
 		}
 		start := footer.TOCOffset
 		if format == toc.FormatZstdChunked {
-			start -= toc.SkippableFrameHeaderSize
+			start -= zstdchunked.SkippableFrameHeaderSize
 		}
 		off, n, err := toc.ParseIndexPositionAnnotations(res.Annotations)
 		if err != nil || off != start || off+n != int64(len(blob)) {

@@ -95,7 +95,7 @@
 // manifest checksum and position under both keys, the tar-split position,
 // and the tar-split checksum. The 48-byte footer has no room for the
 // tar-split, which sits in the frame between the TOC and the footer; a
-// reader without annotations finds it there (toc.LocateZstdChunkedTarSplit)
+// reader without annotations finds it there (zstdchunked.LocateTarSplit)
 // and trusts it only if the TOC pins its digest. The tests of interop/e2e
 // run podman 4.3 and ctr-remote 0.12 on Build's blobs; the rows of later
 // containers/storage versions come from their source, and the interop

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
@@ -28,11 +30,11 @@ func FuzzBuild(f *testing.F) {
 				continue
 			}
 			b := blob.Bytes()
-			footer, err := toc.ParseFooter(b[len(b)-toc.MaxFooterSize:])
+			footer, err := estargz.ParseFooter(b[len(b)-toc.MaxFooterSize:])
 			if err != nil {
 				t.Fatalf("footer: %v", err)
 			}
-			if _, err := toc.DecodeEStargz(b[footer.TOCOffset:len(b)-footer.Size], footer.TOCOffset); err != nil {
+			if _, err := estargz.Decode(b[footer.TOCOffset:len(b)-footer.Size], footer.TOCOffset); err != nil {
 				t.Fatalf("TOC: %v", err)
 			}
 			zr, err := gzip.NewReader(bytes.NewReader(b))

@@ -9,9 +9,10 @@ import (
 	"io"
 	"strings"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/lazylayer/lazylayer/toc"
 )
 
 var (
@@ -154,10 +155,10 @@ func (er *entryReader) drain() (int64, error) {
 	return er.tap.n, nil
 }
 
-// isSparse reports whether h is a GNU sparse file (see toc.IsSparseTar).
+// isSparse reports whether h is a GNU sparse file (see zstdchunked.IsSparseTar).
 // archive/tar reads its contents expanded, holes as zeros, and sets Size
 // to the expanded size, not the size of the data the tar stores.
-func isSparse(h *tar.Header) bool { return toc.IsSparseTar(h.Typeflag, h.PAXRecords) }
+func isSparse(h *tar.Header) bool { return zstdchunked.IsSparseTar(h.Typeflag, h.PAXRecords) }
 
 // expandSparse turns rec, a sparse file, into the plain regular file that
 // archive/tar reads: a header re-encoded without the sparse map, and the

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
@@ -216,7 +218,7 @@ func landmark(name string) (*record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writer: landmark %q: %w", name, err)
 	}
-	return &record{hdr: h, raw: raw, payload: bytes.NewReader(toc.LandmarkContents())}, nil
+	return &record{hdr: h, raw: raw, payload: bytes.NewReader(estargz.LandmarkContents())}, nil
 }
 
 // tocEntry describes a tar header as a TOC entry. A PAX global header

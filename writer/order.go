@@ -10,6 +10,8 @@ import (
 	"os"
 	"path"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -27,7 +29,7 @@ func cleanName(name string) string {
 // landmarks.
 func droppedName(name string) bool {
 	switch cleanName(name) {
-	case toc.TOCTarName, toc.PrefetchLandmark, toc.NoPrefetchLandmark:
+	case estargz.TOCTarName, toc.PrefetchLandmark, toc.NoPrefetchLandmark:
 		return true
 	}
 	return false

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/estargz"
+
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/toc"
@@ -251,7 +253,7 @@ func TestSparseFilesWithRealTar(t *testing.T) {
 // withoutEStargzEntries drops the files eStargz adds: the landmark and
 // the TOC.
 func withoutEStargzEntries(files map[string][]byte) map[string][]byte {
-	for _, name := range []string{toc.PrefetchLandmark, toc.NoPrefetchLandmark, toc.TOCTarName} {
+	for _, name := range []string{toc.PrefetchLandmark, toc.NoPrefetchLandmark, estargz.TOCTarName} {
 		delete(files, name)
 	}
 	return files

@@ -9,6 +9,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/internal/iox"
 
 	"github.com/klauspost/compress/zstd"
@@ -87,13 +89,13 @@ type chunkedLayout struct {
 	cfg *config
 	frames
 
-	split  *toc.TarSplitWriter
+	split  *zstdchunked.TarSplitWriter
 	chunks *chunker
 	crc    hash.Hash64
 }
 
 func newChunkedLayout(ctx context.Context, cfg *config, pipe *pipeline, tarSplit io.Writer) (*chunkedLayout, error) {
-	split, err := toc.NewTarSplitWriter(tarSplit, cfg.indexLevel(), toc.IndexWindow)
+	split, err := zstdchunked.NewTarSplitWriter(tarSplit, cfg.indexLevel(), zstdchunked.IndexWindow)
 	if err != nil {
 		return nil, fmt.Errorf("writer: %w", err)
 	}
@@ -105,7 +107,7 @@ func newChunkedLayout(ctx context.Context, cfg *config, pipe *pipeline, tarSplit
 		ctx: ctx, cfg: cfg, frames: f,
 		split:  split,
 		chunks: newChunker(int(cfg.chunkSize), int(min(cfg.contentMin, cfg.chunkSize)), cfg.fixedChunks),
-		crc:    toc.NewTarSplitCRC(),
+		crc:    zstdchunked.NewTarSplitCRC(),
 	}, nil
 }
 
@@ -276,12 +278,12 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplit *pagedBytes, res *Re
 	t := toc.TOC{Format: toc.FormatZstdChunked, TarSplitDigest: l.split.Digest()}
 
 	encode := func(w io.Writer) (uncompressed int64, err error) {
-		zw, err := toc.NewZstdWriter(w, l.cfg.indexLevel(), toc.IndexWindow)
+		zw, err := zstdchunked.NewFrameWriter(w, l.cfg.indexLevel(), zstdchunked.IndexWindow)
 		if err != nil {
 			return 0, err
 		}
 		json := iox.CountingWriter{W: zw}
-		enc := toc.NewZstdChunkedEncoder(&json, t.TarSplitDigest)
+		enc := zstdchunked.NewEncoder(&json, t.TarSplitDigest)
 		err = x.each(false, func(e *logEntry) error {
 			// The TOC names entries as the tar does:
 			// containers/storage compares them with the tar-split's
@@ -320,19 +322,19 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplit *pagedBytes, res *Re
 	// follows the TOC, where readers without annotations find it.
 	f := toc.Footer{
 		Format:                     toc.FormatZstdChunked,
-		Size:                       toc.LegacyZstdChunkedFooterSize,
-		TOCOffset:                  dataEnd + toc.SkippableFrameHeaderSize,
+		Size:                       zstdchunked.LegacyFooterSize,
+		TOCOffset:                  dataEnd + zstdchunked.SkippableFrameHeaderSize,
 		TOCLength:                  compressed.N,
 		TOCUncompressedLength:      tocSize,
-		TarSplitOffset:             dataEnd + 2*toc.SkippableFrameHeaderSize + compressed.N,
+		TarSplitOffset:             dataEnd + 2*zstdchunked.SkippableFrameHeaderSize + compressed.N,
 		TarSplitLength:             tarSplitLength,
 		TarSplitUncompressedLength: tarSplitSize,
 	}
-	footer, err := toc.ZstdChunkedFooter(f)
+	footer, err := zstdchunked.Footer(f)
 	if err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	frame, err := toc.AppendSkippableFrameHeader(nil, compressed.N)
+	frame, err := zstdchunked.AppendSkippableFrameHeader(nil, compressed.N)
 	if err == nil {
 		err = sink.write(frame, nil)
 	}
@@ -340,7 +342,7 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplit *pagedBytes, res *Re
 		_, err = encode(sink.compressed())
 	}
 	if err == nil {
-		frame, err = toc.AppendSkippableFrameHeader(nil, tarSplitLength)
+		frame, err = zstdchunked.AppendSkippableFrameHeader(nil, tarSplitLength)
 	}
 	if err == nil {
 		err = sink.write(frame, nil)
@@ -354,7 +356,7 @@ func (l *chunkedLayout) finishBlob(sink *blobSink, tarSplit *pagedBytes, res *Re
 	if err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	return sink.finish(res, &t, x, dataEnd, toc.ZstdChunkedAnnotations(t.Digest, t.TarSplitDigest, f))
+	return sink.finish(res, &t, x, dataEnd, zstdchunked.Annotations(t.Digest, t.TarSplitDigest, f))
 }
 
 // utc returns t in UTC, keeping the zero Time (unknown) as it is.
@@ -367,6 +369,6 @@ func utc(t time.Time) time.Time {
 
 // errNotZeros refuses a tar with bytes other than zeros where tar readers
 // skip them (padding, and after the end of the archive): readers of a
-// tar-split refuse them (toc.CheckTarSplit), since a tar reader told to
+// tar-split refuse them (zstdchunked.CheckTarSplit), since a tar reader told to
 // ignore zero blocks (GNU tar -i) reads on past the end.
 var errNotZeros = fmt.Errorf("zstd:chunked keeps only zeros where tar readers skip bytes: %w", ErrUnsupportedEntry)

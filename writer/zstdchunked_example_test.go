@@ -8,6 +8,8 @@ import (
 	"io"
 	"log"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -35,7 +37,7 @@ func ExampleWithFormat() {
 	plain, _ := io.ReadAll(zr)
 	fmt.Println("decompresses to the input:", bytes.Equal(plain, input))
 	fmt.Println("DiffID is the input's digest:", res.DiffID == digest.FromBytes(input))
-	for _, k := range []string{toc.AnnotationZstdChunkedManifestChecksum, toc.AnnotationZstdChunkedManifestPosition, toc.AnnotationZstdChunkedTarSplitPosition} {
+	for _, k := range []string{zstdchunked.AnnotationManifestChecksum, zstdchunked.AnnotationManifestPosition, zstdchunked.AnnotationTarSplitPosition} {
 		_, ok := res.Annotations[k]
 		fmt.Println(k, ok)
 	}

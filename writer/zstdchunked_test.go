@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
@@ -35,28 +37,28 @@ func unzstd(t testing.TB, blob []byte) []byte {
 // after the TOC, and its uncompressed length measured.
 func decodeZstdChunked(t testing.TB, blob []byte) (*toc.TOC, toc.Footer) {
 	t.Helper()
-	f, err := toc.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
+	f, err := zstdchunked.ParseFooter(blob[len(blob)-toc.MaxFooterSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Size != toc.LegacyZstdChunkedFooterSize {
-		t.Fatalf("%d-byte footer, want the %d-byte one every footer reader accepts", f.Size, toc.LegacyZstdChunkedFooterSize)
+	if f.Size != zstdchunked.LegacyFooterSize {
+		t.Fatalf("%d-byte footer, want the %d-byte one every footer reader accepts", f.Size, zstdchunked.LegacyFooterSize)
 	}
-	f = toc.LocateZstdChunkedTarSplit(f, int64(len(blob)))
+	f = zstdchunked.LocateTarSplit(f, int64(len(blob)))
 	f.TarSplitUncompressedLength = int64(len(unzstd(t, blob[f.TarSplitOffset:f.TarSplitOffset+f.TarSplitLength])))
-	if err := toc.CheckZstdChunkedFooter(f, int64(len(blob))); err != nil {
+	if err := zstdchunked.CheckFooter(f, int64(len(blob))); err != nil {
 		t.Fatal(err)
 	}
-	got, tarSplitDigest, err := toc.DecodeZstdChunked(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f)
+	got, tarSplitDigest, err := zstdchunked.Decode(blob[f.TOCOffset:f.TOCOffset+f.TOCLength], f)
 	if err != nil {
 		t.Fatalf("decoding TOC: %v", err)
 	}
-	r, err := toc.NewTarSplitReader(blob[f.TarSplitOffset:f.TarSplitOffset+f.TarSplitLength], tarSplitDigest)
+	r, err := zstdchunked.NewTarSplitReader(blob[f.TarSplitOffset:f.TarSplitOffset+f.TarSplitLength], tarSplitDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if _, err := toc.CheckTarSplit(r, got); err != nil {
+	if _, err := zstdchunked.CheckTarSplit(r, got); err != nil {
 		t.Fatalf("tar-split disagrees with the TOC: %v", err)
 	}
 	return got, f
@@ -114,7 +116,7 @@ func TestBuildZstdChunkedKeepsTheTar(t *testing.T) {
 			if got.Digest != res.TOCDigest {
 				t.Errorf("TOC digest %s, Result says %s", got.Digest, res.TOCDigest)
 			}
-			tocDigest, af, err := toc.ParseZstdChunkedAnnotations(res.Annotations)
+			tocDigest, af, err := zstdchunked.ParseAnnotations(res.Annotations)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,9 +126,9 @@ func TestBuildZstdChunkedKeepsTheTar(t *testing.T) {
 			}
 			// Every reader's spelling is there.
 			a := res.Annotations
-			if a[toc.LegacyAnnotationZstdChunkedManifestChecksum] != a[toc.AnnotationZstdChunkedManifestChecksum] ||
-				a[toc.LegacyAnnotationZstdChunkedManifestPosition] != a[toc.AnnotationZstdChunkedManifestPosition] ||
-				a[toc.AnnotationZstdChunkedTarSplitChecksum] != res.TOC().TarSplitDigest.String() || res.TOC().TarSplitDigest == "" {
+			if a[zstdchunked.LegacyAnnotationManifestChecksum] != a[zstdchunked.AnnotationManifestChecksum] ||
+				a[zstdchunked.LegacyAnnotationManifestPosition] != a[zstdchunked.AnnotationManifestPosition] ||
+				a[zstdchunked.AnnotationTarSplitChecksum] != res.TOC().TarSplitDigest.String() || res.TOC().TarSplitDigest == "" {
 				t.Errorf("annotations %v lack the first spellings or the tar-split checksum %s", a, res.TOC().TarSplitDigest)
 			}
 			checkChunkFrames(t, blob, got, input)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/toc"
@@ -128,7 +130,7 @@ func indexSize(d ocispec.Descriptor) int64 {
 	if _, length, err := toc.ParseIndexPositionAnnotations(d.Annotations); err == nil {
 		return length
 	}
-	if _, f, err := toc.ParseZstdChunkedAnnotations(d.Annotations); err == nil {
+	if _, f, err := zstdchunked.ParseAnnotations(d.Annotations); err == nil {
 		return f.TOCLength
 	}
 	return 0

@@ -84,6 +84,7 @@ type Reader struct {
 	memberAt int64 // output offset where the current member started
 
 	final   bool
+	resumed bool // inside the member Resume started in, whose CRC is unknown
 	state   int
 	stored  int
 	copyLen int
@@ -132,6 +133,36 @@ func (z *Reader) Reset(r io.Reader) {
 		pre:        z.pre,
 	}
 	clear(z.out) // the window before a stream's start is zeros
+}
+
+// Resume makes z a Reader of a gzip stream from a Boundary on, keeping
+// its buffers and callbacks as Reset does. r starts at the byte that holds
+// the boundary's first bit: byte In-1 of the stream when bits (the
+// Boundary's Bits) is not 0, else byte In. window is the output before the
+// boundary, its last WindowSize bytes used (zeros before a shorter one).
+// Decoding goes on to the end of the stream, across members; the CRC-32
+// and length of the member it resumes in are not checked, as its start is
+// not decoded. A nil window says the boundary is a member's start, after
+// its header: then nothing before it may be referred to, and the member
+// is checked. The offsets of Boundary and InputOffset count from the
+// start of r and of the output after the boundary.
+func (z *Reader) Resume(r io.Reader, bits uint8, window []byte) {
+	z.Reset(r)
+	z.state = stateHeader
+	if window != nil {
+		window = window[max(0, len(window)-WindowSize):]
+		copy(z.out[WindowSize-len(window):], window)
+		z.memberAt = -WindowSize // back-references may reach the whole window
+		z.resumed = true
+	}
+	if bits&7 == 0 {
+		return
+	}
+	if !z.need(1) {
+		z.err = z.readErr("a block header")
+		return
+	}
+	z.bits, z.nb, z.pos = uint64(z.in[0]>>(8-bits&7)), uint(bits&7), 1
 }
 
 // InputOffset returns how many bytes of the stream the Reader has taken,
@@ -405,7 +436,9 @@ func (z *Reader) trailer() error {
 	z.crc = crc32.Update(z.crc, crc32.IEEETable, z.out[z.crcPos:])
 	z.crcPos = len(z.out)
 	size := uint32(z.outBase + int64(len(z.out)) - z.memberAt)
-	if binary.LittleEndian.Uint32(t[:]) != z.crc || binary.LittleEndian.Uint32(t[4:]) != size {
+	if z.resumed {
+		z.resumed = false
+	} else if binary.LittleEndian.Uint32(t[:]) != z.crc || binary.LittleEndian.Uint32(t[4:]) != size {
 		return z.corrupt("gzip member fails its CRC-32 or length check")
 	}
 	z.state = stateMember

@@ -192,6 +192,23 @@ func TestBoundaries(t *testing.T) {
 			if _, err := io.ReadFull(fr, rest); err != nil || !bytes.Equal(rest, want[p.Out:stop]) {
 				t.Fatalf("level %d: resuming at %+v: %v", level, p.In, err)
 			}
+			// Resume decodes to the stream's end, across members, and
+			// reports the boundaries after p relative to it.
+			var after []Boundary
+			r := NewReader(nil)
+			r.OnBoundary = func(b *Boundary) error {
+				after = append(after, Boundary{In: b.In + start, Bits: b.Bits, Out: b.Out + p.Out})
+				return nil
+			}
+			r.Resume(bytes.NewReader(gz[start:]), p.Bits, p.Window)
+			if rest, err := io.ReadAll(r); err != nil || !bytes.Equal(rest, want[p.Out:]) {
+				t.Fatalf("level %d: Resume at %+v: %v", level, p.In, err)
+			}
+			for k, b := range after {
+				if q := points[len(points)-len(after)+k]; q.In != b.In || q.Bits != b.Bits || q.Out != b.Out {
+					t.Fatalf("level %d: Resume at %d reports boundary %+v, want %+v", level, p.In, b, q)
+				}
+			}
 		}
 	}
 }

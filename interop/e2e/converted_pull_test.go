@@ -9,10 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/internal/localregistry"
 	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/lazylayer/lazylayer/internal/tooltest"
-	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -63,7 +64,7 @@ func TestPodmanPullsConvertedImagePartially(t *testing.T) {
 	t.Run("empty store", func(t *testing.T) {
 		reqs, m := pm.pullLogged(t, px, reg, "e2e/app:"+zstdChunked.tag)
 		for i, l := range m.Layers {
-			_, f, err := toc.ParseZstdChunkedAnnotations(l.Annotations)
+			_, f, err := zstdchunked.ParseAnnotations(l.Annotations)
 			if err != nil {
 				t.Fatal(err)
 			}

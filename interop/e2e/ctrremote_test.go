@@ -10,8 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/internal/tooltest"
-	"github.com/lazylayer/lazylayer/toc"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -91,7 +92,7 @@ func TestCtrRemoteParsesOurFooter(t *testing.T) {
 	c := startContainerd(t)
 	im := buildImage(t, baseFiles())
 	f := im.position(t)
-	tocJSON, err := toc.DecompressZstdChunkedTOC(im.layer[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
+	tocJSON, err := zstdchunked.DecompressTOC(im.layer[f.TOCOffset:f.TOCOffset+f.TOCLength], f.TOCUncompressedLength)
 	if err != nil {
 		t.Fatal(err)
 	}

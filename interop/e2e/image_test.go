@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/toc/zstdchunked"
+
 	"github.com/lazylayer/lazylayer/internal/localregistry"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/writer"
@@ -118,7 +120,7 @@ func (im *image) layerDigest() digest.Digest { return digest.FromBytes(im.layer)
 // annotations say.
 func (im *image) position(t *testing.T) toc.Footer {
 	t.Helper()
-	_, f, err := toc.ParseZstdChunkedAnnotations(im.res.Annotations)
+	_, f, err := zstdchunked.ParseAnnotations(im.res.Annotations)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +135,7 @@ func (im *image) tocRange(t *testing.T) string {
 
 // dataEnd is where the layer's data ends and its TOC frame starts.
 func (im *image) dataEnd(t *testing.T) int64 {
-	return im.position(t).TOCOffset - toc.SkippableFrameHeaderSize
+	return im.position(t).TOCOffset - zstdchunked.SkippableFrameHeaderSize
 }
 
 // push stores the image in repo of the registry under tag.
@@ -157,8 +159,8 @@ func (im *image) withNewKeysOnly(t *testing.T) *image {
 	out := *im
 	res := *im.res
 	res.Annotations = maps.Clone(im.res.Annotations)
-	delete(res.Annotations, toc.LegacyAnnotationZstdChunkedManifestChecksum)
-	delete(res.Annotations, toc.LegacyAnnotationZstdChunkedManifestPosition)
+	delete(res.Annotations, zstdchunked.LegacyAnnotationManifestChecksum)
+	delete(res.Annotations, zstdchunked.LegacyAnnotationManifestPosition)
 	out.res = &res
 	out.describe(t)
 	return &out
@@ -170,12 +172,12 @@ func (im *image) withNewKeysOnly(t *testing.T) *image {
 func (im *image) withNewFooter(t *testing.T) []byte {
 	t.Helper()
 	f := im.position(t)
-	f.Size = toc.ZstdChunkedFooterSize
-	footer, err := toc.ZstdChunkedFooter(f)
+	f.Size = zstdchunked.FooterSize
+	footer, err := zstdchunked.Footer(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(bytes.Clone(im.layer[:len(im.layer)-toc.LegacyZstdChunkedFooterSize]), footer...)
+	return append(bytes.Clone(im.layer[:len(im.layer)-zstdchunked.LegacyFooterSize]), footer...)
 }
 
 // checkFiles compares the regular files under dir with the image's.
