@@ -93,7 +93,7 @@ func (l *Layer) FetchAll(ctx context.Context, opts ...FetchAllOption) error {
 	stop := context.AfterFunc(l.ctx, func() { cancel(fs.ErrClosed) })
 	defer stop()
 	if l.blob.verify() == verifySpans {
-		if err := l.wholeLayer(ctx, io.Discard, true); err != nil {
+		if err := l.wholeLayer(ctx, io.Discard, &cfg); err != nil {
 			return l.backgroundErr(ctx, err)
 		}
 		return nil
