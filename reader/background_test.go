@@ -51,17 +51,24 @@ func TestBackgroundFetchSurvivesRegistryLoss(t *testing.T) {
 	}
 }
 
+// cachedCorpusLayer opens a layer of 20 files of 16 KiB chunks with a
+// cache, counting the fetches made after Open.
+func cachedCorpusLayer(t *testing.T) (*Layer, *countingFetcher) {
+	tarData, _ := corpusTar(t, 20, 64<<10, 2)
+	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+	l, err := Open(t.Context(), cf, WithCache(newMapCache()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	cf.reset()
+	return l, cf
+}
+
 func TestFetchAllWaitsForItsGate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tarData, _ := corpusTar(t, 20, 64<<10, 2)
-		blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
-		cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
-		l, err := Open(t.Context(), cf, WithCache(newMapCache()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		cf.reset()
+		l, cf := cachedCorpusLayer(t)
 
 		open := make(chan struct{})
 		var gated []int64
@@ -104,15 +111,7 @@ func TestFetchAllStopsAtItsGatesError(t *testing.T) {
 
 func TestFetchAllYieldsToReads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tarData, _ := corpusTar(t, 20, 64<<10, 2)
-		blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
-		cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
-		l, err := Open(t.Context(), cf, WithCache(newMapCache()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		cf.reset()
+		l, cf := cachedCorpusLayer(t)
 
 		l.foreground.Add(1) // a read is loading a chunk
 		done := make(chan error, 1)
