@@ -138,19 +138,16 @@ func fetchSOCIIndex(ctx context.Context, src Source, desc ocispec.Descriptor, cf
 type sociFinder struct {
 	done chan struct{}
 
-	index ocispec.Descriptor       // the SOCI index's, if one was found
-	arts  []soci.LayerArtifacts    // by layer, if it was decoded
-	err   error                    // the index found fails every layer it may serve
-	note  error                    // looking for an index failed
-	m     *ocispec.Manifest        // the image manifest
-	mdesc ocispec.Descriptor       // its descriptor
-	early *sociFetch               // the index the image index lists, being fetched
-	peers []ocispec.Descriptor     // the image index's entries, where the manifest is one
-	opts  []soci.Option            // WithSOCIOptions
-	src   Source                   // the image's
-	cfg   *config                  // Open's
-	once  sync.Once                // closes done
-	found func(ocispec.Descriptor) // for tests: called with the index found
+	index ocispec.Descriptor    // the SOCI index's, if one was found
+	arts  []soci.LayerArtifacts // by layer, if it was decoded
+	err   error                 // the index found fails every layer it may serve
+	note  error                 // looking for an index failed
+	m     *ocispec.Manifest     // the image manifest
+	mdesc ocispec.Descriptor    // its descriptor
+	early *sociFetch            // the index the image index lists, being fetched
+	peers []ocispec.Descriptor  // the image index's entries, where the manifest is one
+	src   Source                // the image's
+	cfg   *config               // Open's
 }
 
 // newSOCIFinder returns the finder of the SOCI index of the manifest m,
@@ -240,9 +237,6 @@ func (f *sociFinder) decode(data []byte) ([]soci.LayerArtifacts, error) {
 	}
 	if idx.Version == soci.IndexV1 && idx.Subject.Digest != f.mdesc.Digest {
 		return nil, fmt.Errorf("v1 index of manifest %s, not of %s: %w: %w", idx.Subject.Digest, f.mdesc.Digest, ErrInvalid, soci.ErrInvalidIndex)
-	}
-	if f.found != nil {
-		f.found(f.index)
 	}
 	arts, err := idx.Match(f.m.Layers)
 	if err != nil {
