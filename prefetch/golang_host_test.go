@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -46,9 +47,6 @@ func TestImageConfigGoHost(t *testing.T) {
 				"GOCACHE=" + filepath.Join(dir, "cache"), "GOPATH=" + filepath.Join(dir, "gopath"),
 				"GOTOOLCHAIN=local", "GOENV=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false"}
 			trace := filepath.Join(dir, "strace.txt")
-			if d := os.Getenv("GOHOST_DEBUG"); d != "" {
-				trace = d + "." + tc.name
-			}
 			cmd := exec.Command(strace, append([]string{"-f", "-qq", "-e", "trace=openat,open,execve", "-o", trace,
 				goroot + "/bin/go"}, append(tc.args, src)...)...)
 			cmd.Env, cmd.Dir = env, dir
@@ -75,26 +73,20 @@ func TestImageConfigGoHost(t *testing.T) {
 					overBytes += fi.Size()
 				}
 			}
-			if os.Getenv("GOHOST_DEBUG") != "" {
-				for p := range planned {
-					if !read[p] {
-						t.Log("over", p)
-					}
-				}
-			}
 			var missing []string
 			for f := range read {
 				if !planned[f] {
 					missing = append(missing, f)
 				}
 			}
+			slices.Sort(missing)
 			covered := len(read) - len(missing)
 			t.Logf("%s: GOROOT files opened or run: %d; planned: %d files, %.1f MB; covered %d (%.1f%%); "+
-				"planned and not opened: %.1f MB (%.1f%% of planned bytes); missing: %.20q",
+				"planned and not opened: %.1f MB (%.1f%% of planned bytes); first missing: %q",
 				tc.name, len(read), len(planned), float64(plannedBytes)/1e6, covered,
 				100*float64(covered)/float64(len(read)), float64(overBytes)/1e6,
-				100*float64(overBytes)/float64(plannedBytes), missing)
-			require.GreaterOrEqual(t, covered*100, len(read)*95, "missing %q", missing)
+				100*float64(overBytes)/float64(plannedBytes), missing[:min(len(missing), 10)])
+			require.GreaterOrEqual(t, covered*100, len(read)*95, "coverage under 95%%")
 		})
 	}
 }
