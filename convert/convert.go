@@ -61,6 +61,8 @@ func Image(ctx context.Context, src image.Source, dst image.Target, opts ...Opti
 		budget:  semaphore.NewWeighted(cfg.liveBudget()),
 		done:    make(map[digest.Digest]ocispec.Descriptor),
 		matched: make([]bool, len(cfg.platforms)),
+
+		sociIndexFor: make(map[digest.Digest]ocispec.Descriptor),
 	}
 	out, err := c.node(ctx, root, 0, nil)
 	if errors.Is(err, errNothingLeft) {
@@ -74,6 +76,9 @@ func Image(ctx context.Context, src image.Source, dst image.Target, opts ...Opti
 			}
 		}
 	}
+	if err == nil && cfg.soci != nil && c.sociIndexes == 0 {
+		err = fmt.Errorf("%w: every layer is zstd or under %d bytes", ErrNothingToIndex, cfg.soci.minLayerSize)
+	}
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("convert: %w", err)
 	}
@@ -86,6 +91,9 @@ func Image(ctx context.Context, src image.Source, dst image.Target, opts ...Opti
 // validate checks the options before anything is read: the writer's by
 // building an empty layer with them.
 func (c *config) validate(ctx context.Context) error {
+	if c.soci != nil {
+		return nil // no layer is written
+	}
 	if c.format != toc.FormatEStargz && c.format != toc.FormatZstdChunked {
 		return fmt.Errorf("convert: format %v: %w", c.format, writer.ErrInvalidOption)
 	}
@@ -145,6 +153,9 @@ type converter struct {
 	visited int
 	done    map[digest.Digest]ocispec.Descriptor // converted manifests and indexes, by source digest
 	matched []bool                               // cfg.platforms found
+
+	sociIndexFor map[digest.Digest]ocispec.Descriptor // WithSOCI: SOCI indexes, by converted manifest digest
+	sociIndexes  int
 }
 
 // node converts the manifest or index d, below depth indexes whose
@@ -198,10 +209,13 @@ func (c *converter) index(ctx context.Context, d ocispec.Descriptor, b []byte, d
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	var children []ocispec.Descriptor
+	var children, sociIndexes []ocispec.Descriptor
 	for _, child := range idx.Manifests {
 		if child.Annotations[annotationReferenceType] == attestationType {
 			continue // it attests the source image, not the converted one
+		}
+		if isSOCIIndex(child) {
+			continue // it indexes the source's manifest
 		}
 		k, ok := ocidoc.KindOf(child.MediaType)
 		if !ok {
@@ -218,13 +232,18 @@ func (c *converter) index(ctx context.Context, d ocispec.Descriptor, b []byte, d
 		if err != nil {
 			return ocispec.Descriptor{}, err
 		}
-		out.Platform, out.Annotations, out.ArtifactType = child.Platform, child.Annotations, child.ArtifactType
+		out.Platform, out.Annotations, out.ArtifactType = child.Platform, withoutSOCIBinding(child.Annotations), child.ArtifactType
+		if c.cfg.soci != nil && k == ocidoc.KindManifest {
+			entries := c.sociEntries(out, out.Annotations)
+			out, sociIndexes = entries[0], append(sociIndexes, entries[1:]...)
+		}
 		children = append(children, out)
 	}
 	if len(children) == 0 {
 		return ocispec.Descriptor{}, errNothingLeft
 	}
-	idx.SchemaVersion, idx.MediaType, idx.Manifests = 2, ocispec.MediaTypeImageIndex, children
+	// SOCI indexes follow the manifests, as soci convert lists them.
+	idx.SchemaVersion, idx.MediaType, idx.Manifests = 2, ocispec.MediaTypeImageIndex, append(children, sociIndexes...)
 	return c.pushManifest(ctx, idx.MediaType, idx)
 }
 
@@ -272,6 +291,9 @@ func (c *converter) manifest(ctx context.Context, d ocispec.Descriptor, b []byte
 	if root && !c.wanted(&ic.image.Platform) {
 		return ocispec.Descriptor{}, errNothingLeft
 	}
+	if c.cfg.soci != nil {
+		return c.sociManifest(ctx, d, m, ic, cb, root)
+	}
 	layers, patterns, err := c.layers(ctx, d.Digest, m.Layers, ic)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -289,6 +311,7 @@ func (c *converter) manifest(ctx context.Context, d ocispec.Descriptor, b []byte
 	if err := c.push(ctx, m.Config, bytes.NewReader(nc)); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("config %s: %w", m.Config.Digest, err)
 	}
+	m.Annotations = withoutSOCIBinding(m.Annotations)
 	if patterns != "" {
 		m.Annotations = maps.Clone(m.Annotations)
 		if m.Annotations == nil {

@@ -64,6 +64,31 @@
 // lacks it), so converting a converted image again with the same
 // options changes nothing.
 //
+// # SOCI
+//
+// WithSOCI indexes the layers instead of rewriting them, as soci-snapshotter's
+// "soci convert" does, so that a SOCI puller (or package image) reads them
+// lazily as they are. Each gzip or uncompressed layer of at least
+// SOCIMinLayerSize (DefaultSOCIMinLayerSize, 10 MiB, soci's) is read once from
+// the source, through soci.Index, with no temporary file: its zTOC (of
+// SOCISpanSize, 4 MiB by default) is pushed, and the layer blob too if the
+// target lacks it, from the same read. zstd layers are not indexed (SOCI does
+// not read them): Progress.Note says so, as it says which layers were too
+// small. Each manifest gets a v2 SOCI index (package toc/soci): the zTOCs in
+// layer order, then a prefetch artifact per indexed layer that holds files of
+// the prefetch plan (the spans that hold their bytes, as soci maps its
+// prefetch files), with the build tool (SOCIBuildTool) annotated. The
+// manifest is written anew as an OCI manifest with the same config and
+// layers, annotated with its SOCI index's digest (and the plan's patterns),
+// and the image index lists it with its annotation, then the SOCI indexes,
+// each of artifactType soci.MediaTypeIndexV2 with the manifest's digest and
+// platform. A single manifest becomes an index of it and its SOCI index, its
+// platform taken from the config. SOCI indexes of the source are left out.
+// An image of which no layer is indexed fails with ErrNothingToIndex. The
+// planners' temporary tars are made from the same read as the zTOC; without
+// a plan (WithoutPrefetch) nothing goes to a temporary file. The layers'
+// DiffIDs are checked when a plan reads them, and their digests always.
+//
 // # Memory and parallelism
 //
 // Layers are read and built in parallel, at most WithParallelism

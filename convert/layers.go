@@ -61,7 +61,9 @@ type layerJob struct {
 	spool *os.File // the uncompressed tar, when planning needs it
 	fs    *tarFS
 	prio  []string
+	items []prefetch.Item // the plan's items of this layer
 	out   convertedLayer
+	soci  sociLayer // WithSOCI
 
 	progress sync.Mutex
 	read     int64
@@ -76,18 +78,9 @@ func (j *layerJob) fail(err error) error {
 // layers converts the layers of one manifest and returns them, with the
 // patterns annotation of the plan that ordered them ("" without one).
 func (c *converter) layers(ctx context.Context, manifest digest.Digest, descs []ocispec.Descriptor, ic *imageConfig) ([]convertedLayer, string, error) {
-	jobs := make([]*layerJob, len(descs))
-	for i, d := range descs {
-		j := &layerJob{c: c, manifest: manifest, index: i, desc: d, diffID: ic.image.RootFS.DiffIDs[i]}
-		jobs[i] = j
-		comp, ok := ocidoc.LayerCompression(d.MediaType)
-		if !ok {
-			return nil, "", j.fail(fmt.Errorf("media type %q: %w", untrusted.Short(d.MediaType), ErrUnsupported))
-		}
-		if err := ocidoc.CheckDescriptor(d, c.cfg.maxLayerSize); err != nil {
-			return nil, "", j.fail(err)
-		}
-		j.comp = comp
+	jobs, err := c.newJobs(manifest, descs, ic)
+	if err != nil {
+		return nil, "", err
 	}
 	defer func() {
 		for _, j := range jobs {
@@ -108,7 +101,7 @@ func (c *converter) layers(ctx context.Context, manifest digest.Digest, descs []
 			return nil, "", err
 		}
 	}
-	err := c.each(ctx, jobs, c.buildCost, func(ctx context.Context, j *layerJob) error {
+	err = c.each(ctx, jobs, c.buildCost, func(ctx context.Context, j *layerJob) error {
 		return j.convert(ctx)
 	})
 	if err != nil {
@@ -119,6 +112,25 @@ func (c *converter) layers(ctx context.Context, manifest digest.Digest, descs []
 		out[i] = j.out
 	}
 	return out, patterns, nil
+}
+
+// newJobs returns the jobs of a manifest's layers, after checking what
+// their descriptors say.
+func (c *converter) newJobs(manifest digest.Digest, descs []ocispec.Descriptor, ic *imageConfig) ([]*layerJob, error) {
+	jobs := make([]*layerJob, len(descs))
+	for i, d := range descs {
+		j := &layerJob{c: c, manifest: manifest, index: i, desc: d, diffID: ic.image.RootFS.DiffIDs[i]}
+		jobs[i] = j
+		comp, ok := ocidoc.LayerCompression(d.MediaType)
+		if !ok {
+			return nil, j.fail(fmt.Errorf("media type %q: %w", untrusted.Short(d.MediaType), ErrUnsupported))
+		}
+		if err := ocidoc.CheckDescriptor(d, c.cfg.maxLayerSize); err != nil {
+			return nil, j.fail(err)
+		}
+		j.comp = comp
+	}
+	return jobs, nil
 }
 
 // each runs fn on every job, at most WithParallelism at once and within
@@ -201,49 +213,61 @@ func (c *config) writerConcurrency() int {
 // read to its end for the blob's digest to be checked (and the returned
 // hash to be the DiffID), and a func that releases it.
 func (j *layerJob) open(ctx context.Context) (io.Reader, hash.Hash, func(), error) {
+	br, err := j.openBlob(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	in, h, release, err := j.tarStream(br)
+	if err != nil {
+		br.Close()
+		return nil, nil, nil, err
+	}
+	return in, h, func() { release(); br.Close() }, nil
+}
+
+// openBlob starts reading the layer blob from the source; its digest is
+// checked as it is read.
+func (j *layerJob) openBlob(ctx context.Context) (*blobReader, error) {
 	f, err := j.c.src.Blob(ctx, j.desc)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	br, err := newBlobReader(ctx, f, j.desc, j.onRead)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	release := func() { br.Close() }
-	in := bufio.NewReaderSize(br, ioBuffer)
+	return newBlobReader(ctx, f, j.desc, j.onRead)
+}
+
+// tarStream returns the tar stream inside the layer blob r, which must
+// be read to its end for the returned hash to be the DiffID, and a func
+// that releases its decompressor.
+func (j *layerJob) tarStream(r io.Reader) (io.Reader, hash.Hash, func(), error) {
+	release := func() {}
+	in := bufio.NewReaderSize(r, ioBuffer)
 	magic, err := in.Peek(len(zstdMagic))
 	if err != nil && err != io.EOF {
-		release()
 		return nil, nil, nil, err
 	}
 	var tarStream io.Reader = in
 	switch j.comp {
 	case ocidoc.Gzip:
 		if !bytes.HasPrefix(magic, gzipMagic) {
-			release()
 			return nil, nil, nil, fmt.Errorf("media type %s, but the blob is not gzip: %w", j.desc.MediaType, ErrMismatch)
 		}
 		zr, err := gzip.NewReader(in)
 		if err != nil {
-			release()
 			return nil, nil, nil, fmt.Errorf("gzip: %w", err)
 		}
 		tarStream = zr
 	case ocidoc.Zstd:
 		if !bytes.HasPrefix(magic, zstdMagic) {
-			release()
 			return nil, nil, nil, fmt.Errorf("media type %s, but the blob is not zstd: %w", j.desc.MediaType, ErrMismatch)
 		}
 		zr, err := zstd.NewReader(in, zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			release()
 			return nil, nil, nil, fmt.Errorf("zstd: %w", err)
 		}
 		tarStream = zr.IOReadCloser()
-		release = func() { zr.Close(); br.Close() }
+		release = zr.Close
 	default:
 		if bytes.HasPrefix(magic, gzipMagic) || bytes.HasPrefix(magic, zstdMagic) {
-			release()
 			return nil, nil, nil, fmt.Errorf("media type %s, but the blob is compressed: %w", j.desc.MediaType, ErrMismatch)
 		}
 	}
@@ -293,6 +317,12 @@ func (j *layerJob) stage(ctx context.Context, fb *fileBudget) error {
 		return err
 	}
 	defer release()
+	return j.spoolTar(in, h, fb)
+}
+
+// spoolTar copies the tar stream in, of hash h, to a temporary file and
+// indexes it.
+func (j *layerJob) spoolTar(in io.Reader, h hash.Hash, fb *fileBudget) error {
 	f, err := os.CreateTemp(j.c.cfg.tempDir, "lazylayer-convert-*.tar")
 	if err != nil {
 		return err
@@ -346,6 +376,9 @@ func (c *converter) plan(ctx context.Context, ic *imageConfig, jobs []*layerJob)
 	_ = err
 	for i, j := range jobs {
 		j.prio = plan.Paths(i)
+		if c.cfg.soci != nil {
+			j.items = planItems(plan, i)
+		}
 		j.fs = nil
 	}
 	if plan.Len() == 0 {
@@ -497,5 +530,5 @@ func (j *layerJob) report(done, reused bool) {
 		return
 	}
 	j.reported = j.read + j.written
-	fn(Progress{Manifest: j.manifest, Index: j.index, Layer: j.desc, Read: j.read, Written: j.written, Done: done, Reused: reused})
+	fn(Progress{Manifest: j.manifest, Index: j.index, Layer: j.desc, Read: j.read, Written: j.written, Done: done, Reused: reused, Note: j.soci.note})
 }

@@ -37,6 +37,8 @@ type config struct {
 	trace       []prefetch.Access
 	plannerOpts []prefetch.Option
 
+	soci *sociConfig // WithSOCI
+
 	platforms   []ocispec.Platform
 	parallelism int
 	budget      int64
@@ -193,6 +195,10 @@ type Progress struct {
 	// converted blob's bytes written.
 	Read, Written int64
 	// Done is set on the layer's last report, Reused if it was already
-	// in the requested format and kept as it was.
+	// in the requested format and kept as it was, or, with WithSOCI, if
+	// it was not indexed.
 	Done, Reused bool
+	// Note says, on the last report of a layer that WithSOCI did not
+	// index, why: zstd, or under the minimum size.
+	Note string
 }

@@ -217,3 +217,31 @@ func TestVerifyFindsDamage(t *testing.T) {
 		t.Errorf("verify of a damaged layer: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+func TestConvertSOCI(t *testing.T) {
+	archive := "docker-archive:" + dockerArchive(t, []string{"/bin/app"},
+		map[string]string{"bin/": "", "bin/app": "#!/bin/sh\necho hi\n", "bin/sh": "shell", "usr/": "", "usr/big": strings.Repeat("data ", 100000)},
+		map[string]string{"etc/": "", "etc/hostname": "top\n"},
+	)
+	dir := filepath.Join(t.TempDir(), "layout")
+	code, out, errOut := lazylayer(t, "--json", "convert", "--soci", "--soci-min-layer-size", "8KiB", "--soci-span-size", "64KiB", archive, "oci:"+dir+":v1")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res convertResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Descriptor.MediaType != "application/vnd.oci.image.index.v1+json" || len(res.Layers) != 2 {
+		t.Fatalf("%+v", res)
+	}
+	for _, l := range res.Layers {
+		// The first layer (some 500 KB) is indexed, the second too small.
+		if indexed := l.Note == ""; indexed != (l.Index == 0) || indexed && l.Written == 0 {
+			t.Errorf("layer %+v", l)
+		}
+	}
+	if code, _, errOut := lazylayer(t, "convert", "--soci", "--format", "zstd:chunked", archive, "oci:"+dir+":v2"); code != exitUsage {
+		t.Errorf("--soci with --format: exit %d: %s", code, errOut)
+	}
+}

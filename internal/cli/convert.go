@@ -27,6 +27,10 @@ type convertFlags struct {
 	parallelism int
 	memory      string
 	tempDir     string
+
+	soci         bool
+	spanSize     string
+	minLayerSize string
 }
 
 func (f *convertFlags) register(cmd *cobra.Command, prefetchFlag bool) {
@@ -35,6 +39,9 @@ func (f *convertFlags) register(cmd *cobra.Command, prefetchFlag bool) {
 	fl.IntVar(&f.level, "level", 0, "the compression level (gzip 1-9, zstd 1-22; default the writer's)")
 	fl.StringVar(&f.chunkSize, "chunk-size", "", `the largest chunk a file is cut into, as bytes or with a unit ("4MiB"; default the writer's)`)
 	if prefetchFlag {
+		fl.BoolVar(&f.soci, "soci", false, "index the layers for SOCI instead of rewriting them: zTOCs, a SOCI index v2 and prefetch artifacts")
+		fl.StringVar(&f.spanSize, "soci-span-size", "4MiB", "with --soci: the uncompressed bytes between two checkpoints of a zTOC")
+		fl.StringVar(&f.minLayerSize, "soci-min-layer-size", "10MiB", "with --soci: the smallest layer indexed (0: every layer)")
 		fl.StringVar(&f.prefetch, "prefetch", "config", `which files to put first: "config" (a plan from the image config), "none", "trace:FILE" (a path list or a recording), "strace:FILE" (strace output) or "patterns:FILE"`)
 	}
 	fl.IntVar(&f.parallelism, "parallel", convert.DefaultParallelism, "layers converted at once")
@@ -46,6 +53,13 @@ func (f *convertFlags) register(cmd *cobra.Command, prefetchFlag bool) {
 // --platform.
 func (f *convertFlags) options(platform string) ([]convert.Option, error) {
 	var opts []convert.Option
+	if f.soci {
+		o, err := f.sociOption()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
+	}
 	switch f.format {
 	case "estargz":
 		opts = append(opts, convert.WithFormat(toc.FormatEStargz))
@@ -81,6 +95,22 @@ func (f *convertFlags) options(platform string) ([]convert.Option, error) {
 		return nil, err
 	}
 	return append(opts, plan), nil
+}
+
+// sociOption reads the --soci flags.
+func (f *convertFlags) sociOption() (convert.Option, error) {
+	if f.format != "estargz" || f.level != 0 || f.chunkSize != "" {
+		return nil, usageErrorf("--soci indexes the layers as they are: --format, --level and --chunk-size do not apply")
+	}
+	span, err := parseSize(f.spanSize)
+	if err != nil || span == 0 {
+		return nil, usageErrorf("--soci-span-size %q: want a size above 0", f.spanSize)
+	}
+	minSize, err := parseSize(f.minLayerSize)
+	if err != nil {
+		return nil, usageErrorf("--soci-min-layer-size: %v", err)
+	}
+	return convert.WithSOCI(convert.SOCISpanSize(span), convert.SOCIMinLayerSize(minSize)), nil
 }
 
 // prefetchOption reads the --prefetch flag's source.
@@ -127,7 +157,7 @@ func (c *cli) convertCommand() *cobra.Command {
 	var f convertFlags
 	cmd := &cobra.Command{
 		Use:   "convert SRC DST",
-		Short: "Convert an image to eStargz or zstd:chunked",
+		Short: "Convert an image to eStargz or zstd:chunked, or index it for SOCI",
 		Long: `convert reads the image SRC and writes it to DST with every layer rewritten in
 a seekable format: eStargz (the default) or zstd:chunked. Every platform of a
 multi-platform image is converted, unless --platform names one.
@@ -143,10 +173,19 @@ layer decompresses to the tar its DiffID names. Layers that are already
 converted with the same options are copied, not converted again. Nothing is
 tagged until every blob and manifest is written.
 
+With --soci the layers are not rewritten but indexed, as soci-snapshotter's
+"soci convert" does: each gzip or uncompressed layer of at least
+--soci-min-layer-size is read once and gets a zTOC, each manifest a SOCI index
+v2 (with the prefetch plan as SOCI prefetch artifacts), and DST is an image
+index of the manifests, annotated with their SOCI index, and the SOCI
+indexes. The layers and configs keep their digests. zstd layers are not
+indexed: SOCI does not read them.
+
 Examples:
   lazylayer convert docker://docker.io/library/python:3.12 localhost:5000/python:3.12-esgz
   lazylayer convert --format zstd:chunked oci:./layout:v1 localhost:5000/app:v1-zstd
-  lazylayer convert docker-archive:app.tar oci:./converted:v1`,
+  lazylayer convert docker-archive:app.tar oci:./converted:v1
+  lazylayer convert --soci localhost:5000/app:v1 localhost:5000/app:v1-soci`,
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			opts, err := f.options(c.platform)
@@ -226,6 +265,7 @@ type layerProgress struct {
 	Read     int64  `json:"bytesIn"`
 	Written  int64  `json:"bytesOut"`
 	Reused   bool   `json:"reused,omitempty"`
+	Note     string `json:"note,omitempty"`
 }
 
 func (c *cli) convert(cmd *cobra.Command, from, to string, opts []convert.Option) error {

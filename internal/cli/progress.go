@@ -61,7 +61,7 @@ func (p *progress) report(u convert.Progress) {
 				mpb.AppendDecorators(decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncSpace), decor.Percentage(decor.WCSyncSpace)))
 		}
 	}
-	st.Read, st.Written, st.Reused = u.Read, u.Written, u.Reused
+	st.Read, st.Written, st.Reused, st.Note = u.Read, u.Written, u.Reused, u.Note
 	if st.bar != nil {
 		st.bar.SetCurrent(min(u.Read, u.Layer.Size))
 		if u.Done {
@@ -70,7 +70,10 @@ func (p *progress) report(u convert.Progress) {
 	}
 	if u.Done && p.lines != nil {
 		how := fmt.Sprintf("%s in, %s out", humanBytes(u.Read), humanBytes(u.Written))
-		if u.Reused {
+		switch {
+		case u.Note != "":
+			how = u.Note
+		case u.Reused:
 			how = "already converted, kept"
 		}
 		fmt.Fprintf(p.lines, "layer %d %s: %s\n", u.Index, short(u.Layer.Digest.String()), how)

@@ -11,11 +11,25 @@
 // zTOC soci's builder makes of the same layer, in one pass and without a
 // temporary file.
 //
+// # SOCI index
+//
+// A SOCI index binds zTOCs to an image: an OCI image manifest whose
+// config ("{}") has the media type MediaTypeIndexV2 (or MediaTypeIndexV1)
+// and whose layers are the zTOCs of the image's layers, each annotated
+// with the layer's digest, media type and the span size, then prefetch
+// artifacts (MediaTypePrefetch: ranges of spans to fetch first, see
+// EncodePrefetch). IndexManifest.Encode writes a v2 index as soci's
+// "soci convert" does; DecodeIndexManifest reads both versions. A v2 index
+// is bound to its image by AnnotationIndexDigest on the image manifest, and
+// listed next to it in an image index (IndexDescriptor); a v1 index names
+// the manifest as its subject and is found through the referrers API.
+//
 // # Bounds
 //
-// Decode, DecodeCheckpoints, DecodeTarZinfo and Index take untrusted
-// input. Each bound below is checked before the memory it bounds is
-// allocated, and set by an option; a value <= 0 selects the default.
+// Decode, DecodeCheckpoints, DecodeTarZinfo, Index, DecodeIndexManifest
+// and DecodePrefetch take untrusted input. Each bound below is checked
+// before the memory it bounds is allocated, and set by an option; a
+// value <= 0 selects the default.
 //
 //   - the size of an encoded zTOC: DefaultMaxZtocSize (256 MiB),
 //     WithMaxZtocSize;
@@ -30,7 +44,15 @@
 //     WithMaxSpans;
 //   - a layer's compressed and uncompressed size, as claimed by a zTOC or
 //     met by Index, and so every offset: DefaultMaxLayerSize (256 GiB),
-//     WithMaxLayerSize.
+//     WithMaxLayerSize;
+//   - the size of a SOCI index: DefaultMaxIndexSize (4 MiB),
+//     WithMaxIndexSize, which bounds what decoding its JSON allocates;
+//   - zTOCs and prefetch artifacts of a SOCI index: DefaultMaxIndexBlobs
+//     (2048), WithMaxIndexBlobs; each zTOC's size is bounded by
+//     WithMaxZtocSize and each prefetch artifact's by
+//     DefaultMaxPrefetchSize (1 MiB), WithMaxPrefetchSize, as the index
+//     states them, before either is fetched;
+//   - ranges of a prefetch artifact, and the spans they name: WithMaxSpans.
 //
 // Decoding checks, besides: that max_span_id is the number of span
 // digests less one and of checkpoints less one, checkpoint bit counts are

@@ -25,4 +25,16 @@ var (
 	// ErrInvalidLayer means the indexer cannot index a layer: corrupt
 	// gzip, a malformed tar, or a tar entry type soci does not index.
 	ErrInvalidLayer = errors.New("cannot index layer")
+
+	// ErrInvalidIndex means a SOCI index or a prefetch artifact is
+	// malformed, of a media type or version this package does not read,
+	// lacks an annotation it needs, lists a layer twice, or names a
+	// layer its image does not have (IndexManifest.Match).
+	ErrInvalidIndex = errors.New("invalid SOCI index")
+
+	// ErrIndexTooLarge means a SOCI index, a blob it lists, or a
+	// prefetch artifact exceeds a limit (WithMaxIndexSize,
+	// WithMaxIndexBlobs, WithMaxZtocSize, WithMaxPrefetchSize,
+	// WithMaxSpans).
+	ErrIndexTooLarge = errors.New("SOCI index too large")
 )

@@ -34,12 +34,26 @@ const (
 	// indexer, and so on every offset a zTOC holds: 256 GiB.
 	DefaultMaxLayerSize = 256 << 30
 
+	// DefaultMaxIndexSize is the default limit on the size of an encoded
+	// SOCI index: 4 MiB, the limit registries put on a manifest.
+	DefaultMaxIndexSize = 4 << 20
+
+	// DefaultMaxIndexBlobs is the default limit on the layers of a SOCI
+	// index, zTOCs and prefetch artifacts together: 2048, a zTOC and a
+	// prefetch artifact for each of 1024 image layers.
+	DefaultMaxIndexBlobs = 2048
+
+	// DefaultMaxPrefetchSize is the default limit on the size of an
+	// encoded prefetch artifact: 1 MiB, some 25000 ranges of spans.
+	DefaultMaxPrefetchSize = 1 << 20
+
 	// DefaultSpanSize is the span size the indexer uses unless told
 	// otherwise: 4 MiB, soci's default.
 	DefaultSpanSize = 4 << 20
 )
 
-// An Option configures Decode, DecodeCheckpoints or Index. Each limit
+// An Option configures Decode, DecodeCheckpoints, Index,
+// DecodeIndexManifest or DecodePrefetch. Each limit
 // option selects its default when given a value <= 0.
 type Option func(*config)
 
@@ -52,6 +66,10 @@ type config struct {
 	maxLayerSize   int64
 	spanSize       int64
 	buildTool      string
+
+	maxIndexSize    int64
+	maxIndexBlobs   int
+	maxPrefetchSize int64
 }
 
 func newConfig(opts []Option) config {
@@ -66,6 +84,9 @@ func newConfig(opts []Option) config {
 	c.maxSpans = limits.Or(c.maxSpans, DefaultMaxSpans)
 	c.maxLayerSize = limits.Or(c.maxLayerSize, DefaultMaxLayerSize)
 	c.spanSize = limits.Or(c.spanSize, DefaultSpanSize)
+	c.maxIndexSize = limits.Or(c.maxIndexSize, DefaultMaxIndexSize)
+	c.maxIndexBlobs = limits.Or(c.maxIndexBlobs, DefaultMaxIndexBlobs)
+	c.maxPrefetchSize = limits.Or(c.maxPrefetchSize, DefaultMaxPrefetchSize)
 	return c
 }
 
@@ -101,3 +122,15 @@ func WithSpanSize(n int64) Option { return func(c *config) { c.spanSize = n } }
 // indexer makes (default DefaultBuildToolIdentifier). It is part of the
 // zTOC's bytes: to reproduce another tool's zTOC, give its identifier.
 func WithBuildToolIdentifier(s string) Option { return func(c *config) { c.buildTool = s } }
+
+// WithMaxIndexSize limits the size of an encoded SOCI index, in bytes
+// (default DefaultMaxIndexSize).
+func WithMaxIndexSize(n int64) Option { return func(c *config) { c.maxIndexSize = n } }
+
+// WithMaxIndexBlobs limits the layers of a SOCI index, zTOCs and
+// prefetch artifacts together (default DefaultMaxIndexBlobs).
+func WithMaxIndexBlobs(n int) Option { return func(c *config) { c.maxIndexBlobs = n } }
+
+// WithMaxPrefetchSize limits the size of an encoded prefetch artifact,
+// in bytes (default DefaultMaxPrefetchSize).
+func WithMaxPrefetchSize(n int64) Option { return func(c *config) { c.maxPrefetchSize = n } }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // TestWriteSeeds writes the fuzz seed corpus when SOCI_WRITE_SEEDS is set.
@@ -42,4 +44,14 @@ func TestWriteSeeds(t *testing.T) {
 	write("FuzzDecodeCheckpoints", "legacy-one", cp.Encode())
 	two := &Checkpoints{SpanSize: 100, Legacy: true, Points: []Checkpoint{{In: 10}, {In: 40, Out: 300, Bits: 5, Window: []byte("window")}}}
 	write("FuzzDecodeCheckpoints", "legacy-two", two.Encode())
+	_, idx := testIndex(t)
+	write("FuzzDecodeIndexManifest", "v2", idx)
+	write("FuzzDecodeIndexManifest", "v1", edit(t, func(w map[string]any) {
+		w["config"].(map[string]any)["mediaType"] = MediaTypeIndexV1
+		w["subject"] = map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digestOf("image"), "size": 10}
+	}))
+	pf, _ := EncodePrefetch([]PrefetchSpan{{Start: 0, End: 3}, {Start: 5, End: 9, Priority: 1}})
+	write("FuzzDecodePrefetch", "two", pf)
 }
+
+func digestOf(s string) string { return digest.FromString(s).String() }
