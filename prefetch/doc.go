@@ -94,7 +94,8 @@
 //     cache). Bounds: 1024 packages, import chains of 32, 64 KiB scanned
 //     of one source and 64 MiB of all, 256 imports per source, 256
 //     package arguments, 4096 directories per "..." pattern, 16384
-//     entries per directory, 1024 requirements per go.mod. On a lazy
+//     entries per directory, 1024 requirements of the first 64 KiB of a
+//     go.mod. On a lazy
 //     layer the sources of each level of imports are fetched together.
 //
 // Every source is bounded (WithMaxItems, WithMaxInterpreterDepth, the

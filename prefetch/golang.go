@@ -28,7 +28,6 @@ const (
 	maxGoImports     = 256      // imports taken from one source
 	maxGoArgs        = 256      // package arguments taken from the command line
 	maxGoWalk        = 4096     // directories a "..." pattern visits
-	maxGoDirEntries  = 1 << 14  // entries of one package directory
 	maxGoModules     = 1024     // requirements taken from a go.mod
 )
 
@@ -482,7 +481,7 @@ func (g *goBuild) setup(homes []string) bool {
 	// The go command's own system is the one its tools are built for.
 	tools, _ := ip.ov.ReadDir(strings.TrimPrefix(path.Join(g.goroot, "pkg/tool"), "/"))
 	hostOS, hostArch := "", ""
-	for _, e := range tools[:min(len(tools), maxGoDirEntries)] {
+	for _, e := range tools[:min(len(tools), maxDirEntries)] {
 		if o, a, ok := strings.Cut(e.Name(), "_"); ok && knownOS[o] && knownArch[a] {
 			g.hostTool, hostOS, hostArch = path.Join(g.goroot, "pkg/tool", e.Name()), o, a
 			break
@@ -742,7 +741,7 @@ func (g *goBuild) pkg(dir, importPath string, depth int, tests bool) *goPackage 
 	entries, _ := g.ip.ov.ReadDir(cmp.Or(loc.Path, "."))
 	p := &goPackage{path: importPath, dir: loc.Path, depth: depth,
 		inStd: inDir("/"+loc.Path, path.Join(g.goroot, "src"))}
-	for _, e := range entries[:min(len(entries), maxGoDirEntries)] {
+	for _, e := range entries[:min(len(entries), maxDirEntries)] {
 		name := e.Name()
 		ext := path.Ext(name)
 		if e.IsDir() || !goSourceExts[ext] || strings.HasPrefix(name, "_") || strings.HasPrefix(name, ".") {
@@ -921,12 +920,14 @@ func (g *goBuild) parseModule(dir string, data []byte) *goModule {
 		case verb == "module" && len(f) == 1:
 			m.path = f[0]
 		case verb == "require" && len(f) >= 2 && len(m.require) < maxGoModules:
-			m.require[f[0]] = f[1]
+			if validImportPath(f[0]) && validImportPath(f[1]) && !strings.Contains(f[1], "/") {
+				m.require[f[0]] = f[1]
+			}
 		case verb == "replace":
 			// "old [v] => new [v]": only local directories change where
 			// sources are; a module replacement is looked up as required.
 			i := slices.Index(f, "=>")
-			if i <= 0 || i+1 >= len(f) || len(m.replace) >= maxGoModules {
+			if i <= 0 || i+1 >= len(f) || len(m.replace) >= maxGoModules || !validImportPath(f[0]) {
 				continue
 			}
 			switch to := f[i+1]; {
@@ -934,12 +935,12 @@ func (g *goBuild) parseModule(dir string, data []byte) *goModule {
 				m.replace[f[0]] = path.Clean(to)
 			case strings.HasPrefix(to, "./") || strings.HasPrefix(to, "../"):
 				m.replace[f[0]] = path.Join("/", dir, to)
-			case i+2 < len(f) && g.modcache != "":
+			case i+2 < len(f) && g.modcache != "" && validImportPath(to) && !strings.Contains(f[i+2], "/"):
 				m.replace[f[0]] = path.Join(g.modcache, escapeModule(to)+"@"+escapeModule(f[i+2]))
 			}
 		}
 	}
-	if m.path == "" {
+	if !validImportPath(m.path) {
 		return nil
 	}
 	if g.inv.modFlag != "mod" {

@@ -22,8 +22,11 @@ const (
 	maxPythonSource      = 256 << 10 // bytes of one source file scanned for imports
 	maxPythonSourceTotal = 16 << 20  // bytes of all source files scanned
 	maxPythonImports     = 256       // import names taken from one source
-	maxPythonDirEntries  = 1 << 14   // entries of one sys.path or package directory
 )
+
+// maxDirEntries bounds the entries of one directory a language rule lists:
+// a sys.path or package directory.
+const maxDirEntries = 1 << 14
 
 // sourceReaders is how many source files a language rule reads at once:
 // a lazy layer fetches them in parallel.
@@ -575,7 +578,7 @@ func (f *pythonFinder) list(dir string) *pyDir {
 	d := &pyDir{names: map[string]bool{}, ext: map[string]string{}}
 	entries, _ := f.ip.ov.ReadDir(strings.TrimPrefix(dir, "/"))
 	rank := map[string]int{}
-	for _, e := range entries[:min(len(entries), maxPythonDirEntries)] {
+	for _, e := range entries[:min(len(entries), maxDirEntries)] {
 		n := e.Name()
 		d.names[n] = true
 		base, suffix, ok := strings.Cut(n, ".")
