@@ -38,6 +38,9 @@ type spanIndex struct {
 	ok []atomic.Bool
 	// header is span 0's gzip header, once checked to end at checkpoint 0.
 	header atomic.Pointer[[]byte]
+	// headers says where the file table's entries lie in the tar stream,
+	// and which were checked against their tar headers.
+	headers *entryHeaders
 
 	mu      sync.Mutex
 	loading map[int]chan struct{} // spans being decoded
@@ -452,7 +455,12 @@ func (s *spanIndex) keys() []digest.Digest {
 func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background bool) error {
 	s := l.spans
 	st := &spanStream{l: l, ctx: ctx, background: background, hash: sha256.New()}
-	var err error
+	tc, err := l.newTarChecker()
+	if err != nil {
+		return err
+	}
+	// The check comes first: no bytes of a header it refuses reach w.
+	w = io.MultiWriter(tc, w)
 	if !s.gzip {
 		_, err = io.Copy(w, st)
 	} else {
@@ -482,6 +490,9 @@ func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background bool) er
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 	}
+	if err == nil {
+		err = tc.close()
+	}
 	if err != nil {
 		return err
 	}
@@ -493,6 +504,7 @@ func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background bool) er
 	for i := range s.ok {
 		s.ok[i].Store(true)
 	}
+	s.headers.whole.Store(true)
 	return nil
 }
 

@@ -107,7 +107,7 @@ func unrepresentablePAX(key string) bool {
 // parsePlainHeader parses into hdr a header block b that is one USTAR
 // or GNU block of a regular file, hard or symbolic link, device,
 // directory or FIFO, with octal numbers only and, for GNU, without access
-// or change times. It sets Name, Linkname, Typeflag, Mode, Uid, Gid, Size,
+// or change times. It sets Name, Linkname, Uname, Gname, Typeflag, Mode, Uid, Gid, Size,
 // ModTime, Devmajor and Devminor exactly as archive/tar does (and no other
 // field), and reports false, leaving hdr alone, for anything else,
 // including blocks archive/tar would reject.
@@ -163,6 +163,8 @@ func parsePlainHeader(b []byte, hdr *tar.Header) bool {
 		Typeflag: typeflag,
 		Name:     name,
 		Linkname: cString(b[157:257]),
+		Uname:    cString(b[265:297]),
+		Gname:    cString(b[297:329]),
 		Mode:     numbers[0],
 		Uid:      int(numbers[1]),
 		Gid:      int(numbers[2]),

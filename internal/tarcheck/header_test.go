@@ -47,7 +47,7 @@ func FuzzTarHeaderFastPath(f *testing.F) {
 // sameComparedTarFields reports whether a and b agree in the fields
 // parsePlainHeader fills.
 func sameComparedTarFields(a, b *tar.Header) bool {
-	return a.Name == b.Name && a.Linkname == b.Linkname && a.Typeflag == b.Typeflag && a.Mode == b.Mode &&
+	return a.Name == b.Name && a.Linkname == b.Linkname && a.Uname == b.Uname && a.Gname == b.Gname && a.Typeflag == b.Typeflag && a.Mode == b.Mode &&
 		a.Uid == b.Uid && a.Gid == b.Gid && a.Size == b.Size && a.ModTime.Equal(b.ModTime) &&
 		a.AccessTime.Equal(b.AccessTime) && a.ChangeTime.Equal(b.ChangeTime) &&
 		a.Devmajor == b.Devmajor && a.Devminor == b.Devminor
