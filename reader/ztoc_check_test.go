@@ -1,15 +1,20 @@
 package reader
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc/soci"
 	"github.com/opencontainers/go-digest"
 )
@@ -156,4 +161,58 @@ func TestZtocShiftedCheckpoints(t *testing.T) {
 			t.Errorf("shift %d: every read succeeds", shift)
 		}
 	}
+}
+
+// BenchmarkZtocReadFileCost reads each regular file of a layer of the
+// GOROOT net and fmt sources (gzip -6, 1 MiB spans) once, each from a
+// layer just opened, and reports the requests and compressed bytes a
+// read of one file costs, the check of its tar headers included.
+func BenchmarkZtocReadFileCost(b *testing.B) {
+	data := gorootTar(b, "src/net", "src/fmt")
+	layer := gzipLayer(b, 6, gzip.Header{}, data)
+	z, enc := makeZtoc(b, layer, soci.Gzip, 1<<20)
+	var names []string
+	for _, f := range z.Files {
+		if f.Type == "reg" {
+			names = append(names, cleanName(f.Name))
+		}
+	}
+	var reqs, fetched int64
+	for b.Loop() {
+		reqs, fetched = 0, 0
+		for _, name := range names {
+			c := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(layer), int64(len(layer)))}
+			l, err := Open(context.Background(), c, WithZtoc(enc))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := l.ReadFile(name); err != nil {
+				b.Fatal(err)
+			}
+			l.Close()
+			reqs += c.calls.Load()
+			for _, r := range c.asked {
+				fetched += r.Length
+			}
+		}
+	}
+	b.ReportMetric(float64(reqs)/float64(len(names)), "requests/file")
+	b.ReportMetric(float64(fetched)/float64(len(names)), "bytes/file")
+}
+
+// gorootTar returns a tar of the named directories of GOROOT.
+func gorootTar(b testing.TB, dirs ...string) []byte {
+	b.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	root := runtime.GOROOT()
+	for _, d := range dirs {
+		if err := tw.AddFS(os.DirFS(filepath.Join(root, d))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
 }
