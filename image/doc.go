@@ -34,10 +34,54 @@
 // digest annotation is eStargz, a zstd layer with the zstd:chunked
 // manifest checksum annotation (either spelling) is zstd:chunked, and
 // reader.Open is given the annotations, which pin the index's digest and
-// locate it. Any other layer of a known media type is not seekable: its
-// Layer entry holds an error matching ErrNotSeekable, and Image.FS and
+// locate it. A gzip or uncompressed tar layer in neither format that the
+// image's SOCI index covers is opened with its zTOC (see below). Any
+// other layer of a known media type is not seekable: its Layer entry
+// holds an error matching ErrNotSeekable, and Image.FS and
 // Image.Prefetch fail, unless Open fetches it whole (WithFetchWhole).
 // Image.Layers tells which layer is which.
+//
+// # SOCI
+//
+// An image indexed by soci-snapshotter (or convert.WithSOCI) keeps its
+// layers as they are; its SOCI index lists a zTOC for each large gzip or
+// tar layer (package toc/soci). Open finds the index of the manifest it
+// chose, unless WithoutSOCI says not to:
+//
+//   - v2: the index the manifest's com.amazon.soci.index-digest
+//     annotation names, or else the one the image index binds to the
+//     manifest (an entry of artifactType soci.MediaTypeIndexV2 annotated
+//     with the manifest's digest). When the image index lists it, it is
+//     fetched with the manifest, in the same round trip; a manifest
+//     opened by digest, without its image index, has only the index's
+//     digest, which registries serve but an OCI layout does not;
+//   - else v1: the first referrer of the manifest of artifactType
+//     soci.MediaTypeIndexV1, if the Source implements Referrers (a
+//     registry.Repository does), which must have the manifest as its
+//     subject. Listing referrers costs a round trip, made only for an
+//     image with a layer the index could serve; if it fails, the layers
+//     are as without an index and their errors say why.
+//
+// Open fetches the index while it fetches the config and the other
+// layers, then, for each layer the index covers, its zTOC and its
+// prefetch artifact, if any, at once; the zTOC's digest is checked and
+// pinned (reader.WithTOCDigest), and the layer's digest given to the
+// reader (reader.WithLayerDigest), which checks it whenever it has the
+// whole blob, VerifyLayer included. A v2 image listed in its image index
+// thus opens in three round trips too; v1 costs two more (the referrers,
+// then the index), and a third where a registry has no referrers API and
+// its referrers tag is asked for instead. Layers the index does
+// not cover (soci skips those under 10 MiB) are as without one. Their
+// Format is toc.FormatSOCI.
+//
+// A SOCI index that Open found but that fails (it cannot be fetched, does
+// not match its digest, exceeds a bound, is malformed, or names layers
+// the image lacks), or a zTOC that fails, fails each layer it may serve
+// with that error, naming the layer and the index; it matches
+// ErrDigestMismatch, ErrInvalid (and soci.ErrInvalidIndex) or ErrLimit
+// (and soci.ErrIndexTooLarge), not ErrNotSeekable, and such a layer is
+// not fetched whole in its stead: a broken index is not silently
+// ignored. WithoutSOCI opens such an image as if it had none.
 //
 // # Layers fetched whole
 //
@@ -69,14 +113,22 @@
 //   - WithParallelism: layers opened at once, 32 (DefaultParallelism).
 //
 // What a layer's index may cost is bounded by package reader, whose
-// options WithReaderOptions passes on. An error quoting untrusted input
+// options WithReaderOptions passes on. A SOCI index is fetched within
+// WithMaxManifestSize, then decoded within package soci's bounds, which
+// WithSOCIOptions sets: the index's size (4 MiB), its zTOCs and prefetch
+// artifacts (2048), the size of each zTOC (256 MiB) and prefetch artifact
+// (1 MiB), checked before any is fetched, and the spans of a prefetch
+// artifact (65536). The referrers a Source lists are bounded by what it
+// reads (a registry, 4 MiB); Open fetches one of them. An error quoting untrusted input
 // quotes at most 128 bytes of it; a *PlatformError lists at most 16 of
 // the platforms an index offers.
 //
 // # Prefetch
 //
 // Image.Plan merges the prefetch plans the image carries: the files
-// before each eStargz layer's landmark, the patterns annotation
+// before each eStargz layer's landmark, the files in the spans of each
+// SOCI prefetch artifact (as byte ranges where a span holds part of a
+// file), the patterns annotation
 // (prefetch.AnnotationPatterns) of the manifest and of each layer, and
 // the plan prefetch.FromImageConfig makes from the config. Image.Prefetch
 // fetches that plan into the layers' caches, all layers at once: the

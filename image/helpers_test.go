@@ -103,8 +103,9 @@ type memSource struct {
 	// round trip of its own.
 	resolveBody bool
 	// fetchGate, if set, is called at the start of every Fetch, with the
-	// blob's digest.
-	fetchGate func(digest.Digest)
+	// blob's digest; manifestGate at the start of every Manifest call
+	// that costs a round trip.
+	fetchGate, manifestGate func(digest.Digest)
 
 	mu       sync.Mutex
 	calls    []call
@@ -167,6 +168,9 @@ func (s *memSource) Manifest(_ context.Context, desc ocispec.Descriptor) ([]byte
 	s.mu.Unlock()
 	if !free {
 		defer s.begin("manifest", desc.Digest)()
+		if s.manifestGate != nil {
+			s.manifestGate(desc.Digest)
+		}
 	}
 	data, ok := s.blobs[desc.Digest]
 	if !ok {

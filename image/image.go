@@ -48,22 +48,40 @@ func Open(ctx context.Context, src Source, opts ...Option) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image: resolve: %w", err)
 	}
-	mdesc, m, err := selectManifest(ctx, src, root, &cfg)
+	// The SOCI index an image index lists with the manifest comes with
+	// the manifest, in the same round trip.
+	var early *sociFetch
+	var peers []ocispec.Descriptor
+	mdesc, m, err := selectManifest(ctx, src, root, &cfg, func(chosen ocispec.Descriptor, entries []ocispec.Descriptor) {
+		peers = entries
+		if e, ok := sociEntry(chosen, entries); ok && !cfg.noSOCI {
+			early = startSOCIFetch(ctx, src, e, &cfg)
+		}
+	})
+	if early != nil {
+		defer early.wait()
+	}
 	if err != nil {
 		return nil, err
 	}
 	img := &Image{root: root, manifestDesc: mdesc, manifest: m, layers: make([]Layer, len(m.Layers)), src: src, cfg: cfg}
 
 	// The config and every layer's index come in parallel: one round
-	// trip for all of them.
+	// trip for all of them, but for the layers a SOCI index serves,
+	// whose zTOCs come once the index is there.
 	var wg sync.WaitGroup
 	var configData []byte
 	var configErr error
 	wg.Go(func() { configData, configErr = fetchConfig(ctx, src, m.Config, &cfg) })
+	finder := newSOCIFinder(src, mdesc, &img.manifest, early, peers, &cfg)
+	if finder != nil {
+		wg.Go(func() { finder.run(ctx) })
+	}
 	slots := make(chan struct{}, cfg.parallelism)
 	whole := make(chan struct{}, maxWholeAtOnce)
 	for i, desc := range m.Layers {
 		wg.Go(func() {
+			found := finder.layer(ctx, i)
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():
@@ -71,7 +89,7 @@ func Open(ctx context.Context, src Source, opts ...Option) (*Image, error) {
 				return
 			}
 			defer func() { <-slots }()
-			img.layers[i] = openLayer(ctx, src, i, desc, &cfg, whole)
+			img.layers[i] = openLayer(ctx, src, i, desc, &cfg, whole, found)
 		})
 	}
 	wg.Wait()
@@ -144,7 +162,9 @@ func (img *Image) FS() (*overlay.FS, error) {
 // Plan returns the prefetch plan the image carries, the plans of three
 // sources merged in this order:
 //
-//   - the files before each eStargz layer's landmark (prefetch.FromLandmark);
+//   - the files before each eStargz layer's landmark (prefetch.FromLandmark),
+//     and the bytes of the files in the spans of each SOCI prefetch
+//     artifact (ReasonSOCIPrefetch);
 //   - the patterns annotation (prefetch.AnnotationPatterns) of the
 //     manifest and of each layer, resolved in the merged file system;
 //   - the plan prefetch.FromImageConfig makes from the config's
@@ -174,6 +194,13 @@ func (img *Image) carriedPlan(ctx context.Context, opts ...prefetch.Option) (*pr
 	var errs []error
 	for i, l := range img.layers {
 		plans = append(plans, prefetch.FromLandmark(i, l.Layer.TOC()))
+		if l.soci != nil {
+			p, err := l.soci.plan(i, img.cfg.sociOpts)
+			plans = append(plans, p)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("image: layer %d (%s): %w", i, l.Descriptor.Digest, err))
+			}
+		}
 	}
 	patterns := func(where string, annotations map[string]string) error {
 		s, ok := annotations[prefetch.AnnotationPatterns]

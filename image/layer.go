@@ -38,7 +38,8 @@ type Layer struct {
 	// and matches ErrNotSeekable for a layer in no seekable format.
 	Err error
 
-	file *os.File // the local copy of a layer fetched whole
+	file *os.File   // the local copy of a layer fetched whole
+	soci *sociLayer // what a layer the SOCI index serves keeps of it
 }
 
 // seekableFormat returns the format a layer's media type and annotations
@@ -57,8 +58,9 @@ func seekableFormat(c ocidoc.Compression, annotations map[string]string) toc.For
 	return toc.FormatUnknown
 }
 
-// openLayer opens layer i of the manifest, by its format.
-func openLayer(ctx context.Context, src Source, i int, desc ocispec.Descriptor, cfg *config, whole chan struct{}) Layer {
+// openLayer opens layer i of the manifest, by its format, or with the
+// zTOC of the SOCI index, found.
+func openLayer(ctx context.Context, src Source, i int, desc ocispec.Descriptor, cfg *config, whole chan struct{}, found sociFound) Layer {
 	l := Layer{Descriptor: desc}
 	fail := func(err error) Layer {
 		l.Err = fmt.Errorf("image: layer %d (%s): %w", i, desc.Digest, err)
@@ -70,9 +72,19 @@ func openLayer(ctx context.Context, src Source, i int, desc ocispec.Descriptor, 
 	}
 	l.Format = seekableFormat(c, desc.Annotations)
 	if l.Format == toc.FormatUnknown {
+		if found.err != nil {
+			return fail(found.err)
+		}
+		if found.art.Ztoc != nil {
+			var err error
+			if l.Layer, l.soci, err = openSOCILayer(ctx, src, desc, found, cfg); err != nil {
+				return fail(err)
+			}
+			l.Format = toc.FormatSOCI
+			return l
+		}
 		if !cfg.whole {
-			return fail(fmt.Errorf("media type %q without a seekable format's annotations: %w",
-				untrusted.Short(desc.MediaType), ErrNotSeekable))
+			return fail(found.notSeekable(desc))
 		}
 		select {
 		case whole <- struct{}{}:

@@ -74,9 +74,12 @@ func parseManifest(desc ocispec.Descriptor, data []byte, cfg *config) (ocispec.M
 }
 
 // selectManifest follows root through image indexes, choosing by
-// platform, to an image manifest, and returns its descriptor, its
-// parsed content and the indexes it went through.
-func selectManifest(ctx context.Context, src Source, root ocispec.Descriptor, cfg *config) (ocispec.Descriptor, ocispec.Manifest, error) {
+// platform, to an image manifest, and returns its descriptor and its
+// parsed content. When it chooses a manifest from an index, it calls
+// chosen, if not nil, with the manifest's descriptor and the index's
+// entries before it fetches the manifest.
+func selectManifest(ctx context.Context, src Source, root ocispec.Descriptor, cfg *config,
+	chosen func(ocispec.Descriptor, []ocispec.Descriptor)) (ocispec.Descriptor, ocispec.Manifest, error) {
 	want := defaultPlatform()
 	if cfg.platform != "" {
 		var err error
@@ -109,6 +112,9 @@ func selectManifest(ctx context.Context, src Source, root ocispec.Descriptor, cf
 		if err != nil {
 			return desc, ocispec.Manifest{}, err
 		}
+		if k, _ := ocidoc.KindOf(next.MediaType); k == ocidoc.KindManifest && chosen != nil {
+			chosen(next, idx.Manifests)
+		}
 		desc = next
 	}
 }
@@ -116,7 +122,9 @@ func selectManifest(ctx context.Context, src Source, root ocispec.Descriptor, cf
 // choose picks the entry of an index that best suits want: a manifest
 // of the most preferred compatible platform, or failing that the first
 // nested index without a platform, which Open then searches. Among
-// equals the first entry wins.
+// equals the first entry wins. Entries with an artifactType are
+// artifacts about an image, not images: a SOCI index is an image
+// manifest listed with the platform of the manifest it indexes.
 func choose(index ocispec.Descriptor, entries []ocispec.Descriptor, want platform) (ocispec.Descriptor, error) {
 	prefs := want.compatible()
 	best, rank := -1, len(prefs)
@@ -125,7 +133,7 @@ func choose(index ocispec.Descriptor, entries []ocispec.Descriptor, want platfor
 	more := 0
 	for i, e := range entries {
 		k, ok := ocidoc.KindOf(e.MediaType)
-		if !ok {
+		if !ok || e.ArtifactType != "" {
 			continue
 		}
 		isIndex := k == ocidoc.KindIndex

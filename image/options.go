@@ -5,6 +5,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/internal/limits"
 	"github.com/lazylayer/lazylayer/reader"
+	"github.com/lazylayer/lazylayer/toc/soci"
 )
 
 const (
@@ -48,6 +49,8 @@ type config struct {
 	whole           bool
 	wholeDir        string
 	maxWhole        int64
+	noSOCI          bool          // WithoutSOCI
+	sociOpts        []soci.Option // WithSOCIOptions
 }
 
 func newConfig(opts []Option) config {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lazylayer/lazylayer/toc/soci"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -78,4 +79,22 @@ func TestParsePlatform(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "linux/arm64", p.String())
 	require.NotEmpty(t, defaultPlatform().arch)
+}
+
+// TestChooseSkipsArtifacts checks that an entry with an artifactType, as
+// the SOCI index soci convert lists first (or alone) with its manifest's
+// platform, is never chosen as the image.
+func TestChooseSkipsArtifacts(t *testing.T) {
+	amd := &ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	sociIndex := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: soci.MediaTypeIndexV2,
+		Digest: "sha256:soci", Platform: amd}
+	image := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: "sha256:image", Platform: amd}
+	got, err := choose(ocispec.Descriptor{}, []ocispec.Descriptor{sociIndex, image}, platform{"linux", "amd64", ""})
+	require.NoError(t, err)
+	require.Equal(t, image.Digest, got.Digest)
+
+	_, err = choose(ocispec.Descriptor{}, []ocispec.Descriptor{sociIndex}, platform{"linux", "amd64", ""})
+	var pe *PlatformError
+	require.ErrorAs(t, err, &pe)
+	require.Empty(t, pe.Have, "an artifact offers no platform")
 }

@@ -29,7 +29,9 @@ const verifyCacheSize = 64 << 20
 //     runtime that pulls the image whole checks;
 //   - for a seekable layer, its index against the digest its annotations
 //     pin, and every chunk against the index, which is what a lazy reader
-//     checks;
+//     checks; for a SOCI layer, its zTOC against the digest the SOCI
+//     index pins, every span against the zTOC, and every checkpoint's
+//     window against the bytes before it;
 //   - for zstd:chunked, the tar its tar-split rebuilds against the DiffID,
 //     which is what containers/storage writes.
 //
@@ -91,6 +93,9 @@ func (img *Image) verifyLayer(ctx context.Context, i int, l Layer) error {
 
 	// Its index and chunks, as a lazy reader reads them.
 	opts := append(img.cfg.layerOptions(desc.Annotations), reader.WithCache(cache.NewMemory(verifyCacheSize)))
+	if l.soci != nil {
+		opts = append(opts, l.soci.readerOptions(desc)...)
+	}
 	lazy, err := reader.Open(ctx, fetcher.FromReaderAt(tmp, n), opts...)
 	if err != nil {
 		return err

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,8 +28,10 @@ import (
 
 	"github.com/lazylayer/lazylayer/convert"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/image"
 	"github.com/lazylayer/lazylayer/interop/internal/corpus"
 	"github.com/lazylayer/lazylayer/prefetch"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/toc/soci"
 )
 
@@ -321,4 +325,122 @@ func tarOfFiles(t *testing.T, files map[string]string) []byte {
 	}
 	tw.Close()
 	return buf.Bytes()
+}
+
+// TestSociConvertedOpens converts an image with soci-snapshotter's own
+// Convert, with a prefetch artifact, and opens the result through
+// image.Open: the indexed layers by their zTOCs, the small one fetched
+// whole; every file of the merged file system is the source's, the
+// indexed layers pass VerifyLayer, and their prefetch artifact plans the
+// files soci was given.
+func TestSociConvertedOpens(t *testing.T) {
+	ctx := context.Background()
+	src := sociTestImage(t)
+	files := []string{"http/server.go", "dnsclient.go"}
+	// A span size no other test converts with: soci's artifacts
+	// database is one per process, and would take the zTOCs of another
+	// test's conversion, of another store, for this one's.
+	_, theirs := sociConvert(t, src, 128<<10, files)
+
+	img, err := image.Open(ctx, theirs, image.WithFetchWhole(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if err := img.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range img.Layers() {
+		if indexed := i < 2; indexed != (l.Format == toc.FormatSOCI) || indexed == l.Whole {
+			t.Errorf("layer %d: format %v, fetched whole %v", i, l.Format, l.Whole)
+		}
+	}
+	root, err := img.FS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The layers stacked: no whiteouts among them, upper files win.
+	type want struct {
+		typ  byte
+		data []byte
+		link string
+	}
+	tree := make(map[string]want)
+	var m ocispec.Manifest
+	mustJSON(t, theirs, img.ManifestDescriptor().Digest, &m)
+	for _, l := range m.Layers {
+		b, _ := theirs.get(l.Digest)
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(zr)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := path.Clean("/" + h.Name)[1:]
+			if name == "" {
+				continue
+			}
+			w := want{typ: h.Typeflag, link: h.Linkname}
+			switch h.Typeflag {
+			case tar.TypeReg:
+				w.data, _ = io.ReadAll(tr)
+			case tar.TypeLink:
+				w = tree[path.Clean("/" + h.Linkname)[1:]]
+			}
+			tree[name] = w
+		}
+	}
+	checked := 0
+	for name, w := range tree {
+		switch w.typ {
+		case tar.TypeReg:
+			data, err := fs.ReadFile(root, name)
+			if err != nil || !bytes.Equal(data, w.data) {
+				t.Errorf("%s: %d bytes that differ from the %d of the layer, %v", name, len(data), len(w.data), err)
+			}
+			checked++
+		case tar.TypeSymlink:
+			if target, err := fs.ReadLink(root, name); err != nil || target != w.link {
+				t.Errorf("%s links to %q, %v; want %q", name, target, err, w.link)
+			}
+		default:
+			if _, err := root.Lstat(name); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	}
+	if checked < 100 {
+		t.Errorf("only %d files checked", checked)
+	}
+	for i := range 2 {
+		if err := img.VerifyLayer(ctx, i); err != nil {
+			t.Error(err)
+		}
+	}
+
+	plan, err := img.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned := map[string]bool{}
+	for _, it := range plan.Items() {
+		if it.Reason == image.ReasonSOCIPrefetch {
+			planned[it.Path] = true
+			if it.Layer != 1 {
+				t.Errorf("%v: of layer %d", it, it.Layer)
+			}
+		}
+	}
+	for _, f := range files {
+		if !planned[f] {
+			t.Errorf("%s is not planned: %v", f, planned)
+		}
+	}
 }

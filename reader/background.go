@@ -51,6 +51,25 @@ func (l *Layer) startBackground() {
 	l.goTask(func() { l.cfg.background(l.FetchAll(l.ctx)) })
 }
 
+// A FetchAllOption configures FetchAll.
+type FetchAllOption func(*fetchAllConfig)
+
+type fetchAllConfig struct {
+	gate func(ctx context.Context, size int64) error
+}
+
+// WithFetchGate makes FetchAll call gate before each of its requests,
+// with the compressed bytes the request is to ask for, and make the
+// request only once gate has returned nil; an error of gate stops
+// FetchAll with that error. A caller whose layers share a link uses it to
+// hold the background fetch while reads of any layer wait for the link,
+// or to pace it. FetchAll claims the request's chunks only once gate has
+// returned, so that reads of them meanwhile make their own fetches
+// rather than wait for it.
+func WithFetchGate(gate func(ctx context.Context, size int64) error) FetchAllOption {
+	return func(c *fetchAllConfig) { c.gate = gate }
+}
+
 // FetchAll fetches every chunk of the layer that the cache lacks into the
 // cache, in blob order, and returns when all of them are cached, at the
 // first error, when ctx is done, or when the layer is closed (with
@@ -59,9 +78,13 @@ func (l *Layer) startBackground() {
 //
 // FetchAll runs at low priority: it asks for a few MiB per request and,
 // before each request, waits until no read of the layer is loading a
-// chunk. Reads of chunks FetchAll is fetching wait for that fetch instead
-// of making their own.
-func (l *Layer) FetchAll(ctx context.Context) error {
+// chunk, and for the gate of WithFetchGate, if any. Reads of chunks
+// FetchAll is fetching wait for that fetch instead of making their own.
+func (l *Layer) FetchAll(ctx context.Context, opts ...FetchAllOption) error {
+	var cfg fetchAllConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if l.cfg.cache == nil {
 		return fmt.Errorf("reader: fetch all: %w", ErrNoCache)
 	}
@@ -70,7 +93,7 @@ func (l *Layer) FetchAll(ctx context.Context) error {
 	stop := context.AfterFunc(l.ctx, func() { cancel(fs.ErrClosed) })
 	defer stop()
 	if l.blob.verify() == verifySpans {
-		if err := l.wholeLayer(ctx, io.Discard, true); err != nil {
+		if err := l.wholeLayer(ctx, io.Discard, &cfg); err != nil {
 			return l.backgroundErr(ctx, err)
 		}
 		return nil
@@ -81,17 +104,27 @@ func (l *Layer) FetchAll(ctx context.Context) error {
 			return l.backgroundErr(ctx, err)
 		}
 		var batch []chunkRef
-		var ranges []fetcher.Range
 		var size int64
 		for ; start < len(frames) && size < backgroundBatch; start++ {
-			ref := frames[start]
-			if l.cacheHas(l.entry(ref.id), int(ref.index)) {
-				continue
+			if ref := frames[start]; !l.cacheHas(l.entry(ref.id), int(ref.index)) {
+				batch = append(batch, ref)
+				size += l.chunk(ref).FrameEnd - l.chunk(ref).FrameOffset
 			}
+		}
+		if cfg.gate != nil && len(batch) > 0 {
+			if err := cfg.gate(ctx, size); err != nil {
+				return l.backgroundErr(ctx, err)
+			}
+			// Reads may have loaded chunks of the batch meanwhile.
+			if err := l.waitIdle(ctx); err != nil {
+				return l.backgroundErr(ctx, err)
+			}
+			batch = slices.DeleteFunc(batch, func(ref chunkRef) bool { return l.cacheHas(l.entry(ref.id), int(ref.index)) })
+		}
+		ranges := make([]fetcher.Range, len(batch))
+		for k, ref := range batch {
 			c := l.chunk(ref)
-			batch = append(batch, ref)
-			ranges = append(ranges, fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset})
-			size += c.FrameEnd - c.FrameOffset
+			ranges[k] = fetcher.Range{Offset: c.FrameOffset, Length: c.FrameEnd - c.FrameOffset}
 		}
 		if err := l.loadBatch(ctx, batch, ranges); err != nil {
 			return l.backgroundErr(ctx, err)

@@ -51,17 +51,67 @@ func TestBackgroundFetchSurvivesRegistryLoss(t *testing.T) {
 	}
 }
 
-func TestFetchAllYieldsToReads(t *testing.T) {
+// cachedCorpusLayer opens a layer of 20 files of 16 KiB chunks with a
+// cache, counting the fetches made after Open.
+func cachedCorpusLayer(t *testing.T) (*Layer, *countingFetcher) {
+	tarData, _ := corpusTar(t, 20, 64<<10, 2)
+	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+	l, err := Open(t.Context(), cf, WithCache(newMapCache()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	cf.reset()
+	return l, cf
+}
+
+func TestFetchAllWaitsForItsGate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tarData, _ := corpusTar(t, 20, 64<<10, 2)
-		blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
-		cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
-		l, err := Open(t.Context(), cf, WithCache(newMapCache()))
-		if err != nil {
+		l, cf := cachedCorpusLayer(t)
+
+		open := make(chan struct{})
+		var gated []int64
+		gate := func(ctx context.Context, size int64) error {
+			gated = append(gated, size)
+			<-open
+			return nil
+		}
+		done := make(chan error, 1)
+		go func() { done <- l.FetchAll(context.Background(), WithFetchGate(gate)) }()
+		synctest.Wait()
+		if n := cf.calls.Load(); n != 0 || len(gated) != 1 {
+			t.Fatalf("FetchAll made %d requests before its gate opened (gate called %d times)", n, len(gated))
+		}
+		close(open)
+		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
-		cf.reset()
+		var asked, allowed int64
+		for _, r := range cf.asked {
+			asked += r.Length
+		}
+		for _, n := range gated {
+			allowed += n
+		}
+		if int64(len(gated)) != cf.calls.Load() || allowed != asked {
+			t.Errorf("gate let %d requests of %d bytes through; FetchAll made %d of %d bytes", len(gated), allowed, cf.calls.Load(), asked)
+		}
+	})
+}
+
+func TestFetchAllStopsAtItsGatesError(t *testing.T) {
+	l, _, _ := sampleLayer(t, false, WithCache(newMapCache()))
+	stop := errors.New("no more")
+	err := l.FetchAll(context.Background(), WithFetchGate(func(context.Context, int64) error { return stop }))
+	if !errors.Is(err, stop) {
+		t.Errorf("FetchAll with a failing gate: %v, want its error", err)
+	}
+}
+
+func TestFetchAllYieldsToReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, cf := cachedCorpusLayer(t)
 
 		l.foreground.Add(1) // a read is loading a chunk
 		done := make(chan error, 1)

@@ -76,6 +76,13 @@
 // fetch only what they ask for. A frame whose bytes arrive damaged is
 // fetched once more, alone, before a read reports the damage.
 //
+// Layer.StartPrefetch loads the chunks of files a workload is expected to
+// read into the cache before it reads them. However large what it is
+// asked for, it holds at most WithPrefetchBuffer (16 MiB,
+// DefaultPrefetchBuffer) of compressed bytes fetched or being fetched and
+// not yet decompressed and cached: a link faster than decompression
+// waits, rather than piling a whole file of tens of MB up in memory.
+//
 // Layer.FetchAll, or WithBackgroundFetch at Open, fetches the whole layer
 // into the cache at low priority, pausing while reads load chunks, so that
 // a running workload survives the registry going away.

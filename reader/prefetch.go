@@ -9,11 +9,13 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 	"github.com/lazylayer/lazylayer/toc"
+	"golang.org/x/sync/semaphore"
 )
 
 // ErrNoCache is returned by Prefetch on a layer opened without WithCache:
@@ -44,6 +46,7 @@ type PrefetchOption func(*prefetchConfig)
 type prefetchConfig struct {
 	requests int
 	workers  int
+	buffer   int64
 	progress func(PrefetchProgress)
 }
 
@@ -55,6 +58,29 @@ const DefaultPrefetchRequests = 4
 // values below 1 mean 1.
 func WithPrefetchRequests(n int) PrefetchOption {
 	return func(c *prefetchConfig) { c.requests = max(n, 1) }
+}
+
+// DefaultPrefetchBuffer bounds the compressed bytes a Prefetch holds
+// unless WithPrefetchBuffer says otherwise: 16 MiB, room for the
+// requests in flight (DefaultPrefetchRequests of at most 2 MiB) and as
+// much again of answers waiting to be decompressed.
+const DefaultPrefetchBuffer = 16 << 20
+
+// WithPrefetchBuffer bounds the compressed bytes that Prefetch has asked
+// the fetcher for and not yet decompressed, verified and cached: those of
+// its requests in flight, and of the answers waiting for a worker. A
+// request goes out only once its bytes fit, and no request asks for more
+// than n bytes, but for a single frame larger than n, which goes alone.
+// Without the bound, a link faster than decompression would pile up a
+// whole prefetch's answers in memory. Values <= 0 mean
+// DefaultPrefetchBuffer.
+func WithPrefetchBuffer(n int64) PrefetchOption {
+	return func(c *prefetchConfig) {
+		if n <= 0 {
+			n = DefaultPrefetchBuffer
+		}
+		c.buffer = n
+	}
 }
 
 // WithPrefetchWorkers bounds how many frames Prefetch decompresses and
@@ -109,10 +135,11 @@ func (p *Prefetching) Wait() error {
 // cache, the earlier ranges first. It fetches their frames in requests of
 // growing size with a bounded number in flight (WithPrefetchRequests),
 // each request a run of the frames adjacent in the blob, so that the
-// fetcher merges nearby frames into few spans and no byte is read twice;
-// and it decompresses and verifies each answer's frames on a pool of
-// workers, one per core (WithPrefetchWorkers), while later answers still
-// arrive.
+// fetcher merges nearby frames into few spans and no byte is read twice,
+// and with the bytes asked for and not yet cached within a buffer
+// (WithPrefetchBuffer); and it decompresses and verifies each answer's
+// frames on a pool of workers, one per core (WithPrefetchWorkers), while
+// later answers still arrive.
 //
 // StartPrefetch returns once the prefetch has claimed its frames: from
 // then on, a read of a chunk whose frame it is fetching waits for that
@@ -125,7 +152,7 @@ func (p *Prefetching) Wait() error {
 // with an *fs.PathError before anything is fetched. A layer opened
 // without WithCache fails with ErrNoCache.
 func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...PrefetchOption) (*Prefetching, error) {
-	cfg := prefetchConfig{requests: DefaultPrefetchRequests, workers: runtime.GOMAXPROCS(0)}
+	cfg := prefetchConfig{requests: DefaultPrefetchRequests, workers: runtime.GOMAXPROCS(0), buffer: DefaultPrefetchBuffer}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -141,7 +168,10 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 		l.tasks.done()
 		return nil, err
 	}
-	run := &prefetchRun{layer: l, cfg: cfg, frames: frames, workers: make(chan struct{}, cfg.workers)}
+	run := &prefetchRun{
+		layer: l, cfg: cfg, frames: frames, workers: make(chan struct{}, cfg.workers),
+		buffer: semaphore.NewWeighted(cfg.buffer), held: make([]atomic.Int64, len(frames)),
+	}
 	for _, f := range frames {
 		run.progress.Frames++
 		run.progress.Bytes += f.frame.Length
@@ -180,7 +210,7 @@ func (l *Layer) StartPrefetch(ctx context.Context, ranges []FileRange, opts ...P
 	waiting := make(chan struct{})
 	go func() {
 		defer l.tasks.done()
-		run.fetch(planBatches(frames, fetch))
+		run.fetch(planBatches(frames, fetch, cfg.buffer))
 		<-waiting
 		wg.Wait()
 		stop()
@@ -211,6 +241,12 @@ type prefetchRun struct {
 	cancel context.CancelCauseFunc
 
 	workers chan struct{} // bounds frames decompressed at once
+	// buffer bounds the compressed bytes fetched or being fetched and
+	// not yet decompressed and cached (WithPrefetchBuffer); held is
+	// what each frame holds of it, from its request until its load is
+	// done with its bytes.
+	buffer *semaphore.Weighted
+	held   []atomic.Int64
 
 	mu       sync.Mutex
 	progress PrefetchProgress
@@ -222,6 +258,9 @@ func (run *prefetchRun) load(ctx context.Context, i int) (frameResult, error) {
 	f := run.frames[i]
 	src := run.layer.slotSource(run.ctx, run.slots[i])
 	var started time.Time
+	// Decompressed and cached, or failed, the frame's bytes are no
+	// longer held: the next request may use their room.
+	defer func() { run.buffer.Release(run.held[i].Swap(0)) }()
 	res, err := run.layer.loadFrame(ctx, f.ref, true, func(ctx context.Context, r fetcher.Range) ([]byte, error) {
 		data, err := src(ctx, r)
 		if err != nil {
@@ -268,7 +307,8 @@ func (run *prefetchRun) finished(i int, res frameResult, err error) {
 }
 
 // fetch issues the batches in order, with at most cfg.requests in
-// flight, and finally fails the slots of frames no answer delivered.
+// flight and their bytes within cfg.buffer, and finally fails the slots
+// of frames no answer delivered.
 func (run *prefetchRun) fetch(batches []batch) {
 	sem := make(chan struct{}, run.cfg.requests)
 	var wg sync.WaitGroup
@@ -277,7 +317,7 @@ func (run *prefetchRun) fetch(batches []batch) {
 		case sem <- struct{}{}:
 		case <-run.ctx.Done():
 		}
-		if run.ctx.Err() != nil {
+		if run.ctx.Err() != nil || run.hold(b) != nil {
 			break
 		}
 		wg.Go(func() {
@@ -295,6 +335,26 @@ func (run *prefetchRun) fetch(batches []batch) {
 	for _, s := range run.slots {
 		s.fill(nil, skipped)
 	}
+}
+
+// hold waits until the bytes of batch b fit in the buffer, or the whole
+// buffer is free for a frame larger than it, and charges each frame of b
+// with its share until its load is done with it.
+func (run *prefetchRun) hold(b batch) error {
+	var size int64
+	for _, i := range b {
+		size += run.frames[i].frame.Length
+	}
+	size = min(size, run.cfg.buffer)
+	if err := run.buffer.Acquire(run.ctx, size); err != nil {
+		return err
+	}
+	for _, i := range b {
+		share := min(run.frames[i].frame.Length, size)
+		run.held[i].Store(share)
+		size -= share
+	}
+	return nil
 }
 
 // prefetchFrame is one frame a Prefetch fetches, and a chunk it holds.
@@ -383,8 +443,9 @@ type batch []int
 // frames a small gap apart into one span and reads the gap; were a batch
 // not such a run, a gap it reads could hold a frame of another batch,
 // fetched twice. Each batch starts at the most urgent frame left and
-// grows towards the more urgent of its two neighbours.
-func planBatches(frames []prefetchFrame, order []int) []batch {
+// grows towards the more urgent of its two neighbours, and never past
+// limit bytes, unless its first frame alone is larger.
+func planBatches(frames []prefetchFrame, order []int, limit int64) []batch {
 	byOffset := slices.Clone(order)
 	slices.SortFunc(byOffset, func(a, b int) int { return cmp.Compare(frames[a].frame.Offset, frames[b].frame.Offset) })
 	// at[i] is frame i's place in byOffset; urgency[k] is byOffset[k]'s
@@ -399,7 +460,7 @@ func planBatches(frames []prefetchFrame, order []int) []batch {
 	}
 	taken := make([]bool, len(order))
 	var batches []batch
-	target := int64(firstBatch)
+	target := min(firstBatch, limit)
 	for _, i := range order {
 		lo := at[i]
 		if taken[lo] {
@@ -408,8 +469,8 @@ func planBatches(frames []prefetchFrame, order []int) []batch {
 		hi, size := lo+1, frames[i].frame.Length
 		taken[lo] = true
 		for size < target {
-			left := lo > 0 && !taken[lo-1]
-			right := hi < len(order) && !taken[hi]
+			left := lo > 0 && !taken[lo-1] && size+frames[byOffset[lo-1]].frame.Length <= limit
+			right := hi < len(order) && !taken[hi] && size+frames[byOffset[hi]].frame.Length <= limit
 			if left && (!right || urgency[lo-1] < urgency[hi]) {
 				lo--
 				taken[lo] = true
@@ -423,7 +484,7 @@ func planBatches(frames []prefetchFrame, order []int) []batch {
 			}
 		}
 		batches = append(batches, batch(byOffset[lo:hi:hi]))
-		target = min(2*target, maxBatch)
+		target = min(2*target, maxBatch, limit)
 	}
 	return batches
 }
@@ -446,7 +507,8 @@ func (l *Layer) fetchBatch(ctx context.Context, b batch, frames []prefetchFrame,
 	})
 }
 
-// slotSource is a frameSource that waits for a Prefetch to fill slot. When
+// slotSource is a frameSource that waits for a Prefetch to fill slot, for
+// the one load of its frame. When
 // the Prefetch stopped (its context pctx is done) but the load still has
 // a reader waiting (its own ctx is not), it fetches the frame itself.
 func (l *Layer) slotSource(pctx context.Context, slot *frameSlot) frameSource {
@@ -462,9 +524,13 @@ func (l *Layer) slotSource(pctx context.Context, slot *frameSlot) frameSource {
 			}
 			return nil, slot.err
 		}
-		if int64(len(slot.data)) != frame.Length {
-			return nil, fmt.Errorf("frame %v planned as %d bytes: %w", frame, len(slot.data), ErrCorrupt)
+		// The frame's one load takes its bytes: the Prefetch, which
+		// keeps its slots to the end, must not keep them too.
+		data := slot.data
+		slot.data = nil
+		if int64(len(data)) != frame.Length {
+			return nil, fmt.Errorf("frame %v planned as %d bytes: %w", frame, len(data), ErrCorrupt)
 		}
-		return slot.data, nil
+		return data, nil
 	}
 }

@@ -263,7 +263,7 @@ func TestPlanBatchesFollowPriority(t *testing.T) {
 	for i := range 6 {
 		frames = append(frames, prefetchFrame{frame: fetcher.Range{Offset: int64(5-i) << 30, Length: firstBatch}})
 	}
-	batches := planBatches(frames, []int{0, 1, 2, 3, 4, 5})
+	batches := planBatches(frames, []int{0, 1, 2, 3, 4, 5}, DefaultPrefetchBuffer)
 	prev := -1
 	for k, b := range batches {
 		in := []int(b)
@@ -373,6 +373,74 @@ func TestPrefetchSkipsFramesAReadIsLoading(t *testing.T) {
 				if c.FrameOffset < r.End() && r.Offset < c.FrameEnd {
 					t.Errorf("prefetch asked for %v, which holds the frame at %d a read was loading", r, c.FrameOffset)
 				}
+			}
+		}
+	})
+}
+
+// gatedCache is a mapCache whose Add waits for a token on proceed, as a
+// busy disk or core would hold a prefetch's decompression back.
+type gatedCache struct {
+	*mapCache
+	proceed chan struct{}
+}
+
+func (c *gatedCache) Add(k digest.Digest, d []byte) {
+	<-c.proceed
+	c.mapCache.Add(k, d)
+}
+
+func TestPrefetchBufferBoundsBytesNotCached(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &gatedCache{mapCache: newMapCache(), proceed: make(chan struct{})}
+		l, f, index, _ := manyFiles(t, 100, false, WithCache(c))
+		// A test that fails lets the other chunks in, so that Close returns.
+		defer close(c.proceed)
+		frame := make(map[digest.Digest]int64) // chunk digest to its frame's length
+		var total int64
+		for _, e := range index.Entries {
+			for _, ch := range e.Chunks {
+				frame[ch.Digest] = ch.FrameEnd - ch.FrameOffset
+				total += ch.FrameEnd - ch.FrameOffset
+			}
+		}
+		const limit = 8 << 10
+		p, err := l.StartPrefetch(context.Background(), wholeFiles(entryNames(index)...), WithPrefetchBuffer(limit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Wait() }()
+		// Let the chunks into the cache one at a time. Whenever all
+		// else is blocked, the bytes asked for and not cached yet must
+		// fit in the buffer.
+		for {
+			synctest.Wait()
+			f.mu.Lock()
+			var asked int64
+			for _, r := range f.asked {
+				asked += r.Length
+			}
+			f.mu.Unlock()
+			c.mu.Lock()
+			var cached int64
+			for k := range c.m {
+				cached += frame[k]
+			}
+			c.mu.Unlock()
+			if asked-cached > limit {
+				t.Fatalf("prefetch asked for %d bytes, %d of them not cached, beyond its buffer of %d", asked, asked-cached, limit)
+			}
+			select {
+			case c.proceed <- struct{}{}:
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				if asked != total || cached != total {
+					t.Fatalf("prefetch asked for %d bytes and cached %d, want all %d", asked, cached, total)
+				}
+				return
 			}
 		}
 	})

@@ -450,9 +450,10 @@ func (s *spanIndex) keys() []digest.Digest {
 // decompressed layer to w: decoding from the stream's start needs no
 // window. It checks on the way every checkpoint's position and window,
 // and at the end the layer digest, if given; then every span's state is
-// verified. In the background, it waits before each request until no
-// read is loading a chunk.
-func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background bool) error {
+// verified. In the background (for FetchAll, whose options background
+// holds), it waits before each request until no read is loading a chunk,
+// and for the gate of WithFetchGate.
+func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background *fetchAllConfig) error {
 	s := l.spans
 	st := &spanStream{l: l, ctx: ctx, background: background, hash: sha256.New()}
 	tc, err := l.newTarChecker()
@@ -513,7 +514,7 @@ func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background bool) er
 type spanStream struct {
 	l          *Layer
 	ctx        context.Context
-	background bool
+	background *fetchAllConfig // nil but for FetchAll
 	hash       hash.Hash
 	next       int   // the next span
 	fed        int64 // the blob bytes read so far
@@ -569,7 +570,7 @@ func (st *spanStream) Read(p []byte) (int, error) {
 // backgroundBatch compressed bytes of those the cache lacks.
 func (st *spanStream) plan() error {
 	l := st.l
-	if st.background {
+	if st.background != nil {
 		if err := l.waitIdle(st.ctx); err != nil {
 			return err
 		}
@@ -584,6 +585,11 @@ func (st *spanStream) plan() error {
 		}
 		ranges = append(ranges, sp.frame)
 		size += sp.frame.Length
+	}
+	if st.background != nil && st.background.gate != nil && len(ranges) > 0 {
+		if err := st.background.gate(st.ctx, size); err != nil {
+			return err
+		}
 	}
 	st.batch, st.batchEnd = l.newFrameBatch(st.ctx, ranges), end
 	return nil

@@ -34,7 +34,7 @@ func (l *Layer) WriteTar(ctx context.Context, w io.Writer) (digest.Digest, error
 	if l.blob.verify() == verifySpans {
 		// The layer blob is the original tar, compressed or not.
 		h := sha256.New()
-		if err := l.wholeLayer(ctx, io.MultiWriter(w, h), false); err != nil {
+		if err := l.wholeLayer(ctx, io.MultiWriter(w, h), nil); err != nil {
 			return "", fmt.Errorf("reader: write tar: %w", l.closedErr(err))
 		}
 		return digest.NewDigest(digest.SHA256, h), nil

@@ -122,7 +122,7 @@ func openZtoc(ctx context.Context, f fetcher.Fetcher, size int64, cfg config) (*
 		return nil, err
 	}
 	if cfg.requireLayer {
-		if err := l.wholeLayer(ctx, io.Discard, false); err != nil {
+		if err := l.wholeLayer(ctx, io.Discard, nil); err != nil {
 			l.Close()
 			return nil, err
 		}

@@ -197,6 +197,26 @@ func TestZtocWriteTarAndFetchAll(t *testing.T) {
 	}
 }
 
+func TestZtocFetchAllWaitsForItsGate(t *testing.T) {
+	data := kindsLayerTar(t)
+	for _, c := range ztocCases(t, data) {
+		_, enc := makeZtoc(t, c.layer, c.c, 64<<10)
+		l, err := openZtocLayer(t, c.layer, enc, WithCache(newMapCache()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := errors.New("no more")
+		var asked int64
+		err = l.FetchAll(context.Background(), WithFetchGate(func(_ context.Context, size int64) error {
+			asked += size
+			return stop
+		}))
+		if !errors.Is(err, stop) || asked == 0 {
+			t.Errorf("%s: FetchAll with a failing gate: %v after asking it for %d bytes, want the gate's error", c.name, err, asked)
+		}
+	}
+}
+
 // failingFetcher serves a blob's size and fails every fetch.
 type failingFetcher struct{ size int64 }
 

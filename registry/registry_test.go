@@ -15,8 +15,9 @@ import (
 )
 
 var (
-	_ image.Source = (*registry.Repository)(nil)
-	_ image.Target = (*registry.Repository)(nil)
+	_ image.Source    = (*registry.Repository)(nil)
+	_ image.Target    = (*registry.Repository)(nil)
+	_ image.Referrers = (*registry.Repository)(nil)
 )
 
 const zeros = "sha256:0000000000000000000000000000000000000000000000000000000000000000"

@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lazylayer/lazylayer/convert"
 	"github.com/lazylayer/lazylayer/image/layout"
 	"github.com/lazylayer/lazylayer/internal/benchimage"
 	"github.com/lazylayer/lazylayer/internal/simregistry"
@@ -27,7 +28,7 @@ import (
 // run only when -modes names them (imageSelected), on the image of
 // package benchimage (the Go toolchain, a JDK and Python, one layer
 // each), built once for all of them.
-var imageModes = []string{"convert-estargz", "convert-zstd:chunked", "open"}
+var imageModes = []string{"convert-estargz", "convert-zstd:chunked", "open", "open-soci"}
 
 // imageSelected reports whether the -modes list names the image mode:
 // by its whole name, or "convert" for both conversions.
@@ -108,8 +109,12 @@ func runImageModes(ctx context.Context, w io.Writer, scratch string, runs int, l
 				return fmt.Errorf("%s: %w", m, err)
 			}
 		case "open":
-			if err := b.open(ctx, w); err != nil {
+			if err := b.open(ctx, w, "eStargz", "estargz"); err != nil {
 				return fmt.Errorf("open: %w", err)
+			}
+		case "open-soci":
+			if err := b.open(ctx, w, "SOCI", "soci", convert.WithSOCI()); err != nil {
+				return fmt.Errorf("open-soci: %w", err)
 			}
 		}
 	}

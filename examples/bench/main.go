@@ -59,9 +59,11 @@
 // the lazylayer command against ctr-remote image convert --estargz --oci
 // (in a containerd of its own) and skopeo copy --dest-compress-format
 // zstd:chunked, -runs times each, interleaved, and reports wall time,
-// CPU time, peak RSS and output size; "open" opens the converted image
-// in docker-registry, with and without a bearer-token gate, over the
-// link, and counts round trips on the critical path and token requests.
+// CPU time, peak RSS and output size; "open" opens the image converted
+// to eStargz ("open-soci": indexed by convert --soci, its layers left as
+// they are) in docker-registry, with and without a bearer-token gate,
+// over the link, and counts round trips on the critical path and token
+// requests.
 // A missing tool skips its side and names its Debian package:
 //
 //	go run ./examples/bench -modes convert,open -runs 3

@@ -142,7 +142,8 @@ func (m *metrics) prefetchProgress() prefetch.RunOption {
 }
 
 // transport counts requests and response bytes by the cause their
-// context carries, and tells the demand gauge of on-demand requests.
+// context carries, and tells the demand gauge of on-demand and prefetch
+// requests.
 type transport struct {
 	next   http.RoundTripper
 	m      *metrics
@@ -153,8 +154,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	cause := causeOf(req.Context())
 	t.m.requests.WithLabelValues(cause).Inc()
 	done := func() {}
-	if cause == causeOnDemand {
-		done = t.demand.start()
+	if cause == causeOnDemand || cause == causePrefetch {
+		done = t.demand.start(cause == causeOnDemand)
 	}
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
@@ -187,23 +188,29 @@ func (b *countingBody) Close() error {
 
 // demand tells whether containers are waiting for the registry: the
 // background fetch, which would compete with them for the link, waits
-// until no on-demand request has been under way for a while.
+// until no on-demand request has been under way for a while, and then
+// yields to every on-demand or prefetch request and is paced.
 type demand struct {
+	rate float64 // bytes per second of the paced background fetch
+
 	mu       sync.Mutex
-	inFlight int
+	inFlight int           // on-demand and prefetch requests under way
 	started  int           // on-demand requests ever started
-	last     time.Time     // when the last on-demand request ended
+	last     time.Time     // when the last request in flight ended
 	quiet    chan struct{} // closed and replaced when inFlight drops to 0
+	next     time.Time     // when the paced background fetch may go on
 }
 
-func newDemand() *demand { return &demand{quiet: make(chan struct{})} }
+func newDemand(rate float64) *demand { return &demand{rate: rate, quiet: make(chan struct{})} }
 
-// start notes an on-demand request; the function it returns notes its
-// end.
-func (d *demand) start() func() {
+// start notes an on-demand request (onDemand) or a prefetch request; the
+// function it returns notes its end.
+func (d *demand) start(onDemand bool) func() {
 	d.mu.Lock()
 	d.inFlight++
-	d.started++
+	if onDemand {
+		d.started++
+	}
 	d.mu.Unlock()
 	return func() {
 		d.mu.Lock()
@@ -224,35 +231,81 @@ func (d *demand) count() int {
 	return d.started
 }
 
-// waitQuiet returns once no on-demand request has been under way for
-// the period quiet, nor since the time since, or once misses on-demand
-// requests have started after the count from (see count), or when ctx
-// is done.
+// missed reports whether misses on-demand requests have started after
+// the count from (see count): the prefetch plan did not hold what the
+// containers read.
+func (d *demand) missed(from, misses int) bool { return d.started-from >= misses }
+
+// waitQuiet returns once no request has been under way for the period
+// quiet, nor since the time since, or once the plan missed (see missed),
+// or when ctx is done.
 func (d *demand) waitQuiet(ctx context.Context, since time.Time, quiet time.Duration, from, misses int) error {
+	return d.await(ctx, func(now time.Time) (bool, time.Duration) {
+		if d.missed(from, misses) {
+			return true, 0
+		}
+		return d.idleFor(now, quiet-now.Sub(later(d.last, since)))
+	})
+}
+
+// admit returns when the background fetch may ask for size more bytes:
+// once no on-demand or prefetch request is under way, and the pace of
+// d.rate leaves room for them; or at once if the plan missed (see
+// missed), which leaves containers to a round trip per file, and
+// fetching the layers at the link's speed beats that.
+func (d *demand) admit(ctx context.Context, size int64, from, misses int) error {
+	missed := false
+	err := d.await(ctx, func(now time.Time) (bool, time.Duration) {
+		if missed = d.missed(from, misses); missed {
+			return true, 0
+		}
+		return d.idleFor(now, d.next.Sub(now))
+	})
+	if err == nil && !missed {
+		d.mu.Lock()
+		d.next = later(d.next, time.Now()).Add(time.Duration(float64(size) / d.rate * float64(time.Second)))
+		d.mu.Unlock()
+	}
+	return err
+}
+
+// idleFor tells an await whether no request is under way and left, the
+// time still to wait, is over. d.mu is held.
+func (d *demand) idleFor(now time.Time, left time.Duration) (bool, time.Duration) {
+	if d.inFlight > 0 {
+		return false, 0
+	}
+	return left <= 0, left
+}
+
+// await returns once ready, called with d.mu held, says so, or when ctx
+// is done. ready is asked again when no request is in flight any more,
+// and after the time it returned, if positive.
+func (d *demand) await(ctx context.Context, ready func(now time.Time) (bool, time.Duration)) error {
 	for {
 		d.mu.Lock()
-		last := d.last
-		if last.Before(since) {
-			last = since
-		}
-		busy, wait, ch := d.inFlight > 0, quiet-time.Since(last), d.quiet
-		missed := d.started-from >= misses
+		ok, left := ready(time.Now())
+		ch := d.quiet
 		d.mu.Unlock()
-		if missed || !busy && wait <= 0 {
+		if ok {
 			return nil
 		}
-		timer := time.NewTimer(wait)
-		if busy {
-			timer.Stop()
+		var timeout <-chan time.Time
+		if left > 0 {
+			timeout = time.After(left)
 		}
 		select {
 		case <-ch:
-		case <-timer.C:
+		case <-timeout:
 		case <-ctx.Done():
-		}
-		timer.Stop()
-		if err := ctx.Err(); err != nil {
-			return err
+			return ctx.Err()
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -49,14 +49,23 @@ const openTimeout = 2 * time.Minute
 // waited for the registry for backgroundQuiet: a starting container
 // reads in bursts a few milliseconds apart, and every byte the
 // background fetch puts on the link before the burst is over delays
-// it. But once backgroundMisses on-demand requests followed the
+// it. It then waits before each request until no on-demand or prefetch
+// request is under way, and takes at most Config.BackgroundRate of the
+// link: a container that no longer reads may still be starting, busy
+// with the CPU the background fetch would take to decompress and
+// verify. But once backgroundMisses on-demand requests followed the
 // prefetch, the plan did not hold what the containers read, and
 // fetching the layers whole at the link's speed beats reading file
-// after file a round trip each: the background fetch starts then.
+// after file a round trip each: the background fetch then starts at
+// once, and runs unpaced.
 const (
 	backgroundQuiet  = time.Second
 	backgroundMisses = 16
 )
+
+// DefaultBackgroundRate paces the background fetch unless
+// Config.BackgroundRate says otherwise: 8 MiB/s.
+const DefaultBackgroundRate = 8 << 20
 
 // Config configures New.
 type Config struct {
@@ -66,6 +75,11 @@ type Config struct {
 	// CacheSize bounds the chunk cache in bytes; <= 0 means
 	// DefaultCacheSize.
 	CacheSize int64
+	// BackgroundRate is the most bytes per second the background fetch
+	// of whole layers asks for while the prefetch plans hold what the
+	// containers read (see backgroundMisses); <= 0 means
+	// DefaultBackgroundRate.
+	BackgroundRate int64
 	// Insecure names registries (host[:port]) spoken to in plain HTTP;
 	// loopback registries always are.
 	Insecure []string
@@ -131,6 +145,9 @@ func New(cfg Config) (*Snapshotter, error) {
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = DefaultCacheSize
 	}
+	if cfg.BackgroundRate <= 0 {
+		cfg.BackgroundRate = DefaultBackgroundRate
+	}
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("snapshotter root: %w", err)
 	}
@@ -143,7 +160,7 @@ func New(cfg Config) (*Snapshotter, error) {
 		reg = prometheus.NewRegistry()
 	}
 	m := newMetrics(reg, dir)
-	d := newDemand()
+	d := newDemand(float64(cfg.BackgroundRate))
 	rc, err := registry.New(
 		registry.WithTransport(&transport{next: http.DefaultTransport, m: m, demand: d}),
 		registry.WithInsecure(cfg.Insecure...),
@@ -434,13 +451,16 @@ func (s *Snapshotter) startPrefetch(ref string, img *image.Image) {
 			s.metrics.prefetchTime.Observe(time.Since(start).Seconds())
 		}
 		// One layer at a time, once the containers starting are not
-		// waiting for the registry: the background fetch gets what
-		// bandwidth they leave.
+		// waiting for the registry, paced, and yielding to them: the
+		// background fetch gets what bandwidth they leave.
 		ctx = withCause(s.ctx, causeBackground)
 		since, from := time.Now(), s.demand.count()
+		gate := reader.WithFetchGate(func(ctx context.Context, size int64) error {
+			return s.demand.admit(ctx, size, from, backgroundMisses)
+		})
 		for _, l := range img.Layers() {
 			if l.Layer != nil && !l.Whole && s.demand.waitQuiet(ctx, since, backgroundQuiet, from, backgroundMisses) == nil {
-				if err := l.Layer.FetchAll(ctx); err != nil && s.ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
+				if err := l.Layer.FetchAll(ctx, gate); err != nil && s.ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
 					s.logf("lazylayer: background fetch of %s in %s: %v", l.Descriptor.Digest, ref, err)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,6 +37,7 @@ var (
 	startupModes     = flag.String("startup.modes", "", `BenchmarkStartup: run only the modes whose names contain one of these comma-separated words ("full,config")`)
 	startupRTT       = flag.Duration("startup.rtt", 20*time.Millisecond, "BenchmarkStartup: the link's round-trip time")
 	startupBandwidth = flag.String("startup.bw", "50MB/s", "BenchmarkStartup: the link's bandwidth")
+	startupHeap      = flag.String("startup.heapprofile", "", "BenchmarkStartup: write the snapshotter's heap profile at its peak to DIR/WORKLOAD-REPO-RUN.heap")
 )
 
 // A workload is a real program in an image built from the host's files:
@@ -279,6 +281,10 @@ func (e *env) coldStart(t testing.TB, w workload, snapshotter, ref string, proxy
 	e.snapArgs = nil
 	if record != "" {
 		e.snapArgs = []string{"--record-dir", record}
+	}
+	if *startupHeap != "" {
+		repo, _, _ := strings.Cut(path.Base(ref), ":")
+		e.snapArgs = append(e.snapArgs, "--heap-profile", filepath.Join(*startupHeap, fmt.Sprintf("%s-%d.heap", repo, e.gen)))
 	}
 	e.startSnapshotter(t)
 	stopContainerd := e.startContainerd(t)

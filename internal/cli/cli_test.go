@@ -244,4 +244,25 @@ func TestConvertSOCI(t *testing.T) {
 	if code, _, errOut := lazylayer(t, "convert", "--soci", "--format", "zstd:chunked", archive, "oci:"+dir+":v2"); code != exitUsage {
 		t.Errorf("--soci with --format: exit %d: %s", code, errOut)
 	}
+
+	// The read verbs open the indexed layer lazily, with its zTOC.
+	var inspect inspectResult
+	if err := json.Unmarshal([]byte(mustRun(t, "--json", "inspect", "oci:"+dir+":v1")), &inspect); err != nil {
+		t.Fatal(err)
+	}
+	if l := inspect.Layers[0]; l.Format != "soci" || l.Error != "" || l.Files == 0 {
+		t.Errorf("inspect: indexed layer %+v", l)
+	}
+	if l := inspect.Layers[1]; l.Format != "none" || l.Error == "" {
+		t.Errorf("inspect: layer without a zTOC %+v", l)
+	}
+	if got := mustRun(t, "cat", "oci:"+dir+":v1", "usr/big"); got != strings.Repeat("data ", 100000) {
+		t.Errorf("cat: %d bytes", len(got))
+	}
+	if out := mustRun(t, "ls", "oci:"+dir+":v1", "/bin"); !strings.Contains(out, "app") {
+		t.Errorf("ls:\n%s", out)
+	}
+	if out := mustRun(t, "verify", "oci:"+dir+":v1"); !strings.Contains(out, "soci: ok") {
+		t.Errorf("verify:\n%s", out)
+	}
 }

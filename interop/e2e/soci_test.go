@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"testing"
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/registry"
+	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/toc/soci"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -143,4 +145,32 @@ func getJSON(t *testing.T, r *registry.Repository, d ocispec.Descriptor, v any) 
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConvertSOCIOpensLazily converts a gzip image in docker-registry
+// with "lazylayer convert --soci", into the registry and into an OCI
+// layout, and opens both through image.Open: every layer by its zTOC,
+// opening fetching the manifests, the SOCI index and the zTOCs only, the
+// merged file system exactly the source's, every layer passing
+// VerifyLayer; and "lazylayer verify", "ls" and "cat" on them.
+func TestConvertSOCIOpensLazily(t *testing.T) {
+	bin := buildLazylayer(t)
+	reg := startRegistry(t)
+	layers := foreignSourceLayers()
+	src := reg.Host() + "/e2e/soci-src:v1"
+	pushForeignSource(t, src, layers)
+	// A small file costs the span that holds it: with soci's 4 MiB
+	// spans, the whole upper layer, where etc/hostname is.
+	_, upper := layerBlob(t, layers[1])
+	small := int64(len(upper))
+
+	dst := reg.Host() + "/e2e/soci-src:soci"
+	bin.convert(t, src, dst, "--soci", "--soci-min-layer-size", "0")
+	checkOpensLazily(t, dst, layers, toc.FormatSOCI, small)
+	checkCommand(t, bin, dst, layers, toc.FormatSOCI)
+
+	layout := "oci:" + filepath.Join(t.TempDir(), "layout") + ":soci"
+	bin.convert(t, src, layout, "--soci", "--soci-min-layer-size", "0")
+	checkOpensLazily(t, layout, layers, toc.FormatSOCI, small)
+	checkCommand(t, bin, layout, layers, toc.FormatSOCI)
 }

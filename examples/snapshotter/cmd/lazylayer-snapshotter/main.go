@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/v2/contrib/snapshotservice"
@@ -30,25 +31,33 @@ func main() {
 	socket := flag.String("address", "/run/lazylayer-snapshotter/snapshotter.sock", "the unix socket to serve containerd's snapshots API on")
 	metrics := flag.String("metrics-address", "", "serve Prometheus metrics at http://ADDRESS/metrics (host:port; empty: none)")
 	cacheSize := flag.Int64("cache-size", snapshotter.DefaultCacheSize, "the most bytes the chunk cache may hold")
+	backgroundRate := flag.Int64("background-rate", snapshotter.DefaultBackgroundRate, "the most bytes per second the background fetch of whole layers asks for while the prefetch plans hold what containers read")
 	insecure := flag.String("insecure", "", "comma-separated registries (host[:port]) to speak plain HTTP to; loopback ones always are")
 	hostsDir := flag.String("hosts-dir", "/etc/containerd/certs.d", "the directory of containerd hosts.toml files naming registry mirrors")
 	record := flag.String("record-dir", "", "write each image's access trace, for lazylayer optimize --trace, to DIR/MANIFEST-HEX.trace when its last layer is unmounted (empty: record nothing)")
+	heapProfile := flag.String("heap-profile", "", "write a heap profile (go tool pprof) to FILE at each new peak of the live heap (empty: none)")
 	flag.Parse()
-	if err := run(*root, *socket, *metrics, *cacheSize, *insecure, *hostsDir, *record); err != nil {
+	if *heapProfile != "" {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go profilePeaks(ctx, *heapProfile, 50*time.Millisecond)
+	}
+	cfg := snapshotter.Config{
+		Root: *root, CacheSize: *cacheSize, BackgroundRate: *backgroundRate, HostsDir: *hostsDir, RecordDir: *record,
+	}
+	if *insecure != "" {
+		cfg.Insecure = strings.Split(*insecure, ",")
+	}
+	if err := run(cfg, *socket, *metrics); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(root, socket, metricsAddr string, cacheSize int64, insecure, hostsDir, record string) error {
+func run(cfg snapshotter.Config, socket, metricsAddr string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var hosts []string
-	if insecure != "" {
-		hosts = strings.Split(insecure, ",")
-	}
-	sn, err := snapshotter.New(snapshotter.Config{
-		Root: root, CacheSize: cacheSize, Insecure: hosts, HostsDir: hostsDir, RecordDir: record, Registerer: reg,
-	})
+	cfg.Registerer = reg
+	sn, err := snapshotter.New(cfg)
 	if err != nil {
 		return err
 	}
