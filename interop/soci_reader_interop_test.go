@@ -1,16 +1,14 @@
 package interop
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"io"
 	"os"
-	"path"
 	"testing"
 
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/lazylayer/lazylayer/reader"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -37,7 +35,7 @@ func TestSociZtocThroughReader(t *testing.T) {
 				t.Fatalf("open with soci's zTOC: %v", err)
 			}
 			defer layer.Close()
-			want := tarContents(t, l.tar)
+			want := tartest.FileContents(t, l.tar)
 			for name, data := range want {
 				got, err := layer.ReadFile(name)
 				if err != nil || !bytes.Equal(got, data) {
@@ -64,33 +62,5 @@ func TestSociZtocThroughReader(t *testing.T) {
 			}
 			required.Close()
 		})
-	}
-}
-
-// tarContents returns the content of every regular file of the tar
-// stream data by cleaned name, the last entry of a name winning, and the
-// hard links to them.
-func tarContents(t *testing.T, data []byte) map[string][]byte {
-	t.Helper()
-	files := make(map[string][]byte)
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := path.Clean("/" + h.Name)[1:]
-		delete(files, name)
-		switch h.Typeflag {
-		case tar.TypeReg:
-			files[name], _ = io.ReadAll(tr)
-		case tar.TypeLink:
-			if c, ok := files[path.Clean("/" + h.Linkname)[1:]]; ok {
-				files[name] = c
-			}
-		}
 	}
 }

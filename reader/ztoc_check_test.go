@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/lazylayer/lazylayer/fetcher"
+	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/lazylayer/lazylayer/toc/soci"
 	"github.com/opencontainers/go-digest"
 )
@@ -67,7 +68,7 @@ func wholeChecks(t *testing.T, layer, enc []byte, pin Option) {
 // check; other files read fine.
 func TestZtocFileElsewhere(t *testing.T) {
 	data := kindsLayerTar(t)
-	want := tarFileContents(t, data)
+	want := tartest.FileContents(t, data)
 	for _, c := range ztocCases(t, data)[:2] {
 		z, _ := makeZtoc(t, c.layer, c.c, 48<<10)
 		a, b := fileIndex(t, z, "usr/lib/small/15.txt"), fileIndex(t, z, "usr/lib/text.txt")
@@ -115,7 +116,7 @@ func TestZtocFileElsewhere(t *testing.T) {
 // headers no longer start where the zTOC says.
 func TestZtocHiddenEntry(t *testing.T) {
 	data := kindsLayerTar(t)
-	want := tarFileContents(t, data)
+	want := tartest.FileContents(t, data)
 	layer := gzipLayer(t, 6, gzip.Header{}, data)
 	z, _ := makeZtoc(t, layer, soci.Gzip, 48<<10)
 	for _, hidden := range []int{fileIndex(t, z, "usr/lib/small/15.txt"), len(z.Files) - 1} {
@@ -143,7 +144,7 @@ func TestZtocHiddenEntry(t *testing.T) {
 // other places in the tar. No read returns them as a file's.
 func TestZtocShiftedCheckpoints(t *testing.T) {
 	data := kindsLayerTar(t)
-	want := tarFileContents(t, data)
+	want := tartest.FileContents(t, data)
 	layer := gzipLayer(t, 6, gzip.Header{}, data)
 	z, _ := makeZtoc(t, layer, soci.Gzip, 48<<10)
 	for _, shift := range []int64{-1024, 512, 4096} {

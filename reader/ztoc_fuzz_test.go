@@ -14,6 +14,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/flate"
+	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/toc/soci"
 )
@@ -72,7 +73,7 @@ func runOne(t *testing.T, blob, ztoc []byte) {
 		if _, err := tr.Next(); err != io.EOF {
 			t.Fatalf("the whole check passed, but the tar lists more than the zTOC: %v", err)
 		}
-		files := tarFileContents(t, whole.Bytes())
+		files := tartest.FileContents(t, whole.Bytes())
 		for name, data := range read {
 			if !bytes.Equal(files[name], data) {
 				t.Fatalf("%q: a lazy read returned bytes the tar does not hold for it", name)

@@ -1,7 +1,6 @@
 package reader
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -62,34 +61,6 @@ func makeZtoc(t testing.TB, layer []byte, c soci.Compression, spanSize int64) (*
 	return z, enc
 }
 
-// tarFileContents returns the content of every regular file of the tar
-// stream data by cleaned name, the last entry of a name winning, and the
-// hard links to them.
-func tarFileContents(t testing.TB, data []byte) map[string][]byte {
-	t.Helper()
-	files := make(map[string][]byte)
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := cleanName(h.Name)
-		delete(files, name)
-		switch h.Typeflag {
-		case tar.TypeReg:
-			files[name], _ = io.ReadAll(tr)
-		case tar.TypeLink:
-			if c, ok := files[cleanName(h.Linkname)]; ok {
-				files[name] = c
-			}
-		}
-	}
-}
-
 func openZtocLayer(t testing.TB, layer, ztoc []byte, opts ...Option) (*Layer, error) {
 	t.Helper()
 	f := fetcher.FromReaderAt(bytes.NewReader(layer), int64(len(layer)))
@@ -120,7 +91,7 @@ func ztocCases(t testing.TB, data []byte) []ztocCase {
 
 func TestZtocRoundTrip(t *testing.T) {
 	data := kindsLayerTar(t)
-	want := tarFileContents(t, data)
+	want := tartest.FileContents(t, data)
 	for _, c := range ztocCases(t, data) {
 		for _, spanSize := range []int64{20 << 10, 100 << 10} {
 			_, enc := makeZtoc(t, c.layer, c.c, spanSize)
@@ -192,7 +163,7 @@ func TestZtocWriteTarAndFetchAll(t *testing.T) {
 			// of span 0 fetches it once.
 			l2.spans.header.Store(l.spans.header.Load())
 		}
-		checkAllFiles(t, l2, tarFileContents(t, data))
+		checkAllFiles(t, l2, tartest.FileContents(t, data))
 		l2.Close()
 	}
 }
@@ -325,7 +296,7 @@ func windowUse(layer []byte, p soci.Checkpoint, n int) int {
 
 func TestZtocForgedWindow(t *testing.T) {
 	data := kindsLayerTar(t)
-	want := tarFileContents(t, data)
+	want := tartest.FileContents(t, data)
 	layer := gzipLayer(t, 9, gzip.Header{}, data)
 	z, _ := makeZtoc(t, layer, soci.Gzip, 48<<10)
 	cp, _ := soci.DecodeCheckpoints(z.Checkpoints)
@@ -394,7 +365,7 @@ func TestZtocForgedWindow(t *testing.T) {
 
 func TestZtocForgedPosition(t *testing.T) {
 	data := kindsLayerTar(t)
-	want := tarFileContents(t, data)
+	want := tartest.FileContents(t, data)
 	layer := gzipLayer(t, 6, gzip.Header{}, data)
 	z, _ := makeZtoc(t, layer, soci.Gzip, 48<<10)
 	cp, _ := soci.DecodeCheckpoints(z.Checkpoints)
@@ -424,7 +395,7 @@ func TestZtocForgedPosition(t *testing.T) {
 
 func TestZtocSpanDigest(t *testing.T) {
 	data := kindsLayerTar(t)
-	want := tarFileContents(t, data)
+	want := tartest.FileContents(t, data)
 	for _, c := range ztocCases(t, data) {
 		z, enc := makeZtoc(t, c.layer, c.c, 64<<10)
 		bad := bytes.Clone(c.layer)
@@ -515,7 +486,7 @@ func TestZtocFilePastLayer(t *testing.T) {
 
 func TestZtocPrefetch(t *testing.T) {
 	data := kindsLayerTar(t)
-	want := tarFileContents(t, data)
+	want := tartest.FileContents(t, data)
 	layer := gzipLayer(t, 6, gzip.Header{}, data)
 	_, enc := makeZtoc(t, layer, soci.Gzip, 64<<10)
 	cache := newMapCache()

@@ -23,7 +23,7 @@ const PAXXattr = "SCHILY.xattr."
 // accepts at most one PAX header, one GNU long-name and one GNU long-link
 // header, each of which tar readers let override another's fields in
 // their own order; it refuses what a tar reader would read as more than
-// one entry, or read otherwise than the TOC can describe.
+// one entry, or read otherwise than an index can describe.
 //
 // Most headers are a single USTAR or GNU block, which parsePlainHeader
 // reads several times faster than a tar.Reader; it fills only the fields
@@ -91,7 +91,7 @@ func ParseHeaders(b []byte, hdr *tar.Header, errs Sentinels) error {
 }
 
 // unrepresentablePAX reports whether a PAX record carries what tar readers
-// act on and the TOC cannot describe: the layout of sparse files, and
+// act on and an index cannot describe: the layout of sparse files, and
 // metadata that GNU tar or libarchive restore (ACLs, file flags, SELinux
 // labels, libarchive's own xattrs). Other unknown records (comments,
 // inode numbers) change nothing a reader extracts.

@@ -209,7 +209,7 @@ func Compare(e *toc.Entry, hdr *tar.Header, mismatch error) error {
 		}
 	}
 	if !maps.Equal(xattrs, e.Xattrs) && len(xattrs)+len(e.Xattrs) > 0 {
-		return fmt.Errorf("xattr %q differs between the TOC and the tar-split: %w", untrusted.Short(firstDifference(e.Xattrs, xattrs)), mismatch)
+		return fmt.Errorf("xattr %q differs between the index and the tar: %w", untrusted.Short(firstDifference(e.Xattrs, xattrs)), mismatch)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -283,3 +284,34 @@ func CheckRebuilt(t testing.TB, rebuilt []byte, entries []*toc.Entry) {
 }
 
 var errMismatch = errors.New("mismatch")
+
+// FileContents returns the content of every regular file of the tar
+// stream data by cleaned name, the last entry of a name winning, and of
+// the hard links to them: what a reader of the layer should serve.
+func FileContents(tb testing.TB, data []byte) map[string][]byte {
+	tb.Helper()
+	clean := func(name string) string { return path.Clean("/" + name)[1:] }
+	files := make(map[string][]byte)
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		name := clean(h.Name)
+		delete(files, name)
+		switch h.Typeflag {
+		case tar.TypeReg:
+			if files[name], err = io.ReadAll(tr); err != nil {
+				tb.Fatal(err)
+			}
+		case tar.TypeLink:
+			if c, ok := files[clean(h.Linkname)]; ok {
+				files[name] = c
+			}
+		}
+	}
+}
