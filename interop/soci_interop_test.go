@@ -221,7 +221,8 @@ func extractThroughSoci(t *testing.T, l sociLayer, zt *ztoc.Ztoc) {
 	t.Helper()
 	contents := map[string][]byte{}
 	var names []string
-	tr := tar.NewReader(bytes.NewReader(l.tar))
+	r := bytes.NewReader(l.tar)
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -236,8 +237,8 @@ func extractThroughSoci(t *testing.T, l sociLayer, zt *ztoc.Ztoc) {
 		if _, dup := contents[h.Name]; dup {
 			continue
 		}
-		b, _ := io.ReadAll(tr)
-		contents[h.Name] = b
+		at := len(l.tar) - r.Len() // the data, after the headers tr read
+		contents[h.Name] = l.tar[at : at+int(h.Size)]
 		names = append(names, h.Name)
 	}
 	f, err := os.Open(l.path)

@@ -287,12 +287,14 @@ var errMismatch = errors.New("mismatch")
 
 // FileContents returns the content of every regular file of the tar
 // stream data by cleaned name, the last entry of a name winning, and of
-// the hard links to them: what a reader of the layer should serve.
+// the hard links to them: what a reader of the layer should serve. The
+// contents are slices of data.
 func FileContents(tb testing.TB, data []byte) map[string][]byte {
 	tb.Helper()
 	clean := func(name string) string { return path.Clean("/" + name)[1:] }
 	files := make(map[string][]byte)
-	tr := tar.NewReader(bytes.NewReader(data))
+	r := bytes.NewReader(data)
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -305,9 +307,12 @@ func FileContents(tb testing.TB, data []byte) map[string][]byte {
 		delete(files, name)
 		switch h.Typeflag {
 		case tar.TypeReg:
-			if files[name], err = io.ReadAll(tr); err != nil {
-				tb.Fatal(err)
+			// archive/tar has read the headers, and not yet the data.
+			at := len(data) - r.Len()
+			if h.Size > int64(r.Len()) {
+				tb.Fatalf("%q: %d bytes past the tar's end", h.Name, h.Size)
 			}
+			files[name] = data[at : at+int(h.Size) : at+int(h.Size)]
 		case tar.TypeLink:
 			if c, ok := files[clean(h.Linkname)]; ok {
 				files[name] = c
