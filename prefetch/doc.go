@@ -50,8 +50,8 @@
 //     CPython (pythonX.Y: the encodings package and modules site imports,
 //     with their __pycache__, the .pth files site scans, pyvenv.cfg),
 //     a JDK's java (lib/modules, jvm.cfg, libjvm.so and the core native
-//     libraries it loads, CDS archive, security and time zone data) and
-//     CRuby (RubyGems). Paths are relative to the installation prefix
+//     libraries it loads, CDS archive, security and time zone data), the
+//     go command (go.env) and CRuby (RubyGems). Paths are relative to the installation prefix
 //     above the interpreter's bin directory, and shared objects among them
 //     are followed like libraries. Node.js needs no rule: its standard
 //     library is compiled into the binary.
@@ -70,6 +70,33 @@
 //     source, 16384 entries per directory. On a lazy layer of package
 //     reader, the sources of each level of imports are fetched together,
 //     so planning waits for a round trip per level, not per module.
+//   - the packages a go command builds: for "go build", "install", "run",
+//     "test" and "vet" (and "generate", which reads the named packages
+//     only) of a go program beside GOROOT/src (GOROOT from Env, else the
+//     installation the program is in), the package arguments (.go files,
+//     directories, "..." patterns, import paths; none is WorkingDir's
+//     package; -C moves it) are followed through their imports: into
+//     GOROOT/src and its vendor directories, the main module (go.mod), its
+//     vendor directory, local replacements and the module cache
+//     (GOMODCACHE, else GOPATH or HOME/go, /pkg/mod). Every source file of
+//     each package is planned (.go, .s, .h and the other kinds go/build
+//     knows, of every system, tests too: the go command opens them all to
+//     read their build constraints); imports are taken from the Go files
+//     built for the target only: GOOS and GOARCH from Env or go.env, else
+//     the system of GOROOT/pkg/tool, matched by file name suffixes and
+//     //go:build lines with cgo (CGO_ENABLED, else whether a C compiler is
+//     on PATH) and -tags, also from GOFLAGS. A program adds the runtime's
+//     packages, a test the test main's. Files come in the order the go
+//     command loads packages, then the tools the build runs from
+//     pkg/tool/GOOS_GOARCH (compile; asm with pkg/include; cgo; link; vet)
+//     and the module files the go command reads (go.mod, go.sum,
+//     vendor/modules.txt, the requirements' .mod files in the download
+//     cache). Bounds: 1024 packages, import chains of 32, 64 KiB scanned
+//     of one source and 64 MiB of all, 256 imports per source, 256
+//     package arguments, 4096 directories per "..." pattern, 16384
+//     entries per directory, 1024 requirements of the first 64 KiB of a
+//     go.mod. On a lazy
+//     layer the sources of each level of imports are fetched together.
 //
 // Every source is bounded (WithMaxItems, WithMaxInterpreterDepth, the
 // number of shared objects and configuration bytes read), and every input

@@ -3,6 +3,7 @@ package prefetch
 import (
 	"bytes"
 	"context"
+	"path"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -120,5 +121,34 @@ func FuzzPythonImports(f *testing.F) {
 			"usr/lib/python3.11/a/__init__.py": {Data: src},
 		})
 		FromImageConfig(context.Background(), img, v1.ImageConfig{Entrypoint: []string{"python3", "/app/main.py"}})
+	})
+}
+
+// FuzzGoHeader: any source, as the file a go command runs and as a
+// package of GOROOT it imports, is scanned without a panic and yields
+// only import paths that stay inside the directory they are resolved in,
+// within the bound.
+func FuzzGoHeader(f *testing.F) {
+	f.Add([]byte("//go:build linux\n\npackage main\n\nimport (\n\t\"fmt\"\n\tx \"os\"\n)\nimport \"p\"\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		h := scanGoHeader(src)
+		if len(h.imports) > maxGoImports {
+			t.Fatalf("%d imports", len(h.imports))
+		}
+		for _, p := range h.imports {
+			if !validImportPath(p) || path.Clean("/"+p) != "/"+p {
+				t.Fatalf("bad import path %q", p)
+			}
+		}
+		img := overlay.New(fstest.MapFS{
+			"usr/local/go/bin/go":                   {Data: []byte("go"), Mode: 0o755},
+			"usr/local/go/pkg/tool/linux_amd64/asm": {Data: []byte("asm"), Mode: 0o755},
+			"usr/local/go/src/runtime/runtime.go":   {Data: src},
+			"usr/local/go/src/p/p.go":               {Data: src},
+			"src/main.go":                           {Data: src},
+		})
+		FromImageConfig(context.Background(), img, v1.ImageConfig{
+			Entrypoint: []string{"/usr/local/go/bin/go", "run", "/src/main.go"},
+		})
 	})
 }

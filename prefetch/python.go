@@ -22,9 +22,15 @@ const (
 	maxPythonSource      = 256 << 10 // bytes of one source file scanned for imports
 	maxPythonSourceTotal = 16 << 20  // bytes of all source files scanned
 	maxPythonImports     = 256       // import names taken from one source
-	maxPythonDirEntries  = 1 << 14   // entries of one sys.path or package directory
-	pythonReaders        = 8         // source files read at once: a lazy layer fetches them in parallel
 )
+
+// maxDirEntries bounds the entries of one directory a language rule lists:
+// a sys.path or package directory.
+const maxDirEntries = 1 << 14
+
+// sourceReaders is how many source files a language rule reads at once:
+// a lazy layer fetches them in parallel.
+const sourceReaders = 8
 
 // pythonMain returns what a CPython command line runs: the code of -c,
 // the module of -m, or a script path. Options before it are skipped the
@@ -572,7 +578,7 @@ func (f *pythonFinder) list(dir string) *pyDir {
 	d := &pyDir{names: map[string]bool{}, ext: map[string]string{}}
 	entries, _ := f.ip.ov.ReadDir(strings.TrimPrefix(dir, "/"))
 	rank := map[string]int{}
-	for _, e := range entries[:min(len(entries), maxPythonDirEntries)] {
+	for _, e := range entries[:min(len(entries), maxDirEntries)] {
 		n := e.Name()
 		d.names[n] = true
 		base, suffix, ok := strings.Cut(n, ".")
@@ -603,32 +609,42 @@ type bulkFetcher interface {
 }
 
 // read returns the sources of the modules, within maxPythonSourceTotal;
-// nil for a module without a source. A lazy layer is asked for all of
-// them at once, so that a level of imports costs one round trip, not one
-// per module; the reads then join that fetch.
+// nil for a module without a source.
 func (f *pythonFinder) read(mods []*pyModule) [][]byte {
-	out := make([][]byte, len(mods))
-	sizes := make([]int, len(mods))
-	ranges := map[int][]reader.FileRange{}
+	locs := make([]overlay.Location, len(mods))
 	for i, m := range mods {
-		if m.source.Info == nil || f.bytes >= maxPythonSourceTotal {
+		locs[i] = m.source
+	}
+	return f.ip.readPrefixes(locs, maxPythonSource, &f.bytes, maxPythonSourceTotal)
+}
+
+// readPrefixes returns up to each bytes of the start of every file at
+// locs (nil for a zero Location or one past the budget), counting what it
+// reads against *total, which stops at limit. A lazy layer is asked for
+// all of them at once, so that a level of imports costs one round trip,
+// not one per file; the reads then join that fetch.
+func (ip *imagePlanner) readPrefixes(locs []overlay.Location, each int, total *int, limit int) [][]byte {
+	out := make([][]byte, len(locs))
+	sizes := make([]int, len(locs))
+	ranges := map[int][]reader.FileRange{}
+	for i, loc := range locs {
+		if loc.Info == nil || *total >= limit {
 			continue
 		}
-		sizes[i] = int(min(m.source.Info.Size(), maxPythonSource, int64(maxPythonSourceTotal-f.bytes)))
-		f.bytes += sizes[i]
-		ranges[m.source.Layer] = append(ranges[m.source.Layer],
-			reader.FileRange{Name: m.source.Path, Length: int64(sizes[i])})
+		sizes[i] = int(min(loc.Info.Size(), int64(each), int64(limit-*total)))
+		*total += sizes[i]
+		ranges[loc.Layer] = append(ranges[loc.Layer], reader.FileRange{Name: loc.Path, Length: int64(sizes[i])})
 	}
 	for layer, rs := range ranges {
-		if bf, ok := f.ip.ov.Layer(layer).(bulkFetcher); ok {
-			if p, err := bf.StartPrefetch(f.ip.ctx, rs); err == nil {
+		if bf, ok := ip.ov.Layer(layer).(bulkFetcher); ok {
+			if p, err := bf.StartPrefetch(ip.ctx, rs); err == nil {
 				defer p.Wait()
 			}
 		}
 	}
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, pythonReaders)
-	for i, m := range mods {
+	sem := make(chan struct{}, sourceReaders)
+	for i, loc := range locs {
 		if sizes[i] == 0 {
 			continue
 		}
@@ -636,7 +652,7 @@ func (f *pythonFinder) read(mods []*pyModule) [][]byte {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if data, err := readPrefix(f.ip.ov, m.source, sizes[i]); err == nil {
+			if data, err := readPrefix(ip.ov, loc, sizes[i]); err == nil {
 				out[i] = data
 			}
 		}()

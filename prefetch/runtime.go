@@ -188,6 +188,13 @@ var languageRules = []languageRule{
 		},
 	},
 	{
+		// The go command: its configuration, and for a build, the
+		// packages it compiles and the tools it runs.
+		name:    regexp.MustCompile(`^go$`),
+		files:   func(string) []string { return []string{"go.env"} },
+		program: (*imagePlanner).goProgram,
+	},
+	{
 		// CRuby loads RubyGems before the script.
 		name: regexp.MustCompile(`^ruby(\d+\.\d+)?[\d.]*$`),
 		files: func(string) []string {

@@ -322,16 +322,19 @@ func parseStraceCall(line, cwd string) (Access, bool) {
 	if !ok || !known {
 		return Access{}, false
 	}
-	eq := strings.LastIndex(args, ") = ")
+	// ") = RESULT"; strace aligns the result of a resumed call with
+	// spaces before the "=".
+	eq := strings.LastIndex(args, " = ")
 	if eq < 0 {
 		return Access{}, false
 	}
-	result := args[eq+len(") = "):]
-	if result == "" || result[0] == '-' || result[0] == '?' {
+	result := args[eq+len(" = "):]
+	end := len(strings.TrimRight(args[:eq], " "))
+	if end == 0 || args[end-1] != ')' || result == "" || result[0] == '-' || result[0] == '?' {
 		return Access{}, false // failed, or the process died in the call
 	}
 	dir := cwd
-	rest := args[:eq]
+	rest := args[:end-1]
 	for i := 0; i < call.pathArg; i++ {
 		arg, after, ok := cutArg(rest)
 		if !ok {

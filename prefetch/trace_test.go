@@ -81,6 +81,8 @@ openat(7, "unknown-dir", O_RDONLY) = 5
 [pid   13] openat(AT_FDCWD, "/other", O_RDONLY) = 3
 [pid   12] 12:00:00.000009 <... openat resumed>) = 6
 [pid   13] <... read resumed>"x", 1) = 1
+14  openat(AT_FDCWD, "/padded", O_RDONLY|O_CLOEXEC <unfinished ...>
+14  <... openat resumed>)             = 7
 readlink("/proc/self/exe", "/app/run", 4096) = 8
 readlink("/truncated", "aaaaaaaa"..., 8) = 8
 openat(AT_FDCWD, "/trunc"..., O_RDONLY) = 3
@@ -98,6 +100,7 @@ exit_group(0) = ?
 		{Path: "/srv/data/../x", Op: OpRead},
 		{Path: "/other", Op: OpRead},
 		{Path: "/child", Op: OpRead},
+		{Path: "/padded", Op: OpRead}, // strace -f -o aligns a resumed call's result
 		{Path: "/proc/self/exe", Op: OpStat},
 		{Path: "/truncated", Op: OpStat},
 		{Path: "/etc/x", Op: OpStat},

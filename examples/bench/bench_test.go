@@ -149,7 +149,10 @@ func TestRunSim(t *testing.T) {
 	for _, want := range []string{"trace", "2 files, 36.0 kB", "full pull", "decompress", "untar",
 		// The trace prefetches, under each multi-range behaviour.
 		"lazy + trace prefetch   multi", "lazy + trace prefetch  single", "lazy + trace prefetch  reject",
-		"lazy zstd:chunked + trace prefetch  reject", "lazy + trace prefetch (single)"} {
+		"lazy zstd:chunked + trace prefetch  reject", "lazy + trace prefetch (single)",
+		// The gzip layer with its zTOC, against the eStargz limit.
+		"lazy gzip+zTOC (4 MiB spans), no prefetch", "lazy gzip+zTOC (4 MiB spans) + trace prefetch  reject",
+		"x eStargz limit", "of spans and the"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

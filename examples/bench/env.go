@@ -33,8 +33,10 @@ type Env struct {
 	// that build another format read it through OpenTar.
 	TarPath string
 	// Gzip is the layer as a plain gzip tarball, pushed to Repo: what a
-	// registry serves to a full pull.
-	Gzip blobInfo
+	// registry serves to a full pull, and what a SOCI snapshotter reads
+	// lazily with its zTOC. GzipPath holds the same bytes.
+	Gzip     blobInfo
+	GzipPath string
 
 	// StartupCompressed estimates the compressed bytes the trace needs:
 	// each trace file gzipped on its own. A mode that knows the real
@@ -117,6 +119,10 @@ func setupEnv(ctx context.Context, dir, scratch string, trace []TraceFile, link 
 		return nil, err
 	}
 	e.Gzip.Size = int64(len(gz))
+	e.GzipPath = filepath.Join(tmp, "layer.tar.gz")
+	if err := os.WriteFile(e.GzipPath, gz, 0o644); err != nil {
+		return nil, err
+	}
 	if e.StartupCompressed, err = estimateCompressed(dir, trace); err != nil {
 		return nil, err
 	}

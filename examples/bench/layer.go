@@ -10,11 +10,18 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
-// gzipBytes compresses r at klauspost/compress's default level, the level
-// `docker save` and most build tools use for layers.
+// layerGzipLevel is the gzip level of a layer as docker and BuildKit
+// write it: compress/gzip's default.
+const layerGzipLevel = 6
+
+// gzipBytes compresses r as an ordinary image layer: gzip at
+// layerGzipLevel.
 func gzipBytes(r io.Reader) ([]byte, error) {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw, err := gzip.NewWriterLevel(&buf, layerGzipLevel)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := io.Copy(zw, r); err != nil {
 		return nil, err
 	}

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +19,7 @@ import (
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/toc"
+	"github.com/lazylayer/lazylayer/toc/soci"
 	"github.com/lazylayer/lazylayer/writer"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -37,10 +42,31 @@ func fetchPolicy() fetcher.CoalescePolicy {
 	return fetcher.CoalescePolicy{MaxGap: 4 << 10, MaxRequestSize: 64 << 20, MaxSpansPerRequest: 1024, SingleRangeGap: 64 << 10}
 }
 
-// lazyBlob is a seekable blob of the layer in the registry; its Result
-// holds what the layer descriptor would: digest, size and annotations.
+// lazyBlob is a layer blob in the registry that opens lazily, with what a
+// client holding the layer descriptor knows of it.
 type lazyBlob struct {
-	*writer.Result
+	blobInfo
+	// built describes a blob the writer made (eStargz, zstd:chunked):
+	// its TOC digest and annotations. Nil for a plain gzip layer.
+	built *writer.Result
+	// ztoc is a plain gzip layer's zTOC, a blob of its own in the
+	// registry, as a SOCI index lists it: each run fetches it on its
+	// clock, in one request.
+	ztoc blobInfo
+	// needed is the compressed bytes a lazy reader of the blob must
+	// fetch to read the trace: the frames (or spans) that hold the
+	// trace's files, and the zTOC, which the blob does not hold.
+	needed int64
+	// spans is the number of a gzip layer's spans. A prefetch of it gets
+	// at least as many workers: a worker decoding a span holds its slot
+	// while it checks the span's window, which may wait for the span
+	// before, whose load waits for a slot; with fewer slots than spans
+	// the reader deadlocks (reported; remove once fixed in reader).
+	spans int
+	// chunkNeeded, for a gzip layer, is what the eStargz blob of the
+	// same tree needs: the trace at the granularity of chunks, not of
+	// spans.
+	chunkNeeded int64
 }
 
 // buildLazy builds the layer with opts (eStargz unless writer.WithFormat
@@ -59,38 +85,145 @@ func buildLazy(ctx context.Context, env *Env, opts ...writer.Option) (*lazyBlob,
 	if _, err := env.Registry.Push(ctx, env.Repo, buf.Bytes()); err != nil {
 		return nil, err
 	}
-	return &lazyBlob{Result: res}, nil
+	b := &lazyBlob{blobInfo: blobInfo{res.Digest, res.Size}, built: res}
+	return b, b.measure(ctx, env, bytes.NewReader(buf.Bytes()), nil)
 }
 
-// lazyModes holds what the lazy modes share: the blobs, built once.
+// indexGzip makes the zTOC of env's gzip layer with spans of spanSize
+// uncompressed bytes, as soci-snapshotter's builder does, and pushes it.
+func indexGzip(ctx context.Context, env *Env, spanSize int64) (*lazyBlob, error) {
+	f, err := os.Open(env.GzipPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	z, err := soci.Index(ctx, bufio.NewReaderSize(f, 1<<20), soci.Gzip, soci.WithSpanSize(spanSize))
+	if err != nil {
+		return nil, fmt.Errorf("index gzip layer: %w", err)
+	}
+	zb, err := soci.Encode(z)
+	if err != nil {
+		return nil, err
+	}
+	d, err := env.Registry.Push(ctx, env.Repo, zb)
+	if err != nil {
+		return nil, err
+	}
+	b := &lazyBlob{blobInfo: env.Gzip, ztoc: blobInfo{d, int64(len(zb))}, spans: len(z.SpanDigests)}
+	return b, b.measure(ctx, env, f, zb)
+}
+
+// measure sets b.needed, opening ra, b's bytes, with ztoc, its zTOC if it
+// has one.
+func (b *lazyBlob) measure(ctx context.Context, env *Env, ra io.ReaderAt, ztoc []byte) error {
+	layer, err := reader.Open(ctx, fetcher.FromReaderAt(ra, b.Size), b.openOptions(env, ztoc)...)
+	if err != nil {
+		return err
+	}
+	defer layer.Close()
+	n, err := neededBytes(layer, env.Trace)
+	b.needed = n + int64(len(ztoc))
+	return err
+}
+
+// fetchIndex fetches what the blob's descriptor points to besides the
+// blob: a gzip layer's zTOC. Blobs the writer built hold their index.
+func (b *lazyBlob) fetchIndex(ctx context.Context, env *Env) ([]byte, error) {
+	if b.built != nil {
+		return nil, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", env.BlobURL(b.ztoc.Digest), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := env.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch zTOC: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch zTOC: GET blob: %s", resp.Status)
+	}
+	// The reader checks the bytes against the digest (WithTOCDigest).
+	zb, err := io.ReadAll(io.LimitReader(resp.Body, b.ztoc.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch zTOC: %w", err)
+	}
+	return zb, nil
+}
+
+// openOptions are the reader options that open the blob: with ztoc, its
+// zTOC, for a gzip layer.
+func (b *lazyBlob) openOptions(env *Env, ztoc []byte) []reader.Option {
+	switch {
+	case b.built == nil:
+		return []reader.Option{reader.WithZtoc(ztoc), reader.WithTOCDigest(b.ztoc.Digest), reader.WithLayerDigest(b.Digest)}
+	case env.NoAnnotations:
+		// Only the TOC digest: the reader finds the index from its
+		// default tail.
+		return []reader.Option{reader.WithTOCDigest(b.built.TOCDigest)}
+	default:
+		// The descriptor's annotations, as a client with the manifest
+		// has them: they pin the TOC and locate index and footer, which
+		// then come in the first request.
+		return []reader.Option{reader.WithAnnotations(b.built.Annotations)}
+	}
+}
+
+// lazyModes holds what the lazy modes share: the blobs, each made once.
 type lazyModes struct {
 	mu    sync.Mutex
-	plain *lazyBlob // no prioritised files: the trace's chunks lie scattered
-	zstd  *lazyBlob // the same as zstd:chunked
+	blobs map[string]*lazyBlob
 }
 
-// plainBlob returns the eStargz blob built without prioritised files.
+// plainBlob returns the eStargz blob built without prioritised files: the
+// trace's chunks lie scattered.
 func (m *lazyModes) plainBlob(ctx context.Context, env *Env) (*lazyBlob, error) {
-	return m.built(ctx, env, &m.plain)
+	return m.blob("estargz", func() (*lazyBlob, error) { return buildLazy(ctx, env) })
 }
 
 // zstdBlob returns the zstd:chunked blob of the layer.
 func (m *lazyModes) zstdBlob(ctx context.Context, env *Env) (*lazyBlob, error) {
-	return m.built(ctx, env, &m.zstd, writer.WithFormat(toc.FormatZstdChunked))
+	return m.blob("zstd:chunked", func() (*lazyBlob, error) {
+		return buildLazy(ctx, env, writer.WithFormat(toc.FormatZstdChunked))
+	})
 }
 
-// built returns *slot, building it with opts first if needed.
-func (m *lazyModes) built(ctx context.Context, env *Env, slot **lazyBlob, opts ...writer.Option) (*lazyBlob, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if *slot == nil {
-		b, err := buildLazy(ctx, env, opts...)
+// ztocBlob returns a blobFunc of env's gzip layer with its zTOC of
+// spanSize spans, compared with the eStargz blob of plainBlob.
+func (m *lazyModes) ztocBlob(spanSize int64) blobFunc {
+	return func(ctx context.Context, env *Env) (*lazyBlob, error) {
+		estargz, err := m.plainBlob(ctx, env)
 		if err != nil {
 			return nil, err
 		}
-		*slot = b
+		return m.blob(fmt.Sprint("gzip+zTOC ", spanSize), func() (*lazyBlob, error) {
+			b, err := indexGzip(ctx, env, spanSize)
+			if err != nil {
+				return nil, err
+			}
+			b.chunkNeeded = estargz.needed
+			return b, nil
+		})
 	}
-	return *slot, nil
+}
+
+// blob returns the blob named key, making it first if needed.
+func (m *lazyModes) blob(key string, build func() (*lazyBlob, error)) (*lazyBlob, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b := m.blobs[key]; b != nil {
+		return b, nil
+	}
+	b, err := build()
+	if err != nil {
+		return nil, err
+	}
+	if m.blobs == nil {
+		m.blobs = make(map[string]*lazyBlob)
+	}
+	m.blobs[key] = b
+	return b, nil
 }
 
 // lazyRun is one cold start against a lazy layer: open, plan, prefetch in
@@ -132,23 +265,18 @@ func (r lazyRun) run(ctx context.Context) (Result, error) {
 	}
 
 	clock := r.env.StartClock()
+	ztoc, err := r.blob.fetchIndex(ctx, r.env)
+	if err != nil {
+		return Result{}, err
+	}
+	indexed := clock.Elapsed()
 	var src fetcher.Fetcher = f
 	if r.preload > 0 {
 		p := prefetch.Preload(ctx, f, fetcher.Range{Offset: 0, Length: r.preload})
 		defer p.Close()
 		src = p
 	}
-	opts := []reader.Option{reader.WithCache(cache.NewMemory(cacheBytes))}
-	if r.env.NoAnnotations {
-		// Only the TOC digest: the reader finds the index from its
-		// default tail.
-		opts = append(opts, reader.WithTOCDigest(r.blob.TOCDigest))
-	} else {
-		// The descriptor's annotations, as a client with the manifest
-		// has them: they pin the TOC and locate index and footer, which
-		// then come in the first request.
-		opts = append(opts, reader.WithAnnotations(r.blob.Annotations))
-	}
+	opts := append(r.blob.openOptions(r.env, ztoc), reader.WithCache(cache.NewMemory(cacheBytes)))
 	if r.observer != nil {
 		opts = append(opts, reader.WithAccessObserver(r.observer))
 	}
@@ -158,7 +286,9 @@ func (r lazyRun) run(ctx context.Context) (Result, error) {
 	}
 	defer layer.Close()
 	opened := clock.Elapsed()
-	stages := []Stage{{"open", time.Duration(firstRequest.Load())}, {"toc", opened - time.Duration(firstRequest.Load())}}
+	// Open is the request for the index: a zTOC's, or the layer's first.
+	open := indexed + time.Duration(firstRequest.Load())
+	stages := []Stage{{"open", open}, {"toc", opened - open}}
 
 	var exec *prefetch.Execution
 	var progress prefetch.Progress
@@ -172,7 +302,7 @@ func (r lazyRun) run(ctx context.Context) (Result, error) {
 		note = coverage(plan, r.env.Trace)
 		stages = append(stages, Stage{"plan", clock.Elapsed() - opened})
 		exec, err = prefetch.Start(ctx, plan, []*reader.Layer{layer},
-			prefetch.WithWorkers(r.env.PrefetchWorkers), prefetch.WithRequests(r.env.PrefetchRequests),
+			prefetch.WithWorkers(max(r.env.PrefetchWorkers, r.blob.spans)), prefetch.WithRequests(r.env.PrefetchRequests),
 			prefetch.WithProgress(func(p prefetch.Progress) {
 				progress = p
 				if p.FramesDone == p.Frames {
@@ -202,10 +332,12 @@ func (r lazyRun) run(ctx context.Context) (Result, error) {
 		stages = append(stages, Stage{"prefetch", max(prefetched-readStart, 0)}, Stage{"decompress", progress.Busy})
 	}
 	res.Stages = append(stages, Stage{"read", res.Total - readStart})
-	res.Note = note
-	if res.NeededBytes, err = neededBytes(layer, r.env.Trace); err != nil {
-		return Result{}, err
+	res.NeededBytes, res.ChunkNeededBytes = r.blob.needed, r.blob.chunkNeeded
+	if z := r.blob.ztoc.Size; z > 0 {
+		note = strings.TrimPrefix(note+fmt.Sprintf("; needs %s of spans and the %s zTOC, against %s of eStargz chunks",
+			formatBytes(r.blob.needed-z), formatBytes(z), formatBytes(r.blob.chunkNeeded)), "; ")
 	}
+	res.Note = note
 	return res, nil
 }
 
@@ -246,33 +378,32 @@ func neededBytes(layer *reader.Layer, trace []TraceFile) (int64, error) {
 	return n, nil
 }
 
-// lazyNoPrefetch reads the trace's files on demand: each file's first
-// read costs a round trip.
-func (m *lazyModes) lazyNoPrefetch(ctx context.Context, env *Env) (Result, error) {
-	blob, err := m.plainBlob(ctx, env)
-	if err != nil {
-		return Result{}, err
+// blobFunc returns a mode's blob, making it first if needed.
+type blobFunc func(ctx context.Context, env *Env) (*lazyBlob, error)
+
+// onDemand is a mode that reads the trace's files of blob on demand: each
+// file's first read costs a round trip, unless an earlier read fetched
+// the frame (or span) that holds it.
+func onDemand(blob blobFunc) func(context.Context, *Env) (Result, error) {
+	return func(ctx context.Context, env *Env) (Result, error) {
+		b, err := blob(ctx, env)
+		if err != nil {
+			return Result{}, err
+		}
+		return lazyRun{env: env, blob: b}.run(ctx)
 	}
-	return lazyRun{env: env, blob: blob}.run(ctx)
 }
 
-// lazyTrace prefetches the trace's files, planned from the trace against
-// the opened layer, while the workload reads them.
-func (m *lazyModes) lazyTrace(ctx context.Context, env *Env) (Result, error) {
-	blob, err := m.plainBlob(ctx, env)
-	if err != nil {
-		return Result{}, err
+// traced is a mode that prefetches the trace's files of blob, planned
+// from the trace against the opened layer, while the workload reads them.
+func traced(blob blobFunc) func(context.Context, *Env) (Result, error) {
+	return func(ctx context.Context, env *Env) (Result, error) {
+		b, err := blob(ctx, env)
+		if err != nil {
+			return Result{}, err
+		}
+		return traceRun(env, b).run(ctx)
 	}
-	return traceRun(env, blob).run(ctx)
-}
-
-// lazyZstdTrace is lazyTrace on the zstd:chunked blob.
-func (m *lazyModes) lazyZstdTrace(ctx context.Context, env *Env) (Result, error) {
-	blob, err := m.zstdBlob(ctx, env)
-	if err != nil {
-		return Result{}, err
-	}
-	return traceRun(env, blob).run(ctx)
 }
 
 // traceRun is a run of blob that prefetches the trace's files.
@@ -342,7 +473,7 @@ func (m *lazyModes) lazyRecorded(ctx context.Context, env *Env) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	return lazyRun{env: env, blob: blob, preload: blob.TOC().PrefetchEnd, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
+	return lazyRun{env: env, blob: blob, preload: blob.built.TOC().PrefetchEnd, plan: func(ctx context.Context, layer *reader.Layer) (*prefetch.Plan, error) {
 		return prefetch.FromLandmark(0, layer.TOC()), nil
 	}}.run(ctx)
 }

@@ -14,6 +14,12 @@
 //   - lazy zstd:chunked + trace prefetch: the same, with the layer built
 //     as zstd:chunked (opened from its annotations: TOC and tar-split in
 //     one request, checked against each other);
+//   - lazy gzip+zTOC, no prefetch and + trace prefetch: the plain gzip
+//     layer a full pull downloads, unmodified, opened with its zTOC (made
+//     by toc/soci's indexer with spans of each of -span-sizes, pushed as a
+//     blob of its own, as a SOCI index lists it, and fetched in one
+//     request on the clock), its files read on demand or prefetched from
+//     the trace in one plan;
 //   - lazy + image-config prefetch: a plan from an OCI image config whose
 //     Entrypoint is the trace's first file (a program of the tree), the
 //     rest read on demand; the report says how much of the trace it covers;
@@ -27,7 +33,10 @@
 // other was in flight: the round trips on the critical path), bytes, the
 // ratio to the physical limit (2 RTTs plus the compressed bytes of the
 // chunks holding the trace's files, from the blob's own chunk table, over
-// the bandwidth), and the busy time of each stage. Every lazy open is given
+// the bandwidth; for a gzip layer those of the spans holding them, and
+// the zTOC), and the busy time of each stage. The gzip modes are also
+// compared with the eStargz blob's limit, which shows what fetching
+// whole spans costs. Every lazy open is given
 // the layer descriptor's annotations, as a client that has the image
 // manifest: they pin the TOC digest and locate index and footer, which
 // arrive in one request. With -annotations=false it is given only the TOC
@@ -38,6 +47,7 @@
 //
 //	go run ./examples/bench [-dir DIR] [-trace FILE] [-rtt 20ms] [-bw 50MB/s] [-registry sim|docker] [-modes LIST]
 //	                       [-ranges multi,single,reject] [-workers N] [-requests N] [-annotations=false] [-log] [-scratch DIR] [-runs N]
+//	                       [-span-sizes 4MiB,1MiB]
 //
 // -registry sim (the default) serves blobs from memory; -registry docker
 // starts /usr/bin/docker-registry on a loopback port and shapes its
@@ -90,6 +100,7 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,6 +138,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	logRequests := fl.Bool("log", false, "print each lazy run's requests to stderr")
 	straceLog := fl.String("strace", "", "convert this strace log (optionally .gz) into a trace of -dir on stdout, then exit")
 	runs := fl.Int("runs", 3, "runs of each side of the image modes, interleaved")
+	spanList := fl.String("span-sizes", "4MiB", `span sizes of the gzip layer's zTOCs, comma-separated ("1MiB,4MiB"); each runs the gzip+zTOC modes`)
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -146,6 +158,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if !slices.Contains(behaviours, m) {
 			behaviours = append(behaviours, m)
 		}
+	}
+	spanSizes, err := parseSpanSizes(*spanList)
+	if err != nil {
+		return fmt.Errorf("-span-sizes: %w", err)
 	}
 	if *dir == "" {
 		if *dir, err = goroot(); err != nil {
@@ -214,7 +230,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// those asking for many ranges at once run again under each other
 	// behaviour of -ranges.
 	var results, byRanges []Result
-	for _, m := range allModes() {
+	for _, m := range allModes(spanSizes) {
 		if !selected(m.Name, *only) {
 			continue
 		}
@@ -262,6 +278,40 @@ func splitModes(list string) (images []string, layerList string) {
 		}
 	}
 	return images, strings.Join(rest, ",")
+}
+
+// parseSpanSizes parses a comma-separated list of sizes in MiB or KiB
+// ("1MiB,512KiB").
+func parseSpanSizes(list string) ([]int64, error) {
+	var sizes []int64
+	for word := range strings.SplitSeq(list, ",") {
+		word = strings.TrimSpace(word)
+		num, unit := word, int64(1)
+		if n, ok := strings.CutSuffix(word, "MiB"); ok {
+			num, unit = n, 1<<20
+		} else if n, ok := strings.CutSuffix(word, "KiB"); ok {
+			num, unit = n, 1<<10
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 32)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a size such as 4MiB or 512KiB", word)
+		}
+		if !slices.Contains(sizes, n*unit) {
+			sizes = append(sizes, n*unit)
+		}
+	}
+	return sizes, nil
+}
+
+// formatSpanSize formats a span size as parseSpanSizes reads it.
+func formatSpanSize(n int64) string {
+	switch {
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 // selected reports whether the mode name matches the -modes list.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/lazylayer/lazylayer/internal/simregistry"
@@ -20,19 +21,27 @@ type Mode struct {
 	MultiRange bool
 }
 
-// allModes lists what a run measures, in report order.
-func allModes() []Mode {
+// allModes lists what a run measures, in report order: the gzip layer
+// with its zTOC once for each of spanSizes.
+func allModes(spanSizes []int64) []Mode {
 	lazy := new(lazyModes)
-	return []Mode{
+	modes := []Mode{
 		{"full pull", fullPull, false},
-		{"lazy, no prefetch", lazy.lazyNoPrefetch, false},
-		{"lazy + trace prefetch", lazy.lazyTrace, true},
-		{"lazy zstd:chunked + trace prefetch", lazy.lazyZstdTrace, true},
-		{"lazy + image-config prefetch", lazy.lazyImageConfig, false},
+		{"lazy, no prefetch", onDemand(lazy.plainBlob), false},
+		{"lazy + trace prefetch", traced(lazy.plainBlob), true},
+		{"lazy zstd:chunked + trace prefetch", traced(lazy.zstdBlob), true},
+	}
+	for _, n := range spanSizes {
+		gz := fmt.Sprintf("lazy gzip+zTOC (%s spans)", formatSpanSize(n))
+		modes = append(modes,
+			Mode{gz + ", no prefetch", onDemand(lazy.ztocBlob(n)), false},
+			Mode{gz + " + trace prefetch", traced(lazy.ztocBlob(n)), true})
+	}
+	return append(modes,
+		Mode{"lazy + image-config prefetch", lazy.lazyImageConfig, false},
 		// Its measured run fetches one region; its recording run takes
 		// as long as "lazy, no prefetch".
-		{"lazy + recorded profile", lazy.lazyRecorded, false},
-	}
+		Mode{"lazy + recorded profile", lazy.lazyRecorded, false})
 }
 
 // Stage is the busy time of one step of a mode. Stages of a pipelined
@@ -57,7 +66,12 @@ type Result struct {
 	// NeededBytes is the compressed bytes the trace needs, for the
 	// physical limit; zero means the environment's estimate.
 	NeededBytes int64
-	Stages      []Stage
+	// ChunkNeededBytes, if not zero, is what the trace needs of the
+	// same tree as eStargz, for a mode that fetches coarser units (a
+	// gzip layer's spans): the table then also compares the time with
+	// that limit.
+	ChunkNeededBytes int64
+	Stages           []Stage
 	// Note, if set, is printed under the results table.
 	Note string
 }

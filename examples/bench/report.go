@@ -28,7 +28,7 @@ func report(w io.Writer, env *Env, registry, traceName string, results, byRanges
 	} else {
 		fmt.Fprintln(w, "open    lazy layers with the descriptor's annotations")
 	}
-	fmt.Fprintf(w, "limit   2 x %v + %s at %s = %v (the trace's files gzipped one by one, an estimate; lazy modes use their blob's chunk table)\n\n",
+	fmt.Fprintf(w, "limit   2 x %v + %s at %s = %v (the trace's files gzipped one by one, an estimate; lazy modes use their blob's chunk table, gzip+zTOC its spans and zTOC)\n\n",
 		env.Link.RTT, formatBytes(env.StartupCompressed), bandwidthString(env.Link.Bandwidth),
 		formatDuration(env.Link.PhysicalLimit(env.StartupCompressed)))
 
@@ -79,14 +79,20 @@ func report(w io.Writer, env *Env, registry, traceName string, results, byRanges
 }
 
 // table prints results, with the registry's multi-range behaviour if
-// ranges.
+// ranges, and the time against the limit of eStargz's chunks if a mode
+// fetches coarser units.
 func table(w io.Writer, env *Env, results []Result, ranges bool) {
+	chunks := slices.ContainsFunc(results, func(r Result) bool { return r.ChunkNeededBytes > 0 })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "mode\t"
 	if ranges {
 		head += "ranges\t"
 	}
-	fmt.Fprintln(tw, head+"time\trequests\twaves\tbytes\tlimit\tx limit\t")
+	head += "time\trequests\twaves\tbytes\tlimit\tx limit\t"
+	if chunks {
+		head += "x eStargz limit\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range results {
 		needed := r.NeededBytes
 		if needed == 0 {
@@ -97,8 +103,16 @@ func table(w io.Writer, env *Env, results []Result, ranges bool) {
 		if ranges {
 			row += r.MultiRange.String() + "\t"
 		}
-		fmt.Fprintf(tw, "%s%s\t%d\t%d\t%s\t%s\t%.2fx\t\n", row, formatDuration(r.Total), r.Requests, r.Waves,
+		row += fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%.2fx\t", formatDuration(r.Total), r.Requests, r.Waves,
 			formatBytes(r.Bytes), formatDuration(limit), float64(r.Total)/float64(limit))
+		if chunks {
+			if r.ChunkNeededBytes > 0 {
+				row += fmt.Sprintf("%.2fx\t", float64(r.Total)/float64(env.Link.PhysicalLimit(r.ChunkNeededBytes)))
+			} else {
+				row += "-\t"
+			}
+		}
+		fmt.Fprintln(tw, row)
 	}
 	tw.Flush()
 }
