@@ -386,6 +386,8 @@ func (l *Layer) loadSpanFrame(ctx context.Context, frame fetcher.Range, plan []s
 		return nil, fmt.Errorf("no span at %d: %w", frame.Offset, ErrCorrupt)
 	}
 	d, err := l.decodeSpan(ctx, i, src)
+	// Decoded: what follows may wait for other spans' loads.
+	yieldWorker(ctx)
 	if err != nil {
 		return nil, err
 	}
