@@ -80,7 +80,14 @@ func sociLayers(t *testing.T) []sociLayer {
 		}
 		layers = append(layers, sociLayer{name: "kinds gnu gzip", path: writeLayer(t, "gnu.tar.gz", out), tar: kinds, gzip: true, spanSize: 256 << 10})
 	}
-	if !testing.Short() {
+	if testing.Short() {
+		// A GOROOT subtree stands for GOROOT at each level.
+		net := goSrcTar(t, "net")
+		for _, level := range []int{1, 6, 9} {
+			layers = append(layers, sociLayer{name: "goroot/src/net level " + string(rune('0'+level)),
+				path: gzipLayer(t, "net.tar.gz", net, level, gzip.Header{}, one), tar: net, gzip: true, spanSize: 1 << 20})
+		}
+	} else {
 		goroot := corpus.GorootBytes(t)
 		for _, level := range []int{1, 6, 9} {
 			layers = append(layers, sociLayer{name: "goroot level " + string(rune('0'+level)),
@@ -208,14 +215,18 @@ func diffZtocs(t *testing.T, ours, theirs []byte) {
 	t.Fatalf("zTOCs differ (%d, %d bytes) in a field the diff does not show", len(ours), len(theirs))
 }
 
-// extractThroughSoci extracts a few regular files with soci's reader and
-// our zTOC, and compares them with the tar's.
+// maxSociExtracts bounds the files extractThroughSoci extracts.
+const maxSociExtracts = 300
+
+// extractThroughSoci extracts every regular file (a spread of
+// maxSociExtracts of a larger layer) with soci's reader and our zTOC, and
+// compares them with the tar's.
 func extractThroughSoci(t *testing.T, l sociLayer, zt *ztoc.Ztoc) {
 	t.Helper()
 	contents := map[string][]byte{}
 	var names []string
-	tr := tar.NewReader(bytes.NewReader(l.tar))
-	var largest string
+	r := bytes.NewReader(l.tar)
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -230,21 +241,27 @@ func extractThroughSoci(t *testing.T, l sociLayer, zt *ztoc.Ztoc) {
 		if _, dup := contents[h.Name]; dup {
 			continue
 		}
-		b, _ := io.ReadAll(tr)
-		contents[h.Name] = b
+		at := len(l.tar) - r.Len() // the data, after the headers tr read
+		contents[h.Name] = l.tar[at : at+int(h.Size)]
 		names = append(names, h.Name)
-		if largest == "" || len(b) > len(contents[largest]) {
-			largest = h.Name
-		}
 	}
-	pick := []string{names[0], names[len(names)/2], names[len(names)-1], largest}
 	f, err := os.Open(l.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	for _, name := range pick {
+	// soci's extractor holds on to memory per call (22 GB for GOROOT's
+	// 16,702 files): a spread of at most maxSociExtracts files.
+	if len(names) > maxSociExtracts {
+		step := float64(len(names)) / maxSociExtracts
+		var spread []string
+		for k := range maxSociExtracts {
+			spread = append(spread, names[int(float64(k)*step)])
+		}
+		names = append(spread, names[len(names)-1])
+	}
+	for _, name := range names {
 		got, err := zt.ExtractFile(io.NewSectionReader(f, 0, st.Size()), name)
 		if err != nil || !bytes.Equal(got, contents[name]) {
 			t.Fatalf("soci extracts %q through our zTOC: %d bytes, %v; want %d bytes", name, len(got), err, len(contents[name]))

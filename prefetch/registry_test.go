@@ -106,26 +106,10 @@ func TestTracePlanCostsOneRequestAfterOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.readAll(t, layer, want)
-	if st := c.server.Stats(); waves(st.Log) != 2 || st.Requests > 3 {
+	if st := c.server.Stats(); st.Waves() != 2 || st.Requests > 3 {
 		t.Errorf("open, prefetch and read of %d scattered files made %d requests in %d round trips, want 2: %+v",
-			len(want), st.Requests, waves(st.Log), st.Log)
+			len(want), st.Requests, st.Waves(), st.Log)
 	}
-}
-
-// waves counts the requests of log sent while no other was in flight: the
-// round trips on the critical path.
-func waves(log []simregistry.Request) int {
-	n := 0
-	var busyUntil time.Time
-	for _, r := range log {
-		if !r.Start.Before(busyUntil) {
-			n++
-		}
-		if end := r.Start.Add(r.Duration); end.After(busyUntil) {
-			busyUntil = end
-		}
-	}
-	return n
 }
 
 func TestPreloadedLandmarkCostsOneRoundTrip(t *testing.T) {
@@ -150,8 +134,8 @@ func TestPreloadedLandmarkCostsOneRoundTrip(t *testing.T) {
 	c.readAll(t, layer, want)
 	// The region was asked for with the tail, not after decoding the
 	// index.
-	if st := c.server.Stats(); st.Requests != 2 || waves(st.Log) != 1 {
+	if st := c.server.Stats(); st.Requests != 2 || st.Waves() != 1 {
 		t.Fatalf("preloaded open, prefetch and read made %d requests in %d round trips, want the region and the tail in one: %+v",
-			st.Requests, waves(st.Log), st.Log)
+			st.Requests, st.Waves(), st.Log)
 	}
 }

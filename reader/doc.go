@@ -140,16 +140,48 @@
 // end exactly at the next checkpoint's bit position, or the read fails
 // with ErrCorrupt. Verified windows are remembered by the layer.
 //
-// The zTOC's file table and checkpoint offsets say where files and spans
-// lie in the stream, as an eStargz TOC's offsets do, and are trusted as
-// far as WithTOCDigest vouches for the zTOC. Once the whole blob has been
-// fetched (FetchAll, WithBackgroundFetch, WriteTar), every checkpoint
-// (position and window) is checked against the layer decoded from its
-// start, and the blob against WithLayerDigest: a mismatch is ErrWindow,
-// ErrCorrupt or ErrLayerDigest. WithRequireLayerDigest makes Open do this
-// before it returns, so that nothing is served lazily from a layer nobody
-// vouched for whole. WriteTar writes the decompressed blob, which is the
-// original tar, each span checked before its bytes are written.
+// What is verified when, for a zTOC layer. Before a read returns any byte
+// of a regular file (through Read, ReadAt, WriteTo or ReadFile, a file
+// of no bytes included), the reader checks the file's own tar headers:
+// zTOC entries follow in tar order, so entry i's headers fill the tar
+// stream from the block after entry i-1's data to entry i's data. It
+// loads those bytes as a read's (span digest, window), usually from the
+// span the file's data starts in and so at no extra request, and checks
+// that a tar reader reads them as exactly one entry with the name, type,
+// size, mode, owner, link target, times, device numbers and extended
+// attributes the layer serves for it (and, for a hard link, the same for
+// the entry whose content it shows). Otherwise the read fails with
+// ErrIndexMismatch (which wraps ErrCorrupt) and returns no byte; the
+// outcome is kept per file. So a lazy read verifies the span digests,
+// the windows its bytes derive from and the file's own headers. Metadata
+// (Stat, ReadDir, ReadLink) is served from the zTOC unchecked.
+//
+// Once the whole blob has been fetched (FetchAll, WithBackgroundFetch,
+// WriteTar, WithRequireLayerDigest), everything is: every checkpoint
+// (position and window) against the layer decoded from its start, the
+// blob against WithLayerDigest, and the tar the blob holds against the
+// file table, as the zstd:chunked tar-split check does: exactly the
+// zTOC's entries, in order, with equal headers (raw names, link targets
+// and all PAX records included), nothing between entries but their
+// headers and padding, and only the end of the archive and zeros after
+// the last. A mismatch is ErrWindow, ErrCorrupt, ErrLayerDigest or
+// ErrIndexMismatch; then every file counts as checked.
+// WithRequireLayerDigest makes Open do this before it returns, so that
+// nothing is served lazily from a layer nobody vouched for whole.
+// WriteTar writes the decompressed blob, which is the original tar, each
+// span checked before its bytes are written.
+//
+// What lazily stays trusted, as far as WithTOCDigest vouches for the
+// zTOC: where the chain of entries starts. A file's headers are checked
+// where the previous entry's data ends by the zTOC, not from the tar's
+// start, so a zTOC that lists bytes of the layer that parse as tar
+// entries without being the layer's own (a tar archive stored as a file
+// in the layer) is caught only by the whole check; so are entries the
+// zTOC leaves out (only the read of the entry after one fails lazily),
+// metadata of files never read, and chains of hard links beyond the
+// link and its content. One entry's headers may not exceed 1 MiB
+// (zstdchunked.DefaultMaxTarHeaderSize), checked before they are
+// fetched.
 //
 // What a zTOC claims is bounded before anything is fetched: toc/soci's
 // decoding bounds (zTOC size 256 MiB, files 2^21, PAX records 2^21,

@@ -53,4 +53,11 @@ var (
 	// ErrLayerDigest reports a layer blob whose digest differs from
 	// WithLayerDigest's, found once the whole blob was fetched.
 	ErrLayerDigest = fmt.Errorf("layer digest mismatch: %w", ErrCorrupt)
+
+	// ErrIndexMismatch reports a zTOC whose file table disagrees with the
+	// tar headers the layer holds: an entry it lists with other
+	// attributes or at another place than the tar, or one it leaves
+	// out. The zTOC, not the layer, is wrong: a caller may pull the layer
+	// whole instead.
+	ErrIndexMismatch = fmt.Errorf("zTOC does not match the layer's tar headers: %w", ErrCorrupt)
 )

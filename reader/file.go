@@ -30,6 +30,7 @@ type file struct {
 	layer *Layer
 	entry *toc.Entry // content entry (a hard link's target)
 	id    int32      // entry's record
+	own   int32      // the record of the name opened: id, or a hard link's
 	info  *fileInfo
 	path  string
 
@@ -168,6 +169,9 @@ func (f *file) readAt(ctx context.Context, p []byte, off int64, op string) (int,
 	}
 	if err := f.layer.fileErr(f.entry); err != nil {
 		return 0, &fs.PathError{Op: op, Path: f.path, Err: err}
+	}
+	if err := f.layer.checkEntries(ctx, f.own, f.id); err != nil {
+		return 0, &fs.PathError{Op: op, Path: f.path, Err: f.layer.closedErr(err)}
 	}
 	size := f.entry.Size
 	if off >= size {

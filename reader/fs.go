@@ -34,7 +34,7 @@ func (l *Layer) Open(name string) (fs.File, error) {
 	case n.isDir():
 		return &dirFile{info: info}, nil
 	case l.contentType(n) == toc.TypeReg:
-		return l.openFile(n.content(), info, name), nil
+		return l.openFile(n, info, name), nil
 	default:
 		return &specialFile{info: info}, nil
 	}
@@ -50,9 +50,10 @@ func (l *Layer) Stat(name string) (fs.FileInfo, error) {
 	return &fileInfo{name: baseName(name), node: n, l: l}, nil
 }
 
-// openFile opens the regular file of record id, at name.
-func (l *Layer) openFile(id int32, info *fileInfo, name string) *file {
-	return &file{layer: l, entry: l.entry(id), id: id, info: info, path: name}
+// openFile opens the regular file n shows, at name.
+func (l *Layer) openFile(n *node, info *fileInfo, name string) *file {
+	id := n.content()
+	return &file{layer: l, entry: l.entry(id), id: id, own: n.id, info: info, path: name}
 }
 
 // Lstat returns a FileInfo describing the named file without following a
@@ -107,6 +108,9 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 	if l.idx.recs[id].nchunk == 1 {
 		// One chunk is the whole file: hand it over without a copy
 		// when nobody else holds it.
+		if err := l.checkEntries(l.ctx, n.id, id); err != nil {
+			return nil, &fs.PathError{Op: "readfile", Path: name, Err: l.closedErr(err)}
+		}
 		data, exclusive, err := l.chunkData(l.ctx, chunkRef{id, 0}, nil)
 		if err != nil {
 			return nil, &fs.PathError{Op: "readfile", Path: name, Err: fmt.Errorf("chunk 0: %w", l.closedErr(err))}
@@ -116,7 +120,7 @@ func (l *Layer) ReadFile(name string) ([]byte, error) {
 		}
 		return data, nil
 	}
-	f := l.openFile(id, nil, name)
+	f := l.openFile(n, nil, name)
 	data := make([]byte, f.entry.Size)
 	if _, err := f.readAt(l.ctx, data, 0, "readfile"); err != nil {
 		return nil, err

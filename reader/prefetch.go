@@ -257,31 +257,83 @@ type prefetchRun struct {
 func (run *prefetchRun) load(ctx context.Context, i int) (frameResult, error) {
 	f := run.frames[i]
 	src := run.layer.slotSource(run.ctx, run.slots[i])
-	var started time.Time
 	// Decompressed and cached, or failed, the frame's bytes are no
 	// longer held: the next request may use their room.
 	defer func() { run.buffer.Release(run.held[i].Swap(0)) }()
+	ctx, w := withWorker(ctx, run.workers)
 	res, err := run.layer.loadFrame(ctx, f.ref, true, func(ctx context.Context, r fetcher.Range) ([]byte, error) {
 		data, err := src(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case run.workers <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := w.acquire(ctx); err != nil {
+			return nil, err
 		}
-		started = time.Now()
 		return data, nil
 	})
-	if !started.IsZero() {
-		<-run.workers
-		busy := time.Since(started)
+	if busy := w.release(); busy > 0 {
 		run.mu.Lock()
 		run.progress.Busy += busy
 		run.mu.Unlock()
 	}
 	return res, err
+}
+
+// A worker is a slot of a pool that bounds the frames decompressed at
+// once (WithPrefetchWorkers), held by one frame load from when the
+// frame's bytes are there until it is decompressed. A load that then
+// waits for another frame's load (a zTOC span's window is checked
+// against the span before) gives its slot up first (yieldWorker): that
+// load may need one.
+type worker struct {
+	pool chan struct{}
+
+	mu    sync.Mutex
+	since time.Time // when the slot was taken, zero when not held
+	busy  time.Duration
+}
+
+type workerKey struct{}
+
+// withWorker returns ctx carrying a worker of pool, not yet holding a
+// slot.
+func withWorker(ctx context.Context, pool chan struct{}) (context.Context, *worker) {
+	w := &worker{pool: pool}
+	return context.WithValue(ctx, workerKey{}, w), w
+}
+
+// acquire takes a slot, waiting for one.
+func (w *worker) acquire(ctx context.Context) error {
+	select {
+	case w.pool <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	w.since = time.Now()
+	w.mu.Unlock()
+	return nil
+}
+
+// release gives the slot up, if held, and returns how long it was held
+// in all.
+func (w *worker) release() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.since.IsZero() {
+		<-w.pool
+		w.busy += time.Since(w.since)
+		w.since = time.Time{}
+	}
+	return w.busy
+}
+
+// yieldWorker gives up the worker slot the load of ctx holds, if any,
+// before the load waits for another one.
+func yieldWorker(ctx context.Context) {
+	if w, ok := ctx.Value(workerKey{}).(*worker); ok {
+		w.release()
+	}
 }
 
 // finished records the outcome of frame i's load, which the prefetch

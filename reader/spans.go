@@ -38,6 +38,9 @@ type spanIndex struct {
 	ok []atomic.Bool
 	// header is span 0's gzip header, once checked to end at checkpoint 0.
 	header atomic.Pointer[[]byte]
+	// headers says where the file table's entries lie in the tar stream,
+	// and which were checked against their tar headers.
+	headers *entryHeaders
 
 	mu      sync.Mutex
 	loading map[int]chan struct{} // spans being decoded
@@ -383,6 +386,8 @@ func (l *Layer) loadSpanFrame(ctx context.Context, frame fetcher.Range, plan []s
 		return nil, fmt.Errorf("no span at %d: %w", frame.Offset, ErrCorrupt)
 	}
 	d, err := l.decodeSpan(ctx, i, src)
+	// Decoded: what follows may wait for other spans' loads.
+	yieldWorker(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +458,12 @@ func (s *spanIndex) keys() []digest.Digest {
 func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background *fetchAllConfig) error {
 	s := l.spans
 	st := &spanStream{l: l, ctx: ctx, background: background, hash: sha256.New()}
-	var err error
+	tc, err := l.newTarChecker()
+	if err != nil {
+		return err
+	}
+	// The check comes first: no bytes of a header it refuses reach w.
+	w = io.MultiWriter(tc, w)
 	if !s.gzip {
 		_, err = io.Copy(w, st)
 	} else {
@@ -483,6 +493,9 @@ func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background *fetchAl
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 	}
+	if err == nil {
+		err = tc.close()
+	}
 	if err != nil {
 		return err
 	}
@@ -494,6 +507,7 @@ func (l *Layer) wholeLayer(ctx context.Context, w io.Writer, background *fetchAl
 	for i := range s.ok {
 		s.ok[i].Store(true)
 	}
+	s.headers.whole.Store(true)
 	return nil
 }
 

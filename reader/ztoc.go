@@ -111,6 +111,7 @@ func openZtoc(ctx context.Context, f fetcher.Fetcher, size int64, cfg config) (*
 	if err != nil {
 		return nil, err
 	}
+	spans.headers = newEntryHeaders(z)
 	t, err := ztocEntries(z, spans)
 	if err != nil {
 		return nil, err
@@ -220,6 +221,11 @@ func ztocEntries(z *soci.Ztoc, s *spanIndex) (*toc.TOC, error) {
 		}
 		if e.Name != f.Name {
 			e.TarName = f.Name
+		}
+		if e.Type == toc.TypeHardlink {
+			// As the other formats' decoders do: the tar's raw target is
+			// compared when the whole tar is checked.
+			e.LinkName = cleanName(f.Linkname)
 		}
 		for _, r := range f.PAXRecords {
 			if name, ok := strings.CutPrefix(r.Key, xattrPrefix); ok {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/flate"
+	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/lazylayer/lazylayer/toc"
 	"github.com/lazylayer/lazylayer/toc/soci"
 )
@@ -42,7 +43,9 @@ func runOne(t *testing.T, blob, ztoc []byte) {
 		if l.spans.gzip {
 			truth, honest = decodeTruth(l, blob)
 		}
+		read := make(map[string][]byte) // by content entry
 		readFuzzed(t, l, func(p string, data []byte, e *toc.Entry) {
+			read[e.Name] = data
 			for _, c := range e.Chunks {
 				if !honest {
 					break
@@ -54,6 +57,28 @@ func runOne(t *testing.T, blob, ztoc []byte) {
 				}
 			}
 		})
+		// Once the whole check passed, the tar lists exactly the zTOC's
+		// entries, and every byte a lazy read returned is the file's.
+		var whole bytes.Buffer
+		if _, err := l.WriteTar(context.Background(), &whole); err != nil {
+			return
+		}
+		tr := tar.NewReader(bytes.NewReader(whole.Bytes()))
+		for _, e := range l.TOC().Entries {
+			h, err := tr.Next()
+			if err != nil || cleanName(h.Name) != e.Name {
+				t.Fatalf("the whole check passed, but the tar does not list %q next: %v", e.Name, err)
+			}
+		}
+		if _, err := tr.Next(); err != io.EOF {
+			t.Fatalf("the whole check passed, but the tar lists more than the zTOC: %v", err)
+		}
+		files := tartest.FileContents(t, whole.Bytes())
+		for name, data := range read {
+			if !bytes.Equal(files[name], data) {
+				t.Fatalf("%q: a lazy read returned bytes the tar does not hold for it", name)
+			}
+		}
 	}
 }
 

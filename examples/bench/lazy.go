@@ -57,12 +57,6 @@ type lazyBlob struct {
 	// fetch to read the trace: the frames (or spans) that hold the
 	// trace's files, and the zTOC, which the blob does not hold.
 	needed int64
-	// spans is the number of a gzip layer's spans. A prefetch of it gets
-	// at least as many workers: a worker decoding a span holds its slot
-	// while it checks the span's window, which may wait for the span
-	// before, whose load waits for a slot; with fewer slots than spans
-	// the reader deadlocks (reported; remove once fixed in reader).
-	spans int
 	// chunkNeeded, for a gzip layer, is what the eStargz blob of the
 	// same tree needs: the trace at the granularity of chunks, not of
 	// spans.
@@ -109,7 +103,7 @@ func indexGzip(ctx context.Context, env *Env, spanSize int64) (*lazyBlob, error)
 	if err != nil {
 		return nil, err
 	}
-	b := &lazyBlob{blobInfo: env.Gzip, ztoc: blobInfo{d, int64(len(zb))}, spans: len(z.SpanDigests)}
+	b := &lazyBlob{blobInfo: env.Gzip, ztoc: blobInfo{d, int64(len(zb))}}
 	return b, b.measure(ctx, env, f, zb)
 }
 
@@ -302,7 +296,7 @@ func (r lazyRun) run(ctx context.Context) (Result, error) {
 		note = coverage(plan, r.env.Trace)
 		stages = append(stages, Stage{"plan", clock.Elapsed() - opened})
 		exec, err = prefetch.Start(ctx, plan, []*reader.Layer{layer},
-			prefetch.WithWorkers(max(r.env.PrefetchWorkers, r.blob.spans)), prefetch.WithRequests(r.env.PrefetchRequests),
+			prefetch.WithWorkers(r.env.PrefetchWorkers), prefetch.WithRequests(r.env.PrefetchRequests),
 			prefetch.WithProgress(func(p prefetch.Progress) {
 				progress = p
 				if p.FramesDone == p.Frames {

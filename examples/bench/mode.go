@@ -97,21 +97,5 @@ func (c *Clock) Elapsed() time.Duration { return time.Since(c.start) }
 func (c *Clock) Result(stages ...Stage) Result {
 	total := c.Elapsed()
 	st := c.env.Registry.Stats()
-	return Result{Total: total, Requests: st.Requests, Bytes: st.Bytes, Waves: waves(st.Log), Stages: stages}
-}
-
-// waves counts the requests of log that started when every earlier one
-// had finished.
-func waves(log []simregistry.Request) int {
-	n := 0
-	var busyUntil time.Time
-	for _, r := range log { // in arrival order
-		if !r.Start.Before(busyUntil) {
-			n++
-		}
-		if end := r.Start.Add(r.Duration); end.After(busyUntil) {
-			busyUntil = end
-		}
-	}
-	return n
+	return Result{Total: total, Requests: st.Requests, Bytes: st.Bytes, Waves: st.Waves(), Stages: stages}
 }

@@ -284,7 +284,7 @@ func (t *timedTransport) done(i int) {
 func (t *timedTransport) waves() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return waves(t.spans)
+	return simregistry.Stats{Log: t.spans}.Waves()
 }
 
 // timedBody calls done at its end or close.

@@ -51,6 +51,28 @@ type Stats struct {
 	Log []Request
 }
 
+// Waves counts the requests of the log that started while no earlier one
+// was in flight: the round trips on the critical path. A request still in
+// flight (Duration zero) keeps the link busy past every later start: its
+// client may already hold the whole response while its handler has not
+// yet returned.
+func (st Stats) Waves() int {
+	n := 0
+	var busyUntil time.Time
+	inFlight := false
+	for _, r := range st.Log { // in arrival order
+		if !inFlight && !r.Start.Before(busyUntil) {
+			n++
+		}
+		if r.Duration == 0 {
+			inFlight = true
+		} else if end := r.Start.Add(r.Duration); end.After(busyUntil) {
+			busyUntil = end
+		}
+	}
+	return n
+}
+
 // FaultFunc decides, after a request has paid its round trip, whether it
 // fails: a non-zero status is sent as the response instead of the real
 // one, with an empty body. It may be called concurrently.

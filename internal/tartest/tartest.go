@@ -6,11 +6,19 @@ package tartest
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"path"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/lazylayer/lazylayer/internal/iox"
+	"github.com/lazylayer/lazylayer/internal/tarcheck"
+	"github.com/lazylayer/lazylayer/internal/tocjson"
+	"github.com/lazylayer/lazylayer/toc"
 )
 
 // Entry is one entry of the generated tree: its tar header and, for a
@@ -206,4 +214,109 @@ func SmallFiles(w io.Writer, n int) error {
 		}
 	}
 	return tw.Close()
+}
+
+// HeaderBlocks returns the header blocks archive/tar writes for hdr.
+func HeaderBlocks(t testing.TB, hdr *tar.Header) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := tar.NewWriter(&buf).WriteHeader(hdr); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// EntryOf returns the index entry that describes hdr: the attributes
+// tarcheck.Compare compares.
+func EntryOf(hdr *tar.Header) (*toc.Entry, error) {
+	name, err := tocjson.CleanName(hdr.Name)
+	if err != nil {
+		return nil, err
+	}
+	e := &toc.Entry{Name: name, Type: tarcheck.EntryType(hdr.Typeflag), Size: hdr.Size, Mode: hdr.Mode, UID: hdr.Uid, GID: hdr.Gid,
+		ModTime: hdr.ModTime, AccessTime: hdr.AccessTime, ChangeTime: hdr.ChangeTime, LinkName: hdr.Linkname,
+		DevMajor: hdr.Devmajor, DevMinor: hdr.Devminor}
+	if e.Type == toc.TypeHardlink {
+		if e.LinkName, err = tocjson.CleanName(hdr.Linkname); err != nil {
+			return nil, err
+		}
+	}
+	for k, v := range hdr.PAXRecords {
+		if x, ok := strings.CutPrefix(k, tarcheck.PAXXattr); ok {
+			if e.Xattrs == nil {
+				e.Xattrs = map[string]string{}
+			}
+			e.Xattrs[x] = v
+		}
+	}
+	return e, nil
+}
+
+// CheckRebuilt checks that archive/tar reads rebuilt as exactly entries,
+// in order, with the attributes tarcheck.Compare compares, and that only
+// zeros follow the end of the archive.
+func CheckRebuilt(t testing.TB, rebuilt []byte, entries []*toc.Entry) {
+	t.Helper()
+	r := bytes.NewReader(rebuilt)
+	tr := tar.NewReader(r)
+	for i := 0; ; i++ {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			if i != len(entries) {
+				t.Fatalf("archive/tar reads %d entries, the index lists %d", i, len(entries))
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("archive/tar fails after %d entries: %v", i, err)
+		}
+		if i == len(entries) {
+			t.Fatalf("archive/tar reads entry %q beyond the index's %d", hdr.Name, len(entries))
+		}
+		if err := tarcheck.Compare(entries[i], hdr, errMismatch); err != nil {
+			t.Fatalf("archive/tar reads entry %d otherwise: %v", i, err)
+		}
+	}
+	rest, _ := io.ReadAll(r)
+	if !iox.AllZero(rest) {
+		t.Fatalf("%d bytes after the end of the archive are not all zeros", len(rest))
+	}
+}
+
+var errMismatch = errors.New("mismatch")
+
+// FileContents returns the content of every regular file of the tar
+// stream data by cleaned name, the last entry of a name winning, and of
+// the hard links to them: what a reader of the layer should serve. The
+// contents are slices of data.
+func FileContents(tb testing.TB, data []byte) map[string][]byte {
+	tb.Helper()
+	clean := func(name string) string { return path.Clean("/" + name)[1:] }
+	files := make(map[string][]byte)
+	r := bytes.NewReader(data)
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		name := clean(h.Name)
+		delete(files, name)
+		switch h.Typeflag {
+		case tar.TypeReg:
+			// archive/tar has read the headers, and not yet the data.
+			at := len(data) - r.Len()
+			if h.Size > int64(r.Len()) {
+				tb.Fatalf("%q: %d bytes past the tar's end", h.Name, h.Size)
+			}
+			files[name] = data[at : at+int(h.Size) : at+int(h.Size)]
+		case tar.TypeLink:
+			if c, ok := files[clean(h.Linkname)]; ok {
+				files[name] = c
+			}
+		}
+	}
 }

@@ -1,7 +1,6 @@
 package zstdchunked
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"github.com/lazylayer/lazylayer/toc"
 
 	"github.com/lazylayer/lazylayer/internal/iox"
+	"github.com/lazylayer/lazylayer/internal/tartest"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/. They are kept to a few
@@ -207,7 +207,7 @@ func FuzzTarSplit(f *testing.F) {
 				if size != int64(len(rebuilt)) {
 					t.Fatalf("CheckTarSplit reports a %d-byte tar, replay has %d", size, len(rebuilt))
 				}
-				checkRebuiltTar(t, rebuilt, index.Entries)
+				tartest.CheckRebuilt(t, rebuilt, index.Entries)
 			}
 		}
 		r, err = NewTarSplitReader(compressed, "", WithMaxTarSplitSize(limit))
@@ -250,99 +250,6 @@ func replayWithZeros(t *testing.T, compressed []byte, limit int) ([]byte, bool) 
 			b.Write(make([]byte, rec.Size))
 		}
 	}
-}
-
-// checkRebuiltTar checks that archive/tar reads rebuilt as exactly
-// entries, in order, with the attributes CheckTarSplit compares, and that
-// only zeros follow the end of the archive.
-func checkRebuiltTar(t *testing.T, rebuilt []byte, entries []*toc.Entry) {
-	t.Helper()
-	r := bytes.NewReader(rebuilt)
-	tr := tar.NewReader(r)
-	for i := 0; ; i++ {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			if i != len(entries) {
-				t.Fatalf("archive/tar reads %d entries, the TOC lists %d", i, len(entries))
-			}
-			break
-		}
-		if err != nil {
-			t.Fatalf("archive/tar fails after %d entries: %v", i, err)
-		}
-		if i == len(entries) {
-			t.Fatalf("archive/tar reads entry %q beyond the TOC's %d", hdr.Name, len(entries))
-		}
-		if err := compareTarHeader(entries[i], hdr); err != nil {
-			t.Fatalf("archive/tar reads entry %d otherwise: %v", i, err)
-		}
-	}
-	rest, _ := io.ReadAll(r)
-	if !iox.AllZero(rest) {
-		t.Fatalf("%d bytes after the end of the archive are not all zeros", len(rest))
-	}
-}
-
-// FuzzTarStream builds tar-split segments and file records from stream as
-// plan says (3 bytes per record: kind, length), and checks them with the
-// structural check alone, which costs no decompression: whatever it
-// accepts rebuilds, with zeros for file contents, a tar that archive/tar
-// reads as exactly the headers it accepted. Runs of zeros, which make up
-// most of a tar header, are a kind of segment of their own, so that a
-// header costs the fuzzer its hundred-odd meaningful bytes, not 512.
-func FuzzTarStream(f *testing.F) {
-	f.Fuzz(func(t *testing.T, stream, plan []byte) {
-		s := tarStream{maxHeader: 64 << 10, trailer: -1}
-		var rebuilt bytes.Buffer
-		var accepted []*toc.Entry
-		var err error
-		for ; len(plan) >= 3 && err == nil; plan = plan[3:] {
-			n := int(binary.LittleEndian.Uint16(plan[1:]))
-			switch plan[0] % 4 {
-			case 0: // bytes of stream
-				seg := stream[:min(n, len(stream))]
-				stream = stream[len(seg):]
-				err = s.segment(seg)
-				rebuilt.Write(seg)
-				continue
-			case 1: // zeros
-				err = s.segment(make([]byte, n))
-				rebuilt.Write(make([]byte, n))
-				continue
-			}
-			// A file record, named after the headers before it, as
-			// tar-split does, and of n bytes or (kind 3) sized after them.
-			var name string
-			size := int64(n)
-			if len(s.group) > s.padding {
-				if hdr, herr := tar.NewReader(bytes.NewReader(s.group[s.padding:])).Next(); herr == nil {
-					name = hdr.Name
-					if plan[0]%4 == 3 {
-						size = hdr.Size
-					}
-				}
-			}
-			if size < 0 || size > 1<<20 {
-				return
-			}
-			var hdr *tar.Header
-			if hdr, err = s.file([]byte(name), size); err == nil {
-				e, eerr := entryOfTarHeader(hdr)
-				if eerr != nil {
-					return // CheckTarSplit would find it matches no TOC entry
-				}
-				accepted = append(accepted, e)
-				rebuilt.Write(make([]byte, size))
-			}
-		}
-		if err != nil || s.end() != nil {
-			return
-		}
-		if s.size != int64(rebuilt.Len()) {
-			t.Fatalf("tar stream of %d bytes, %d rebuilt", s.size, rebuilt.Len())
-		}
-		checkRebuiltTar(t, rebuilt.Bytes(), accepted)
-	})
 }
 
 type zeroReader struct{}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/lazylayer/lazylayer/internal/tarcheck"
 	"github.com/lazylayer/lazylayer/internal/tocjson"
 
 	"github.com/lazylayer/lazylayer/internal/iox"
@@ -88,7 +89,7 @@ func WithMaxTarSplitRecordSize(n int64) TarSplitOption {
 // least one 512-byte block; more fail with ErrTarSplitTooLarge. A value
 // <= 0 selects DefaultMaxTarHeaderSize.
 func WithMaxTarHeaderSize(n int64) TarSplitOption {
-	return func(c *tarSplitConfig) { c.maxHeader = max(limits.Or(n, DefaultMaxTarHeaderSize), tarBlockSize) }
+	return func(c *tarSplitConfig) { c.maxHeader = max(limits.Or(n, DefaultMaxTarHeaderSize), tarcheck.BlockSize) }
 }
 
 // TarSplitRecordType is the kind of a tar-split record.

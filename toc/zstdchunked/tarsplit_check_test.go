@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lazylayer/lazylayer/internal/tocjson"
 	"github.com/lazylayer/lazylayer/toc"
 
+	"github.com/lazylayer/lazylayer/internal/tarcheck"
 	"github.com/lazylayer/lazylayer/internal/tartest"
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -94,37 +94,12 @@ func tocOfTar(t testing.TB, raw []byte) *toc.TOC {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := entryOfTarHeader(hdr)
+		e, err := tartest.EntryOf(hdr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		toc.Entries = append(toc.Entries, e)
 	}
-}
-
-// entryOfTarHeader is the TOC entry that describes hdr.
-func entryOfTarHeader(hdr *tar.Header) (*toc.Entry, error) {
-	name, err := tocjson.CleanName(hdr.Name)
-	if err != nil {
-		return nil, err
-	}
-	e := &toc.Entry{Name: name, Type: tarEntryType(hdr.Typeflag), Size: hdr.Size, Mode: hdr.Mode, UID: hdr.Uid, GID: hdr.Gid,
-		ModTime: hdr.ModTime, AccessTime: hdr.AccessTime, ChangeTime: hdr.ChangeTime, LinkName: hdr.Linkname,
-		DevMajor: hdr.Devmajor, DevMinor: hdr.Devminor}
-	if e.Type == toc.TypeHardlink {
-		if e.LinkName, err = tocjson.CleanName(hdr.Linkname); err != nil {
-			return nil, err
-		}
-	}
-	for k, v := range hdr.PAXRecords {
-		if x, ok := strings.CutPrefix(k, paxXattr); ok {
-			if e.Xattrs == nil {
-				e.Xattrs = map[string]string{}
-			}
-			e.Xattrs[x] = v
-		}
-	}
-	return e, nil
 }
 
 // packTarSplit compresses tar-split records.
@@ -243,7 +218,7 @@ func TestCheckTarSplitRefusesHiddenEntries(t *testing.T) {
 		hdr := hdrOf(t, raw, name)
 		mutate(hdr)
 		seg := records[i].Payload
-		records[i].Payload = append(bytes.Clone(seg[:len(seg)%tarBlockSize]), tarHeaderBlocks(t, hdr)...)
+		records[i].Payload = append(bytes.Clone(seg[:len(seg)%tarcheck.BlockSize]), tartest.HeaderBlocks(t, hdr)...)
 		return records
 	}
 	for _, tc := range []struct {
@@ -290,7 +265,7 @@ func TestCheckTarSplitRefusesHiddenEntries(t *testing.T) {
 		})},
 		{"two headers, one file record", edit(func(r []storage.Entry) []storage.Entry {
 			i := segmentOf(t, r, "etc/empty")
-			r[i].Payload = append(r[i].Payload, tarHeaderBlocks(t, &tar.Header{Name: "etc/empty2", Mode: 0o600, ModTime: mt})...)
+			r[i].Payload = append(r[i].Payload, tartest.HeaderBlocks(t, &tar.Header{Name: "etc/empty2", Mode: 0o600, ModTime: mt})...)
 			return r
 		})},
 		{"symlink claiming data", edit(func(r []storage.Entry) []storage.Entry {
@@ -310,7 +285,7 @@ func TestCheckTarSplitRefusesHiddenEntries(t *testing.T) {
 		})},
 		{"global header", edit(func(r []storage.Entry) []storage.Entry {
 			i := segmentOf(t, r, "etc/empty")
-			hdr := tarHeaderBlocks(t, &tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "g", PAXRecords: map[string]string{"path": "x"}})
+			hdr := tartest.HeaderBlocks(t, &tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "g", PAXRecords: map[string]string{"path": "x"}})
 			r[i].Payload = slices.Concat(r[i].Payload[:len(r[i].Payload)-512], hdr, r[i].Payload[len(r[i].Payload)-512:])
 			return r
 		})},
@@ -322,9 +297,9 @@ func TestCheckTarSplitRefusesHiddenEntries(t *testing.T) {
 		})},
 		{"GNU long name and PAX path", edit(func(r []storage.Entry) []storage.Entry {
 			i := segmentOf(t, r, "bin/tool")
-			long := tarHeaderBlocks(t, &tar.Header{Name: strings.Repeat("d/", 60) + "tool", ModTime: mt, Format: tar.FormatGNU})
+			long := tartest.HeaderBlocks(t, &tar.Header{Name: strings.Repeat("d/", 60) + "tool", ModTime: mt, Format: tar.FormatGNU})
 			long = long[:len(long)-512] // the 'L' header and its data
-			pax := tarHeaderBlocks(t, &tar.Header{Name: "bin/tool", ModTime: mt, PAXRecords: map[string]string{"path": "bin/tool"}, Format: tar.FormatPAX})
+			pax := tartest.HeaderBlocks(t, &tar.Header{Name: "bin/tool", ModTime: mt, PAXRecords: map[string]string{"path": "bin/tool"}, Format: tar.FormatPAX})
 			r[i].Payload = slices.Concat(long, pax[:len(pax)-512], r[i].Payload[len(r[i].Payload)-512:])
 			return r
 		})},

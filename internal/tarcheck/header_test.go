@@ -1,4 +1,4 @@
-package zstdchunked
+package tarcheck_test
 
 import (
 	"archive/tar"
@@ -9,26 +9,29 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lazylayer/lazylayer/internal/tarcheck"
+	"github.com/lazylayer/lazylayer/internal/tartest"
 )
 
-// FuzzTarHeaderFastPath checks that parsePlainTarHeader parses exactly as
+// FuzzTarHeaderFastPath checks that parsePlainHeader parses exactly as
 // archive/tar does: whatever it accepts, a tar.Reader reads to a header
-// with the same compared fields, and parseTarHeaders, fast path or not,
+// with the same compared fields, and ParseHeaders, fast path or not,
 // accepts only what a tar.Reader reads whole.
 func FuzzTarHeaderFastPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seg []byte) {
 		var hdr tar.Header
-		if err := parseTarHeaders(seg, &hdr); err == nil {
+		if err := tarcheck.ParseHeaders(seg, &hdr, testErrs); err == nil {
 			r := bytes.NewReader(seg)
 			want, err := tar.NewReader(r).Next()
 			if err != nil || r.Len() != 0 {
-				t.Fatalf("parseTarHeaders accepted headers archive/tar reads otherwise: %v, %d bytes left", err, r.Len())
+				t.Fatalf("ParseHeaders accepted headers archive/tar reads otherwise: %v, %d bytes left", err, r.Len())
 			}
 			if !sameComparedTarFields(&hdr, want) {
-				t.Fatalf("parseTarHeaders and archive/tar disagree:\nours: %+v\ntar:  %+v", hdr, want)
+				t.Fatalf("ParseHeaders and archive/tar disagree:\nours: %+v\ntar:  %+v", hdr, want)
 			}
 		}
-		if !parsePlainTarHeader(seg, &hdr) {
+		if !tarcheck.ParsePlainHeader(seg, &hdr) {
 			return
 		}
 		want, err := tar.NewReader(bytes.NewReader(seg)).Next()
@@ -42,21 +45,12 @@ func FuzzTarHeaderFastPath(f *testing.F) {
 }
 
 // sameComparedTarFields reports whether a and b agree in the fields
-// parsePlainTarHeader fills.
+// parsePlainHeader fills.
 func sameComparedTarFields(a, b *tar.Header) bool {
-	return a.Name == b.Name && a.Linkname == b.Linkname && a.Typeflag == b.Typeflag && a.Mode == b.Mode &&
+	return a.Name == b.Name && a.Linkname == b.Linkname && a.Uname == b.Uname && a.Gname == b.Gname && a.Typeflag == b.Typeflag && a.Mode == b.Mode &&
 		a.Uid == b.Uid && a.Gid == b.Gid && a.Size == b.Size && a.ModTime.Equal(b.ModTime) &&
 		a.AccessTime.Equal(b.AccessTime) && a.ChangeTime.Equal(b.ChangeTime) &&
 		a.Devmajor == b.Devmajor && a.Devminor == b.Devminor
-}
-
-// tarHeaderBlocks returns the header blocks archive/tar writes for hdr.
-func tarHeaderBlocks(t testing.TB, hdr *tar.Header) []byte {
-	var buf bytes.Buffer
-	if err := tar.NewWriter(&buf).WriteHeader(hdr); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func TestTarHeaderReader(t *testing.T) {
@@ -80,12 +74,12 @@ func TestTarHeaderReader(t *testing.T) {
 		{"base-256", tar.Header{Name: "big", Uid: 1 << 22, ModTime: mt, Format: tar.FormatGNU}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			blocks := tarHeaderBlocks(t, &tc.hdr)
-			if ok := parsePlainTarHeader(blocks, new(tar.Header)); ok != tc.fast {
-				t.Errorf("parsePlainTarHeader accepted: %v, want %v", ok, tc.fast)
+			blocks := tartest.HeaderBlocks(t, &tc.hdr)
+			if ok := tarcheck.ParsePlainHeader(blocks, new(tar.Header)); ok != tc.fast {
+				t.Errorf("parsePlainHeader accepted: %v, want %v", ok, tc.fast)
 			}
 			var hdr tar.Header
-			if err := parseTarHeaders(blocks, &hdr); err != nil {
+			if err := tarcheck.ParseHeaders(blocks, &hdr, testErrs); err != nil {
 				t.Fatal(err)
 			}
 			want, err := tar.NewReader(bytes.NewReader(blocks)).Next()
@@ -93,22 +87,22 @@ func TestTarHeaderReader(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !sameComparedTarFields(&hdr, want) {
-				t.Errorf("parseTarHeaders = %+v; archive/tar: %+v", hdr, want)
+				t.Errorf("ParseHeaders = %+v; archive/tar: %+v", hdr, want)
 			}
 		})
 	}
 	// Damage is archive/tar's to report.
-	bad := tarHeaderBlocks(t, &tar.Header{Name: "a", ModTime: mt, Format: tar.FormatUSTAR})
+	bad := tartest.HeaderBlocks(t, &tar.Header{Name: "a", ModTime: mt, Format: tar.FormatUSTAR})
 	bad[100]++ // the mode, so the checksum no longer matches
-	if err := parseTarHeaders(bad, new(tar.Header)); !errors.Is(err, tar.ErrHeader) || !errors.Is(err, ErrInvalidTarSplit) {
-		t.Errorf("bad checksum: error %v, want tar.ErrHeader and ErrInvalidTarSplit", err)
+	if err := tarcheck.ParseHeaders(bad, new(tar.Header), testErrs); !errors.Is(err, tar.ErrHeader) || !errors.Is(err, errInvalid) {
+		t.Errorf("bad checksum: error %v, want tar.ErrHeader and errInvalid", err)
 	}
 }
 
 func TestValidTarChecksum(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 1000 {
-		b := make([]byte, tarBlockSize)
+		b := make([]byte, tarcheck.BlockSize)
 		for i := range b {
 			b[i] = byte(rng.IntN(256))
 		}
@@ -125,7 +119,7 @@ func TestValidTarChecksum(t *testing.T) {
 				continue
 			}
 			copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
-			if got, want := validTarChecksum(b), sum == unsigned || sum == signed; got != want {
+			if got, want := tarcheck.ValidChecksum(b), sum == unsigned || sum == signed; got != want {
 				t.Fatalf("checksum %d (unsigned %d, signed %d): valid = %v", sum, unsigned, signed, got)
 			}
 		}

@@ -1,4 +1,4 @@
-package zstdchunked
+package tarcheck
 
 import (
 	"archive/tar"
@@ -12,70 +12,72 @@ import (
 	"github.com/lazylayer/lazylayer/internal/untrusted"
 )
 
-const tarBlockSize = 512
+// BlockSize is the size of a tar block.
+const BlockSize = 512
 
-// paxXattr prefixes the PAX records of extended attributes.
-const paxXattr = "SCHILY.xattr."
+// PAXXattr prefixes the PAX records of extended attributes.
+const PAXXattr = "SCHILY.xattr."
 
-// parseTarHeaders parses b, one entry's tar headers and nothing more, into
+// ParseHeaders parses b, one entry's tar headers and nothing more, into
 // hdr, as archive/tar's Reader.Next does. Before the header block it
 // accepts at most one PAX header, one GNU long-name and one GNU long-link
 // header, each of which tar readers let override another's fields in
 // their own order; it refuses what a tar reader would read as more than
-// one entry, or read otherwise than the TOC can describe.
+// one entry, or read otherwise than an index can describe.
 //
-// Most headers are a single USTAR or GNU block, which parsePlainTarHeader
+// Most headers are a single USTAR or GNU block, which parsePlainHeader
 // reads several times faster than a tar.Reader; it fills only the fields
-// CheckTarSplit compares.
-func parseTarHeaders(b []byte, hdr *tar.Header) error {
-	if len(b) == tarBlockSize && parsePlainTarHeader(b, hdr) {
+// Compare compares. Failures wrap errs.Mismatch, or errs.Invalid where
+// archive/tar rejects the headers.
+func ParseHeaders(b []byte, hdr *tar.Header, errs Sentinels) error {
+	if len(b) == BlockSize && parsePlainHeader(b, hdr) {
 		return nil
 	}
 	const extensions = "xLK" // PAX, GNU long name, GNU long link
 	var seen [len(extensions)]bool
 	pos := 0
 	for {
-		if len(b)-pos < tarBlockSize {
-			return fmt.Errorf("%d bytes of tar headers end inside a block: %w", len(b), ErrTarSplitMismatch)
+		if len(b)-pos < BlockSize {
+			return fmt.Errorf("%d bytes of tar headers end inside a block: %w", len(b), errs.Mismatch)
 		}
 		flag := b[pos+156]
 		if flag == tar.TypeXGlobalHeader {
-			return fmt.Errorf("global PAX header, which tar readers apply to all later entries: %w", ErrTarSplitMismatch)
+			return fmt.Errorf("global PAX header, which tar readers apply to all later entries: %w", errs.Mismatch)
 		}
 		i := strings.IndexByte(extensions, flag)
 		if i < 0 {
 			break
 		}
-		size, ok := parseTarOctal(b[pos+124 : pos+136])
+		size, ok := parseOctal(b[pos+124 : pos+136])
 		if seen[i] || !ok || size > int64(len(b)) {
-			return fmt.Errorf("a second %q header, or one of unusual size: %w", flag, ErrTarSplitMismatch)
+			return fmt.Errorf("a second %q header, or one of unusual size: %w", flag, errs.Mismatch)
 		}
 		seen[i] = true
-		pos += tarBlockSize + int((size+tarBlockSize-1)&^(tarBlockSize-1))
+		pos += BlockSize + int((size+BlockSize-1)&^(BlockSize-1))
 	}
-	if extra := len(b) - pos - tarBlockSize; extra != 0 {
-		return fmt.Errorf("%d bytes after a tar header, before its data: %w", extra, ErrTarSplitMismatch)
+	if extra := len(b) - pos - BlockSize; extra != 0 {
+		return fmt.Errorf("%d bytes after a tar header, before its data: %w", extra, errs.Mismatch)
 	}
 	if last := b[pos:]; string(last[257:263]) == "ustar\x00" && string(last[508:512]) == "tar\x00" {
 		// GNU tar and archive/tar tell star headers from POSIX ones
 		// differently, and so read their name prefixes differently.
-		return fmt.Errorf("star header: %w", ErrTarSplitMismatch)
+		return fmt.Errorf("star header: %w", errs.Mismatch)
 	}
 	r := bytes.NewReader(b)
 	h, err := tar.NewReader(r).Next()
 	if err != nil {
-		return fmt.Errorf("tar header: %w: %w", ErrInvalidTarSplit, err)
+		return fmt.Errorf("tar header: %w: %w", errs.Invalid, err)
 	}
 	if r.Len() != 0 {
-		return fmt.Errorf("archive/tar reads %d bytes of %d as tar headers: %w", len(b)-r.Len(), len(b), ErrTarSplitMismatch)
+		return fmt.Errorf("archive/tar reads %d bytes of %d as tar headers: %w", len(b)-r.Len(), len(b), errs.Mismatch)
 	}
 	*hdr = *h
 	if hdr.Typeflag == tar.TypeGNUSparse {
-		return fmt.Errorf("sparse file: %w", ErrTarSplitMismatch)
+		return fmt.Errorf("sparse file: %w", errs.Mismatch)
 	}
 	for k := range hdr.PAXRecords {
 		if unrepresentablePAX(k) {
-			return fmt.Errorf("PAX record %q: %w", untrusted.Short(k), ErrTarSplitMismatch)
+			return fmt.Errorf("PAX record %q: %w", untrusted.Short(k), errs.Mismatch)
 		}
 	}
 	// GNU tar lets PAX records override long names, archive/tar the
@@ -83,13 +85,13 @@ func parseTarHeaders(b []byte, hdr *tar.Header) error {
 	_, path := hdr.PAXRecords["path"]
 	_, linkpath := hdr.PAXRecords["linkpath"]
 	if seen[1] && path || seen[2] && linkpath {
-		return fmt.Errorf("both a GNU long name and a PAX record spell a name: %w", ErrTarSplitMismatch)
+		return fmt.Errorf("both a GNU long name and a PAX record spell a name: %w", errs.Mismatch)
 	}
 	return nil
 }
 
 // unrepresentablePAX reports whether a PAX record carries what tar readers
-// act on and the TOC cannot describe: the layout of sparse files, and
+// act on and an index cannot describe: the layout of sparse files, and
 // metadata that GNU tar or libarchive restore (ACLs, file flags, SELinux
 // labels, libarchive's own xattrs). Other unknown records (comments,
 // inode numbers) change nothing a reader extracts.
@@ -102,15 +104,15 @@ func unrepresentablePAX(key string) bool {
 	return false
 }
 
-// parsePlainTarHeader parses into hdr a header block b that is one USTAR
+// parsePlainHeader parses into hdr a header block b that is one USTAR
 // or GNU block of a regular file, hard or symbolic link, device,
 // directory or FIFO, with octal numbers only and, for GNU, without access
-// or change times. It sets Name, Linkname, Typeflag, Mode, Uid, Gid, Size,
+// or change times. It sets Name, Linkname, Uname, Gname, Typeflag, Mode, Uid, Gid, Size,
 // ModTime, Devmajor and Devminor exactly as archive/tar does (and no other
 // field), and reports false, leaving hdr alone, for anything else,
 // including blocks archive/tar would reject.
-func parsePlainTarHeader(b []byte, hdr *tar.Header) bool {
-	if len(b) != tarBlockSize {
+func parsePlainHeader(b []byte, hdr *tar.Header) bool {
+	if len(b) != BlockSize {
 		return false
 	}
 	if b[0] == 0 {
@@ -122,7 +124,7 @@ func parsePlainTarHeader(b []byte, hdr *tar.Header) bool {
 	default:
 		return false // extension headers, sparse files, vendor types
 	}
-	if !validTarChecksum(b) {
+	if !validChecksum(b) {
 		return false
 	}
 	magic, version := string(b[257:263]), string(b[263:265])
@@ -140,13 +142,13 @@ func parsePlainTarHeader(b []byte, hdr *tar.Header) bool {
 	var numbers [7]int64
 	for i, field := range [...][]byte{b[100:108], b[108:116], b[116:124], b[124:136], b[136:148], b[329:337], b[337:345]} {
 		var ok bool
-		if numbers[i], ok = parseTarOctal(field); !ok {
+		if numbers[i], ok = parseOctal(field); !ok {
 			return false
 		}
 	}
-	name := tarString(b[0:100])
+	name := cString(b[0:100])
 	if magic == "ustar\x00" {
-		if prefix := tarString(b[345:500]); prefix != "" {
+		if prefix := cString(b[345:500]); prefix != "" {
 			name = prefix + "/" + name
 		}
 	}
@@ -160,7 +162,9 @@ func parsePlainTarHeader(b []byte, hdr *tar.Header) bool {
 	*hdr = tar.Header{
 		Typeflag: typeflag,
 		Name:     name,
-		Linkname: tarString(b[157:257]),
+		Linkname: cString(b[157:257]),
+		Uname:    cString(b[265:297]),
+		Gname:    cString(b[297:329]),
 		Mode:     numbers[0],
 		Uid:      int(numbers[1]),
 		Gid:      int(numbers[2]),
@@ -172,10 +176,10 @@ func parsePlainTarHeader(b []byte, hdr *tar.Header) bool {
 	return true
 }
 
-// validTarChecksum reports whether b's checksum field holds the sum of its
+// validChecksum reports whether b's checksum field holds the sum of its
 // bytes (the field itself counted as spaces), as unsigned or signed bytes.
-func validTarChecksum(b []byte) bool {
-	want, ok := parseTarOctal(b[148:156])
+func validChecksum(b []byte) bool {
+	want, ok := parseOctal(b[148:156])
 	if !ok {
 		return false
 	}
@@ -185,7 +189,7 @@ func validTarChecksum(b []byte) bool {
 	const lowBytes, highBits = 0x00ff00ff00ff00ff, 0x8080808080808080
 	var lanes uint64
 	var high int
-	for i := 0; i < tarBlockSize; i += 8 {
+	for i := 0; i < BlockSize; i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
 		lanes += w&lowBytes + w>>8&lowBytes
 		high += bits.OnesCount64(w & highBits)
@@ -201,11 +205,11 @@ func validTarChecksum(b []byte) bool {
 	return want == unsigned || want == unsigned-256*int64(high)
 }
 
-// parseTarOctal parses an octal tar field padded with spaces or NULs on
+// parseOctal parses an octal tar field padded with spaces or NULs on
 // either side, which archive/tar reads as 0 when empty. It reports false
 // for anything else, which archive/tar either rejects or reads otherwise
 // (base-256 numbers, digits cut short by a NUL).
-func parseTarOctal(field []byte) (int64, bool) {
+func parseOctal(field []byte) (int64, bool) {
 	padding := func(c byte) bool { return c == ' ' || c == 0 }
 	for len(field) > 0 && padding(field[0]) {
 		field = field[1:]
@@ -223,8 +227,8 @@ func parseTarOctal(field []byte) (int64, bool) {
 	return n, true
 }
 
-// tarString returns a NUL-terminated tar string field.
-func tarString(field []byte) string {
+// cString returns a NUL-terminated tar string field.
+func cString(field []byte) string {
 	if i := bytes.IndexByte(field, 0); i >= 0 {
 		field = field[:i]
 	}
