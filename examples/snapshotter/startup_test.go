@@ -37,6 +37,7 @@ var (
 	startupModes     = flag.String("startup.modes", "", `BenchmarkStartup: run only the modes whose names contain one of these comma-separated words ("full,config")`)
 	startupRTT       = flag.Duration("startup.rtt", 20*time.Millisecond, "BenchmarkStartup: the link's round-trip time")
 	startupBandwidth = flag.String("startup.bw", "50MB/s", "BenchmarkStartup: the link's bandwidth")
+	startupCPU       = flag.String("startup.cpuprofile", "", "BenchmarkStartup: write the snapshotter's CPU profile to DIR/WORKLOAD-REPO-RUN.cpu")
 	startupHeap      = flag.String("startup.heapprofile", "", "BenchmarkStartup: write the snapshotter's heap profile at its peak to DIR/WORKLOAD-REPO-RUN.heap")
 )
 
@@ -282,9 +283,14 @@ func (e *env) coldStart(t testing.TB, w workload, snapshotter, ref string, proxy
 	if record != "" {
 		e.snapArgs = []string{"--record-dir", record}
 	}
-	if *startupHeap != "" {
-		repo, _, _ := strings.Cut(path.Base(ref), ":")
-		e.snapArgs = append(e.snapArgs, "--heap-profile", filepath.Join(*startupHeap, fmt.Sprintf("%s-%d.heap", repo, e.gen)))
+	repo, _, _ := strings.Cut(path.Base(ref), ":")
+	for _, p := range []struct{ flag, dir, ext string }{
+		{"--cpu-profile", *startupCPU, "cpu"},
+		{"--heap-profile", *startupHeap, "heap"},
+	} {
+		if p.dir != "" {
+			e.snapArgs = append(e.snapArgs, p.flag, filepath.Join(p.dir, fmt.Sprintf("%s-%d.%s", repo, e.gen, p.ext)))
+		}
 	}
 	e.startSnapshotter(t)
 	stopContainerd := e.startContainerd(t)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -36,7 +37,21 @@ func main() {
 	hostsDir := flag.String("hosts-dir", "/etc/containerd/certs.d", "the directory of containerd hosts.toml files naming registry mirrors")
 	record := flag.String("record-dir", "", "write each image's access trace, for lazylayer optimize --trace, to DIR/MANIFEST-HEX.trace when its last layer is unmounted (empty: record nothing)")
 	heapProfile := flag.String("heap-profile", "", "write a heap profile (go tool pprof) to FILE at each new peak of the live heap (empty: none)")
+	cpuProfile := flag.String("cpu-profile", "", "write a CPU profile (go tool pprof) of the whole run to FILE when the snapshotter stops (empty: none)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	if *heapProfile != "" {
 		ctx, stop := context.WithCancel(context.Background())
 		defer stop()
@@ -49,6 +64,7 @@ func main() {
 		cfg.Insecure = strings.Split(*insecure, ",")
 	}
 	if err := run(cfg, *socket, *metrics); err != nil {
+		pprof.StopCPUProfile() // log.Fatal skips the deferred stop
 		log.Fatal(err)
 	}
 }
