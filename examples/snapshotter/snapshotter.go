@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/image"
+	"github.com/lazylayer/lazylayer/internal/iox"
 	"github.com/lazylayer/lazylayer/prefetch"
 	"github.com/lazylayer/lazylayer/reader"
 	"github.com/lazylayer/lazylayer/registry"
@@ -390,20 +392,7 @@ func (s *Snapshotter) writeTrace(ref string, rec *prefetch.Recorder) error {
 		return err
 	}
 	path := filepath.Join(s.record, d.Encoded()+".trace")
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	err = prefetch.WriteTrace(f, rec.Trace())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := iox.ReplaceFile(path, func(w io.Writer) error { return prefetch.WriteTrace(w, rec.Trace()) }); err != nil {
 		return fmt.Errorf("trace of %s: %w", ref, err)
 	}
 	return nil

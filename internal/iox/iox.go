@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"io/fs"
+	"os"
 )
 
 // A CountingWriter writes to W and counts in N the bytes written. The zero
@@ -73,4 +74,26 @@ func NextEntries(pending *[]fs.DirEntry, n int) ([]fs.DirEntry, error) {
 	n = min(n, len(all))
 	*pending = all[n:]
 	return all[:n:n], nil
+}
+
+// ReplaceFile replaces the file at path with what write writes, through
+// path+".tmp" and a rename, so that a reader of path never sees a file in
+// part. On error nothing is left at path+".tmp" and path is unchanged.
+func ReplaceFile(path string, write func(io.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }

@@ -1,7 +1,10 @@
 package iox
 
 import (
+	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -60,5 +63,22 @@ func TestNextEntries(t *testing.T) {
 	}
 	if rest, err := NextEntries(&pending, 0); err != nil || len(rest) != 0 {
 		t.Errorf("n=0 at the end: %d entries, %v; want none and no error", len(rest), err)
+	}
+}
+
+func TestReplaceFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := ReplaceFile(path, func(w io.Writer) error { _, err := io.WriteString(w, "one"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	failed := errors.New("write failed")
+	if err := ReplaceFile(path, func(w io.Writer) error { io.WriteString(w, "tw"); return failed }); !errors.Is(err, failed) {
+		t.Fatalf("ReplaceFile with a failing write: %v", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "one" {
+		t.Fatalf("after a failed replace the file holds %q (%v), want the first one", b, err)
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("a failed replace left its temporary file: %v", err)
 	}
 }

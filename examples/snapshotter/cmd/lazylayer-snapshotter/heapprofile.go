@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime/metrics"
 	"runtime/pprof"
 	"time"
+
+	"github.com/lazylayer/lazylayer/internal/iox"
 )
 
 // heapPeakStep is how much the live heap must grow past the last peak
@@ -43,20 +46,8 @@ func profilePeaks(ctx context.Context, path string, interval time.Duration) {
 
 // writeHeapProfile replaces the file at path with a heap profile.
 func writeHeapProfile(path string) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	err := iox.ReplaceFile(path, func(w io.Writer) error { return pprof.Lookup("heap").WriteTo(w, 0) })
 	if err != nil {
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	err = pprof.Lookup("heap").WriteTo(f, 0)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("heap profile: %w", err)
 	}
 	return nil
