@@ -122,7 +122,20 @@ func (d *DocumentWriter) Close(rest string) error {
 	return nil
 }
 
-// checkChunkTiling reports whether a regular file's chunks cover [0, Size)
+// EncodeXattrs returns the model's xattrs as an Entry holds them (the
+// JSON encodes their values in base64), or nil when there are none.
+func EncodeXattrs(xattrs map[string]string) map[string][]byte {
+	if len(xattrs) == 0 {
+		return nil
+	}
+	m := make(map[string][]byte, len(xattrs))
+	for k, v := range xattrs {
+		m[k] = []byte(v)
+	}
+	return m
+}
+
+// CheckChunkTiling reports whether a regular file's chunks cover [0, Size)
 // in order, without gaps or overlaps. Encoder and decoder share it.
 func CheckChunkTiling(e *toc.Entry) error {
 	if e.Size < 0 {

@@ -141,12 +141,7 @@ func (o ownerNames) estargzEntries(dst []tocjson.Entry, e *toc.Entry, chunkSize 
 		DevMajor:  e.DevMajor,
 		DevMinor:  e.DevMinor,
 	}
-	if len(e.Xattrs) > 0 {
-		je.Xattrs = make(map[string][]byte, len(e.Xattrs))
-		for k, v := range e.Xattrs {
-			je.Xattrs[k] = []byte(v)
-		}
-	}
+	je.Xattrs = tocjson.EncodeXattrs(e.Xattrs)
 	if e.Type != toc.TypeReg {
 		return append(dst, je), nil
 	}

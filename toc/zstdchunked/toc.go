@@ -184,12 +184,7 @@ func zstdChunkedEntries(dst []zstdChunkedEntry, e *toc.Entry) ([]zstdChunkedEntr
 		ModTime: utcTime(e.ModTime), AccessTime: utcTime(e.AccessTime), ChangeTime: utcTime(e.ChangeTime),
 		DevMajor: e.DevMajor, DevMinor: e.DevMinor,
 	}
-	if len(e.Xattrs) > 0 {
-		je.Xattrs = make(map[string][]byte, len(e.Xattrs))
-		for k, v := range e.Xattrs {
-			je.Xattrs[k] = []byte(v)
-		}
-	}
+	je.Xattrs = tocjson.EncodeXattrs(e.Xattrs)
 	if e.Type != toc.TypeReg {
 		return append(dst, je), nil
 	}
