@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lazylayer/lazylayer/internal/tocjson"
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -35,10 +36,10 @@ func FuzzUnmarshalEStargzFastPath(f *testing.F) {
 					version, dumpEntries(entries), jsonVersion, dumpEntries(jsonEntries))
 			}
 		}
-		cfg := toc.NewLimits(fuzzLimits...)
+		cfg := toc.NewLimits(toctest.FuzzLimits...)
 		fast, fastErr := unmarshalEStargz(data, tocOffset, cfg, tocjson.DecodeDocument)
 		slow, slowErr := unmarshalEStargz(data, tocOffset, cfg, tocjson.DecodeDocumentJSON)
-		checkSameDecoding(t, fastErr, slowErr, reflect.DeepEqual(fast, slow), fast, slow)
+		toctest.CheckSameDecoding(t, fastErr, slowErr, reflect.DeepEqual(fast, slow), fast, slow)
 	})
 }
 

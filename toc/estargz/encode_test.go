@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lazylayer/lazylayer/internal/tocjson"
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -45,11 +46,11 @@ func randomEStargzDocument(r *rand.Rand) *estargzTOC {
 			continue
 		}
 		e := &tocjson.Entry{
-			Name: randomString(r), Type: randomString(r), Size: randomInt(r), ModTime: randomString(r),
-			LinkName: randomString(r), Mode: randomInt(r), UID: int(randomInt(r)), GID: int(randomInt(r)),
-			UserName: randomString(r), GroupName: randomString(r), Offset: randomInt(r), InnerOffset: randomInt(r),
-			DevMajor: randomInt(r), DevMinor: randomInt(r), Digest: randomString(r), ChunkOffset: randomInt(r),
-			ChunkSize: randomInt(r), ChunkDigest: randomString(r),
+			Name: toctest.RandomString(r), Type: toctest.RandomString(r), Size: randomInt(r), ModTime: toctest.RandomString(r),
+			LinkName: toctest.RandomString(r), Mode: randomInt(r), UID: int(randomInt(r)), GID: int(randomInt(r)),
+			UserName: toctest.RandomString(r), GroupName: toctest.RandomString(r), Offset: randomInt(r), InnerOffset: randomInt(r),
+			DevMajor: randomInt(r), DevMinor: randomInt(r), Digest: toctest.RandomString(r), ChunkOffset: randomInt(r),
+			ChunkSize: randomInt(r), ChunkDigest: toctest.RandomString(r),
 		}
 		switch r.IntN(3) {
 		case 0:
@@ -57,7 +58,7 @@ func randomEStargzDocument(r *rand.Rand) *estargzTOC {
 		case 1:
 			e.Xattrs = make(map[string][]byte)
 			for range 1 + r.IntN(4) {
-				e.Xattrs[randomString(r)] = randomBytes(r)
+				e.Xattrs[toctest.RandomString(r)] = toctest.RandomBytes(r)
 			}
 		}
 		doc.Entries = append(doc.Entries, e)
@@ -108,7 +109,7 @@ func TestMarshalEStargzMatchesJSON(t *testing.T) {
 	check(large)
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 1000 {
-		check(randomTOC(r))
+		check(toctest.RandomTOC(r))
 	}
 }
 

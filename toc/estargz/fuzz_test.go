@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -44,7 +45,7 @@ func FuzzUnmarshalEStargz(f *testing.F) {
 		if err != nil {
 			return
 		}
-		checkTOCInvariants(t, index, tocOffset)
+		toctest.CheckTOCInvariants(t, index, tocOffset)
 		// Whatever decodes encodes, and from then on the encoding is stable.
 		js, err := Marshal(index)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
 
 	"github.com/opencontainers/go-digest"
@@ -46,8 +47,8 @@ func decodeBlob(t testing.TB, blob []byte) (*toc.TOC, toc.Footer) {
 func TestGoldenReferenceBlobs(t *testing.T) {
 	for _, v := range goldenVariants {
 		t.Run(v.name, func(t *testing.T) {
-			blob := readGolden(t, "estargz-"+v.name+".blob")
-			wantJSON := readGolden(t, "estargz-"+v.name+".toc.json")
+			blob := toctest.ReadGolden(t, "estargz-"+v.name+".blob")
+			wantJSON := toctest.ReadGolden(t, "estargz-"+v.name+".toc.json")
 
 			index, f := decodeBlob(t, blob)
 			if f.Format != toc.FormatEStargz || f.Size != FooterSize || f.ExternalTOC {
@@ -104,7 +105,7 @@ func chunkBytes(t testing.TB, blob []byte, c toc.Chunk) []byte {
 }
 
 func TestGoldenDecodedFields(t *testing.T) {
-	index, _ := decodeBlob(t, readGolden(t, "estargz-small.blob"))
+	index, _ := decodeBlob(t, toctest.ReadGolden(t, "estargz-small.blob"))
 	byName := make(map[string]*toc.Entry)
 	for _, e := range index.Entries {
 		byName[e.Name] = e
@@ -153,7 +154,7 @@ func TestGoldenDecodedFields(t *testing.T) {
 }
 
 func TestGoldenMinChunkSharing(t *testing.T) {
-	index, _ := decodeBlob(t, readGolden(t, "estargz-minchunk.blob"))
+	index, _ := decodeBlob(t, toctest.ReadGolden(t, "estargz-minchunk.blob"))
 	var shared int
 	for _, e := range index.Entries {
 		for _, c := range e.Chunks {
@@ -181,7 +182,7 @@ func TestTOCMemberTarMatchesReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(tocJSON, readGolden(t, "estargz-small.toc.json")) {
+	if !bytes.Equal(tocJSON, toctest.ReadGolden(t, "estargz-small.toc.json")) {
 		t.Fatal("ReadTOCMember did not return the reference JSON")
 	}
 	var ours bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
 
 	"github.com/klauspost/compress/gzip"
@@ -106,7 +107,7 @@ func TestReadEStargzTOCMemberBomb(t *testing.T) {
 	if b.Len() > 1<<20 {
 		t.Fatalf("bomb is %d bytes compressed; the test wants a small one", b.Len())
 	}
-	allocated := bytesAllocated(func() {
+	allocated := toctest.BytesAllocated(func() {
 		_, err := ReadTOCMember(b.Bytes(), toc.WithMaxTOCSize(1<<20))
 		if !errors.Is(err, toc.ErrTOCTooLarge) {
 			t.Fatalf("err = %v, want ErrTOCTooLarge", err)
@@ -126,7 +127,7 @@ func TestReadEStargzTOCMemberLyingHeader(t *testing.T) {
 	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: 100 << 20})
 	tw.Write([]byte(`{"version":1}`))
 	zw.Close() // no tar close: the entry is short
-	allocated := bytesAllocated(func() {
+	allocated := toctest.BytesAllocated(func() {
 		if _, err := ReadTOCMember(b.Bytes()); !errors.Is(err, toc.ErrInvalidTOC) {
 			t.Fatalf("err = %v, want ErrInvalidTOC", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"testing/iotest"
 
 	"github.com/lazylayer/lazylayer/internal/tocjson"
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -31,7 +32,7 @@ func FuzzDecodeEStargzFrom(f *testing.F) {
 		if err := WriteTOCMember(&member, data, 1); err != nil {
 			t.Fatal(err)
 		}
-		opts := fuzzLimits
+		opts := toctest.FuzzLimits
 		want, wantErr := Decode(member.Bytes(), tocOffset, opts...)
 		got, js, err := decodeEStargzFrom(iotest.HalfReader(bytes.NewReader(member.Bytes())), tocOffset,
 			toc.NewLimits(opts...), 1+int(piece)%16)

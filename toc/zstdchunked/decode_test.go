@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lazylayer/lazylayer/internal/tocjson"
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -27,10 +28,10 @@ func FuzzUnmarshalZstdChunkedFastPath(f *testing.F) {
 				t.Fatalf("scanner and encoding/json disagree:\nscanner: %+v\njson:    %+v", doc, jsonDoc)
 			}
 		}
-		cfg := toc.NewLimits(fuzzLimits...)
+		cfg := toc.NewLimits(toctest.FuzzLimits...)
 		fast, fastDigest, fastErr := unmarshalZstdChunked(data, tocOffset, cfg, decodeZstdChunkedDocument)
 		slow, slowDigest, slowErr := unmarshalZstdChunked(data, tocOffset, cfg, decodeZstdChunkedDocumentJSON)
-		checkSameDecoding(t, fastErr, slowErr, fastDigest == slowDigest && reflect.DeepEqual(fast, slow),
+		toctest.CheckSameDecoding(t, fastErr, slowErr, fastDigest == slowDigest && reflect.DeepEqual(fast, slow),
 			[]any{fast, fastDigest}, []any{slow, slowDigest})
 	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/internal/iox"
 	"github.com/lazylayer/lazylayer/internal/tartest"
+	"github.com/lazylayer/lazylayer/internal/toctest"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/. They are kept to a few
@@ -149,7 +150,7 @@ func FuzzUnmarshalZstdChunked(f *testing.F) {
 		if err != nil {
 			return
 		}
-		checkTOCInvariants(t, index, tocOffset-SkippableFrameHeaderSize)
+		toctest.CheckTOCInvariants(t, index, tocOffset-SkippableFrameHeaderSize)
 		// Whatever decodes and zstd:chunked can express encodes, and from
 		// then on the encoding is stable.
 		js, err := Marshal(index, tarSplitDigest)

@@ -7,22 +7,10 @@ import (
 	"github.com/lazylayer/lazylayer/toc"
 )
 
-// The helpers both codecs' tests share live in internal/toctest.
-var (
-	fuzzLimits         = toctest.FuzzLimits
-	checkSameDecoding  = toctest.CheckSameDecoding
-	checkTOCInvariants = toctest.CheckTOCInvariants
-	bytesAllocated     = toctest.BytesAllocated
-	randomTOC          = toctest.RandomTOC
-	readGolden         = toctest.ReadGolden
-	randomString       = toctest.RandomString
-	randomBytes        = toctest.RandomBytes
-)
-
 // readGoldenFooter returns a golden blob with its footer.
 func readGoldenFooter(t testing.TB, name string) ([]byte, toc.Footer) {
 	t.Helper()
-	blob := readGolden(t, name)
+	blob := toctest.ReadGolden(t, name)
 	f, err := ParseFooter(blob)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)

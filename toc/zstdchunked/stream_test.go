@@ -8,6 +8,7 @@ import (
 	"testing/iotest"
 
 	"github.com/lazylayer/lazylayer/internal/tocjson"
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/lazylayer/lazylayer/toc"
 )
 
@@ -29,7 +30,7 @@ func FuzzDecodeZstdChunkedFrom(f *testing.F) {
 			}
 		}
 		footer := toc.Footer{Format: toc.FormatZstdChunked, TOCOffset: 1 << 20, TOCLength: int64(len(compressed)), TOCUncompressedLength: length}
-		opts := fuzzLimits
+		opts := toctest.FuzzLimits
 		want, wantSplit, wantErr := Decode(compressed, footer, opts...)
 		got, gotSplit, err := decodeZstdChunkedFrom(iotest.HalfReader(bytes.NewReader(compressed)), footer,
 			toc.NewLimits(opts...), 1+int(piece)%16)

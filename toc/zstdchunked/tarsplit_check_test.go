@@ -14,6 +14,7 @@ import (
 
 	"github.com/lazylayer/lazylayer/internal/tarcheck"
 	"github.com/lazylayer/lazylayer/internal/tartest"
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
 )
@@ -355,7 +356,7 @@ func TestCheckTarSplitBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	allocated := bytesAllocated(func() { _, err = CheckTarSplit(r, toc) })
+	allocated := toctest.BytesAllocated(func() { _, err = CheckTarSplit(r, toc) })
 	if !errors.Is(err, ErrTarSplitMismatch) {
 		t.Fatalf("error %v, want ErrTarSplitMismatch", err)
 	}

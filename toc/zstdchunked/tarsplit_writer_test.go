@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/lazylayer/lazylayer/internal/toctest"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/storage"
 )
@@ -98,7 +99,7 @@ func TestTarSplitWriterMatchesPacker(t *testing.T) {
 func TestMarshalZstdChunkedMatchesJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for i := range 300 {
-		tc := randomTOC(r)
+		tc := toctest.RandomTOC(r)
 		if i == 0 {
 			tc.Entries = nil
 		}
