@@ -263,7 +263,11 @@ func (l *Layer) taintOf(comp []byte, sp *spanInfo, data []byte) ([]int64, error)
 			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 		want := data[pos : pos+int64(len(got))]
-		for k := 0; k < len(got) && !bytes.Equal(got, want); k++ {
+		if bytes.Equal(got, want) {
+			pos += int64(len(got))
+			continue
+		}
+		for k := range got {
 			if got[k] == want[k] {
 				continue
 			}
