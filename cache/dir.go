@@ -75,12 +75,25 @@ type Dir struct {
 	maxBytes     int64
 	maxEntry     int64 // min(maxBytes, the WithMaxEntrySize bound)
 	staleTempAge time.Duration
+	packSize     int64 // length past which a writer starts a new pack
 	now          func() time.Time
 
 	// mu orders publication against scanning: Store renames a finished
-	// file into place and counts it under the read lock; a scan holds the
-	// write lock, so it sees every file this Dir has counted.
+	// file into place, or appends a record, and counts it under the read
+	// lock; a scan holds the write lock, so it sees every entry this Dir
+	// has counted.
 	mu sync.RWMutex
+
+	// appendMu serialises appends to the active pack; it is taken before
+	// idx, never after.
+	appendMu  sync.Mutex
+	active    *pack  // the pack this Dir appends to, or nil
+	appendBuf []byte // a record being appended
+
+	// idx guards the index of packed entries and the packs.
+	idx   sync.Mutex
+	index map[digest.Digest]*record
+	packs map[string]*pack // by file name
 
 	bytes          atomic.Int64 // estimated total size of the entry files
 	entries        atomic.Int64 // estimated number of entry files
@@ -121,6 +134,12 @@ func WithMaxEntrySize(n int64) DirOption {
 	}
 }
 
+// withPackSize sets the length past which a writer starts a new pack, so
+// tests can fill several.
+func withPackSize(n int64) DirOption {
+	return func(d *Dir) { d.packSize = n }
+}
+
 // withClock replaces the clock that stamps access times and ages
 // temporary files, so tests can order accesses without sleeping.
 func withClock(now func() time.Time) DirOption {
@@ -140,13 +159,16 @@ func NewDir(dir string, maxBytes int64, opts ...DirOption) (*Dir, error) {
 		maxBytes:     maxBytes,
 		maxEntry:     DefaultMaxEntrySize,
 		staleTempAge: defaultStaleTempAge,
+		packSize:     defaultPackSize,
 		now:          time.Now,
+		index:        map[digest.Digest]*record{},
+		packs:        map[string]*pack{},
 	}
 	for _, opt := range opts {
 		opt(d)
 	}
 	d.maxEntry = min(d.maxEntry, maxBytes)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, packDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("cache: NewDir: %w", err)
 	}
 	d.mu.Lock()
@@ -201,6 +223,9 @@ func (d *Dir) Load(key digest.Digest) ([]byte, error) {
 func (d *Dir) load(key digest.Digest) ([]byte, error) {
 	if err := validateKey(key); err != nil {
 		return nil, err
+	}
+	if data, ok, err := d.loadPacked(key); ok {
+		return data, err
 	}
 	path := d.path(key)
 	// A Dir creates only regular files. Opening anything else must not
@@ -270,11 +295,36 @@ func (d *Dir) put(key digest.Digest, data []byte, verified bool) error {
 	if err == nil && int64(len(data)) > d.maxEntry {
 		err = fmt.Errorf("%d bytes, at most %d: %w", len(data), d.maxEntry, ErrTooLarge)
 	}
-	if err == nil {
+	if err == nil && len(data) <= packedEntryMax {
+		err = d.storePacked(key, data, verified)
+	} else if err == nil {
 		err = d.store(key, bytes.NewReader(data), int64(len(data)), verified)
 	}
 	if err != nil {
 		return fmt.Errorf("cache: store %q: %w", key, err)
+	}
+	return nil
+}
+
+// storePacked appends data to this Dir's pack under key, which must be
+// valid, checking that they match unless verified says the caller has.
+func (d *Dir) storePacked(key digest.Digest, data []byte, verified bool) error {
+	if d.used(key) {
+		return nil // already stored: spare the hash
+	}
+	if !verified {
+		if got := key.Algorithm().FromBytes(data); got != key {
+			return fmt.Errorf("data has digest %s: %w", got, ErrDigestMismatch)
+		}
+	}
+	d.mu.RLock()
+	err := d.appendEntry(key, data)
+	d.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	if d.bytes.Load() > d.maxBytes {
+		d.evict()
 	}
 	return nil
 }
@@ -406,13 +456,19 @@ func (d *Dir) uncount(info fs.FileInfo) {
 	if !info.Mode().IsRegular() {
 		return // scans count only regular files
 	}
-	d.entries.Add(-1)
 	// The file may have changed size since it was counted; subtracting the
 	// size it has now keeps the estimate at or above the truth, which is the
-	// side that still triggers a scan, but never below zero.
+	// side that still triggers a scan.
+	d.uncountEntry(info.Size())
+}
+
+// uncountEntry takes an entry of n bytes out of the estimates, never
+// taking them below zero.
+func (d *Dir) uncountEntry(n int64) {
+	d.entries.Add(-1)
 	for {
 		old := d.bytes.Load()
-		if d.bytes.CompareAndSwap(old, max(old-info.Size(), 0)) {
+		if d.bytes.CompareAndSwap(old, max(old-n, 0)) {
 			return
 		}
 	}
@@ -430,6 +486,13 @@ func (d *Dir) Remove(key digest.Digest) error {
 	path := d.path(key)
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	d.idx.Lock()
+	if r := d.index[key]; r != nil {
+		d.dropRecord(key, r)
+	}
+	d.idx.Unlock()
+	// The entry may also be a file: a large one, or one written by an
+	// earlier version of this package.
 	info, err := os.Lstat(path)
 	if err == nil {
 		err = os.Remove(path)
@@ -463,39 +526,75 @@ type diskEntry struct {
 	info fs.FileInfo
 }
 
-// scanAndEvict measures the directory, removes stale temporary files,
-// evicts least recently used entries while the directory is over budget
-// and resets the estimates to what remains. The caller holds d.mu.
+// victim is an entry a scan may evict: a file or a packed record.
+type victim struct {
+	used time.Time
+	size int64
+	file *diskEntry
+	key  digest.Digest
+	rec  *record
+}
+
+// compareVictims orders victims least recently used first, ties broken
+// by place, so that eviction does not depend on map order.
+func compareVictims(a, b victim) int {
+	place := func(v victim) (string, int64) {
+		if v.rec != nil {
+			return v.rec.pack.name, v.rec.off
+		}
+		return v.file.path, 0
+	}
+	an, ao := place(a)
+	bn, bo := place(b)
+	return cmp.Or(a.used.Compare(b.used), strings.Compare(an, bn), cmp.Compare(ao, bo))
+}
+
+// scanAndEvict measures the directory, rebuilds the index of packed
+// entries, removes stale temporary files, evicts least recently used
+// entries while the directory is over budget and resets the estimates to
+// what remains. The caller holds d.mu.
 func (d *Dir) scanAndEvict() error {
 	found, err := d.scan()
 	if err != nil {
 		return err
 	}
+	d.scanPacks()
+	d.idx.Lock()
+	defer d.idx.Unlock()
 	var total int64
+	count := int64(len(found) + len(d.index))
 	for _, e := range found {
 		total += e.info.Size()
 	}
+	for _, r := range d.index {
+		total += r.n
+	}
 	if total > d.maxBytes {
-		slices.SortFunc(found, func(a, b diskEntry) int {
-			return cmp.Or(a.info.ModTime().Compare(b.info.ModTime()), strings.Compare(a.path, b.path))
-		})
-		lowWater := d.maxBytes - d.maxBytes/8
-		kept := found[:0]
+		victims := make([]victim, 0, count)
 		for i, e := range found {
+			victims = append(victims, victim{used: e.info.ModTime(), size: e.info.Size(), file: &found[i]})
+		}
+		for k, r := range d.index {
+			victims = append(victims, victim{used: r.used, size: r.n, key: k, rec: r})
+		}
+		slices.SortFunc(victims, compareVictims)
+		lowWater := d.maxBytes - d.maxBytes/8
+		for _, v := range victims {
 			if total <= lowWater {
-				kept = append(kept, found[i:]...)
 				break
 			}
-			if d.evictFile(e) {
-				total -= e.info.Size()
-			} else {
-				kept = append(kept, e)
+			if v.rec != nil {
+				d.dropRecord(v.key, v.rec)
+				d.evictions.Add(1)
+			} else if !d.evictFile(*v.file) {
+				continue
 			}
+			total -= v.size
+			count--
 		}
-		found = kept
 	}
 	d.bytes.Store(total)
-	d.entries.Store(int64(len(found)))
+	d.entries.Store(count)
 	return nil
 }
 
@@ -561,9 +660,7 @@ func (d *Dir) scan() ([]diskEntry, error) {
 				}
 				path := filepath.Join(shardPath, name)
 				if isTemp {
-					if info.ModTime().Before(staleBefore) {
-						os.Remove(path)
-					}
+					removeIfStale(path, file, staleBefore)
 					continue
 				}
 				found = append(found, diskEntry{path: path, info: info})
@@ -571,4 +668,23 @@ func (d *Dir) scan() ([]diskEntry, error) {
 		}
 	}
 	return found, nil
+}
+
+// removeIfStale removes the temporary file at path, listed as de, if it
+// was last modified before staleBefore.
+func removeIfStale(path string, de fs.DirEntry, staleBefore time.Time) {
+	if info, err := de.Info(); err == nil && info.Mode().IsRegular() && info.ModTime().Before(staleBefore) {
+		os.Remove(path)
+	}
+}
+
+// Close closes the pack files this Dir holds open and releases its locks,
+// so that other Dirs may delete its pack once it is empty. The Dir must
+// not be used afterwards. A Dir that is merely dropped releases them when
+// the garbage collector finalizes its files.
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closePacks()
+	return nil
 }
