@@ -38,29 +38,57 @@ const (
 // the directory's budget, bounds what one lookup allocates.
 const DefaultMaxEntrySize = 64 << 20
 
-// Dir is a [Cache] that keeps entries as files under a directory, so that
+// Dir is a [Cache] that keeps entries in files under a directory, so that
 // they survive restarts and can be shared by several processes.
 //
-// Each entry is stored at <dir>/<algorithm>/<first two hex digits>/<hex>.
-// An entry is written to a temporary file in its final directory and then
-// renamed into place, so a crashed writer never leaves a partial entry
-// under a final name. Every lookup hashes the file and compares it with its
-// key: a file that does not match (damaged disk, truncated by a power loss,
-// edited by hand) is removed and reported as a miss, never returned. For
-// that reason files are not synced to disk before the rename: a torn entry
-// after a power loss costs a miss, not wrong data.
+// Entries of at most 1 MiB, the bulk of a layer's chunks, are appended as
+// records to a pack file: creating a file costs far more than appending
+// to one on some file systems. Each Dir appends to a pack of its own,
+// <dir>/packs/<16 random hex digits>.pack, and starts a new one past
+// 64 MiB. A record is self-describing: a 16-byte header (magic "LLpk", a
+// flags byte whose bit 0 marks the record removed, the key's length in a
+// byte, two zero bytes, the data's length as a big-endian uint64), the
+// key ("algorithm:hex") and the data. A Dir keeps an index of the packed
+// entries in memory, roughly 200 bytes per entry,
+// which every scan of the directory rebuilds from the records' headers.
+// A scan reads headers as untrusted: it stops reading a pack at the first
+// header that is not well formed (bad magic or flags, a key that is no
+// valid digest, a data length over 1 MiB or past the end of the file), so
+// damage costs the rest of that pack as misses, and a record torn by a
+// crash at a pack's end is ignored. Larger entries are files,
+// <dir>/<algorithm>/<first two hex digits>/<hex>, written to a temporary
+// file in their final directory and renamed into place, so a crashed
+// writer never leaves a partial entry under a final name. Every lookup
+// hashes the entry and compares it with its key: one that does not match
+// (damaged disk, cut by a power loss, edited by hand) is removed (a
+// record is marked removed) and reported as a miss, never returned. For
+// that reason nothing is synced to disk: a torn entry after a power loss
+// costs a miss, not wrong data.
 //
-// The directory is bounded by the total length of its entry files and is
-// evicted least recently used first, recency being the file's modification
-// time, which every hit and every repeated Add refreshes. A Dir keeps an
-// estimate of the directory's size: it scans the directory when it is
-// opened and whenever its estimate exceeds the budget, then removes the
-// least recently used entries until the total is below 7/8 of the budget.
-// When a single Dir uses the directory the estimate never falls below the
-// truth, so the budget always holds. When several processes share a
-// directory, each counts only its own writes between scans, so the
-// directory may exceed the budget until one of them scans again; files vanishing under a Dir are tolerated, and temporary files are
-// never removed while their writer may be alive (see [WithStaleTempAge]).
+// The directory is bounded by the total length of its entries (headers
+// and keys of records are not counted) and is evicted least recently used
+// first. A Dir keeps the last use of each packed entry in memory; across
+// restarts an entry takes its pack's modification time, which hits update
+// at most once a second. A large entry's recency is its file's
+// modification time, which every hit and every repeated Add refreshes. A
+// Dir keeps an estimate of the directory's size: it scans the directory
+// when it is opened and whenever its estimate exceeds the budget, then
+// removes the least recently used entries until the total is below 7/8 of
+// the budget. Removing a record sets its flag and, on Linux, punches its
+// data out of the pack, freeing the blocks it filled whole; a pack with no
+// live record left is deleted once no writer holds it. When a single Dir
+// uses the directory the estimate never falls below the truth, so the
+// budget always holds.
+//
+// When several processes share a directory, each sees the records the
+// others append only from its next scan (large entries at once), may
+// store an entry another one already holds (a scan removes such
+// duplicates), and counts only its own writes between scans, so the
+// directory may exceed the budget until one of them scans again. Entries
+// vanishing under a Dir are tolerated. A writer holds a shared flock on
+// its pack, and a pack is deleted only under an exclusive one, so no Dir
+// deletes a pack another still appends to; temporary files are never
+// removed while their writer may be alive (see [WithStaleTempAge]).
 // Should one be removed under a live writer all the same, that writer's
 // rename fails and its Store reports the error; no entry is torn.
 //
@@ -526,7 +554,8 @@ type diskEntry struct {
 	info fs.FileInfo
 }
 
-// victim is an entry a scan may evict: a file or a packed record.
+// victim is an entry a scan may evict: a file, a packed record, or a
+// duplicate record (key is then empty).
 type victim struct {
 	used time.Time
 	size int64
@@ -558,15 +587,18 @@ func (d *Dir) scanAndEvict() error {
 	if err != nil {
 		return err
 	}
-	d.scanPacks()
+	duplicates := d.scanPacks()
 	d.idx.Lock()
 	defer d.idx.Unlock()
 	var total int64
-	count := int64(len(found) + len(d.index))
+	count := int64(len(found) + len(d.index) + len(duplicates))
 	for _, e := range found {
 		total += e.info.Size()
 	}
 	for _, r := range d.index {
+		total += r.n
+	}
+	for _, r := range duplicates {
 		total += r.n
 	}
 	if total > d.maxBytes {
@@ -577,17 +609,27 @@ func (d *Dir) scanAndEvict() error {
 		for k, r := range d.index {
 			victims = append(victims, victim{used: r.used, size: r.n, key: k, rec: r})
 		}
+		for _, r := range duplicates {
+			// Redundant, so first to go.
+			victims = append(victims, victim{size: r.n, rec: r})
+		}
 		slices.SortFunc(victims, compareVictims)
 		lowWater := d.maxBytes - d.maxBytes/8
 		for _, v := range victims {
 			if total <= lowWater {
 				break
 			}
-			if v.rec != nil {
+			switch {
+			case v.key != "":
 				d.dropRecord(v.key, v.rec)
-				d.evictions.Add(1)
-			} else if !d.evictFile(*v.file) {
+			case v.rec != nil:
+				d.markRemoved(v.rec)
+				d.release(v.rec)
+			case !d.evictFile(*v.file):
 				continue
+			}
+			if v.rec != nil {
+				d.evictions.Add(1)
 			}
 			total -= v.size
 			count--

@@ -206,6 +206,12 @@ func (d *Dir) markRemoved(r *record) {
 func (d *Dir) unindex(key digest.Digest, r *record) {
 	delete(d.index, key)
 	d.uncountEntry(r.n)
+	d.release(r)
+}
+
+// release takes r, removed, out of its pack's live records, deleting the
+// pack if r was the last. The caller holds d.idx.
+func (d *Dir) release(r *record) {
 	r.pack.live--
 	d.deleteIfEmpty(r.pack)
 }
@@ -401,12 +407,15 @@ func (d *Dir) damagedRecord(key digest.Digest, r *record, f *os.File, cause erro
 	return fmt.Errorf("pack %s at %d: %v: %w", r.pack.name, r.off, cause, ErrCorrupt)
 }
 
-// scanPacks rebuilds the index from the records of the packs on disk and
-// returns it. Records this Dir already knew keep their last use; the
-// others take their pack's modification time. Of several records of one
-// key, all but one are removed. Packs without live records are deleted
-// when no writer holds them. The caller holds d.mu.
-func (d *Dir) scanPacks() {
+// scanPacks rebuilds the index from the records of the packs on disk.
+// Records this Dir already knew keep their last use; the others take
+// their pack's modification time. Of several records of one key, as when
+// two processes stored it, the index holds the one this Dir knew, else
+// the first; scanPacks returns the others, which the caller should count
+// and evict before need be, as another process may be reading them.
+// Packs without live records are deleted when no writer holds them. The
+// caller holds d.mu.
+func (d *Dir) scanPacks() (duplicates []*record) {
 	dir := filepath.Join(d.root, packDirName)
 	names, _ := os.ReadDir(dir) // none: no packs
 	staleBefore := d.now().Add(-d.staleTempAge)
@@ -448,15 +457,10 @@ func (d *Dir) scanPacks() {
 				r = &record{pack: p, off: h.off, keyLen: len(h.key), n: h.n, used: info.ModTime()}
 			}
 			if prev := d.index[h.key]; prev != nil {
-				// A duplicate, as when two processes stored one key:
-				// keep the record this Dir knew, else the first. The
-				// estimates are reset after the scan, and empty packs
-				// deleted, so the other is only marked.
 				if prev == old[h.key] {
 					prev, r = r, prev
 				}
-				d.markRemoved(prev)
-				prev.pack.live--
+				duplicates = append(duplicates, prev)
 			}
 			d.index[h.key] = r
 			p.live++
@@ -473,6 +477,7 @@ func (d *Dir) scanPacks() {
 	for _, p := range d.packs {
 		d.deleteIfEmpty(p)
 	}
+	return duplicates
 }
 
 // closePacks closes every pack file and forgets the packed entries.
