@@ -51,8 +51,10 @@ const (
 	// packTouchInterval spaces the modification-time updates that carry a
 	// pack's recency across restarts, so hits cost no system call.
 	packTouchInterval = time.Second
-	// scanWindow is how much of a pack one read of a scan covers.
-	scanWindow = 32 << 10
+	// scanWindow is how much of a pack one read of a scan covers: a
+	// page, which holds several headers of small records, and reads
+	// little of the data of large ones.
+	scanWindow = 4 << 10
 )
 
 // pack is a pack file a Dir knows of. Its fields are guarded by Dir.idx.
@@ -61,6 +63,7 @@ type pack struct {
 	f       *os.File  // opened read-write on first need; nil when closed
 	live    int       // records of this pack in the index
 	writer  bool      // this Dir appends to it and holds a shared lock on f
+	own     bool      // this Dir created it, so knows all its records
 	size    int64     // where the next record goes, if writer
 	touched time.Time // when this Dir last set its modification time
 }
@@ -332,7 +335,7 @@ func (d *Dir) newPack() (*pack, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pack{name: fmt.Sprintf("%016x%s", rand.Uint64(), packSuffix), f: f, writer: true, touched: d.now()}
+	p := &pack{name: fmt.Sprintf("%016x%s", rand.Uint64(), packSuffix), f: f, writer: true, own: true, touched: d.now()}
 	if err = lockShared(f); err == nil {
 		err = os.Rename(f.Name(), d.packPath(p.name))
 	}
@@ -409,7 +412,10 @@ func (d *Dir) damagedRecord(key digest.Digest, r *record, f *os.File, cause erro
 
 // scanPacks rebuilds the index from the records of the packs on disk.
 // Records this Dir already knew keep their last use; the others take
-// their pack's modification time. Of several records of one key, as when
+// their pack's modification time. The packs this Dir created are not
+// read: it knows their records, but for those another Dir removed, which
+// a Load notices; reading them would make every scan cost time in
+// proportion to all the records this Dir ever appended. Of several records of one key, as when
 // two processes stored it, the index holds the one this Dir knew, else
 // the first; scanPacks returns the others, which the caller should count
 // and evict before need be, as another process may be reading them.
@@ -424,6 +430,16 @@ func (d *Dir) scanPacks() (duplicates []*record) {
 	old, oldPacks := d.index, d.packs
 	d.index = make(map[digest.Digest]*record, len(old))
 	d.packs = make(map[string]*pack, len(oldPacks))
+	add := func(key digest.Digest, r *record) {
+		if prev := d.index[key]; prev != nil {
+			if prev == old[key] {
+				prev, r = r, prev
+			}
+			duplicates = append(duplicates, prev)
+		}
+		d.index[key] = r
+		r.pack.live++
+	}
 	for _, de := range names {
 		name := de.Name()
 		if strings.HasPrefix(name, tempPrefix) {
@@ -448,6 +464,9 @@ func (d *Dir) scanPacks() (duplicates []*record) {
 		}
 		d.packs[name] = p
 		p.live = 0
+		if p.own {
+			continue // its records are in old, added below
+		}
 		readRecords(f, info.Size(), func(h recordHeader) {
 			if h.flags&flagRemoved != 0 {
 				return
@@ -456,15 +475,13 @@ func (d *Dir) scanPacks() (duplicates []*record) {
 			if r == nil || r.pack != p || r.off != h.off {
 				r = &record{pack: p, off: h.off, keyLen: len(h.key), n: h.n, used: info.ModTime()}
 			}
-			if prev := d.index[h.key]; prev != nil {
-				if prev == old[h.key] {
-					prev, r = r, prev
-				}
-				duplicates = append(duplicates, prev)
-			}
-			d.index[h.key] = r
-			p.live++
+			add(h.key, r)
 		})
+	}
+	for key, r := range old {
+		if r.pack.own && d.packs[r.pack.name] == r.pack {
+			add(key, r)
+		}
 	}
 	for _, p := range oldPacks {
 		if d.packs[p.name] != p {
