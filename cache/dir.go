@@ -43,27 +43,28 @@ const DefaultMaxEntrySize = 64 << 20
 //
 // Entries of at most 1 MiB, the bulk of a layer's chunks, are appended as
 // records to a pack file: creating a file costs far more than appending
-// to one on some file systems. Each Dir appends to a pack of its own,
+// to one on some file systems. Each Dir appends only to packs it created,
 // <dir>/packs/<16 random hex digits>.pack, and starts a new one past
 // 64 MiB. A record is self-describing: a 16-byte header (magic "LLpk", a
 // flags byte whose bit 0 marks the record removed, the key's length in a
 // byte, two zero bytes, the data's length as a big-endian uint64), the
 // key ("algorithm:hex") and the data. A Dir keeps an index of the packed
-// entries in memory, roughly 200 bytes per entry,
-// which every scan of the directory rebuilds from the records' headers.
-// A scan reads headers as untrusted: it stops reading a pack at the first
-// header that is not well formed (bad magic or flags, a key that is no
-// valid digest, a data length over 1 MiB or past the end of the file), so
-// damage costs the rest of that pack as misses, and a record torn by a
-// crash at a pack's end is ignored. Larger entries are files,
-// <dir>/<algorithm>/<first two hex digits>/<hex>, written to a temporary
-// file in their final directory and renamed into place, so a crashed
-// writer never leaves a partial entry under a final name. Every lookup
-// hashes the entry and compares it with its key: one that does not match
-// (damaged disk, cut by a power loss, edited by hand) is removed (a
-// record is marked removed) and reported as a miss, never returned. For
-// that reason nothing is synced to disk: a torn entry after a power loss
-// costs a miss, not wrong data.
+// entries in memory, roughly 200 bytes per entry, which every scan of the
+// directory updates from the record headers of the packs other Dirs
+// wrote. A scan reads headers as untrusted: it stops reading a pack at
+// the first header that is not well formed (bad magic or flags, a key
+// that is no valid digest, a data length over 1 MiB or past the end of
+// the file), so damage costs the rest of that pack as misses, and a
+// record torn by a crash at a pack's end is ignored. Larger entries are
+// files, <dir>/<algorithm>/<first two hex digits>/<hex>, written to a
+// temporary file in their final directory and renamed into place, so a
+// crashed writer never leaves a partial entry under a final name. Every
+// lookup hashes the entry and compares it with its key: one that does
+// not match (damaged disk, cut by a power loss, edited by hand) is
+// removed (a record is marked removed) and reported as a miss, never
+// returned. For that reason nothing is synced to disk: a torn entry after
+// a power loss costs a miss, not wrong data. A Dir keeps a file
+// descriptor open for each pack it has read from.
 //
 // The directory is bounded by the total length of its entries (headers
 // and keys of records are not counted) and is evicted least recently used
@@ -81,16 +82,18 @@ const DefaultMaxEntrySize = 64 << 20
 // budget always holds.
 //
 // When several processes share a directory, each sees the records the
-// others append only from its next scan (large entries at once), may
-// store an entry another one already holds (a scan removes such
-// duplicates), and counts only its own writes between scans, so the
-// directory may exceed the budget until one of them scans again. Entries
-// vanishing under a Dir are tolerated. A writer holds a shared flock on
-// its pack, and a pack is deleted only under an exclusive one, so no Dir
-// deletes a pack another still appends to; temporary files are never
-// removed while their writer may be alive (see [WithStaleTempAge]).
-// Should one be removed under a live writer all the same, that writer's
-// rename fails and its Store reports the error; no entry is torn.
+// others append only from its next scan (large entries at once), and the
+// removal of a record from one of its own packs only when it next loads
+// that entry (a miss). Two processes may both store one entry: a scan
+// keeps one record and, once over budget, evicts the other first. Each
+// counts only its own writes between scans, so the directory may exceed
+// the budget until one of them scans again. Entries vanishing under a Dir
+// are tolerated. A writer holds a shared flock on its pack, and a pack is
+// deleted only under an exclusive one, so no Dir deletes a pack another
+// still appends to; temporary files are never removed while their writer
+// may be alive (see [WithStaleTempAge]). Should one be removed under a
+// live writer all the same, that writer's rename fails and its Store
+// reports the error; no entry is torn.
 //
 // Keys must be valid digests (see [ErrInvalidKey]); a key's hex part is the
 // only part of a path derived from it, so no key can name a file outside
@@ -230,14 +233,15 @@ func (d *Dir) AddVerified(key digest.Digest, data []byte) {
 }
 
 // Load returns the data stored under key and marks the entry most recently
-// used. It checks what the file is before reading it, so that no file
-// under the directory can make it block or allocate more than the entry
-// bound (see [WithMaxEntrySize]). The error wraps [ErrInvalidKey],
-// [ErrNotFound], [ErrTooLarge] (a file longer than this Dir's entry bound,
-// perhaps written by a process with a larger one; it is left alone),
-// [ErrCorrupt] (the file did not match its key, or was no regular file but
-// a symbolic link, a named pipe or the like, and has been removed) or the
-// error of the failed file operation.
+// used. It checks what the file is, or the record's length, before
+// reading it, so that nothing under the directory can make it block or
+// allocate more than the entry bound (see [WithMaxEntrySize]). The error
+// wraps [ErrInvalidKey], [ErrNotFound], [ErrTooLarge] (an entry longer
+// than this Dir's entry bound, perhaps written by a process with a larger
+// one; it is left alone), [ErrCorrupt] (the entry did not match its key,
+// or its file was no regular file but a symbolic link, a named pipe or
+// the like, and has been removed) or the error of the failed file
+// operation.
 func (d *Dir) Load(key digest.Digest) ([]byte, error) {
 	data, err := d.load(key)
 	if err != nil {
@@ -429,7 +433,7 @@ func (d *Dir) store(key digest.Digest, r io.Reader, size int64, verified bool) e
 
 // Stats returns a snapshot of the counters of this Dir. Entries and Bytes
 // are its estimate of the directory's content (see [Dir]); Evictions counts
-// the files this Dir removed to stay within budget.
+// the entries this Dir removed to stay within budget.
 func (d *Dir) Stats() Stats {
 	return Stats{
 		Hits:           d.hits.Load(),
@@ -692,17 +696,16 @@ func (d *Dir) scan() ([]diskEntry, error) {
 			}
 			for _, file := range files {
 				name := file.Name()
-				isTemp := strings.HasPrefix(name, tempPrefix)
-				if !isTemp && (alg.Validate(name) != nil || name[:2] != shard.Name()) {
+				path := filepath.Join(shardPath, name)
+				if strings.HasPrefix(name, tempPrefix) {
+					removeIfStale(path, file, staleBefore)
+					continue
+				}
+				if alg.Validate(name) != nil || name[:2] != shard.Name() {
 					continue
 				}
 				info, err := file.Info()
 				if err != nil || !info.Mode().IsRegular() {
-					continue
-				}
-				path := filepath.Join(shardPath, name)
-				if isTemp {
-					removeIfStale(path, file, staleBefore)
 					continue
 				}
 				found = append(found, diskEntry{path: path, info: info})
