@@ -56,6 +56,27 @@ func AddVerified(c Cache, key digest.Digest, data []byte) {
 	c.Add(key, data)
 }
 
+// A Prober can tell whether it holds an entry without reading it. A lazy
+// reader deciding which chunks to fetch asks it, rather than load, hash
+// and discard every chunk it already has.
+type Prober interface {
+	Cache
+	// Has reports whether an entry is stored under key. An entry it
+	// reports may still be missed by a later Get: a cache may drop an
+	// entry, or find it damaged, at any time.
+	Has(key digest.Digest) bool
+}
+
+// Has reports whether c holds an entry under key: through c's Has if it
+// is a Prober, else through Get.
+func Has(c Cache, key digest.Digest) bool {
+	if p, ok := c.(Prober); ok {
+		return p.Has(key)
+	}
+	_, ok := c.Get(key)
+	return ok
+}
+
 // Errors returned by the error-reporting methods of the caches in this
 // package (for example [Dir.Store] and [Dir.Load]). Test for them with
 // [errors.Is]; the returned errors wrap them with the key and the reason.

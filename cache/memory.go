@@ -30,7 +30,10 @@ type Memory struct {
 	refused   uint64
 }
 
-var _ Verifying = (*Memory)(nil)
+var (
+	_ Verifying = (*Memory)(nil)
+	_ Prober    = (*Memory)(nil)
+)
 
 // NewMemory returns an empty Memory that holds at most maxBytes bytes of
 // entry data (bookkeeping overhead is not counted). An entry longer than
@@ -63,6 +66,14 @@ func (m *Memory) Get(key digest.Digest) ([]byte, bool) {
 		m.misses++
 	}
 	return data, ok
+}
+
+// Has reports whether an entry is stored under key, without marking it
+// used or counting a lookup.
+func (m *Memory) Has(key digest.Digest) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lru.Contains(key)
 }
 
 // Add stores data under key, without copying it, and evicts least recently

@@ -87,3 +87,16 @@ func TestMemoryConcurrent(t *testing.T) {
 	assert.Equal(t, gets, st.Hits+st.Misses)
 	assert.NotZero(t, st.Evictions)
 }
+
+func TestMemoryHasNeitherCountsNorTouches(t *testing.T) {
+	m := NewMemory(2000)
+	a, b, c := newEntry(1, 1000), newEntry(2, 1000), newEntry(3, 1000)
+	m.Add(a.key, a.data)
+	m.Add(b.key, b.data)
+	require.True(t, Has(m, a.key))
+	require.False(t, Has(m, c.key))
+	assert.Equal(t, Stats{Entries: 2, Bytes: 2000}, m.Stats(), "Has counted a lookup")
+	m.Add(c.key, c.data) // evicts a: Has did not make it recently used
+	assert.False(t, m.Has(a.key))
+	assert.True(t, m.Has(b.key))
+}

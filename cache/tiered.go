@@ -18,7 +18,10 @@ type Tiered struct {
 	hits, misses atomic.Uint64
 }
 
-var _ Verifying = (*Tiered)(nil)
+var (
+	_ Verifying = (*Tiered)(nil)
+	_ Prober    = (*Tiered)(nil)
+)
 
 // NewTiered returns a Tiered that keeps entries in upper and lower.
 func NewTiered(upper, lower Cache) *Tiered {
@@ -45,6 +48,11 @@ func (t *Tiered) Get(key digest.Digest) ([]byte, bool) {
 		t.upper.Add(key, data)
 	}
 	return data, true
+}
+
+// Has reports whether either tier holds an entry under key (see Has).
+func (t *Tiered) Has(key digest.Digest) bool {
+	return Has(t.upper, key) || Has(t.lower, key)
 }
 
 // VerifiesContent reports whether both tiers verify their content (see

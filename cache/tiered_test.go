@@ -70,3 +70,15 @@ func TestTieredConcurrent(t *testing.T) {
 	assert.Equal(t, gets, st.Hits+st.Misses)
 	assert.Zero(t, lower.Stats().VerifyFailures)
 }
+
+func TestTieredHasLooksInBothTiers(t *testing.T) {
+	upper, lower := NewMemory(1<<20), NewMemory(1<<20)
+	tiered := NewTiered(upper, lower)
+	a, b, c := newEntry(1, 100), newEntry(2, 100), newEntry(3, 100)
+	upper.Add(a.key, a.data)
+	lower.Add(b.key, b.data)
+	assert.True(t, tiered.Has(a.key))
+	assert.True(t, tiered.Has(b.key))
+	assert.False(t, tiered.Has(c.key))
+	assert.Equal(t, int64(1), upper.Stats().Entries, "Has promoted an entry")
+}

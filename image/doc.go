@@ -131,9 +131,10 @@
 // file), the patterns annotation
 // (prefetch.AnnotationPatterns) of the manifest and of each layer, and
 // the plan prefetch.FromImageConfig makes from the config. Image.Prefetch
-// fetches that plan into the layers' caches, all layers at once: the
-// carried plans at once, the config plan (whose analysis reads files of
-// the lazy image) when it is made.
+// fetches into the layers' caches, all layers at once, the plan the image
+// carries, or the config plan if it carries none: the config analysis
+// reads files of the lazy image, which a start should not wait for when
+// the converter has already chosen them.
 //
 // # Verification
 //

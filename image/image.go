@@ -251,49 +251,32 @@ func (img *Image) configPlan(ctx context.Context, opts ...prefetch.Option) (*pre
 	return p, err
 }
 
-// Prefetch starts fetching the plan Plan makes into the layers' caches,
-// across all layers at once (see prefetch.Start): every layer must have
-// been opened with a cache (WithReaderOptions(reader.WithCache(c))).
-// The plans the image carries start at once; the image-config plan,
-// whose analysis reads files of the image, starts when it is made, with
-// what they did not cover. Prefetch returns then, with the execution of
-// both. What Plan could not plan does not stop the prefetch; call Plan
-// for those errors. Layers fetched whole are not prefetched: they are
-// local. Close stops the prefetch and waits for it.
+// Prefetch starts fetching the image's prefetch plan into the layers'
+// caches, across all layers at once (see prefetch.Start): every layer must
+// have been opened with a cache (WithReaderOptions(reader.WithCache(c))).
+//
+// The plan is the one the image carries, its landmarks, SOCI prefetch
+// artifacts and patterns annotations, which whoever converted it made
+// from its config or from a recorded run. Only an image that carries none
+// is planned from its config (the last of Plan's sources), before
+// Prefetch returns: that analysis reads files of the image over the
+// network (for a Python program, the source of every module it imports),
+// so on an image that carries its plan it would delay the start to choose
+// files the plan has chosen. What could not be planned does not stop the
+// prefetch; call Plan for those errors. Layers fetched whole are not
+// prefetched: they are local. Close stops the prefetch and waits for it.
 func (img *Image) Prefetch(ctx context.Context, opts ...prefetch.RunOption) (*prefetch.Execution, error) {
-	carried, err := img.carriedPlan(ctx)
-	if carried == nil || ctx.Err() != nil {
+	plan, err := img.carriedPlan(ctx)
+	if plan == nil || ctx.Err() != nil {
 		return nil, err
 	}
-	first, err := img.PrefetchPlan(ctx, carried, opts...)
-	if err != nil {
-		return nil, err
-	}
-	config, _ := img.configPlan(ctx)
-	if ctx.Err() != nil {
-		return first, nil // the context stops first too
-	}
-	var rest prefetch.Plan
-	type file struct {
-		layer int
-		path  string
-	}
-	covered := make(map[file]bool)
-	for _, it := range carried.Items() {
-		if it.WholeFile() {
-			covered[file{it.Layer, it.Path}] = true
+	if len(plan.Items()) == 0 {
+		plan, _ = img.configPlan(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 	}
-	for _, it := range config.Items() {
-		if !covered[file{it.Layer, it.Path}] {
-			rest.Add(it)
-		}
-	}
-	second, err := img.PrefetchPlan(ctx, &rest, opts...)
-	if err != nil {
-		return first, nil
-	}
-	return prefetch.Join(first, second), nil
+	return img.PrefetchPlan(ctx, plan, opts...)
 }
 
 // PrefetchPlan starts fetching plan, a plan over this image's layers

@@ -409,40 +409,61 @@ func TestImagePrefetch(t *testing.T) {
 	e, err := img.Prefetch(context.Background())
 	require.NoError(t, err)
 	require.NoError(t, e.Wait())
-	before := len(src.log())
-	root, err := img.FS()
-	require.NoError(t, err)
-	for _, name := range []string{"bin/sh", "etc/hostname", "usr/bin/start"} {
-		_, err := fs.ReadFile(root, name)
-		require.NoError(t, err)
-	}
-	require.Equal(t, before, len(src.log()), "prefetched files are read from the cache")
+	requireCached(t, img, src, "bin/sh", "etc/hostname")
 }
 
-// TestImagePrefetchStartsCarriedPlanFirst: the plans the image carries
-// (landmarks, patterns) are being fetched before the image-config
-// analysis, which reads files of the image, waits for its reads: a start
-// does not wait for the analysis to get its prefetch going.
-func TestImagePrefetchStartsCarriedPlanFirst(t *testing.T) {
+// TestImagePrefetchTakesTheCarriedPlan: an image that carries a plan
+// (landmarks, patterns) is prefetched by it alone. The config analysis,
+// which would read the middle layer's usr/bin/start over the network to
+// follow its #! line, is not made.
+func TestImagePrefetchTakesTheCarriedPlan(t *testing.T) {
 	img, src := openThreeLayersCached(t)
-	middle, top := img.Layers()[1].Descriptor.Digest, img.Layers()[2].Descriptor.Digest
-	topFetched := make(chan struct{})
-	var once sync.Once
+	middle := img.Layers()[1].Descriptor.Digest
 	src.fetchGate = func(d digest.Digest) {
-		switch d {
-		case top: // etc/hostname, named by the patterns annotation
-			once.Do(func() { close(topFetched) })
-		case middle: // usr/bin/start, read by the config analysis
-			select {
-			case <-topFetched:
-			case <-time.After(10 * time.Second):
-				t.Error("the config analysis read the image before the carried plan was fetched")
-			}
+		if d == middle {
+			t.Error("Prefetch analysed the config of an image that carries its plan")
 		}
 	}
 	e, err := img.Prefetch(context.Background())
 	require.NoError(t, err)
 	require.NoError(t, e.Wait())
+}
+
+// TestImagePrefetchPlansFromTheConfig: an image that carries no plan is
+// prefetched by the plan of its config.
+func TestImagePrefetchPlansFromTheConfig(t *testing.T) {
+	img0 := threeLayers(t)
+	img0.layers[0] = makeLayer(t, eStargz, tarOf(t,
+		tfile{name: "bin/sh", data: "a shell"},
+		tfile{name: "etc/passwd", data: "root"},
+	))
+	src := &memSource{}
+	src.root = img0.store(t, src, nil)
+	img, err := Open(context.Background(), src, WithReaderOptions(reader.WithCache(cache.NewMemory(64<<20))))
+	require.NoError(t, err)
+	defer img.Close()
+	carried, err := img.carriedPlan(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, carried.Items())
+
+	e, err := img.Prefetch(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, e.Wait())
+	requireCached(t, img, src, "bin/start", "bin/sh")
+}
+
+// requireCached reads names from img and requires that it made no
+// request for them.
+func requireCached(t *testing.T, img *Image, src *memSource, names ...string) {
+	t.Helper()
+	before := len(src.log())
+	root, err := img.FS()
+	require.NoError(t, err)
+	for _, name := range names {
+		_, err := fs.ReadFile(root, name)
+		require.NoError(t, err)
+	}
+	require.Equal(t, before, len(src.log()), "prefetched files are read from the cache")
 }
 
 func TestImagePrefetchNeedsCache(t *testing.T) {

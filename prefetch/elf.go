@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/lazylayer/lazylayer/overlay"
+	"github.com/lazylayer/lazylayer/reader"
 )
 
 // ErrMalformed is wrapped by errors about a file the planner could not
@@ -113,13 +114,16 @@ func dynPath(f *elf.File, tag elf.DynTag) []string {
 // readELFFile parses the ELF file at loc. Files that are an io.ReaderAt
 // (os.File, fstest.MapFS files, lazy layer files) are read in place, so a
 // lazy layer fetches only the headers and the dynamic section.
-func readELFFile(img *overlay.FS, loc overlay.Location) (*elfObject, error) {
-	f, err := img.Layer(loc.Layer).Open(loc.Path)
+func (ip *imagePlanner) readELFFile(loc overlay.Location) (*elfObject, error) {
+	f, err := ip.ov.Layer(loc.Layer).Open(loc.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	size := loc.Info.Size()
+	if cra, ok := f.(reader.ContextReaderAt); ok {
+		return readELF(contextReaderAt{ip.ctx, cra}, size)
+	}
 	if ra, ok := f.(io.ReaderAt); ok {
 		return readELF(ra, size)
 	}

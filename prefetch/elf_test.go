@@ -309,7 +309,7 @@ func TestReadELFWithoutReaderAt(t *testing.T) {
 	img := overlay.New(streamFS{fstest.MapFS{"lib.so": elfFile(fakeELF{needed: []string{"x.so"}})}})
 	loc, err := img.Resolve("lib.so")
 	require.NoError(t, err)
-	obj, err := readELFFile(img, loc)
+	obj, err := (&imagePlanner{ctx: t.Context(), ov: img}).readELFFile(loc)
 	require.NoError(t, err)
 	require.Equal(t, []string{"x.so"}, obj.needed)
 }

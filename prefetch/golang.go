@@ -861,7 +861,7 @@ func (g *goBuild) plan(link bool) {
 		// them that is not gets its libraries.
 		if loc, ok := ip.addPath(path.Join(g.hostTool, t), ReasonLanguage); ok && !ip.visited[loc.Path] {
 			ip.visited[loc.Path] = true
-			if head, err := readPrefix(ip.ov, loc, 4); err == nil && isELF(head) {
+			if head, err := ip.readPrefix(loc, 4); err == nil && isELF(head) {
 				ip.elfProgram(loc)
 			}
 		}

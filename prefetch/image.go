@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"path"
 	"strings"
 
 	"github.com/lazylayer/lazylayer/overlay"
+	"github.com/lazylayer/lazylayer/reader"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -67,7 +69,9 @@ const (
 // aborts planning.
 func FromImageConfig(ctx context.Context, img *overlay.FS, cfg v1.ImageConfig, opts ...Option) (*Plan, error) {
 	ip := &imagePlanner{
-		ctx:     ctx,
+		// The analysis' reads are not the workload's: an access
+		// observer recording a profile must not take them for it.
+		ctx:     reader.Unobserved(ctx),
 		ov:      img,
 		res:     img.NewResolver(),
 		opts:    buildOptions(opts),
@@ -251,7 +255,7 @@ func (ip *imagePlanner) program(loc overlay.Location, startedAs string, args []s
 	}
 	ip.visited[loc.Path] = true
 	ip.add(loc, reason)
-	head, err := readPrefix(ip.ov, loc, maxShebang)
+	head, err := ip.readPrefix(loc, maxShebang)
 	if err != nil {
 		ip.fail(fmt.Errorf("prefetch: reading %q: %w", loc.Path, err))
 		return
@@ -353,7 +357,7 @@ func (ip *imagePlanner) object(loc overlay.Location) (*elfObject, error) {
 		}
 		return obj, nil
 	}
-	obj, err := readELFFile(ip.ov, loc)
+	obj, err := ip.readELFFile(loc)
 	ip.objects[loc.Path] = obj
 	return obj, err
 }
@@ -616,21 +620,40 @@ func (ip *imagePlanner) readSmallFile(name string) ([]byte, bool) {
 	if err != nil || !isRegular(loc.Info) {
 		return nil, false
 	}
-	data, err := readPrefix(ip.ov, loc, maxConfigBytes)
+	data, err := ip.readPrefix(loc, maxConfigBytes)
 	return data, err == nil
 }
 
 // readPrefix returns up to n bytes from the start of the file at loc.
-func readPrefix(img *overlay.FS, loc overlay.Location, n int) ([]byte, error) {
-	f, err := img.Layer(loc.Layer).Open(loc.Path)
+func (ip *imagePlanner) readPrefix(loc overlay.Location, n int) ([]byte, error) {
+	f, err := ip.ov.Layer(loc.Layer).Open(loc.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	buf := make([]byte, n)
-	got, err := io.ReadFull(f, buf)
+	got, err := io.ReadFull(readerAt(ip.ctx, f), buf)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		err = nil
 	}
 	return buf[:got], err
+}
+
+// readerAt reads f from its start, at ctx when f is a lazy layer's file,
+// so that the read stops with ctx and carries its values.
+func readerAt(ctx context.Context, f fs.File) io.Reader {
+	if cra, ok := f.(reader.ContextReaderAt); ok {
+		return io.NewSectionReader(contextReaderAt{ctx, cra}, 0, math.MaxInt64)
+	}
+	return f
+}
+
+// contextReaderAt is a ContextReaderAt read at one context.
+type contextReaderAt struct {
+	ctx context.Context
+	r   reader.ContextReaderAt
+}
+
+func (c contextReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	return c.r.ReadAtContext(c.ctx, p, off)
 }

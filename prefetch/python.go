@@ -350,7 +350,7 @@ func (ip *imagePlanner) pythonProgram(homes []string, version string, args []str
 		}
 		ip.add(loc, ReasonLanguage)
 		first = "/" + path.Dir(loc.Path)
-		data, err := readPrefix(ip.ov, loc, maxPythonSource)
+		data, err := ip.readPrefix(loc, maxPythonSource)
 		if err != nil {
 			return
 		}
@@ -652,7 +652,7 @@ func (ip *imagePlanner) readPrefixes(locs []overlay.Location, each int, total *i
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if data, err := readPrefix(ip.ov, loc, sizes[i]); err == nil {
+			if data, err := ip.readPrefix(loc, sizes[i]); err == nil {
 				out[i] = data
 			}
 		}()

@@ -65,23 +65,6 @@ func (e *Execution) Wait() error {
 	return e.err
 }
 
-// Join returns an execution that waits for all of execs, and reports the
-// first error (in the order of execs). Nil executions are skipped.
-func Join(execs ...*Execution) *Execution {
-	e := &Execution{done: make(chan struct{})}
-	go func() {
-		defer close(e.done)
-		for _, x := range execs {
-			if x != nil {
-				if err := x.Wait(); err != nil && e.err == nil {
-					e.err = err
-				}
-			}
-		}
-	}()
-	return e
-}
-
 // Start starts fetching what plan needs into the caches of layers, where
 // an item's Layer indexes layers. Within a layer, chunks are fetched in
 // plan order (by priority), merged into few requests, and decompressed

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,7 +268,8 @@ func (s slowFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn func(
 
 // TestImageConfigPythonLazyLayer: planning a Python program on a lazy
 // layer fetches the sources of each level of imports in one go, not a
-// request (or several) per module.
+// request (or several) per module. The analysis' reads are not reported
+// as the workload's accesses, which a recorded profile is made of.
 func TestImageConfigPythonLazyLayer(t *testing.T) {
 	lib := "usr/lib/python3.11/"
 	files := []file{{"usr/bin/python3.11", []byte("not elf")}, {lib + "shared.py", []byte("x = 1\n")}}
@@ -280,7 +282,9 @@ func TestImageConfigPythonLazyLayer(t *testing.T) {
 	}
 	blob := buildLayer(t, files, writer.WithChunkSize(1000))
 	f := &recordingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
-	layer, err := reader.Open(context.Background(), slowFetcher{f}, reader.WithCache(cache.NewMemory(64<<20)))
+	var accesses atomic.Int64
+	layer, err := reader.Open(context.Background(), slowFetcher{f}, reader.WithCache(cache.NewMemory(64<<20)),
+		reader.WithAccessObserver(func(reader.Access) { accesses.Add(1) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,5 +298,8 @@ func TestImageConfigPythonLazyLayer(t *testing.T) {
 	}
 	if n := len(f.calls); n > 4 {
 		t.Errorf("planning made %d requests for 2 levels of imports", n)
+	}
+	if n := accesses.Load(); n != 0 {
+		t.Errorf("the analysis' reads were reported as %d accesses of the workload", n)
 	}
 }

@@ -35,6 +35,20 @@ func WithAccessObserver(fn func(Access)) Option {
 	return func(c *config) { c.observer = fn }
 }
 
+// unobservedKey marks a context whose reads are not reported; see
+// Unobserved.
+type unobservedKey struct{}
+
+// Unobserved returns a copy of ctx under which reads (ReadAtContext) are
+// not reported to the layer's access observer (WithAccessObserver) and do
+// not count as a chunk's first read. A planner that reads files of an
+// image to decide what to prefetch passes it: its reads are not the
+// workload's, which the observer profiles, and the workload's own first
+// read of those chunks is still reported.
+func Unobserved(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unobservedKey{}, true)
+}
+
 // accessLog remembers which chunks were read, for WithAccessObserver.
 type accessLog struct {
 	mu   sync.Mutex
@@ -63,7 +77,7 @@ func (a *accessLog) first(c *toc.Chunk) (seq int64, first bool) {
 // background fetch (FetchAll) waits for it. Reads of file content call it,
 // or take chunks their file loaded ahead (see readAhead).
 func (l *Layer) chunkData(ctx context.Context, ref chunkRef, src frameSource) ([]byte, bool, error) {
-	done := l.observe(l.entry(ref.id), int(ref.index))
+	done := l.observe(ctx, l.entry(ref.id), int(ref.index))
 	l.foreground.Add(1)
 	data, exclusive, err := l.loadChunk(ctx, ref, src)
 	l.foreground.Add(-1)
@@ -75,17 +89,17 @@ func (l *Layer) chunkData(ctx context.Context, ref chunkRef, src frameSource) ([
 // zeroPage rather than build: the index says what its bytes are, and
 // checkZeros that its digest, if any, agrees.
 func (l *Layer) zeroChunk(ctx context.Context, e *toc.Entry, i int) error {
-	done := l.observe(e, i)
+	done := l.observe(ctx, e, i)
 	err := l.checkZeros(ctx, chunkDigest(e, i), e.Chunks[i].Size)
 	done(err)
 	return err
 }
 
-// observe notes a read of e.Chunks[i] starting now; the function it
-// returns reports the read's outcome to the observer if it was the
-// chunk's first.
-func (l *Layer) observe(e *toc.Entry, i int) func(error) {
-	if l.cfg.observer == nil {
+// observe notes a read of e.Chunks[i] starting now under ctx; the
+// function it returns reports the read's outcome to the observer if it
+// was the chunk's first.
+func (l *Layer) observe(ctx context.Context, e *toc.Entry, i int) func(error) {
+	if l.cfg.observer == nil || ctx.Value(unobservedKey{}) != nil {
 		return func(error) {}
 	}
 	seq, first := l.accesses.first(&e.Chunks[i])

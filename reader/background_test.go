@@ -14,6 +14,7 @@ import (
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/internal/registrytest"
 	"github.com/lazylayer/lazylayer/writer"
+	"github.com/opencontainers/go-digest"
 )
 
 func TestBackgroundFetchSurvivesRegistryLoss(t *testing.T) {
@@ -64,6 +65,52 @@ func cachedCorpusLayer(t *testing.T) (*Layer, *countingFetcher) {
 	t.Cleanup(func() { l.Close() })
 	cf.reset()
 	return l, cf
+}
+
+// probingCache is a map cache that can answer Has, counting Gets.
+type probingCache struct {
+	*mapCache
+	gets atomic.Int64
+}
+
+func (c *probingCache) Get(k digest.Digest) ([]byte, bool) {
+	c.gets.Add(1)
+	return c.mapCache.Get(k)
+}
+
+func (c *probingCache) Has(k digest.Digest) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[k]
+	return ok
+}
+
+// TestFetchAllProbesTheCache: deciding what to fetch asks a Prober's Has,
+// rather than load (for a Dir: read and hash) every chunk it holds.
+func TestFetchAllProbesTheCache(t *testing.T) {
+	tarData, _ := corpusTar(t, 20, 64<<10, 2)
+	blob, _ := writerBlob(t, tarData, writer.WithChunkSize(16<<10))
+	c := &probingCache{mapCache: newMapCache()}
+	cf := &countingFetcher{Fetcher: fetcher.FromReaderAt(bytes.NewReader(blob), int64(len(blob)))}
+	l, err := Open(t.Context(), cf, WithCache(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.FetchAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cf.reset()
+	c.gets.Store(0)
+	if err := l.FetchAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := cf.calls.Load(); n != 0 {
+		t.Errorf("FetchAll of a cached layer made %d requests", n)
+	}
+	if n := c.gets.Load(); n != 0 {
+		t.Errorf("FetchAll of a cached layer loaded %d chunks from the cache to see that they are there", n)
+	}
 }
 
 func TestFetchAllWaitsForItsGate(t *testing.T) {

@@ -232,7 +232,7 @@ func (f *file) readAt(ctx context.Context, p []byte, off int64, op string) (int,
 				continue
 			}
 			if data, ok := f.layer.cachedChunk(f.entry, i); ok {
-				f.layer.observe(f.entry, i)(nil)
+				f.layer.observe(ctx, f.entry, i)(nil)
 				region(i, data)
 				continue
 			}
@@ -294,7 +294,7 @@ func (f *file) chunk(ctx context.Context, i int, src frameSource) ([]byte, error
 			return nil, fmt.Errorf("chunk %d: %w", i, ctx.Err())
 		}
 		if load.err == nil {
-			f.layer.observe(f.entry, i)(nil)
+			f.layer.observe(ctx, f.entry, i)(nil)
 			f.mu.Lock()
 			f.last.index, f.last.data = i, load.data
 			f.mu.Unlock()

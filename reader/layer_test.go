@@ -496,6 +496,41 @@ func TestAccessObserverRecordsFirstReads(t *testing.T) {
 	}
 }
 
+// TestUnobservedReadsAreNotAccesses: a planner's reads, under
+// Unobserved, neither reach the observer nor hide the workload's first
+// read of the same chunks.
+func TestUnobservedReadsAreNotAccesses(t *testing.T) {
+	var mu sync.Mutex
+	var got []Access
+	l, _, _ := sampleLayer(t, false, WithAccessObserver(func(a Access) {
+		mu.Lock()
+		got = append(got, a)
+		mu.Unlock()
+	}))
+	f, err := l.Open("usr/bin/tool") // 5 chunks
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	size := int64(0)
+	if info, err := f.Stat(); err == nil {
+		size = info.Size()
+	}
+	buf := make([]byte, size)
+	if _, err := f.(ContextReaderAt).ReadAtContext(Unobserved(t.Context()), buf, 0); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("unobserved reads reported %d accesses: %+v", len(got), got)
+	}
+	if _, err := l.ReadFile("usr/bin/tool"); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 {
+		t.Errorf("the workload's read after the planner's reported %d accesses, want 5", len(got))
+	}
+}
+
 func TestBatchedReadSkipsCachedChunksAndReportsFetchErrors(t *testing.T) {
 	b := &blobBuilder{chunkSize: 1000}
 	content := pseudoRandom(3000, 5)

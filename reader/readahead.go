@@ -1,6 +1,7 @@
 package reader
 
 import (
+	"github.com/lazylayer/lazylayer/cache"
 	"github.com/lazylayer/lazylayer/fetcher"
 	"github.com/lazylayer/lazylayer/toc"
 )
@@ -126,8 +127,7 @@ func (l *Layer) cacheHas(e *toc.Entry, i int) bool {
 	if d == "" {
 		return false
 	}
-	data, ok := l.cfg.cache.Get(d)
-	return ok && int64(len(data)) == e.Chunks[i].Size
+	return cache.Has(l.cfg.cache, d)
 }
 
 // aheadFrames returns the frames of the chunks of loads.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -27,6 +28,14 @@ import (
 	"google.golang.org/grpc"
 )
 
+// defaultMemoryLimit is the soft memory limit the snapshotter sets on the
+// Go runtime unless told otherwise. Its live heap stays well under it
+// (55-75 MB at the peak of a Go toolchain's start), but the collector,
+// left to GOGC alone, lets the heap grow to twice the live bytes and
+// returns freed pages slowly: peak RSS was 204-224 MiB. The limit makes
+// it collect, and give memory back, before that.
+const defaultMemoryLimit = 128 << 20
+
 func main() {
 	root := flag.String("root", "/var/lib/lazylayer-snapshotter", "the directory of the snapshots and the chunk cache")
 	socket := flag.String("address", "/run/lazylayer-snapshotter/snapshotter.sock", "the unix socket to serve containerd's snapshots API on")
@@ -38,7 +47,11 @@ func main() {
 	record := flag.String("record-dir", "", "write each image's access trace, for lazylayer optimize --trace, to DIR/MANIFEST-HEX.trace when its last layer is unmounted (empty: record nothing)")
 	heapProfile := flag.String("heap-profile", "", "write a heap profile (go tool pprof) to FILE at each new peak of the live heap (empty: none)")
 	cpuProfile := flag.String("cpu-profile", "", "write a CPU profile (go tool pprof) of the whole run to FILE when the snapshotter stops (empty: none)")
+	memoryLimit := flag.Int64("memory-limit", defaultMemoryLimit, "the Go runtime's soft memory limit in bytes (runtime/debug.SetMemoryLimit; the GOMEMLIMIT environment variable, if set, wins; 0: none)")
 	flag.Parse()
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && *memoryLimit > 0 {
+		debug.SetMemoryLimit(*memoryLimit)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
