@@ -134,7 +134,10 @@ type Dir struct {
 	verifyFailures atomic.Uint64
 }
 
-var _ Verifying = (*Dir)(nil)
+var (
+	_ Verifying = (*Dir)(nil)
+	_ Prober    = (*Dir)(nil)
+)
 
 // A DirOption configures a [Dir].
 type DirOption func(*Dir)
@@ -215,6 +218,24 @@ func NewDir(dir string, maxBytes int64, opts ...DirOption) (*Dir, error) {
 func (d *Dir) Get(key digest.Digest) ([]byte, bool) {
 	data, err := d.Load(key)
 	return data, err == nil
+}
+
+// Has reports whether an entry this Dir could load is stored under key:
+// a record in its index, or a regular file, of at most the entry bound.
+// It neither reads nor hashes the entry, marks it used or counts a
+// lookup, so damage is found only by a later Load.
+func (d *Dir) Has(key digest.Digest) bool {
+	if validateKey(key) != nil {
+		return false
+	}
+	d.idx.Lock()
+	r := d.index[key]
+	d.idx.Unlock()
+	if r != nil {
+		return r.n <= d.maxEntry
+	}
+	info, err := os.Lstat(d.path(key))
+	return err == nil && info.Mode().IsRegular() && info.Size() <= d.maxEntry
 }
 
 // VerifiesContent reports true: Get hashes every entry it reads.

@@ -333,3 +333,41 @@ func TestDirConcurrentRemove(t *testing.T) {
 	assert.Len(t, entries, int(st.Entries))
 	assert.Empty(t, temps)
 }
+
+func TestDirHasNeitherCountsNorTouches(t *testing.T) {
+	root := t.TempDir()
+	clock := &fakeClock{now: time.Now().Add(-time.Hour)}
+	d, err := NewDir(root, 4<<20, withClock(clock.Now))
+	require.NoError(t, err)
+	packed0, packed1 := newEntry(1, packedEntryMax), newEntry(2, packedEntryMax)
+	loose, absent := newEntry(3, packedEntryMax+1), newEntry(4, 100)
+	for _, e := range []entry{packed0, packed1, loose} {
+		clock.Advance(time.Second)
+		require.NoError(t, d.Store(e.key, e.data))
+	}
+	before, err := os.Stat(d.path(loose.key))
+	require.NoError(t, err)
+	clock.Advance(time.Second)
+	for _, e := range []entry{packed0, packed1, loose} {
+		assert.True(t, Has(d, e.key))
+	}
+	assert.False(t, d.Has(absent.key))
+	assert.False(t, d.Has("sha256:../x"))
+	assert.Equal(t, Stats{Entries: 3, Bytes: 3*packedEntryMax + 1}, d.Stats(), "Has counted a lookup")
+	after, err := os.Stat(d.path(loose.key))
+	require.NoError(t, err)
+	assert.Equal(t, before.ModTime(), after.ModTime(), "Has touched a file")
+
+	// Has did not make packed0 recently used: storing 1 MiB more evicts it.
+	clock.Advance(time.Second)
+	more := newEntry(5, packedEntryMax)
+	require.NoError(t, d.Store(more.key, more.data))
+	assert.False(t, d.Has(packed0.key))
+	assert.True(t, d.Has(packed1.key))
+
+	// An entry over this Dir's bound is one it cannot load.
+	small, err := NewDir(root, 4<<20, WithMaxEntrySize(1000))
+	require.NoError(t, err)
+	assert.False(t, small.Has(packed1.key))
+	assert.False(t, small.Has(loose.key))
+}
