@@ -356,6 +356,9 @@ func (d *Dir) put(key digest.Digest, data []byte, verified bool) error {
 	if err != nil {
 		return fmt.Errorf("cache: store %q: %w", key, err)
 	}
+	if d.bytes.Load() > d.maxBytes {
+		d.evict()
+	}
 	return nil
 }
 
@@ -371,15 +374,8 @@ func (d *Dir) storePacked(key digest.Digest, data []byte, verified bool) error {
 		}
 	}
 	d.mu.RLock()
-	err := d.appendEntry(key, data)
-	d.mu.RUnlock()
-	if err != nil {
-		return err
-	}
-	if d.bytes.Load() > d.maxBytes {
-		d.evict()
-	}
-	return nil
+	defer d.mu.RUnlock()
+	return d.appendEntry(key, data)
 }
 
 // store writes the size bytes of r under key, which must be valid,
@@ -443,13 +439,7 @@ func (d *Dir) store(key digest.Digest, r io.Reader, size int64, verified bool) e
 		d.bytes.Add(n)
 	}
 	d.mu.RUnlock()
-	if err != nil {
-		return err
-	}
-	if d.bytes.Load() > d.maxBytes {
-		d.evict()
-	}
-	return nil
+	return err
 }
 
 // Stats returns a snapshot of the counters of this Dir. Entries and Bytes

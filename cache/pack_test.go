@@ -21,6 +21,19 @@ func packFiles(t *testing.T, root string) []string {
 	return paths
 }
 
+// newStoredDir opens a Dir on a new directory with a budget of 1 MiB and
+// stores es in it.
+func newStoredDir(t *testing.T, es []entry) (root string, d *Dir) {
+	t.Helper()
+	root = t.TempDir()
+	d, err := NewDir(root, 1<<20)
+	require.NoError(t, err)
+	for _, e := range es {
+		require.NoError(t, d.Store(e.key, e.data))
+	}
+	return root, d
+}
+
 // requireEntries checks that d returns the right bytes for want and
 // nothing for gone.
 func requireEntries(t *testing.T, d *Dir, want, gone []entry) {
@@ -110,12 +123,7 @@ func TestDirPackDamage(t *testing.T) {
 		}, 1, true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			root := t.TempDir()
-			d, err := NewDir(root, 1<<20)
-			require.NoError(t, err)
-			for _, e := range es {
-				require.NoError(t, d.Store(e.key, e.data))
-			}
+			root, d := newStoredDir(t, es)
 			require.NoError(t, d.Close())
 			packs := packFiles(t, root)
 			require.Len(t, packs, 1)
@@ -149,13 +157,8 @@ func TestDirPackDamage(t *testing.T) {
 
 func TestDirPackFlippedDataIsCorrupt(t *testing.T) {
 	for _, restart := range []bool{false, true} {
-		root := t.TempDir()
-		d, err := NewDir(root, 1<<20)
-		require.NoError(t, err)
 		es := newEntries(3, 1000)
-		for _, e := range es {
-			require.NoError(t, d.Store(e.key, e.data))
-		}
+		root, d := newStoredDir(t, es)
 		path, off := packedData(t, d, es[1].key)
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		require.NoError(t, err)
@@ -223,13 +226,8 @@ func TestDirEvictsLeastRecentlyUsedPackedOrNot(t *testing.T) {
 }
 
 func TestDirRemovePacked(t *testing.T) {
-	root := t.TempDir()
-	d, err := NewDir(root, 1<<20)
-	require.NoError(t, err)
 	es := newEntries(4, 1000)
-	for _, e := range es {
-		require.NoError(t, d.Store(e.key, e.data))
-	}
+	root, d := newStoredDir(t, es)
 	require.NoError(t, d.Remove(es[1].key))
 	assert.Equal(t, Stats{Entries: 3, Bytes: 3000}, d.Stats())
 	total, _, _ := diskState(t, root)
