@@ -38,31 +38,62 @@ const (
 // the directory's budget, bounds what one lookup allocates.
 const DefaultMaxEntrySize = 64 << 20
 
-// Dir is a [Cache] that keeps entries as files under a directory, so that
+// Dir is a [Cache] that keeps entries in files under a directory, so that
 // they survive restarts and can be shared by several processes.
 //
-// Each entry is stored at <dir>/<algorithm>/<first two hex digits>/<hex>.
-// An entry is written to a temporary file in its final directory and then
-// renamed into place, so a crashed writer never leaves a partial entry
-// under a final name. Every lookup hashes the file and compares it with its
-// key: a file that does not match (damaged disk, truncated by a power loss,
-// edited by hand) is removed and reported as a miss, never returned. For
-// that reason files are not synced to disk before the rename: a torn entry
-// after a power loss costs a miss, not wrong data.
+// Entries of at most 1 MiB, the bulk of a layer's chunks, are appended as
+// records to a pack file: creating a file costs far more than appending
+// to one on some file systems. Each Dir appends only to packs it created,
+// <dir>/packs/<16 random hex digits>.pack, and starts a new one past
+// 64 MiB. A record is self-describing: a 16-byte header (magic "LLpk", a
+// flags byte whose bit 0 marks the record removed, the key's length in a
+// byte, two zero bytes, the data's length as a big-endian uint64), the
+// key ("algorithm:hex") and the data. A Dir keeps an index of the packed
+// entries in memory, roughly 200 bytes per entry, which every scan of the
+// directory updates from the record headers of the packs other Dirs
+// wrote. A scan reads headers as untrusted: it stops reading a pack at
+// the first header that is not well formed (bad magic or flags, a key
+// that is no valid digest, a data length over 1 MiB or past the end of
+// the file), so damage costs the rest of that pack as misses, and a
+// record torn by a crash at a pack's end is ignored. Larger entries are
+// files, <dir>/<algorithm>/<first two hex digits>/<hex>, written to a
+// temporary file in their final directory and renamed into place, so a
+// crashed writer never leaves a partial entry under a final name. Every
+// lookup hashes the entry and compares it with its key: one that does
+// not match (damaged disk, cut by a power loss, edited by hand) is
+// removed (a record is marked removed) and reported as a miss, never
+// returned. For that reason nothing is synced to disk: a torn entry after
+// a power loss costs a miss, not wrong data. A Dir keeps a file
+// descriptor open for each pack it has read from.
 //
-// The directory is bounded by the total length of its entry files and is
-// evicted least recently used first, recency being the file's modification
-// time, which every hit and every repeated Add refreshes. A Dir keeps an
-// estimate of the directory's size: it scans the directory when it is
-// opened and whenever its estimate exceeds the budget, then removes the
-// least recently used entries until the total is below 7/8 of the budget.
-// When a single Dir uses the directory the estimate never falls below the
-// truth, so the budget always holds. When several processes share a
-// directory, each counts only its own writes between scans, so the
-// directory may exceed the budget until one of them scans again; files vanishing under a Dir are tolerated, and temporary files are
-// never removed while their writer may be alive (see [WithStaleTempAge]).
-// Should one be removed under a live writer all the same, that writer's
-// rename fails and its Store reports the error; no entry is torn.
+// The directory is bounded by the total length of its entries (headers
+// and keys of records are not counted) and is evicted least recently used
+// first. A Dir keeps the last use of each packed entry in memory; across
+// restarts an entry takes its pack's modification time, which hits update
+// at most once a second. A large entry's recency is its file's
+// modification time, which every hit and every repeated Add refreshes. A
+// Dir keeps an estimate of the directory's size: it scans the directory
+// when it is opened and whenever its estimate exceeds the budget, then
+// removes the least recently used entries until the total is below 7/8 of
+// the budget. Removing a record sets its flag and, on Linux, punches its
+// data out of the pack, freeing the blocks it filled whole; a pack with no
+// live record left is deleted once no writer holds it. When a single Dir
+// uses the directory the estimate never falls below the truth, so the
+// budget always holds.
+//
+// When several processes share a directory, each sees the records the
+// others append only from its next scan (large entries at once), and the
+// removal of a record from one of its own packs only when it next loads
+// that entry (a miss). Two processes may both store one entry: a scan
+// keeps one record and, once over budget, evicts the other first. Each
+// counts only its own writes between scans, so the directory may exceed
+// the budget until one of them scans again. Entries vanishing under a Dir
+// are tolerated. A writer holds a shared flock on its pack, and a pack is
+// deleted only under an exclusive one, so no Dir deletes a pack another
+// still appends to; temporary files are never removed while their writer
+// may be alive (see [WithStaleTempAge]). Should one be removed under a
+// live writer all the same, that writer's rename fails and its Store
+// reports the error; no entry is torn.
 //
 // Keys must be valid digests (see [ErrInvalidKey]); a key's hex part is the
 // only part of a path derived from it, so no key can name a file outside
@@ -75,12 +106,25 @@ type Dir struct {
 	maxBytes     int64
 	maxEntry     int64 // min(maxBytes, the WithMaxEntrySize bound)
 	staleTempAge time.Duration
+	packSize     int64 // length past which a writer starts a new pack
 	now          func() time.Time
 
 	// mu orders publication against scanning: Store renames a finished
-	// file into place and counts it under the read lock; a scan holds the
-	// write lock, so it sees every file this Dir has counted.
+	// file into place, or appends a record, and counts it under the read
+	// lock; a scan holds the write lock, so it sees every entry this Dir
+	// has counted.
 	mu sync.RWMutex
+
+	// appendMu serialises appends to the active pack; it is taken before
+	// idx, never after.
+	appendMu  sync.Mutex
+	active    *pack  // the pack this Dir appends to, or nil
+	appendBuf []byte // a record being appended
+
+	// idx guards the index of packed entries and the packs.
+	idx   sync.Mutex
+	index map[digest.Digest]*record
+	packs map[string]*pack // by file name
 
 	bytes          atomic.Int64 // estimated total size of the entry files
 	entries        atomic.Int64 // estimated number of entry files
@@ -90,7 +134,10 @@ type Dir struct {
 	verifyFailures atomic.Uint64
 }
 
-var _ Verifying = (*Dir)(nil)
+var (
+	_ Verifying = (*Dir)(nil)
+	_ Prober    = (*Dir)(nil)
+)
 
 // A DirOption configures a [Dir].
 type DirOption func(*Dir)
@@ -121,6 +168,12 @@ func WithMaxEntrySize(n int64) DirOption {
 	}
 }
 
+// withPackSize sets the length past which a writer starts a new pack, so
+// tests can fill several.
+func withPackSize(n int64) DirOption {
+	return func(d *Dir) { d.packSize = n }
+}
+
 // withClock replaces the clock that stamps access times and ages
 // temporary files, so tests can order accesses without sleeping.
 func withClock(now func() time.Time) DirOption {
@@ -140,13 +193,16 @@ func NewDir(dir string, maxBytes int64, opts ...DirOption) (*Dir, error) {
 		maxBytes:     maxBytes,
 		maxEntry:     DefaultMaxEntrySize,
 		staleTempAge: defaultStaleTempAge,
+		packSize:     defaultPackSize,
 		now:          time.Now,
+		index:        map[digest.Digest]*record{},
+		packs:        map[string]*pack{},
 	}
 	for _, opt := range opts {
 		opt(d)
 	}
 	d.maxEntry = min(d.maxEntry, maxBytes)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, packDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("cache: NewDir: %w", err)
 	}
 	d.mu.Lock()
@@ -162,6 +218,24 @@ func NewDir(dir string, maxBytes int64, opts ...DirOption) (*Dir, error) {
 func (d *Dir) Get(key digest.Digest) ([]byte, bool) {
 	data, err := d.Load(key)
 	return data, err == nil
+}
+
+// Has reports whether an entry this Dir could load is stored under key:
+// a record in its index, or a regular file, of at most the entry bound.
+// It neither reads nor hashes the entry, marks it used or counts a
+// lookup, so damage is found only by a later Load.
+func (d *Dir) Has(key digest.Digest) bool {
+	if validateKey(key) != nil {
+		return false
+	}
+	d.idx.Lock()
+	r := d.index[key]
+	d.idx.Unlock()
+	if r != nil {
+		return r.n <= d.maxEntry
+	}
+	info, err := os.Lstat(d.path(key))
+	return err == nil && info.Mode().IsRegular() && info.Size() <= d.maxEntry
 }
 
 // VerifiesContent reports true: Get hashes every entry it reads.
@@ -180,14 +254,15 @@ func (d *Dir) AddVerified(key digest.Digest, data []byte) {
 }
 
 // Load returns the data stored under key and marks the entry most recently
-// used. It checks what the file is before reading it, so that no file
-// under the directory can make it block or allocate more than the entry
-// bound (see [WithMaxEntrySize]). The error wraps [ErrInvalidKey],
-// [ErrNotFound], [ErrTooLarge] (a file longer than this Dir's entry bound,
-// perhaps written by a process with a larger one; it is left alone),
-// [ErrCorrupt] (the file did not match its key, or was no regular file but
-// a symbolic link, a named pipe or the like, and has been removed) or the
-// error of the failed file operation.
+// used. It checks what the file is, or the record's length, before
+// reading it, so that nothing under the directory can make it block or
+// allocate more than the entry bound (see [WithMaxEntrySize]). The error
+// wraps [ErrInvalidKey], [ErrNotFound], [ErrTooLarge] (an entry longer
+// than this Dir's entry bound, perhaps written by a process with a larger
+// one; it is left alone), [ErrCorrupt] (the entry did not match its key,
+// or its file was no regular file but a symbolic link, a named pipe or
+// the like, and has been removed) or the error of the failed file
+// operation.
 func (d *Dir) Load(key digest.Digest) ([]byte, error) {
 	data, err := d.load(key)
 	if err != nil {
@@ -201,6 +276,9 @@ func (d *Dir) Load(key digest.Digest) ([]byte, error) {
 func (d *Dir) load(key digest.Digest) ([]byte, error) {
 	if err := validateKey(key); err != nil {
 		return nil, err
+	}
+	if data, ok, err := d.loadPacked(key); ok {
+		return data, err
 	}
 	path := d.path(key)
 	// A Dir creates only regular files. Opening anything else must not
@@ -270,13 +348,34 @@ func (d *Dir) put(key digest.Digest, data []byte, verified bool) error {
 	if err == nil && int64(len(data)) > d.maxEntry {
 		err = fmt.Errorf("%d bytes, at most %d: %w", len(data), d.maxEntry, ErrTooLarge)
 	}
-	if err == nil {
+	if err == nil && len(data) <= packedEntryMax {
+		err = d.storePacked(key, data, verified)
+	} else if err == nil {
 		err = d.store(key, bytes.NewReader(data), int64(len(data)), verified)
 	}
 	if err != nil {
 		return fmt.Errorf("cache: store %q: %w", key, err)
 	}
+	if d.bytes.Load() > d.maxBytes {
+		d.evict()
+	}
 	return nil
+}
+
+// storePacked appends data to this Dir's pack under key, which must be
+// valid, checking that they match unless verified says the caller has.
+func (d *Dir) storePacked(key digest.Digest, data []byte, verified bool) error {
+	if d.used(key) {
+		return nil // already stored: spare the hash
+	}
+	if !verified {
+		if got := key.Algorithm().FromBytes(data); got != key {
+			return fmt.Errorf("data has digest %s: %w", got, ErrDigestMismatch)
+		}
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.appendEntry(key, data)
 }
 
 // store writes the size bytes of r under key, which must be valid,
@@ -340,18 +439,12 @@ func (d *Dir) store(key digest.Digest, r io.Reader, size int64, verified bool) e
 		d.bytes.Add(n)
 	}
 	d.mu.RUnlock()
-	if err != nil {
-		return err
-	}
-	if d.bytes.Load() > d.maxBytes {
-		d.evict()
-	}
-	return nil
+	return err
 }
 
 // Stats returns a snapshot of the counters of this Dir. Entries and Bytes
 // are its estimate of the directory's content (see [Dir]); Evictions counts
-// the files this Dir removed to stay within budget.
+// the entries this Dir removed to stay within budget.
 func (d *Dir) Stats() Stats {
 	return Stats{
 		Hits:           d.hits.Load(),
@@ -406,13 +499,19 @@ func (d *Dir) uncount(info fs.FileInfo) {
 	if !info.Mode().IsRegular() {
 		return // scans count only regular files
 	}
-	d.entries.Add(-1)
 	// The file may have changed size since it was counted; subtracting the
 	// size it has now keeps the estimate at or above the truth, which is the
-	// side that still triggers a scan, but never below zero.
+	// side that still triggers a scan.
+	d.uncountEntry(info.Size())
+}
+
+// uncountEntry takes an entry of n bytes out of the estimates, never
+// taking them below zero.
+func (d *Dir) uncountEntry(n int64) {
+	d.entries.Add(-1)
 	for {
 		old := d.bytes.Load()
-		if d.bytes.CompareAndSwap(old, max(old-info.Size(), 0)) {
+		if d.bytes.CompareAndSwap(old, max(old-n, 0)) {
 			return
 		}
 	}
@@ -430,6 +529,13 @@ func (d *Dir) Remove(key digest.Digest) error {
 	path := d.path(key)
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	d.idx.Lock()
+	if r := d.index[key]; r != nil {
+		d.dropRecord(key, r)
+	}
+	d.idx.Unlock()
+	// The entry may also be a file: a large one, or one written by an
+	// earlier version of this package.
 	info, err := os.Lstat(path)
 	if err == nil {
 		err = os.Remove(path)
@@ -463,39 +569,89 @@ type diskEntry struct {
 	info fs.FileInfo
 }
 
-// scanAndEvict measures the directory, removes stale temporary files,
-// evicts least recently used entries while the directory is over budget
-// and resets the estimates to what remains. The caller holds d.mu.
+// victim is an entry a scan may evict: a file, a packed record, or a
+// duplicate record (key is then empty).
+type victim struct {
+	used time.Time
+	size int64
+	file *diskEntry
+	key  digest.Digest
+	rec  *record
+}
+
+// compareVictims orders victims least recently used first, ties broken
+// by place, so that eviction does not depend on map order.
+func compareVictims(a, b victim) int {
+	place := func(v victim) (string, int64) {
+		if v.rec != nil {
+			return v.rec.pack.name, v.rec.off
+		}
+		return v.file.path, 0
+	}
+	an, ao := place(a)
+	bn, bo := place(b)
+	return cmp.Or(a.used.Compare(b.used), strings.Compare(an, bn), cmp.Compare(ao, bo))
+}
+
+// scanAndEvict measures the directory, rebuilds the index of packed
+// entries, removes stale temporary files, evicts least recently used
+// entries while the directory is over budget and resets the estimates to
+// what remains. The caller holds d.mu.
 func (d *Dir) scanAndEvict() error {
 	found, err := d.scan()
 	if err != nil {
 		return err
 	}
+	duplicates := d.scanPacks()
+	d.idx.Lock()
+	defer d.idx.Unlock()
 	var total int64
+	count := int64(len(found) + len(d.index) + len(duplicates))
 	for _, e := range found {
 		total += e.info.Size()
 	}
+	for _, r := range d.index {
+		total += r.n
+	}
+	for _, r := range duplicates {
+		total += r.n
+	}
 	if total > d.maxBytes {
-		slices.SortFunc(found, func(a, b diskEntry) int {
-			return cmp.Or(a.info.ModTime().Compare(b.info.ModTime()), strings.Compare(a.path, b.path))
-		})
-		lowWater := d.maxBytes - d.maxBytes/8
-		kept := found[:0]
+		victims := make([]victim, 0, count)
 		for i, e := range found {
+			victims = append(victims, victim{used: e.info.ModTime(), size: e.info.Size(), file: &found[i]})
+		}
+		for k, r := range d.index {
+			victims = append(victims, victim{used: r.used, size: r.n, key: k, rec: r})
+		}
+		for _, r := range duplicates {
+			// Redundant, so first to go.
+			victims = append(victims, victim{size: r.n, rec: r})
+		}
+		slices.SortFunc(victims, compareVictims)
+		lowWater := d.maxBytes - d.maxBytes/8
+		for _, v := range victims {
 			if total <= lowWater {
-				kept = append(kept, found[i:]...)
 				break
 			}
-			if d.evictFile(e) {
-				total -= e.info.Size()
-			} else {
-				kept = append(kept, e)
+			switch {
+			case v.key != "":
+				d.dropRecord(v.key, v.rec)
+			case v.rec != nil:
+				d.markRemoved(v.rec)
+				d.release(v.rec)
+			case !d.evictFile(*v.file):
+				continue
 			}
+			if v.rec != nil {
+				d.evictions.Add(1)
+			}
+			total -= v.size
+			count--
 		}
-		found = kept
 	}
 	d.bytes.Store(total)
-	d.entries.Store(int64(len(found)))
+	d.entries.Store(count)
 	return nil
 }
 
@@ -551,19 +707,16 @@ func (d *Dir) scan() ([]diskEntry, error) {
 			}
 			for _, file := range files {
 				name := file.Name()
-				isTemp := strings.HasPrefix(name, tempPrefix)
-				if !isTemp && (alg.Validate(name) != nil || name[:2] != shard.Name()) {
+				path := filepath.Join(shardPath, name)
+				if strings.HasPrefix(name, tempPrefix) {
+					removeIfStale(path, file, staleBefore)
+					continue
+				}
+				if alg.Validate(name) != nil || name[:2] != shard.Name() {
 					continue
 				}
 				info, err := file.Info()
 				if err != nil || !info.Mode().IsRegular() {
-					continue
-				}
-				path := filepath.Join(shardPath, name)
-				if isTemp {
-					if info.ModTime().Before(staleBefore) {
-						os.Remove(path)
-					}
 					continue
 				}
 				found = append(found, diskEntry{path: path, info: info})
@@ -571,4 +724,23 @@ func (d *Dir) scan() ([]diskEntry, error) {
 		}
 	}
 	return found, nil
+}
+
+// removeIfStale removes the temporary file at path, listed as de, if it
+// was last modified before staleBefore.
+func removeIfStale(path string, de fs.DirEntry, staleBefore time.Time) {
+	if info, err := de.Info(); err == nil && info.Mode().IsRegular() && info.ModTime().Before(staleBefore) {
+		os.Remove(path)
+	}
+}
+
+// Close closes the pack files this Dir holds open and releases its locks,
+// so that other Dirs may delete its pack once it is empty. The Dir must
+// not be used afterwards. A Dir that is merely dropped releases them when
+// the garbage collector finalizes its files.
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closePacks()
+	return nil
 }

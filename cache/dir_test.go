@@ -18,8 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// diskState walks a cache directory and returns the total size of its
-// entry files, their paths and the paths of temporary files.
+// diskState walks a cache directory and returns the total length of its
+// entries, where they are (the path of a file, or a pack's path, "@" and
+// the offset of a record) and the paths of temporary files.
 func diskState(t *testing.T, root string) (total int64, entries, temps []string) {
 	t.Helper()
 	err := filepath.WalkDir(root, func(path string, de fs.DirEntry, err error) error {
@@ -34,12 +35,36 @@ func diskState(t *testing.T, root string) (total int64, entries, temps []string)
 		if err != nil {
 			return err
 		}
-		total += info.Size()
-		entries = append(entries, path)
+		if filepath.Base(filepath.Dir(path)) != packDirName {
+			total += info.Size()
+			entries = append(entries, path)
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		readRecords(f, info.Size(), func(h recordHeader) {
+			if h.flags&flagRemoved == 0 {
+				total += h.n
+				entries = append(entries, fmt.Sprintf("%s@%d", path, h.off))
+			}
+		})
 		return nil
 	})
 	require.NoError(t, err)
 	return total, entries, temps
+}
+
+// packedData returns the pack and the offset of the data of key's record.
+func packedData(t *testing.T, d *Dir, key digest.Digest) (path string, off int64) {
+	t.Helper()
+	d.idx.Lock()
+	defer d.idx.Unlock()
+	r := d.index[key]
+	require.NotNil(t, r, "%s is not packed", key)
+	return d.packPath(r.pack.name), r.dataOff()
 }
 
 // fakeClock is a clock that moves only when told to.
@@ -62,34 +87,41 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func TestDirRoundTrip(t *testing.T) {
 	root := t.TempDir()
-	d, err := NewDir(root, 1<<20)
+	d, err := NewDir(root, 4<<20)
 	require.NoError(t, err)
-	e := newEntry(1, 1000)
+	small, large := newEntry(1, 1000), newEntry(2, packedEntryMax+1)
+	size := int64(len(small.data) + len(large.data))
 
-	_, err = d.Load(e.key)
-	require.ErrorIs(t, err, ErrNotFound)
-	require.NoError(t, d.Store(e.key, e.data))
-	require.NoError(t, d.Store(e.key, e.data), "storing an existing entry again")
-	got, err := d.Load(e.key)
-	require.NoError(t, err)
-	assert.Equal(t, e.data, got)
+	for _, e := range []entry{small, large} {
+		_, err = d.Load(e.key)
+		require.ErrorIs(t, err, ErrNotFound)
+		require.NoError(t, d.Store(e.key, e.data))
+		require.NoError(t, d.Store(e.key, e.data), "storing an existing entry again")
+		got, err := d.Load(e.key)
+		require.NoError(t, err)
+		assert.Equal(t, e.data, got)
+	}
 
-	hex := e.key.Encoded()
-	_, err = os.Stat(filepath.Join(root, "sha256", hex[:2], hex))
-	assert.NoError(t, err, "entry not at its content address")
+	// The small entry is a record in a pack, the large one a file at its
+	// content address.
+	packPath, _ := packedData(t, d, small.key)
+	hex := large.key.Encoded()
+	largePath := filepath.Join(root, "sha256", hex[:2], hex)
 	total, entries, temps := diskState(t, root)
-	assert.Equal(t, int64(1000), total)
-	assert.Len(t, entries, 1)
+	assert.Equal(t, size, total)
+	assert.ElementsMatch(t, []string{packPath + "@0", largePath}, entries)
 	assert.Empty(t, temps)
-	assert.Equal(t, Stats{Hits: 1, Misses: 1, Entries: 1, Bytes: 1000}, d.Stats())
+	assert.Equal(t, Stats{Hits: 2, Misses: 2, Entries: 2, Bytes: size}, d.Stats())
 
-	// A new Dir on the same directory finds the entry.
-	d2, err := NewDir(root, 1<<20)
+	// A new Dir on the same directory finds both.
+	d2, err := NewDir(root, 4<<20)
 	require.NoError(t, err)
-	assert.Equal(t, Stats{Entries: 1, Bytes: 1000}, d2.Stats())
-	got, ok := d2.Get(e.key)
-	require.True(t, ok)
-	assert.Equal(t, e.data, got)
+	assert.Equal(t, Stats{Entries: 2, Bytes: size}, d2.Stats())
+	for _, e := range []entry{small, large} {
+		got, ok := d2.Get(e.key)
+		require.True(t, ok)
+		assert.Equal(t, e.data, got)
+	}
 }
 
 func TestDirRemove(t *testing.T) {
@@ -209,6 +241,7 @@ func TestDirRejectsNonPositiveBudget(t *testing.T) {
 // TestDirDamagedFileIsMissAndRemoved damages a stored file in the ways a
 // disk or a crash can and checks that the damage is never returned.
 func TestDirDamagedFileIsMissAndRemoved(t *testing.T) {
+	e := newEntry(1, packedEntryMax+1000)
 	for name, damage := range map[string]func(path string) error{
 		"flipped byte": func(path string) error {
 			f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -216,10 +249,10 @@ func TestDirDamagedFileIsMissAndRemoved(t *testing.T) {
 				return err
 			}
 			defer f.Close()
-			_, err = f.WriteAt([]byte{0xff ^ newEntry(1, 1000).data[500]}, 500)
+			_, err = f.WriteAt([]byte{0xff ^ e.data[500]}, 500)
 			return err
 		},
-		"truncated": func(path string) error { return os.Truncate(path, 999) },
+		"truncated": func(path string) error { return os.Truncate(path, int64(len(e.data)-1)) },
 		"empty":     func(path string) error { return os.Truncate(path, 0) },
 		"extended": func(path string) error {
 			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
@@ -233,9 +266,8 @@ func TestDirDamagedFileIsMissAndRemoved(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			root := t.TempDir()
-			d, err := NewDir(root, 1<<20)
+			d, err := NewDir(root, 4<<20)
 			require.NoError(t, err)
-			e := newEntry(1, 1000)
 			require.NoError(t, d.Store(e.key, e.data))
 			_, entries, _ := diskState(t, root)
 			require.Len(t, entries, 1)
@@ -264,8 +296,8 @@ func TestDirDamagedFileIsMissAndRemoved(t *testing.T) {
 
 func TestDirFileOverBudgetIsMissButKept(t *testing.T) {
 	root := t.TempDir()
-	big := newEntry(1, 1000)
-	generous, err := NewDir(root, 1<<20)
+	big := newEntry(1, packedEntryMax+1)
+	generous, err := NewDir(root, 4<<20)
 	require.NoError(t, err)
 	require.NoError(t, generous.Store(big.key, big.data))
 
@@ -285,7 +317,7 @@ func TestDirFileOverBudgetIsMissButKept(t *testing.T) {
 func TestDirHugeFileIsNotRead(t *testing.T) {
 	d, err := NewDir(t.TempDir(), 8<<30)
 	require.NoError(t, err)
-	e := newEntry(1, 1000)
+	e := newEntry(1, packedEntryMax+1)
 	require.NoError(t, d.Store(e.key, e.data))
 	path := d.path(e.key)
 	require.NoError(t, os.Truncate(path, 4<<30))
@@ -297,20 +329,27 @@ func TestDirHugeFileIsNotRead(t *testing.T) {
 }
 
 // TestDirEntryTooLargeForOneDirIsLeftToOthers checks that a Dir with a
-// smaller entry bound neither reads nor removes a larger entry that a
-// Dir with a larger bound stored.
+// smaller entry bound neither reads nor removes a larger entry, packed or
+// not, that a Dir with a larger bound stored.
 func TestDirEntryTooLargeForOneDirIsLeftToOthers(t *testing.T) {
 	root := t.TempDir()
-	d, err := NewDir(root, 1<<20, WithMaxEntrySize(100))
+	generous, err := NewDir(root, 4<<20, WithMaxEntrySize(-1))
 	require.NoError(t, err)
-	generous, err := NewDir(root, 1<<20, WithMaxEntrySize(-1))
+	packed, loose := newEntry(1, 101), newEntry(2, packedEntryMax+1)
+	for _, e := range []entry{packed, loose} {
+		require.NoError(t, generous.Store(e.key, e.data))
+	}
+	// Opened after the stores: a Dir sees another's packed entries at
+	// its next scan.
+	d, err := NewDir(root, 4<<20, WithMaxEntrySize(100))
 	require.NoError(t, err)
-	big := newEntry(1, 101)
-	require.NoError(t, generous.Store(big.key, big.data))
-	_, err = d.Load(big.key)
-	require.ErrorIs(t, err, ErrTooLarge)
-	_, ok := generous.Get(big.key)
-	assert.True(t, ok)
+	for _, e := range []entry{packed, loose} {
+		_, err = d.Load(e.key)
+		require.ErrorIs(t, err, ErrTooLarge)
+		_, ok := generous.Get(e.key)
+		assert.True(t, ok)
+	}
+	assert.Zero(t, d.Stats().VerifyFailures)
 }
 
 func TestDirEvictsLeastRecentlyUsed(t *testing.T) {
@@ -534,7 +573,7 @@ func TestDirSharedDirectory(t *testing.T) {
 		assert.Zero(t, st.VerifyFailures, "one Dir saw a partial write of the other")
 		assert.NotZero(t, st.Evictions)
 	}
-	_, files, temps := diskState(t, root)
+	_, _, temps := diskState(t, root)
 	assert.Empty(t, temps)
 	// Each Dir counts only its own writes between scans, so the directory
 	// may be over budget now; the next scan corrects it.
@@ -543,9 +582,15 @@ func TestDirSharedDirectory(t *testing.T) {
 	total, files, _ := diskState(t, root)
 	assert.LessOrEqual(t, total, int64(budget))
 	assert.Equal(t, total, c.Stats().Bytes)
-	for _, path := range files {
-		key := digest.NewDigestFromEncoded(digest.SHA256, filepath.Base(path))
-		_, err := c.Load(key)
-		assert.NoError(t, err, "entry %s", key)
+	hits := 0
+	for _, e := range entries {
+		got, err := c.Load(e.key)
+		if err == nil {
+			hits++
+			assert.Equal(t, e.data, got)
+		} else {
+			assert.ErrorIs(t, err, ErrNotFound)
+		}
 	}
+	assert.Len(t, files, hits)
 }

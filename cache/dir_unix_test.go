@@ -69,13 +69,13 @@ func TestDirNonRegularEntryIsMissAndRemoved(t *testing.T) {
 // TestDirStoreReplacesNonEntry checks that Store does not take a file that
 // cannot be the entry for the entry itself.
 func TestDirStoreReplacesNonEntry(t *testing.T) {
-	e := newEntry(1, 1000)
+	e := newEntry(1, packedEntryMax+1) // files hold only large entries
 	for name, plant := range map[string]func(path string) error{
 		"named pipe": func(path string) error { return syscall.Mkfifo(path, 0o600) },
 		"short file": func(path string) error { return os.WriteFile(path, e.data[:10], 0o600) },
 	} {
 		t.Run(name, func(t *testing.T) {
-			d, err := NewDir(t.TempDir(), 1<<20)
+			d, err := NewDir(t.TempDir(), 4<<20)
 			require.NoError(t, err)
 			path := d.path(e.key)
 			require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o700))

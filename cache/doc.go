@@ -11,15 +11,19 @@
 //   - [Memory], an in-process LRU bounded by the total length of its
 //     entries. It hands out the very slices it was given, so neither side
 //     may modify them.
-//   - [Dir], a directory of files, one per entry, bounded in bytes and
-//     evicted least recently used first. It survives restarts, can be
-//     shared by several processes, publishes entries atomically and
-//     verifies every entry it reads, so a crash or a damaged disk costs a
-//     miss, never wrong bytes. One entry is at most [DefaultMaxEntrySize]
-//     (64 MiB) long unless [WithMaxEntrySize] says otherwise, and never
-//     longer than the budget; a lookup checks a file's type and length
-//     before it reads any of it. [Dir.Remove] frees an entry a caller
-//     knows is no longer wanted without waiting for eviction.
+//   - [Dir], a directory bounded in bytes and evicted least recently
+//     used first. Entries of up to 1 MiB are records appended to shared
+//     pack files (64 MiB each), found through an index in memory; larger
+//     ones are files of their own. It survives restarts, can be shared by
+//     several processes (which see each other's packed entries from their
+//     next scan of the directory), and verifies every entry it reads, so
+//     a crash or a damaged disk costs a miss, never wrong bytes. One entry
+//     is at most [DefaultMaxEntrySize] (64 MiB) long unless
+//     [WithMaxEntrySize] says otherwise, and never longer than the budget;
+//     a lookup checks an entry's type and length before it reads any of
+//     it, and a scan bounds every length a pack's record headers claim.
+//     [Dir.Remove] frees an entry a caller knows is no longer wanted,
+//     blocks on disk included, without waiting for eviction.
 //   - [Tiered], a fast cache over a slow one (typically a Memory over a
 //     Dir) that promotes entries found only in the slow one.
 //

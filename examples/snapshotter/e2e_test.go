@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -474,10 +475,29 @@ func (e *env) waitConnected(t testing.TB) {
 	}
 }
 
-// cacheFiles lists the entry files of the chunk cache at dir.
+// cacheFiles lists the entries of the chunk cache at dir: its large
+// entries' files, and the live records of its packs as "<pack>@<offset>".
 func cacheFiles(t testing.TB, dir string) (total int64, entries []string, err error) {
 	t.Helper()
-	err = filepath.WalkDir(filepath.Join(dir, "sha256"), func(path string, de os.DirEntry, err error) error {
+	cacheEntries(t, dir, func(path string, off, n int64, packed bool) {
+		total += n
+		if packed {
+			path = fmt.Sprintf("%s@%d", path, off)
+		}
+		entries = append(entries, path)
+	})
+	return total, entries, nil
+}
+
+// cacheEntries calls fn with the place (a file, or a pack and the offset
+// of the data in it) and length of each entry of the chunk cache at dir.
+// It decodes packs by the record format package cache documents: a
+// 16-byte header ("LLpk", flags whose bit 0 marks a removed record, the
+// key's length, two zero bytes, the data's big-endian uint64 length),
+// then the key and the data.
+func cacheEntries(t testing.TB, dir string, fn func(path string, off, n int64, packed bool)) {
+	t.Helper()
+	err := filepath.WalkDir(filepath.Join(dir, "sha256"), func(path string, de os.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
 			return err
 		}
@@ -485,35 +505,60 @@ func cacheFiles(t testing.TB, dir string) (total int64, entries []string, err er
 		if err != nil {
 			return err
 		}
-		total += info.Size()
-		entries = append(entries, path)
+		fn(path, 0, info.Size(), false)
 		return nil
 	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	packs, err := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return total, entries, nil
+	for _, path := range packs {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; len(data)-off >= 16 && string(data[off:off+4]) == "LLpk"; {
+			h := data[off : off+16]
+			start := off + 16 + int(h[5])
+			n := binary.BigEndian.Uint64(h[8:])
+			if n > uint64(len(data)-start) {
+				break // torn
+			}
+			if h[4]&1 == 0 {
+				fn(path, int64(start), int64(n), true)
+			}
+			off = start + int(n)
+		}
+	}
 }
 
 // corruptCache flips a byte in every entry of the chunk cache at dir and
 // returns how many it damaged.
 func corruptCache(t testing.TB, dir string) int {
 	t.Helper()
-	_, entries, _ := cacheFiles(t, dir)
-	for _, path := range entries {
-		data, err := os.ReadFile(path)
+	damaged := 0
+	cacheEntries(t, dir, func(path string, off, n int64, _ bool) {
+		if n == 0 {
+			return
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(data) == 0 {
-			continue
-		}
-		data[len(data)/2] ^= 0xff
-		if err := os.WriteFile(path, data, 0o600); err != nil {
+		defer f.Close()
+		b := make([]byte, 1)
+		if _, err := f.ReadAt(b, off+n/2); err != nil {
 			t.Fatal(err)
 		}
-	}
-	return len(entries)
+		if _, err := f.WriteAt([]byte{^b[0]}, off+n/2); err != nil {
+			t.Fatal(err)
+		}
+		damaged++
+	})
+	return damaged
 }
 
 // pull pulls ref with containerd's Go client, unpacking it with the
