@@ -76,6 +76,15 @@ func (m *Memory) Has(key digest.Digest) bool {
 	return m.lru.Contains(key)
 }
 
+// Remove drops the entry stored under key, if any, freeing its bytes at
+// once, as [Dir.Remove] does for a caller that knows nothing will read it
+// again.
+func (m *Memory) Remove(key digest.Digest) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lru.Remove(key)
+}
+
 // Add stores data under key, without copying it, and evicts least recently
 // used entries until the cache is within its byte budget. If key is
 // already present, Add only marks it most recently used. Data longer than

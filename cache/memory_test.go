@@ -100,3 +100,14 @@ func TestMemoryHasNeitherCountsNorTouches(t *testing.T) {
 	assert.False(t, m.Has(a.key))
 	assert.True(t, m.Has(b.key))
 }
+
+func TestMemoryRemoveFreesTheEntry(t *testing.T) {
+	m := NewMemory(2000)
+	a, b := newEntry(1, 1000), newEntry(2, 1000)
+	m.Add(a.key, a.data)
+	m.Add(b.key, b.data)
+	m.Remove(a.key)
+	m.Remove(a.key) // not stored: nothing happens
+	assert.False(t, m.Has(a.key))
+	assert.Equal(t, Stats{Entries: 1, Bytes: 1000}, m.Stats())
+}
