@@ -184,6 +184,9 @@ func TestEndToEnd(t *testing.T) {
 		if _, entries, _ := cacheFiles(t, filepath.Join(e.snapRoot, "cache")); len(entries) != 0 {
 			t.Errorf("%d chunks left in the cache after the only lazy image was removed", len(entries))
 		}
+		if n := scrape(t, e.metrics)["lazylayer_memory_cache_bytes"]; n != 0 {
+			t.Errorf("%v bytes of chunks left in memory after the only lazy image was removed", n)
+		}
 	})
 	t.Run("stop leaves no mount", func(t *testing.T) {
 		e.stop(t)

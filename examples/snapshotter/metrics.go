@@ -49,7 +49,7 @@ type metrics struct {
 	openTime, mountTime, prefetchTime prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
+func newMetrics(reg prometheus.Registerer, chunks *cache.Tiered, memory *cache.Memory, disk *cache.Dir) *metrics {
 	m := &metrics{
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lazylayer_fetch_bytes_total",
@@ -96,26 +96,32 @@ func newMetrics(reg prometheus.Registerer, c *cache.Dir) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}),
 	}
-	stats := func(f func(cache.Stats) float64) func() float64 {
-		return func() float64 { return f(c.Stats()) }
+	// Lookups count in both tiers; what is stored, on disk.
+	lookups := func(f func(cache.Stats) float64) func() float64 {
+		return func() float64 { return f(chunks.Stats()) }
+	}
+	stored := func(f func(cache.Stats) float64) func() float64 {
+		return func() float64 { return f(disk.Stats()) }
 	}
 	reg.MustRegister(m.bytes, m.requests, m.firstRead, m.planned, m.done, m.mounts, m.pending,
 		m.openTime, m.mountTime, m.prefetchTime,
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_hits_total", Help: "Chunk cache lookups that hit."},
-			stats(func(s cache.Stats) float64 { return float64(s.Hits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_hits_total", Help: "Chunk cache lookups that hit, in memory or on disk."},
+			lookups(func(s cache.Stats) float64 { return float64(s.Hits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_misses_total", Help: "Chunk cache lookups that missed."},
-			stats(func(s cache.Stats) float64 { return float64(s.Misses) })),
+			lookups(func(s cache.Stats) float64 { return float64(s.Misses) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lazylayer_cache_hit_ratio", Help: "Hits over lookups of the chunk cache since start."},
-			stats(func(s cache.Stats) float64 {
+			lookups(func(s cache.Stats) float64 {
 				if s.Hits+s.Misses == 0 {
 					return 0
 				}
 				return float64(s.Hits) / float64(s.Hits+s.Misses)
 			})),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lazylayer_cache_bytes", Help: "Bytes the chunk cache holds."},
-			stats(func(s cache.Stats) float64 { return float64(s.Bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lazylayer_cache_bytes", Help: "Bytes the chunk cache holds on disk."},
+			stored(func(s cache.Stats) float64 { return float64(s.Bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lazylayer_memory_cache_bytes", Help: "Bytes of chunks kept in memory over the disk cache."},
+			func() float64 { return float64(memory.Stats().Bytes) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lazylayer_cache_verify_failures_total", Help: "Cached chunks found damaged, dropped and fetched again."},
-			stats(func(s cache.Stats) float64 { return float64(s.VerifyFailures) })),
+			stored(func(s cache.Stats) float64 { return float64(s.VerifyFailures) })),
 	)
 	return m
 }

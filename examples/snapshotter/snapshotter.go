@@ -44,6 +44,10 @@ const (
 // otherwise: 10 GiB.
 const DefaultCacheSize = 10 << 30
 
+// DefaultMemoryCacheSize bounds the memory tier of the chunk cache
+// unless Config.MemoryCacheSize says otherwise: 32 MiB.
+const DefaultMemoryCacheSize = 32 << 20
+
 // openTimeout bounds opening an image and remounting a layer at start.
 const openTimeout = 2 * time.Minute
 
@@ -77,6 +81,11 @@ type Config struct {
 	// CacheSize bounds the chunk cache in bytes; <= 0 means
 	// DefaultCacheSize.
 	CacheSize int64
+	// MemoryCacheSize bounds, in bytes, the chunks kept in memory over
+	// the directory cache: the ones most recently fetched or read, which
+	// a starting container reads next, are served without reading and
+	// hashing their file again; <= 0 means DefaultMemoryCacheSize.
+	MemoryCacheSize int64
 	// BackgroundRate is the most bytes per second the background fetch
 	// of whole layers asks for while the prefetch plans hold what the
 	// containers read (see backgroundMisses); <= 0 means
@@ -111,7 +120,9 @@ type Snapshotter struct {
 	root     string
 	record   string
 	registry *registry.Client
-	cache    *cache.Dir
+	cache    *cache.Dir    // the chunks, on disk
+	memory   *cache.Memory // the chunks last used, over cache
+	chunks   *cache.Tiered // memory over cache, which the layers read
 	metrics  *metrics
 	demand   *demand
 	logf     func(string, ...any)
@@ -147,6 +158,9 @@ func New(cfg Config) (*Snapshotter, error) {
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = DefaultCacheSize
 	}
+	if cfg.MemoryCacheSize <= 0 {
+		cfg.MemoryCacheSize = DefaultMemoryCacheSize
+	}
 	if cfg.BackgroundRate <= 0 {
 		cfg.BackgroundRate = DefaultBackgroundRate
 	}
@@ -161,7 +175,9 @@ func New(cfg Config) (*Snapshotter, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m := newMetrics(reg, dir)
+	memory := cache.NewMemory(cfg.MemoryCacheSize)
+	chunks := cache.NewTiered(memory, dir)
+	m := newMetrics(reg, chunks, memory, dir)
 	d := newDemand(float64(cfg.BackgroundRate))
 	rc, err := registry.New(
 		registry.WithTransport(&transport{next: http.DefaultTransport, m: m, demand: d}),
@@ -178,7 +194,7 @@ func New(cfg Config) (*Snapshotter, error) {
 		return nil, fmt.Errorf("overlay snapshotter at %s: %w", cfg.Root, err)
 	}
 	s := &Snapshotter{
-		Snapshotter: ov, root: cfg.Root, record: cfg.RecordDir, registry: rc, cache: dir, metrics: m, demand: d, logf: cfg.Logf,
+		Snapshotter: ov, root: cfg.Root, record: cfg.RecordDir, registry: rc, cache: dir, memory: memory, chunks: chunks, metrics: m, demand: d, logf: cfg.Logf,
 		images: map[string]*openImage{}, mounts: map[string]*mounted{},
 	}
 	if s.logf == nil {
@@ -370,7 +386,7 @@ func (s *Snapshotter) open(ref string, rec *prefetch.Recorder) (*image.Image, er
 	}
 	start := time.Now()
 	img, err := image.Open(ctx, src, image.WithReaderOptions(
-		reader.WithCache(s.cache),
+		reader.WithCache(s.chunks),
 		reader.WithAccessObserver(observe),
 	))
 	if err != nil {
@@ -502,6 +518,7 @@ func (s *Snapshotter) dropChunks(l *reader.Layer, others []*reader.Layer) {
 	}
 	for _, k := range l.CacheKeys() {
 		if !keep[k] {
+			s.memory.Remove(k)
 			if err := s.cache.Remove(k); err != nil {
 				s.logf("lazylayer: %v", err)
 			}

@@ -41,6 +41,7 @@ func main() {
 	socket := flag.String("address", "/run/lazylayer-snapshotter/snapshotter.sock", "the unix socket to serve containerd's snapshots API on")
 	metrics := flag.String("metrics-address", "", "serve Prometheus metrics at http://ADDRESS/metrics (host:port; empty: none)")
 	cacheSize := flag.Int64("cache-size", snapshotter.DefaultCacheSize, "the most bytes the chunk cache may hold")
+	memoryCacheSize := flag.Int64("memory-cache-size", snapshotter.DefaultMemoryCacheSize, "the most bytes of chunks kept in memory over the chunk cache")
 	backgroundRate := flag.Int64("background-rate", snapshotter.DefaultBackgroundRate, "the most bytes per second the background fetch of whole layers asks for while the prefetch plans hold what containers read")
 	insecure := flag.String("insecure", "", "comma-separated registries (host[:port]) to speak plain HTTP to; loopback ones always are")
 	hostsDir := flag.String("hosts-dir", "/etc/containerd/certs.d", "the directory of containerd hosts.toml files naming registry mirrors")
@@ -71,7 +72,7 @@ func main() {
 		go profilePeaks(ctx, *heapProfile, 50*time.Millisecond)
 	}
 	cfg := snapshotter.Config{
-		Root: *root, CacheSize: *cacheSize, BackgroundRate: *backgroundRate, HostsDir: *hostsDir, RecordDir: *record,
+		Root: *root, CacheSize: *cacheSize, MemoryCacheSize: *memoryCacheSize, BackgroundRate: *backgroundRate, HostsDir: *hostsDir, RecordDir: *record,
 	}
 	if *insecure != "" {
 		cfg.Insecure = strings.Split(*insecure, ",")
