@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"slices"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -468,20 +469,32 @@ func TestMalformedDigestsAreErrors(t *testing.T) {
 	}
 }
 
-func TestAccessObserverRecordsFirstReads(t *testing.T) {
+// observedSampleLayer is sampleLayer with an access observer; accesses
+// returns what it was told so far.
+func observedSampleLayer(t *testing.T, opts ...Option) (l *Layer, accesses func() []Access) {
 	var mu sync.Mutex
 	var got []Access
-	l, _, _ := sampleLayer(t, false, WithAccessObserver(func(a Access) {
+	l, _, _ = sampleLayer(t, false, append(opts, WithAccessObserver(func(a Access) {
 		mu.Lock()
 		got = append(got, a)
 		mu.Unlock()
-	}), WithConcurrency(1))
+	}))...)
+	return l, func() []Access {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+func TestAccessObserverRecordsFirstReads(t *testing.T) {
+	l, accesses := observedSampleLayer(t, WithConcurrency(1))
 	l.ReadFile("etc/hostname")
 	l.ReadFile("etc/hostname")
 	f, _ := l.Open("data/hard") // a hard link to usr/bin/tool, 5 chunks
 	f.(io.ReaderAt).ReadAt(make([]byte, 10), 2500)
 	f.(io.ReaderAt).ReadAt(make([]byte, 10), 2600)
 	l.ReadFile("usr/bin/tool")
+	got := accesses()
 	want := []struct {
 		name  string
 		chunk int
@@ -500,13 +513,7 @@ func TestAccessObserverRecordsFirstReads(t *testing.T) {
 // Unobserved, neither reach the observer nor hide the workload's first
 // read of the same chunks.
 func TestUnobservedReadsAreNotAccesses(t *testing.T) {
-	var mu sync.Mutex
-	var got []Access
-	l, _, _ := sampleLayer(t, false, WithAccessObserver(func(a Access) {
-		mu.Lock()
-		got = append(got, a)
-		mu.Unlock()
-	}))
+	l, accesses := observedSampleLayer(t)
 	f, err := l.Open("usr/bin/tool") // 5 chunks
 	if err != nil {
 		t.Fatal(err)
@@ -520,13 +527,13 @@ func TestUnobservedReadsAreNotAccesses(t *testing.T) {
 	if _, err := f.(ContextReaderAt).ReadAtContext(Unobserved(t.Context()), buf, 0); err != nil && err != io.EOF {
 		t.Fatal(err)
 	}
-	if len(got) != 0 {
+	if got := accesses(); len(got) != 0 {
 		t.Fatalf("unobserved reads reported %d accesses: %+v", len(got), got)
 	}
 	if _, err := l.ReadFile("usr/bin/tool"); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 5 {
+	if got := accesses(); len(got) != 5 {
 		t.Errorf("the workload's read after the planner's reported %d accesses, want 5", len(got))
 	}
 }
