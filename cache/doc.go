@@ -29,7 +29,8 @@
 //
 // Memory and Dir hash what is added to them; a caller that has just hashed
 // the data itself, as a lazy reader has every chunk it verified, adds it
-// with [AddVerified] to skip that.
+// with [AddVerified] to skip that. All three are a [Prober]: [Has] asks
+// whether an entry is there without reading it.
 //
 // Each cache reports its counters as a [Stats]. The Cache interface has no
 // room for errors; [Dir.Store] and [Dir.Load] report them, wrapping the
