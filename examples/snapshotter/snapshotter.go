@@ -186,11 +186,13 @@ func New(cfg Config) (*Snapshotter, error) {
 		registry.WithUserAgent("lazylayer-snapshotter"),
 	)
 	if err != nil {
+		dir.Close()
 		return nil, err
 	}
 	ov, err := overlay.NewSnapshotter(filepath.Join(cfg.Root, "snapshots"), overlay.WithUpperdirLabel)
 	if err != nil {
 		rc.Close()
+		dir.Close()
 		return nil, fmt.Errorf("overlay snapshotter at %s: %w", cfg.Root, err)
 	}
 	s := &Snapshotter{
@@ -560,5 +562,5 @@ func (s *Snapshotter) Close() error {
 		s.unmount(dir, false)
 	}
 	s.wg.Wait()
-	return errors.Join(s.Snapshotter.Close(), s.registry.Close())
+	return errors.Join(s.Snapshotter.Close(), s.registry.Close(), s.cache.Close())
 }
