@@ -47,6 +47,12 @@ func mountLayer(dir string, l *reader.Layer, name string) (*fuse.Server, error) 
 			Name:         "lazylayer",
 			Options:      []string{"ro"},
 			MaxReadAhead: 1 << 20,
+			// overlayfs asks a lower layer for its trusted.overlay.*
+			// attributes at every lookup, and exec for file
+			// capabilities: one round trip each, ~400 in a Python
+			// start. A layer with nothing to answer them, most of
+			// them, turns them off in the kernel.
+			DisableXAttrs: !usesXattrs(l),
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
@@ -56,6 +62,17 @@ func mountLayer(dir string, l *reader.Layer, name string) (*fuse.Server, error) 
 		return nil, fmt.Errorf("mount layer %s at %s: %w", name, dir, err)
 	}
 	return server, nil
+}
+
+// usesXattrs reports whether the mount of l has an extended attribute to
+// show: an entry's own, or the opaque mark of a directory (see xattrs).
+func usesXattrs(l *reader.Layer) bool {
+	for _, e := range l.TOC().Entries {
+		if len(e.Xattrs) > 0 || path.Base(e.Name) == whiteoutOpaque {
+			return true
+		}
+	}
+	return false
 }
 
 // layerFS is what the nodes of one mount share.

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -147,5 +148,26 @@ func TestLayerFS(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bin/tool"), nil, 0); err == nil {
 		t.Error("writing a file of a layer succeeded")
+	}
+}
+
+// TestLayerFSWithoutXattrs: a layer with no extended attribute and no
+// opaque directory has the kernel answer attribute lookups itself, without
+// asking the snapshotter.
+func TestLayerFSWithoutXattrs(t *testing.T) {
+	needFUSE(t)
+	l := testLayer(t, []*tar.Header{
+		{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "bin/tool", Typeflag: tar.TypeReg, Mode: 0o755},
+	}, map[string]string{"bin/tool": "#!/bin/sh\n"})
+	dir := mountTest(t, l)
+	for _, name := range []string{"bin", "bin/tool"} {
+		_, err := unix.Getxattr(filepath.Join(dir, name), "trusted.overlay.opaque", make([]byte, 16))
+		if !errors.Is(err, unix.EOPNOTSUPP) {
+			t.Errorf("getxattr %s: %v, want EOPNOTSUPP from the kernel", name, err)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "bin/tool")); err != nil || string(got) != "#!/bin/sh\n" {
+		t.Errorf("bin/tool: %q, %v", got, err)
 	}
 }
