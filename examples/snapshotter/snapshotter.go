@@ -111,8 +111,8 @@ type Config struct {
 
 // Snapshotter is containerd's overlayfs snapshotter, to which it adds
 // layers mounted lazily: a Prepare that carries the image's reference
-// and the layer's digest, of a seekable layer, mounts the layer through
-// FUSE as the snapshot's directory and commits it at once, so that
+// and the layer's digest, of a seekable layer, commits the snapshot at
+// once and mounts the layer through FUSE as its directory, so that
 // containerd skips fetching and unpacking it. Any other layer is left
 // to containerd, which unpacks it as usual.
 type Snapshotter struct {
@@ -131,9 +131,10 @@ type Snapshotter struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // background work
 
-	mu     sync.Mutex
-	images map[string]*openImage // by reference with digest
-	mounts map[string]*mounted   // by directory
+	mu      sync.Mutex
+	images  map[string]*openImage    // by reference with digest
+	mounts  map[string]*mounted      // by directory
+	pending map[string]chan struct{} // committed, not yet mounted: see prepareLazy
 }
 
 // openImage is an image some mounted layers come from.
@@ -197,7 +198,7 @@ func New(cfg Config) (*Snapshotter, error) {
 	}
 	s := &Snapshotter{
 		Snapshotter: ov, root: cfg.Root, record: cfg.RecordDir, registry: rc, cache: dir, memory: memory, chunks: chunks, metrics: m, demand: d, logf: cfg.Logf,
-		images: map[string]*openImage{}, mounts: map[string]*mounted{},
+		images: map[string]*openImage{}, mounts: map[string]*mounted{}, pending: map[string]chan struct{}{},
 	}
 	if s.logf == nil {
 		s.logf = log.Printf
@@ -264,21 +265,40 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 			s.logf("lazylayer: layer %s of %s: %v; unpacking it instead", layer, ref, err)
 		}
 	}
+	if err := s.settled(ctx, parent); err != nil {
+		return nil, err
+	}
 	return s.Snapshotter.Prepare(ctx, key, parent, opts...)
 }
 
 // prepareLazy mounts layer of the image ref as the committed snapshot
 // target, going through the active snapshot key as containerd would.
+//
+// It commits the snapshot before it mounts the layer in its directory:
+// containerd's overlayfs snapshotter measures a snapshot's disk use at
+// Commit by walking its directory, which through FUSE would list the
+// whole layer while the pull waits (85 ms of a Python start's pull; the
+// layer takes no disk space but its cached chunks anyway). Until the
+// layer is mounted, target is pending: whoever asks for it (Stat, or a
+// Prepare or View on it) waits.
 func (s *Snapshotter) prepareLazy(ctx context.Context, key, parent, target, ref, layer string, labels map[string]string, opts []snapshots.Opt) error {
+	done, err := s.claim(ctx, target)
+	if err != nil || done == nil {
+		return err // nil: a concurrent Prepare mounted it
+	}
+	defer done()
+	oi, l, err := s.lazyLayer(ctx, ref, layer)
+	if err != nil {
+		return err
+	}
 	if _, err := s.Snapshotter.Prepare(ctx, key, parent, opts...); err != nil {
+		s.release(ref)
 		return err
 	}
 	st, err := s.Snapshotter.Stat(ctx, key)
-	if err == nil {
-		err = s.mount(ctx, ref, layer, st.Labels[labelUpperdir])
-	}
 	if err != nil {
 		s.Snapshotter.Remove(ctx, key)
+		s.release(ref)
 		return err
 	}
 	committed := map[string]string{labelImage: ref, labelLayer: layer}
@@ -286,43 +306,123 @@ func (s *Snapshotter) prepareLazy(ctx context.Context, key, parent, target, ref,
 		committed[k] = v
 	}
 	if err := s.Snapshotter.Commit(ctx, target, key, snapshots.WithLabels(committed)); err != nil {
-		s.unmount(st.Labels[labelUpperdir], false)
 		s.Snapshotter.Remove(ctx, key)
+		s.release(ref)
 		if errdefs.IsAlreadyExists(err) {
-			return nil // a concurrent unpack of the same layer won
+			return nil // unpacked meanwhile by containerd
 		}
 		return fmt.Errorf("commit %s: %w", target, err)
 	}
+	if err := s.mountAt(oi, ref, layer, l, st.Labels[labelUpperdir]); err != nil {
+		s.Snapshotter.Remove(ctx, target)
+		return err
+	}
 	return nil
+}
+
+// claim marks the snapshot name pending until the returned done is
+// called. If another Prepare holds name, claim waits for it and returns
+// a nil done if name exists then.
+func (s *Snapshotter) claim(ctx context.Context, name string) (done func(), err error) {
+	for {
+		s.mu.Lock()
+		wait, busy := s.pending[name]
+		if !busy {
+			ch := make(chan struct{})
+			s.pending[name] = ch
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.pending, name)
+				s.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if _, err := s.Snapshotter.Stat(ctx, name); err == nil {
+			return nil, nil
+		}
+	}
+}
+
+// settled waits until the snapshot name is not pending (see prepareLazy).
+func (s *Snapshotter) settled(ctx context.Context, name string) error {
+	s.mu.Lock()
+	wait, busy := s.pending[name]
+	s.mu.Unlock()
+	if !busy {
+		return nil
+	}
+	select {
+	case <-wait:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stat is the overlayfs snapshotter's, once key is not pending.
+func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
+	if err := s.settled(ctx, key); err != nil {
+		return snapshots.Info{}, err
+	}
+	return s.Snapshotter.Stat(ctx, key)
+}
+
+// View is the overlayfs snapshotter's, once parent is not pending.
+func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	if err := s.settled(ctx, parent); err != nil {
+		return nil, err
+	}
+	return s.Snapshotter.View(ctx, key, parent, opts...)
 }
 
 // mount mounts layer of image ref at dir, opening the image if no layer
 // of it is mounted yet, and starts the image's prefetch.
 func (s *Snapshotter) mount(ctx context.Context, ref, layer, dir string) error {
-	if dir == "" {
-		return fmt.Errorf("layer %s: no snapshot directory", layer)
-	}
-	oi, err := s.openImage(ctx, ref)
+	oi, l, err := s.lazyLayer(ctx, ref, layer)
 	if err != nil {
 		return err
 	}
-	var l *reader.Layer
+	return s.mountAt(oi, ref, layer, l, dir)
+}
+
+// lazyLayer opens the image ref, or takes it open, counting one more
+// layer that uses it, and returns its layer of that digest. The caller
+// releases ref if it does not mount the layer.
+func (s *Snapshotter) lazyLayer(ctx context.Context, ref, layer string) (*openImage, *reader.Layer, error) {
+	oi, err := s.openImage(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, il := range oi.img.Layers() {
 		if il.Descriptor.Digest.String() == layer {
 			if il.Err != nil {
 				err = il.Err
 				continue
 			}
-			l = il.Layer
-			break
+			return oi, il.Layer, nil
 		}
 	}
-	if l == nil {
-		if err == nil {
-			err = fmt.Errorf("image %s has no layer %s", ref, layer)
-		}
+	if err == nil {
+		err = fmt.Errorf("image %s has no layer %s", ref, layer)
+	}
+	s.release(ref)
+	return nil, nil, err
+}
+
+// mountAt mounts l, the layer of digest layer of the open image oi
+// (ref), at dir and starts the image's prefetch. It releases ref if it
+// fails.
+func (s *Snapshotter) mountAt(oi *openImage, ref, layer string, l *reader.Layer, dir string) error {
+	if dir == "" {
 		s.release(ref)
-		return err
+		return fmt.Errorf("layer %s: no snapshot directory", layer)
 	}
 	start := time.Now()
 	server, err := mountLayer(dir, l, layer)
