@@ -632,16 +632,17 @@ func (ip *imagePlanner) readPrefix(loc overlay.Location, n int) ([]byte, error) 
 	}
 	defer f.Close()
 	buf := make([]byte, n)
-	got, err := io.ReadFull(readerAt(ip.ctx, f), buf)
+	got, err := io.ReadFull(fromStart(ip.ctx, f), buf)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		err = nil
 	}
 	return buf[:got], err
 }
 
-// readerAt reads f from its start, at ctx when f is a lazy layer's file,
-// so that the read stops with ctx and carries its values.
-func readerAt(ctx context.Context, f fs.File) io.Reader {
+// fromStart returns a reader of f from its start, reading at ctx when f
+// is a lazy layer's file, so that the read stops with ctx and carries its
+// values.
+func fromStart(ctx context.Context, f fs.File) io.Reader {
 	if cra, ok := f.(reader.ContextReaderAt); ok {
 		return io.NewSectionReader(contextReaderAt{ctx, cra}, 0, math.MaxInt64)
 	}
