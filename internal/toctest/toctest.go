@@ -122,6 +122,18 @@ func ReadGolden(t testing.TB, name string) []byte {
 	return b
 }
 
+// ReadGoldenFooter returns the golden blob name with its footer, as
+// parse, a codec's ParseFooter, reads it.
+func ReadGoldenFooter(t testing.TB, name string, parse func([]byte) (toc.Footer, error)) ([]byte, toc.Footer) {
+	t.Helper()
+	blob := ReadGolden(t, name)
+	f, err := parse(blob)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return blob, f
+}
+
 // RandomString returns a concatenation of AwkwardStrings.
 func RandomString(r *rand.Rand) string {
 	var b []byte

@@ -176,7 +176,7 @@ func TestGoldenMinChunkSharing(t *testing.T) {
 // TOC member is byte-identical to the reference's (the gzip bytes differ:
 // the reference compresses with compress/gzip, we with klauspost).
 func TestTOCMemberTarMatchesReference(t *testing.T) {
-	blob, f := readGoldenFooter(t, "estargz-small.blob")
+	blob, f := toctest.ReadGoldenFooter(t, "estargz-small.blob", ParseFooter)
 	refMember := blob[f.TOCOffset : len(blob)-f.Size]
 	tocJSON, err := ReadTOCMember(refMember)
 	if err != nil {

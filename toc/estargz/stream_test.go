@@ -57,7 +57,7 @@ func TestDecodeEStargzFromGoldens(t *testing.T) {
 		t.Fatal("no golden blobs")
 	}
 	for _, name := range blobs {
-		blob, footer := readGoldenFooter(t, filepath.Base(name))
+		blob, footer := toctest.ReadGoldenFooter(t, filepath.Base(name), ParseFooter)
 		member := blob[footer.TOCOffset : len(blob)-footer.Size]
 		want, err := Decode(member, footer.TOCOffset)
 		if err != nil {

@@ -53,7 +53,7 @@ func FuzzDecodeZstdChunkedFrom(f *testing.F) {
 // and estargz's zstd:chunked blobs as they arrive a byte at a time.
 func TestDecodeZstdChunkedFromGoldens(t *testing.T) {
 	for _, name := range zstdChunkedGoldens {
-		blob, footer := readGoldenFooter(t, name)
+		blob, footer := toctest.ReadGoldenFooter(t, name, ParseFooter)
 		compressed := blob[footer.TOCOffset : footer.TOCOffset+footer.TOCLength]
 		want, wantSplit, err := Decode(compressed, footer)
 		if err != nil {
