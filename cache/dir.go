@@ -530,10 +530,12 @@ func (d *Dir) Remove(key digest.Digest) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	d.idx.Lock()
+	var removals []removal
 	if r := d.index[key]; r != nil {
-		d.dropRecord(key, r)
+		removals = append(removals, d.take(key, r))
 	}
 	d.idx.Unlock()
+	d.finish(removals)
 	// The entry may also be a file: a large one, or one written by an
 	// earlier version of this package.
 	info, err := os.Lstat(path)
@@ -604,6 +606,8 @@ func (d *Dir) scanAndEvict() error {
 	}
 	duplicates := d.scanPacks()
 	d.idx.Lock()
+	var removals []removal
+	defer func() { d.finish(removals) }()
 	defer d.idx.Unlock()
 	var total int64
 	count := int64(len(found) + len(d.index) + len(duplicates))
@@ -635,11 +639,8 @@ func (d *Dir) scanAndEvict() error {
 				break
 			}
 			switch {
-			case v.key != "":
-				d.dropRecord(v.key, v.rec)
 			case v.rec != nil:
-				d.markRemoved(v.rec)
-				d.release(v.rec)
+				removals = append(removals, d.take(v.key, v.rec))
 			case !d.evictFile(*v.file):
 				continue
 			}

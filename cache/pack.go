@@ -188,18 +188,53 @@ func closePack(p *pack) {
 // deletes the pack if that was its last live record. The caller holds
 // d.idx and has checked that r is key's record.
 func (d *Dir) dropRecord(key digest.Digest, r *record) {
-	d.markRemoved(r)
-	d.unindex(key, r)
+	d.take(key, r).write()
+	d.release(r)
 }
 
-// markRemoved sets the removed flag of r in its pack and frees the blocks
-// of its data. Failures leave a live record on disk that no index of this
-// Dir holds; the next scan finds it again. The caller holds d.idx.
-func (d *Dir) markRemoved(r *record) {
-	if f, err := d.packFile(r.pack); err == nil {
-		if _, err := f.WriteAt([]byte{flagRemoved}, r.off+flagsOffset); err == nil {
-			_ = punchHole(f, r.dataOff(), r.n)
-		}
+// A removal is a record taken out of the index whose removal on disk,
+// setting its flag and punching its data out, is still to be written.
+// Remove and eviction write it without holding d.idx, so that loads do
+// not wait for the disk, and only then release the record from its pack.
+type removal struct {
+	f *os.File // its pack, nil if it could not be opened
+	r *record
+}
+
+// take takes the record r of key out of the index and the estimates (a
+// duplicate, which the index does not hold, has key "") and returns its
+// removal. The caller holds d.idx.
+func (d *Dir) take(key digest.Digest, r *record) removal {
+	if key != "" {
+		delete(d.index, key)
+		d.uncountEntry(r.n)
+	}
+	f, _ := d.packFile(r.pack)
+	return removal{f, r}
+}
+
+// write marks the record removed and frees the blocks of its data.
+// Failures leave a live record on disk that no index of this Dir holds;
+// the next scan finds it again.
+func (rm removal) write() {
+	if rm.f == nil {
+		return
+	}
+	if _, err := rm.f.WriteAt([]byte{flagRemoved}, rm.r.off+flagsOffset); err == nil {
+		_ = punchHole(rm.f, rm.r.dataOff(), rm.r.n)
+	}
+}
+
+// finish writes removals, then releases their records, deleting the
+// packs they emptied. The caller does not hold d.idx.
+func (d *Dir) finish(removals []removal) {
+	for _, rm := range removals {
+		rm.write()
+	}
+	d.idx.Lock()
+	defer d.idx.Unlock()
+	for _, rm := range removals {
+		d.release(rm.r)
 	}
 }
 
