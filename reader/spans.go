@@ -601,12 +601,11 @@ func (st *spanStream) plan() error {
 	return nil
 }
 
-// spanCached reports whether the cache holds sp, without verifying it,
+// spanCached reports whether the cache holds sp, without loading it,
 // and span 0's header, if any, was checked.
 func (l *Layer) spanCached(sp *spanInfo) bool {
 	if l.cfg.cache == nil || sp.keyed > 0 && l.spans.header.Load() == nil {
 		return false
 	}
-	data, ok := l.cfg.cache.Get(sp.digest)
-	return ok && int64(len(data)) == sp.frame.Length-sp.keyed
+	return cache.Has(l.cfg.cache, sp.digest)
 }

@@ -553,3 +553,27 @@ func (f reversedFetcher) Fetch(ctx context.Context, ranges []fetcher.Range, fn f
 	}
 	return err
 }
+
+// TestZtocFetchAllLoadsEachCachedSpanOnce: deciding which spans to fetch
+// asks the cache's Has, so a span already cached is loaded once, to be
+// decoded, not twice.
+func TestZtocFetchAllLoadsEachCachedSpanOnce(t *testing.T) {
+	data := kindsLayerTar(t)
+	c := ztocCases(t, data)[0]
+	_, enc := makeZtoc(t, c.layer, c.c, 64<<10)
+	pc := &probingCache{mapCache: newMapCache()}
+	l, err := openZtocLayer(t, c.layer, enc, WithCache(pc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.FetchAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pc.gets.Store(0)
+	if err := l.FetchAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n, spans := pc.gets.Load(), int64(len(l.spans.spans)); n > spans {
+		t.Errorf("FetchAll of a cached layer of %d spans loaded %d from the cache", spans, n)
+	}
+}
